@@ -1,0 +1,189 @@
+"""The one structure every source adapter yields: an image with its geometry and its label maps.
+
+Array conventions (used everywhere in medglip):
+- 3D images are numpy arrays in the file's voxel index order ``(i, j, k)`` (nibabel's order, the
+  transpose of ``SimpleITK.GetArrayFromImage``), optionally with a trailing channel axis ``(i, j, k, C)``.
+  ``slice_axis``/``slice_index`` in built datasets refer to this order.
+- 2D images are ``(H, W)`` or ``(H, W, C)`` (rows, columns[, channels]) as PIL gives them.
+- Geometry follows ITK/DICOM: world coordinates are LPS millimetres; ``direction`` columns are the
+  world directions of the array axes; ``world = origin + direction @ (spacing * index)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Physical placement of a voxel grid (ITK convention, LPS mm).
+
+    Args:
+        spacing: millimetres per voxel along each array axis, e.g. ``(0.78, 0.78, 6.5)``.
+        origin: world position (LPS mm) of the centre of voxel ``(0, 0, 0)``.
+        direction: row-major ``ndim x ndim`` matrix whose *columns* are the unit world directions of
+            the array axes.
+    """
+
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.spacing)
+        if len(self.origin) != n or len(self.direction) != n * n:
+            raise ValueError(
+                f"inconsistent geometry: spacing has {n} axes, origin {len(self.origin)}, "
+                f"direction {len(self.direction)} entries (expected {n * n})"
+            )
+        if any(not np.isfinite(s) or s <= 0 for s in self.spacing):
+            raise ValueError(f"spacing must be positive and finite, got {self.spacing}")
+
+    @property
+    def ndim(self) -> int:
+        return len(self.spacing)
+
+    @property
+    def direction_matrix(self) -> np.ndarray:
+        n = self.ndim
+        return np.asarray(self.direction, dtype=np.float64).reshape(n, n)
+
+    @property
+    def affine(self) -> np.ndarray:
+        """``(ndim+1, ndim+1)`` voxel index → LPS world (mm) matrix."""
+        n = self.ndim
+        a = np.eye(n + 1)
+        a[:n, :n] = self.direction_matrix * np.asarray(self.spacing)[None, :]
+        a[:n, n] = self.origin
+        return a
+
+    def index_to_world(self, index: np.ndarray) -> np.ndarray:
+        """Map ``(..., ndim)`` voxel indices (may be fractional) to LPS mm."""
+        index = np.asarray(index, dtype=np.float64)
+        a = self.affine
+        return index @ a[:-1, :-1].T + a[:-1, -1]
+
+    def same_grid(self, other: "Geometry", *, atol: float = 1e-3) -> bool:
+        """True when both describe the same voxel grid up to ``atol`` (mm / cosine)."""
+        return (
+            self.ndim == other.ndim
+            and np.allclose(self.spacing, other.spacing, atol=atol, rtol=1e-4)
+            and np.allclose(self.origin, other.origin, atol=max(atol, 1e-3 * max(self.spacing)))
+            and np.allclose(self.direction, other.direction, atol=atol)
+        )
+
+    @staticmethod
+    def identity(ndim: int, spacing: tuple[float, ...] | None = None) -> "Geometry":
+        spacing = tuple(float(s) for s in (spacing or (1.0,) * ndim))
+        return Geometry(spacing=spacing, origin=(0.0,) * ndim, direction=tuple(np.eye(ndim).ravel()))
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"spacing": list(self.spacing), "origin": list(self.origin), "direction": list(self.direction)}
+
+
+@dataclass
+class LabelMap:
+    """An integer label array on the image grid and what its values mean in the source.
+
+    Args:
+        array: integer array with the image's spatial shape.
+        names: label value → the *source's* label name (``0`` is background and is never listed).
+        instances: True when every value is one object instance (COCO), so a value yields one box
+            even if it is split into several connected components.
+    """
+
+    array: np.ndarray
+    names: dict[int, str]
+    instances: bool = False
+
+
+@dataclass
+class Case:
+    """One source image with its labels, ready for slicing.
+
+    Attributes:
+        case_id: identifier unique within the source (used for splits and file names).
+        source: dataset name, e.g. ``"Task09_Spleen"`` or ``"kvasir-seg"``.
+        layout: the adapter that read it (``"nnunetv2"``, ``"msd"``, ...).
+        modality: canonical modality code (``CT``, ``MR``, ``XR``, ``US``, ``ENDO``, ``DERM``, ``PATH``).
+        image: 3D ``(i, j, k[, C])`` or 2D ``(H, W[, C])`` array (see module docstring).
+        geometry: spatial geometry (``ndim`` = number of spatial axes); 2D sources without
+            spacing get unit spacing and ``spacing_known=False``.
+        labels: label maps on the same grid (several when masks overlap).
+        channel_names: names of the channels when ``image`` has a channel axis.
+        image_path: the file(s) the image came from, for provenance and error messages.
+        split: split the source itself declares (``"train"``/``"test"``), or None.
+        meta: free-form provenance (DICOM tags, source columns, ...), JSON-serialisable.
+    """
+
+    case_id: str
+    source: str
+    layout: str
+    modality: str
+    image: np.ndarray
+    geometry: Geometry
+    labels: list[LabelMap] = field(default_factory=list)
+    channel_names: tuple[str, ...] = ()
+    image_path: tuple[str, ...] = ()
+    label_path: tuple[str, ...] = ()
+    split: str | None = None
+    spacing_known: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spatial_ndim(self) -> int:
+        return self.geometry.ndim
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return tuple(self.image.shape[: self.spatial_ndim])
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the file when labels do not fit the image."""
+        if self.image.ndim not in (self.spatial_ndim, self.spatial_ndim + 1):
+            raise ValueError(f"{self.image_path}: image has {self.image.ndim} dims for {self.spatial_ndim}D geometry")
+        for lm in self.labels:
+            if lm.array.shape != self.spatial_shape:
+                raise ValueError(
+                    f"{self.label_path or self.image_path}: label shape {lm.array.shape} "
+                    f"does not match image shape {self.spatial_shape}"
+                )
+            if not np.issubdtype(lm.array.dtype, np.integer) and lm.array.dtype != bool:
+                raise ValueError(f"{self.label_path}: label array must be integer, got {lm.array.dtype}")
+
+
+@dataclass(frozen=True)
+class CaseRef:
+    """A cheap, picklable handle on a case: listed without reading pixels, loaded in a worker.
+
+    ``layout`` names the adapter module in :mod:`medglip.sources` whose ``load_case(ref)`` reads it.
+    ``options`` holds adapter-specific settings as sorted ``(key, value)`` pairs (hashable).
+    """
+
+    case_id: str
+    source: str
+    layout: str
+    image_paths: tuple[Path, ...]
+    label_paths: tuple[Path, ...] = ()
+    modality: str | None = None
+    split: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return dict(self.options).get(key, default)
+
+    @property
+    def key(self) -> str:
+        """Unique, filesystem-safe key ``<source>/<case_id>`` used for outputs."""
+        return f"{safe_name(self.source)}/{safe_name(self.case_id)}"
+
+
+def safe_name(name: str) -> str:
+    """Make ``name`` safe as one path component (keeps letters, digits, ``-_.``)."""
+    out = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in name.strip())
+    out = out.strip(".") or "_"
+    return out[:120]

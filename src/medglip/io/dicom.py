@@ -1,0 +1,262 @@
+"""Single DICOM files (single- and multi-frame) via pydicom, with geometry and modality LUT.
+
+What :func:`read_dicom_file` does:
+
+- refuses the file before decoding pixels when ``Rows x Columns x frames x samples`` is too large;
+- applies RescaleSlope/RescaleIntercept (top level or per frame), so CT comes out in HU; the result
+  stays integer (int16/int32) when slope and intercept are integral, else float32;
+- MONOCHROME1 is inverted to MONOCHROME2 (stored values ``v → min + max - v`` over the stored range,
+  window centre adjusted accordingly); PALETTE COLOR is expanded to RGB; YBR is converted to RGB;
+- dimensionality: cross-sectional modalities (CT, MR, PT, NM, RTDOSE, ...) with an
+  ImageOrientationPatient are 3D ``(i, j, k)`` = ``(column, row, frame)`` on the LPS grid given by
+  ImagePositionPatient / ImageOrientationPatient / PixelSpacing (per-frame functional groups for
+  enhanced multi-frame files; frames sorted along the slice normal). Everything else (CR, DX, MG,
+  US, XA, secondary capture, ...) single-frame is 2D ``(H, W[, 3])``; multi-frame non-volumetric
+  files are stacked as ``(W, H, frames[, 3])`` with ``meta["frame_axis"] = "frames"``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from ..case import Geometry
+from ..errors import ReadError
+from ..modality import guess_modality
+from ._base import ImageData, check_size, condense_error, geometry_2d
+from .dicom_geometry import slice_geometry, spacing_2d
+
+log = logging.getLogger(__name__)
+
+#: Modalities whose single slices are placed in 3D (cross-sectional imaging).
+VOLUMETRIC_MODALITIES = {"CT", "MR", "PT", "NM", "RTDOSE", "ST", "OCT"}
+
+META_TAGS = ("Modality", "BodyPartExamined", "PhotometricInterpretation", "SeriesInstanceUID",
+             "StudyInstanceUID", "SOPClassUID", "SeriesDescription", "PatientPosition",
+             "PatientOrientation", "ViewPosition", "ImageLaterality", "Laterality", "Manufacturer",
+             "ImageType", "BitsStored", "PixelRepresentation", "SliceThickness", "SpacingBetweenSlices")
+
+
+def to_json_value(value: Any) -> Any:
+    """A JSON-serialisable copy of a pydicom element value."""
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return [to_json_value(v) for v in value]
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
+def open_dicom(path: str | Path, *, headers_only: bool = False) -> Dataset:
+    """``pydicom.dcmread`` that raises :class:`ReadError`; large values are deferred until used."""
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=headers_only, defer_size=None if headers_only else "2 MB")
+    except pydicom.errors.InvalidDicomError:
+        try:  # DICOM without the 128-byte preamble
+            ds = pydicom.dcmread(str(path), force=True, stop_before_pixels=headers_only)
+        except Exception as exc:
+            raise ReadError(path, f"not a DICOM file ({condense_error(exc)})") from None
+        if "SOPClassUID" not in ds and "Rows" not in ds:
+            raise ReadError(path, "not a DICOM file (no DICM marker and no recognisable DICOM elements)")
+        return ds
+    except Exception as exc:
+        raise ReadError(path, f"cannot parse DICOM file, truncated or corrupt? ({condense_error(exc)})") from None
+
+
+def _first(ds: Dataset, seq: str, sub: str) -> Dataset | None:
+    """``ds.<seq>[0].<sub>[0]`` or None."""
+    try:
+        return getattr(getattr(ds, seq)[0], sub)[0]
+    except (AttributeError, IndexError, TypeError):
+        return None
+
+
+def frame_attr(ds: Dataset, name: str, frame: int | None = None, group: str | None = None) -> Any:
+    """Look ``name`` up at top level, then in the per-frame and shared functional groups."""
+    if name in ds:
+        return ds[name].value
+    if group is None:
+        return None
+    if frame is not None:
+        item = frame_item(ds, "PerFrameFunctionalGroupsSequence", frame, group)
+        if item is not None and name in item:
+            return item[name].value
+    item = _first(ds, "SharedFunctionalGroupsSequence", group)
+    if item is not None and name in item:
+        return item[name].value
+    return None
+
+
+def frame_item(ds: Dataset, seq: str, index: int, sub: str) -> Dataset | None:
+    try:
+        return getattr(getattr(ds, seq)[index], sub)[0]
+    except (AttributeError, IndexError, TypeError):
+        return None
+
+
+def _decode(ds: Dataset, path: str | Path) -> np.ndarray:
+    """Decoded pixels ``(frames, rows, cols[, samples])``; colour converted to RGB."""
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        hint = ""
+        if ts is not None and getattr(ts, "is_compressed", False):
+            hint = f" (compressed transfer syntax {ts.name}: install a decoder such as pylibjpeg)"
+        raise ReadError(path, f"cannot decode DICOM pixel data{hint or ', file truncated or corrupt?'} "
+                              f"({condense_error(exc)})") from None
+    pi = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if pi == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+        arr = apply_color_lut(arr, ds)
+        if arr.dtype == np.uint16 and int(ds.get("BitsAllocated", 8)) == 8:
+            arr = (arr >> 8).astype(np.uint8)  # 16-bit palette entries for 8-bit pixels
+    nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if pi == "PALETTE COLOR":
+        samples = 3
+    if nframes == 1:
+        arr = arr[None]
+    if samples == 1 and arr.ndim == 4:
+        arr = arr[..., 0]
+    arr = np.asarray(arr)
+    if arr.dtype.byteorder not in ("=", "|"):
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
+def _invert_monochrome1(arr: np.ndarray, ds: Dataset) -> tuple[np.ndarray, float]:
+    """Invert stored values over the stored range; returns ``(array, min + max)``."""
+    bits = int(ds.get("BitsStored", 8 * arr.dtype.itemsize))
+    if int(ds.get("PixelRepresentation", 0)) == 1:
+        total = -1.0  # -2**(b-1) + 2**(b-1) - 1
+    else:
+        total = float(2**bits - 1)
+    return (np.asarray(total, dtype=np.float64) - arr).astype(arr.dtype), total
+
+
+def _rescale(arr: np.ndarray, slopes: list[float], intercepts: list[float]) -> np.ndarray:
+    """Apply per-frame slope/intercept to ``(frames, ...)``; keep integers when possible."""
+    if all(s == 1.0 for s in slopes) and all(b == 0.0 for b in intercepts):
+        return arr
+    integral = all(float(s).is_integer() and float(b).is_integer() for s, b in zip(slopes, intercepts))
+    work = arr.astype(np.float64 if integral else np.float32)
+    for f, (s, b) in enumerate(zip(slopes, intercepts)):
+        work[f] = work[f] * s + b
+    if integral:
+        lo, hi = float(work.min()), float(work.max())
+        for dt in (np.int16, np.int32):
+            if np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max:
+                return work.astype(dt)
+        return work
+    return work.astype(np.float32)
+
+
+def read_dicom_file(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
+    """Read one DICOM file as 2D or 3D :class:`ImageData` (rules in the module docstring)."""
+    path = Path(path)
+    ds = open_dicom(path)
+    check_dicom_size(ds, path, max_pixels)
+    arr, meta = dicom_pixels(ds, path)
+    modality_tag = str(ds.get("Modality", "") or "").upper()
+    modality = guess_modality(modality_tag) if modality_tag else None
+    return _place(ds, arr, path, modality, meta)
+
+
+def check_dicom_size(ds: Dataset, path: str | Path, max_pixels: int | None, nfiles: int = 1) -> None:
+    """Refuse SEG files, files without pixels, and too large images (from the header only)."""
+    if str(ds.get("Modality", "") or "").upper() == "SEG":
+        raise ReadError(path, "this is a DICOM-SEG segmentation: read it with medglip.io.read_dicom_seg")
+    if "Rows" not in ds or "Columns" not in ds:
+        raise ReadError(path, f"DICOM file has no image (SOP class {ds.get('SOPClassUID', '?')})")
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    nframes = int(ds.get("NumberOfFrames", 1) or 1) * nfiles
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    check_size(path, (nframes, rows, cols, samples), spatial_ndim=3 if nframes > 1 else 2, max_pixels=max_pixels)
+
+
+def dicom_pixels(ds: Dataset, path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decoded ``(frames, rows, cols[, 3])`` pixels after MONOCHROME1 inversion and rescale, + meta."""
+    if not any(t in ds for t in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise ReadError(path, f"DICOM file has no pixel data (SOP class {ds.get('SOPClassUID', '?')})")
+    nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    arr = _decode(ds, path)
+    meta: dict[str, Any] = {"format": "dicom", "dtype": str(arr.dtype)}
+    for tag in META_TAGS:
+        if tag in ds and ds[tag].value not in (None, ""):
+            meta[tag] = to_json_value(ds[tag].value)
+    if hasattr(ds, "file_meta") and "TransferSyntaxUID" in ds.file_meta:
+        meta["TransferSyntaxUID"] = str(ds.file_meta.TransferSyntaxUID)
+    if "SOPInstanceUID" in ds:
+        meta["sop_instance_uids"] = [str(ds.SOPInstanceUID)]
+    pi = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    colour = arr.ndim == 4
+    if colour and pi.startswith("YBR"):
+        meta["converted_from"] = pi  # pydicom converts YBR to RGB when decoding
+    wc = frame_attr(ds, "WindowCenter", 0, "FrameVOILUTSequence")
+    ww = frame_attr(ds, "WindowWidth", 0, "FrameVOILUTSequence")
+    slopes, inters = [], []
+    for f in range(nframes):
+        s = frame_attr(ds, "RescaleSlope", f, "PixelValueTransformationSequence")
+        b = frame_attr(ds, "RescaleIntercept", f, "PixelValueTransformationSequence")
+        slopes.append(float(s) if s not in (None, "") else 1.0)
+        inters.append(float(b) if b not in (None, "") else 0.0)
+    if pi == "MONOCHROME1" and not colour:
+        arr, total = _invert_monochrome1(arr, ds)
+        meta["inverted_monochrome1"] = True
+        if wc is not None:
+            wcs = [float(v) for v in (wc if isinstance(wc, (list, pydicom.multival.MultiValue)) else [wc])]
+            wc = [slopes[0] * total - c + 2 * inters[0] for c in wcs]
+    if not colour:
+        arr = _rescale(arr, slopes, inters)
+    if (slopes[0], inters[0]) != (1.0, 0.0):
+        meta["rescale_applied"] = {"slope": slopes[0], "intercept": inters[0]}
+    if wc is not None and ww is not None:
+        meta["WindowCenter"] = to_json_value(wc)
+        meta["WindowWidth"] = to_json_value(ww)
+    return arr, meta
+
+
+def _place(ds: Dataset, arr: np.ndarray, path: Path, modality: str | None, meta: dict) -> ImageData:
+    """Give ``(frames, rows, cols[, 3])`` pixels their 2D or 3D geometry."""
+    nframes = arr.shape[0]
+    modality_tag = str(ds.get("Modality", "") or "").upper()
+    iop = frame_attr(ds, "ImageOrientationPatient", 0, "PlaneOrientationSequence")
+    spacing = frame_attr(ds, "PixelSpacing", 0, "PixelMeasuresSequence")
+    positions = []
+    if nframes > 1 and "PerFrameFunctionalGroupsSequence" in ds:
+        positions = [frame_attr(ds, "ImagePositionPatient", f, "PlanePositionSequence") for f in range(nframes)]
+    elif "ImagePositionPatient" in ds and nframes == 1:
+        positions = [ds.ImagePositionPatient]
+    elif nframes > 1 and "ImagePositionPatient" in ds and "GridFrameOffsetVector" in ds:
+        base = np.asarray([float(v) for v in ds.ImagePositionPatient])
+        normal = np.cross([float(v) for v in iop[:3]], [float(v) for v in iop[3:6]]) if iop else np.zeros(3)
+        positions = [list(base + float(o) * normal) for o in ds.GridFrameOffsetVector]
+    volumetric = (modality_tag in VOLUMETRIC_MODALITIES or "PerFrameFunctionalGroupsSequence" in ds)
+    if volumetric and iop is not None and len(positions) == nframes and all(p is not None for p in positions):
+        step = frame_attr(ds, "SpacingBetweenSlices", 0, "PixelMeasuresSequence") or \
+            frame_attr(ds, "SliceThickness", 0, "PixelMeasuresSequence")
+        order, geom, info = slice_geometry(iop, positions, spacing, step, path)
+        meta.update(info)
+        arr = arr[order]
+        vol = np.moveaxis(arr, (0, 1, 2), (2, 1, 0))  # (f, r, c[, s]) -> (c, r, f[, s])
+        known = not info.get("pixel_spacing_missing", False)
+        return ImageData(np.ascontiguousarray(vol), geom, modality, known, meta, str(path))
+    ps, source = spacing_2d(ds, spacing)
+    if source:
+        meta["spacing_source"] = source
+    if nframes == 1:
+        return ImageData(np.ascontiguousarray(arr[0]), geometry_2d(ps), modality, ps is not None, meta, str(path))
+    meta["frame_axis"] = "frames"
+    vol = np.moveaxis(arr, (0, 1, 2), (2, 1, 0))
+    row, col = ps if ps is not None else (1.0, 1.0)
+    geom = Geometry.identity(3, (col, row, 1.0))
+    return ImageData(np.ascontiguousarray(vol), geom, modality, ps is not None, meta, str(path))

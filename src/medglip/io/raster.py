@@ -1,0 +1,151 @@
+"""PNG / JPEG / BMP pictures via Pillow, and an atomic PNG writer.
+
+Mode handling of :func:`read_raster` (arrays are ``(H, W)`` or ``(H, W, 3)``):
+
+- ``L`` → uint8; ``I;16*`` → uint16 (16-bit PNG kept); ``I`` → int32; ``F`` → float32;
+  ``1`` → uint8 0/255; ``RGB`` → ``(H, W, 3)`` uint8;
+- ``LA`` → ``L`` and ``RGBA`` → ``RGB`` (alpha dropped, recorded in ``meta["dropped_alpha"]``);
+- ``P`` (palette) → ``L`` when every palette entry is grey, else ``RGB``;
+  ``CMYK`` / ``YCbCr`` / ``LAB`` / ``HSV`` → ``RGB``;
+- 16-bit-per-channel colour PNGs, which Pillow reduces to 8 bits, are read with SimpleITK instead
+  and come back as ``(H, W, 3|4)`` uint16 (alpha dropped as above).
+
+Pictures carry no physical spacing: unit spacing, ``spacing_known=False``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ReadError
+from ._base import ImageData, check_size, condense_error, geometry_2d
+
+log = logging.getLogger(__name__)
+
+_PIL_LOCK = threading.Lock()
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def open_pil(path: str | Path, *, max_pixels: int | None = None) -> Image.Image:
+    """Open a picture lazily, check its declared size against our limit, then decode it fully.
+
+    Pillow's own decompression-bomb guard is replaced by :func:`check_size` (so the limit is
+    configurable and the error is a :class:`ReadError`).
+    """
+    path = Path(path)
+    with _PIL_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(str(path))
+        except Exception as exc:  # UnidentifiedImageError, OSError, SyntaxError, ...
+            raise ReadError(path, f"not a readable image ({condense_error(exc)})") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    w, h = im.size
+    check_size(path, (h, w), spatial_ndim=2, max_pixels=max_pixels)
+    try:
+        im.load()
+    except Exception as exc:
+        raise ReadError(path, f"cannot decode {im.format or 'image'} data, file truncated or corrupt? "
+                              f"({condense_error(exc)})") from None
+    return im
+
+
+def _png_16bit_colour(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[:8] == _PNG_MAGIC and len(head) >= 26 and head[24] == 16 and head[25] in (2, 6)
+
+
+def pil_to_array(im: Image.Image, meta: dict) -> np.ndarray:
+    """Convert a decoded Pillow image to a numpy array following the module's mode rules."""
+    mode = im.mode
+    if mode == "P":
+        pal = np.asarray(im.getpalette() or [], dtype=np.uint8).reshape(-1, 3)
+        used = np.unique(np.asarray(im))
+        pal = pal[used[used < len(pal)]]
+        grey = pal.size == 0 or bool(np.all((pal[:, 0] == pal[:, 1]) & (pal[:, 1] == pal[:, 2])))
+        if "transparency" in im.info:
+            meta["dropped_alpha"] = True
+        im = im.convert("L" if grey else "RGB")
+        meta["converted_from"] = "P"
+    elif mode in ("LA", "La"):
+        meta["dropped_alpha"] = True
+        im = im.convert("L")
+    elif mode in ("RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+        if mode.startswith("RGB") and mode != "RGBX":
+            meta["dropped_alpha"] = True
+        im = im.convert("RGB")
+        meta["converted_from"] = mode
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode == "PA":
+        meta["dropped_alpha"] = True
+        im = im.convert("RGB")
+    arr = np.asarray(im)
+    if im.mode.startswith("I;16"):
+        arr = arr.astype(np.uint16)
+    elif arr.dtype.byteorder not in ("=", "|"):
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return np.array(arr, copy=True)
+
+
+def read_raster(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
+    """Read a PNG / JPEG / BMP / GIF picture as a 2D :class:`ImageData` (see module docstring)."""
+    path = Path(path)
+    im = open_pil(path, max_pixels=max_pixels)
+    meta: dict = {"format": (im.format or path.suffix.lstrip(".")).lower(), "mode": im.mode}
+    if im.format == "PNG" and _png_16bit_colour(path):
+        from .itk import read_itk
+
+        data = read_itk(path, fmt="png", max_pixels=max_pixels)
+        arr = data.array
+        if arr.ndim == 3 and arr.shape[-1] in (2, 4):
+            arr = arr[..., :-1]
+            meta["dropped_alpha"] = True
+        arr = arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr
+    else:
+        arr = pil_to_array(im, meta)
+    meta["dtype"] = str(arr.dtype)
+    return ImageData(arr, geometry_2d(), None, False, meta, str(path))
+
+
+def write_png(path: str | Path, array: np.ndarray) -> Path:
+    """Write a uint8/uint16 ``(H, W)`` or uint8 ``(H, W, 3|4)`` array as PNG, atomically.
+
+    The PNG is written to a temporary file in the destination folder and moved into place with
+    :func:`os.replace`, so readers never see a half-written file. Bool arrays are written as 0/255.
+    """
+    path = Path(path)
+    arr = np.asarray(array)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    ok = (arr.ndim == 2 and arr.dtype in (np.uint8, np.uint16)) or (
+        arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.dtype == np.uint8)
+    if not ok:
+        raise ValueError(f"write_png: expected uint8/uint16 (H, W) or uint8 (H, W, 3|4), got {arr.dtype} {arr.shape}")
+    im = Image.fromarray(np.ascontiguousarray(arr))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            im.save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path

@@ -1,0 +1,103 @@
+"""Dataset layout adapters: one module per public layout, all yielding :class:`medglip.case.Case`.
+
+Each module defines ``NAME``, ``detect(root) -> bool`` (cheap: names and small JSON only),
+``list_cases(root, *, modality=None) -> list[CaseRef]`` (no pixels; sorted by case id) and
+``load_case(ref) -> Case`` (reads pixels; runs in a worker; the case is validated).
+
+Errors: listing raises :class:`LayoutError` only when the dataset as a whole cannot be listed
+(no dataset.json, invalid JSON, missing required keys, unknown modality). Per-case problems (a
+missing image or label file, an unreadable file, a shape/geometry mismatch, a label value the dataset
+does not name) are raised by ``load_case`` as :class:`ReadError`/:class:`CaseError` naming the file,
+so a build can report them and carry on.
+
+>>> refs = list_cases("Task09_Spleen")           # doctest: +SKIP
+>>> case = load_case(refs[0])                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import ModuleType
+
+from ..case import Case, CaseRef
+from ..errors import LayoutError
+from . import busi, coco, isic2018, kvasir, manifest, msd, nnunetv2, totalsegmentator
+
+log = logging.getLogger(__name__)
+
+#: Layout name → adapter module.
+LAYOUTS: dict[str, ModuleType] = {m.NAME: m for m in (
+    manifest, nnunetv2, msd, totalsegmentator, isic2018, busi, kvasir, coco)}
+
+#: Detection tiers, most specific first: an explicit medglip manifest beats a dataset.json layout,
+#: which beats a folder-structure layout, which beats a generic COCO JSON. Two matches in the
+#: same tier are ambiguous.
+TIERS: tuple[tuple[str, ...], ...] = (
+    ("manifest",), ("nnunetv2", "msd"), ("totalsegmentator", "isic2018", "busi", "kvasir"), ("coco",))
+
+_LOOKED_FOR = {
+    "manifest": "medglip_manifest.json (or manifest.json with 'medglip_manifest')",
+    "nnunetv2": "dataset.json with channel_names/file_ending + imagesTr/labelsTr (nnU-Net v2)",
+    "msd": "dataset.json with modality/training (Medical Segmentation Decathlon)",
+    "totalsegmentator": "<case>/ct.nii.gz + <case>/segmentations/ (TotalSegmentator)",
+    "isic2018": "ISIC2018_Task1-2_<Split>_Input + ISIC2018_Task1_<Split>_GroundTruth",
+    "busi": "benign/ malignant/ normal/ with *_mask.png (BUSI)",
+    "kvasir": "images/ + masks/ with kavsir_bboxes.json (Kvasir-SEG) or Original/ + Ground Truth/ (CVC-ClinicDB)",
+    "coco": "annotations/instances_<split>.json or a COCO *.json",
+}
+
+
+def detect_layout(root: str | Path) -> str:
+    """Name of the layout of the dataset folder ``root`` (the most specific one that matches).
+
+    Raises:
+        LayoutError: ``root`` is not a folder, nothing matches (the message lists what was looked
+            for), or two layouts of the same specificity match (pass ``layout=`` to choose).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise LayoutError(f"{root}: not a folder")
+    matches = [name for name, mod in LAYOUTS.items() if mod.detect(root)]
+    for tier in TIERS:
+        hits = [n for n in tier if n in matches]
+        if len(hits) == 1:
+            if len(matches) > 1:
+                log.info("%s: layouts %s match; using the most specific, %s", root, matches, hits[0])
+            return hits[0]
+        if len(hits) > 1:
+            raise LayoutError(f"{root}: ambiguous layout, matches {', '.join(hits)}; pass layout= to choose")
+    looked = "\n".join(f"  - {name}: {what}" for name, what in _LOOKED_FOR.items())
+    raise LayoutError(f"{root}: no known dataset layout found; looked for:\n{looked}")
+
+
+def get_layout(name: str) -> ModuleType:
+    """The adapter module called ``name`` (raises :class:`LayoutError` listing the known ones)."""
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise LayoutError(f"unknown layout {name!r}; known layouts: {', '.join(LAYOUTS)}") from None
+
+
+def list_cases(root: str | Path, layout: str = "auto", *, modality: str | None = None) -> list[CaseRef]:
+    """List the cases of a dataset folder without reading pixels.
+
+    Args:
+        root: the dataset folder (e.g. ``Dataset003_Liver``, ``Task09_Spleen``, ``Kvasir-SEG``).
+        layout: an adapter name from :data:`LAYOUTS`, or ``"auto"`` to detect it.
+        modality: the imaging modality (any alias); overrides what the layout says. Required when
+            the layout cannot tell (nnU-Net ``noNorm`` channels, COCO without ``modality``).
+    """
+    root = Path(root)
+    name = detect_layout(root) if layout == "auto" else layout
+    refs = get_layout(name).list_cases(root, modality=modality)
+    log.info("%s: %d cases (%s layout)", root, len(refs), name)
+    return refs
+
+
+def load_case(ref: CaseRef) -> Case:
+    """Read one listed case with the adapter named by ``ref.layout``."""
+    return get_layout(ref.layout).load_case(ref)
+
+
+__all__ = ["LAYOUTS", "TIERS", "detect_layout", "get_layout", "list_cases", "load_case"]

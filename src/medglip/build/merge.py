@@ -1,0 +1,161 @@
+"""Merge per-case records into the final dataset: splits by case, COCO + ODVG files, card, report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import MedglipError
+from .card import write_card
+from .config import BuildConfig
+from .files import atomic_write_json, atomic_write_text, read_json
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+_SPLIT_ALIASES = {"train": "train", "training": "train", "tr": "train", "val": "val", "valid": "val",
+                  "validation": "val", "test": "test", "testing": "test", "ts": "test"}
+
+
+@dataclass
+class MergeResult:
+    images: dict[str, int]
+    annotations: dict[str, int]
+    cases: dict[str, int]
+    failures: int
+    unmapped: list[str]
+
+
+def assign_splits(records: list[dict], config: BuildConfig) -> dict[str, str]:
+    """Case key → split. Cases never straddle splits.
+
+    ``test_cases`` go to test; a split the source declares is kept when the source declares at least
+    two different ones (ISIC's Training/Validation/Test folders, TotalSegmentator's meta.csv) — a
+    source whose labelled cases are all "train" (nnU-Net's imagesTr) is split by ``split_ratios``.
+    """
+    forced = set(config.test_cases)
+    declared = {r["key"]: _SPLIT_ALIASES.get(str(r.get("split") or "").lower()) for r in records}
+    if len({s for s in declared.values() if s}) < 2:
+        declared = {}
+    split: dict[str, str] = {}
+    free: list[str] = []
+    for r in records:
+        if r["case_id"] in forced or r["key"] in forced or f"{r['source']}/{r['case_id']}" in forced:
+            split[r["key"]] = "test"
+        elif declared.get(r["key"]):
+            split[r["key"]] = declared[r["key"]]
+        else:
+            free.append(r["key"])
+    free.sort()
+    random.Random(config.seed).shuffle(free)
+    total = sum(config.split_ratios)
+    n_val = round(len(free) * config.split_ratios[1] / total)
+    n_test = round(len(free) * config.split_ratios[2] / total)
+    if n_val + n_test >= len(free) and config.split_ratios[0] > 0:  # keep at least one training case
+        n_test = max(0, min(n_test, len(free) - 1))
+        n_val = max(0, min(n_val, len(free) - 1 - n_test))
+    for i, key in enumerate(free):
+        split[key] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    return split
+
+
+def _categories(records: list[dict]) -> dict[str, dict[str, Any]]:
+    cats: dict[str, dict[str, Any]] = {}
+    for r in records:
+        for lab in r["labels"]:
+            cats.setdefault(lab["name"], {k: lab[k] for k in (
+                "name", "supercategory", "label", "class", "region", "level", "laterality", "parent",
+                "hierarchy", "mapped")})
+    for i, name in enumerate(sorted(cats), start=1):
+        cats[name]["id"] = i
+    return cats
+
+
+def odvg_line(image: dict, anns: list[dict], absent: list[str]) -> dict:
+    """One ODVG grounding record: caption ``"p1. p2."`` with each region's character span.
+
+    Negative images carry the phrases that were looked for and are absent, and no region.
+    """
+    phrases = list(dict.fromkeys(a["phrase"] for a in anns)) or absent
+    spans, caption = {}, ""
+    for p in phrases:
+        spans[p] = [len(caption), len(caption) + len(p)]
+        caption += p + ". "
+    regions = [{
+        "bbox": [a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]],
+        "phrase": a["phrase"],
+        "tokens_positive": [spans[a["phrase"]]],
+    } for a in anns]
+    return {"filename": image["file_name"], "height": image["height"], "width": image["width"],
+            "modality": image["modality"], "grounding": {"caption": caption.strip(), "regions": regions}}
+
+
+def merge(out_dir: Path | str) -> MergeResult:
+    """Write ``annotations/``, the card and the build report from the records in ``out_dir``."""
+    out = Path(out_dir)
+    config = BuildConfig.from_json(read_json(out / "build_config.json"))
+    fp = config.fingerprint()
+    keys = read_json(out / "cases.json")
+    records, failures, missing = [], [], []
+    for key in keys:
+        rp, fpth = out / "records" / f"{key}.json", out / "failures" / f"{key}.json"
+        rec = read_json(rp) if rp.exists() else None
+        if rec is not None and rec.get("fingerprint") == fp:
+            records.append(rec)
+        elif fpth.exists():
+            failures.append(read_json(fpth))
+        else:
+            missing.append(key)
+    if missing:
+        raise MedglipError(f"{out}: {len(missing)} case(s) not built yet (e.g. {missing[:3]}); finish all shards first")
+    split_of = assign_splits(records, config)
+    cats = _categories(records)
+    coco: dict[str, dict[str, Any]] = {
+        s: {"info": {"description": f"medglip grounding dataset ({s})", "version": "1.0",
+                     "source": config.source},
+            "licenses": [], "images": [], "annotations": [], "categories": [
+                {"id": c["id"], **{k: v for k, v in c.items() if k != "id"}} for c in
+                sorted(cats.values(), key=lambda c: c["id"])]}
+        for s in SPLITS}
+    odvg: dict[str, list[str]] = {s: [] for s in SPLITS}
+    image_id = ann_id = 0
+    for rec in records:
+        s = split_of[rec["key"]]
+        case_phrases = sorted({lab["name"] for lab in rec["labels"]})
+        for img in rec["images"]:
+            image_id += 1
+            anns = img["annotations"]
+            coco[s]["images"].append({"id": image_id, **{k: v for k, v in img.items() if k != "annotations"},
+                                      "split": s})
+            for a in anns:
+                ann_id += 1
+                coco[s]["annotations"].append({"id": ann_id, "image_id": image_id,
+                                               "category_id": cats[a["phrase"]]["id"], **a})
+            odvg[s].append(json.dumps(odvg_line(img, anns, case_phrases), ensure_ascii=False))
+    for s in SPLITS:
+        atomic_write_json(out / "annotations" / f"{s}.json", coco[s])
+        atomic_write_text(out / "annotations" / f"{s}.odvg.jsonl", "".join(line + "\n" for line in odvg[s]))
+    atomic_write_json(out / "annotations" / "label_map.json", {str(c["id"]): n for n, c in cats.items()}, indent=1)
+    unmapped = Counter(lab["source_label"] for r in records for lab in r["labels"] if not lab["mapped"])
+    report = {
+        "cases": len(keys), "built": len(records), "failed": len(failures),
+        "failures": [{k: f[k] for k in ("key", "files", "error", "reason")} for f in failures],
+        "unmapped_labels": dict(sorted(unmapped.items())),
+        "warnings": {r["key"]: r["warnings"] for r in records if r["warnings"]},
+        "splits": {s: sorted(k for k, v in split_of.items() if v == s) for s in SPLITS},
+    }
+    atomic_write_json(out / "build_report.json", report, indent=1)
+    write_card(out, coco, config, report)
+    log.info("merged %d cases into %s", len(records), out)
+    return MergeResult(
+        images={s: len(coco[s]["images"]) for s in SPLITS},
+        annotations={s: len(coco[s]["annotations"]) for s in SPLITS},
+        cases={s: sum(1 for v in split_of.values() if v == s) for s in SPLITS},
+        failures=len(failures),
+        unmapped=sorted(unmapped),
+    )

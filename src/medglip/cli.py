@@ -1,0 +1,222 @@
+"""The ``medglip`` command: one sub-command per pipeline stage, each a thin wrapper over the Python API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import __version__
+from .errors import MedglipError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Medical image grounding (Med-GLIP): build datasets, show them, and more.")
+console = Console(stderr=True)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False, show_time=False)], force=True)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(code)
+
+
+def _load_mapping(path: Optional[Path]) -> dict[str, dict[str, str]]:
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        _fail(f"{path}: cannot read label mapping: {exc}")
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        _fail(f"{path}: label mapping must be {{source: {{source_label: phrase}}}} (use '*' for every source)")
+    return data
+
+
+@app.command()
+def build(
+    source: Path = typer.Argument(..., help="Dataset root (nnU-Net v2 raw, MSD task, TotalSegmentator, Kvasir-SEG, ISIC 2018, BUSI, COCO, manifest)."),
+    out: Path = typer.Argument(..., help="Output folder of the grounding dataset."),
+    layout: str = typer.Option("auto", help="Source layout: auto, nnunetv2, msd, totalsegmentator, kvasir, isic2018, busi, coco, manifest."),
+    modality: Optional[str] = typer.Option(None, help="Force a modality (CT, MR, XR, US, ENDO, DERM, PATH) on every case."),
+    plane: str = typer.Option("axial", help="Slicing plane of 3D volumes: axial, coronal, sagittal."),
+    ct_window: str = typer.Option("auto", help="CT window: auto, lung, mediastinum, soft_tissue, liver, brain, bone, or LOW,HIGH in HU."),
+    channels: str = typer.Option("first", help="Multi-channel volumes: 'first' channel or 'all' channels."),
+    min_area: float = typer.Option(4.0, help="Drop mask components smaller than this many mm²."),
+    min_pixels: int = typer.Option(4, help="Drop mask components with fewer pixels."),
+    negative_ratio: float = typer.Option(0.2, help="Slices without findings sampled per slice with findings."),
+    split: str = typer.Option("0.8,0.1,0.1", help="train,val,test fractions of cases."),
+    test_case: list[str] = typer.Option([], help="Case id (or source/case_id) forced into the test split; repeatable."),
+    seed: int = typer.Option(0, help="Seed of the case split and of negative sampling."),
+    label_map: Optional[Path] = typer.Option(None, help="YAML/JSON {source: {source_label: phrase}} applied before the ontology."),
+    include_unlabeled: bool = typer.Option(False, help="Also slice cases that have no label file."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (cases in parallel)."),
+    shard: Optional[str] = typer.Option(None, help="Only build shard K/N of the cases (K 0-based); merge when all are done."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Build a hierarchical grounding dataset (COCO + ODVG + masks + card). Re-run the same command to resume."""
+    from .build import BuildConfig, Shard
+    from .build import build as run_build
+
+    _setup_logging(verbose)
+    try:
+        ratios = tuple(float(x) for x in split.split(","))
+        if len(ratios) != 3:
+            raise ValueError
+    except ValueError:
+        _fail(f"--split must be three comma-separated fractions like 0.8,0.1,0.1, got {split!r}")
+    try:
+        from .build.config import mapping_to_tuple
+        from .modality import normalise_modality
+
+        config = BuildConfig(
+            source=str(source), layout=layout, modality=normalise_modality(modality) if modality else None,
+            plane=plane, ct_window=ct_window, channels=channels, min_area_mm2=min_area, min_pixels=min_pixels,
+            negative_ratio=negative_ratio, split_ratios=ratios, test_cases=tuple(test_case), seed=seed,
+            label_mapping=mapping_to_tuple(_load_mapping(label_map)), include_unlabeled=include_unlabeled)
+        shard_obj = Shard.parse(shard) if shard else None
+    except (ValueError, MedglipError) as exc:
+        _fail(str(exc))
+    if not source.exists():
+        _fail(f"{source}: no such dataset folder")
+    columns = (TextColumn("[bold]building"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn(), TextColumn("{task.fields[last]}"))
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("cases", total=None, last="")
+
+        def on_start(n: int) -> None:
+            progress.update(task, total=n)
+
+        def on_progress(key: str, err: Optional[str]) -> None:
+            progress.update(task, advance=1, last=f"[red]failed {key}" if err else key)
+
+        try:
+            result = run_build(config, out, workers=workers, shard=shard_obj, on_progress=on_progress, on_start=on_start)
+        except MedglipError as exc:
+            _fail(str(exc))
+    console.print(f"built {len(result.done)} case(s), {len(result.skipped)} already done, "
+                  f"{len(result.failed)} failed, of {result.n_cases}")
+    if result.merged:
+        m = result.merged
+        console.print(f"[green]dataset ready[/] in {out}: images {m.images}, annotations {m.annotations}, cases {m.cases}")
+        if m.unmapped:
+            console.print(f"[yellow]labels not in the ontology (kept as written):[/] {', '.join(m.unmapped)}")
+    elif result.pending:
+        console.print(f"{result.pending} case(s) of other shards remain: run `medglip merge {out}` when all shards finished")
+    if result.failed or (result.merged and result.merged.failures):
+        console.print(f"[red]failures[/] (see {out / 'build_report.json'}):")
+        for key, reason in sorted(result.failed.items()):
+            console.print(f"  {key}: {reason}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def merge(out: Path = typer.Argument(..., help="A build output folder whose shards have all finished.")) -> None:
+    """Merge the per-case records of a (sharded) build into annotations, card and report."""
+    from .build import merge as run_merge
+
+    _setup_logging(False)
+    if not (out / "build_config.json").exists():
+        _fail(f"{out}: not a medglip build folder (no build_config.json)")
+    try:
+        m = run_merge(out)
+    except MedglipError as exc:
+        _fail(str(exc))
+    console.print(f"[green]merged[/] {out}: images {m.images}, annotations {m.annotations}")
+    if m.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def show(
+    dataset: Path = typer.Argument(..., help="A built dataset folder."),
+    out: Path = typer.Option(Path("show"), help="Folder for the PNGs."),
+    split: str = typer.Option("train"),
+    n: int = typer.Option(8, help="How many images (seeded sample)."),
+    case: list[str] = typer.Option([], help="Only these case ids; repeatable."),
+    phrase: list[str] = typer.Option([], help="Only images with these phrases; repeatable."),
+    image_id: list[int] = typer.Option([], help="These image ids; repeatable."),
+    negatives: bool = typer.Option(False, help="Include images without findings."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Draw images of a built dataset with their boxes, masks and phrases to PNG."""
+    from .show import show as run_show
+
+    try:
+        paths = run_show(dataset, out, split=split, image_ids=image_id or None, case_ids=case or None,
+                         phrases=phrase or None, n=n, positives_only=not negatives, seed=seed)
+    except MedglipError as exc:
+        _fail(str(exc))
+    for p in paths:
+        console.print(str(p))
+
+
+@app.command()
+def resolve(
+    name: list[str] = typer.Argument(..., help="Source label names, e.g. kidney_left GTVp 'enhancing tumor'."),
+    source: Optional[str] = typer.Option(None, help="Source dataset name (for per-source meanings)."),
+    context: list[str] = typer.Option([], help="Other label names of the same case."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show how label names map onto the ontology (phrase, hierarchy, level, laterality)."""
+    from .ontology import load_ontology
+
+    onto = load_ontology()
+    rows = []
+    for nm in name:
+        r = onto.resolve(nm, source=source, context=tuple(context) or tuple(name))
+        rows.append({"name": nm, "phrase": r.phrase, "class": r.class_name, "region": r.region, "level": r.level,
+                     "laterality": r.laterality, "hierarchy": list(r.hierarchy), "mapped": r.mapped})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    table = Table("source name", "phrase", "level", "class", "region", "hierarchy")
+    for r in rows:
+        table.add_row(r["name"], r["phrase"] if r["mapped"] else f"[yellow]{r['phrase']} (unmapped)",
+                      r["level"], r["class"], r["region"], " › ".join(r["hierarchy"]))
+    Console().print(table)
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("medglip-demo"), help="Output folder."),
+         workers: int = typer.Option(1, min=1)) -> None:
+    """The main job on the real sample cases medglip ships: build the dataset and draw it."""
+    from .demo import run_demo
+
+    _setup_logging(False)
+    try:
+        run_demo(out, workers=workers, console=console)
+    except MedglipError as exc:
+        _fail(str(exc))
+
+
+@app.callback(invoke_without_command=True)
+def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("interrupted; re-run the same command to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

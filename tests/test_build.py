@@ -294,3 +294,43 @@ def test_cli_build_and_show_on_real_samples(tmp_path):
     r = subprocess.run([sys.executable, "-m", "medglip", "build", str(tmp_path / "nope"), str(tmp_path / "o")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "nope" in r.stderr
+
+
+def test_manifest_with_dicom_series_and_real_dicom_seg(tmp_path):
+    """A CT series folder + the real DICOM-SEG "Liver" of pydicom-data, placed on the series grid."""
+    import copy
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    seg_path = get_testdata_file("liver.dcm")
+    template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    series = tmp_path / "src" / "ct"
+    series.mkdir(parents=True)
+    uid = generate_uid()
+    for k in range(5):  # z = -130.69 .. -126.69: the SEG's three frames are k = 2, 3, 4
+        ds = copy.deepcopy(template)
+        ds.Rows = ds.Columns = 512
+        ds.PixelData = np.full((512, 512), 1024 + 60, np.int16).tobytes()  # 60 HU everywhere
+        ds.ImagePositionPatient = ["-235.2", "-226.8", f"{-130.69 + k:.2f}"]
+        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+        ds.PixelSpacing = ["0.810547", "0.810547"]
+        ds.RescaleSlope, ds.RescaleIntercept = "1", "-1024"
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = k + 1
+        ds.save_as(series / f"IM{k:04d}", enforce_file_format=True)
+    (tmp_path / "src" / "medglip_manifest.json").write_text(json.dumps({
+        "medglip_manifest": 1, "name": "dicomseg",
+        "cases": [{"id": "liver1", "image": "ct", "label": seg_path, "modality": "CT"}]}))
+    out = tmp_path / "out"
+    res = build(BuildConfig(source=str(tmp_path / "src"), negative_ratio=1.0), out)
+    assert not res.failed, res.failed
+    imgs, anns = _check_dataset(out)
+    assert {a["phrase"] for a in anns} == {"liver"} and {a["source_label"] for a in anns} == {"Liver"}
+    pos = sorted({i["slice_index"] for i in imgs if not i["negative"]})
+    assert pos == [2, 3, 4]
+    assert all(i["intensity"]["mode"] == "window" and i["intensity"]["window"] == "liver" for i in imgs)
+    # the liver lies on the patient's right, i.e. the image's left half
+    assert all(a["bbox"][0] + a["bbox"][2] / 2 < 256 for a in anns)

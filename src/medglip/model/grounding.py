@@ -1,0 +1,231 @@
+"""``GroundingModel``: modality-aware GLIP-style phrase grounding (the contract of docs/model_api.md).
+
+images ──► ImageEncoder (per-modality backbones or shared + modality embedding) ──► FPN levels ─┐
+prompts ─► shared text encoder ─► Linear(H → d) ───────────────────────────────────────────────┤
+                                                       Fusion (bidirectional cross-attention) ◄┘
+                                                       GroundingHead ─► logits / ltrb / centerness
+training: ATSS assignment + focal / GIoU / centerness losses (+ modality CE)
+eval:     score = sqrt(sigmoid(max token logit of the phrase) · sigmoid(centerness)), NMS per phrase
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision.ops import batched_nms, clip_boxes_to_image
+
+from .atss import decode, make_anchors
+from .config import ModelConfig
+from .encoder import ImageEncoder
+from .fusion import Fusion
+from .head import GroundingHead
+from .losses import grounding_losses
+from .modality import ModalityClassifier, modality_loss
+from .prompt import Prompt, build_prompts
+from .text import build_text_encoder, text_hidden_size
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TextFeatures:
+    """Output of :meth:`GroundingModel.encode_text` (cacheable; pass back as ``text_features=``).
+
+    Attributes:
+        hidden: FloatTensor (B, T, H) last hidden state of the text encoder (T = longest prompt).
+        mask: BoolTensor (B, T), True for real tokens.
+        phrase_token_masks: per image BoolTensor (P_b, T_b), T_b <= T.
+    """
+
+    hidden: torch.Tensor
+    mask: torch.Tensor
+    phrase_token_masks: list[torch.Tensor]
+
+    def detach(self) -> "TextFeatures":
+        return TextFeatures(self.hidden.detach(), self.mask, self.phrase_token_masks)
+
+
+class GroundingModel(nn.Module):
+    """Phrase grounding model.
+
+    Args:
+        config: :class:`ModelConfig`.
+        text_encoder, tokenizer (keyword-only): inject a ready text encoder / tokenizer (both or
+            neither); otherwise built from ``config``.
+        backbones: inject image backbones, ``{encoder key: Backbone}`` (keys = config.encoder_keys).
+        load_weights: False builds every part with random weights (used before loading a
+            checkpoint); True loads the pretrained weights ``config`` names.
+
+    Forward ``model(images, modality, prompts, targets=None, *, text_features=None)``:
+        images: FloatTensor (B, 3, S, S) from ``prepare_image``.
+        modality: LongTensor (B,) index into ``config.modalities``; -1 entries (or None for all)
+            are predicted by the modality classifier.
+        prompts: list of B :class:`Prompt` (the same object may repeat; it is encoded once).
+            May be None when ``text_features`` is given.
+        targets: training only; per image {"boxes": FloatTensor (N, 4) xyxy input pixels,
+            "phrase_ids": LongTensor (N,) into that image's ``prompt.phrases``}; N may be 0.
+        text_features: :class:`TextFeatures` from :meth:`encode_text` (skips the text encoder).
+
+    Returns:
+        training: dict of weighted scalar losses {"loss_cls": (), "loss_box": (), "loss_ctr": (),
+            "loss_modality": ()} (the last only when ``modality_loss_weight > 0``); the total loss is
+            their sum.
+        eval: list of B dicts {"boxes": FloatTensor (K, 4) xyxy input pixels, "scores": (K,),
+            "phrase_ids": LongTensor (K,)}, K <= ``detections_per_image``, sorted by score.
+    """
+
+    def __init__(self, config: ModelConfig, *, text_encoder: nn.Module | None = None, tokenizer=None,
+                 backbones: dict[str, nn.Module] | None = None, load_weights: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        if (text_encoder is None) != (tokenizer is None):
+            raise ValueError("inject text_encoder and tokenizer together")
+        if text_encoder is None:
+            text_encoder, tokenizer = build_text_encoder(config, weights=None if load_weights else "none")
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder
+        d = config.fpn_channels
+        self.image_encoder = ImageEncoder(config, backbones=backbones, load_weights=load_weights)
+        self.text_proj = nn.Linear(text_hidden_size(text_encoder), d)
+        self.fusion = Fusion(dim=d, layers=config.fusion_layers, heads=config.fusion_heads,
+                             layer_scale=config.fusion_layer_scale)
+        self.head = GroundingHead(channels=d, convs=config.head_convs, groups=config.head_groups,
+                                  levels=config.fpn_levels, prior_prob=config.prior_prob,
+                                  anchor_scale=config.anchor_scale)
+        self.modality_classifier = ModalityClassifier(num_modalities=len(config.modalities))
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def strides(self) -> list[int]:
+        return self.image_encoder.strides
+
+    def build_prompts(self, phrases: list[str]) -> list[Prompt]:
+        """``build_prompts(phrases, self.tokenizer, config.max_text_len)``."""
+        return build_prompts(phrases, self.tokenizer, self.config.max_text_len)
+
+    def encode_text(self, prompts: list[Prompt]) -> TextFeatures:
+        """Run the shared text encoder once per distinct prompt object and expand to the batch."""
+        device = self.text_proj.weight.device
+        uniq: dict[int, int] = {}
+        order = []
+        for p in prompts:
+            order.append(uniq.setdefault(id(p), len(uniq)))
+        distinct = list({id(p): p for p in prompts}.values())
+        t = max(p.num_tokens for p in distinct)
+        ids = torch.zeros(len(distinct), t, dtype=torch.long)
+        att = torch.zeros(len(distinct), t, dtype=torch.long)
+        for i, p in enumerate(distinct):
+            ids[i, : p.num_tokens] = p.input_ids
+            att[i, : p.num_tokens] = p.attention_mask
+        ids, att = ids.to(device), att.to(device)
+        hidden = self.text_encoder(input_ids=ids, attention_mask=att).last_hidden_state
+        idx = torch.tensor(order, device=device)
+        return TextFeatures(hidden=hidden[idx], mask=att[idx].bool(),
+                            phrase_token_masks=[p.phrase_token_mask for p in prompts])
+
+    def classify_modality(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, M) modality logits for preprocessed images (B, 3, S, S)."""
+        return self.modality_classifier(images)
+
+    def parameter_groups(self, lr: float, weight_decay: float = 0.05) -> list[dict]:
+        """AdamW groups: text encoder at ``lr × text_lr_factor``; no weight decay on norms/biases."""
+        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            key = (name.startswith("text_encoder."), p.ndim <= 1)
+            groups.setdefault(key, []).append(p)
+        return [{"params": ps, "lr": lr * (self.config.text_lr_factor if is_text else 1.0),
+                 "weight_decay": 0.0 if no_decay else weight_decay, "name": f"{'text' if is_text else 'main'}"
+                 f"{'_no_decay' if no_decay else ''}"} for (is_text, no_decay), ps in groups.items()]
+
+    def _resolve_modality(self, images: torch.Tensor, modality: torch.Tensor | None) -> torch.Tensor:
+        b = images.shape[0]
+        if modality is None:
+            modality = torch.full((b,), -1, dtype=torch.long, device=images.device)
+        modality = modality.to(images.device).long()
+        if bool((modality >= len(self.config.modalities)).any()):
+            raise ValueError(f"modality index out of range 0..{len(self.config.modalities) - 1}")
+        unknown = modality < 0
+        if bool(unknown.any()):
+            with torch.no_grad():
+                pred = self.classify_modality(images[unknown]).argmax(1)
+            modality = modality.clone()
+            modality[unknown] = pred
+        return modality
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, images: torch.Tensor, modality: torch.Tensor | None, prompts: list[Prompt] | None,
+                targets: list[dict[str, torch.Tensor]] | None = None, *,
+                text_features: TextFeatures | None = None):
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, S, S), got {tuple(images.shape)}")
+        b = images.shape[0]
+        if text_features is None:
+            if prompts is None or len(prompts) != b:
+                raise ValueError(f"need {b} prompts (one per image), got {None if prompts is None else len(prompts)}")
+            text_features = self.encode_text(prompts)
+        if text_features.hidden.shape[0] != b:
+            raise ValueError("text_features batch size differs from images")
+        given = modality
+        modality = self._resolve_modality(images, modality)
+
+        feats = self.image_encoder(images, modality)
+        text = self.text_proj(text_features.hidden)
+        mask = text_features.mask.to(images.device)
+        feats, text = self.fusion(feats, text, mask)
+        out = self.head(feats, text, mask, self.strides)
+        shapes = [tuple(f.shape[-2:]) for f in feats]
+        centres, anchors, level_sizes = make_anchors(shapes, self.strides, self.config.anchor_scale, images.device)
+
+        if self.training:
+            if targets is None or len(targets) != b:
+                raise ValueError("training needs one target dict per image")
+            c = self.config
+            losses = grounding_losses(logits=out["logits"], ltrb=out["ltrb"], centerness=out["centerness"],
+                                      centres=centres, anchors=anchors, level_sizes=level_sizes, targets=targets,
+                                      phrase_token_masks=text_features.phrase_token_masks, text_mask=mask,
+                                      topk=c.atss_topk, alpha=c.focal_alpha, gamma=c.focal_gamma)
+            losses = {"loss_cls": losses["loss_cls"] * c.cls_loss_weight,
+                      "loss_box": losses["loss_box"] * c.box_loss_weight,
+                      "loss_ctr": losses["loss_ctr"] * c.ctr_loss_weight}
+            if c.modality_loss_weight > 0:
+                mod_target = (given.to(images.device).long() if given is not None
+                              else torch.full((b,), -1, dtype=torch.long, device=images.device))
+                losses["loss_modality"] = modality_loss(self.classify_modality(images), mod_target) * c.modality_loss_weight
+            return losses
+        return self.postprocess(out, centres, text_features.phrase_token_masks, images.shape[-2:])
+
+    @torch.no_grad()
+    def postprocess(self, out: dict[str, torch.Tensor], centres: torch.Tensor,
+                    phrase_token_masks: list[torch.Tensor], image_hw) -> list[dict[str, torch.Tensor]]:
+        """Scores per phrase, threshold, pre-NMS top-k, NMS per phrase, final top-k."""
+        c = self.config
+        results = []
+        for i, ptm in enumerate(phrase_token_masks):
+            logits = out["logits"][i].float()                                        # (A, T)
+            ptm = ptm.to(logits.device)
+            phrase_logits = torch.stack([logits[:, : ptm.shape[1]][:, m].max(1).values for m in ptm], 1)  # (A, P)
+            scores = (phrase_logits.sigmoid() * out["centerness"][i].float().sigmoid()[:, None]).sqrt()
+            flat = scores.flatten()
+            keep = torch.nonzero(flat > c.score_threshold).squeeze(1)
+            if keep.numel() > c.pre_nms_top_k:
+                keep = keep[flat[keep].topk(c.pre_nms_top_k).indices]
+            a_idx, p_idx = keep // scores.shape[1], keep % scores.shape[1]
+            boxes = decode(centres[a_idx], out["ltrb"][i, a_idx].float())
+            boxes = clip_boxes_to_image(boxes, tuple(int(s) for s in image_hw))
+            sc = flat[keep]
+            k = batched_nms(boxes, sc, p_idx, c.nms_iou)[: c.detections_per_image]
+            results.append({"boxes": boxes[k], "scores": sc[k], "phrase_ids": p_idx[k].long()})
+        return results
+
+    def num_parameters(self) -> dict[str, int]:
+        """Parameter counts by part (``total`` included)."""
+        parts = {"image_encoder": self.image_encoder, "text_encoder": self.text_encoder,
+                 "fusion": self.fusion, "head": self.head, "modality_classifier": self.modality_classifier}
+        counts = {k: sum(p.numel() for p in m.parameters()) for k, m in parts.items()}
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        return counts

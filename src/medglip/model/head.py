@@ -1,0 +1,81 @@
+"""The GLIP/ATSS dense head: region-word alignment logits, box regression and centerness.
+
+Per FPN level (shared weights across levels): a classification tower and a box tower of
+``convs`` × (3×3 conv, GroupNorm, ReLU). From the classification tower, region features are
+projected to ``d`` and scored against every token:
+``logit[a, t] = <region[a], token[t]> / sqrt(d) + bias0 + token_bias(token[t])`` with ``bias0``
+initialised to ``-log((1 - p) / p)`` (prior p = 0.01) so training starts at "nothing here". The box
+tower predicts ``ltrb`` distances ``exp(scale_l · x) · anchor_size / 2`` (a per-level learnable
+``scale_l``; zero output = the level's square anchor) and a centerness logit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def _tower(channels: int, convs: int, groups: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for _ in range(convs):
+        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(groups, channels), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class GroundingHead(nn.Module):
+    """Dense grounding head.
+
+    Args (keyword-only): channels d, convs (tower depth), groups (GroupNorm), levels, prior_prob,
+        anchor_scale (anchor side = anchor_scale × stride).
+
+    Forward:
+        features: list of L FloatTensor (B, d, H_l, W_l).
+        text: FloatTensor (B, T, d) token features (after fusion).
+        text_mask: BoolTensor (B, T).
+        strides: list of L ints.
+        returns dict:
+            "logits": (B, A, T) region-token alignment logits, A = Σ H_l·W_l (level-major, row-major);
+                padded tokens are set to -1e4 (never positive).
+            "ltrb": (B, A, 4) non-negative distances (input pixels) from the anchor centre.
+            "centerness": (B, A) logits.
+    """
+
+    def __init__(self, *, channels: int, convs: int, groups: int, levels: int, prior_prob: float = 0.01,
+                 anchor_scale: float = 8.0) -> None:
+        super().__init__()
+        self.anchor_scale = anchor_scale
+        self.cls_tower = _tower(channels, convs, groups)
+        self.box_tower = _tower(channels, convs, groups)
+        self.region = nn.Conv2d(channels, channels, 1)
+        self.token = nn.Linear(channels, channels)
+        self.token_bias = nn.Linear(channels, 1)
+        self.bias0 = nn.Parameter(torch.tensor(-math.log((1 - prior_prob) / prior_prob)))
+        self.box = nn.Conv2d(channels, 4, 3, padding=1)
+        self.ctr = nn.Conv2d(channels, 1, 3, padding=1)
+        self.scales = nn.Parameter(torch.ones(levels))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.01)
+                nn.init.zeros_(m.bias)
+        nn.init.zeros_(self.token_bias.weight)
+        nn.init.zeros_(self.token_bias.bias)
+
+    def forward(self, features: list[torch.Tensor], text: torch.Tensor, text_mask: torch.Tensor,
+                strides: list[int]) -> dict[str, torch.Tensor]:
+        d = text.shape[-1]
+        tok = self.token(text)                                               # (B, T, d)
+        tok_bias = self.token_bias(text).squeeze(-1) + self.bias0            # (B, T)
+        logits, ltrb, ctr = [], [], []
+        for level, (f, stride) in enumerate(zip(features, strides)):
+            c = self.cls_tower(f)
+            r = self.region(c).flatten(2).transpose(1, 2)                    # (B, HW, d)
+            logits.append(torch.einsum("bad,btd->bat", r, tok) / math.sqrt(d) + tok_bias[:, None, :])
+            b = self.box_tower(f)
+            x = (self.scales[level] * self.box(b).float()).clamp(max=8.0)  # fp32: exp overflows fp16
+            ltrb.append((x.exp() * (self.anchor_scale * stride / 2)).flatten(2).transpose(1, 2))
+            ctr.append(self.ctr(b).flatten(1))
+        out_logits = torch.cat(logits, 1)
+        out_logits = out_logits.masked_fill(~text_mask[:, None, :], -1e4)
+        return {"logits": out_logits, "ltrb": torch.cat(ltrb, 1), "centerness": torch.cat(ctr, 1)}

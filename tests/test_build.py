@@ -128,7 +128,7 @@ def test_real_samples_match_sitk_lps_orientation(tmp_path):
     imgs, anns = _check_dataset(out)
     assert {a["phrase"] for a in anns} == {"brain tumor", "breast lesion"}
     assert {a["level"] for a in anns} == {"lesion"}
-    for case in ("brain1", "breast1"):
+    for case in ("brain1", "brain2", "breast1"):
         lab = sitk.GetArrayFromImage(sitk.DICOMOrient(sitk.ReadImage(str(SAMPLES / f"{case}_label.nrrd")), "LPS"))
         img = sitk.GetArrayFromImage(sitk.DICOMOrient(sitk.ReadImage(str(SAMPLES / f"{case}_image.nrrd")), "LPS"))
         case_imgs = [i for i in imgs if i["case_id"] == case]

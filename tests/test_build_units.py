@@ -150,6 +150,10 @@ def test_splits_by_case_deterministic_and_forced():
     # a source that calls every case "train" (nnU-Net imagesTr) is still split by the ratios
     all_train = [{**r, "split": "train"} for r in recs[:20]]
     assert sorted(set(assign_splits(all_train, BuildConfig(source="x")).values())) == ["test", "train", "val"]
+    # one held-out case declared by the source, the others free
+    held = [{**r, "split": None} for r in recs[:4]] + [{"key": "s/h", "case_id": "h", "source": "s", "split": "test"}]
+    got = assign_splits(held, BuildConfig(source="x", split_ratios=(1, 0, 0)))
+    assert got["s/h"] == "test" and {got[r["key"]] for r in held[:4]} == {"train"}
 
 
 def test_odvg_line_spans_point_at_phrases():

@@ -42,11 +42,12 @@ def test_detect_layout(tmp_path, maker, kwargs, layout):
 def test_detect_real_samples_and_load():
     assert S.detect_layout(SAMPLES) == "manifest"
     refs = S.list_cases(SAMPLES)
-    assert [r.case_id for r in refs] == ["brain1", "breast1"]
+    assert [r.case_id for r in refs] == ["brain1", "brain2", "breast1"]
+    assert [r.split for r in refs] == [None, "test", None]
     brain = S.load_case(refs[0])
     assert brain.modality == "MR" and brain.image.shape == (256, 256, 25)
     assert brain.labels[0].names == {1: "brain tumor"} and brain.labels[0].array.any()
-    assert S.load_case(refs[1]).labels[0].names == {1: "breast lesion"}
+    assert S.load_case(refs[2]).labels[0].names == {1: "breast lesion"}
 
 
 def test_detect_nothing_lists_what_was_looked_for(tmp_path):

@@ -34,13 +34,14 @@ class MergeResult:
 def assign_splits(records: list[dict], config: BuildConfig) -> dict[str, str]:
     """Case key → split. Cases never straddle splits.
 
-    ``test_cases`` go to test; a split the source declares is kept when the source declares at least
-    two different ones (ISIC's Training/Validation/Test folders, TotalSegmentator's meta.csv) — a
-    source whose labelled cases are all "train" (nnU-Net's imagesTr) is split by ``split_ratios``.
+    ``test_cases`` go to test; a split the source declares is kept (ISIC's Training/Validation/Test
+    folders, TotalSegmentator's meta.csv, a manifest's held-out cases), except when every case
+    declares the same one — a source whose labelled cases are all "train" (nnU-Net's imagesTr) is
+    split by ``split_ratios``.
     """
     forced = set(config.test_cases)
     declared = {r["key"]: _SPLIT_ALIASES.get(str(r.get("split") or "").lower()) for r in records}
-    if len({s for s in declared.values() if s}) < 2:
+    if len(set(declared.values())) < 2:
         declared = {}
     split: dict[str, str] = {}
     free: list[str] = []

@@ -1,0 +1,12 @@
+"""Training of the grounding model on a ``medglip build`` output (single process or DDP via torchrun).
+
+>>> from medglip.train import TrainConfig, train
+>>> train("dataset/", "runs/tiny", TrainConfig(preset="tiny", max_steps=100))  # doctest: +SKIP
+"""
+
+from .data import AugmentConfig, GroundingDataset, LateralityFlipper, collate
+from .loop import TrainConfig, train
+from .optim import lr_factor, param_groups, resolve_amp
+
+__all__ = ["AugmentConfig", "GroundingDataset", "LateralityFlipper", "TrainConfig", "collate", "lr_factor",
+           "param_groups", "resolve_amp", "train"]

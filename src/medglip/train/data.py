@@ -1,0 +1,265 @@
+"""The grounding dataset of a ``medglip build`` output, its training augmentation, and the collate function.
+
+One item is one 2D image with a prompt made of the image's positive phrases and a few sampled
+*negative* phrases (dataset phrases absent from the image, preferably of the same modality), in a
+shuffled order, so that the model learns that an absent finding has no box. Images without any
+annotation (``negative`` slices) get a prompt of absent phrases and an empty target.
+
+Randomness (negatives, shuffling, flip, scale jitter) is a pure function of ``(seed, epoch, index)``,
+so an item is the same in every worker process and after resuming a run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import MedglipError
+from ..model.preprocess import prepare_image
+
+log = logging.getLogger(__name__)
+
+#: Turns phrases into prompts (chunked when too long): ``build_prompts`` bound to a tokenizer and length.
+PromptBuilder = Callable[[Sequence[str]], list]
+
+
+def _flip_phrase_fallback(phrase: str) -> str:
+    """Swap the whole words left/right (used when the ontology cannot be loaded)."""
+    import re
+
+    table = {"left": "right", "right": "left", "Left": "Right", "Right": "Left", "LEFT": "RIGHT", "RIGHT": "LEFT"}
+    return re.sub(r"\b(left|right|Left|Right|LEFT|RIGHT)\b", lambda m: table[m.group(1)], phrase)
+
+
+class LateralityFlipper:
+    """Left/right phrase swap for horizontal flips, backed by the ontology when it is available.
+
+    ``can_flip(phrase)`` is False for a known term whose mirror term does not exist ("right middle
+    lobe"): images holding such a phrase are never flipped.
+    """
+
+    def __init__(self) -> None:
+        self._onto: Any = None
+        try:
+            from ..ontology import load_ontology
+
+            self._onto = load_ontology()
+        except Exception as err:  # noqa: BLE001 - the ontology is optional here; fall back to word swap
+            log.warning("ontology unavailable (%s); flipping phrases by swapping the words left/right", err)
+
+    def flip(self, phrase: str) -> str:
+        """The phrase after a horizontal image flip ("left kidney" -> "right kidney")."""
+        if self._onto is not None and hasattr(self._onto, "flip_laterality"):
+            return self._onto.flip_laterality(phrase)
+        return _flip_phrase_fallback(phrase)
+
+    def can_flip(self, phrase: str) -> bool:
+        """Whether an image holding ``phrase`` may be flipped."""
+        if self._onto is not None and hasattr(self._onto, "can_flip"):
+            return bool(self._onto.can_flip(phrase))
+        return True
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation.
+
+    Attributes:
+        flip_prob: probability of a horizontal flip (phrases' left/right swapped, boxes mirrored).
+            Sagittal slices are never flipped (that would mirror anterior/posterior, not left/right),
+            nor images holding a phrase whose mirror term does not exist ("right middle lobe").
+        min_scale: scale jitter: the image content fills a random fraction in ``[min_scale, 1]`` of
+            the input side, placed at a random offset (1.0 disables the jitter).
+    """
+
+    flip_prob: float = 0.5
+    min_scale: float = 0.8
+
+
+def _related(phrase_info: dict[str, dict[str, Any]], present: set[str]) -> set[str]:
+    """Phrases that must not be negatives: the present ones, their ancestors and their descendants."""
+    out = set(present)
+    for p in present:
+        out.update(phrase_info.get(p, {}).get("hierarchy", []) or [])
+    for name, info in phrase_info.items():
+        if present.intersection(info.get("hierarchy", []) or []):
+            out.add(name)
+    return out
+
+
+class GroundingDataset(torch.utils.data.Dataset):
+    """Images and grounding targets of one split of a ``medglip build`` output.
+
+    Args:
+        dataset_dir: the build output folder (holds ``annotations/<split>.json`` and ``images/``).
+        split: ``train``, ``val`` or ``test``.
+        image_size: the model's square input side ``S`` (letterbox, see ``prepare_image``).
+        prompt_builder: phrases -> list of prompts (``build_prompts`` bound to the model's tokenizer
+            and maximum text length); chunks beyond the first are avoided by dropping negatives.
+        modalities: the model's modality names; an image's modality becomes an index into it.
+        train: apply augmentation (flip, scale jitter).
+        negatives_per_image: how many absent phrases to add to each prompt (fewer when the dataset
+            has fewer candidates). Negative images get at least one.
+        augment: augmentation settings (used only when ``train``).
+        seed: base seed of all sampling.
+
+    Each item is a dict: ``image`` FloatTensor (3, S, S); ``modality`` int; ``prompt`` (a Prompt);
+    ``target`` {"boxes": FloatTensor (N, 4) xyxy input pixels, "phrase_ids": LongTensor (N,)};
+    ``image_id`` int; ``meta`` {"scale", "orig_size", "offset" (x, y) input pixels, "flipped"}.
+    """
+
+    def __init__(self, dataset_dir: str | Path, split: str = "train", *, image_size: int,
+                 prompt_builder: PromptBuilder, modalities: Sequence[str], train: bool = False,
+                 negatives_per_image: int = 4, augment: AugmentConfig = AugmentConfig(), seed: int = 0) -> None:
+        self.root = Path(dataset_dir)
+        self.split = split
+        self.image_size = int(image_size)
+        self.prompt_builder = prompt_builder
+        self.modalities = tuple(modalities)
+        self.train = train
+        self.negatives_per_image = int(negatives_per_image)
+        self.augment = augment
+        self.seed = int(seed)
+        self.epoch = 0
+        ann_path = self.root / "annotations" / f"{split}.json"
+        if not ann_path.is_file():
+            raise MedglipError(f"{ann_path}: no such annotation file (is {self.root} a `medglip build` output?)")
+        coco = json.loads(ann_path.read_text())
+        self.categories: list[dict[str, Any]] = list(coco.get("categories", []))
+        self.images: list[dict[str, Any]] = sorted(coco.get("images", []), key=lambda im: im["id"])
+        if not self.images:
+            raise MedglipError(f"{ann_path}: the {split!r} split has no images")
+        self._anns: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for ann in coco.get("annotations", []):
+            self._anns[ann["image_id"]].append(ann)
+        unknown = sorted({im.get("modality") for im in self.images} - set(self.modalities), key=str)
+        if unknown:
+            raise MedglipError(f"{ann_path}: modalities {unknown} are not among the model's {list(self.modalities)}")
+        self.phrase_info: dict[str, dict[str, Any]] = {c["name"]: c for c in self.categories}
+        by_mod: dict[str, set[str]] = defaultdict(set)
+        for im in self.images:
+            for ann in self._anns.get(im["id"], []):
+                self.phrase_info.setdefault(ann["phrase"], {"name": ann["phrase"], "hierarchy": ann.get("hierarchy")})
+                by_mod[im["modality"]].add(ann["phrase"])
+        self.phrases: tuple[str, ...] = tuple(sorted(self.phrase_info))
+        if not self.phrases:
+            raise MedglipError(f"{ann_path}: no phrases (no categories and no annotations) to build prompts from")
+        self.phrases_by_modality: dict[str, tuple[str, ...]] = {m: tuple(sorted(p)) for m, p in by_mod.items()}
+        self.flipper = LateralityFlipper()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's random draws (call before creating the DataLoader iterator)."""
+        self.epoch = int(epoch)
+
+    # --------------------------------------------------------------------------------------------
+    def load_image(self, index: int) -> np.ndarray:
+        """The image as uint8 (H, W) grey or (H, W, 3) colour."""
+        path = self.root / "images" / self.images[index]["file_name"]
+        with Image.open(path) as im:
+            if im.mode not in ("L", "RGB"):
+                im = im.convert("RGB" if im.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA") else "L")
+            return np.asarray(im, dtype=np.uint8).copy()
+
+    def _sample_negatives(self, rng: np.random.Generator, modality: str, present: set[str], n: int) -> list[str]:
+        if n <= 0:
+            return []
+        excluded = _related(self.phrase_info, present)
+        preferred = [p for p in self.phrases_by_modality.get(modality, ()) if p not in excluded]
+        others = [p for p in self.phrases if p not in excluded and p not in preferred]
+        picked = [preferred[i] for i in rng.permutation(len(preferred))[:n]]
+        if len(picked) < n:
+            picked += [others[i] for i in rng.permutation(len(others))[: n - len(picked)]]
+        return picked
+
+    def _prompt(self, phrases: list[str], positives: set[str]) -> tuple[Any, list[str]]:
+        """One prompt for ``phrases`` and the phrases it holds, in order (negatives are dropped until
+        the prompt fits in one chunk; if the positives alone do not fit, the first chunk is kept)."""
+        phrases = list(phrases)
+        while True:
+            prompts = self.prompt_builder(phrases)
+            if len(prompts) == 1:
+                return prompts[0], phrases
+            negatives = [i for i, p in enumerate(phrases) if p not in positives]
+            if not negatives:
+                log.debug("prompt of %d positive phrases does not fit; keeping its first chunk", len(phrases))
+                return prompts[0], phrases[: len(prompts[0].phrases)]
+            del phrases[negatives[-1]]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        info = self.images[index]
+        rng = np.random.default_rng([self.seed, self.epoch if self.train else 0, index])
+        img = self.load_image(index)
+        h, w = img.shape[:2]
+        anns = [a for a in self._anns.get(info["id"], []) if not a.get("iscrowd", 0)]
+        boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                          for a in anns], dtype=np.float64).reshape(-1, 4)
+        phrases_of_boxes = [a["phrase"] for a in anns]
+
+        flipped = False
+        if self.train and rng.random() < self.augment.flip_prob and info.get("slice_plane") != "sagittal" \
+                and all(self.flipper.can_flip(p) for p in phrases_of_boxes):
+            flipped = True
+            img = np.ascontiguousarray(img[:, ::-1])
+            boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)
+            phrases_of_boxes = [self.flipper.flip(p) for p in phrases_of_boxes]
+
+        offset = (0, 0)
+        if self.train and self.augment.min_scale < 1.0:
+            fill = rng.uniform(self.augment.min_scale, 1.0)
+            ch, cw = math.ceil(h / fill), math.ceil(w / fill)
+            oy, ox = int(rng.integers(0, ch - h + 1)), int(rng.integers(0, cw - w + 1))
+            canvas = np.zeros((ch, cw) + img.shape[2:], dtype=np.uint8)
+            canvas[oy:oy + h, ox:ox + w] = img
+            img, boxes = canvas, boxes + np.array([ox, oy, ox, oy], dtype=np.float64)
+            offset = (ox, oy)
+
+        tensor, meta = prepare_image(img, self.image_size)
+        scale = float(meta["scale"])
+
+        positives = list(dict.fromkeys(phrases_of_boxes))
+        n_neg = max(self.negatives_per_image, 0 if positives else 1)
+        negatives = self._sample_negatives(rng, info["modality"], set(positives), n_neg)
+        phrases = positives + negatives
+        phrases = [phrases[i] for i in rng.permutation(len(phrases))] if self.train else phrases
+        prompt, used = self._prompt(phrases, set(positives))
+        index_of = {p: i for i, p in enumerate(used)}
+        keep = [i for i, p in enumerate(phrases_of_boxes) if p in index_of]
+        target = {
+            "boxes": torch.as_tensor(boxes[keep] * scale, dtype=torch.float32).reshape(-1, 4),
+            "phrase_ids": torch.as_tensor([index_of[phrases_of_boxes[i]] for i in keep], dtype=torch.long),
+        }
+        return {
+            "image": tensor,
+            "modality": self.modalities.index(info["modality"]),
+            "prompt": prompt,
+            "target": target,
+            "image_id": int(info["id"]),
+            "meta": {"scale": scale, "orig_size": (h, w), "offset": (offset[0] * scale, offset[1] * scale),
+                     "flipped": flipped},
+        }
+
+
+def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Batch dataset items: ``images`` (B, 3, S, S), ``modality`` LongTensor (B,), ``prompts`` list,
+    ``targets`` list of dicts, ``image_ids`` list of int, ``metas`` list of dicts."""
+    return {
+        "images": torch.stack([it["image"] for it in items]),
+        "modality": torch.as_tensor([it["modality"] for it in items], dtype=torch.long),
+        "prompts": [it["prompt"] for it in items],
+        "targets": [it["target"] for it in items],
+        "image_ids": [it["image_id"] for it in items],
+        "metas": [it["meta"] for it in items],
+    }

@@ -1,0 +1,388 @@
+"""The training loop: ``train(dataset_dir, run_dir, config)``.
+
+AdamW with parameter groups (a lower rate for the text encoder, no weight decay on norms and biases),
+linear warm-up then cosine decay, gradient clipping, bf16/fp16 autocast where the device allows,
+checkpoints every N steps written atomically and resumable to the same loss sequence, a CSV log of
+every step's losses with a loss-curve PNG, and DDP when started by ``torchrun``.
+
+Run folder written (by rank 0 only)::
+
+    RUN/model.safetensors, config.json, text_encoder/ ...   the latest model (``load_checkpoint(RUN)``)
+    RUN/train_config.json     TrainConfig + resolved values (steps, world size, amp, dataset)
+    RUN/dataset_card.json     the training dataset's card; RUN/categories.json: its phrases/categories
+    RUN/log.csv, RUN/loss.png per-step losses and their curves
+    RUN/checkpoints/step-NNNNNNN/ + latest.json   resumable checkpoints (model + trainer state)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from .. import __version__
+from ..errors import MedglipError
+from ..model import PRESETS, GroundingModel, build_prompts, load_checkpoint, save_checkpoint
+from .curves import CsvLog, atomic_write_bytes, plot_losses
+from .data import AugmentConfig, GroundingDataset, collate
+from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, same_on_all_ranks, wrap_model
+from .optim import lr_factor, param_groups, resolve_amp, text_module
+from .state import latest_checkpoint, load_state, publish, rng_state, set_rng_state, write_checkpoint
+
+log = logging.getLogger(__name__)
+
+#: ``on_step(step, metrics)`` is called on rank 0 after every optimizer step.
+StepCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Length: give ``max_steps`` or ``epochs`` (neither: 1000 steps).
+
+    Attributes:
+        preset: the ``medglip.model.PRESETS`` entry of a new model (ignored on resume: the
+            checkpoint's ModelConfig is used).
+        init_from: start from the weights of this checkpoint folder (fine-tuning; ``preset`` and
+            ``model_overrides`` are then ignored) instead of the preset's initial weights.
+        max_steps: optimizer steps in all.
+        epochs: passes over the split (converted to steps per process).
+        batch_size: images per process per step.
+        model_overrides: ModelConfig fields changed from the preset, as ``(name, value)`` pairs
+            (e.g. ``(("image_size", 256),)``); ignored on resume.
+        lr: peak learning rate of the image side, fusion and head.
+        text_lr_factor: the text encoder's rate is ``lr * text_lr_factor`` (None: the model config's
+            ``text_lr_factor`` hint).
+        weight_decay: AdamW decay (not applied to biases, norms, 1-D parameters).
+        warmup_steps: linear warm-up from ~0 to the peak rate.
+        min_lr_ratio: the cosine decays to ``lr * min_lr_ratio`` at the last step.
+        grad_clip: clip the global gradient norm to this (None or 0: no clipping).
+        checkpoint_every: write a resumable checkpoint every N steps (and always at the end).
+        keep_last: how many step checkpoints to keep.
+        log_every: log line / PNG refresh every N steps (the CSV gets every step).
+        seed: seed of the model initialisation, data order and augmentation.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ... (under torchrun the local rank picks the GPU).
+        amp: ``auto`` (bf16 on CUDA when supported, else fp16 with a GradScaler; none on CPU),
+            ``bf16``, ``fp16`` (CUDA only) or ``none``.
+        num_workers: DataLoader worker processes per rank.
+        split: the dataset split to train on.
+        negatives_per_image: absent phrases added to each prompt.
+        flip_prob: horizontal-flip probability (left/right phrases swapped).
+        min_scale: scale-jitter lower bound (1.0: off).
+    """
+
+    preset: str = "default"
+    model_overrides: tuple[tuple[str, Any], ...] = ()
+    init_from: str | None = None
+    max_steps: int | None = None
+    epochs: int | None = None
+    batch_size: int = 8
+    lr: float = 1e-4
+    text_lr_factor: float | None = None
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.01
+    grad_clip: float | None = 1.0
+    checkpoint_every: int = 500
+    keep_last: int = 2
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"
+    num_workers: int = 0
+    split: str = "train"
+    negatives_per_image: int = 4
+    flip_prob: float = 0.5
+    min_scale: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.max_steps is not None and self.epochs is not None:
+            raise ValueError("give max_steps or epochs, not both")
+        if (self.max_steps is not None and self.max_steps < 1) or (self.epochs is not None and self.epochs < 1):
+            raise ValueError("max_steps / epochs must be >= 1")
+        if self.amp not in ("auto", "bf16", "fp16", "none"):
+            raise ValueError(f"amp must be auto, bf16, fp16 or none, not {self.amp!r}")
+        if self.batch_size < 1 or self.checkpoint_every < 1 or self.log_every < 1:
+            raise ValueError("batch_size, checkpoint_every and log_every must be >= 1")
+
+
+def _tokenizer(model: torch.nn.Module) -> Any:
+    for obj in (model, text_module(model)):
+        tok = getattr(obj, "tokenizer", None)
+        if tok is not None:
+            return tok
+    raise MedglipError("the model exposes no tokenizer (expected model.tokenizer or model.text_encoder.tokenizer)")
+
+
+def _max_text_len(model: torch.nn.Module) -> int:
+    cfg = getattr(model, "config", None)
+    for name in ("max_text_len", "max_text_length", "text_max_len"):
+        if cfg is not None and getattr(cfg, name, None):
+            return int(getattr(cfg, name))
+    return 256
+
+
+class _SkipSampler(Sampler[int]):
+    """The wrapped sampler's indices after the first ``skip`` (resuming in the middle of an epoch)."""
+
+    def __init__(self, sampler: DistributedSampler, skip: int = 0) -> None:
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self.sampler)[self.skip:])
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    nb = device.type == "cuda"
+    out = dict(batch)
+    out["images"] = batch["images"].to(device, non_blocking=nb)
+    out["modality"] = batch["modality"].to(device, non_blocking=nb)
+    out["targets"] = [{k: v.to(device, non_blocking=nb) for k, v in t.items()} for t in batch["targets"]]
+    return out
+
+
+def _write_run_info(run_dir: Path, dataset_dir: Path, ds: GroundingDataset, config: TrainConfig,
+                    resolved: dict[str, Any]) -> None:
+    info = {"medglip_version": __version__, "config": dataclasses.asdict(config), **resolved}
+    atomic_write_bytes(run_dir / "train_config.json", json.dumps(info, indent=2).encode())
+    card = dataset_dir / "card.json"
+    if card.is_file():
+        shutil.copyfile(card, run_dir / "dataset_card.json")
+    cats = {"dataset": str(dataset_dir.resolve()), "split": config.split, "phrases": list(ds.phrases),
+            "phrases_by_modality": {m: list(p) for m, p in ds.phrases_by_modality.items()},
+            "categories": ds.categories}
+    atomic_write_bytes(run_dir / "categories.json", json.dumps(cats, indent=1).encode())
+
+
+class _Progress:
+    """A rich progress bar on stderr when enabled; otherwise nothing."""
+
+    def __init__(self, enabled: bool, total: int, done: int) -> None:
+        self.bar = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                TextColumn("{task.fields[msg]}"), console=Console(stderr=True), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=total, completed=done, msg="")
+
+    def update(self, step: int, msg: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, msg=msg)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def train(dataset_dir: str | Path, run_dir: str | Path, config: TrainConfig = TrainConfig(), *,
+          resume: bool = False, on_step: StepCallback | None = None, progress: bool | None = None) -> Path:
+    """Train a grounding model on a ``medglip build`` output; returns ``run_dir``.
+
+    Args:
+        dataset_dir: the built dataset (``annotations/<split>.json``, ``images/``).
+        run_dir: output folder (created). Must not hold a checkpoint unless ``resume``.
+        config: the :class:`TrainConfig`.
+        resume: continue from ``run_dir``'s latest checkpoint (same data order, RNG and schedule, so the
+            losses continue as in an uninterrupted run); starts fresh when there is none.
+        on_step: ``callback(step, metrics)`` on rank 0 after each step (metrics: loss, loss_*, lr,
+            grad_norm, epoch).
+        progress: show a rich progress bar on rank 0 (None: only when stderr is a terminal).
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) each process trains on its shard of every epoch with DDP;
+    only rank 0 writes. The process group is created and destroyed here unless the caller made one.
+    """
+    owned = not (dist.is_available() and dist.is_initialized())
+    info = init_distributed(config.device)
+    ok = False
+    try:
+        out = _train(Path(dataset_dir), Path(run_dir), config, info, resume=resume, on_step=on_step,
+                     progress=progress)
+        ok = True
+        return out
+    finally:
+        if owned and info.distributed and dist.is_initialized():
+            if ok:
+                barrier(info)
+            dist.destroy_process_group()
+
+
+def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo, *, resume: bool,
+           on_step: StepCallback | None, progress: bool | None) -> Path:
+    device = info.device
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if not resume and latest_checkpoint(run_dir) is not None:
+        raise MedglipError(f"{run_dir} already holds a checkpoint: pass resume=True (--resume) or another folder")
+    torch.manual_seed(config.seed)
+    if ckpt is not None:
+        model = load_checkpoint(ckpt)
+        log.info("resuming from %s", ckpt)
+    elif config.init_from:
+        model = load_checkpoint(config.init_from)
+        log.info("starting from the weights of %s", config.init_from)
+    else:
+        if config.preset not in PRESETS:
+            raise MedglipError(f"unknown preset {config.preset!r}; choose from {sorted(PRESETS)}")
+        model = GroundingModel(PRESETS[config.preset].replace(**dict(config.model_overrides)))
+    mcfg = model.config
+    model.to(device).train()
+
+    builder = partial(build_prompts, tokenizer=_tokenizer(model), max_len=_max_text_len(model))
+    ds = GroundingDataset(dataset_dir, config.split, image_size=int(mcfg.image_size), prompt_builder=builder,
+                          modalities=tuple(mcfg.modalities), train=True,
+                          negatives_per_image=config.negatives_per_image,
+                          augment=AugmentConfig(flip_prob=config.flip_prob, min_scale=config.min_scale),
+                          seed=config.seed)
+    sampler = DistributedSampler(ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                 seed=config.seed, drop_last=False)
+    drop_last = len(sampler) >= config.batch_size
+    steps_per_epoch = len(sampler) // config.batch_size if drop_last else 1
+    total = config.max_steps or (config.epochs * steps_per_epoch if config.epochs else 1000)
+
+    ddp_model = wrap_model(model, info)
+    optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+    schedule = partial(lr_factor, warmup_steps=config.warmup_steps, total_steps=total, min_ratio=config.min_lr_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: schedule(s))
+    amp_dtype, use_scaler = resolve_amp(config.amp, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    step = 0
+    if ckpt is not None:
+        state = load_state(ckpt)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        step = int(state["step"])
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs):  # the schedule may be longer now
+            group["lr"] = base * schedule(step)
+    if not same_on_all_ranks(step, info):
+        raise MedglipError(f"rank {info.rank} resumes at step {step} but another rank does not: resuming a "
+                           f"multi-node run needs {run_dir} on a filesystem every node sees")
+    resolved = {"max_steps": total, "steps_per_epoch": steps_per_epoch, "world_size": info.world_size,
+                "global_batch_size": config.batch_size * info.world_size, "device": str(device),
+                "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "none", "grad_scaler": use_scaler,
+                "dataset": str(dataset_dir.resolve()), "preset": getattr(mcfg, "name", config.preset),
+                "resumed_from_step": step if ckpt is not None else None, "model_config": _config_dict(mcfg)}
+    csv_log: CsvLog | None = None
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_run_info(run_dir, dataset_dir, ds, config, resolved)
+        csv_log = CsvLog(run_dir / "log.csv", resume_step=step if ckpt is not None else None)
+        log.info("training %s steps (%d per epoch, %d image(s) per step per process, %d process(es)), amp %s, on %s",
+                 total, steps_per_epoch, config.batch_size, info.world_size, resolved["amp"], device)
+
+    def save(at: int) -> None:
+        if not info.is_main:
+            return
+        st = {"step": at, "epoch": at // steps_per_epoch, "optimizer": optimizer.state_dict(),
+              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
+              "train_config": dataclasses.asdict(config)}
+        folder = write_checkpoint(run_dir, at, partial(save_checkpoint, model), st, keep_last=config.keep_last)
+        publish(folder, run_dir)
+        log.info("checkpoint %s", folder)
+
+    if config.num_workers > 0:  # tokenizing in forked workers: keep the Rust tokenizer single-threaded
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    bar = _Progress(info.is_main and (sys.stderr.isatty() if progress is None else progress), total, step)
+    last_saved = step if ckpt is not None else -1
+    t0 = time.perf_counter()
+    try:
+        while step < total:
+            epoch, skip = divmod(step, steps_per_epoch)
+            ds.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            loader = DataLoader(ds, batch_size=config.batch_size, sampler=_SkipSampler(sampler, skip * config.batch_size),
+                                collate_fn=collate, num_workers=config.num_workers, drop_last=drop_last,
+                                pin_memory=device.type == "cuda",
+                                generator=torch.Generator().manual_seed(config.seed + epoch))
+            for batch in loader:
+                metrics = _step(ddp_model, model, batch, optimizer, scheduler, scaler, amp_dtype, config, info)
+                step += 1
+                metrics.update(step=step, epoch=epoch)
+                if info.is_main:
+                    assert csv_log is not None
+                    csv_log.append(metrics)
+                    bar.update(step, f"loss {metrics['loss']:.4f}")
+                    if step % config.log_every == 0 or step == total:
+                        rate = step / max(1e-9, time.perf_counter() - t0)
+                        log.info("step %d/%d loss %.4f lr %.2e (%.2f step/s)", step, total, metrics["loss"],
+                                 metrics["lr"], rate)
+                        plot_losses(csv_log.rows, run_dir / "loss.png")
+                    if on_step is not None:
+                        on_step(step, dict(metrics))
+                if step % config.checkpoint_every == 0 or step == total:
+                    save(step)
+                    last_saved = step
+                if step >= total:
+                    break
+    finally:
+        bar.close()
+    if info.is_main:
+        if last_saved != step:
+            save(step)
+        assert csv_log is not None
+        plot_losses(csv_log.rows, run_dir / "loss.png")
+    return run_dir
+
+
+def _config_dict(cfg: Any) -> Any:
+    if hasattr(cfg, "to_dict"):
+        return json.loads(json.dumps(cfg.to_dict(), default=str))
+    if dataclasses.is_dataclass(cfg):
+        return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    return str(cfg)
+
+
+def _step(ddp_model: torch.nn.Module, model: torch.nn.Module, batch: dict[str, Any], optimizer: torch.optim.Optimizer,
+          scheduler: Any, scaler: torch.amp.GradScaler, amp_dtype: torch.dtype | None, config: TrainConfig,
+          info: DistInfo) -> dict[str, float]:
+    """One optimizer step; returns the (rank-averaged) losses, lr and gradient norm."""
+    device = info.device
+    batch = _to_device(batch, device)
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        losses = ddp_model(batch["images"], batch["modality"], batch["prompts"], batch["targets"])
+    loss = sum(v.float() for v in losses.values())
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    if config.grad_clip:
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+    else:
+        grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().float().norm() for p in params])) \
+            if params else torch.zeros((), device=device)
+    lr = optimizer.param_groups[0]["lr"]
+    main_lrs = [g["lr"] for g in optimizer.param_groups if str(g.get("name", "")).startswith("main")]
+    if scaler.is_enabled():
+        scaler.step(optimizer)
+        scaler.update()
+    elif torch.isfinite(grad_norm):
+        optimizer.step()
+    else:
+        log.warning("non-finite gradient norm; step skipped")
+    scheduler.step()
+    names = sorted(losses)
+    vec = torch.stack([loss.detach()] + [losses[n].detach().float() for n in names] + [grad_norm.detach().float()])
+    vec = all_reduce_mean(vec, info).cpu().tolist()
+    out = {"loss": vec[0], **{n: v for n, v in zip(names, vec[1:-1])}, "grad_norm": vec[-1],
+           "lr": float(main_lrs[0] if main_lrs else lr)}
+    return out

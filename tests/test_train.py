@@ -1,0 +1,365 @@
+"""Training: dataset items and augmentation, schedule and optimizer groups, checkpoints and resume, DDP.
+
+All on CPU with the ``tiny`` preset and a dataset built from the shipped pyradiomics samples.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import medglip
+from medglip.build import BuildConfig, build
+from medglip.errors import MedglipError
+from medglip.model import PRESETS, build_prompts, load_checkpoint
+from medglip.model.text import load_tokenizer
+from medglip.train import AugmentConfig, GroundingDataset, TrainConfig, lr_factor, param_groups, resolve_amp, train
+from medglip.train import state as train_state
+
+TINY = PRESETS["tiny"]
+SAMPLES = Path(medglip.__file__).parent / "samples" / "pyradiomics"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped samples (brain1: "brain tumor", breast1: "breast lesion") built into one train split."""
+    out = tmp_path_factory.mktemp("ds") / "ds"
+    build(BuildConfig(source=str(SAMPLES), layout="manifest", split_ratios=(1, 0, 0)), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def lateral_dataset(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same images with breast lesions renamed "left breast lesion", plus categories "right breast
+    lesion", "brain" (parent of "brain tumor") and "liver" (never annotated)."""
+    out = tmp_path_factory.mktemp("lat") / "ds"
+    shutil.copytree(dataset, out)
+    path = out / "annotations" / "train.json"
+    coco = json.loads(path.read_text())
+    for ann in coco["annotations"]:
+        if ann["phrase"] == "breast lesion":
+            ann["phrase"] = "left breast lesion"
+            ann["hierarchy"] = ["thorax", "breast", "left breast lesion"]
+    cats = [c for c in coco["categories"] if c["name"] != "breast lesion"]
+    nid = max(c["id"] for c in coco["categories"]) + 1
+    for i, (name, hier) in enumerate([("left breast lesion", ["thorax", "breast", "left breast lesion"]),
+                                      ("right breast lesion", ["thorax", "breast", "right breast lesion"]),
+                                      ("brain", ["head and neck", "brain"]),
+                                      ("liver", ["abdomen", "liver"])]):
+        cats.append({"id": nid + i, "name": name, "hierarchy": hier})
+    coco["categories"] = cats
+    path.write_text(json.dumps(coco))
+    return out
+
+
+@pytest.fixture(scope="module")
+def builder():
+    return partial(build_prompts, tokenizer=load_tokenizer(TINY.text_tokenizer), max_len=TINY.max_text_len)
+
+
+def _coco(ds_dir: Path) -> dict:
+    return json.loads((ds_dir / "annotations" / "train.json").read_text())
+
+
+def _dataset(ds_dir: Path, builder, **kw) -> GroundingDataset:
+    kw.setdefault("negatives_per_image", 2)
+    return GroundingDataset(ds_dir, "train", image_size=TINY.image_size, prompt_builder=builder,
+                            modalities=TINY.modalities, **kw)
+
+
+# ------------------------------------------------------------------------------------------- dataset
+def test_items_have_shapes_and_letterboxed_targets(dataset: Path, builder) -> None:
+    coco = _coco(dataset)
+    ds = _dataset(dataset, builder, train=False)
+    assert len(ds) == len(coco["images"]) == 13
+    by_image: dict[int, list[dict]] = {}
+    for a in coco["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    n_negative = 0
+    for i in range(len(ds)):
+        item = ds[i]
+        info = ds.images[i]
+        s = TINY.image_size
+        assert item["image"].shape == (3, s, s) and item["image"].dtype == torch.float32
+        assert item["modality"] == TINY.modalities.index("MR")
+        scale = item["meta"]["scale"]
+        assert scale == pytest.approx(s / max(info["width"], info["height"]))
+        anns = by_image.get(info["id"], [])
+        boxes, ids = item["target"]["boxes"], item["target"]["phrase_ids"]
+        assert boxes.shape == (len(anns), 4) and ids.shape == (len(anns),) and ids.dtype == torch.long
+        want = torch.tensor([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                             for a in anns], dtype=torch.float32).reshape(-1, 4) * scale
+        torch.testing.assert_close(boxes, want)
+        phrases = item["prompt"].phrases
+        assert [phrases[j] for j in ids.tolist()] == [a["phrase"] for a in anns]
+        assert len(phrases) >= 1
+        if not anns:
+            n_negative += 1
+            assert info["negative"]
+    assert n_negative == 3
+
+
+def test_negatives_are_absent_and_prefer_the_modality(lateral_dataset: Path, builder) -> None:
+    ds = _dataset(lateral_dataset, builder, train=True, negatives_per_image=1)
+    assert set(ds.phrases) == {"brain tumor", "left breast lesion", "right breast lesion", "brain", "liver"}
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            item = ds[i]
+            present = {item["prompt"].phrases[j] for j in item["target"]["phrase_ids"].tolist()}
+            negatives = set(item["prompt"].phrases) - present
+            assert len(negatives) == 1
+            assert not negatives & present
+            if "brain tumor" in present:
+                # "brain" is the parent of a present phrase: never an absent phrase; MR phrases first
+                assert negatives in ({"left breast lesion"}, {"right breast lesion"})
+            if "left breast lesion" in present:  # MR phrases first: the only absent one is the tumour
+                assert negatives == {"brain tumor"}
+            if "right breast lesion" in present:  # a flipped breast slice: the left side is absent
+                assert negatives in ({"brain tumor"}, {"left breast lesion"})
+    ds3 = _dataset(lateral_dataset, builder, train=False, negatives_per_image=3)
+    item = ds3[2]  # a brain tumour slice: MR phrase first, then any other unrelated phrase
+    negs = set(item["prompt"].phrases) - {"brain tumor"}
+    assert len(negs) == 3 and "brain" not in negs and "brain tumor" in item["prompt"].phrases
+
+
+def test_flip_swaps_left_right_phrases_and_mirrors_boxes(lateral_dataset: Path, builder) -> None:
+    plain = _dataset(lateral_dataset, builder, train=False)
+    flip = _dataset(lateral_dataset, builder, train=True, augment=AugmentConfig(flip_prob=1.0, min_scale=1.0))
+    checked = 0
+    for i, info in enumerate(plain.images):
+        a, b = plain[i], flip[i]
+        assert b["meta"]["flipped"]
+        pa = [a["prompt"].phrases[j] for j in a["target"]["phrase_ids"].tolist()]
+        pb = [b["prompt"].phrases[j] for j in b["target"]["phrase_ids"].tolist()]
+        swap = {"left breast lesion": "right breast lesion", "brain tumor": "brain tumor"}
+        assert pb == [swap[p] for p in pa]
+        w = info["width"] * a["meta"]["scale"]
+        ba, bb = a["target"]["boxes"], b["target"]["boxes"]
+        torch.testing.assert_close(bb, torch.stack([w - ba[:, 2], ba[:, 1], w - ba[:, 0], ba[:, 3]], 1)
+                                   if len(ba) else ba)
+        nh, nw = round(info["height"] * a["meta"]["scale"]), round(info["width"] * a["meta"]["scale"])
+        torch.testing.assert_close(b["image"][:, :nh, :nw], a["image"][:, :nh, :nw].flip(-1), atol=0.05, rtol=0)
+        checked += "right breast lesion" in pb
+    assert checked == 3  # the three breast slices
+    for info in flip.images:  # a horizontal flip of a sagittal slice mirrors anterior/posterior: never done
+        info["slice_plane"] = "sagittal"
+    assert not any(flip[i]["meta"]["flipped"] for i in range(len(flip)))
+
+
+def test_scale_jitter_keeps_boxes_on_the_content(dataset: Path, builder) -> None:
+    coco = _coco(dataset)
+    ds = _dataset(dataset, builder, train=True, augment=AugmentConfig(flip_prob=0.0, min_scale=0.5))
+    ann = next(a for a in coco["annotations"])
+    idx = next(i for i, im in enumerate(ds.images) if im["id"] == ann["image_id"])
+    scales = set()
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        item = ds[idx]
+        s, (ox, oy) = item["meta"]["scale"], item["meta"]["offset"]
+        scales.add(round(s, 4))
+        assert TINY.image_size * 0.5 - 2 <= s * max(ds.images[idx]["width"], ds.images[idx]["height"]) \
+            <= TINY.image_size + 1e-3
+        x, y, w, h = ann["bbox"]
+        row = item["target"]["phrase_ids"].tolist().index(item["prompt"].phrases.index(ann["phrase"]))
+        torch.testing.assert_close(item["target"]["boxes"][row],
+                                   torch.tensor([x * s + ox, y * s + oy, (x + w) * s + ox, (y + h) * s + oy]))
+        assert ds[idx]["meta"] == item["meta"]  # deterministic per (seed, epoch, index)
+    assert len(scales) > 1
+
+
+# ------------------------------------------------------------------------------- schedule / groups
+def test_lr_schedule_warmup_then_cosine() -> None:
+    f = partial(lr_factor, warmup_steps=4, total_steps=104, min_ratio=0.1)
+    assert [f(s) for s in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert f(4) == pytest.approx(1.0)
+    assert f(54) == pytest.approx(0.55)
+    assert f(104) == pytest.approx(0.1) and f(500) == pytest.approx(0.1)
+    vals = [f(s) for s in range(4, 105)]
+    assert all(a >= b for a, b in zip(vals, vals[1:]))
+
+
+def test_amp_resolution() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert resolve_amp("auto", cpu) == (None, False)
+    assert resolve_amp("none", cuda) == (None, False)
+    assert resolve_amp("bf16", cpu) == (torch.bfloat16, False)
+    assert resolve_amp("fp16", cuda) == (torch.float16, True)
+    with pytest.raises(MedglipError):
+        resolve_amp("fp16", cpu)
+
+
+def test_param_groups_lower_text_rate_and_no_decay_on_norms() -> None:
+    from medglip.model import GroundingModel
+
+    model = GroundingModel(TINY)
+    groups = {g["name"]: g for g in param_groups(model, TrainConfig(lr=1e-3, text_lr_factor=0.1, weight_decay=0.05))}
+    assert set(groups) == {"main", "main_no_decay", "text", "text_no_decay"}
+    assert groups["text"]["lr"] == pytest.approx(1e-4) and groups["main"]["lr"] == pytest.approx(1e-3)
+    assert groups["main_no_decay"]["weight_decay"] == 0.0 and groups["main"]["weight_decay"] == 0.05
+    assert all(p.ndim > 1 for p in groups["main"]["params"])
+    n = sum(len(g["params"]) for g in groups.values())
+    assert n == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+def test_state_roundtrip_without_pickle(tmp_path: Path) -> None:
+    p = torch.nn.Parameter(torch.randn(3, 2))
+    opt = torch.optim.AdamW([p], lr=0.1)
+    p.sum().backward()
+    opt.step()
+    state = {"optimizer": opt.state_dict(), "step": 7, "nested": {1: (1.5, None, "x")}}
+    train_state.save_state(state, tmp_path)
+    back = train_state.load_state(tmp_path)
+    assert back["step"] == 7 and back["nested"] == {1: (1.5, None, "x")}
+    opt2 = torch.optim.AdamW([torch.nn.Parameter(p.detach().clone())], lr=0.1)
+    opt2.load_state_dict(back["optimizer"])
+    for k in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(opt2.state_dict()["state"][0][k], opt.state_dict()["state"][0][k])
+    assert opt2.param_groups[0]["betas"] == opt.param_groups[0]["betas"]
+    assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))
+
+
+# ----------------------------------------------------------------------------------------- training
+def _cfg(**kw) -> TrainConfig:
+    base = dict(preset="tiny", model_overrides=(("image_size", 64),), max_steps=6, batch_size=2, lr=1e-3, warmup_steps=2, checkpoint_every=3,
+                log_every=2, seed=0, device="cpu", negatives_per_image=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _losses(run: Path) -> list[dict[str, float]]:
+    with open(run / "log.csv", newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
+
+
+def test_train_tiny_writes_checkpoint_log_and_plot(dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    seen: list[int] = []
+    out = train(dataset, run, _cfg(max_steps=4, checkpoint_every=2), on_step=lambda s, m: seen.append(s))
+    assert out == run and seen == [1, 2, 3, 4]
+    rows = _losses(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in rows)
+    assert {"loss_cls", "loss_box", "loss_ctr", "lr", "grad_norm"} <= set(rows[0])
+    with Image.open(run / "loss.png") as im:
+        assert im.format == "PNG" and im.size[0] > 100
+    for name in ("model.safetensors", "config.json", "train_config.json", "categories.json", "dataset_card.json"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "categories.json").read_text())["phrases"] == ["brain tumor", "breast lesion"]
+    tc = json.loads((run / "train_config.json").read_text())
+    assert tc["config"]["max_steps"] == 4 and tc["world_size"] == 1 and tc["amp"] == "none"
+    latest = json.loads((run / "checkpoints" / "latest.json").read_text())
+    assert latest["step"] == 4
+    assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-0000002", "step-0000004"]
+    model = load_checkpoint(run)
+    sd = model.state_dict()
+    from safetensors.torch import load_file
+
+    stored = load_file(str(run / "checkpoints" / "step-0000004" / "model.safetensors"))
+    k = next(iter(stored))
+    torch.testing.assert_close(sd[k], stored[k])
+    with pytest.raises(MedglipError, match="already holds a checkpoint"):
+        train(dataset, run, _cfg(max_steps=4))
+
+
+def test_resume_after_crash_gives_the_same_losses(dataset: Path, tmp_path: Path) -> None:
+    cfg = _cfg(max_steps=5, checkpoint_every=2)  # 6 steps per epoch: the resume starts mid-epoch
+    straight = train(dataset, tmp_path / "a", cfg)
+
+    class Crash(RuntimeError):
+        pass
+
+    def crash_at_3(step: int, metrics: dict) -> None:
+        if step == 3:  # after checkpoint 2 was written, before checkpoint 4
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(dataset, tmp_path / "b", cfg, on_step=crash_at_3)
+    assert json.loads((tmp_path / "b" / "checkpoints" / "latest.json").read_text())["step"] == 2
+    assert [r["step"] for r in _losses(tmp_path / "b")] == [1, 2, 3]
+    resumed = train(dataset, tmp_path / "b", cfg, resume=True)
+    a, b = _losses(straight), _losses(resumed)
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 5]
+    for ra, rb in zip(a, b):
+        for key in ("loss", "loss_cls", "loss_box", "loss_ctr", "lr"):
+            assert rb[key] == pytest.approx(ra[key], rel=1e-5, abs=1e-7), (ra["step"], key)
+    assert len({round(r["loss"], 6) for r in a}) > 1  # the losses do change along the run
+
+
+def test_crash_while_saving_keeps_the_last_good_checkpoint(dataset: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    real = train_state.save_state
+    calls = {"n": 0}
+
+    def flaky(state, folder):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        return real(state, folder)
+
+    monkeypatch.setattr(train_state, "save_state", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        train(dataset, run, _cfg(max_steps=4, checkpoint_every=2))
+    ptr = json.loads((run / "checkpoints" / "latest.json").read_text())
+    assert ptr["step"] == 2
+    assert train_state.latest_checkpoint(run) == run / "checkpoints" / "step-0000002"
+    load_checkpoint(run / "checkpoints" / "step-0000002")
+    monkeypatch.setattr(train_state, "save_state", real)
+    train(dataset, run, _cfg(max_steps=4, checkpoint_every=2), resume=True)
+    assert [r["step"] for r in _losses(run)] == [1, 2, 3, 4]
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 4
+
+
+def test_bf16_autocast_on_cpu(dataset: Path, tmp_path: Path) -> None:
+    run = train(dataset, tmp_path / "run", _cfg(max_steps=2, amp="bf16", checkpoint_every=100), progress=False)
+    assert json.loads((run / "train_config.json").read_text())["amp"] == "bfloat16"
+    assert all(math.isfinite(r["loss"]) for r in _losses(run))
+
+
+def test_epochs_length_and_config_validation(dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        TrainConfig(max_steps=3, epochs=1)
+    with pytest.raises(ValueError):
+        TrainConfig(amp="fp8")
+    run = train(dataset, tmp_path / "run", _cfg(max_steps=None, epochs=1, batch_size=4, checkpoint_every=100))
+    # 13 images, batch 4, drop_last → 3 steps per epoch
+    assert [r["step"] for r in _losses(run)] == [1, 2, 3]
+
+
+# -------------------------------------------------------------------------------------------- DDP
+def test_ddp_two_gloo_processes(dataset: Path, tmp_path: Path) -> None:
+    script = tmp_path / "ddp_train.py"
+    script.write_text(textwrap.dedent(f"""
+        import logging, os, sys
+        logging.basicConfig(level=logging.INFO)
+        from medglip.train import TrainConfig, train
+        cfg = TrainConfig(preset="tiny", model_overrides=(("image_size", 64),), max_steps=2, batch_size=2,
+                          warmup_steps=1, checkpoint_every=1, log_every=1, device="cpu", negatives_per_image=1)
+        train({str(dataset)!r}, {str(tmp_path / 'run')!r}, cfg)
+        open(os.path.join({str(tmp_path)!r}, "done-" + os.environ["RANK"]), "w").close()
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+                           "--nproc_per_node=2", str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "done-0").is_file() and (tmp_path / "done-1").is_file()  # both ranks returned
+    run = tmp_path / "run"
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 2
+    assert json.loads((run / "train_config.json").read_text())["world_size"] == 2
+    rows = _losses(run)
+    assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["loss"]) for r in rows)
+    load_checkpoint(run)

@@ -1,0 +1,258 @@
+"""Volumes: ground slice by slice in display orientation, link slice boxes into 3D objects.
+
+Slices are cut with :func:`medglip.build.orient.plan_slices` (radiological display convention, the
+orientation the model was trained on) and made 8-bit the way the builder makes them (CT windowed,
+others normalised by the percentiles of the whole volume).
+
+Linking (per phrase, independently): slices are visited in order; the boxes of slice ``k`` are
+matched greedily — highest IoU first — to the objects whose last box lies on slice ``k - 1`` or
+``k - 2`` (a gap of one slice is bridged), when the IoU with that last box is at least
+``link_iou`` (0.3). A box that matches nothing starts a new object; an object is matched at most
+once per slice. An object's **score is the mean of its slice scores** (a long, consistently found
+object ranks above a single-slice flicker of the same peak score); ``max_score`` keeps the best one.
+
+Coordinates of an object:
+- ``slices``: first and last display-slice index (= index along the array's ``slice_axis``);
+- ``voxel_box``: ``(2, 3)`` min / max voxel index ``(i, j, k)`` of the source array covered by the
+  union of its slice boxes — voxel centres, inclusive (a box with pixel edges ``x0..x1`` covers the
+  pixel centres ``x0 .. x1 - 1``), mapped with ``SlicePlan.pixel_to_voxel``;
+- ``world_box``: ``(2, 3)`` min / max LPS millimetres of the eight corners of that voxel-centre box
+  (``SlicePlan.pixel_to_world``), i.e. the axis-aligned LPS box of the voxel centres.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..build.intensity import volume_percentiles
+from ..build.orient import SlicePlan, plan_slices
+from ..case import Geometry
+from .preprocess import PERCENTILES, Volume, looks_like_hu, to_uint8
+from .results import GroundingResult
+
+log = logging.getLogger(__name__)
+
+#: Detector used by :func:`ground_volume`: display slices (uint8) + phrases → one result per slice.
+SliceDetector = Callable[[list[np.ndarray], Sequence[str]], list[GroundingResult]]
+
+
+@dataclass
+class SliceBox:
+    """One 2D detection on one display slice (pixel-edge xyxy)."""
+
+    slice_index: int
+    box: np.ndarray
+    score: float
+    mask: np.ndarray | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"slice": int(self.slice_index), "box": [round(float(v), 2) for v in self.box],
+                "score": round(float(self.score), 5)}
+
+
+@dataclass
+class VolumeObject:
+    """A phrase's 3D finding: linked slice boxes and their extent in voxel and world coordinates.
+
+    Attributes:
+        phrase: the phrase.
+        score: mean of the slice scores.
+        max_score: best slice score.
+        slices: ``(first, last)`` display-slice index (= index along ``slice_axis``).
+        voxel_box: ``(2, 3)`` float, min / max ``(i, j, k)`` voxel index (voxel centres, inclusive).
+        world_box: ``(2, 3)`` float, min / max LPS mm of the voxel-centre box's corners.
+        slice_boxes: the linked 2D boxes, one per slice found (gaps possible).
+    """
+
+    phrase: str
+    score: float
+    max_score: float
+    slices: tuple[int, int]
+    voxel_box: np.ndarray
+    world_box: np.ndarray
+    slice_boxes: list[SliceBox]
+
+    @property
+    def n_slices(self) -> int:
+        return self.slices[1] - self.slices[0] + 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "phrase": self.phrase, "score": round(self.score, 5), "max_score": round(self.max_score, 5),
+            "slices": list(self.slices),
+            "voxel_box": np.round(self.voxel_box, 3).tolist(),
+            "world_box_mm": np.round(self.world_box, 3).tolist(),
+            "slice_boxes": [b.to_json() for b in self.slice_boxes],
+        }
+
+
+@dataclass
+class VolumeGroundingResult:
+    """Grounding of phrases in a volume.
+
+    Attributes:
+        phrases: phrases asked, in order.
+        objects: all 3D objects, sorted by phrase order then descending score.
+        plane: slicing plane; ``slice_axis``: array axis stepped through.
+        shape: spatial shape ``(i, j, k)`` of the source array.
+        geometry: its LPS geometry.
+        modality: modality code used; ``modality_source``: caller / metadata / classifier.
+        slice_results: per-slice 2D results (index = slice index).
+    """
+
+    phrases: tuple[str, ...]
+    objects: list[VolumeObject]
+    plane: str
+    slice_axis: int
+    shape: tuple[int, int, int]
+    geometry: Geometry
+    modality: str = ""
+    modality_source: str = ""
+    source: str = "array"
+    slice_results: list[GroundingResult] = field(default_factory=list, repr=False)
+
+    def for_phrase(self, phrase: str) -> list[VolumeObject]:
+        """Objects of ``phrase``, best first."""
+        return [o for o in self.objects if o.phrase == phrase]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "phrases": list(self.phrases), "plane": self.plane,
+            "slice_axis": self.slice_axis, "shape": list(self.shape), "geometry": self.geometry.to_json(),
+            "modality": self.modality, "modality_source": self.modality_source,
+            "objects": [o.to_json() for o in self.objects],
+        }
+
+
+# ---------------------------------------------------------------------------------- slicing
+def volume_slices(volume: Volume, modality: str | None, *, plane: str = "axial",
+                  window: str | tuple[float, float] | None = None) -> tuple[SlicePlan, list[np.ndarray], dict]:
+    """Cut ``volume`` into uint8 display slices as the builder does; returns plan, slices, intensity."""
+    plan = plan_slices(volume.geometry, volume.array.shape, plane)
+    arr = volume.array
+    if arr.dtype == np.uint8:
+        return plan, [plan.take(arr, k) for k in range(plan.n_slices)], {"mode": "identity", "low": 0.0, "high": 255.0}
+    is_ct = modality == "CT" or (modality is None and looks_like_hu(arr))
+    # non-CT volumes: one percentile window for the whole volume, as the builder does
+    limits = None if is_ct else volume_percentiles(arr, *PERCENTILES)
+    slices, rec = [], {}
+    for k in range(plan.n_slices):
+        pix, rec = to_uint8(plan.take(arr, k), "CT" if is_ct else "MR", window=window, limits=limits)
+        slices.append(pix)
+    return plan, slices, rec
+
+
+# ---------------------------------------------------------------------------------- linking
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix ``(N, M)`` of xyxy boxes."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def link_boxes(per_slice: Sequence[tuple[int, np.ndarray, np.ndarray]], *, link_iou: float = 0.3,
+               max_gap: int = 1) -> list[list[SliceBox]]:
+    """Greedy linking of one phrase's slice boxes into tracks.
+
+    Args:
+        per_slice: ``(slice_index, boxes (K, 4), scores (K,))`` in increasing slice order.
+        link_iou: minimum IoU with a track's last box.
+        max_gap: slices a track may skip (1: a box on ``k`` may extend a track ending on ``k - 2``).
+
+    Returns:
+        Tracks (lists of :class:`SliceBox` in slice order), in order of creation.
+    """
+    tracks: list[list[SliceBox]] = []
+    open_ids: list[int] = []
+    for k, boxes, scores in per_slice:
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        open_ids = [t for t in open_ids if k - tracks[t][-1].slice_index <= max_gap + 1]
+        taken_box: set[int] = set()
+        taken_track: set[int] = set()
+        if open_ids and len(boxes):
+            last = np.stack([tracks[t][-1].box for t in open_ids])
+            iou = box_iou(boxes, last)
+            pairs = [(iou[b, t], b, t) for b in range(len(boxes)) for t in range(len(open_ids)) if iou[b, t] >= link_iou]
+            for _, b, t in sorted(pairs, key=lambda p: (-p[0], p[1], p[2])):
+                if b in taken_box or t in taken_track:
+                    continue
+                taken_box.add(b)
+                taken_track.add(t)
+                tracks[open_ids[t]].append(SliceBox(int(k), boxes[b].copy(), float(scores[b])))
+        for b in range(len(boxes)):
+            if b not in taken_box:
+                tracks.append([SliceBox(int(k), boxes[b].copy(), float(scores[b]))])
+                open_ids.append(len(tracks) - 1)
+    return tracks
+
+
+def track_extent(track: Sequence[SliceBox], plan: SlicePlan, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """``(voxel_box, world_box)``, each ``(2, 3)`` min / max, of a track (see the module docstring)."""
+    b = np.stack([s.box for s in track]).astype(np.float64)
+    x0, y0 = b[:, 0].min(), b[:, 1].min()
+    x1, y1 = max(b[:, 2].max() - 1.0, x0), max(b[:, 3].max() - 1.0, y0)  # pixel-edge → last centre
+    k0, k1 = min(s.slice_index for s in track), max(s.slice_index for s in track)
+    corners = np.array([[x, y, 0.0, 1.0] for x in (x0, x1) for y in (y0, y1)])
+    vox, world = [], []
+    for k in (k0, k1):
+        vox.append(corners @ plan.pixel_to_voxel(k).T)
+        world.append(corners @ plan.pixel_to_world(k, geometry).T)
+    vox_pts, world_pts = np.concatenate(vox), np.concatenate(world)
+    return (np.stack([vox_pts.min(0), vox_pts.max(0)]),
+            np.stack([world_pts.min(0), world_pts.max(0)]))
+
+
+def link_volume(slice_results: Sequence[GroundingResult], phrases: Sequence[str], plan: SlicePlan,
+                geometry: Geometry, *, link_iou: float = 0.3, max_gap: int = 1) -> list[VolumeObject]:
+    """3D objects from per-slice results (``slice_results[k]`` is slice ``k``), phrase by phrase."""
+    objects: list[VolumeObject] = []
+    for p_idx, phrase in enumerate(phrases):
+        per_slice = []
+        for k, res in enumerate(slice_results):
+            g = res[p_idx]
+            if len(g):
+                per_slice.append((k, g.boxes, g.scores))
+        found = []
+        for track in link_boxes(per_slice, link_iou=link_iou, max_gap=max_gap):
+            scores = np.array([s.score for s in track])
+            for s in track:  # attach masks when the slice results carry them
+                g = slice_results[s.slice_index][p_idx]
+                if g.masks is not None:
+                    hit = np.nonzero(np.all(np.isclose(g.boxes, s.box[None]), axis=1))[0]
+                    s.mask = g.masks[hit[0]] if hit.size else None
+            vbox, wbox = track_extent(track, plan, geometry)
+            found.append(VolumeObject(
+                phrase=phrase,
+                score=float(scores.mean()), max_score=float(scores.max()),
+                slices=(track[0].slice_index, track[-1].slice_index),
+                voxel_box=vbox, world_box=wbox, slice_boxes=list(track)))
+        objects += sorted(found, key=lambda o: -o.score)
+    return objects
+
+
+def ground_volume(detect: SliceDetector, volume: Volume, phrases: Sequence[str], *, modality: str,
+                  modality_source: str = "caller", plane: str = "axial",
+                  window: str | tuple[float, float] | None = None, link_iou: float = 0.3,
+                  max_gap: int = 1) -> VolumeGroundingResult:
+    """Run ``detect`` on every display slice of ``volume`` and link the boxes into 3D objects."""
+    plan, slices, _ = volume_slices(volume, modality, plane=plane, window=window)
+    log.info("grounding %d %s slices of %s", len(slices), plane, volume.source)
+    results = detect(slices, phrases)
+    if len(results) != len(slices):
+        raise RuntimeError(f"slice detector returned {len(results)} results for {len(slices)} slices")
+    names = tuple(g.phrase for g in results[0]) if results else tuple(phrases)
+    objects = link_volume(results, names, plan, volume.geometry, link_iou=link_iou, max_gap=max_gap)
+    return VolumeGroundingResult(
+        phrases=names, objects=objects, plane=plane, slice_axis=plan.slice_axis,
+        shape=tuple(int(s) for s in volume.array.shape[:3]), geometry=volume.geometry,
+        modality=modality, modality_source=modality_source, source=volume.source, slice_results=list(results))

@@ -294,7 +294,7 @@ class FakeGrounder:
             self.boxes.setdefault((a["image_id"], name[a["category_id"]]), []).append([x, y, x + w, y + h])
         self.calls: list = []
 
-    def ground(self, image, phrases, *, modality=None, masks=False):
+    def ground(self, image, phrases, *, modality=None, masks=False, top_k=None):
         iid = self.by_file[image]
         self.calls.append((iid, list(phrases), modality, masks))
         per = {}

@@ -126,7 +126,8 @@ def _place_label(size: tuple[int, int], box: Rect, canvas: tuple[int, int], take
 
 def render_image(dataset_dir: Path, image_record: dict, annotations: list[dict],
                  categories: dict[int, dict], *, draw_masks: bool = True, draw_boxes: bool = True,
-                 draw_labels: bool = True, scale: float | None = None) -> Image.Image:
+                 draw_labels: bool = True, scale: float | None = None,
+                 image: Image.Image | None = None) -> Image.Image:
     """Draw one dataset image with its annotations.
 
     Args:
@@ -136,17 +137,21 @@ def render_image(dataset_dir: Path, image_record: dict, annotations: list[dict],
         categories: category records by id (for names and colours).
         draw_masks, draw_boxes, draw_labels: which layers to draw.
         scale: upscaling factor; None picks :func:`auto_scale` (integer, NEAREST interpolation).
+        image: the picture itself, when it is not a dataset file (e.g. a grounding result's input).
 
     Returns:
         An RGB image of ``round(width * scale) × round(height * scale) + FOOTER_HEIGHT`` pixels: the
         image with its overlays on top, the footer band (source, case, slice, modality) below.
     """
-    path = Path(dataset_dir) / "images" / image_record["file_name"]
-    try:
-        with Image.open(path) as im:
-            base = im.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise ReadError(path, f"cannot read image {image_record.get('id')}: {exc}") from exc
+    if image is not None:
+        base = image.convert("RGB")
+    else:
+        path = Path(dataset_dir) / "images" / image_record["file_name"]
+        try:
+            with Image.open(path) as im:
+                base = im.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise ReadError(path, f"cannot read image {image_record.get('id')}: {exc}") from exc
     w0, h0 = base.size
     s = float(scale) if scale is not None else float(auto_scale(w0, h0))
     if s <= 0:

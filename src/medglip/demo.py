@@ -31,6 +31,7 @@ def run_demo(out: Path, *, workers: int = 1, steps: int = 200, image_size: int =
     t0 = time.perf_counter()
     # brain2 is declared "test" in the manifest; every other case trains
     config = BuildConfig(source=str(SAMPLES), layout="manifest", split_ratios=(1.0, 0.0, 0.0), negative_ratio=0.5)
+    _forget_stale(out, config)
     result = build(config, out / "dataset", workers=workers)
     if result.failed:
         raise RuntimeError(f"sample cases failed to build: {result.failed}")
@@ -43,6 +44,18 @@ def run_demo(out: Path, *, workers: int = 1, steps: int = 200, image_size: int =
         return paths
     paths.update(_train_and_evaluate(out, steps=steps, image_size=image_size, console=console, t0=t0))
     return paths
+
+
+def _forget_stale(out: Path, config: BuildConfig) -> None:
+    """The demo owns ``out``: a dataset left by another medglip version or settings is rebuilt, and the
+    run trained on it retrained (an interrupted demo with the same settings resumes instead)."""
+    import shutil
+
+    cfg = out / "dataset" / "build_config.json"
+    if cfg.exists() and json.loads(cfg.read_text()).get("fingerprint") != config.fingerprint():
+        log.info("%s was built with other settings: rebuilding the demo from scratch", out / "dataset")
+        for sub in ("dataset", "run", "eval", "overlays", "show"):
+            shutil.rmtree(out / sub, ignore_errors=True)
 
 
 def _train_and_evaluate(out: Path, *, steps: int, image_size: int, console: Console, t0: float) -> dict[str, Path]:

@@ -30,7 +30,7 @@ def medglip_runner(preset: str, device: str, batch: int, size: int):
 
 
 def gdino_runner(device: str, batch: int, size: int):
-    from transformers import AutoTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection
+    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection
     from medglip.model.text import load_tokenizer  # MiniLM's BERT vocab: same wordpiece scheme as BERT-base
 
     model = GroundingDinoForObjectDetection(GroundingDinoConfig()).to(device).eval()

@@ -113,6 +113,12 @@ def _annotation(inst: Instance, info: LabelInfo, modality: str, side: str | None
     }
 
 
+def _image_fields(case: Case, file_name: str, pix: np.ndarray) -> dict[str, Any]:
+    """The image-record fields every image shares, 2D or sliced."""
+    return {"file_name": file_name, "width": int(pix.shape[1]), "height": int(pix.shape[0]),
+            "modality": case.modality, "source": case.source, "case_id": case.case_id}
+
+
 class CaseBuilder:
     """Writes one case's images under ``out/images/<key>/`` and returns its record (no ids yet)."""
 
@@ -192,12 +198,7 @@ class CaseBuilder:
                         warnings.append(f"slice {idx}: '{info.phrase}' lies on the patient's {side}")
                     anns.append(_annotation(inst, info, case.modality, side))
                 images.append({
-                    "file_name": f"{key}/{stem}.png",
-                    "width": int(pix.shape[1]),
-                    "height": int(pix.shape[0]),
-                    "modality": case.modality,
-                    "source": case.source,
-                    "case_id": case.case_id,
+                    **_image_fields(case, f"{key}/{stem}.png", pix),
                     "slice_axis": plan.slice_axis,
                     "slice_index": idx,
                     "slice_plane": plan.plane,
@@ -249,12 +250,7 @@ class CaseBuilder:
         stem = key.split("/")[-1]
         write_png(self.out / "images" / key / f"{stem}.png", np.ascontiguousarray(pix))
         return [{
-            "file_name": f"{key}/{stem}.png",
-            "width": int(pix.shape[1]),
-            "height": int(pix.shape[0]),
-            "modality": case.modality,
-            "source": case.source,
-            "case_id": case.case_id,
+            **_image_fields(case, f"{key}/{stem}.png", pix),
             "slice_axis": None,
             "slice_index": None,
             "slice_plane": "2d",

@@ -65,6 +65,18 @@ def load_json(path: Path, *, what: str = "JSON file") -> Any:
         raise LayoutError(f"{path}: {what} is not valid JSON ({exc})") from None
 
 
+def peek_dataset_json(root: Path) -> dict | None:
+    """``root/dataset.json`` as a dict for layout detection, or None (missing, huge, not a JSON object)."""
+    path = Path(root) / "dataset.json"
+    if not path.is_file() or path.stat().st_size > 10_000_000:
+        return None
+    try:
+        meta = load_json(path)
+    except LayoutError:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def resolve_modality(user: str | None, known: str | None, *, where: str, hint: str = "") -> str:
     """The canonical modality: the user's choice wins, else what the layout says, else an error.
 

@@ -28,14 +28,8 @@ NAME = "msd"
 
 def detect(root: Path) -> bool:
     """A ``dataset.json`` with MSD keys (``training`` or ``modality``) and no nnU-Net v2 keys."""
-    path = Path(root) / "dataset.json"
-    if not path.is_file() or path.stat().st_size > 10_000_000:
-        return False
-    try:
-        meta = C.load_json(path)
-    except LayoutError:
-        return False
-    return (isinstance(meta, dict) and ("training" in meta or "modality" in meta)
+    meta = C.peek_dataset_json(root)
+    return (meta is not None and ("training" in meta or "modality" in meta)
             and "channel_names" not in meta and "file_ending" not in meta)
 
 

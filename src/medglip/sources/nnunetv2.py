@@ -44,14 +44,8 @@ _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
 
 def detect(root: Path) -> bool:
     """A ``dataset.json`` with ``channel_names`` or ``file_ending`` (nnU-Net v2 keys)."""
-    path = Path(root) / "dataset.json"
-    if not path.is_file() or path.stat().st_size > 10_000_000:
-        return False
-    try:
-        meta = C.load_json(path)
-    except LayoutError:
-        return False
-    return isinstance(meta, dict) and ("channel_names" in meta or "file_ending" in meta)
+    meta = C.peek_dataset_json(root)
+    return meta is not None and ("channel_names" in meta or "file_ending" in meta)
 
 
 def _read_dataset_json(root: Path) -> dict:

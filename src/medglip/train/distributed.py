@@ -65,7 +65,6 @@ def init_distributed(device: str = "auto", *, timeout_s: float = 1800.0) -> Dist
     group (e.g. by a caller) is reused as is.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, local_rank)
     if world_size <= 1 and not (dist.is_available() and dist.is_initialized()):

@@ -41,14 +41,7 @@ def _targets(boxes_per_image):
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # one intra-op thread: a bit slower alone, but immune to the many-fold OpenMP slowdown when
-    # other test processes share the CPU cores
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # ---------------------------------------------------------------------------------------- config
 def test_config_json_roundtrip_and_presets(tmp_path):

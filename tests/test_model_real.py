@@ -22,14 +22,7 @@ CAT_FAMILY = {281, 282, 283, 284, 285}          # tabby, tiger cat, Persian, Sia
 COFFEE = {967, 968, 504}                          # espresso, cup, coffee mug
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # one intra-op thread: a bit slower alone, but immune to the many-fold OpenMP slowdown when
-    # other test processes share the CPU cores
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _imagenet_input(rgb: np.ndarray, mean, std) -> torch.Tensor:

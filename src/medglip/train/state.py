@@ -141,13 +141,7 @@ def write_checkpoint(run_dir: Path, step: int, save_model: Any, state: dict[str,
         if f.is_file():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-    if final.exists():
-        old = ckpt_root / f".old-step-{step:07d}-{os.getpid()}"
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    _swap_in(tmp, final, ckpt_root / f".old-step-{step:07d}-{os.getpid()}")
     _fsync_dir(ckpt_root)
     atomic_write_bytes(ckpt_root / LATEST, json.dumps({"step": step, "folder": final.name}).encode())
     steps = sorted(p for p in ckpt_root.glob("step-*") if p.is_dir())
@@ -155,6 +149,17 @@ def write_checkpoint(run_dir: Path, step: int, save_model: Any, state: dict[str,
         if old != final:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _swap_in(tmp: Path, final: Path, old: Path) -> None:
+    """Put folder ``tmp`` at ``final`` by renames: an existing ``final`` is moved aside to ``old`` first,
+    so a crash leaves either the old or the new folder complete, never a half-copied one."""
+    if final.exists():
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -182,13 +187,7 @@ def publish(folder: Path, run_dir: Path) -> None:
             tmp = run_dir / f".{src.name}.tmp-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(src, tmp)
-            if dst.exists():
-                old = run_dir / f".{src.name}.old-{os.getpid()}"
-                os.replace(dst, old)
-                os.replace(tmp, dst)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, dst)
+            _swap_in(tmp, dst, run_dir / f".{src.name}.old-{os.getpid()}")
         else:
             tmp = run_dir / f".{src.name}.tmp-{os.getpid()}"
             shutil.copyfile(src, tmp)

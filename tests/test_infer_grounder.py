@@ -201,3 +201,22 @@ def test_cached_text_features_give_the_models_own_output(grounder):
         keep = (ref_boxes[:, 2] > ref_boxes[:, 0]) & (ref_boxes[:, 3] > ref_boxes[:, 1])
         assert np.allclose(res[p].scores, ref_scores[keep], atol=1e-6)
         assert np.allclose(res[p].boxes, ref_boxes[keep], atol=1e-4)
+
+
+def test_known_phrases_come_from_the_runs_categories(run_dir, tmp_path):
+    import shutil
+    assert Grounder.from_pretrained(run_dir, refiner=None).known_phrases == ()  # bare checkpoint
+    run = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    (run / "categories.json").write_text(json.dumps({"phrases": ["brain tumor", "left kidney", "", 3]}))
+    assert Grounder.from_pretrained(run, refiner=None).known_phrases == ("brain tumor", "left kidney")
+    (run / "categories.json").write_text("{truncated")
+    assert Grounder.from_pretrained(run, refiner=None).known_phrases == ()
+
+
+def test_results_carry_the_dicom_pixel_spacing(grounder):
+    import pydicom
+    import pydicom.data
+    path = pydicom.data.get_testdata_file("CT_small.dcm")
+    res = grounder.ground(path, ["liver"])
+    assert res.extra["pixel_spacing"] == pytest.approx([float(v) for v in pydicom.dcmread(path).PixelSpacing])
+    assert "pixel_spacing" not in grounder.ground(_image(), ["liver"], modality="CT").extra

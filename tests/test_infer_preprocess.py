@@ -123,3 +123,18 @@ def test_load_volume_reads_files_and_wraps_arrays():
     assert a.geometry.spacing == (1.0, 1.0, 1.0)
     with pytest.raises(MedglipError, match="3D"):
         load_volume(np.zeros((4, 5)))
+
+
+def test_pixel_spacing_is_kept_for_dicom_and_one_slice_volumes_but_not_for_pictures(tmp_path):
+    import nibabel as nib
+    import pydicom
+    path = _testdata("CT_small.dcm")
+    ds = pydicom.dcmread(path)
+    d = to_display(path)
+    assert d.meta["pixel_spacing"] == pytest.approx([float(v) for v in ds.PixelSpacing])  # (row, col) mm
+    affine = np.diag([0.7, 1.3, 5.0, 1.0])  # i: 0.7 mm, j: 1.3 mm; display rows run along j
+    nib.save(nib.Nifti1Image(np.zeros((8, 9, 1), np.float32), affine), str(tmp_path / "s.nii.gz"))
+    d = to_display(tmp_path / "s.nii.gz", modality="MR")
+    assert d.pixels.shape == (9, 8) and d.meta["pixel_spacing"] == pytest.approx([1.3, 0.7])
+    Image.fromarray(np.zeros((5, 6), np.uint8)).save(tmp_path / "p.png")
+    assert "pixel_spacing" not in to_display(tmp_path / "p.png").meta

@@ -64,6 +64,18 @@ def _clean_phrases(phrases: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _trained_phrases(run_dir: Path) -> tuple[str, ...]:
+    """The training phrases ``medglip train`` wrote to ``RUN/categories.json`` (none for bare checkpoints)."""
+    import json
+
+    path = run_dir / "categories.json"
+    try:
+        phrases = json.loads(path.read_text()).get("phrases", [])
+    except (OSError, ValueError, AttributeError):
+        return ()
+    return tuple(p for p in phrases if isinstance(p, str) and p.strip())
+
+
 class Grounder:
     """Ground phrases in 2D images and 3D volumes with a :class:`~medglip.model.GroundingModel`.
 
@@ -91,6 +103,8 @@ class Grounder:
         self.batch_size = max(1, int(batch_size))
         self.ct_window = ct_window
         self._cache: OrderedDict[tuple[str, ...], list[_Chunk]] = OrderedDict()
+        #: the phrases the checkpoint was trained on (RUN/categories.json), the default of reports
+        self.known_phrases: tuple[str, ...] = ()
         self.cache_hits = 0
         self.cache_misses = 0
 
@@ -102,7 +116,9 @@ class Grounder:
             model = load_checkpoint(run_dir, device=device)
         except FileNotFoundError as e:
             raise MedglipError(f"cannot load checkpoint {run_dir}: {e}") from None
-        return cls(model, device=device, refiner=refiner, **kwargs)
+        g = cls(model, device=device, refiner=refiner, **kwargs)
+        g.known_phrases = _trained_phrases(Path(run_dir))
+        return g
 
     # ------------------------------------------------------------------------------ text cache
     def _chunks(self, phrases: tuple[str, ...]) -> list[_Chunk]:
@@ -248,7 +264,8 @@ class Grounder:
                 g.masks = m[start: start + len(g)]
                 start += len(g)
         extra = {"intensity": d.intensity}
-        extra.update({k: d.meta[k] for k in ("plane", "pixel_to_voxel", "pixel_to_world") if k in d.meta})
+        extra.update({k: d.meta[k] for k in ("plane", "pixel_to_voxel", "pixel_to_world", "pixel_spacing")
+                      if k in d.meta})
         return GroundingResult(phrases, groundings, (h, w), modality[0], modality[1], d.source, extra)
 
     # ------------------------------------------------------------------------------ 3D

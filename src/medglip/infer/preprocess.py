@@ -205,6 +205,11 @@ def from_path(path: str | Path, *, modality: str | None = None,
                 f"{p}: a 3D image of shape {img.spatial_shape} ({fmt or 'volume'}); Grounder.ground takes 2D "
                 f"images: use Grounder.ground_volume({p.name!r}, phrases) to ground it slice by slice, or pass "
                 "one slice as an array")
+    if img.geometry.ndim == 2 and img.spacing_known:
+        extra["pixel_spacing"] = [round(float(v), 6) for v in img.geometry.spacing]  # (row_mm, col_mm)
+    elif "pixel_to_world" in extra:
+        m = np.asarray(extra["pixel_to_world"], dtype=np.float64)
+        extra["pixel_spacing"] = [round(float(np.linalg.norm(m[:, 1])), 6), round(float(np.linalg.norm(m[:, 0])), 6)]
     file_modality = img.modality
     use = modality or file_modality
     arr = _colour_or_grey(img.array, str(p))

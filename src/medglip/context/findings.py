@@ -1,0 +1,143 @@
+"""2D grounding results → :class:`GroundedContext` (numbered findings with sizes, sides, containers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import MedglipError
+from ..infer.results import GroundingResult
+from .finding import Finding
+from .grounded import GroundedContext
+from .location import (
+    Extent, find_containers, horizontal_words, image_side, location_words, orientation_of, resolve_spacing,
+    vertical_third, world_matrix,
+)
+
+PLANES = ("2d", "axial", "coronal", "sagittal")
+
+
+@dataclass(frozen=True)
+class PhraseInfo:
+    """What the ontology says about an asked phrase (unmapped: label = phrase, level unknown)."""
+
+    label: str
+    level: str
+    hierarchy: tuple[str, ...]
+    laterality: str | None
+    parent: str | None
+    ancestors: frozenset[str]  # ancestor phrases and labels, for preferring ontological containers
+
+
+def phrase_info(phrase: str, onto: Any) -> PhraseInfo:
+    """``onto.resolve(phrase)`` condensed; an unmapped phrase keeps its own text and no hierarchy."""
+    res = onto.resolve(phrase)
+    if not res.mapped:
+        return PhraseInfo(phrase, "unknown", (), res.laterality, None, frozenset())
+    names = set(res.hierarchy[:-1])
+    if res.term_id is not None:
+        names |= {t.name for t in onto.ancestors(res.term_id)[1:]}
+    return PhraseInfo(res.label, res.level, tuple(res.hierarchy), res.laterality, res.parent, frozenset(names))
+
+
+def check_threshold(score_threshold: float, max_per_phrase: int) -> tuple[float, int]:
+    try:
+        thr, k = float(score_threshold), int(max_per_phrase)
+    except (TypeError, ValueError):
+        raise MedglipError(f"score_threshold / max_per_phrase must be numbers, got {score_threshold!r}, "
+                           f"{max_per_phrase!r}") from None
+    if not 0.0 <= thr <= 1.0:
+        raise MedglipError(f"score_threshold must be in [0, 1], got {score_threshold!r}")
+    if k < 1:
+        raise MedglipError(f"max_per_phrase must be at least 1, got {max_per_phrase!r}")
+    return thr, k
+
+
+def top_indices(scores: np.ndarray, threshold: float, k: int) -> list[int]:
+    """Indices of the at most ``k`` best scores ≥ ``threshold``, best first (ties: original order)."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    order = np.argsort(-s, kind="stable")
+    return [int(i) for i in order if s[i] >= threshold][:k]
+
+
+def mask_areas(mask: np.ndarray | None, spacing: tuple[float, float] | None) -> tuple[int | None, float | None]:
+    """``(pixels, mm²)`` of a mask (None, None without one; mm² None without spacing)."""
+    if mask is None:
+        return None, None
+    px = int(np.count_nonzero(mask))
+    return px, (None if spacing is None else px * spacing[0] * spacing[1])
+
+
+def display_plane(extra: dict[str, Any]) -> str:
+    plane = str(extra.get("plane") or "2d")
+    return plane if plane in PLANES else "2d"  # e.g. "file": a degenerate one-slice volume
+
+
+def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None, score_threshold: float = 0.3,
+                        max_per_phrase: int = 3, source: str = "prediction", ontology: Any = None) -> GroundedContext:
+    """Findings of a 2D :class:`GroundingResult`.
+
+    Args:
+        result: the grounding (boxes ``(K, 4)`` xyxy pixel edges, scores ``(K,)``, masks ``(K, H, W)``).
+        pixel_spacing: ``(row_mm, col_mm)``; default ``result.extra["pixel_spacing"]``, else derived
+            from ``result.extra["pixel_to_world"]``, else sizes in pixels only.
+        score_threshold: boxes below it are dropped; phrases left with none are ``absent``.
+        max_per_phrase: boxes kept per phrase (best first).
+        source: ``"prediction"`` or ``"ground truth"`` (stored on every finding).
+        ontology: an :class:`~medglip.ontology.Ontology`; default :func:`load_ontology`.
+    """
+    from ..ontology import load_ontology
+
+    thr, k = check_threshold(score_threshold, max_per_phrase)
+    onto = ontology or load_ontology()
+    extra = dict(result.extra or {})
+    h, w = (int(v) for v in result.image_size)
+    spacing = resolve_spacing(pixel_spacing, extra)
+    m = world_matrix(extra)
+    orientation = orientation_of(result.modality, m is not None)
+    plane = display_plane(extra)
+
+    asked: list[str] = []
+    picked: list[tuple[str, PhraseInfo, tuple[float, float, float, float], float, np.ndarray | None]] = []
+    absent: list[str] = []
+    for g in result.groundings:
+        if g.phrase in asked:
+            continue
+        asked.append(g.phrase)
+        idx = top_indices(g.scores, thr, k)
+        if not idx:
+            absent.append(g.phrase)
+            continue
+        info = phrase_info(g.phrase, onto)
+        for i in idx:
+            box = tuple(float(v) for v in np.asarray(g.boxes[i]).reshape(4))
+            mask = None
+            if g.masks is not None and i < len(g.masks) and g.masks[i].shape == (h, w):
+                mask = np.asarray(g.masks[i], dtype=bool)
+            picked.append((g.phrase, info, box, round(float(g.scores[i]), 6), mask))
+
+    holders = find_containers([Extent(p, box[:2], box[2:], info.ancestors) for p, info, box, _, _ in picked])
+    findings = []
+    for n, ((phrase, info, box, score, mask), holder) in enumerate(zip(picked, holders), start=1):
+        x0, y0, x1, y1 = box
+        cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+        bw, bh = x1 - x0, y1 - y0
+        side = image_side(cx, cy, (h, w), orientation, m, plane)
+        vertical = vertical_third(cy, h)
+        container = None if holder is None else picked[holder][0]
+        area_px, area_mm2 = mask_areas(mask, spacing)
+        findings.append(Finding(
+            number=n, phrase=phrase, label=info.label, level=info.level, hierarchy=info.hierarchy,
+            laterality=info.laterality, score=score, box=box, size_px=(bw, bh),
+            size_mm=None if spacing is None else (bw * spacing[1], bh * spacing[0]),
+            mask_area_px=area_px, mask_area_mm2=area_mm2, side=side, vertical=vertical,
+            location=location_words(side=side, horizontal=horizontal_words(cx, w) if orientation == "none" else None,
+                                    vertical=vertical, plane=plane, container=container),
+            parent=container if container is not None else info.parent,
+            parent_number=None if holder is None else holder + 1, source=source, mask=mask))
+    return GroundedContext(
+        source=str(result.source), modality=result.modality, image_size=(h, w), plane=plane,
+        pixel_spacing=spacing, orientation=orientation, asked=tuple(asked), findings=findings,
+        absent=tuple(absent), score_threshold=thr, volume=None)

@@ -1,0 +1,99 @@
+"""3D grounding results → :class:`GroundedContext`: one finding per linked object, extents in LPS mm."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..build.orient import plan_slices
+from ..infer.volume import VolumeGroundingResult, VolumeObject
+from .finding import Finding
+from .findings import PhraseInfo, check_threshold, mask_areas, phrase_info
+from .grounded import GroundedContext
+from .location import Extent, find_containers, location_words, side_from_dx, vertical_third
+
+
+def _extent_mm(obj: VolumeObject, voxel_mm: np.ndarray) -> tuple[float, float, float]:
+    """LPS x / y / z extent of an object's voxels, edges included: its world box (voxel centres)
+    plus one voxel along each world axis."""
+    wb = np.asarray(obj.world_box, dtype=np.float64).reshape(2, 3)
+    return tuple(float(v) for v in (wb[1] - wb[0]) + voxel_mm)  # type: ignore[return-value]
+
+
+def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float = 0.3, max_per_phrase: int = 3,
+                        source: str = "prediction", ontology: Any = None) -> GroundedContext:
+    """Findings of a :class:`VolumeGroundingResult`: one per object (score = the object's mean score).
+
+    Each finding's ``box`` is its best slice box (``key_slice``), ``slices`` its slice range,
+    ``extent_mm`` the LPS extent of its voxels and ``side`` the world x of its world-box centre
+    against the volume centre's. ``size_mm`` is None for volumes (``extent_mm`` says it).
+    Containment is tested on the objects' voxel boxes.
+    """
+    from ..ontology import load_ontology
+
+    thr, k = check_threshold(score_threshold, max_per_phrase)
+    onto = ontology or load_ontology()
+    geom = result.geometry
+    shape = tuple(int(s) for s in result.shape)
+    plan = plan_slices(geom, shape, result.plane)
+    image_size = tuple(result.slice_results[0].image_size) if result.slice_results else plan.display_shape
+    h = int(image_size[0])
+    spacing = plan.pixel_spacing(geom)
+    lin = geom.direction_matrix * np.asarray(geom.spacing)[None, :]  # voxel index step → LPS mm
+    voxel_mm = np.abs(geom.direction_matrix) @ np.asarray(geom.spacing, dtype=np.float64)
+    centre_x = float(geom.index_to_world((np.asarray(shape, dtype=np.float64) - 1.0) / 2.0)[0])
+    x_extent = float(np.abs(lin[0]) @ np.asarray(shape, dtype=np.float64))
+
+    asked: list[str] = []
+    absent: list[str] = []
+    picked: list[tuple[VolumeObject, PhraseInfo]] = []
+    for phrase in result.phrases:
+        if phrase in asked:
+            continue
+        asked.append(phrase)
+        objs = [o for o in result.objects if o.phrase == phrase and o.score >= thr and o.slice_boxes]
+        objs = sorted(objs, key=lambda o: -o.score)[:k]
+        if not objs:
+            absent.append(phrase)
+            continue
+        info = phrase_info(phrase, onto)
+        picked += [(o, info) for o in objs]
+
+    extents = []
+    for o, info in picked:
+        vb = np.asarray(o.voxel_box, dtype=np.float64).reshape(2, 3)
+        extents.append(Extent(o.phrase, tuple(vb[0]), tuple(vb[1] + 1.0), info.ancestors))
+    holders = find_containers(extents)
+
+    findings = []
+    for n, ((o, info), holder) in enumerate(zip(picked, holders), start=1):
+        key = max(o.slice_boxes, key=lambda s: s.score)  # first of equal bests
+        box = tuple(float(v) for v in np.asarray(key.box).reshape(4))
+        wb = np.asarray(o.world_box, dtype=np.float64).reshape(2, 3)
+        side = side_from_dx(float(wb[:, 0].mean()) - centre_x, x_extent)
+        vertical = vertical_third((box[1] + box[3]) / 2.0, h)
+        container = None if holder is None else picked[holder][0].phrase
+        mask = None if key.mask is None else np.asarray(key.mask, dtype=bool)
+        area_px, area_mm2 = mask_areas(mask, spacing)
+        findings.append(Finding(
+            number=n, phrase=o.phrase, label=info.label, level=info.level, hierarchy=info.hierarchy,
+            laterality=info.laterality, score=float(o.score), box=box, size_px=(box[2] - box[0], box[3] - box[1]),
+            size_mm=None, mask_area_px=area_px, mask_area_mm2=area_mm2, side=side, vertical=vertical,
+            location=location_words(side=side, horizontal=None, vertical=vertical, plane=result.plane,
+                                    container=container),
+            parent=container if container is not None else info.parent,
+            parent_number=None if holder is None else holder + 1, source=source,
+            slices=(int(o.slices[0]), int(o.slices[1])), key_slice=int(key.slice_index),
+            extent_mm=_extent_mm(o, voxel_mm),
+            world_box_mm=(tuple(float(v) for v in wb[0]), tuple(float(v) for v in wb[1])),  # type: ignore[arg-type]
+            mask=mask))
+
+    best = max(findings, key=lambda f: f.score, default=None)
+    volume = {"shape": list(shape), "n_slices": int(plan.n_slices),
+              "key_slice": int(best.key_slice) if best is not None else int(plan.n_slices // 2),
+              "slice_axis": int(result.slice_axis)}
+    return GroundedContext(
+        source=str(result.source), modality=result.modality, image_size=(int(image_size[0]), int(image_size[1])),
+        plane=result.plane, pixel_spacing=spacing, orientation="world", asked=tuple(asked), findings=findings,
+        absent=tuple(absent), score_threshold=thr, volume=volume)

@@ -1,0 +1,63 @@
+"""The markdown of a report: header, findings, phrases not identified, table, overlay, disclaimer."""
+
+from __future__ import annotations
+
+from ..context import Finding, GroundedContext
+from ..context.render import format_number
+from .sentences import DASH, TIMES
+
+DISCLAIMER = ("This report was generated automatically from phrase grounding (boxes found by a detection "
+              "model). It is not a diagnosis and has not been reviewed by a clinician.")
+
+_ORIENTATION = {
+    "world": "patient sides from the image geometry (LPS)",
+    "radiological": "patient sides assume the radiological convention (patient's left on the image's right)",
+    "none": "no patient sides for this modality; image left / right only",
+}
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _row(f: Finding) -> str:
+    box = ", ".join(f"{v:.0f}" for v in f.box)
+    sizes = f.extent_mm if f.extent_mm is not None else f.size_mm
+    size = TIMES.join(format_number(v) for v in sizes) if sizes is not None else DASH
+    slices = DASH if f.slices is None else (f"{f.slices[0]}" if f.slices[0] == f.slices[1]
+                                            else f"{f.slices[0]}{DASH}{f.slices[1]}")
+    return f"| {f.number} | {_cell(f.phrase)} | {f.score:.2f} | {box} | {size} | {slices} |"
+
+
+def _image_line(ctx: GroundedContext) -> str:
+    h, w = ctx.image_size
+    spacing = ("pixel spacing unknown" if ctx.pixel_spacing is None
+               else f"pixel spacing {ctx.pixel_spacing[0]:.3g}{TIMES}{ctx.pixel_spacing[1]:.3g} mm")
+    if ctx.volume is not None:
+        shape = TIMES.join(str(s) for s in ctx.volume.get("shape", ()))
+        return (f"volume of {shape} voxels, {ctx.volume.get('n_slices')} {ctx.plane} slices of {w}{TIMES}{h} px, "
+                f"{spacing}; the overlay shows slice {ctx.volume.get('key_slice')}")
+    return f"{w}{TIMES}{h} px, {ctx.plane}, {spacing}"
+
+
+def render_markdown(ctx: GroundedContext, found: list[str], missing: list[str], *,
+                    overlay_name: str | None = "report_overlay.png", title: str = "Grounding report") -> str:
+    """The report as markdown; ``overlay_name`` None leaves the overlay out."""
+    lines = [f"# {title}", "",
+             f"- **Source:** `{ctx.source}`",
+             f"- **Modality:** {ctx.modality}",
+             f"- **Image:** {_image_line(ctx)}",
+             f"- **Orientation:** {_ORIENTATION.get(ctx.orientation, ctx.orientation)}",
+             f"- **Looked for:** {', '.join(ctx.asked)} (score at least {ctx.score_threshold:.2f})",
+             "", "## Findings", ""]
+    lines += [f"- {s}" for s in found] or ["- None above the score threshold."]
+    lines += ["", "## Not identified", ""]
+    lines += [f"- {s}" for s in missing] or ["- Every phrase looked for was found."]
+    size_head = "Extent (mm, LPS x × y × z)" if ctx.volume is not None else "Size (mm, w × h)"
+    lines += ["", "## Boxes", "", f"| # | Phrase | Score | Box (px, x0, y0, x1, y1) | {size_head} | Slices |",
+              "|---|---|---|---|---|---|"]
+    lines += [_row(f) for f in ctx.findings]  # header only when nothing was found
+    if overlay_name:
+        lines += ["", "## Overlay", "", f"![overlay]({overlay_name})"]
+    lines += ["", "---", "", f"*{DISCLAIMER}*", ""]
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""Which findings of a target a question is about: restricted to its container and / or patient side.
+
+Rules (docs/grounded_api.md, medglip.vqa):
+- with a container that WAS found, a finding counts when it lies in one of the container's
+  findings: its ``parent_number`` points at it, or at least :data:`OVERLAP` of its box lies inside
+  the container's box (2D boxes; for volumes the key-slice boxes). A side asked besides a container
+  of no (or another) side ("a tumor on the left of the brain") is checked too;
+- with a container that was NOT found, only the side is checked (the container's side when the
+  question names none), and a note says so;
+- with a side only, a finding counts when its ``side`` equals it; ``bilateral`` keeps the findings
+  on either side (the caller checks both are there). Findings of unknown side (no patient
+  orientation: US / ENDO / DERM / PATH) are kept, with a note that the side could not be checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..context import Finding, GroundedContext
+    from .question import Question
+
+#: Fraction of a finding's box that must lie inside the container's box.
+OVERLAP = 0.5
+
+
+@dataclass
+class Scope:
+    """The findings kept, the container findings used, and caveats to report."""
+
+    kept: list["Finding"]
+    containers: list["Finding"] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    where: str = ""  # " in the left lung", " on the patient's left", ...
+
+
+def inside_fraction(box: tuple[float, ...], holder: tuple[float, ...]) -> float:
+    """Fraction of ``box``'s area inside ``holder`` (xyxy); 0 for an empty box."""
+    x0, y0, x1, y1 = box
+    area = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    if area <= 0:
+        return 0.0
+    ix = max(0.0, min(x1, holder[2]) - max(x0, holder[0]))
+    iy = max(0.0, min(y1, holder[3]) - max(y0, holder[1]))
+    return ix * iy / area
+
+
+def is_inside(f: "Finding", holder: "Finding") -> bool:
+    """``f`` lies in ``holder`` (its container by the context, or ≥ :data:`OVERLAP` of its box)."""
+    if f.number == holder.number:
+        return False
+    if f.parent_number == holder.number:
+        return True
+    if f.slices is not None and holder.slices is not None:  # volumes: they must share slices
+        if f.slices[1] < holder.slices[0] or holder.slices[1] < f.slices[0]:
+            return False
+    return inside_fraction(f.box, holder.box) >= OVERLAP
+
+
+def _container_side(question: "Question", container: list["Finding"]) -> str | None:
+    if container:
+        return container[0].laterality
+    from ..ontology import load_ontology
+
+    return load_ontology().resolve(question.container).laterality if question.container else None
+
+
+def by_side(findings: list["Finding"], side: str | None, notes: list[str], modality: str) -> list["Finding"]:
+    """Findings on ``side`` (see the module docstring); ``bilateral`` keeps left and right ones."""
+    if side not in ("left", "right", "bilateral"):
+        return list(findings)
+    wanted = ("left", "right") if side == "bilateral" else (side,)
+    unknown = [f for f in findings if f.side is None]
+    if unknown:
+        notes.append(f"the patient side is not known on {modality or 'this'} images, so the side was not checked")
+    return [f for f in findings if f.side in wanted or f.side is None]
+
+
+def scope(question: "Question", context: "GroundedContext", findings: list["Finding"]) -> Scope:
+    """Restrict ``findings`` (of the target) to the question's container and side."""
+    notes: list[str] = []
+    side = question.side
+    if question.container:
+        holders = context.for_phrase(question.container)
+        c_side = _container_side(question, holders)
+        if holders:
+            kept = [f for f in findings if any(is_inside(f, h) for h in holders)]
+            if side and side != c_side:
+                kept = by_side(kept, side, notes, context.modality)
+            where = f" in the {question.container}" + (f" on the patient's {side}" if side and side != c_side
+                                                         and side != "bilateral" else "")
+            return Scope(kept, holders, notes, where)
+        side = side or c_side
+        if side in ("left", "right"):
+            notes.append(f"the {question.container} was not found, so only the patient side ({side}) was checked")
+        else:
+            notes.append(f"the {question.container} was not found, so the finding could not be checked to lie in it")
+        kept = by_side(findings, side, notes, context.modality)
+        return Scope(kept, [], notes, f" on the patient's {side}" if side in ("left", "right") else "")
+    kept = by_side(findings, side, notes, context.modality)
+    where = {"left": " on the patient's left", "right": " on the patient's right",
+             "bilateral": " on both sides"}.get(side or "", "")
+    return Scope(kept, [], notes, where)

@@ -220,3 +220,8 @@ def test_results_carry_the_dicom_pixel_spacing(grounder):
     res = grounder.ground(path, ["liver"])
     assert res.extra["pixel_spacing"] == pytest.approx([float(v) for v in pydicom.dcmread(path).PixelSpacing])
     assert "pixel_spacing" not in grounder.ground(_image(), ["liver"], modality="CT").extra
+
+
+def test_a_phrase_the_tokenizer_cannot_read_is_a_medglip_error(grounder):
+    with pytest.raises(MedglipError, match="ĸ"):
+        grounder.ground(_image(), ["liver", "ĸ"], modality="CT")

@@ -138,3 +138,19 @@ def test_pixel_spacing_is_kept_for_dicom_and_one_slice_volumes_but_not_for_pictu
     assert d.pixels.shape == (9, 8) and d.meta["pixel_spacing"] == pytest.approx([1.3, 0.7])
     Image.fromarray(np.zeros((5, 6), np.uint8)).save(tmp_path / "p.png")
     assert "pixel_spacing" not in to_display(tmp_path / "p.png").meta
+
+
+def test_is_volume_input_tells_volumes_from_2d_inputs(tmp_path):
+    import nibabel as nib
+    from medglip.infer.preprocess import is_volume_input
+    assert is_volume_input(SAMPLES / "brain1_image.nrrd")
+    assert is_volume_input(_testdata("emri_small.dcm"))  # multi-frame MR DICOM
+    assert not is_volume_input(_testdata("CT_small.dcm"))
+    nib.save(nib.Nifti1Image(np.zeros((8, 9, 1), np.float32), np.eye(4)), str(tmp_path / "one.nii.gz"))
+    assert not is_volume_input(tmp_path / "one.nii.gz")
+    Image.fromarray(np.zeros((5, 6), np.uint8)).save(tmp_path / "p.png")
+    assert not is_volume_input(tmp_path / "p.png") and not is_volume_input(np.zeros((4, 4, 4)))
+    assert is_volume_input(tmp_path)  # a folder: a DICOM series
+    (tmp_path / "bad.nii.gz").write_bytes(b"\x1f\x8b not really")
+    with pytest.raises(MedglipError, match="bad.nii.gz"):
+        is_volume_input(tmp_path / "bad.nii.gz")

@@ -132,7 +132,11 @@ class Grounder:
         chunks = []
         with torch.no_grad():
             for group in chunk_phrases(phrases, tok, max_len):
-                prompt = make_prompt([phrases[i] for i in group], tok, max_len)
+                try:
+                    prompt = make_prompt([phrases[i] for i in group], tok, max_len)
+                except ValueError as e:  # e.g. a phrase of characters the tokenizer only knows as [UNK]
+                    raise MedglipError(f"the text encoder cannot read these phrases: {e}; use words "
+                                       "(e.g. 'liver tumor')") from None
                 chunks.append(_Chunk(prompt, tuple(group), self.model.encode_text([prompt]).detach()))
         self._cache[phrases] = chunks
         while len(self._cache) > self.cache_size:

@@ -345,3 +345,35 @@ def load_volume(path_or_array: Any, geometry: Geometry | None = None) -> Volume:
     if geometry.ndim != 3:
         raise MedglipError(f"ground_volume: geometry has {geometry.ndim} axes, expected 3")
     return Volume(arr, geometry, None, "array")
+
+
+def is_volume_input(image: Any) -> bool:
+    """True for what :meth:`Grounder.ground_volume` takes rather than :meth:`Grounder.ground`: a folder
+    (DICOM series), or a NIfTI / NRRD / MetaImage / multi-frame DICOM file with more than one slice.
+
+    Headers only where the format allows (volumes can be large); an unreadable file raises the
+    reader's :class:`~medglip.errors.ReadError`.
+    """
+    if not isinstance(image, (str, Path)):
+        return False  # arrays, PIL images: 2D (3D arrays go to ground_volume explicitly)
+    from ..io import read_image, sniff_format
+
+    p = Path(image)
+    if p.is_dir():
+        return True
+    fmt = sniff_format(p) if p.is_file() else None
+    if fmt in ("nifti", "itk"):
+        try:
+            import SimpleITK as sitk
+
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(p))
+            reader.ReadImageInformation()
+            size = reader.GetSize()
+            return len(size) >= 3 and all(int(s) > 1 for s in size[:3])
+        except RuntimeError:
+            pass  # SimpleITK refuses some valid files; medglip's own reader decides below
+    if fmt not in ("nifti", "itk", "dicom"):
+        return False
+    shape = read_image(p).spatial_shape
+    return len(shape) == 3 and all(n > 1 for n in shape)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,18 +28,10 @@ def _phrases(grounder: Any, findings: Sequence[str] | str | None) -> list[str]:
 
 def _read_volume(image: Any) -> Any | None:
     """The :class:`~medglip.infer.preprocess.Volume` of a path holding a volume (a folder, or a file
-    whose three spatial axes are all longer than one), else None (a 2D input)."""
-    if not isinstance(image, (str, Path)):
-        return None  # arrays, PIL images: 2D
-    from ..infer.preprocess import Volume
-    from ..io import read_image
+    with more than one slice), else None (a 2D input)."""
+    from ..infer.preprocess import is_volume_input, load_volume
 
-    p = Path(image)
-    img = read_image(p)  # ReadError (a MedglipError) for missing / unreadable files
-    if not p.is_dir() and not (img.geometry.ndim == 3 and all(n > 1 for n in img.spatial_shape)):
-        return None
-    arr = img.array if img.array.ndim == 3 else img.array[..., 0]
-    return Volume(arr, img.geometry, img.modality, str(p))
+    return load_volume(image) if is_volume_input(image) else None
 
 
 def _ground_volume(grounder: Any, image: Any, vol: Any, phrases: list[str], *, modality: str | None, masks: bool,

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from ..context import GroundedContext
 
 #: Volume file names (a folder is a DICOM series); such a file with one slice is grounded in 2D.
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: Boxes kept per phrase: a few for most kinds, more when the question counts them.
 MAX_PER_PHRASE = 3
 MAX_COUNT = 20
@@ -39,29 +38,6 @@ class VQAResult:
     def to_json(self) -> dict[str, Any]:
         return {"question": self.question.to_json(), "answer": self.answer.to_json(),
                 "context": self.context.to_json()}
-
-
-def is_volume_input(image: Any) -> bool:
-    """A folder (DICOM series) or a NIfTI / NRRD / MetaImage file with more than one slice."""
-    if not isinstance(image, (str, Path)):
-        return False
-    p = Path(image)
-    if p.is_dir():
-        return True
-    if not p.name.lower().endswith(VOLUME_SUFFIXES) or not p.is_file():
-        return False
-    try:  # header only: volumes can be large
-        import SimpleITK as sitk
-
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(p))
-        reader.ReadImageInformation()
-        size = reader.GetSize()
-    except Exception:  # noqa: BLE001 - an unreadable file is reported by the reader proper
-        from ..io import read_image
-
-        size = read_image(p).spatial_shape
-    return len(size) >= 3 and all(int(s) > 1 for s in size[:3])
 
 
 def cited_boxes(text: str, numbers: set[int]) -> list[int]:
@@ -96,6 +72,8 @@ def ask(grounder: Any, image: Any, question: str, *, modality: str | None = None
     """
     q = parse_question(question, modality=modality)
     k = MAX_COUNT if q.kind == "count" else MAX_PER_PHRASE
+    from ..infer.preprocess import is_volume_input
+
     if is_volume_input(image):
         ctx, pixels = _ground_volume(grounder, image, q, modality, masks, score_threshold, k,
                                      need_pixels=llm is not None)

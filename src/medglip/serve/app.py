@@ -1,0 +1,118 @@
+"""The FastAPI app of the grounding service and :func:`serve`, which loads a checkpoint and runs uvicorn.
+
+>>> from medglip.serve import create_app, ServiceConfig                    # doctest: +SKIP
+>>> app = create_app(Grounder.from_pretrained("RUN"), config=ServiceConfig(max_batch=8))  # doctest: +SKIP
+
+Endpoints (docs/grounded_api.md): ``POST /v1/ground``, ``/v1/ground-volume``, ``/v1/vqa``,
+``/v1/report`` (multipart/form-data), ``GET /healthz``, ``GET /`` (the web page, from the package's
+``static/`` folder: no build step, nothing from the internet), ``/openapi.json`` and ``/docs``.
+Every error answer is ``{"detail": "<message naming the field or the file>"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from .config import ServiceConfig
+from .forms import flatten_validation_errors
+from .middleware import FORM_OVERHEAD, LimitBodyMiddleware
+from .routes import router
+from .service import Service
+
+log = logging.getLogger("medglip.serve")
+
+#: the web page may load only its own files; images come back as data: URLs
+PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def create_app(grounder: Any, *, config: ServiceConfig = ServiceConfig(), llm: Any = None) -> FastAPI:
+    """The service around one loaded Grounder (used from one worker thread only).
+
+    Args:
+        grounder: a :class:`~medglip.infer.Grounder` (or anything with its ``ground`` /
+            ``ground_volume`` / ``config``).
+        config: limits and batching (:class:`ServiceConfig`).
+        llm: a ``medglip.vqa.ChatClient`` for open questions and prose reports, or None.
+    """
+    service = Service.create(grounder, config, llm)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.batcher.close()
+
+    app = FastAPI(title="medglip grounding service", version=_version(), lifespan=lifespan,
+                  description="Medical phrase grounding: phrases → boxes, scores and masks in 2D images and "
+                              "volumes; grounded VQA and findings reports. Upload files as multipart/form-data.")
+    app.state.service = service
+    app.include_router(router)
+    app.add_middleware(LimitBodyMiddleware, max_body=config.max_upload_bytes + FORM_OVERHEAD, counters=service.counters)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": flatten_validation_errors(exc.errors())}, status_code=422)
+
+    @app.get("/healthz", summary="Liveness, model summary and counters")
+    async def healthz() -> dict[str, Any]:
+        counters = dict(service.counters)
+        counters.update(service.batcher.stats())
+        return {"status": "ok", "model": service.model_info(), "llm": service.llm is not None, "counters": counters}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        html = (_static_dir() / "index.html").read_text(encoding="utf-8")
+        return HTMLResponse(html, headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
+                                           "Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=str(_static_dir())), name="static")
+    return app
+
+
+def _static_dir() -> Path:
+    return Path(str(resources.files("medglip.serve") / "static"))
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("medglip")
+    except Exception:  # not installed (source checkout)
+        return "0"
+
+
+def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, *, device: str = "cpu",
+          masks: bool = True, refiner: Any = "medsam", config: ServiceConfig = ServiceConfig(), llm: Any = None,
+          llm_from_env: bool = True, log_level: str = "info") -> None:
+    """Load ``checkpoint`` once (``Grounder.from_pretrained(checkpoint, refiner="medsam")``) and serve it.
+
+    Args:
+        checkpoint: a training run folder (``model.safetensors`` + ``config.json`` + ``text_encoder/``).
+        host, port: where uvicorn listens.
+        device: torch device of the model.
+        masks: False loads no mask refiner (requests with ``masks=true`` then answer 422).
+        refiner: the Grounder's refiner when ``masks`` is True (``"medsam"``: LiteMedSAM, built on first use).
+        config: service limits.
+        llm: a ChatClient; None with ``llm_from_env`` reads ``MEDGLIP_LLM_ENDPOINT`` / ``_MODEL`` / ``_API_KEY``.
+        log_level: uvicorn's log level.
+    """
+    import uvicorn
+
+    from ..infer import Grounder
+
+    grounder = Grounder.from_pretrained(checkpoint, device=device, refiner=refiner if masks else None)
+    if llm is None and llm_from_env:
+        from ..vqa import ChatClient
+        llm = ChatClient.from_env()
+    app = create_app(grounder, config=config, llm=llm)
+    log.info("serving %s on http://%s:%d (model %s)", checkpoint, host, port, grounder.config.name)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5)

@@ -1,0 +1,213 @@
+"""The ``/v1`` endpoints: ground, ground-volume, vqa, report (multipart/form-data in, JSON out)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Any, Awaitable, Callable
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import MedglipError
+from .batcher import ServerBusy
+from .forms import (bad, check_plane, check_question, check_score_threshold, check_top_k, parse_modality,
+                    parse_phrases)
+from .images import display_image, prompt_pixels
+from .service import Service, WorkerGrounder, busy, http_error, jsonable, png_base64
+from .uploads import check_image, model_input, save_upload
+
+router = APIRouter(prefix="/v1")
+
+FileField = Annotated[UploadFile, File(description="The image: PNG, JPEG, BMP, TIFF, DICOM, NIfTI (.nii / .nii.gz), "
+                                                   "NRRD or MetaImage (.mha); the type is read from the content.")]
+PhrasesField = Annotated[list[str], Form(description="What to find: a JSON list ('[\"liver\", \"left kidney\"]'), a "
+                                                     "comma-separated string ('liver, left kidney'), or the field "
+                                                     "repeated once per phrase.")]
+ModalityField = Annotated[str | None, Form(description="CT, MR, XR, US, ENDO, DERM or PATH (or an alias such as MRI, "
+                                                       "X-ray); default: the DICOM Modality tag, else the model's "
+                                                       "modality classifier.")]
+MasksField = Annotated[bool, Form(description="Also return a mask per box (COCO RLE), refined with LiteMedSAM.")]
+ThresholdField = Annotated[float | None, Form(ge=0.0, le=1.0, description="Drop boxes scoring below this (0..1).")]
+TopKField = Annotated[int | None, Form(ge=1, description="Keep at most this many boxes per phrase.")]
+
+
+def guarded(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Map every failure of an endpoint to an HTTP answer (see :func:`.service.http_error`)."""
+    @functools.wraps(endpoint)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await endpoint(*args, **kwargs)
+        except ServerBusy as exc:
+            raise busy(exc) from None
+        except Exception as exc:
+            raise http_error(exc) from None
+    return wrapper
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+@router.post("/ground", summary="Ground phrases in a 2D image", response_description="GroundingResult JSON")
+@guarded
+async def ground(request: Request, file: FileField, phrases: PhrasesField, modality: ModalityField = None,
+                 masks: MasksField = False, score_threshold: ThresholdField = None, top_k: TopKField = None,
+                 overlay: Annotated[bool, Form(description="Also return `overlay_png`: the image with the boxes "
+                                                           "drawn, a base64 PNG.")] = False) -> JSONResponse:
+    """Boxes (xyxy, original pixels, pixel edges), scores and optional masks per phrase.
+
+    Requests with the same phrases and options that arrive together are grounded in one batch.
+    """
+    svc = _service(request)
+    names = parse_phrases(phrases, svc.config)
+    svc.check_tokens(names)
+    code = parse_modality(modality, svc.modalities)
+    thr, k = check_score_threshold(score_threshold), check_top_k(top_k)
+    svc.batcher.announce()
+    try:
+        upload = await save_upload(file, svc.config)
+        try:
+            display = await run_in_threadpool(display_image, upload, svc, code)
+        finally:
+            upload.cleanup()
+        future = svc.batcher.submit_ground(display, names, modality=code, masks=masks, score_threshold=thr, top_k=k)
+    except ServerBusy as exc:
+        raise busy(exc) from None
+    finally:
+        svc.batcher.withdraw()
+    result = await svc.wait(future, upload)
+    out = result.to_json()
+    if overlay:
+        from ..infer.overlay import draw_result
+        out["overlay_png"] = await run_in_threadpool(lambda: png_base64(draw_result(display.pixels, result)))
+    return JSONResponse(jsonable(out))
+
+
+@router.post("/ground-volume", summary="Ground phrases in a 3D volume",
+             response_description="VolumeGroundingResult JSON")
+@guarded
+async def ground_volume(
+        request: Request,
+        file: Annotated[UploadFile, File(description="The volume: NIfTI (.nii / .nii.gz), NRRD, MetaImage (.mha), a "
+                                                     "multi-frame DICOM, or a .zip of one DICOM series.")],
+        phrases: PhrasesField, modality: ModalityField = None,
+        plane: Annotated[str, Form(description="Display slices to ground: axial, coronal or sagittal.")] = "axial",
+        score_threshold: ThresholdField = None) -> JSONResponse:
+    """Slice-by-slice grounding linked into 3D objects (slice range, voxel box, LPS world box in mm)."""
+    svc = _service(request)
+    names = parse_phrases(phrases, svc.config)
+    svc.check_tokens(names)
+    code = parse_modality(modality, svc.modalities)
+    thr, pl = check_score_threshold(score_threshold), check_plane(plane)
+    upload = await save_upload(file, svc.config, allow_zip=True)
+    try:
+        await run_in_threadpool(check_image, upload, svc.config, expect="volume")
+        path = str(upload.path)
+        future = svc.submit(lambda g: g.ground_volume(path, names, modality=code, plane=pl, score_threshold=thr))
+        result = await svc.wait(future, upload)
+    finally:
+        upload.cleanup()
+    out = result.to_json()
+    out["source"] = upload.filename
+    return JSONResponse(jsonable(out))
+
+
+@router.post("/vqa", summary="Answer a question about an image from its grounding",
+             response_description="VQAResult JSON")
+@guarded
+async def vqa(request: Request, file: FileField,
+              question: Annotated[str, Form(description="The question, e.g. 'Is there a tumor in the left kidney?'")],
+              modality: ModalityField = None, masks: MasksField = False) -> JSONResponse:
+    """The question is parsed into ontology phrases, grounded (2D image or volume), and answered from the
+    findings; open questions go to the server's language model when one is configured. Adds
+    `visual_prompt_png`: the image (a volume's key slice) with the numbered boxes, base64."""
+    from ..vqa import ask, parse_question
+
+    svc = _service(request)
+    text = check_question(question, svc.config)
+    code = parse_modality(modality, svc.modalities)
+    try:
+        await run_in_threadpool(lambda: parse_question(text, modality=code))
+    except MedglipError as exc:
+        raise bad("question", str(exc)) from None
+    upload = await save_upload(file, svc.config, allow_zip=True)
+    try:
+        info = await run_in_threadpool(check_image, upload, svc.config)
+        path = str(model_input(upload, info))
+        worker = WorkerGrounder(svc.batcher)
+
+        def run() -> dict[str, Any]:
+            res = ask(worker, path, text, modality=code, llm=svc.llm, masks=masks)
+            out = res.to_json()
+            pixels, index = prompt_pixels(upload, svc, res.context, info.is_volume, code)
+            out["visual_prompt_png"] = png_base64(res.context.visual_prompt(pixels, masks=masks, slice_index=index))
+            return out
+
+        out = await _in_thread(run, upload)
+    finally:
+        upload.cleanup()
+    return JSONResponse(jsonable(_rename_source(out, upload)))
+
+
+@router.post("/report", summary="Write a findings report of an image", response_description="Report JSON")
+@guarded
+async def report(request: Request, file: FileField,
+                 findings: Annotated[list[str] | None, Form(description="Phrases to report on (same formats as "
+                                                                        "`phrases`); default: the phrases the model "
+                                                                        "was trained on.")] = None,
+                 modality: ModalityField = None, masks: MasksField = False,
+                 prose: Annotated[bool, Form(description="Also return `prose`: the server's language model "
+                                                         "rewrites the report (needs an LLM endpoint).")] = False
+                 ) -> JSONResponse:
+    """One sentence per finding or absent phrase, as JSON and `markdown`, plus `overlay_png`: the image (a
+    volume's key slice) with the numbered boxes, base64."""
+    from ..report import make_report
+
+    svc = _service(request)
+    names = parse_phrases(findings, svc.config, field="findings", required=False)
+    svc.check_tokens(names, "findings")
+    if names is None and not getattr(svc.grounder, "known_phrases", ()):
+        raise bad("findings", "none given, and this model has no list of trained phrases (RUN/categories.json) "
+                              "to report on; send e.g. 'liver, left kidney'")
+    code = parse_modality(modality, svc.modalities)
+    if prose and svc.llm is None:
+        raise bad("prose", "this server has no language model configured (MEDGLIP_LLM_ENDPOINT, MEDGLIP_LLM_MODEL)")
+    upload = await save_upload(file, svc.config, allow_zip=True)
+    try:
+        info = await run_in_threadpool(check_image, upload, svc.config)
+        path = str(model_input(upload, info))
+        worker = WorkerGrounder(svc.batcher)
+
+        def run() -> dict[str, Any]:
+            rep = make_report(worker, path, None if names is None else list(names), modality=code, masks=masks,
+                              llm=svc.llm if prose else None)
+            out = rep.to_json()
+            out["markdown"] = rep.markdown
+            out["overlay_png"] = png_base64(rep.overlay)
+            return out
+
+        out = await _in_thread(run, upload)
+    finally:
+        upload.cleanup()
+    return JSONResponse(jsonable(_rename_source(out, upload)))
+
+
+async def _in_thread(fn: Callable[[], Any], upload: Any) -> Any:
+    """Run ``fn`` in a request thread, its failures mapped to HTTP errors naming the upload."""
+    try:
+        return await run_in_threadpool(fn)
+    except Exception as exc:
+        raise http_error(exc, upload) from None
+
+
+def _rename_source(value: Any, upload: Any) -> Any:
+    """Every mention of the upload's temporary path → the upload's file name (also inside text)."""
+    if isinstance(value, dict):
+        return {k: _rename_source(v, upload) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rename_source(v, upload) for v in value]
+    if isinstance(value, str) and str(upload.workdir) in value:
+        for p in (str(upload.path), str(upload.workdir / "series"), str(upload.workdir)):
+            value = value.replace(p, upload.filename)
+    return value

@@ -1,0 +1,192 @@
+"""The state one app holds (grounder, worker, limits, LLM) and how results become HTTP answers.
+
+- :class:`Service`: awaits worker futures and maps failures to HTTP: a
+  :class:`~medglip.errors.MedglipError` (the user's input) → 422 with its message (temporary paths
+  replaced by the upload's file name), a failing LLM endpoint (``medglip.vqa.LLMError``) → 502, a
+  full queue → 503 with ``Retry-After``, a decompression bomb → 413, anything else → 500 with a
+  generic message while the traceback goes to the log.
+- :class:`WorkerGrounder`: what ``medglip.vqa.ask`` / ``medglip.report.make_report`` receive: it
+  looks like the Grounder, but its ``ground`` / ``ground_volume`` run on the worker thread (single
+  2D images join the batches), so the rest of those functions (context, sentences, an LLM call) runs
+  in a request thread without holding the model.
+- :func:`jsonable` / :func:`png_base64`: JSON-safe values (numpy → Python, NaN → null) and images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import io
+import logging
+import math
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fastapi import HTTPException
+from PIL import Image
+
+from ..errors import MedglipError
+from .batcher import Batcher, ServerBusy
+from .config import ServiceConfig
+from .uploads import Upload, reader_message
+
+log = logging.getLogger("medglip.serve")
+
+INTERNAL = "internal server error while processing the request; the traceback is in the server log"
+
+
+@dataclass
+class Service:
+    """Everything the endpoints share; ``app.state.service``."""
+
+    grounder: Any
+    config: ServiceConfig
+    batcher: Batcher
+    llm: Any = None
+    counters: dict[str, int] = field(default_factory=lambda: {"requests": 0, "2xx": 0, "4xx": 0, "5xx": 0})
+    tokenizer: Any = None  # a private copy of the model's tokenizer, for request threads
+    tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def create(cls, grounder: Any, config: ServiceConfig, llm: Any = None) -> "Service":
+        batcher = Batcher(grounder, max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms,
+                          max_queue=config.max_queue)
+        try:
+            tokenizer = copy.deepcopy(grounder.model.tokenizer)
+        except Exception:  # a grounder without a model / tokenizer: no vocabulary check
+            tokenizer = None
+        return cls(grounder, config, batcher, llm, tokenizer=tokenizer)
+
+    def check_tokens(self, phrases: tuple[str, ...] | None, field: str = "phrases") -> None:
+        """422 for phrases made only of characters the model's vocabulary does not know (they would
+        give the model an empty prompt)."""
+        if self.tokenizer is None or not phrases:
+            return
+        special = set(getattr(self.tokenizer, "all_special_ids", ()) or ())
+        with self.tokenizer_lock:
+            lost = [p for p in phrases
+                    if not any(i not in special for i in self.tokenizer(p, add_special_tokens=False)["input_ids"])]
+        if lost:
+            raise HTTPException(422, f"{field}: {', '.join(repr(p) for p in lost)}: no word or symbol the "
+                                     "model's vocabulary knows")
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.grounder.config.modalities)
+
+    def model_info(self) -> dict[str, Any]:
+        cfg = self.grounder.config
+        return {"preset": getattr(cfg, "name", "custom"), "image_size": int(cfg.image_size),
+                "modalities": list(cfg.modalities),
+                "known_phrases": len(getattr(self.grounder, "known_phrases", ()) or ())}
+
+    async def wait(self, future: Future, upload: Upload | None = None) -> Any:
+        """The result of a worker future, failures mapped to HTTP errors (see the module docstring)."""
+        try:
+            return await asyncio.wrap_future(future)
+        except BaseException as exc:
+            raise http_error(exc, upload) from None
+
+    def submit(self, fn: Any) -> Future:
+        """Queue ``fn(grounder)`` on the worker; 503 when the queue is full."""
+        try:
+            return self.batcher.submit_call(fn)
+        except ServerBusy as exc:
+            raise busy(exc) from None
+
+
+def busy(exc: BaseException) -> HTTPException:
+    return HTTPException(503, f"server busy: {exc}".replace("server busy: server busy", "server busy"),
+                         headers={"Retry-After": "1"})
+
+
+def http_error(exc: BaseException, upload: Upload | None = None) -> BaseException:
+    """The HTTP answer for an exception raised while serving a request."""
+    if isinstance(exc, (HTTPException, asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
+        return exc
+    if isinstance(exc, ServerBusy):
+        return busy(exc)
+    if isinstance(exc, Image.DecompressionBombError):
+        name = f"file {upload.filename!r}" if upload else "the image"
+        return HTTPException(413, f"{name}: too many pixels, refused as a possible decompression bomb ({exc})")
+    if isinstance(exc, MemoryError):
+        return HTTPException(413, "the input is too large to process in memory")
+    if isinstance(exc, MedglipError):
+        if _is_llm_error(exc):  # the language model endpoint failed, not the request
+            log.warning("LLM endpoint failed: %s", exc)
+            return HTTPException(502, f"the language model endpoint failed: {exc}")
+        return HTTPException(422, reader_message(exc, upload) if upload else str(exc))
+    log.error("internal error serving a request", exc_info=(type(exc), exc, exc.__traceback__))
+    return HTTPException(500, INTERNAL)
+
+
+def _is_llm_error(exc: BaseException) -> bool:
+    try:
+        from ..vqa import LLMError
+    except ImportError:  # pragma: no cover - medglip.vqa missing
+        return False
+    return isinstance(exc, LLMError)
+
+
+class WorkerGrounder:
+    """A stand-in for the Grounder whose model calls run on the service's worker thread.
+
+    ``ground(one_image, ...)`` joins the batches of ``/v1/ground``; lists of images and volumes run
+    as one worker job each. Other attributes (``config``, ``known_phrases``, ``ct_window``) are the
+    real grounder's. Call it from a request thread, never from the worker itself.
+    """
+
+    def __init__(self, batcher: Batcher) -> None:
+        self._batcher = batcher
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._batcher.grounder, name)
+
+    def ground(self, image: Any, phrases: Any, *, modality: str | None = None, masks: bool = False,
+               score_threshold: float | None = None, top_k: int | None = None) -> Any:
+        if isinstance(image, (list, tuple)) or isinstance(phrases, str):
+            return self._call(lambda g: g.ground(image, phrases, modality=modality, masks=masks,
+                                                 score_threshold=score_threshold, top_k=top_k))
+        fut = self._batcher.submit_ground(image, tuple(phrases), modality=modality, masks=masks,
+                                          score_threshold=score_threshold, top_k=top_k)
+        return fut.result()
+
+    def ground_volume(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(lambda g: g.ground_volume(*args, **kwargs))
+
+    def _call(self, fn: Any) -> Any:
+        return self._batcher.submit_call(fn).result()
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars / arrays, tuples and paths made JSON-safe; NaN / inf → None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+def png_base64(image: Image.Image | np.ndarray | None) -> str | None:
+    """A PNG of ``image`` as base64 text (no ``data:`` prefix); None stays None."""
+    if image is None:
+        return None
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False, compress_level=3)
+    return base64.b64encode(buf.getvalue()).decode("ascii")

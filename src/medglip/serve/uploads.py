@@ -1,0 +1,291 @@
+"""Uploaded files: byte cap, type sniffed from content, private temp copy, size checks before grounding.
+
+:func:`save_upload` streams an :class:`~fastapi.UploadFile` into a private temporary folder (``0700``)
+under a name whose suffix matches its CONTENT (the client's file name is only used in messages), and
+stops at ``max_upload_bytes + 1`` bytes (413). :func:`check_image` then reads it with
+:func:`medglip.io.read_image` under a header-level size limit (nothing huge is allocated; PNG
+decompression bombs are refused the same way) and checks its shape against ``max_pixels`` /
+``max_voxels`` (413 naming the shape and the limit). A ``.zip`` of a DICOM series is unpacked with
+its own limits (file count, bytes). Errors are :class:`fastapi.HTTPException` whose message names
+the upload's file name, never the temporary path.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import HTTPException
+from starlette.datastructures import UploadFile
+
+from ..errors import MedglipError, ReadError
+from .config import ServiceConfig
+
+CHUNK = 1 << 20
+#: file kinds recognised from content → the suffix the readers dispatch on
+SUFFIXES: dict[str, str] = {"png": ".png", "jpeg": ".jpg", "bmp": ".bmp", "tiff": ".tif", "dicom": ".dcm",
+                            "nifti": ".nii", "nifti-gz": ".nii.gz", "nrrd": ".nrrd", "mha": ".mha", "zip": ".zip"}
+ACCEPTED = "PNG, JPEG, BMP, TIFF, DICOM, NIfTI (.nii / .nii.gz), NRRD, MetaImage (.mha) or a .zip of a DICOM series"
+MAX_ZIP_FILES = 5000
+
+
+@dataclass
+class Upload:
+    """One saved upload: ``path`` (a file, or a folder for an unpacked DICOM series) in ``workdir``."""
+
+    filename: str
+    kind: str
+    path: Path
+    workdir: Path
+    size: int
+
+    def cleanup(self) -> None:
+        """Remove the private temp folder and everything in it."""
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What :func:`check_image` found: spatial shape and whether it is a volume (several slices)."""
+
+    shape: tuple[int, ...]
+    is_volume: bool
+
+
+def clean_filename(name: str | None) -> str:
+    """The client's file name reduced to a safe, short base name for messages."""
+    base = re.split(r"[\\/]", str(name or ""))[-1]
+    base = "".join(c for c in base if c.isprintable()).strip()
+    return (base[:120] or "upload")
+
+
+def sniff_kind(head: bytes) -> str | None:
+    """The file kind from its first bytes (at least 352 when the file has them), or None."""
+    if head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
+        return "tiff"
+    if head.startswith(b"BM") and len(head) >= 26:
+        return "bmp"
+    if head.startswith(b"NRRD000"):
+        return "nrrd"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if _is_nifti(head):
+        return "nifti"
+    if head.startswith(b"\x1f\x8b"):
+        try:
+            inner = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 560)
+        except zlib.error:
+            return None
+        return "nifti-gz" if _is_nifti(inner) else None
+    text = head[:512].lstrip()
+    if text.startswith((b"ObjectType", b"NDims")) or (b"NDims" in text and b"ElementType" in text):
+        return "mha"
+    if len(head) >= 8 and head[:2] in (b"\x08\x00", b"\x00\x08") and head[2:4] != b"\x00\x00":
+        return "dicom"  # DICOM without the 128-byte preamble (group 0008 first)
+    return None
+
+
+def _is_nifti(head: bytes) -> bool:
+    """NIfTI-1 (``n+1`` at 344, header size 348) or NIfTI-2 (``n+2`` at 4, header size 540)."""
+    if head[344:348] == b"n+1\x00" and head[:4] in (b"\x5c\x01\x00\x00", b"\x00\x00\x01\x5c"):
+        return True
+    return head[4:8] == b"n+2\x00" and head[:4] in (b"\x1c\x02\x00\x00", b"\x00\x00\x02\x1c")
+
+
+async def save_upload(upload: Any, config: ServiceConfig, *, allow_zip: bool = False) -> Upload:
+    """Stream ``upload`` (an UploadFile) to a private temp folder, capped at ``max_upload_bytes``.
+
+    Raises:
+        HTTPException: 422 missing / empty file, 413 too large, 415 unknown type or a zip where
+            only single files are accepted, 422 a zip that holds no usable DICOM files.
+    """
+    if not isinstance(upload, UploadFile):
+        raise HTTPException(422, "file: expected an uploaded file (multipart/form-data file part)")
+    name = clean_filename(upload.filename)
+    limit = config.max_upload_bytes
+    head = b""
+    while len(head) < 1024:
+        chunk = await upload.read(CHUNK)
+        if not chunk:
+            break
+        head += chunk
+    if not head:
+        raise HTTPException(422, f"file {name!r} is empty (0 bytes)")
+    kind = sniff_kind(head)
+    if kind is None:
+        raise HTTPException(415, f"file {name!r} is not a supported image: its content is not {ACCEPTED}")
+    if kind == "zip" and not allow_zip:
+        raise HTTPException(415, f"file {name!r} is a zip archive; only /v1/ground-volume accepts a zip "
+                                 "(of one DICOM series)")
+    workdir = Path(tempfile.mkdtemp(prefix="medglip-serve-"))
+    path = workdir / ("upload" + SUFFIXES[kind])
+    size = 0
+    try:
+        with open(path, "wb") as f:
+            chunk = head
+            while chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, f"file {name!r} is larger than this server's upload limit of "
+                                             f"{_bytes(limit)} (max_upload_bytes = {limit:,})")
+                f.write(chunk)
+                chunk = await upload.read(CHUNK)
+        saved = Upload(name, kind, path, workdir, size)
+        if kind == "zip":
+            saved.path = extract_dicom_zip(path, workdir / "series", name, max_bytes=4 * config.max_voxels + 2**26)
+            path.unlink()
+        return saved
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
+def extract_dicom_zip(path: Path, dest: Path, name: str, *, max_bytes: int, max_files: int = MAX_ZIP_FILES) -> Path:
+    """Unpack the DICOM files of a zip flat into ``dest`` (no paths from the archive are used).
+
+    Raises:
+        HTTPException: 422 corrupt / no DICOM files, 413 too many files or too many bytes unpacked.
+    """
+    dest.mkdir()
+    total = 0
+    found = 0
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = [m for m in zf.infolist() if not m.is_dir()]
+            if len(members) > max_files:
+                raise HTTPException(413, f"file {name!r} holds {len(members):,} files, above the limit of "
+                                         f"{max_files:,}")
+            for i, m in enumerate(members):
+                base = m.filename.rsplit("/", 1)[-1]
+                if base.startswith(".") or m.filename.startswith("__MACOSX") or base.upper() == "DICOMDIR":
+                    continue
+                if (m.external_attr >> 16) & 0o170000 == 0o120000:
+                    continue  # a symbolic link
+                out = dest / f"{i:05d}.dcm"
+                with zf.open(m) as src, open(out, "wb") as dst:
+                    while True:
+                        block = src.read(CHUNK)
+                        if not block:
+                            break
+                        total += len(block)
+                        if total > max_bytes:
+                            raise HTTPException(413, f"file {name!r} unpacks to more than {_bytes(max_bytes)}")
+                        dst.write(block)
+                with open(out, "rb") as fh:
+                    if sniff_kind(fh.read(1024)) == "dicom":
+                        found += 1
+                        continue
+                out.unlink()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error, OSError) as exc:
+        raise HTTPException(422, f"file {name!r} is not a readable zip archive ({exc})") from None
+    except RuntimeError as exc:  # encrypted members
+        raise HTTPException(422, f"file {name!r}: {exc}") from None
+    if not found:
+        raise HTTPException(422, f"file {name!r} holds no DICOM files (a zip must hold one DICOM series)")
+    return dest
+
+
+def reader_message(exc: BaseException, upload: Upload) -> str:
+    """An exception's text with the temp path replaced by the upload's file name."""
+    text = exc.reason if isinstance(exc, ReadError) else str(exc)
+    for p in sorted({str(upload.path), str(upload.workdir / "series"), str(upload.workdir)}, key=len, reverse=True):
+        text = text.replace(p, "")
+    return f"file {upload.filename!r}: {text.strip(' :/')}"
+
+
+def check_image(upload: Upload, config: ServiceConfig, *, expect: str = "any") -> ImageInfo:
+    """Read the upload (limits first) and check its size and dimensionality.
+
+    Args:
+        expect: ``"2d"`` (an image or a one-slice file), ``"volume"`` (several slices) or ``"any"``.
+
+    Raises:
+        HTTPException: 413 above ``max_pixels`` / ``max_voxels``, 422 unreadable or wrong
+            dimensionality (naming the file and the reader's message).
+    """
+    from ..io import read_image
+
+    if upload.kind in ("png", "jpeg", "bmp"):
+        limit = config.max_pixels
+    elif expect == "2d":
+        limit = 4 * config.max_pixels
+    elif expect == "volume":
+        limit = config.max_voxels
+    else:
+        limit = max(config.max_voxels, 4 * config.max_pixels)
+    try:
+        img = read_image(upload.path, max_pixels=limit)
+    except ReadError as exc:
+        if exc.reason.startswith("image too large"):
+            raise HTTPException(413, _too_large(upload, exc.reason, config, expect)) from None
+        raise HTTPException(422, reader_message(exc, upload)) from None
+    except MedglipError as exc:
+        raise HTTPException(422, reader_message(exc, upload)) from None
+    except MemoryError:
+        raise HTTPException(413, f"file {upload.filename!r}: image too large to decode") from None
+    except Exception as exc:  # a reader library failing on odd content is still a bad file
+        raise HTTPException(422, reader_message(_condensed(exc), upload)) from None
+    shape = tuple(int(s) for s in img.spatial_shape)
+    del img
+    volume = len(shape) == 3 and sum(s > 1 for s in shape) == 3
+    n = int(np.prod(shape, dtype=object))
+    name = f"file {upload.filename!r}"
+    if volume and n > config.max_voxels:
+        raise HTTPException(413, f"{name}: volume of shape {shape} = {n:,} voxels is above this server's limit of "
+                                 f"{config.max_voxels:,} voxels (max_voxels)")
+    if not volume and n > config.max_pixels:
+        raise HTTPException(413, f"{name}: image of shape {shape} = {n:,} pixels is above this server's limit of "
+                                 f"{config.max_pixels:,} pixels (max_pixels)")
+    if expect == "2d" and volume:
+        raise HTTPException(422, f"{name}: a 3D volume of shape {shape}; POST it to /v1/ground-volume "
+                                 "(or send one 2D slice)")
+    if expect == "volume" and not volume:
+        raise HTTPException(422, f"{name}: a 2D image of shape {shape}; POST it to /v1/ground "
+                                 "(/v1/ground-volume needs several slices)")
+    return ImageInfo(shape, volume)
+
+
+def model_input(upload: Upload, info: ImageInfo) -> Path:
+    """The path to hand to ``ask`` / ``make_report``: a multi-frame DICOM volume goes in a folder of its
+    own (they treat a folder as a DICOM series, a single ``.dcm`` file as a 2D image)."""
+    if info.is_volume and upload.kind == "dicom" and upload.path.is_file():
+        folder = upload.workdir / "series"
+        folder.mkdir(exist_ok=True)
+        upload.path = upload.path.rename(folder / upload.path.name)
+        return folder
+    return upload.path
+
+
+def _condensed(exc: BaseException) -> MedglipError:
+    from ..io._base import condense_error
+    return MedglipError(f"cannot read the image ({condense_error(exc)})")
+
+
+def _too_large(upload: Upload, reason: str, config: ServiceConfig, expect: str) -> str:
+    m = re.search(r"shape (\([^)]*\)) = ([0-9,]+)", reason)
+    what = f"shape {m.group(1)} = {m.group(2)} values" if m else "a size"
+    if expect == "volume":
+        limit = f"{config.max_voxels:,} voxels (max_voxels)"
+    elif expect == "2d" or upload.kind in ("png", "jpeg", "bmp"):
+        limit = f"{config.max_pixels:,} pixels (max_pixels)"
+    else:
+        limit = (f"{config.max_pixels:,} pixels for 2D images (max_pixels) / {config.max_voxels:,} voxels for "
+                 "volumes (max_voxels)")
+    return f"file {upload.filename!r}: header declares {what}, above this server's limit of {limit}"

@@ -335,6 +335,164 @@ def demo(out: Path = typer.Option(Path("medglip-demo"), help="Output folder."),
         _fail(str(exc))
 
 
+def _llm_client(endpoint: Optional[str], model: Optional[str], key: Optional[str]):
+    """The OpenAI-compatible client from flags (falling back to MEDGLIP_LLM_* variables), or None."""
+    from .vqa import ChatClient
+
+    if endpoint:
+        if not model:
+            _fail("--llm-endpoint needs --llm-model (or MEDGLIP_LLM_MODEL): the model name the server serves")
+        return ChatClient(endpoint=endpoint, model=model, api_key=key)
+    return ChatClient.from_env()
+
+
+_LLM_ENDPOINT = typer.Option(None, "--llm-endpoint", envvar="MEDGLIP_LLM_ENDPOINT",
+                             help="OpenAI-compatible API base URL, e.g. http://localhost:8000/v1 (a local medical VLM server).")
+_LLM_MODEL = typer.Option(None, "--llm-model", envvar="MEDGLIP_LLM_MODEL", help="Model name for the chat API.")
+_LLM_KEY = typer.Option(None, "--llm-key", envvar="MEDGLIP_LLM_API_KEY", help="API key (sent as a bearer token).")
+
+
+@app.command()
+def vqa(
+    image: Path = typer.Argument(..., help="PNG/JPEG/TIFF, DICOM, or a NIfTI/NRRD volume / DICOM series folder."),
+    question: str = typer.Argument(..., help='e.g. "Is there a tumor in the left lung?"'),
+    checkpoint: Path = typer.Option(..., help="A run folder (medglip train output)."),
+    modality: Optional[str] = typer.Option(None, help="CT, MR, XR, US, ENDO, DERM, PATH (default: DICOM tag or classifier)."),
+    masks: bool = typer.Option(False, help="Refine boxes into masks with LiteMedSAM (mask areas in the answer)."),
+    score_threshold: float = typer.Option(0.3, help="Boxes scoring below this are not findings."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write question, answer and grounded context as JSON."),
+    visual_prompt: Optional[Path] = typer.Option(None, help="Write the numbered-box image the answer cites (PNG)."),
+    llm_endpoint: Optional[str] = _LLM_ENDPOINT, llm_model: Optional[str] = _LLM_MODEL,
+    llm_key: Optional[str] = _LLM_KEY,
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Answer a question about an image from grounding (closed questions) or through a VLM (open ones)."""
+    from .infer import Grounder
+    from .vqa import ask
+
+    _setup_logging(False)
+    if not image.exists():
+        _fail(f"{image}: no such file or folder")
+    try:
+        llm = _llm_client(llm_endpoint, llm_model, llm_key)
+        g = Grounder.from_pretrained(checkpoint, device=device, refiner="medsam" if masks else None)
+        res = ask(g, image, question, modality=modality, llm=llm, score_threshold=score_threshold, masks=masks)
+        if visual_prompt is not None:
+            _visual_prompt_of(res.context, image).save(visual_prompt)
+    except MedglipError as exc:
+        _fail(str(exc))
+    typer.echo(res.answer.text)
+    console.print(f"[dim]{res.question.kind} question; grounded {list(res.question.phrases)}; "
+                  f"evidence: {', '.join(f'box {n}' for n in res.answer.evidence) or 'none'} (via {res.answer.via})[/]")
+    console.print(res.context.text_block("plain"), markup=False)
+    if json_out:
+        json_out.write_text(json.dumps(res.to_json(), indent=1))
+
+
+def _visual_prompt_of(context, image: Path):
+    """The numbered-box picture of a context on the image (the key slice of a volume)."""
+    from .infer.preprocess import to_display
+
+    if context.volume is None:
+        return context.visual_prompt(to_display(image, modality=context.modality).pixels)
+    from .infer.preprocess import load_volume
+    from .infer.volume import volume_slices
+
+    _, slices, _ = volume_slices(load_volume(image), context.modality, plane=context.plane)  # as the model saw them
+    return context.visual_prompt(slices[int(context.volume["key_slice"])])
+
+
+@app.command()
+def report(
+    image: Path = typer.Argument(..., help="PNG/JPEG/TIFF, DICOM, or a NIfTI/NRRD volume / DICOM series folder."),
+    findings: Optional[list[str]] = typer.Option(
+        None, "--findings", "-f",
+        help="Structure or finding to look for; repeatable (default: the checkpoint's training phrases)."),
+    checkpoint: Path = typer.Option(..., help="A run folder (medglip train output)."),
+    out: Path = typer.Option(Path("report"), help="Output folder: report.md, report.json, report_overlay.png."),
+    modality: Optional[str] = typer.Option(None, help="CT, MR, XR, US, ENDO, DERM, PATH."),
+    masks: bool = typer.Option(False, help="Refine boxes into masks with LiteMedSAM (mask areas in mm²)."),
+    score_threshold: float = typer.Option(0.3, help="Boxes scoring below this are not findings."),
+    prose: bool = typer.Option(False, help="Also rewrite the findings into prose with the chat API (--llm-*)."),
+    llm_endpoint: Optional[str] = _LLM_ENDPOINT, llm_model: Optional[str] = _LLM_MODEL,
+    llm_key: Optional[str] = _LLM_KEY,
+    device: str = typer.Option("cpu"),
+) -> None:
+    """A structured findings report (Markdown + JSON + overlay) from grounding an image or a volume."""
+    from .infer import Grounder
+    from .report import make_report, write_report
+
+    _setup_logging(False)
+    if not image.exists():
+        _fail(f"{image}: no such file or folder")
+    try:
+        llm = _llm_client(llm_endpoint, llm_model, llm_key) if prose else None
+        if prose and llm is None:
+            from .vqa import LLMNotConfigured
+            raise LLMNotConfigured("--prose needs a chat API: pass --llm-endpoint URL --llm-model NAME "
+                                   "(or set MEDGLIP_LLM_ENDPOINT and MEDGLIP_LLM_MODEL)")
+        g = Grounder.from_pretrained(checkpoint, device=device, refiner="medsam" if masks else None)
+        rep = make_report(g, image, findings or None, modality=modality, masks=masks,
+                          score_threshold=score_threshold, llm=llm)
+        paths = write_report(rep, out)
+    except MedglipError as exc:
+        _fail(str(exc))
+    typer.echo(rep.markdown)
+    console.print(f"[green]report[/]: {', '.join(str(p) for p in paths.values())}")
+
+
+@app.command()
+def serve(
+    checkpoint: Path = typer.Option(..., help="A run folder (medglip train output); loaded once."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
+    port: int = typer.Option(8000),
+    masks: bool = typer.Option(True, help="Load LiteMedSAM so requests may ask for masks."),
+    max_upload_mb: float = typer.Option(64.0, help="Largest upload accepted (MiB)."),
+    max_batch: int = typer.Option(8, min=1, help="Images grounded together in one forward pass."),
+    llm_endpoint: Optional[str] = _LLM_ENDPOINT, llm_model: Optional[str] = _LLM_MODEL,
+    llm_key: Optional[str] = _LLM_KEY,
+    device: str = typer.Option("cpu"),
+) -> None:
+    """The HTTP service (OpenAPI at /docs) and its web page at /."""
+    from .serve import ServiceConfig, serve as run_server
+
+    _setup_logging(False)
+    try:
+        llm = _llm_client(llm_endpoint, llm_model, llm_key)
+        config = ServiceConfig(max_upload_bytes=int(max_upload_mb * 2**20), max_batch=max_batch)
+        run_server(checkpoint, host=host, port=port, config=config, llm=llm, device=device, masks=masks)
+    except MedglipError as exc:
+        _fail(str(exc))
+
+
+@app.command(name="vqa-eval")
+def vqa_eval(
+    dataset: Path = typer.Argument(..., help="Built dataset folder."),
+    checkpoint: Path = typer.Option(..., help="A run folder (medglip train output)."),
+    split: str = typer.Option("test"),
+    out: Path = typer.Option(Path("vqa-eval"), help="Folder for vqa_metrics.json / vqa_metrics.md."),
+    score_threshold: float = typer.Option(0.3),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """VQA accuracy on questions generated from a dataset's ground truth: predicted grounding vs the ceiling."""
+    from .infer import Grounder
+    from .vqa import evaluate_vqa
+
+    _setup_logging(False)
+    try:
+        g = Grounder.from_pretrained(checkpoint, device=device, refiner=None)
+        metrics = evaluate_vqa(g, dataset, split=split, score_threshold=score_threshold, out=out)
+    except MedglipError as exc:
+        _fail(str(exc))
+    table = Table("kind", "questions", "accuracy (predicted)", "ceiling (ground-truth boxes)")
+    for kind, m in sorted(metrics["by_kind"].items()):
+        table.add_row(kind, str(m["n"]), f"{m['accuracy_predicted']:.1%}", f"{m['accuracy_ground_truth']:.1%}")
+    o = metrics["overall"]
+    table.add_row("all", str(metrics["n_questions"]), f"{o['accuracy_predicted']:.1%}", f"{o['accuracy_ground_truth']:.1%}")
+    console.print(table)
+    console.print(f"metrics: {out / 'vqa_metrics.json'} (+ vqa_metrics.md)")
+
+
 @app.callback(invoke_without_command=True)
 def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
     if version:

@@ -37,7 +37,7 @@ def run_demo(out: Path, *, workers: int = 1, steps: int = 200, image_size: int =
         raise RuntimeError(f"sample cases failed to build: {result.failed}")
     shown = show(out / "dataset", out / "show", split="train", n=12)
     console.print((out / "dataset" / "card.md").read_text())
-    console.print(f"[green]1/3 dataset[/] {out / 'dataset'}; pictures in {out / 'show'} ({len(shown)} files) "
+    console.print(f"[green]1/4 dataset[/] {out / 'dataset'}; pictures in {out / 'show'} ({len(shown)} files) "
                   f"[{time.perf_counter() - t0:.0f} s]")
     paths = {"dataset": out / "dataset", "overview": out / "show" / "overview.png"}
     if not train_model:
@@ -68,7 +68,7 @@ def _train_and_evaluate(out: Path, *, steps: int, image_size: int, console: Cons
                       checkpoint_every=max(steps, 1), log_every=10, model_overrides=(("image_size", image_size),),
                       device="cpu", seed=0)
     train(out / "dataset", run, cfg, resume=(run / "latest.json").exists() or (run / "checkpoints").exists())
-    console.print(f"[green]2/3 trained[/] the default model for {steps} steps: {run} (loss curve {run / 'loss.png'}) "
+    console.print(f"[green]2/4 trained[/] the default model for {steps} steps: {run} (loss curve {run / 'loss.png'}) "
                   f"[{time.perf_counter() - t0:.0f} s]")
     grounder = Grounder.from_pretrained(run, refiner="medsam")
     preds, queries = predict_dataset(grounder, out / "dataset", split="test", phrases="all", masks=True,
@@ -79,9 +79,35 @@ def _train_and_evaluate(out: Path, *, steps: int, image_size: int, console: Cons
     report = out / "report.md"
     report.write_text(_report(o, steps, image_size, run, out))
     console.print(report.read_text(), soft_wrap=True)
-    console.print(f"[green]3/3 evaluated[/] on the held-out case brain2: {out / 'eval' / 'metrics.md'}, overlays in "
+    console.print(f"[green]3/4 evaluated[/] on the held-out case brain2: {out / 'eval' / 'metrics.md'}, overlays in "
                   f"{overlays} [{time.perf_counter() - t0:.0f} s]")
-    return {"run": run, "metrics": out / "eval" / "metrics.json", "report": report, "overlays": overlays}
+    paths = {"run": run, "metrics": out / "eval" / "metrics.json", "report": report, "overlays": overlays}
+    paths.update(_vqa_and_findings(grounder, out, report, console=console, t0=t0))
+    return paths
+
+
+def _vqa_and_findings(grounder, out: Path, report: Path, *, console: Console, t0: float) -> dict[str, Path]:
+    """Questions generated from brain2's ground truth answered from grounding (next to the ceiling
+    from the true boxes), and a findings report of the whole brain2 volume."""
+    from .report import make_report, write_report
+    from .vqa import evaluate_vqa
+
+    vqa = evaluate_vqa(grounder, out / "dataset", split="test", out=out / "vqa")
+    rep = make_report(grounder, SAMPLES / "brain2_image.nrrd", ["brain tumor"], modality="MR")
+    files = write_report(rep, out / "findings", stem="brain2")
+    rows = "\n".join(f"| {k} | {m['n']} | {m['accuracy_predicted']:.1%} | {m['accuracy_ground_truth']:.1%} |"
+                      for k, m in sorted(vqa["by_kind"].items()))
+    o = vqa["overall"]
+    text = (f"\n## Grounded VQA and a findings report (held-out brain2)\n\n"
+            f"{vqa['n_questions']} questions generated from brain2's ground truth, answered from this model's "
+            f"grounding and, as the ceiling, from the true boxes (`{out / 'vqa' / 'vqa_metrics.md'}`):\n\n"
+            f"| kind | questions | accuracy (predicted) | ceiling (true boxes) |\n|---|---:|---:|---:|\n{rows}\n"
+            f"| all | {vqa['n_questions']} | {o['accuracy_predicted']:.1%} | {o['accuracy_ground_truth']:.1%} |\n\n"
+            f"Findings report of the brain2 volume (`{files['md']}`):\n\n" + "\n".join(f"- {t}" for t in rep.sentences) + "\n")
+    report.write_text(report.read_text() + text)
+    console.print(text, soft_wrap=True)
+    console.print(f"[green]4/4 VQA and report[/]: {out / 'vqa'}, {out / 'findings'} [{time.perf_counter() - t0:.0f} s]")
+    return {"vqa": out / "vqa" / "vqa_metrics.json", "findings": files["md"]}
 
 
 def _draw_predictions(dataset: Path, preds: list[dict], dest: Path) -> Path:

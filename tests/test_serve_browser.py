@@ -104,7 +104,7 @@ def _drive(page, server, png):
     page.click("#ground-btn")
     page.wait_for_function("() => { const i = document.getElementById('overlay-img');"
                            " return !i.hidden && i.complete && i.naturalWidth > 0; }")
-    want = _direct(server, "/v1/ground", {"phrases": PHRASES, "modality": "CT", "masks": "false"}, png).json()
+    want = _direct(server, "/v1/ground", {"phrases": PHRASES, "modality": "CT", "masks": "false", "top_k": "5"}, png).json()
     n_boxes = sum(len(p["boxes"]) for p in want["phrases"])
     assert n_boxes > 0
     page.wait_for_function(f"() => document.querySelectorAll('#results tbody tr').length === {n_boxes}")

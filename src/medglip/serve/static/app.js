@@ -111,6 +111,7 @@ async function ground() {
   if (!volume) {
     form.append("masks", $("masks").checked ? "true" : "false");
     form.append("overlay", "true");
+    form.append("top_k", "5");  // the best five boxes per phrase: a readable table and overlay
   }
   setBusy("grounding…");
   try {

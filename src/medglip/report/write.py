@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
-from ..build.files import atomic_write_json, atomic_write_text
+from ..build.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..errors import MedglipError
 from .model import DEFAULT_OVERLAY, Report
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` via a temporary file in the same folder, fsync'd, then renamed over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_report(report: Report, out_dir: str | Path, *, stem: str = "report") -> dict[str, Path]:

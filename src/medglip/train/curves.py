@@ -6,27 +6,17 @@ import csv
 import io
 import logging
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..build.files import atomic_write_bytes
+
 log = logging.getLogger(__name__)
 
 #: Columns written before the loss columns.
 BASE_COLUMNS = ("step", "epoch", "lr", "loss")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (readers never see half a file)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class CsvLog:

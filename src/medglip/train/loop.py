@@ -36,7 +36,8 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from .. import __version__
 from ..errors import MedglipError
 from ..model import PRESETS, GroundingModel, build_prompts, load_checkpoint, save_checkpoint
-from .curves import CsvLog, atomic_write_bytes, plot_losses
+from ..build.files import atomic_write_bytes
+from .curves import CsvLog, plot_losses
 from .data import AugmentConfig, GroundingDataset, collate
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, same_on_all_ranks, wrap_model
 from .optim import lr_factor, param_groups, resolve_amp, text_module

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import MedglipError
-from .curves import atomic_write_bytes
+from ..build.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -90,6 +90,17 @@ def test_container_overlap_rule_without_parent_number():
     assert ask("Is there a tumor in the left lung?", c2).value is False  # 15 / 40 of the width inside
 
 
+def test_a_sided_container_found_on_the_other_side_is_not_used():
+    # the "left lung" box and the tumour both lie in the image's LEFT half: the patient's right
+    boxes = {"lung tumor": ([[40, 60, 70, 90]], [0.9]), "left lung": ([[20, 20, 95, 160]], [0.9])}
+    c = context_from_result(grounding(boxes), score_threshold=0.3)
+    assert c.for_phrase("left lung")[0].side == "right" and c.for_phrase("lung tumor")[0].side == "right"
+    a = ask("Is there a tumor in the left lung?", c)
+    assert a.value is False and a.text.startswith("No")
+    assert f"box {num(c, 'left lung')}" in a.text and "not used" in a.text
+    assert ask("Is there a tumor in the right lung?", c).value is True
+
+
 def test_absent_target(ctx):
     assert ask("Is there a liver tumor?", ctx).value is False
     assert ask("Is there a liver tumor?", ctx).text.startswith("No liver tumor identified")

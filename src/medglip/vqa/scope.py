@@ -1,6 +1,8 @@
 """Which findings of a target a question is about: restricted to its container and / or patient side.
 
 Rules (docs/grounded_api.md, medglip.vqa):
+- a container of one side ("left lung") whose box lies on the patient's other side is not used
+  (a wrong detection), and a finding on the other side never counts as inside it;
 - with a container that WAS found, a finding counts when it lies in one of the container's
   findings: its ``parent_number`` points at it, or at least :data:`OVERLAP` of its box lies inside
   the container's box (2D boxes; for volumes the key-slice boxes). A side asked besides a container
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
 #: Fraction of a finding's box that must lie inside the container's box.
 OVERLAP = 0.5
+_OPPOSITE = {"left": "right", "right": "left"}
 
 
 @dataclass
@@ -84,8 +87,16 @@ def scope(question: "Question", context: "GroundedContext", findings: list["Find
     if question.container:
         holders = context.for_phrase(question.container)
         c_side = _container_side(question, holders)
+        other = _OPPOSITE.get(c_side or "")
+        if other:  # a "left lung" box on the patient's right is a wrong detection, not a container
+            wrong = [h for h in holders if h.side == other]
+            if wrong:
+                nums = ", ".join(f"box {h.number}" for h in wrong)
+                notes.append(f"{nums} for the {question.container} lies on the patient's {other}, so it was not used")
+            holders = [h for h in holders if h.side != other]
         if holders:
-            kept = [f for f in findings if any(is_inside(f, h) for h in holders)]
+            # inside a sided container, a finding seen on the other side contradicts it
+            kept = [f for f in findings if any(is_inside(f, h) for h in holders) and not (other and f.side == other)]
             if side and side != c_side:
                 kept = by_side(kept, side, notes, context.modality)
             where = f" in the {question.container}" + (f" on the patient's {side}" if side and side != c_side

@@ -123,8 +123,8 @@ def to_uint8(array: np.ndarray, modality: str | None, *, window: str | tuple[flo
                                             "window": window if isinstance(window, str) else (
                                                 DEFAULT_CT_WINDOW if window is None else "custom")}
     lo, hi = limits if limits is not None else volume_percentiles(a, *PERCENTILES)
-    if not hi > lo:
-        hi = lo + 1.0
+    if not hi > lo:  # constant image; ``+ 1`` alone is lost in rounding at huge magnitudes (1e308, -3e38 fill values)
+        hi = lo + max(1.0, abs(lo) * 1e-6)
     return window_to_uint8(a, lo, hi), {"mode": "percentile", "low": float(lo), "high": float(hi),
                                         "percentiles": list(PERCENTILES)}
 
@@ -213,10 +213,13 @@ def from_path(path: str | Path, *, modality: str | None = None,
     file_modality = img.modality
     use = modality or file_modality
     arr = _colour_or_grey(img.array, str(p))
-    if arr.ndim == 3 and arr.dtype != np.uint8:
-        pix, rec = to_uint8(arr, None, limits=volume_percentiles(arr, *PERCENTILES))
-    else:
-        pix, rec = to_uint8(arr, use, window=window)
+    try:
+        if arr.ndim == 3 and arr.dtype != np.uint8:
+            pix, rec = to_uint8(arr, None, limits=volume_percentiles(arr, *PERCENTILES))
+        else:
+            pix, rec = to_uint8(arr, use, window=window)
+    except MedglipError as exc:  # e.g. a complex / structured (NIfTI RGB24) pixel type: name the file
+        raise MedglipError(f"{p}: {exc}") from None
     meta = {k: v for k, v in img.meta.items() if k in ("format", "Modality", "BodyPartExamined", "dtype")}
     meta.update(extra)
     return DisplayImage(np.ascontiguousarray(pix), file_modality, rec, str(p), meta)

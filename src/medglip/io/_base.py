@@ -9,6 +9,7 @@ direction and zero origin.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -84,6 +85,19 @@ def check_size(path: str | Path, shape: tuple[int, ...], *, spatial_ndim: int, m
         )
     if total == 0:
         raise ReadError(path, f"header declares an empty image of shape {tuple(int(s) for s in shape)}")
+
+
+def check_geometry(path: str | Path, geometry: Geometry) -> Geometry:
+    """Raise :class:`ReadError` for non-finite origin / direction values or a degenerate (singular)
+    direction matrix (two array axes along one world direction), which nothing downstream can slice."""
+    d = geometry.direction_matrix
+    if not (np.all(np.isfinite(d)) and all(math.isfinite(o) for o in geometry.origin)):
+        raise ReadError(path, f"header geometry holds non-finite values (origin {geometry.origin}, "
+                              f"direction {geometry.direction})")
+    if abs(np.linalg.det(d)) < 1e-6:
+        raise ReadError(path, f"degenerate direction matrix {np.round(d, 6).tolist()}: two image axes point along "
+                              "the same world direction")
+    return geometry
 
 
 def check_file(path: str | Path) -> Path:

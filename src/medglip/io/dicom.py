@@ -18,15 +18,17 @@ What :func:`read_dicom_file` does:
 from __future__ import annotations
 
 import logging
+import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
 from ..case import Geometry
-from ..errors import ReadError
+from ..errors import MedglipError, ReadError
 from ..modality import guess_modality
 from ._base import ImageData, check_size, condense_error, geometry_2d
 from .dicom_geometry import slice_geometry, spacing_2d
@@ -128,6 +130,10 @@ def _decode(ds: Dataset, path: str | Path) -> np.ndarray:
     if samples == 1 and arr.ndim == 4:
         arr = arr[..., 0]
     arr = np.asarray(arr)
+    expect = (nframes, int(ds.Rows), int(ds.Columns)) + ((samples,) if samples > 1 else ())
+    if arr.shape != expect:  # e.g. NumberOfFrames "1.5": pydicom decodes 2 frames, the header says 1
+        raise ReadError(path, f"decoded pixel data has shape {arr.shape}, the header declares {expect} "
+                              "(NumberOfFrames, Rows, Columns[, SamplesPerPixel])")
     if arr.dtype.byteorder not in ("=", "|"):
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
@@ -160,15 +166,31 @@ def _rescale(arr: np.ndarray, slopes: list[float], intercepts: list[float]) -> n
     return work.astype(np.float32)
 
 
+@contextmanager
+def dicom_errors(path: str | Path) -> Iterator[None]:
+    """Turn what malformed attribute values raise while they are used into a :class:`ReadError`.
+
+    pydicom converts values lazily, so ``"abc"`` in an IS/DS element, a wrong value multiplicity or an
+    unknown VR only fail (ValueError, TypeError, NotImplementedError, ...) when the reader touches them.
+    """
+    try:
+        yield
+    except MedglipError:
+        raise
+    except Exception as exc:
+        raise ReadError(path, f"invalid DICOM attribute values ({condense_error(exc)})") from None
+
+
 def read_dicom_file(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
     """Read one DICOM file as 2D or 3D :class:`ImageData` (rules in the module docstring)."""
     path = Path(path)
     ds = open_dicom(path)
-    check_dicom_size(ds, path, max_pixels)
-    arr, meta = dicom_pixels(ds, path)
-    modality_tag = str(ds.get("Modality", "") or "").upper()
-    modality = guess_modality(modality_tag) if modality_tag else None
-    return _place(ds, arr, path, modality, meta)
+    with dicom_errors(path):
+        check_dicom_size(ds, path, max_pixels)
+        arr, meta = dicom_pixels(ds, path)
+        modality_tag = str(ds.get("Modality", "") or "").upper()
+        modality = guess_modality(modality_tag) if modality_tag else None
+        return _place(ds, arr, path, modality, meta)
 
 
 def check_dicom_size(ds: Dataset, path: str | Path, max_pixels: int | None, nfiles: int = 1) -> None:
@@ -209,6 +231,8 @@ def dicom_pixels(ds: Dataset, path: str | Path) -> tuple[np.ndarray, dict[str, A
         b = frame_attr(ds, "RescaleIntercept", f, "PixelValueTransformationSequence")
         slopes.append(float(s) if s not in (None, "") else 1.0)
         inters.append(float(b) if b not in (None, "") else 0.0)
+    if not all(math.isfinite(v) for v in slopes + inters):
+        raise ReadError(path, "RescaleSlope / RescaleIntercept is not a finite number")
     if pi == "MONOCHROME1" and not colour:
         arr, total = _invert_monochrome1(arr, ds)
         meta["inverted_monochrome1"] = True

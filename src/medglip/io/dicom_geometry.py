@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from pydicom.dataset import Dataset
 
 from ..case import Geometry
 from ..errors import ReadError
+from ._base import check_geometry
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +33,14 @@ def slice_geometry(iop: Any, positions: list[Any], pixel_spacing: Any, default_s
     """
     row_dir = np.asarray([float(v) for v in iop[:3]])
     col_dir = np.asarray([float(v) for v in iop[3:6]])
+    if len(row_dir) != 3 or len(col_dir) != 3:
+        raise ReadError(path, f"ImageOrientationPatient needs 6 values, got {len(row_dir) + len(col_dir)}")
     normal = np.cross(row_dir, col_dir)
     pos = np.asarray([[float(v) for v in p] for p in positions], dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ReadError(path, "ImagePositionPatient needs 3 values")
+    if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(normal))):
+        raise ReadError(path, "ImagePositionPatient / ImageOrientationPatient hold non-finite values")
     proj = pos @ normal
     order = np.argsort(proj, kind="stable")
     proj_sorted = proj[order]
@@ -49,18 +57,18 @@ def slice_geometry(iop: Any, positions: list[Any], pixel_spacing: Any, default_s
             log.warning("%s: non-uniform slice spacing (%.3g..%.3g mm); using the median %.3g mm",
                         path, steps.min(), steps.max(), step)
     else:
-        step = float(default_step) if default_step and float(default_step) > 0 else 1.0
+        step = float(default_step) if default_step and 0 < float(default_step) < math.inf else 1.0
     try:
         ps = [float(v) for v in pixel_spacing] if pixel_spacing is not None else [1.0, 1.0]
     except (TypeError, ValueError):
         ps = [1.0, 1.0]
-    if len(ps) != 2 or min(ps) <= 0:
+    if len(ps) != 2 or min(ps) <= 0 or not all(math.isfinite(v) for v in ps):
         ps = [1.0, 1.0]
         info["pixel_spacing_missing"] = True
     direction = np.stack([row_dir, col_dir, normal], axis=1)
     geom = Geometry((ps[1], ps[0], step), tuple(float(v) for v in pos[order[0]]),
                     tuple(float(v) for v in direction.ravel()))
-    return order, geom, info
+    return order, check_geometry(path, geom), info
 
 
 def spacing_2d(ds: Dataset, pixel_spacing: Any) -> tuple[tuple[float, float] | None, str | None]:
@@ -70,13 +78,13 @@ def spacing_2d(ds: Dataset, pixel_spacing: Any) -> tuple[tuple[float, float] | N
             ps = [float(v) for v in value]
         except (TypeError, ValueError):
             continue
-        if len(ps) == 2 and min(ps) > 0:
+        if len(ps) == 2 and min(ps) > 0 and all(math.isfinite(v) for v in ps):
             return (ps[0], ps[1]), name
     try:
         region = ds.SequenceOfUltrasoundRegions[0]
         if int(region.PhysicalUnitsXDirection) == 3 and int(region.PhysicalUnitsYDirection) == 3:  # cm
             dx, dy = float(region.PhysicalDeltaX) * 10, float(region.PhysicalDeltaY) * 10
-            if dx > 0 and dy > 0:
+            if 0 < dx < math.inf and 0 < dy < math.inf:
                 return (dy, dx), "SequenceOfUltrasoundRegions"
     except (AttributeError, IndexError, TypeError, ValueError):
         pass

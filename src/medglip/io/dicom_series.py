@@ -20,7 +20,7 @@ from ..case import Geometry
 from ..errors import ReadError
 from ..modality import guess_modality
 from ._base import ImageData, check_file
-from .dicom import check_dicom_size, dicom_pixels, open_dicom, read_dicom_file
+from .dicom import check_dicom_size, dicom_errors, dicom_pixels, open_dicom, read_dicom_file
 from .dicom_geometry import slice_geometry
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,11 @@ def list_dicom_series(folder: str | Path, *, recursive: bool = False) -> dict[st
             continue
         try:
             ds = open_dicom(f, headers_only=True)
+            with dicom_errors(f):
+                uid = str(ds.get("SeriesInstanceUID", "") or "(no SeriesInstanceUID)")
         except ReadError as exc:
             log.debug("skipping %s: %s", f, exc.reason)
             continue
-        uid = str(ds.get("SeriesInstanceUID", "") or "(no SeriesInstanceUID)")
         series.setdefault(uid, []).append((f, ds))
     return series
 
@@ -81,19 +82,20 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None, max_
     series = list_dicom_series(folder, recursive=recursive)
     if not series:
         raise ReadError(folder, "no DICOM files found in folder")
-    if series_uid is not None:
-        if series_uid not in series:
-            raise ReadError(folder, f"series {series_uid} not found; the folder holds: "
+    with dicom_errors(folder):  # malformed values in the headers / slices
+        if series_uid is not None:
+            if series_uid not in series:
+                raise ReadError(folder, f"series {series_uid} not found; the folder holds: "
+                                        + "; ".join(_describe(u, v) for u, v in series.items()))
+            items = series[series_uid]
+        elif len(series) > 1:
+            raise ReadError(folder, f"{len(series)} DICOM series in one folder, pass series_uid= one of: "
                                     + "; ".join(_describe(u, v) for u, v in series.items()))
-        items = series[series_uid]
-    elif len(series) > 1:
-        raise ReadError(folder, f"{len(series)} DICOM series in one folder, pass series_uid= one of: "
-                                + "; ".join(_describe(u, v) for u, v in series.items()))
-    else:
-        items = next(iter(series.values()))
-    if len(items) == 1:
-        return read_dicom_file(items[0][0], max_pixels=max_pixels)
-    return _stack(folder, items, max_pixels)
+        else:
+            items = next(iter(series.values()))
+        if len(items) == 1:
+            return read_dicom_file(items[0][0], max_pixels=max_pixels)
+        return _stack(folder, items, max_pixels)
 
 
 def _stack(folder: Path, items: list[tuple[Path, Any]], max_pixels: int | None) -> ImageData:
@@ -138,6 +140,8 @@ def _stack(folder: Path, items: list[tuple[Path, Any]], max_pixels: int | None) 
         arr, m = dicom_pixels(open_dicom(path), path)
         slices.append(arr[0])
         metas.append(m)
+    if len({s.shape for s in slices}) > 1:
+        raise ReadError(folder, f"slices of one series decode to different shapes: {sorted({s.shape for s in slices})}")
     dtype = np.result_type(*[s.dtype for s in slices])
     vol = np.stack([s.astype(dtype, copy=False) for s in slices], axis=0)  # (k, rows, cols[, s])
     vol = np.moveaxis(vol, (0, 1, 2), (2, 1, 0))

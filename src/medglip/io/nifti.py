@@ -18,11 +18,13 @@ import numpy as np
 
 from ..case import Geometry
 from ..errors import ReadError
-from ._base import ImageData, check_size, condense_error
+from ._base import ImageData, check_geometry, check_size, condense_error
 
 log = logging.getLogger(__name__)
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+#: Deflate (gzip/zlib) cannot expand data by more than about 1032:1.
+MAX_DEFLATE_RATIO = 1032
 
 
 def affine_to_geometry(affine: np.ndarray) -> Geometry:
@@ -49,11 +51,16 @@ def read_nifti(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
     if len(shape) > 4 and any(s != 1 for s in shape[4:]):
         raise ReadError(path, f"NIfTI with {len(shape)} dimensions {shape} is not supported")
     hdr = img.header
+    # the image's header is a copy with vox_offset reset: the file's offset is the data proxy's
+    offset = int(getattr(img.dataobj, "offset", hdr.get_data_offset()))
+    need = offset + int(np.prod(shape, dtype=np.int64)) * hdr.get_data_dtype().itemsize
+    have = path.stat().st_size
     if not str(path).lower().endswith(".gz"):
-        need = int(hdr.get_data_offset()) + int(np.prod(shape, dtype=np.int64)) * hdr.get_data_dtype().itemsize
-        have = path.stat().st_size
         if have < need:
             raise ReadError(path, f"file truncated: header declares {need:,} bytes, file has {have:,}")
+    elif have * MAX_DEFLATE_RATIO < need:  # refuse before nibabel allocates the declared size
+        raise ReadError(path, f"file truncated or corrupt: {have:,} compressed bytes cannot hold the "
+                              f"{need:,} bytes the header declares")
     try:
         arr = np.asanyarray(img.dataobj)
     except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as exc:
@@ -67,6 +74,7 @@ def read_nifti(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
         geom = affine_to_geometry(img.affine)
     except ValueError as exc:
         raise ReadError(path, f"invalid NIfTI geometry: {exc}") from None
+    check_geometry(path, geom)
     slope, inter = hdr.get_slope_inter()
     meta = {
         "format": "nifti",

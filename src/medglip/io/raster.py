@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import tempfile
 import threading
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +56,118 @@ def open_pil(path: str | Path, *, max_pixels: int | None = None) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = saved
     w, h = im.size
     check_size(path, (h, w), spatial_ndim=2, max_pixels=max_pixels)
+    if im.format == "PNG":
+        check_png_data(path)
+    else:
+        check_plausible_size(path, im.format, w, h)
     try:
         im.load()
     except Exception as exc:
         raise ReadError(path, f"cannot decode {im.format or 'image'} data, file truncated or corrupt? "
                               f"({condense_error(exc)})") from None
     return im
+
+
+#: Most pixels one byte of a file can decode to: a Huffman-coded JPEG spends at least one bit per
+#: 8x8 block, a GIF LZW code (at most 12 bits) stands for at most 4096 pixels.
+_MAX_PIXELS_PER_BYTE = {"JPEG": 512, "MPO": 512, "GIF": 3000}
+
+
+def check_plausible_size(path: str | Path, fmt: str | None, w: int, h: int) -> None:
+    """Refuse a JPEG / GIF whose declared size its data cannot possibly hold (a corrupt header).
+
+    libjpeg and Pillow's GIF decoder fill what the data lacks (grey, zeros) and report success, so a
+    1 kB file declaring 30000 x 30000 pixels would be allocated and "decoded" at full size.
+    """
+    ratio = _MAX_PIXELS_PER_BYTE.get(fmt or "")
+    size = os.path.getsize(path)
+    if ratio is None or size * ratio >= w * h or (fmt in ("JPEG", "MPO") and _jpeg_arithmetic(path)):
+        return
+    raise ReadError(path, f"{fmt} file truncated or corrupt: {size:,} bytes cannot hold the {w} x {h} image "
+                          "its header declares")
+
+
+def _jpeg_arithmetic(path: str | Path) -> bool:
+    """Whether a JPEG's frame is arithmetic-coded (no bits-per-block bound), walking its segments."""
+    with open(path, "rb") as f:
+        data = f.read(1 << 24)
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+        elif marker in (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            return True
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return False
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2: pos + 4], "big")
+    return False
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_scanline_bytes(w: int, h: int, depth: int, colour: int, interlace: int) -> int:
+    """Bytes of filtered scanlines (a filter byte per row) that IHDR says the IDAT stream inflates to."""
+    bits = _PNG_CHANNELS.get(colour, 1) * depth
+    passes = _ADAM7 if interlace == 1 else ((0, 0, 1, 1),)
+    total = 0
+    for x0, y0, dx, dy in passes:
+        cols, rows = max(0, -(-(w - x0) // dx)), max(0, -(-(h - y0) // dy))
+        if cols and rows:
+            total += rows * (1 + (cols * bits + 7) // 8)
+    return total
+
+
+def check_png_data(path: str | Path) -> None:
+    """Refuse a PNG whose IDAT stream is not valid zlib or inflates to fewer bytes than IHDR declares.
+
+    When a complete zlib stream holds fewer rows than IHDR declares (an enlarged IHDR, a broken
+    writer), Pillow fills the missing rows with zeros and reports success, after allocating the
+    declared size. The stream is inflated in pieces and thrown away, stopping as soon as the declared
+    size is reached.
+    """
+    need, got, inflater, in_idat = None, 0, zlib.decompressobj(), False
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != _PNG_MAGIC:
+                return
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    break
+                n, kind = struct.unpack(">I4s", head)
+                if kind == b"IHDR" and need is None and n >= 13:
+                    ihdr = f.read(13)
+                    if len(ihdr) < 13:
+                        return  # Pillow's own parsing reports it
+                    w, h, depth, colour = struct.unpack(">IIBB", ihdr[:10])
+                    need = _png_scanline_bytes(w, h, depth, colour, ihdr[12])
+                    f.seek(n - 13 + 4, 1)
+                elif kind == b"IDAT" and need is not None:
+                    in_idat, left = True, n
+                    while left > 0:
+                        buf = f.read(min(left, 1 << 20))
+                        if not buf:
+                            break
+                        left -= len(buf)
+                        while buf and not inflater.eof:
+                            got += len(inflater.decompress(buf, 1 << 20))
+                            buf = inflater.unconsumed_tail
+                        if got >= need:
+                            return
+                    f.seek(4, 1)
+                elif in_idat:  # IDAT chunks are consecutive: the stream has ended
+                    break
+                else:
+                    f.seek(n + 4, 1)
+    except zlib.error as exc:
+        raise ReadError(path, f"PNG pixel data is corrupt ({condense_error(exc)})") from None
+    if need is not None and got < need:
+        raise ReadError(path, f"PNG pixel data truncated or corrupt: it inflates to {got:,} of the {need:,} bytes "
+                              "the header declares")
 
 
 def _png_16bit_colour(path: Path) -> bool:

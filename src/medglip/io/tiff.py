@@ -35,9 +35,9 @@ def _resolution_mm(page: tifffile.TiffPage, ij: dict | None) -> tuple[float, flo
         yr = tags["YResolution"].value
         xres = xr[0] / xr[1] if isinstance(xr, tuple) else float(xr)
         yres = yr[0] / yr[1] if isinstance(yr, tuple) else float(yr)
-    except (ZeroDivisionError, TypeError, ValueError):
+        unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+    except (ZeroDivisionError, TypeError, ValueError, IndexError, OverflowError):  # malformed tags: no spacing
         return None
-    unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
     if xres <= 0 or yres <= 0:
         return None
     if unit == 3:  # centimetre
@@ -70,6 +70,8 @@ def read_tiff(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
         except Exception as exc:
             raise ReadError(path, f"cannot read TIFF pixel data, file truncated or corrupt? "
                                   f"({condense_error(exc)})") from None
+        if arr.size != int(np.prod(shape, dtype=np.int64)):  # e.g. an unsupported BitsPerSample decodes to nothing
+            raise ReadError(path, f"TIFF pixel data ({arr.size:,} values) does not match the declared shape {shape}")
         res = _resolution_mm(page, ij)
     # drop singleton axes other than Y/X
     keep = [i for i, a in enumerate(axes) if a in "YX" or shape[i] != 1]

@@ -230,6 +230,7 @@ BAD_FORMS = [
     ({"phrases": "liver", "top_k": "0"}, "top_k"),
     ({"phrases": "liver", "top_k": "two"}, "top_k"),
     ({"phrases": "liver", "masks": "maybe"}, "masks"),
+    ({"phrases": "[" * 10000}, "phrases"),  # deeper than the JSON parser's recursion limit
     ({}, "phrases"),
 ]
 
@@ -626,3 +627,16 @@ def test_a_lone_job_does_not_wait_for_a_batch():
     assert first.result(5) == "res:b" and second.result(5) == "res:c"
     assert fake.calls[-1] == ["b", "c"]
     b.close()
+
+
+@pytest.mark.parametrize("header", [
+    b"NRRD0004\ntype: uint8\ndimension: 3\nsizes: 4 4 4\nencoding: raw\ndata file: {target}\n\n",
+    b"ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_UCHAR\nElementDataFile = {target}\n",
+])
+def test_uploaded_headers_may_not_point_at_server_files(client, tmp_path, header):
+    secret = tmp_path / "server_secret.raw"
+    secret.write_bytes(bytes(range(64)))  # a readable 4x4x4 uint8 "volume" on the server's disk
+    body = header.replace(b"{target}", str(secret).encode())
+    for path in ("/v1/ground-volume", "/v1/ground"):
+        r = post(client, path, {"phrases": "liver"}, name="evil.nrrd", content=body)
+        assert r.status_code == 422 and "evil.nrrd" in detail(r) and "separate data file" in detail(r), r.text

@@ -27,6 +27,8 @@ def _split(values: Sequence[str], field: str) -> list[Any]:
     if text.lstrip().startswith("["):
         try:
             items = json.loads(text)
+        except RecursionError:  # "[[[[…": nesting deeper than the JSON parser's recursion limit
+            raise bad(field, "JSON nested too deeply; send a flat list of strings") from None
         except ValueError as exc:
             raise bad(field, f"not a valid JSON list ({exc}); send e.g. '[\"liver\", \"left kidney\"]' or "
                              "'liver, left kidney'") from None

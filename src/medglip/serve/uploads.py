@@ -230,6 +230,16 @@ def check_image(upload: Upload, config: ServiceConfig, *, expect: str = "any") -
         limit = config.max_voxels
     else:
         limit = max(config.max_voxels, 4 * config.max_pixels)
+    if upload.kind in ("nrrd", "mha"):
+        from ..io.itk import detached_data_files
+
+        try:
+            detached = detached_data_files(upload.path)
+        except MedglipError as exc:
+            raise HTTPException(422, reader_message(exc, upload)) from None
+        if detached is not None:  # it would read files of this server: only self-contained uploads
+            raise HTTPException(422, f"file {upload.filename!r}: its header names a separate data file; upload a "
+                                     "self-contained .nrrd / .mha (data in the same file)")
     try:
         img = read_image(upload.path, max_pixels=limit)
     except ReadError as exc:

@@ -324,7 +324,7 @@ def demo(out: Path = typer.Option(Path("medglip-demo"), help="Output folder."),
          steps: int = typer.Option(200, min=1, help="Training steps of the demo model."),
          image_size: int = typer.Option(256, help="Model input size for the demo."),
          build_only: bool = typer.Option(False, help="Only build and draw the dataset.")) -> None:
-    """The main job on the real sample cases medglip ships: build, draw, train, ground, evaluate (≈6 min on 2 CPU cores)."""
+    """The main job on the real sample cases medglip ships: build, draw, train, ground, evaluate, VQA, report (≈5 min on 2 CPU cores)."""
     from .demo import run_demo
 
     _setup_logging(False)

@@ -17,17 +17,7 @@ from medglip.infer import Grounder
 from medglip.infer.results import GroundingResult, PhraseGrounding
 from medglip.model import GroundingModel, get_preset, save_checkpoint
 from medglip.report import Report, make_report, write_report
-
-
-class BoxFillRefiner:
-    """Fake mask refiner: each mask is its rounded box."""
-
-    def refine(self, image, boxes):
-        h, w = image.shape[:2]
-        out = np.zeros((len(boxes), h, w), bool)
-        for i, (x0, y0, x1, y1) in enumerate(np.round(boxes).astype(int)):
-            out[i, y0:y1, x0:x1] = True
-        return out
+from fakes import BoxFillRefiner
 
 
 class StubLLM:

@@ -31,21 +31,11 @@ from medglip.errors import MedglipError
 from medglip.infer import Grounder
 from medglip.model import GroundingModel, get_preset, save_checkpoint
 from medglip.serve import Batcher, ServerBusy, ServiceConfig, create_app
+from fakes import BoxFillRefiner
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "medglip" / "samples" / "pyradiomics"
 BRAIN = SAMPLES / "brain1_image.nrrd"
 CT_SMALL = get_testdata_file("CT_small.dcm")
-
-
-class BoxFillRefiner:
-    """Fake mask refiner: each mask is its rounded box."""
-
-    def refine(self, image, boxes):
-        h, w = image.shape[:2]
-        out = np.zeros((len(boxes), h, w), bool)
-        for i, (x0, y0, x1, y1) in enumerate(np.round(boxes).astype(int)):
-            out[i, y0:y1, x0:x1] = True
-        return out
 
 
 class Gated:

@@ -1,0 +1,16 @@
+"""Test doubles shared by the test modules (importable because conftest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class BoxFillRefiner:
+    """Fake mask refiner: each mask is its rounded box."""
+
+    def refine(self, image, boxes):
+        h, w = image.shape[:2]
+        out = np.zeros((len(boxes), h, w), bool)
+        for i, (x0, y0, x1, y1) in enumerate(np.round(boxes).astype(int)):
+            out[i, y0:y1, x0:x1] = True
+        return out

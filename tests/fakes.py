@@ -14,3 +14,15 @@ class BoxFillRefiner:
         for i, (x0, y0, x1, y1) in enumerate(np.round(boxes).astype(int)):
             out[i, y0:y1, x0:x1] = True
         return out
+
+
+def tiny_grounder(folder):
+    """A Grounder on a seeded tiny random checkpoint saved in ``folder``, with :class:`BoxFillRefiner`."""
+    import torch
+
+    from medglip.infer import Grounder
+    from medglip.model import GroundingModel, get_preset, save_checkpoint
+
+    torch.manual_seed(0)
+    model = GroundingModel(get_preset("tiny", score_threshold=0.0)).eval()
+    return Grounder.from_pretrained(save_checkpoint(model, folder), refiner=BoxFillRefiner())

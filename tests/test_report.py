@@ -9,15 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 from PIL import Image
 
 from medglip.errors import MedglipError
-from medglip.infer import Grounder
 from medglip.infer.results import GroundingResult, PhraseGrounding
-from medglip.model import GroundingModel, get_preset, save_checkpoint
 from medglip.report import Report, make_report, write_report
-from fakes import BoxFillRefiner
+from fakes import tiny_grounder
 
 
 class StubLLM:
@@ -31,10 +28,7 @@ class StubLLM:
 
 @pytest.fixture(scope="module")
 def grounder(tmp_path_factory, one_torch_thread):
-    torch.manual_seed(0)
-    model = GroundingModel(get_preset("tiny", score_threshold=0.0)).eval()
-    run = save_checkpoint(model, tmp_path_factory.mktemp("run"))
-    return Grounder.from_pretrained(run, refiner=BoxFillRefiner())
+    return tiny_grounder(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-import torch
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,10 +27,8 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from medglip.errors import MedglipError
-from medglip.infer import Grounder
-from medglip.model import GroundingModel, get_preset, save_checkpoint
 from medglip.serve import Batcher, ServerBusy, ServiceConfig, create_app
-from fakes import BoxFillRefiner
+from fakes import tiny_grounder
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "medglip" / "samples" / "pyradiomics"
 BRAIN = SAMPLES / "brain1_image.nrrd"
@@ -62,10 +59,7 @@ class Gated:
 
 @pytest.fixture(scope="module")
 def grounder(tmp_path_factory, one_torch_thread):
-    torch.manual_seed(0)
-    model = GroundingModel(get_preset("tiny", score_threshold=0.0)).eval()
-    run = save_checkpoint(model, tmp_path_factory.mktemp("run"))
-    return Grounder.from_pretrained(run, refiner=BoxFillRefiner())
+    return tiny_grounder(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="module")

@@ -46,15 +46,14 @@ def make_tiny_checkpoint(folder: Path) -> Path:
 
 
 def brain_slice_png(size: int = 512) -> bytes:
-    """The middle axial display slice of brain1 (percentile-windowed like the builder), ``size`` px, PNG."""
-    from medglip.build.intensity import volume_percentiles, window_to_uint8
-    from medglip.build.orient import plan_slices
+    """The middle axial display slice of brain1 (the model pixels the builder writes), ``size`` px, PNG."""
+    from medglip.core.orient import plan_slices
+    from medglip.core.pipeline import model_pixels
     from medglip.io import read_image
 
     img = read_image(BRAIN)
     plan = plan_slices(img.geometry, img.spatial_shape, "axial")
-    lo, hi = volume_percentiles(img.array, 0.5, 99.5)
-    pixels = window_to_uint8(plan.take(img.array, plan.n_slices // 2), lo, hi)
+    pixels, _ = model_pixels(plan.view(img.array, plan.n_slices // 2), "MR")
     buf = io.BytesIO()
     Image.fromarray(pixels).resize((size, size), Image.BILINEAR).save(buf, format="PNG")
     return buf.getvalue()
@@ -67,8 +66,8 @@ def free_port() -> int:
 
 
 def start_server(checkpoint: Path, port: int, log_path: Path, torch_threads: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "medglip.serve", str(checkpoint), "--host", "127.0.0.1", "--port", str(port),
-           "--no-masks", "--log-level", "warning", "--torch-threads", str(torch_threads)]
+    cmd = [sys.executable, "-m", "medglip", "serve", "--checkpoint", str(checkpoint), "--host", "127.0.0.1",
+           "--port", str(port), "--no-masks", "--log-level", "warning", "--torch-threads", str(torch_threads)]
     log = open(log_path, "wb")
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
 

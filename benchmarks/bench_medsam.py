@@ -17,9 +17,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 import medglip
-from medglip.build.config import ct_windows
-from medglip.build.intensity import volume_percentiles, window_to_uint8
-from medglip.build.orient import plan_slices
+from medglip.core.intensity import CT_WINDOWS, percentile_range, window_to_uint8
+from medglip.core.orient import plan_slices
 from medglip.infer.medsam import MedSAMRefiner, dice, mask_box
 from medglip.io import read_image, read_label
 
@@ -36,7 +35,7 @@ def main() -> None:
         img = read_image(args.data / c["image"])
         lab = read_label(args.data / c["label"], img)
         plan = plan_slices(img.geometry, img.spatial_shape, "axial")
-        lo, hi = ct_windows()["lung"] if c["modality"] == "CT" else volume_percentiles(img.array, 0.5, 99.5)
+        lo, hi = CT_WINDOWS["lung"] if c["modality"] == "CT" else percentile_range(img.array, 0.5, 99.5)
         dices, inter, total, secs = [], 0, 0, 0.0
         for k in range(plan.n_slices):
             truth = plan.take(lab.array, k) > 0

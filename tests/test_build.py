@@ -18,10 +18,15 @@ from PIL import Image
 import layouts
 import medglip
 from medglip.build import BuildConfig, Shard, build, merge
-from medglip.build.instances import decode_rle
+from medglip.core.masks import decode_segmentation
 from medglip.errors import MedglipError
 
 SAMPLES = Path(medglip.__file__).parent / "samples" / "pyradiomics"
+
+
+def _decode_rle(rle: dict) -> np.ndarray:
+    h, w = rle["size"]
+    return decode_segmentation(rle, h, w)
 
 
 def _coco(out: Path, split: str) -> dict:
@@ -55,7 +60,7 @@ def _check_dataset(out: Path) -> tuple[list[dict], list[dict]]:
         im = by_id[a["image_id"]]
         x, y, w, h = a["bbox"]
         assert w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= im["width"] and y + h <= im["height"]
-        m = decode_rle(a["segmentation"])
+        m = _decode_rle(a["segmentation"])
         assert m.shape == (im["height"], im["width"]) and m.sum() == a["area"]
         ys, xs = np.nonzero(m)
         assert [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1] == a["bbox"]
@@ -141,7 +146,7 @@ def test_real_samples_match_sitk_lps_orientation(tmp_path):
             got = np.zeros_like(truth)
             for a in anns:
                 if a["image_id"] == im["id"]:
-                    got |= decode_rle(a["segmentation"])
+                    got |= _decode_rle(a["segmentation"])
             assert (got == truth).mean() > 0.999  # identical up to dropped specks
             # pixel_to_world agrees with SimpleITK's physical points
             ref = sitk.ReadImage(str(SAMPLES / f"{case}_image.nrrd"))
@@ -263,20 +268,36 @@ def test_changed_settings_refuse_to_mix_into_an_old_build(tmp_path):
         Shard.parse("2/2")
 
 
-def test_negatives_are_sampled_and_ct_window_recorded(tmp_path):
+def test_negatives_are_sampled_and_ct_stored_as_the_input_windows(tmp_path):
+    """CT images are the model's pixels: the three input windows as RGB channels (raw HU recoverable)."""
+    from medglip.core.intensity import window_to_uint8
+    from medglip.core.orient import plan_slices
+    from medglip.io import read_image
+
     src = layouts.make_totalsegmentator(tmp_path / "src", n_cases=1)
     out = tmp_path / "out"
     build(BuildConfig(source=str(src), plane="coronal", negative_ratio=1.0), out)
     imgs, _, _ = _all(out)
     assert {i["slice_plane"] for i in imgs} == {"coronal"}
     assert any(i["negative"] for i in imgs)
-    win = imgs[0]["intensity"]
-    assert win["mode"] == "window" and (win["low"], win["high"]) == (-160.0, 240.0)
+    windows = [[-1350.0, 150.0], [-160.0, 240.0], [-450.0, 1050.0]]
+    assert all(i["intensity"]["mode"] == "ct_windows" and i["intensity"]["windows"] == windows for i in imgs)
+    assert {i["display_window"] for i in imgs} == {"soft_tissue"}  # kidneys and spleen: pictures only
+    ct = read_image(next(src.glob("*/ct.nii.gz")))
+    plan = plan_slices(ct.geometry, ct.array.shape, "coronal")
+    im = imgs[0]
+    pix = np.asarray(Image.open(out / "images" / im["file_name"]))
+    raw = plan.take(ct.array, im["slice_index"])
+    assert pix.shape == raw.shape + (3,)
+    for c, (lo, hi) in enumerate(windows):
+        assert np.array_equal(pix[..., c], window_to_uint8(raw, lo, hi))
     out2 = tmp_path / "out2"
-    build(BuildConfig(source=str(src), ct_window="-1000,1000", negative_ratio=0), out2)
+    build(BuildConfig(source=str(src), ct_windows=((-1000.0, 1000.0),) * 3, display_window="bone",
+                      negative_ratio=0), out2)
     imgs2, _, _ = _all(out2)
     assert all(not i["negative"] for i in imgs2)
-    assert {(i["intensity"]["low"], i["intensity"]["high"]) for i in imgs2} == {(-1000.0, 1000.0)}
+    assert {tuple(map(tuple, i["intensity"]["windows"])) for i in imgs2} == {((-1000.0, 1000.0),) * 3}
+    assert {i["display_window"] for i in imgs2} == {"bone"}
 
 
 def test_cli_build_and_show_on_real_samples(tmp_path):
@@ -329,6 +350,6 @@ def test_manifest_with_dicom_series_and_real_dicom_seg(tmp_path):
     assert {a["phrase"] for a in anns} == {"liver"} and {a["source_label"] for a in anns} == {"Liver"}
     pos = sorted({i["slice_index"] for i in imgs if not i["negative"]})
     assert pos == [2, 3, 4]
-    assert all(i["intensity"]["mode"] == "window" and i["intensity"]["window"] == "liver" for i in imgs)
+    assert all(i["intensity"]["mode"] == "ct_windows" and i["display_window"] == "liver" for i in imgs)
     # the liver lies on the patient's right, i.e. the image's left half
     assert all(a["bbox"][0] + a["bbox"][2] / 2 < 256 for a in anns)

@@ -7,12 +7,18 @@ import itertools
 import numpy as np
 import pytest
 
-from medglip.build.config import BuildConfig, parse_window
-from medglip.build.instances import decode_rle, encode_rle, instances_from_slice
-from medglip.build.intensity import volume_percentiles, window_to_uint8
+from medglip.build.config import BuildConfig
+from medglip.build.instances import instances_from_slice
+from medglip.core.masks import decode_segmentation, encode_rle
+from medglip.core.intensity import parse_window, percentile_range, window_to_uint8
 from medglip.build.merge import assign_splits, odvg_line
-from medglip.build.orient import axis_codes, plan_slices
-from medglip.case import Geometry
+from medglip.core.orient import axis_codes, plan_slices
+from medglip.core.geometry import Geometry
+
+
+def _decode_rle(rle: dict) -> np.ndarray:
+    h, w = rle["size"]
+    return decode_segmentation(rle, h, w)
 
 
 def _geometries():
@@ -82,7 +88,7 @@ def test_instances_one_box_per_component_with_exact_edges():
     assert boxes == [(3, 2, 5, 3), (20, 10, 9, 2)]
     assert sorted(i.area for i in insts) == [15, 18]
     for inst in insts:
-        m = decode_rle(inst.rle)
+        m = _decode_rle(inst.rle)
         x, y, w, h = inst.bbox
         assert m.sum() == inst.area and m[y:y + h, x:x + w].sum() == inst.area
 
@@ -109,7 +115,7 @@ def test_rle_roundtrip():
     m = np.random.default_rng(1).random((33, 17)) > 0.5
     rle = encode_rle(m)
     assert isinstance(rle["counts"], str) and rle["size"] == [33, 17]
-    assert np.array_equal(decode_rle(rle), m)
+    assert np.array_equal(_decode_rle(rle), m)
 
 
 def test_window_and_percentiles():
@@ -117,13 +123,17 @@ def test_window_and_percentiles():
     assert window_to_uint8(x, -160, 240).tolist() == [0, 0, 128, 255, 255]
     vol = np.zeros((10, 10, 10), np.float32)
     vol[2:8, 2:8, 2:8] = np.linspace(100, 200, 216).reshape(6, 6, 6)
-    lo, hi = volume_percentiles(vol, 0, 100)
+    lo, hi = percentile_range(vol, 0, 100)
     assert (lo, hi) == (100.0, 200.0)  # zero background ignored
 
 
 def test_config_validation_and_fingerprint():
-    with pytest.raises(ValueError, match="ct_window"):
-        BuildConfig(source="x", ct_window="lungs")
+    with pytest.raises(ValueError, match="display_window"):
+        BuildConfig(source="x", display_window="lungs")
+    with pytest.raises(ValueError, match="three"):
+        BuildConfig(source="x", ct_windows=((-1350, 150),))
+    assert BuildConfig(source="a").fingerprint() != BuildConfig(
+        source="a", ct_windows=((-160, 240),) * 3).fingerprint()  # the input windows change the pixels
     with pytest.raises(ValueError, match="plane"):
         BuildConfig(source="x", plane="oblique")
     assert parse_window("-100,300") == (-100.0, 300.0)

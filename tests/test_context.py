@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from medglip.build import BuildConfig, build
-from medglip.case import Geometry
+from medglip.core.geometry import Geometry
 from medglip.context import (
     Finding, GroundedContext, context_from_result, context_from_volume, result_from_annotations,
 )
 from medglip.errors import MedglipError
-from medglip.infer.preprocess import Volume
+from medglip.infer.inputs import Volume
 from medglip.infer.results import GroundingResult, PhraseGrounding
 from medglip.infer.volume import SliceBox, VolumeGroundingResult, VolumeObject, ground_volume
-from medglip.show import category_color
+from medglip.core.draw import category_color
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "medglip" / "samples" / "pyradiomics"
 
@@ -262,7 +262,8 @@ def _bright_box_detector(slices, phrases):
 def test_context_from_a_linked_volume_has_slices_extent_and_world_side():
     vol = 100 + 10 * np.random.default_rng(0).random(SHAPE)  # noisy background (percentile normalised)
     vol[11:16, 5:11, 3:7] = 1000.0  # voxels i 11..15, j 5..10, k 3..6
-    res = ground_volume(_bright_box_detector, Volume(vol, GEOM), ["brain tumor", "liver"], modality="MR")
+    res = ground_volume(_bright_box_detector, Volume(vol, GEOM), ["brain tumor", "liver"], modality="MR",
+                        batch_size=SHAPE[2])
     ctx = context_from_volume(res, score_threshold=0.3)
     assert ctx.absent == ("liver",) and len(ctx.findings) == 1 and ctx.orientation == "world"
     f = ctx.findings[0]

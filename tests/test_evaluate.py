@@ -6,7 +6,6 @@ import copy
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -283,7 +282,8 @@ def test_evaluate_missing_split_is_a_clear_error(tmp_path):
 
 
 class FakeGrounder:
-    """Returns the GT boxes (xyxy) for present phrases and one low-score box for absent ones."""
+    """Returns the GT boxes (xyxy) for present phrases and one low-score box for absent ones, as the
+    Grounder does: a list of images in, a list of GroundingResult out."""
 
     def __init__(self, gt: dict, dataset: Path) -> None:
         self.by_file = {str(dataset / "images" / i["file_name"]): i["id"] for i in gt["images"]}
@@ -294,19 +294,37 @@ class FakeGrounder:
             self.boxes.setdefault((a["image_id"], name[a["category_id"]]), []).append([x, y, x + w, y + h])
         self.calls: list = []
 
-    def ground(self, image, phrases, *, modality=None, masks=False, top_k=None):
-        iid = self.by_file[image]
-        self.calls.append((iid, list(phrases), modality, masks))
-        per = {}
-        for ph in phrases:
-            b = np.array(self.boxes.get((iid, ph), [[0, 0, 3, 3]]), dtype=np.float32)
-            s = np.full(len(b), 0.9 if (iid, ph) in self.boxes else 0.05, dtype=np.float32)
-            m = np.zeros((len(b), H, W), dtype=bool) if masks else None
-            if masks:
-                for k, (x0, y0, x1, y1) in enumerate(b.astype(int)):
-                    m[k, y0:y1, x0:x1] = True
-            per[ph] = SimpleNamespace(boxes=b, scores=s, masks=m)
-        return per
+    def ground(self, images, phrases, *, modality=None, masks=False, top_k=None):
+        from medglip.infer.results import GroundingResult, PhraseGrounding
+
+        assert isinstance(images, list)
+        out = []
+        for image in images:
+            iid = self.by_file[image]
+            self.calls.append((iid, list(phrases), modality, masks))
+            per = []
+            for ph in phrases:
+                b = np.array(self.boxes.get((iid, ph), [[0, 0, 3, 3]]), dtype=np.float32)
+                s = np.full(len(b), 0.9 if (iid, ph) in self.boxes else 0.05, dtype=np.float32)
+                m = np.zeros((len(b), H, W), dtype=bool) if masks else None
+                if masks:
+                    for k, (x0, y0, x1, y1) in enumerate(b.astype(int)):
+                        m[k, y0:y1, x0:x1] = True
+                per.append(PhraseGrounding(ph, b, s, m))
+            out.append(GroundingResult(tuple(phrases), per, (H, W), modality or ""))
+        return out
+
+
+def test_predict_dataset_refuses_untyped_grounder_results(tmp_path):
+    gt = make_gt()
+    ds = write_dataset(tmp_path / "ds", gt)
+
+    class DictGrounder(FakeGrounder):
+        def ground(self, images, phrases, **kw):
+            return [{"liver": None} for _ in images]
+
+    with pytest.raises(PredictionError, match="one GroundingResult per image"):
+        predict_dataset(DictGrounder(gt, ds), ds, split="test")
 
 
 def test_predict_dataset_with_a_fake_grounder_round_trips(tmp_path):

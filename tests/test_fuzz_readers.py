@@ -5,7 +5,7 @@ JPEG, JPEG 2000, multi-frame; NIfTI .nii/.nii.gz; NRRD raw/gzip; MetaImage; the 
 NRRD's header) are mutated: truncated, byte-flipped, header fields set
 to absurd values (with valid checksums where the format has them), renamed to the wrong extension,
 emptied, replaced by folders. The property: :func:`medglip.io.read_image`,
-:func:`medglip.infer.preprocess.to_display` (the Grounder's input path), :func:`medglip.io.read_label`
+:func:`to_display` (the Grounder's input path: read once, then model pixels), :func:`medglip.io.read_label`
 and, for pictures, :func:`medglip.io.read_mask_2d` either return a sane result (positive shape holding
 the pixel count the header declares, finite non-degenerate geometry, within the size limits) or raise
 :class:`medglip.errors.MedglipError` (``ReadError``) naming the file; nothing else, and never hang
@@ -42,7 +42,8 @@ from hypothesis import strategies as st
 
 import medglip
 from medglip.errors import MedglipError, ReadError
-from medglip.infer.preprocess import to_display
+from medglip.core.pipeline import model_pixels
+from medglip.infer.inputs import read_image_input
 from medglip.io import read_image
 
 BRAIN = Path(medglip.__file__).parent / "samples" / "pyradiomics" / "brain1_image.nrrd"
@@ -706,12 +707,15 @@ def declared_pixels(path: Path) -> int | None:
     return None
 
 
-def check_display(disp: Any) -> None:
-    from medglip.infer.preprocess import DisplayImage
+def to_display(source: Any) -> np.ndarray:
+    """The Grounder's input path for a 2D input: read once, then the model pixels (volumes are refused)."""
+    item = read_image_input(source)
+    return model_pixels(item.raw, item.modality, what=item.source)[0]
 
-    if not isinstance(disp, DisplayImage):
-        raise Crash(f"to_display returned {type(disp).__name__}")
-    p = disp.pixels
+
+def check_display(p: Any) -> None:
+    if not isinstance(p, np.ndarray):
+        raise Crash(f"to_display returned {type(p).__name__}")
     if p.dtype != np.uint8 or p.ndim not in (2, 3) or min(p.shape[:2]) < 1 or (p.ndim == 3 and p.shape[2] != 3):
         raise Crash(f"bad display pixels {p.dtype} {p.shape}")
 
@@ -1270,20 +1274,18 @@ def test_regression_compressed_metaimage_with_corrupt_data_is_refused(kit, tmp_p
 
 @pytest.mark.parametrize("fill", [-3.4e38, 1e308, -1.7e308, 3e38])
 def test_regression_constant_image_of_huge_values_displays(fill):
-    """to_uint8: ``hi = lo + 1`` is lost in rounding at |lo| >= 2**53: ZeroDivisionError (seen with a
+    """model_pixels: ``hi = lo + 1`` is lost in rounding at |lo| >= 2**53: ZeroDivisionError (seen with a
     DICOM RescaleIntercept 1e308; -3.4e38 is a common float 'no data' fill)."""
-    from medglip.infer.preprocess import to_uint8
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pix, rec = to_uint8(np.full((8, 8), fill, np.float64), None)
+        pix, rec = model_pixels(np.full((8, 8), fill, np.float64), None)
         assert pix.dtype == np.uint8 and rec["high"] > rec["low"]
         disp = to_display(np.full((8, 8), fill, np.float32 if abs(fill) < 3.4e38 else np.float64))
-    assert disp.pixels.shape == (8, 8)
+    assert disp.shape == (8, 8)
 
 
 def test_regression_to_display_names_the_file_for_unsupported_pixel_types(tmp_path):
-    """A one-slice complex NRRD: to_uint8's MedglipError did not name the file."""
+    """A one-slice complex NRRD: the pixel mapping's MedglipError did not name the file."""
     import SimpleITK as sitk
 
     a = (np.arange(12).reshape(1, 3, 4) * (1 + 1j)).astype(np.complex64)

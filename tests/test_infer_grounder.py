@@ -80,12 +80,12 @@ def test_ground_returns_boxes_in_original_pixels_per_phrase(grounder):
 def test_boxes_are_mapped_back_from_the_letterboxed_input(grounder, monkeypatch):
     """A box the model puts at input pixels (10, 20, 60, 100) of the 128 px letterbox lands at that
     box divided by the scale, clipped to the original image."""
-    def fake_forward(images, modality, prompts, targets=None, *, text_features=None):
-        assert images.shape[-2:] == (128, 128)
+    def fake_detect(feats, text_features, image_hw):
+        assert tuple(image_hw) == (128, 128)
         box = torch.tensor([[10.0, 20.0, 60.0, 100.0]])
         return [{"boxes": box, "scores": torch.tensor([0.9]), "phrase_ids": torch.tensor([0])}
-                for _ in range(images.shape[0])]
-    monkeypatch.setattr(grounder.model, "forward", fake_forward)
+                for _ in range(feats[0].shape[0])]
+    monkeypatch.setattr(grounder.model, "detect", fake_detect)
     small, tall = grounder.ground([_image(1, (64, 48)), _image(1, (300, 100))], ["liver", "spleen"], modality="CT")
     assert np.allclose(small[0].boxes, [[5, 10, 30, 50]]) and len(small["spleen"]) == 0
     s = 128 / 300
@@ -186,11 +186,11 @@ def test_ground_volume_on_a_real_nrrd(grounder):
 
 
 def test_cached_text_features_give_the_models_own_output(grounder):
-    from medglip.model import boxes_to_original, prepare_image
+    from medglip.core.pipeline import boxes_to_original, to_tensor
     img = _image(9, (80, 120))
     res = grounder.ground(img, ["liver", "spleen"], modality="CT")
     res = grounder.ground(img, ["liver", "spleen"], modality="CT")  # from the cache
-    x, meta = prepare_image(img, grounder.config.image_size)
+    x, meta = to_tensor(img, grounder.config.image_size)
     prompts = grounder.model.build_prompts(["liver", "spleen"])
     with torch.no_grad():
         det = grounder.model(x[None], torch.tensor([grounder.config.modalities.index("CT")]), prompts)[0]

@@ -9,8 +9,8 @@ import pytest
 from scipy import ndimage as ndi
 
 
-from medglip.build.intensity import volume_percentiles, window_to_uint8  # noqa: E402
-from medglip.build.orient import plan_slices  # noqa: E402
+from medglip.core.intensity import percentile_range, window_to_uint8  # noqa: E402
+from medglip.core.orient import plan_slices  # noqa: E402
 from medglip.infer.medsam import MedSAMRefiner, dice, mask_box  # noqa: E402
 from medglip.io import read_image, read_label  # noqa: E402
 
@@ -27,7 +27,7 @@ def _lesion_slices(case: str, every: int):
     img = read_image(SAMPLES / f"{case}_image.nrrd")
     lab = read_label(SAMPLES / f"{case}_label.nrrd", img)
     plan = plan_slices(img.geometry, img.spatial_shape, "axial")
-    lo, hi = volume_percentiles(img.array, 0.5, 99.5)
+    lo, hi = percentile_range(img.array, 0.5, 99.5)
     ks = [k for k in range(plan.n_slices) if plan.take(lab.array, k).any()]
     for k in ks[::every]:
         yield k, window_to_uint8(plan.take(img.array, k), lo, hi), plan.take(lab.array, k) > 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medglip.case import Geometry
-from medglip.infer.preprocess import Volume
+from medglip.core.geometry import Geometry
+from medglip.infer.inputs import Volume
 from medglip.infer.results import GroundingResult, PhraseGrounding
 from medglip.infer.volume import box_iou, ground_volume, link_boxes
 
@@ -23,14 +23,14 @@ def _result(phrase_boxes: dict[str, list[tuple[list[float], float]]], size) -> G
 
 
 def _blob_detector(scores_by_slice):
-    """Fake detector: the box of the bright pixels (> 200) of each slice, with a given score."""
+    """Fake detector: the box of the bright raw values (> 200) of each slice, with a given score."""
     seen = []
 
     def detect(slices, phrases):
         out = []
-        for k, s in enumerate(slices):
+        for s in slices:
+            k = len(seen)
             seen.append(s)
-            assert s.dtype == np.uint8
             ys, xs = np.nonzero(s > 200)
             found = [([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], scores_by_slice[k])] if ys.size else []
             out.append(_result({phrases[0]: found}, s.shape))
@@ -44,8 +44,9 @@ def test_ground_volume_links_a_block_into_voxel_and_world_boxes():
     vol[11:16, 5:11, 3:7] = 1000.0  # i 11..15, j 5..10, k 3..6
     scores = {k: 0.5 + 0.1 * (k - 3) for k in range(10)}
     detect, seen = _blob_detector(scores)
-    res = ground_volume(detect, Volume(vol, GEOM, None), ["brain tumor"], modality="MR")
-    assert len(seen) == 10 and seen[0].shape == (16, 20)  # axial display: rows = j (A→P), cols = R→L
+    res = ground_volume(detect, Volume(vol, GEOM, None), ["brain tumor"], modality="MR", batch_size=3)
+    assert len(seen) == 10 and seen[0].shape == (16, 20)
+    assert all(np.shares_memory(s, vol) for s in seen)  # slices are views: the volume is never copied  # axial display: rows = j (A→P), cols = R→L
     # display column x reads voxel i = 19 - x (patient left on the image's right)
     ys, xs = np.nonzero(seen[4] > 200)
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (4, 8, 5, 10)
@@ -98,6 +99,6 @@ def test_objects_per_phrase_sorted_by_score_and_empty_phrases_give_none():
             boxes["lesion"].append(([10, 10, 15, 15], 0.9))
         results.append(_result(boxes, size))
     res = ground_volume(lambda slices, phrases: results, Volume(np.zeros(SHAPE, np.float32), GEOM), ["lesion", "liver"],
-                        modality="MR")
+                        modality="MR", batch_size=10)
     assert [o.slices for o in res.for_phrase("lesion")] == [(6, 7), (1, 2)]
     assert res.for_phrase("liver") == []

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from medglip.model import (GroundingModel, ModelConfig, PRESETS, boxes_to_original, build_batch_prompts,
-                           build_prompts, chunk_phrases, get_preset, load_checkpoint, prepare_image,
+from medglip.core.pipeline import boxes_to_original, to_tensor
+from medglip.model import (GroundingModel, ModelConfig, PRESETS, build_batch_prompts,
+                           build_prompts, chunk_phrases, get_preset, load_checkpoint,
                            remap_phrase_ids, save_checkpoint)
 from medglip.model.atss import atss_assign, centerness_target, make_anchors
 from medglip.model.text import load_tokenizer
@@ -285,10 +286,10 @@ def test_checkpoint_roundtrip_identical_outputs(tiny, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- preprocess
-def test_prepare_image_letterbox_and_box_mapping():
+def test_to_tensor_letterbox_and_box_mapping():
     img = np.zeros((50, 100), np.uint8)
     img[10:20, 30:60] = 255
-    x, meta = prepare_image(img, 64)
+    x, meta = to_tensor(img, 64)
     assert x.shape == (3, 64, 64) and x.dtype == torch.float32
     assert meta == {"scale": 0.64, "orig_size": (50, 100)}
     mean = torch.tensor([0.485, 0.456, 0.406])
@@ -297,9 +298,33 @@ def test_prepare_image_letterbox_and_box_mapping():
     assert torch.allclose(pixels[:, 40:, :], torch.zeros(3, 24, 64), atol=1e-5)     # bottom padding black
     assert torch.allclose(pixels[:, 9:11, 25:35], torch.ones(3, 2, 10), atol=1e-3)    # bright block moved
     assert torch.allclose(pixels[0], pixels[2])                                        # grey → 3 equal channels
-    rgb, m2 = prepare_image(np.zeros((64, 32, 3), np.uint8), 128)
+    rgb, m2 = to_tensor(np.zeros((64, 32, 3), np.uint8), 128)
     assert m2["scale"] == 2.0 and rgb.shape == (3, 128, 128)
     back = boxes_to_original(torch.tensor([[19.2, 6.4, 38.4, 12.8], [0.0, 0.0, 70.0, 70.0]]), meta)
     assert torch.allclose(back, torch.tensor([[30.0, 10.0, 60.0, 20.0], [0.0, 0.0, 100.0, 50.0]]), atol=1e-4)
     with pytest.raises(TypeError):
-        prepare_image(np.zeros((4, 4), np.float32), 8)
+        to_tensor(np.zeros((4, 4), np.float32), 8)
+
+
+def test_a_config_saved_before_the_input_pipeline_loads_with_its_old_ct_input(caplog):
+    """Checkpoints of medglip 0.1 saw CT through the soft-tissue window as grey: they are converted to
+    three soft-tissue channels, which is exactly that input; a config from a newer pipeline is refused."""
+    import logging
+
+    from medglip.core.intensity import window_to_uint8
+    from medglip.core.pipeline import model_pixels
+
+    old = PRESETS["tiny"].to_dict()
+    for key in ("ct_windows", "intensity_percentiles", "input_version"):
+        old.pop(key)
+    with caplog.at_level(logging.WARNING):
+        cfg = ModelConfig.from_dict(old)
+    assert "predates the input pipeline" in caplog.text
+    assert cfg.input_config.ct_windows == ((-160.0, 240.0),) * 3
+    hu = np.random.default_rng(0).integers(-1000, 1000, (16, 16)).astype(np.int16)
+    pixels, _ = model_pixels(hu, "CT", cfg.input_config)
+    for c in range(3):
+        assert np.array_equal(pixels[..., c], window_to_uint8(hu, -160, 240))
+    assert ModelConfig.from_json(PRESETS["tiny"].to_json()).input_config == PRESETS["tiny"].input_config
+    with pytest.raises(ValueError, match="newer medglip"):
+        ModelConfig.from_dict({**PRESETS["tiny"].to_dict(), "input_version": 99})

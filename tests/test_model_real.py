@@ -12,9 +12,11 @@ import torch.nn.functional as F
 from torchvision.ops import box_iou
 
 import medglip
-from medglip.build.orient import plan_slices
+from medglip.core.orient import plan_slices
 from medglip.io import read_image
-from medglip.model import GroundingModel, get_preset, load_checkpoint, prepare_image, save_checkpoint
+from medglip.core.pipeline import to_tensor
+from medglip.model import GroundingModel, get_preset, load_checkpoint, save_checkpoint
+from medglip.train import TrainConfig, param_groups
 from medglip.model.backbone import LITE_MEAN, LITE_STD, lite0_classifier
 
 SAMPLES = Path(medglip.__file__).parent / "samples" / "pyradiomics"
@@ -143,12 +145,12 @@ def brain_slice():
 
 
 def _train(model, image, box, steps, lr, phrases=("brain tumor", "left kidney"), eval_every=0):
-    x, meta = prepare_image(image, model.config.image_size)
+    x, meta = to_tensor(image, model.config.image_size)
     gt = torch.tensor(box) * meta["scale"]
     prompt = model.build_prompts(list(phrases))[0]
     targets = [{"boxes": gt[None], "phrase_ids": torch.tensor([0])}]   # "left kidney": negative phrase
     mr = torch.tensor([model.config.modalities.index("MR")])
-    opt = torch.optim.AdamW(model.parameter_groups(lr, 1e-4))
+    opt = torch.optim.AdamW(param_groups(model, TrainConfig(lr=lr, weight_decay=1e-4)))
     history, iou, out = [], 0.0, None
     for step in range(steps):
         model.train()

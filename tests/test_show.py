@@ -1,4 +1,4 @@
-"""Tests of medglip.show on a tiny hand-made grounding dataset."""
+"""Tests of medglip.show (and its drawer, medglip.core.draw) on a tiny hand-made grounding dataset."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
 from medglip import show as S
+from medglip.core import draw as D
 from medglip.errors import MedglipError
 
 GRAY = 100
@@ -83,18 +84,18 @@ def _render(root: Path, image_id: int, **kw) -> np.ndarray:
 
 
 def test_auto_scale_and_box_rect():
-    assert S.auto_scale(60, 40) == 10  # ceil(384 / 40)
-    assert S.auto_scale(120, 45) == 9
-    assert S.auto_scale(512, 512) == 1
-    assert S.box_rect([20, 10, 20, 15], 10) == (200, 100, 399, 249)
-    assert S.box_rect([3, 4, 1, 1], 1) == (3, 4, 3, 4)  # one pixel: columns x..x+w-1
+    assert D.auto_scale(60, 40) == 10  # ceil(384 / 40)
+    assert D.auto_scale(120, 45) == 9
+    assert D.auto_scale(512, 512) == 1
+    assert D.box_rect([20, 10, 20, 15], 10) == (200, 100, 399, 249)
+    assert D.box_rect([3, 4, 1, 1], 1) == (3, 4, 3, 4)  # one pixel: columns x..x+w-1
 
 
 def test_render_size_mask_tint_and_untouched_background(dataset: Path):
     img = _render(dataset, 1)
-    assert img.shape == (400 + S.FOOTER_HEIGHT, 600, 3)
-    colour = np.array(S.category_color(3))
-    expected = np.rint(GRAY * (1 - S.MASK_ALPHA) + colour * S.MASK_ALPHA)
+    assert img.shape == (400 + D.FOOTER_HEIGHT, 600, 3)
+    colour = np.array(D.category_color(3))
+    expected = np.rint(GRAY * (1 - D.MASK_ALPHA) + colour * D.MASK_ALPHA)
     centre = img[(MASK_ROWS[0] + MASK_ROWS[1]) * 5, (MASK_COLS[0] + MASK_COLS[1]) * 5]
     np.testing.assert_allclose(centre, expected, atol=1)
     assert (img[300:390, 450:560] == GRAY).all()  # far from mask, box, label and side markers
@@ -103,9 +104,9 @@ def test_render_size_mask_tint_and_untouched_background(dataset: Path):
 
 
 def test_box_outline_on_pixel_edges(dataset: Path):
-    x0, y0, x1, y1 = S.box_rect(BBOX, 10)
+    x0, y0, x1, y1 = D.box_rect(BBOX, 10)
     lw = max(2, round(10 / 3))
-    colour = list(S.category_color(3))
+    colour = list(D.category_color(3))
     img = _render(dataset, 1, draw_masks=False, draw_labels=False)
     ym, xm = (y0 + y1) // 2, (x0 + x1) // 2
     assert img[ym, x0].tolist() == colour and img[ym, x1].tolist() == colour
@@ -121,23 +122,23 @@ def test_box_outline_on_pixel_edges(dataset: Path):
 
 
 def test_label_above_box_with_text(dataset: Path):
-    x0, y0, _, _ = S.box_rect(BBOX, 10)
-    colour = list(S.category_color(3))
+    x0, y0, _, _ = D.box_rect(BBOX, 10)
+    colour = list(D.category_color(3))
     img = _render(dataset, 1)
-    band = img[y0 - S.LINE_HEIGHT:y0, x0:x0 + 60].reshape(-1, 3).tolist()
+    band = img[y0 - D.LINE_HEIGHT:y0, x0:x0 + 60].reshape(-1, 3).tolist()
     n_fill = sum(p == colour for p in band)
     n_text = sum(p != colour and p != [GRAY] * 3 for p in band)
     assert n_fill > 0.4 * len(band) and n_text > 20
     plain = _render(dataset, 1, draw_labels=False)
-    assert (plain[y0 - S.LINE_HEIGHT:y0, x0:x0 + 60] == GRAY).all()
+    assert (plain[y0 - D.LINE_HEIGHT:y0, x0:x0 + 60] == GRAY).all()
 
 
 def test_label_kept_inside_image_and_footer(dataset: Path):
     img = _render(dataset, 2)  # 64x48 2D image, box on the top edge, scale 8
-    assert img.shape == (48 * 8 + S.FOOTER_HEIGHT, 64 * 8, 3)
-    colour = list(S.category_color(5))
-    x0, y0, x1, y1 = S.box_rect([30, 0, 10, 6], 8)
-    below = img[y1 + 1:y1 + 1 + S.LINE_HEIGHT, x0:x0 + 30].reshape(-1, 3).tolist()
+    assert img.shape == (48 * 8 + D.FOOTER_HEIGHT, 64 * 8, 3)
+    colour = list(D.category_color(5))
+    x0, y0, x1, y1 = D.box_rect([30, 0, 10, 6], 8)
+    below = img[y1 + 1:y1 + 1 + D.LINE_HEIGHT, x0:x0 + 30].reshape(-1, 3).tolist()
     assert sum(p == colour for p in below) > 0.4 * len(below)  # label moved below the box
     footer = img[48 * 8:]
     assert (footer > 200).any()  # footer text drawn on the dark band
@@ -145,12 +146,12 @@ def test_label_kept_inside_image_and_footer(dataset: Path):
 
 def _marker_reference(text: str, xy: tuple[int, int], anchor: str) -> np.ndarray:
     ref = Image.new("RGB", (600, 400), (GRAY,) * 3)
-    S.draw_marker(ImageDraw.Draw(ref), xy, text, anchor)
+    D.draw_marker(ImageDraw.Draw(ref), xy, text, anchor)
     return np.asarray(ref).astype(int)
 
 
 def test_side_markers_only_on_radiological_slices(dataset: Path):
-    assert S.SIDE_MARKERS["axial"] == ("A", "P", "R", "L")  # patient's left on the image's right
+    assert D.SIDE_MARKERS["axial"] == ("A", "P", "R", "L")  # patient's left on the image's right
     axial = _render(dataset, 1, draw_masks=False, draw_boxes=False, draw_labels=False)[:400]
     right, left, top = (slice(170, 230), slice(560, 600)), (slice(170, 230), slice(0, 40)), \
         (slice(0, 30), slice(270, 330))
@@ -159,12 +160,12 @@ def test_side_markers_only_on_radiological_slices(dataset: Path):
     assert (axial[top] == _marker_reference("A", (300, 3), "mt")[top]).all()
     assert not (axial[right] == _marker_reference("R", (596, 200), "rm")[right]).all()
     flat = _render(dataset, 2, draw_masks=False, draw_boxes=False, draw_labels=False)
-    assert list(S.MARKER_COLOR) not in flat[:48 * 8].reshape(-1, 3).tolist()
+    assert list(D.MARKER_COLOR) not in flat[:48 * 8].reshape(-1, 3).tolist()
 
 
 def test_negative_image_renders(dataset: Path, tmp_path: Path):
     img = _render(dataset, 3)
-    assert img.shape == (400 + S.FOOTER_HEIGHT, 600, 3)
+    assert img.shape == (400 + D.FOOTER_HEIGHT, 600, 3)
     paths = S.show(dataset, tmp_path / "neg", image_ids=[3], grid=False)
     assert [p.name for p in paths] == ["brainMR_case_02_axial3.png"]
 
@@ -176,11 +177,11 @@ def test_show_writes_pngs_and_overview(dataset: Path, tmp_path: Path):
     assert names == ["brainMR_case_01_a_axial7.png", "kvasir_cju1.png", "brainMR_case_02_axial3.png",
                      "overview.png"]
     assert all(p.is_file() for p in paths)
-    assert Image.open(paths[0]).size == (600, 400 + S.FOOTER_HEIGHT)
+    assert Image.open(paths[0]).size == (600, 400 + D.FOOTER_HEIGHT)
     sheet = np.asarray(Image.open(out / "overview.png").convert("RGB")).astype(int)
     t = S.TILE_SIZE
     assert sheet.shape == (2 * t, 2 * t, 3)  # 3 images -> 2x2 grid
-    filled = [not (sheet[r * t:(r + 1) * t, c * t:(c + 1) * t] == S.BACKGROUND).all()
+    filled = [not (sheet[r * t:(r + 1) * t, c * t:(c + 1) * t] == D.BACKGROUND).all()
               for r in range(2) for c in range(2)]
     assert filled == [True, True, True, False]
     # positives only (default) skips the negative image; n and seed give a deterministic sample
@@ -211,11 +212,11 @@ def test_errors_name_the_culprit(dataset: Path, tmp_path: Path):
 
 def test_label_placement_inside_image_and_off_other_labels():
     canvas, size = (200, 100), (80, 18)
-    assert S._place_label(size, (10, 40, 50, 60), canvas, []) == (10, 22, 89, 39)  # above
-    assert S._place_label(size, (150, 40, 199, 60), canvas, [])[2] == 199  # shifted left to fit
-    assert S._place_label(size, (10, 5, 50, 60), canvas, [])[1] == 61  # no room above: below
-    first = S._place_label(size, (10, 40, 50, 60), canvas, [])
-    second = S._place_label(size, (20, 40, 60, 60), canvas, [first])
-    assert second[1] == 61 and not S._overlaps(first, second)
-    whole = S._place_label(size, (0, 0, 199, 99), canvas, [])  # box fills the image: inside its top
+    assert D._place_label(size, (10, 40, 50, 60), canvas, []) == (10, 22, 89, 39)  # above
+    assert D._place_label(size, (150, 40, 199, 60), canvas, [])[2] == 199  # shifted left to fit
+    assert D._place_label(size, (10, 5, 50, 60), canvas, [])[1] == 61  # no room above: below
+    first = D._place_label(size, (10, 40, 50, 60), canvas, [])
+    second = D._place_label(size, (20, 40, 60, 60), canvas, [first])
+    assert second[1] == 61 and not D._overlaps(first, second)
+    whole = D._place_label(size, (0, 0, 199, 99), canvas, [])  # box fills the image: inside its top
     assert whole == (0, 0, 79, 17)

@@ -354,3 +354,25 @@ def test_ddp_two_gloo_processes(dataset: Path, tmp_path: Path) -> None:
     rows = _losses(run)
     assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["loss"]) for r in rows)
     load_checkpoint(run)
+
+
+def test_training_refuses_a_dataset_made_with_another_input_pipeline(dataset: Path, tmp_path: Path) -> None:
+    """The PNGs are the model's pixels: a dataset built with other CT windows, or before the input
+    pipeline existed, cannot train this model (and says what to do)."""
+    from medglip.core.pipeline import InputConfig
+
+    other = tmp_path / "other"
+    shutil.copytree(dataset, other)
+    cfg_path = other / "build_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["ct_windows"] = [[-160.0, 240.0]] * 3
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(MedglipError, match="built with input"):
+        GroundingDataset(other, image_size=64, prompt_builder=lambda p: [], modalities=TINY.modalities,
+                         input_config=InputConfig())
+    with pytest.raises(MedglipError, match="rebuild"):
+        train(other, tmp_path / "run", _cfg(max_steps=1))
+    del cfg["input_version"]
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(MedglipError, match="rebuild"):
+        train(other, tmp_path / "run2", _cfg(max_steps=1))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medglip.case import Geometry
+from medglip.core.geometry import Geometry
 from medglip.context import context_from_result, context_from_volume
 from medglip.infer.results import GroundingResult, PhraseGrounding
 from medglip.infer.volume import SliceBox, VolumeGroundingResult, VolumeObject
@@ -79,15 +79,16 @@ def test_missing_container_falls_back_to_the_side_and_says_so():
     assert ask("Is there a tumor in the right lung?", c).value is False
 
 
-def test_container_overlap_rule_without_parent_number():
-    # the tumour box is half inside the lung box: the context's 80 % rule gives no parent, the 50 % rule holds
+def test_one_containment_rule_for_the_context_and_vqa():
+    # the tumour box is half inside the lung box: within it, for the context's parent and for VQA alike
     c = context_from_result(grounding({"lung tumor": ([[100, 40, 140, 60]], [0.9]),
                                        "left lung": ([[120, 10, 190, 150]], [0.9])}), pixel_spacing=SPACING)
-    assert c.for_phrase("lung tumor")[0].parent_number is None
+    assert c.for_phrase("lung tumor")[0].parent_number == num(c, "left lung")
     assert ask("Is there a tumor in the left lung?", c).value is True
     c2 = context_from_result(grounding({"lung tumor": ([[100, 40, 140, 60]], [0.9]),
                                         "left lung": ([[125, 10, 190, 150]], [0.9])}), pixel_spacing=SPACING)
-    assert ask("Is there a tumor in the left lung?", c2).value is False  # 15 / 40 of the width inside
+    assert c2.for_phrase("lung tumor")[0].parent_number is None  # 15 / 40 of the width inside
+    assert ask("Is there a tumor in the left lung?", c2).value is False
 
 
 def test_a_sided_container_found_on_the_other_side_is_not_used():

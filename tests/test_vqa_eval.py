@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from medglip.build import BuildConfig, build
 from medglip.context import result_from_annotations
@@ -166,6 +167,8 @@ def test_absent_questions_skip_phrases_implied_by_present_ones(tmp_path):
     (tmp_path / "annotations").mkdir()
     (tmp_path / "annotations" / "test.json").write_text(json.dumps({"images": [img], "annotations": anns,
                                                                     "categories": cats}))
+    (tmp_path / "images" / "x").mkdir(parents=True)
+    Image.fromarray(np.full((100, 100), 90, np.uint8)).save(tmp_path / "images" / "x" / "a.png")
     for seed in range(5):
         absent = {i.phrase for i in generate_questions(tmp_path, seed=seed) if i.answer is False}
         # "kidney", "liver", "tumor", "lesion" are there in effect; the right kidney and the spleen may be absent

@@ -18,6 +18,7 @@ from PIL import Image
 
 from medglip.context import context_from_result
 from medglip.errors import MedglipError
+from medglip.core.pipeline import InputConfig
 from medglip.infer.results import GroundingResult, PhraseGrounding
 from medglip.vqa import ChatClient, LLMError, LLMNotConfigured, ask
 from medglip.vqa.llm import completions_url
@@ -170,15 +171,17 @@ def test_not_configured_message_says_how():
 
 
 class BoxGrounder:
-    """Fake grounder: one fixed box per phrase."""
+    """Fake grounder: one fixed box per phrase, on an 80 × 120 picture (``ground_file``, as ask uses)."""
+
+    input_config = InputConfig()
 
     def __init__(self):
         self.calls = []
 
-    def ground(self, image, phrases, *, modality=None, masks=False, score_threshold=None, top_k=None):
+    def ground_file(self, image, phrases, *, modality=None, masks=False, score_threshold=None, top_k=None):
         self.calls.append(list(phrases))
         g = [PhraseGrounding(p, np.array([[30, 20, 60, 50]], np.float32), np.array([0.9], np.float32)) for p in phrases]
-        return GroundingResult(tuple(phrases), g, (80, 120), modality or "MR")
+        return GroundingResult(tuple(phrases), g, (80, 120), modality or "MR", pixels=np.zeros((80, 120), np.uint8))
 
 
 def test_ask_open_question_with_and_without_llm(fake):

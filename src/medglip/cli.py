@@ -16,11 +16,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__
+from .core.rules import FINDING_THRESHOLD
 from .errors import MedglipError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Medical image grounding (Med-GLIP): build datasets, show them, and more.")
 console = Console(stderr=True)
+_WINDOW = typer.Option(None, "--window", help="CT window of the picture (overlay): soft_tissue (default), lung, bone, "
+                       "mediastinum, liver, brain or LOW,HIGH in HU. The model's input does not depend on it.")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -60,7 +63,8 @@ def build(
     layout: str = typer.Option("auto", help="Source layout: auto, nnunetv2, msd, totalsegmentator, kvasir, isic2018, busi, coco, manifest."),
     modality: Optional[str] = typer.Option(None, help="Force a modality (CT, MR, XR, US, ENDO, DERM, PATH) on every case."),
     plane: str = typer.Option("axial", help="Slicing plane of 3D volumes: axial, coronal, sagittal."),
-    ct_window: str = typer.Option("auto", help="CT window: auto, lung, mediastinum, soft_tissue, liver, brain, bone, or LOW,HIGH in HU."),
+    ct_windows: str = typer.Option("lung,soft_tissue,bone", help="The three CT windows stacked as the input channels of CT images (names or LOW:HIGH in HU); a model trains only on data built with its own."),
+    display_window: str = typer.Option("auto", "--display-window", "--ct-window", help="CT window `medglip show` draws: auto (by the labelled structures), lung, mediastinum, soft_tissue, liver, brain, bone, or LOW,HIGH in HU. Pictures only."),
     channels: str = typer.Option("first", help="Multi-channel volumes: 'first' channel or 'all' channels."),
     min_area: float = typer.Option(4.0, help="Drop mask components smaller than this many mm²."),
     min_pixels: int = typer.Option(4, help="Drop mask components with fewer pixels."),
@@ -89,9 +93,12 @@ def build(
         from .build.config import mapping_to_tuple
         from .modality import normalise_modality
 
+        from .core.pipeline import InputConfig
+
+        windows = InputConfig.from_window_names(tuple(w.strip().replace(":", ",") for w in ct_windows.split(",")))
         config = BuildConfig(
             source=str(source), layout=layout, modality=normalise_modality(modality) if modality else None,
-            plane=plane, ct_window=ct_window, channels=channels, min_area_mm2=min_area, min_pixels=min_pixels,
+            plane=plane, ct_windows=windows.ct_windows, display_window=display_window, channels=channels, min_area_mm2=min_area, min_pixels=min_pixels,
             negative_ratio=negative_ratio, split_ratios=ratios, test_cases=tuple(test_case), seed=seed,
             label_mapping=mapping_to_tuple(_load_mapping(label_map)), include_unlabeled=include_unlabeled)
         shard_obj = Shard.parse(shard) if shard else None
@@ -242,39 +249,33 @@ def ground(
     overlay: Optional[Path] = typer.Option(None, help="Write a PNG with the boxes (2D inputs)."),
     masks: bool = typer.Option(False, help="Refine boxes into masks with LiteMedSAM."),
     score_threshold: Optional[float] = typer.Option(None),
-    top_k: Optional[int] = typer.Option(None, help="Boxes kept per phrase."),
+    top_k: Optional[int] = typer.Option(None, help="Boxes kept per phrase (2D images)."),
+    window: Optional[str] = _WINDOW,
     device: str = typer.Option("cpu"),
 ) -> None:
     """Find the regions named by phrases in an image (or a volume)."""
-    from .infer import Grounder
-    from .io import read_image
+    from .infer import Grounder, VolumeGroundingResult
 
     _setup_logging(False)
     if not image.exists():
         _fail(f"{image}: no such file")
     try:
-        g = Grounder.from_pretrained(checkpoint, device=device)
-        is_volume = False
-        if image.is_dir() or image.name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")):
-            data = read_image(image)
-            is_volume = data.geometry.ndim == 3 and data.array.shape[2] > 1
-        if is_volume:
-            res = g.ground_volume(image, phrase, modality=modality, masks=masks, score_threshold=score_threshold)
-            payload = res.to_json()
+        g = Grounder.from_pretrained(checkpoint, device=device, refiner="medsam" if masks else None)
+        res = g.ground_file(image, phrase, modality=modality, masks=masks, score_threshold=score_threshold,
+                            top_k=top_k)
+        payload = res.to_json()
+        if isinstance(res, VolumeGroundingResult):
             for obj in res.objects:
                 console.print(f"{obj.phrase}: score {obj.score:.2f}, slices {obj.slices[0]}–{obj.slices[1]}, "
                               f"voxel box {obj.voxel_box.tolist()}, world box (mm) {np.round(obj.world_box, 1).tolist()}")
         else:
-            res = g.ground(image, phrase, modality=modality, masks=masks, score_threshold=score_threshold, top_k=top_k)
-            payload = res.to_json()
             for gr in res.groundings:
                 best = f"{gr.scores[0]:.2f} at {np.round(gr.boxes[0], 1).tolist()}" if len(gr) else "no box"
                 console.print(f"{gr.phrase}: {best}")
             if overlay:
                 from .infer.overlay import draw_result
-                from .infer.preprocess import to_display
 
-                draw_result(to_display(image, modality=res.modality).pixels, res).save(overlay)
+                draw_result(res, window=window).save(overlay)
                 console.print(f"overlay: {overlay}")
     except MedglipError as exc:
         _fail(str(exc))
@@ -292,7 +293,7 @@ def eval_(
     json_out: Path = typer.Option(Path("metrics.json"), "--json", help="Metrics JSON (Markdown and PR curve beside it)."),
     masks: bool = typer.Option(False, help="Also refine masks with LiteMedSAM and report Dice."),
     phrases: str = typer.Option("case", help="Absent phrases queried per image: case, modality, all."),
-    score_threshold: float = typer.Option(0.3, help="Score above which an absent phrase counts as a false positive."),
+    score_threshold: float = typer.Option(FINDING_THRESHOLD, help="Score above which an absent phrase counts as a false positive."),
     max_per_phrase: int = typer.Option(100, help="Boxes kept per (image, phrase) (and refined into masks)."),
     device: str = typer.Option("cpu"),
 ) -> None:
@@ -359,7 +360,7 @@ def vqa(
     checkpoint: Path = typer.Option(..., help="A run folder (medglip train output)."),
     modality: Optional[str] = typer.Option(None, help="CT, MR, XR, US, ENDO, DERM, PATH (default: DICOM tag or classifier)."),
     masks: bool = typer.Option(False, help="Refine boxes into masks with LiteMedSAM (mask areas in the answer)."),
-    score_threshold: float = typer.Option(0.3, help="Boxes scoring below this are not findings."),
+    score_threshold: float = typer.Option(FINDING_THRESHOLD, help="Boxes scoring below this are not findings."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write question, answer and grounded context as JSON."),
     visual_prompt: Optional[Path] = typer.Option(None, help="Write the numbered-box image the answer cites (PNG)."),
     llm_endpoint: Optional[str] = _LLM_ENDPOINT, llm_model: Optional[str] = _LLM_MODEL,
@@ -378,7 +379,7 @@ def vqa(
         g = Grounder.from_pretrained(checkpoint, device=device, refiner="medsam" if masks else None)
         res = ask(g, image, question, modality=modality, llm=llm, score_threshold=score_threshold, masks=masks)
         if visual_prompt is not None:
-            _visual_prompt_of(res.context, image).save(visual_prompt)
+            res.visual_prompt(masks=masks).save(visual_prompt)
     except MedglipError as exc:
         _fail(str(exc))
     typer.echo(res.answer.text)
@@ -387,19 +388,6 @@ def vqa(
     console.print(res.context.text_block("plain"), markup=False)
     if json_out:
         json_out.write_text(json.dumps(res.to_json(), indent=1))
-
-
-def _visual_prompt_of(context, image: Path):
-    """The numbered-box picture of a context on the image (the key slice of a volume)."""
-    from .infer.preprocess import to_display
-
-    if context.volume is None:
-        return context.visual_prompt(to_display(image, modality=context.modality).pixels)
-    from .infer.preprocess import load_volume
-    from .infer.volume import volume_slices
-
-    _, slices, _ = volume_slices(load_volume(image), context.modality, plane=context.plane)  # as the model saw them
-    return context.visual_prompt(slices[int(context.volume["key_slice"])])
 
 
 @app.command()
@@ -412,8 +400,9 @@ def report(
     out: Path = typer.Option(Path("report"), help="Output folder: report.md, report.json, report_overlay.png."),
     modality: Optional[str] = typer.Option(None, help="CT, MR, XR, US, ENDO, DERM, PATH."),
     masks: bool = typer.Option(False, help="Refine boxes into masks with LiteMedSAM (mask areas in mm²)."),
-    score_threshold: float = typer.Option(0.3, help="Boxes scoring below this are not findings."),
+    score_threshold: float = typer.Option(FINDING_THRESHOLD, help="Boxes scoring below this are not findings."),
     prose: bool = typer.Option(False, help="Also rewrite the findings into prose with the chat API (--llm-*)."),
+    window: Optional[str] = _WINDOW,
     llm_endpoint: Optional[str] = _LLM_ENDPOINT, llm_model: Optional[str] = _LLM_MODEL,
     llm_key: Optional[str] = _LLM_KEY,
     device: str = typer.Option("cpu"),
@@ -433,7 +422,7 @@ def report(
                                    "(or set MEDGLIP_LLM_ENDPOINT and MEDGLIP_LLM_MODEL)")
         g = Grounder.from_pretrained(checkpoint, device=device, refiner="medsam" if masks else None)
         rep = make_report(g, image, findings or None, modality=modality, masks=masks,
-                          score_threshold=score_threshold, llm=llm)
+                          score_threshold=score_threshold, llm=llm, window=window)
         paths = write_report(rep, out)
     except MedglipError as exc:
         _fail(str(exc))
@@ -449,6 +438,10 @@ def serve(
     masks: bool = typer.Option(True, help="Load LiteMedSAM so requests may ask for masks."),
     max_upload_mb: float = typer.Option(64.0, help="Largest upload accepted (MiB)."),
     max_batch: int = typer.Option(8, min=1, help="Images grounded together in one forward pass."),
+    batch_wait_ms: float = typer.Option(10.0, min=0, help="How long the worker waits to fill a batch."),
+    max_queue: int = typer.Option(256, min=1, help="Jobs waiting for the model before requests get 503."),
+    torch_threads: int = typer.Option(0, min=0, help="Intra-op torch threads (0: torch's default)."),
+    log_level: str = typer.Option("info", help="Server log level: debug, info, warning, error."),
     llm_endpoint: Optional[str] = _LLM_ENDPOINT, llm_model: Optional[str] = _LLM_MODEL,
     llm_key: Optional[str] = _LLM_KEY,
     device: str = typer.Option("cpu"),
@@ -457,10 +450,17 @@ def serve(
     from .serve import ServiceConfig, serve as run_server
 
     _setup_logging(False)
+    logging.getLogger().setLevel(log_level.upper())
+    if torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(torch_threads)
     try:
         llm = _llm_client(llm_endpoint, llm_model, llm_key)
-        config = ServiceConfig(max_upload_bytes=int(max_upload_mb * 2**20), max_batch=max_batch)
-        run_server(checkpoint, host=host, port=port, config=config, llm=llm, device=device, masks=masks)
+        config = ServiceConfig(max_upload_bytes=int(max_upload_mb * 2**20), max_batch=max_batch,
+                               batch_wait_ms=batch_wait_ms, max_queue=max_queue)
+        run_server(checkpoint, host=host, port=port, config=config, llm=llm, device=device, masks=masks,
+                   log_level=log_level)
     except MedglipError as exc:
         _fail(str(exc))
 

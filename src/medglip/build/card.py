@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import __version__
 from .config import BuildConfig
-from .files import atomic_write_json, atomic_write_text
+from ..core.files import atomic_write_json, atomic_write_text
 
 _LEVELS = ("region", "organ", "substructure", "lesion", "unknown")
 

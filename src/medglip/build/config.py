@@ -6,13 +6,10 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
 
-from .orient import PLANES
-
-def ct_windows() -> dict[str, tuple[float, float]]:
-    """Named CT windows (HU), defined once in the ontology data (``core.yaml``)."""
-    from ..ontology import load_ontology
-
-    return load_ontology().ct_windows
+from ..core.intensity import parse_window
+from ..core.orient import PLANES
+from ..core.pipeline import PIPELINE_VERSION, InputConfig
+from ..errors import MedglipError
 
 
 @dataclass(frozen=True)
@@ -24,10 +21,14 @@ class BuildConfig:
         layout: adapter name or ``auto``.
         modality: canonical modality forced on every case, or None to take the layout's.
         plane: slicing plane for 3D volumes (``axial``, ``coronal``, ``sagittal``).
-        ct_window: ``auto`` (by the labelled structures, weighted by voxels), a window name of
-            :func:`ct_windows`, or ``"low,high"`` in HU.
-        percentiles: low/high percentiles of the whole volume used to normalise non-CT 3D images
-            and 2D images that are not 8-bit.
+        ct_windows: the input pipeline's three CT windows (``(low, high)`` HU), stacked as the
+            channels of every CT image written (:mod:`medglip.core.pipeline`); a model trains on a
+            dataset only when its own ``ct_windows`` are these.
+        percentiles: the input pipeline's percentiles: of each slice's (each 2D image's)
+            non-background values, mapped to 0 and 255 for non-CT images that are not 8-bit.
+        display_window: the CT window ``medglip show`` draws: ``auto`` (by the labelled
+            structures, weighted by voxels), a name of :data:`medglip.core.intensity.CT_WINDOWS`,
+            or ``"low,high"`` in HU. Pictures only: the model's input does not depend on it.
         channels: ``first`` (channel 0 only) or ``all`` (one image per channel) for multi-channel volumes.
         min_area_mm2: components smaller than this (mm²) are dropped (when spacing is known).
         min_pixels: components with fewer pixels are dropped.
@@ -43,8 +44,9 @@ class BuildConfig:
     layout: str = "auto"
     modality: str | None = None
     plane: str = "axial"
-    ct_window: str = "auto"
-    percentiles: tuple[float, float] = (0.5, 99.5)
+    ct_windows: tuple[tuple[float, float], ...] = InputConfig().ct_windows
+    percentiles: tuple[float, float] = InputConfig().percentiles
+    display_window: str = "auto"
     channels: str = "first"
     min_area_mm2: float = 4.0
     min_pixels: int = 4
@@ -54,20 +56,29 @@ class BuildConfig:
     seed: int = 0
     label_mapping: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     include_unlabeled: bool = False
+    input_version: int = PIPELINE_VERSION
 
     def __post_init__(self) -> None:
         if self.plane not in PLANES:
             raise ValueError(f"plane must be one of {PLANES}, got {self.plane!r}")
         if self.channels not in ("first", "all"):
             raise ValueError(f"channels must be 'first' or 'all', got {self.channels!r}")
-        parse_window(self.ct_window)  # raises on a bad value
-        lo, hi = self.percentiles
-        if not 0 <= lo < hi <= 100:
-            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
+        if self.display_window != "auto":
+            try:
+                parse_window(self.display_window)
+            except MedglipError as exc:
+                raise ValueError(f"display_window: {exc} (or 'auto')") from None
+        self.input_config  # validates ct_windows and percentiles
         if len(self.split_ratios) != 3 or any(r < 0 for r in self.split_ratios) or sum(self.split_ratios) <= 0:
             raise ValueError(f"split_ratios must be three non-negative fractions, got {self.split_ratios}")
         if self.negative_ratio < 0:
             raise ValueError(f"negative_ratio must be >= 0, got {self.negative_ratio}")
+
+    @property
+    def input_config(self) -> InputConfig:
+        """The input pipeline the build writes its images with."""
+        return InputConfig(ct_windows=tuple(tuple(float(v) for v in w) for w in self.ct_windows),
+                           percentiles=tuple(self.percentiles), version=self.input_version)
 
     @property
     def mapping(self) -> dict[str, dict[str, str]]:
@@ -81,10 +92,15 @@ class BuildConfig:
     @classmethod
     def from_json(cls, d: dict) -> "BuildConfig":
         known = {f.name for f in fields(cls)}
+        if "input_version" not in d:
+            raise MedglipError("this dataset was built before medglip's input pipeline (its images hold one "
+                               "CT window, normalised per volume): rebuild it with `medglip build`")
         d = {k: v for k, v in d.items() if k in known}
         for k in ("percentiles", "split_ratios", "test_cases"):
             if k in d:
                 d[k] = tuple(d[k])
+        if "ct_windows" in d:
+            d["ct_windows"] = tuple(tuple(float(v) for v in w) for w in d["ct_windows"])
         d["label_mapping"] = mapping_to_tuple(d.get("label_mapping") or {})
         return cls(**d)
 
@@ -100,19 +116,6 @@ def mapping_to_tuple(mapping: dict[str, dict[str, str]]) -> tuple[tuple[str, tup
     return tuple(sorted((str(s), tuple(sorted((str(k), str(v)) for k, v in m.items()))) for s, m in mapping.items()))
 
 
-def parse_window(spec: str) -> tuple[float, float] | None:
-    """``auto`` → None; a window name or ``"low,high"`` → HU bounds. Raises ValueError otherwise."""
-    if spec == "auto":
-        return None
-    windows = ct_windows()
-    if spec in windows:
-        return windows[spec]
-    try:
-        lo, hi = (float(x) for x in spec.split(","))
-    except ValueError:
-        raise ValueError(
-            f"ct_window must be 'auto', one of {', '.join(windows)}, or 'low,high' in HU; got {spec!r}"
-        ) from None
-    if not lo < hi:
-        raise ValueError(f"ct_window low must be below high, got {spec!r}")
-    return lo, hi
+def display_window_spec(spec: str) -> tuple[float, float] | None:
+    """``auto`` → None; a window name or ``"low,high"`` → HU bounds (:func:`parse_window`)."""
+    return None if spec == "auto" else parse_window(spec)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from scipy import ndimage
+
+from ..core.masks import encode_rle
 
 _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity in 2D
 
@@ -28,17 +29,6 @@ class Instance:
     area: int
     rle: dict
     centroid: tuple[float, float]
-
-
-def encode_rle(mask: np.ndarray) -> dict:
-    """COCO compressed RLE of a boolean ``(H, W)`` mask, with ``counts`` as text (JSON-ready)."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
-
-
-def decode_rle(rle: dict) -> np.ndarray:
-    """Inverse of :func:`encode_rle` → boolean ``(H, W)``."""
-    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 
 def _make(value: int, mask: np.ndarray, sl: tuple[slice, slice]) -> Instance:

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import MedglipError
 from .card import write_card
 from .config import BuildConfig
-from .files import atomic_write_json, atomic_write_text, read_json
+from ..core.files import atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 

@@ -11,16 +11,16 @@ from typing import Any
 import numpy as np
 
 from ..case import Case
+from ..core.intensity import CT_WINDOWS, DEFAULT_DISPLAY_WINDOW
+from ..core.orient import SlicePlan, plan_slices
+from ..core.pipeline import model_pixels
+from ..core.rules import body_columns, has_patient_sides, patient_side
 from ..errors import CaseError
 from ..io import write_png
 from ..ontology import Ontology
-from .config import BuildConfig, ct_windows, parse_window
+from .config import BuildConfig, display_window_spec
 from .instances import Instance, instances_from_slice
-from .intensity import intensity_record, volume_percentiles, window_to_uint8
 from .labels import LabelInfo, resolve_case_labels
-from .orient import SlicePlan, plan_slices
-
-_MIDLINE_TOLERANCE = 0.04  # fraction of the body width treated as "on the midline"
 
 
 def case_seed(seed: int, key: str) -> int:
@@ -53,40 +53,32 @@ def check_label_values(case: Case) -> list[np.ndarray]:
     return counts
 
 
-def choose_ct_window(cfg: BuildConfig, infos: list[dict[int, LabelInfo]], counts: list[np.ndarray]) -> tuple[str, tuple[float, float]]:
-    """The CT window for a case: the configured one, or the one most labelled voxels ask for.
+def choose_display_window(cfg: BuildConfig, infos: list[dict[int, LabelInfo]], counts: list[np.ndarray]) -> str:
+    """The CT window ``medglip show`` draws a case in: the configured one, or the one most labelled
+    voxels ask for (pictures only; the model sees every CT image through the same input windows).
 
     A window wins only when it covers most (60 %) of the labelled voxels; mixed cases (a whole
     abdomen, a full body) get the general soft-tissue window.
     """
-    fixed = parse_window(cfg.ct_window)
-    if fixed is not None:
-        return cfg.ct_window, fixed
+    if display_window_spec(cfg.display_window) is not None:
+        return cfg.display_window
     votes: dict[str, int] = {}
     for layer, c in zip(infos, counts):
         for value, info in layer.items():
             if info.ct_window and value < len(c):
                 votes[info.ct_window] = votes.get(info.ct_window, 0) + int(c[value])
     total = sum(votes.values())
-    name = max(sorted(votes), key=lambda n: votes[n]) if total else "soft_tissue"
-    if total and votes[name] < 0.6 * total:
-        name = "soft_tissue"
-    return name, ct_windows()[name]
+    name = max(sorted(votes), key=lambda n: votes[n]) if total else DEFAULT_DISPLAY_WINDOW
+    if total and votes[name] < 0.6 * total or name not in CT_WINDOWS:
+        name = DEFAULT_DISPLAY_WINDOW
+    return name
 
 
-def body_side(display: np.ndarray, x: float) -> str | None:
-    """Patient side of column ``x`` on a radiological slice (patient's left is the image's right).
-
-    The midline is the centre of the columns that hold body (pixels above a tenth of the range).
-    """
-    gray = display if display.ndim == 2 else display.mean(axis=-1)
-    cols = np.nonzero((gray > 25).any(axis=0))[0]
-    if cols.size == 0:
+def slice_side(pixels: np.ndarray, x: float, plane: str, modality: str) -> str | None:
+    """Patient side of column ``x`` of a built image (:func:`medglip.core.rules.patient_side`)."""
+    if not has_patient_sides(modality, plane):
         return None
-    mid = (cols[0] + cols[-1]) / 2.0
-    if abs(x - mid) <= _MIDLINE_TOLERANCE * (cols[-1] - cols[0] + 1):
-        return "midline"
-    return "left" if x > mid else "right"
+    return patient_side(x, pixels.shape[1], body=body_columns(pixels))
 
 
 def _annotation(inst: Instance, info: LabelInfo, modality: str, side: str | None, crowd: bool = False) -> dict[str, Any]:
@@ -178,22 +170,17 @@ class CaseBuilder:
         positives = [i for i, f in enumerate(per_slice) if f]
         negatives = self._sample_negatives(case, plan, positives, key)
         images: list[dict] = []
+        display = choose_display_window(cfg, infos, counts) if case.modality == "CT" else None
         for ch in channels:
             vol = case.image if ch is None else case.image[..., ch]
-            if case.modality == "CT":
-                wname, (lo, hi) = choose_ct_window(cfg, infos, counts)
-                mode, extra = "window", {"window": wname}
-            else:
-                lo, hi = volume_percentiles(vol, *cfg.percentiles)
-                mode, extra = "percentile", {"percentiles": list(cfg.percentiles)}
             for idx in sorted(positives + negatives):
-                raw = plan.take(vol, idx)
-                pix = window_to_uint8(raw, lo, hi)
+                pix, intensity = model_pixels(plan.view(vol, idx), case.modality, cfg.input_config,
+                                              what=f"{case.case_id} slice {idx}")
                 stem = f"{key.split('/')[-1]}_{plan.plane[:3]}{idx:04d}" + ("" if ch is None else f"_c{ch}")
                 write_png(self.out / "images" / key / f"{stem}.png", pix)
                 anns = []
                 for inst, info in per_slice[idx]:
-                    side = body_side(pix, inst.centroid[0]) if plan.plane in ("axial", "coronal") else None
+                    side = slice_side(pix, inst.centroid[0], plan.plane, case.modality)
                     if info.laterality and side in ("left", "right") and side != info.laterality:
                         warnings.append(f"slice {idx}: '{info.phrase}' lies on the patient's {side}")
                     anns.append(_annotation(inst, info, case.modality, side))
@@ -205,7 +192,8 @@ class CaseBuilder:
                     "channel": None if ch is None else (case.channel_names[ch] if ch < len(case.channel_names) else ch),
                     "pixel_spacing": [sy, sx] if case.spacing_known else None,
                     "negative": not anns,
-                    "intensity": intensity_record(mode, lo, hi, raw, **extra),
+                    "intensity": intensity,
+                    "display_window": display,
                     "pixel_to_voxel": plan.pixel_to_voxel(idx).round(6).tolist(),
                     "pixel_to_world": plan.pixel_to_world(idx, case.geometry).round(6).tolist(),
                     "annotations": anns,
@@ -219,7 +207,7 @@ class CaseBuilder:
         pos = set(positives)
         vol = case.image if case.image.ndim == 3 else case.image[..., 0]
         # blank slices (padding) teach nothing: only slices with some contrast are candidates
-        cands = [i for i in range(plan.n_slices) if i not in pos and np.ptp(np.take(vol, i, axis=plan.slice_axis)) > 0]
+        cands = [i for i in range(plan.n_slices) if i not in pos and np.ptp(plan.view(vol, i)) > 0]
         rng = random.Random(case_seed(self.cfg.seed, key))
         return sorted(rng.sample(cands, min(n, len(cands))))
 
@@ -233,12 +221,7 @@ class CaseBuilder:
             img = img[..., 0]  # multi-channel non-colour 2D (e.g. nnU-Net 2D): first channel
         if img.ndim == 3 and img.shape[2] == 1:
             img = img[..., 0]
-        if img.dtype == np.uint8:
-            pix, intensity = img, {"mode": "identity", "low": 0.0, "high": 255.0}
-        else:
-            lo, hi = volume_percentiles(img, *cfg.percentiles)
-            pix = window_to_uint8(img, lo, hi)
-            intensity = intensity_record("percentile", lo, hi, img, percentiles=list(cfg.percentiles))
+        pix, intensity = model_pixels(img, case.modality, cfg.input_config, what=case.case_id)
         spacing = case.geometry.spacing if case.spacing_known else None
         anns = []
         for lm, layer in zip(case.labels, infos):
@@ -248,7 +231,7 @@ class CaseBuilder:
             crowd = set(case.meta.get("crowd_values", ()))  # COCO iscrowd=1 regions stay crowd regions
             anns += [_annotation(i, layer[i.value], case.modality, None, i.value in crowd) for i in insts]
         stem = key.split("/")[-1]
-        write_png(self.out / "images" / key / f"{stem}.png", np.ascontiguousarray(pix))
+        write_png(self.out / "images" / key / f"{stem}.png", pix)
         return [{
             **_image_fields(case, f"{key}/{stem}.png", pix),
             "slice_axis": None,
@@ -258,6 +241,7 @@ class CaseBuilder:
             "pixel_spacing": [float(s) for s in spacing] if spacing else None,
             "negative": not anns,
             "intensity": intensity,
+            "display_window": None,
             "pixel_to_voxel": None,
             "pixel_to_world": None,
             "annotations": anns,

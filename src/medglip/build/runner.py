@@ -23,7 +23,7 @@ from ..errors import MedglipError
 from ..ontology import load_ontology
 from ..sources import list_cases, load_case
 from .config import BuildConfig
-from .files import atomic_write_json, read_json
+from ..core.files import atomic_write_json, read_json
 from .merge import MergeResult, merge
 from .process import CaseBuilder
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from ..core.rules import FINDING_THRESHOLD
+from ..core.text import phrase_key
+from ..ontology import Ontology, load_ontology
 from .finding import Finding
+from .render import crops, text_block, visual_prompt
 
 
 def _plain(value: Any) -> Any:
@@ -20,10 +24,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _norm(phrase: str) -> str:
-    return " ".join(str(phrase).split()).strip().rstrip(".").strip().lower()
 
 
 @dataclass
@@ -44,6 +44,8 @@ class GroundedContext:
         score_threshold: the threshold used.
         volume: ``{"shape": [i, j, k], "n_slices": n, "key_slice": k, "slice_axis": a}`` for volumes,
             else None. ``key_slice`` is the best finding's key slice (the middle slice without findings).
+        ontology: the ontology the findings were described with (phrase look-ups use it too);
+            None: the shipped one.
     """
 
     source: str
@@ -55,8 +57,9 @@ class GroundedContext:
     asked: tuple[str, ...]
     findings: list[Finding]
     absent: tuple[str, ...]
-    score_threshold: float = 0.3
+    score_threshold: float = FINDING_THRESHOLD
     volume: dict | None = None
+    ontology: Ontology | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
@@ -73,14 +76,13 @@ class GroundedContext:
         """Findings of exactly ``phrase`` (case and spacing ignored), best first; if there are none,
         those whose ontology label AND laterality equal the phrase's ("renal tumor" finds "kidney
         tumor" findings). A side-less phrase does not match sided findings ("kidney" ≠ "left kidney")."""
-        key = _norm(phrase)
-        exact = [f for f in self.findings if _norm(f.phrase) == key]
+        key = phrase_key(phrase)
+        exact = [f for f in self.findings if phrase_key(f.phrase) == key]
         if exact or not key:
             return exact
-        from ..ontology import load_ontology
-
-        res = load_ontology().resolve(key)
-        return [f for f in self.findings if _norm(f.label) == _norm(res.label) and f.laterality == res.laterality]
+        res = (self.ontology or load_ontology()).resolve(key)
+        return [f for f in self.findings
+                if phrase_key(f.label) == phrase_key(res.label) and f.laterality == res.laterality]
 
     @property
     def is_volume(self) -> bool:
@@ -101,8 +103,6 @@ class GroundedContext:
     def text_block(self, style: str = "qwen") -> str:
         """The findings as text for a language model: ``qwen`` (``<ref>``/``<box>`` 0..1000 ints),
         ``llava`` (``[x0, y0, x1, y1]`` fractions) or ``plain`` (pixels and mm); see :mod:`.render`."""
-        from .render import text_block
-
         return text_block(self, style)
 
     def visual_prompt(self, pixels: np.ndarray, *, masks: bool = True, slice_index: int | None = None) -> Image.Image:
@@ -111,13 +111,9 @@ class GroundedContext:
         ``slice_index`` (an addition; volumes only) says which display slice ``pixels`` is; default
         ``volume["key_slice"]``. Only findings whose slices include it are drawn.
         """
-        from .render import visual_prompt
-
         return visual_prompt(self, pixels, masks=masks, slice_index=slice_index)
 
     def crops(self, pixels: np.ndarray, *, pad: float = 0.15, min_size: int = 32,
               slice_index: int | None = None) -> list[tuple[Finding, Image.Image]]:
         """Each finding's box padded by ``pad`` × its size per side, at least ``min_size`` px, clipped."""
-        from .render import crops
-
         return crops(self, pixels, pad=pad, min_size=min_size, slice_index=slice_index)

@@ -1,12 +1,12 @@
 """Where a box is, in words: patient side, image third, and which other finding's box holds it.
 
-Sides follow docs/grounded_api.md:
-- ``world`` orientation (the image carries ``pixel_to_world``, LPS): the world x of the box centre
-  against the world x of the image centre (+x is the patient's LEFT);
-- ``radiological`` (CT / MR / XR without geometry): the display convention is assumed, so a box
-  centre on the image's right half is on the patient's left;
+The rules themselves (patient side, thirds, containment and their thresholds) are
+:mod:`medglip.core.rules`; this module turns them into words and applies them to findings. The
+orientation a context reports:
+- ``world``: the image carries ``pixel_to_world`` (a slice of a volume file): the radiological
+  display is known from its geometry;
+- ``radiological`` (CT / MR / XR without geometry): the display convention is assumed;
 - ``none`` (US / ENDO / DERM / PATH): no patient side, only "image left / right".
-A centre within the central 10 % of the width (of its world x extent, for ``world``) is ``midline``.
 """
 
 from __future__ import annotations
@@ -16,19 +16,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-#: modalities shown in the radiological convention (patient's left on the image's right)
-RADIOLOGICAL_MODALITIES = ("CT", "MR", "XR")
-#: half-width of the midline band, as a fraction of the image (or volume) width
-MIDLINE_HALF_WIDTH = 0.05
-#: fraction of a finding's box (area or volume) another box must cover to contain it
-CONTAINMENT = 0.8
+from ..core.boxes import inside_fraction
+from ..core.rules import CONTAINMENT, MIDLINE_FRACTION, RADIOLOGICAL_MODALITIES, body_columns, has_patient_sides, \
+    patient_side
 
 
 def orientation_of(modality: str, has_world: bool) -> str:
-    """``world`` with geometry, ``radiological`` for CT / MR / XR without, else ``none``."""
-    if has_world:
-        return "world"
-    return "radiological" if modality in RADIOLOGICAL_MODALITIES else "none"
+    """``none`` outside CT / MR / XR; else ``world`` with geometry, ``radiological`` without."""
+    if modality not in RADIOLOGICAL_MODALITIES:
+        return "none"
+    return "world" if has_world else "radiological"
 
 
 def _positive_pair(values: Any) -> tuple[float, float] | None:
@@ -66,40 +63,24 @@ def world_matrix(extra: dict[str, Any]) -> np.ndarray | None:
     return m if m.shape == (3, 4) and np.all(np.isfinite(m)) else None
 
 
-def side_from_dx(dx: float, x_extent: float) -> str | None:
-    """Patient side of a point ``dx`` mm (LPS x, + = left) from the centre of something ``x_extent`` mm wide."""
-    if x_extent <= 1e-6:  # e.g. a sagittal slice: every pixel has the same world x
+def side_of_box(cx: float, width: int, modality: str, plane: str, pixels: np.ndarray | None,
+                world: np.ndarray | None = None) -> str | None:
+    """Patient side of a box centre column ``cx`` (:func:`medglip.core.rules.patient_side`), with the
+    body's midline found in ``pixels`` when given, and the column direction of ``world`` (the
+    ``pixel_to_world`` matrix) when known; None where the image shows no patient sides."""
+    if not has_patient_sides(modality, plane):
         return None
-    if abs(dx) <= MIDLINE_HALF_WIDTH * x_extent:
-        return "midline"
-    return "left" if dx > 0 else "right"
-
-
-def image_side(cx: float, cy: float, image_size: tuple[int, int], orientation: str,
-               m: np.ndarray | None, plane: str) -> str | None:
-    """Patient side of the pixel ``(cx, cy)`` of a 2D image (see the module docstring)."""
-    h, w = image_size
-    if orientation == "world" and m is not None:
-        x_of = lambda c, r: float(m[0] @ np.array([c, r, 0.0, 1.0]))  # noqa: E731
-        x_extent = abs(m[0, 0]) * w + abs(m[0, 1]) * h
-        return side_from_dx(x_of(cx, cy) - x_of(w / 2.0, h / 2.0), x_extent)
-    if orientation == "radiological" and plane != "sagittal":  # sagittal columns run anterior → posterior
-        return side_from_dx(cx - w / 2.0, float(w))  # image right (+) = patient left
-    return None
+    if world is not None and abs(world[0, 0]) < 1e-9:  # columns do not run left-right (sagittal)
+        return None
+    return patient_side(cx, width, body=None if pixels is None else body_columns(pixels),
+                        mirrored=world is not None and world[0, 0] < 0)
 
 
 def horizontal_words(cx: float, width: int) -> str:
     """``image left`` / ``image right`` / ``image centre`` (for images without patient sides)."""
-    if abs(cx - width / 2.0) <= MIDLINE_HALF_WIDTH * width:
+    if abs(cx - width / 2.0) <= MIDLINE_FRACTION * width:
         return "image centre"
     return "image right" if cx > width / 2.0 else "image left"
-
-
-def vertical_third(cy: float, height: int) -> str:
-    """``upper`` / ``middle`` / ``lower`` third of the image height holding ``cy``."""
-    if cy < height / 3.0:
-        return "upper"
-    return "lower" if cy > 2.0 * height / 3.0 else "middle"
 
 
 def location_words(*, side: str | None, horizontal: str | None, vertical: str, plane: str,
@@ -141,7 +122,8 @@ class Extent:
 
 
 def find_containers(items: Sequence[Extent]) -> list[int | None]:
-    """For each item, the index of the item whose box covers ≥ 80 % of its box, else None.
+    """For each item, the index of the item whose box holds at least :data:`~medglip.core.rules.CONTAINMENT`
+    of its box, else None.
 
     Only strictly larger boxes of another phrase qualify (no cycles, no tumour "in" a tumour);
     among them a phrase that is an ontology ancestor wins, then the smallest box.
@@ -152,8 +134,7 @@ def find_containers(items: Sequence[Extent]) -> list[int | None]:
         for j, b in enumerate(items):
             if j == i or b.phrase == a.phrase or b.size <= a.size or a.size <= 0:
                 continue
-            inter = np.prod(np.clip(np.minimum(a.hi, b.hi) - np.maximum(a.lo, b.lo), 0, None))
-            if inter < CONTAINMENT * a.size:
+            if inside_fraction(a.lo, a.hi, b.lo, b.hi) < CONTAINMENT:
                 continue
             key = (b.phrase not in a.ancestors, b.size, j)
             if best is None or key < best:

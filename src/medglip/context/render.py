@@ -11,17 +11,30 @@ Text styles (every one starts with a header line and ends with "Not found: ..." 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..core.draw import as_rgb, category_color, font, ink, tint
+from ..core.pipeline import model_pixels, picture
 from ..errors import MedglipError
-from ..show import _font, category_color
 from .finding import Finding
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .grounded import GroundedContext
+
+class Context(Protocol):
+    """What the renderers read of a :class:`~medglip.context.GroundedContext`."""
+
+    source: str
+    modality: str
+    image_size: tuple[int, int]
+    plane: str
+    pixel_spacing: tuple[float, float] | None
+    orientation: str
+    findings: list[Finding]
+    absent: tuple[str, ...]
+    score_threshold: float
+    volume: dict | None
 
 STYLES = ("qwen", "llava", "plain")
 MASK_ALPHA = 0.35  # opacity of mask tints on the visual prompt
@@ -82,7 +95,7 @@ def _details(f: Finding) -> str:
     return text
 
 
-def _header(ctx: "GroundedContext", style: str) -> str:
+def _header(ctx: Context, style: str) -> str:
     h, w = ctx.image_size
     if ctx.volume is not None:
         shape = " x ".join(str(s) for s in ctx.volume.get("shape", ()))
@@ -99,7 +112,7 @@ def _header(ctx: "GroundedContext", style: str) -> str:
             f"findings scoring at least {ctx.score_threshold:.2f}:")
 
 
-def text_block(ctx: "GroundedContext", style: str = "qwen") -> str:
+def text_block(ctx: Context, style: str = "qwen") -> str:
     """The context as text lines (see the module docstring)."""
     if style not in STYLES:
         raise MedglipError(f"unknown text style {style!r}; expected one of {', '.join(STYLES)}")
@@ -121,7 +134,7 @@ def text_block(ctx: "GroundedContext", style: str = "qwen") -> str:
 
 
 # ---------------------------------------------------------------------------------- pictures
-def _check_pixels(ctx: "GroundedContext", pixels: Any) -> np.ndarray:
+def _check_pixels(ctx: Context, pixels: Any) -> np.ndarray:
     """uint8 ``(H, W)`` / ``(H, W, 3)`` of the context's image size (other dtypes are normalised)."""
     if isinstance(pixels, Image.Image):
         pixels = np.asarray(pixels.convert("RGB") if pixels.mode not in ("L", "RGB") else pixels)
@@ -134,23 +147,17 @@ def _check_pixels(ctx: "GroundedContext", pixels: Any) -> np.ndarray:
         raise MedglipError(f"pixels of shape {a.shape}: expected an (H, W) or (H, W, 3) image")
     if tuple(a.shape[:2]) != tuple(ctx.image_size):
         raise MedglipError(f"pixels of size {a.shape[:2]} do not match the grounded image size {ctx.image_size} (H, W)")
-    if a.dtype != np.uint8:
-        from ..infer.preprocess import from_array
-
-        a = from_array(a).pixels
+    if a.dtype != np.uint8:  # raw values: the input pipeline's pixels, shown as a picture (CT: one window)
+        a = picture(*model_pixels(a, ctx.modality if ctx.modality else None))
     return a
 
 
-def _shown(ctx: "GroundedContext", slice_index: int | None) -> tuple[list[Finding], int | None]:
+def _shown(ctx: Context, slice_index: int | None) -> tuple[list[Finding], int | None]:
     k = slice_index if slice_index is not None else (ctx.volume or {}).get("key_slice")
     return [f for f in ctx.findings if f.on_slice(k)], k
 
 
-def _ink(c: tuple[int, int, int]) -> tuple[int, int, int]:
-    return (0, 0, 0) if 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2] > 150 else (255, 255, 255)
-
-
-def visual_prompt(ctx: "GroundedContext", pixels: Any, *, masks: bool = True,
+def visual_prompt(ctx: Context, pixels: Any, *, masks: bool = True,
                   slice_index: int | None = None) -> Image.Image:
     """RGB copy (same size) with each shown finding's mask tinted, box outlined and number labelled.
 
@@ -159,20 +166,19 @@ def visual_prompt(ctx: "GroundedContext", pixels: Any, *, masks: bool = True,
     """
     a = _check_pixels(ctx, pixels)
     shown, k = _shown(ctx, slice_index)
-    rgb = np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a.copy()
+    rgb = np.asarray(as_rgb(a))
     h, w = rgb.shape[:2]
     if masks:
         out = rgb.astype(np.float32)
         for f in shown:
             if f.mask is not None and f.mask.shape == (h, w) and (f.key_slice is None or f.key_slice == k):
-                c = np.asarray(category_color(f.number), np.float32)
-                out[f.mask] = out[f.mask] * (1 - MASK_ALPHA) + c * MASK_ALPHA
+                tint(out, f.mask, category_color(f.number), MASK_ALPHA)
         rgb = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     img = Image.fromarray(rgb, "RGB")
     draw = ImageDraw.Draw(img)
     side = min(h, w)
     line = max(2, round(side / 200))
-    font = _font(max(12, round(side / 20)))
+    fnt = font(max(12, round(side / 20)))
     for f in shown:
         x0, y0, x1, y1 = f.box
         r = (max(0, round(x0)), max(0, round(y0)), min(w - 1, max(round(x0), round(x1) - 1)),
@@ -181,17 +187,17 @@ def visual_prompt(ctx: "GroundedContext", pixels: Any, *, masks: bool = True,
     for f in shown:  # labels after all boxes, so no box is drawn over a number
         c = category_color(f.number)
         text = str(f.number)
-        tb = draw.textbbox((0, 0), text, font=font)
+        tb = draw.textbbox((0, 0), text, font=fnt)
         lw, lh = tb[2] - tb[0] + 2 * line + 2, tb[3] - tb[1] + 2 * line + 2
         lx = min(max(0, round(f.box[0])), max(0, w - lw))
         ly = round(f.box[1]) - lh if round(f.box[1]) - lh >= 0 else round(f.box[1])  # above, else inside the top
         ly = min(max(0, ly), max(0, h - lh))
         draw.rectangle((lx, ly, lx + lw - 1, ly + lh - 1), fill=c)
-        draw.text((lx + line + 1 - tb[0], ly + line + 1 - tb[1]), text, font=font, fill=_ink(c))
+        draw.text((lx + line + 1 - tb[0], ly + line + 1 - tb[1]), text, font=fnt, fill=ink(c))
     return img
 
 
-def crops(ctx: "GroundedContext", pixels: Any, *, pad: float = 0.15, min_size: int = 32,
+def crops(ctx: Context, pixels: Any, *, pad: float = 0.15, min_size: int = 32,
           slice_index: int | None = None) -> list[tuple[Finding, Image.Image]]:
     """Each shown finding's box, padded by ``pad`` × its width / height on each side and grown
     around its centre to at least ``min_size`` px per side, clipped to the image."""

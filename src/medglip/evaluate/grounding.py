@@ -8,7 +8,7 @@ Definitions (the same for every group of the breakdown):
   Its IoU is the best IoU with ANY GT box of the phrase on the image (the standard rule for
   multi-instance phrase grounding, e.g. Flickr30k-Entities "any box" protocol); no prediction → IoU 0.
   **Acc@0.5** = fraction of present pairs with IoU ≥ 0.5; **mIoU** = mean of these IoUs.
-  IoU is pycocotools' box IoU (continuous ``[x, y, w, h]``), the same COCOeval uses.
+  IoU is the box IoU of :func:`medglip.core.boxes.box_iou` (continuous pixel edges, as COCOeval's).
 - **Dice**: predicted mask = union of the masks of the top-1 prediction and of every other prediction of
   the pair with score ≥ ``score_threshold`` (top-1 always, so Dice and Acc judge the same best guess;
   the extra ones cover multi-instance findings); GT mask = union of the pair's GT masks. No prediction
@@ -26,8 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
+from ..core.boxes import box_iou, xywh_to_xyxy
+from ..core.masks import decode_segmentation, dice
 from .groundtruth import GroundTruth
 
 
@@ -60,36 +61,14 @@ def group_predictions(predictions: Sequence[dict]) -> dict[tuple[int, str], list
     return {k: sorted(v, key=lambda p: -p["score"]) for k, v in groups.items()}
 
 
-def box_iou(box: Sequence[float], others: Sequence[Sequence[float]]) -> np.ndarray:
-    """IoU of one ``[x, y, w, h]`` box with each of ``others`` (pycocotools, non-crowd)."""
-    if len(others) == 0:
-        return np.zeros(0)
-    ious = mask_utils.iou([list(map(float, box))], [list(map(float, b)) for b in others], [0] * len(others))
-    return np.asarray(ious, dtype=float).reshape(-1)
-
-
-def dice(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Dice ``2|A∩B| / (|A|+|B|)`` of two bool masks; 1.0 when both are empty."""
-    denom = int(pred.sum()) + int(gt.sum())
-    if denom == 0:
-        return 1.0
-    return 2.0 * float(np.logical_and(pred, gt).sum()) / denom
-
-
 def _pred_mask(preds: list[dict], score_threshold: float, h: int, w: int) -> np.ndarray:
     out = np.zeros((h, w), dtype=bool)
     for rank, pred in enumerate(preds):
         if rank > 0 and pred["score"] < score_threshold:
             break  # sorted by score: nothing further passes
-        seg = pred.get("segmentation")
-        if seg is None:
-            continue
-        counts = seg["counts"]
-        if isinstance(counts, list):
-            rle = mask_utils.frPyObjects(dict(seg), h, w)
-        else:
-            rle = {"size": seg["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-        out |= mask_utils.decode(rle).astype(bool)
+        mask = decode_segmentation(pred.get("segmentation"), h, w)
+        if mask is not None:
+            out |= mask
     return out
 
 
@@ -105,7 +84,8 @@ def score_present_pairs(
     out = []
     for (image_id, phrase), anns in sorted(gt.boxes.items()):
         preds = by_pair.get((image_id, phrase), [])
-        iou = float(box_iou(preds[0]["bbox"], [a["bbox"] for a in anns]).max()) if preds else 0.0
+        iou = float(box_iou(xywh_to_xyxy([preds[0]["bbox"]]), xywh_to_xyxy([a["bbox"] for a in anns])).max()) \
+            if preds else 0.0
         d = None
         if with_masks:
             if preds:

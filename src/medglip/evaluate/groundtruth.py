@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
+from ..core.masks import decode_segmentation
 from .predictions import EvaluationError
 
 UNKNOWN = "unknown"
@@ -98,17 +98,9 @@ class GroundTruth:
 
 def annotation_mask(ann: Mapping[str, Any], h: int, w: int) -> np.ndarray:
     """Bool ``(h, w)`` mask of a COCO annotation: RLE (text or bytes counts), polygons, or its box."""
-    seg = ann.get("segmentation")
-    if isinstance(seg, Mapping) and "counts" in seg:
-        if isinstance(seg["counts"], list):
-            rle = mask_utils.frPyObjects(dict(seg), h, w)
-        else:
-            counts = seg["counts"]
-            rle = {"size": list(seg["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-        return mask_utils.decode(rle).astype(bool)
-    if isinstance(seg, list) and seg:
-        rles = mask_utils.frPyObjects(seg, h, w)
-        return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+    mask = decode_segmentation(ann.get("segmentation"), h, w)
+    if mask is not None:
+        return mask
     out = np.zeros((h, w), dtype=bool)
     x, y, bw, bh = ann["bbox"]
     x0, y0 = max(int(round(x)), 0), max(int(round(y)), 0)

@@ -5,18 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from ..core.draw import font
+from ..core.files import atomic_write_file
 
 #: line colours, first for "overall" (black), then one per further curve.
 COLOURS = ((0, 0, 0), (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
-
-
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
 
 
 def draw_pr_curves(
@@ -46,9 +42,9 @@ def draw_pr_curves(
     w, h = size
     img = Image.new("RGB", size, "white")
     d = ImageDraw.Draw(img)
-    font, small = _font(16), _font(13)
+    big, small = font(16), font(13)
     left, right, top, bottom = 70, w - 190, 45, h - 60
-    d.text((left + 90, 12), title, fill="black", font=font)
+    d.text((left + 90, 12), title, fill="black", font=big)
     for i in range(11):  # grid + ticks
         t = i / 10
         x = left + t * (right - left)
@@ -58,8 +54,8 @@ def draw_pr_curves(
         d.text((x - 9, bottom + 6), f"{t:.1f}", fill="black", font=small)
         d.text((left - 32, y - 7), f"{t:.1f}", fill="black", font=small)
     d.rectangle([left, top, right, bottom], outline="black")
-    d.text(((left + right) // 2 - 20, bottom + 28), "recall", fill="black", font=font)
-    d.text((8, top - 30), "precision", fill="black", font=font)
+    d.text(((left + right) // 2 - 20, bottom + 28), "recall", fill="black", font=big)
+    d.text((8, top - 30), "precision", fill="black", font=big)
     legend_y = top
     items = list(curves.items())
     for k in [*range(1, len(items)), 0]:  # the first ("overall") is drawn last, on top
@@ -76,5 +72,5 @@ def draw_pr_curves(
         d.text((right + 42, legend_y), name[:18] + ap, fill="black", font=small)
         legend_y += 20
     path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
+    atomic_write_file(Path(path), lambda tmp: img.save(tmp, format="PNG"))
     return path

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..core.files import atomic_write_text
 from .prcurve import draw_pr_curves
 
 log = logging.getLogger(__name__)
@@ -22,13 +22,6 @@ COLUMNS = (
 )
 SIZE_COLUMNS = (("APs", "APs", "p"), ("APm", "APm", "p"), ("APl", "APl", "p"), ("AR100", "AR100", "p"))
 MASK_COLUMNS = (("mask AP", "mask_AP", "p"), ("mask AP50", "mask_AP50", "p"), ("mask AP75", "mask_AP75", "p"))
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a crash never leaves half a report."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -89,8 +82,8 @@ def write_report(metrics: Mapping[str, Any], out: str | Path, *, title: str = "G
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "metrics.json", "markdown": out / "metrics.md", "pr_curve": out / "pr_curve.png"}
-    _write_text(paths["json"], json.dumps(dict(metrics), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
-    _write_text(paths["markdown"], metrics_markdown(metrics, title=title) + "\n")
+    atomic_write_text(paths["json"], json.dumps(dict(metrics), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    atomic_write_text(paths["markdown"], metrics_markdown(metrics, title=title) + "\n")
     pr = metrics["pr"]
     curves = {"overall": pr["overall"]}
     curves.update({f"level: {k}": v for k, v in pr["by_level"].items()})

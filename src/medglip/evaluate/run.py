@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
+from ..core.rules import FINDING_THRESHOLD
+from ..infer.results import GroundingResult
 from .metrics import compute_metrics
 from .predictions import EvaluationError, PredictionError, load_predictions
 from .report import write_report
@@ -22,10 +23,11 @@ PhraseSet = Literal["case", "modality", "all"]
 
 
 class SupportsGround(Protocol):
-    """What :func:`predict_dataset` needs of a grounder (``medglip.infer.Grounder`` satisfies it)."""
+    """What :func:`predict_dataset` needs of a grounder (``medglip.infer.Grounder`` satisfies it):
+    a list of images in, a list of :class:`~medglip.infer.results.GroundingResult` out."""
 
     def ground(self, image: Any, phrases: Sequence[str], *, modality: str | None = None,
-               masks: bool = False, top_k: int | None = None) -> Any: ...
+               masks: bool = False, top_k: int | None = None) -> list[GroundingResult]: ...
 
 
 def read_split(dataset_dir: str | Path, split: str) -> dict:
@@ -50,7 +52,7 @@ def evaluate(
     split: str = "test",
     queries: Mapping[Any, Sequence[str]] | None = None,
     out: str | Path | None = None,
-    score_threshold: float = 0.3,
+    score_threshold: float = FINDING_THRESHOLD,
 ) -> dict[str, Any]:
     """Score predictions on one split of a built dataset, optionally writing the report.
 
@@ -76,60 +78,6 @@ def evaluate(
     if out is not None:
         write_report(metrics, out, title=f"Grounding evaluation: {Path(dataset_dir).name} / {split}")
     return metrics
-
-
-def _numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):  # torch tensor on any device
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _phrase_output(result: Any, phrases: Sequence[str], index: int) -> tuple[Any, Any, Any]:
-    """``(boxes, scores, masks)`` of ``phrases[index]`` from a grounding result.
-
-    Accepted result shapes: lookup by phrase (``result[phrase]`` → object with ``.boxes``,
-    ``.scores``, ``.masks``); ``.phrases`` plus lookup by position (``result[i]``); or per-phrase lists
-    in ``result.boxes[i]``, ``result.scores[i]``, ``result.masks[i]``.
-    """
-    phrase = phrases[index]
-    item = None
-    if hasattr(result, "__getitem__"):
-        try:
-            item = result[phrase]
-        except (KeyError, TypeError, IndexError, ValueError):
-            item = None
-        if item is None and hasattr(result, "phrases"):
-            try:
-                item = result[list(result.phrases).index(phrase)]
-            except (KeyError, TypeError, IndexError, ValueError):
-                item = None
-    if item is not None and hasattr(item, "boxes"):
-        return item.boxes, item.scores, getattr(item, "masks", None)
-    boxes = getattr(result, "boxes", None)
-    if isinstance(boxes, (list, tuple)) and len(boxes) == len(phrases):
-        masks = getattr(result, "masks", None)
-        return boxes[index], result.scores[index], masks[index] if masks is not None else None
-    raise PredictionError(f"grounder result of type {type(result).__name__} gives no boxes for phrase {phrase!r}")
-
-
-def _to_predictions(image_id: int, phrase: str, boxes: Any, scores: Any, masks: Any,
-                    max_per_phrase: int | None) -> list[dict]:
-    b = _numpy(boxes).reshape(-1, 4).astype(float)
-    s = _numpy(scores).reshape(-1).astype(float)
-    if len(b) != len(s):
-        raise PredictionError(f"image {image_id}, phrase {phrase!r}: {len(b)} boxes but {len(s)} scores")
-    m = None if masks is None else _numpy(masks).astype(bool)
-    order = np.argsort(-s, kind="stable")[: max_per_phrase or None]
-    out = []
-    for k in order:
-        x0, y0, x1, y1 = (float(v) for v in b[k])
-        pred = {"image_id": image_id, "phrase": phrase, "bbox": [x0, y0, max(x1 - x0, 0.0), max(y1 - y0, 0.0)],
-                "score": float(s[k])}
-        if m is not None and len(m) > k:
-            rle = mask_utils.encode(np.asfortranarray(m[k].astype(np.uint8)))
-            pred["segmentation"] = {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-        out.append(pred)
-    return out
 
 
 def plan_queries(
@@ -196,8 +144,10 @@ def predict_dataset(
 ) -> tuple[list[dict], dict[int, list[str]]]:
     """Ground the planned phrases (:func:`plan_queries`) on every image of a split.
 
-    Calls ``grounder.ground(image_path, phrases, modality=<image modality>, masks=masks)`` once per
-    image (boxes are xyxy in original pixels) and converts the result to the evaluation format.
+    Images asking the same phrases in the same modality are grounded together
+    (``grounder.ground([paths], phrases, ...)``, a list in, a list of
+    :class:`~medglip.infer.results.GroundingResult` out; boxes xyxy in original pixels) and
+    converted with :meth:`GroundingResult.to_predictions`.
 
     Args:
         grounder: any object with the :class:`SupportsGround` method (``medglip.infer.Grounder``).
@@ -209,22 +159,30 @@ def predict_dataset(
 
     Returns:
         ``(predictions, queries)`` ready for :func:`evaluate`.
+
+    Raises:
+        PredictionError: the grounder returned something else than one GroundingResult per image.
     """
     dataset_dir = Path(dataset_dir)
     coco = read_split(dataset_dir, split)
     plan = plan_queries(coco, phrases=phrases, negatives=negatives, seed=seed)
     images = {int(img["id"]): img for img in coco["images"]}
+    groups: dict[tuple[str | None, tuple[str, ...]], list[int]] = defaultdict(list)
+    for iid, asked in plan.items():
+        groups[(images[iid].get("modality"), tuple(asked))].append(iid)
     predictions: list[dict] = []
-    for n, (iid, asked) in enumerate(plan.items(), 1):
-        img = images[iid]
-        path = dataset_dir / "images" / img["file_name"]
+    done = 0
+    for (modality, asked), ids in groups.items():
+        paths = [str(dataset_dir / "images" / images[i]["file_name"]) for i in ids]
         # top_k bounds the boxes per phrase, and so the mask refinements on a slow CPU
-        result = grounder.ground(str(path), list(asked), modality=img.get("modality"), masks=masks,
-                                 top_k=max_per_phrase)
-        for k, phrase in enumerate(asked):
-            boxes, scores, phrase_masks = _phrase_output(result, asked, k)
-            predictions += _to_predictions(iid, phrase, boxes, scores, phrase_masks if masks else None,
-                                           max_per_phrase)
-        if n % 50 == 0 or n == len(plan):
-            log.info("grounded %d/%d images of %s/%s", n, len(plan), dataset_dir.name, split)
+        results = grounder.ground(paths, list(asked), modality=modality, masks=masks, top_k=max_per_phrase)
+        if not isinstance(results, list) or len(results) != len(ids) or not all(
+                isinstance(r, GroundingResult) for r in results):
+            raise PredictionError(f"the grounder must return one GroundingResult per image of a list, got "
+                                  f"{type(results).__name__} for {len(ids)} images")
+        for iid, res in zip(ids, results):
+            predictions += res.to_predictions(iid, max_per_phrase=max_per_phrase)
+        done += len(ids)
+        log.info("grounded %d/%d images of %s/%s", done, len(plan), dataset_dir.name, split)
+    predictions.sort(key=lambda p: (p["image_id"], plan[p["image_id"]].index(p["phrase"]), -p["score"]))
     return predictions, plan

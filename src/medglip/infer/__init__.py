@@ -1,7 +1,7 @@
 """Grounding with a trained model: :class:`Grounder` (2D images, volumes, masks).
 
-Exports are imported lazily, so ``medglip.infer.preprocess`` and ``.volume`` load without torch
-models; ``from medglip.infer import Grounder`` works as usual.
+Exports are imported lazily, so ``medglip.infer.inputs`` and ``.volume`` load without the model;
+``from medglip.infer import Grounder`` works as usual.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ _EXPORTS = {
     "VolumeObject": ".volume",
     "SliceBox": ".volume",
     "MedSAMRefiner": ".medsam",
-    "DisplayImage": ".preprocess",
-    "to_display": ".preprocess",
-    "resolve_modality": ".preprocess",
+    "InputImage": ".inputs",
+    "Volume": ".inputs",
+    "read_input": ".inputs",
+    "resolve_modality": ".inputs",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,19 +1,22 @@
 """``Grounder``: the Python entry point for phrase grounding with a trained checkpoint.
 
->>> g = Grounder.from_pretrained("RUN")                                    # doctest: +SKIP
+>>> g = Grounder.from_pretrained("RUN")                                     # doctest: +SKIP
 >>> res = g.ground("scan.dcm", ["brain tumor", "left kidney"], masks=True)  # doctest: +SKIP
->>> res["brain tumor"].boxes, res["brain tumor"].scores, res["brain tumor"].masks  # doctest: +SKIP
->>> vol = g.ground_volume("ct.nii.gz", ["liver"])                           # doctest: +SKIP
->>> vol.objects[0].voxel_box, vol.objects[0].world_box                      # doctest: +SKIP
+>>> res["brain tumor"].boxes, res["brain tumor"].scores, res.picture()       # doctest: +SKIP
+>>> vol = g.ground_volume("ct.nii.gz", ["liver"])                            # doctest: +SKIP
+>>> vol.objects[0].voxel_box, vol.objects[0].world_box                       # doctest: +SKIP
 
-Pipeline per call: inputs → 8-bit display images (:mod:`.preprocess`) → letterboxed model inputs
-(``medglip.model.prepare_image``) → modality (caller > DICOM metadata > the model's classifier) →
-model with cached text features (one entry per phrase tuple, LRU) → boxes mapped back to original
-pixels, filtered (``score_threshold``, ``top_k``) → optional LiteMedSAM masks (:mod:`.medsam`).
+Pipeline per call: inputs read once (:mod:`.inputs`) → modality (caller > DICOM metadata > the
+model's classifier) → model pixels and tensors (:mod:`medglip.core.pipeline`, configured by the
+checkpoint) → images batched by modality, the image encoders and FPN run ONCE per image, fusion
+and the head once per prompt chunk (text features cached per phrase tuple, LRU) → boxes mapped
+back to original pixels, filtered (``score_threshold``, ``top_k``) → optional LiteMedSAM masks.
+A list in, a list out: every result carries the pixels the model saw (``result.picture()``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -23,14 +26,18 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..core.orient import PLANES, plan_slices
+from ..core.pipeline import boxes_to_original, model_pixels, picture, to_tensor
+from ..core.rules import LINK_IOU
+from ..core.text import clean_phrase
 from ..errors import MedglipError
-from ..model import GroundingModel, TextFeatures, boxes_to_original, load_checkpoint, prepare_image
+from ..model import GroundingModel, TextFeatures, load_checkpoint
 from ..model.prompt import Prompt, chunk_phrases, make_prompt
+from .inputs import InputImage, Volume, check_modality, read_image_input, read_input, read_volume_input, resolve_modality
 from .medsam import MedSAMRefiner
-from .preprocess import DisplayImage, check_modality, load_volume, resolve_modality, to_display
 from .results import GroundingResult, PhraseGrounding
 from .volume import VolumeGroundingResult
-from .volume import ground_volume as _ground_volume
+from .volume import ground_volume as ground_slices
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +51,19 @@ class _Chunk:
     features: TextFeatures
 
 
-def _clean_phrases(phrases: Any) -> tuple[str, ...]:
+@dataclass
+class _Prepared:
+    """One image ready for the model: its pixels, tensor, letterbox meta and modality."""
+
+    pixels: np.ndarray
+    intensity: dict[str, Any]
+    tensor: torch.Tensor
+    meta: dict[str, Any]
+    modality: tuple[str, str]  # (code, where it came from)
+
+
+def clean_phrases(phrases: Any) -> tuple[str, ...]:
+    """The phrases of a call, cleaned (:func:`medglip.core.text.clean_phrase`); errors name the bad one."""
     if isinstance(phrases, str):
         phrases = [phrases]
     try:
@@ -57,7 +76,7 @@ def _clean_phrases(phrases: Any) -> tuple[str, ...]:
     for p in items:
         if not isinstance(p, str):
             raise MedglipError(f"phrase {p!r} is not a string")
-        c = " ".join(p.split()).strip().rstrip(".").strip()
+        c = clean_phrase(p)
         if not c:
             raise MedglipError(f"empty phrase {p!r} in {items!r}")
         out.append(c)
@@ -66,11 +85,8 @@ def _clean_phrases(phrases: Any) -> tuple[str, ...]:
 
 def _trained_phrases(run_dir: Path) -> tuple[str, ...]:
     """The training phrases ``medglip train`` wrote to ``RUN/categories.json`` (none for bare checkpoints)."""
-    import json
-
-    path = run_dir / "categories.json"
     try:
-        phrases = json.loads(path.read_text()).get("phrases", [])
+        phrases = json.loads((run_dir / "categories.json").read_text()).get("phrases", [])
     except (OSError, ValueError, AttributeError):
         return ()
     return tuple(p for p in phrases if isinstance(p, str) and p.strip())
@@ -86,25 +102,25 @@ class Grounder:
             ``refine(image, boxes) -> masks``, or None (then ``masks=True`` is an error).
         cache_size: prompts (phrase tuples) whose text features are kept (LRU).
         batch_size: images per forward pass.
-        ct_window: CT window for non-8-bit CT input (name or ``(low, high)`` HU); soft tissue default.
+        known_phrases: the phrases the model was trained on (reports look for these by default).
     """
 
     def __init__(self, model: GroundingModel, *, device: str | torch.device = "cpu",
                  refiner: str | Any | None = "medsam", cache_size: int = 64, batch_size: int = 8,
-                 ct_window: str | tuple[float, float] | None = None) -> None:
+                 known_phrases: Sequence[str] = ()) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.config = model.config
+        self.input_config = model.config.input_config
         if isinstance(refiner, str) and refiner != "medsam":
             raise MedglipError(f"unknown refiner {refiner!r}: use 'medsam' or None")
         self._refiner_spec = refiner
         self._refiner: Any | None = None if isinstance(refiner, str) else refiner
         self.cache_size = int(cache_size)
         self.batch_size = max(1, int(batch_size))
-        self.ct_window = ct_window
         self._cache: OrderedDict[tuple[str, ...], list[_Chunk]] = OrderedDict()
         #: the phrases the checkpoint was trained on (RUN/categories.json), the default of reports
-        self.known_phrases: tuple[str, ...] = ()
+        self.known_phrases: tuple[str, ...] = tuple(known_phrases)
         self.cache_hits = 0
         self.cache_misses = 0
 
@@ -116,9 +132,8 @@ class Grounder:
             model = load_checkpoint(run_dir, device=device)
         except FileNotFoundError as e:
             raise MedglipError(f"cannot load checkpoint {run_dir}: {e}") from None
-        g = cls(model, device=device, refiner=refiner, **kwargs)
-        g.known_phrases = _trained_phrases(Path(run_dir))
-        return g
+        kwargs.setdefault("known_phrases", _trained_phrases(Path(run_dir)))
+        return cls(model, device=device, refiner=refiner, **kwargs)
 
     # ------------------------------------------------------------------------------ text cache
     def _chunks(self, phrases: tuple[str, ...]) -> list[_Chunk]:
@@ -163,8 +178,9 @@ class Grounder:
         """Ground ``phrases`` in one image or a list of images.
 
         Args:
-            image: numpy array (H, W[, 3]), PIL image, or path (PNG / JPEG / TIFF / 2D DICOM), or a
-                list of them (batched; a list of results is returned).
+            image: numpy array (H, W[, 3]), PIL image, path (PNG / JPEG / TIFF / 2D DICOM / one-slice
+                NIfTI or NRRD), an :class:`~medglip.infer.inputs.InputImage`, or a list of them
+                (batched; a list of results is returned, in the same order).
             phrases: the phrases to find, e.g. ``["brain tumor", "left kidney"]``.
             modality: CT / MR / XR / US / ENDO / DERM / PATH (or an alias); default: the DICOM
                 Modality tag, else the model's modality classifier.
@@ -175,7 +191,7 @@ class Grounder:
 
         Returns:
             :class:`GroundingResult` (or a list): per phrase ``boxes`` (K, 4) xyxy in original
-            pixels, ``scores`` (K,), ``masks`` (K, H, W) bool or None.
+            pixels, ``scores`` (K,), ``masks`` (K, H, W) bool or None; ``pixels`` the model saw.
 
         Raises:
             MedglipError: no / empty phrases, unknown modality, a 3D input (use :meth:`ground_volume`),
@@ -185,12 +201,28 @@ class Grounder:
         items = list(image) if batched else [image]
         if batched and not items:
             return []
-        names = _clean_phrases(phrases)
+        names = clean_phrases(phrases)
         caller = self._check_modality(modality)
-        displays = [to_display(x, modality=caller, window=self.ct_window) for x in items]
-        results = self._ground_displays(displays, names, caller, masks=masks,
-                                        score_threshold=score_threshold, top_k=top_k)
-        return results if batched else results[0]
+        inputs = [read_image_input(x) for x in items]
+        prepared = self._prepare(inputs, caller)
+        dets = self._detect([p.tensor for p in prepared], [p.meta for p in prepared],
+                            [p.modality[0] for p in prepared], self._chunks(names))
+        return_list = [self._collect(x, p, names, d, masks=masks, score_threshold=score_threshold, top_k=top_k)
+                       for x, p, d in zip(inputs, prepared, dets)]
+        return return_list if batched else return_list[0]
+
+    def ground_file(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
+                    masks: bool = False, score_threshold: float | None = None, plane: str = "axial",
+                    top_k: int | None = None) -> GroundingResult | VolumeGroundingResult:
+        """Ground a 2D image or a volume, whichever ``image`` is (read once): :meth:`ground` (with
+        ``top_k``) or :meth:`ground_volume` (with ``plane``). The one entry point of the CLI, VQA,
+        reports and the service."""
+        item = read_input(image)
+        if isinstance(item, Volume):
+            return self.ground_volume(item, phrases, modality=modality, masks=masks,
+                                      score_threshold=score_threshold, plane=plane)
+        return self.ground(item, phrases, modality=modality, masks=masks, score_threshold=score_threshold,
+                           top_k=top_k)
 
     def _check_modality(self, modality: str | None) -> str | None:
         code = check_modality(modality)
@@ -198,120 +230,164 @@ class Grounder:
             raise MedglipError(f"modality {code!r} is not one this model knows ({', '.join(self.config.modalities)})")
         return code
 
+    def _known(self, code: str, where: str, what: str) -> None:
+        if code not in self.config.modalities:
+            raise MedglipError(f"{what}: modality {code} ({where}) is not one this model knows "
+                               f"({', '.join(self.config.modalities)}); pass modality=...")
+
     @torch.no_grad()
-    def _classify(self, tensors: torch.Tensor) -> list[str]:
-        idx = self.model.classify_modality(tensors.to(self.device)).argmax(1).tolist()
+    def _classify(self, tensors: list[torch.Tensor]) -> list[str]:
+        idx = self.model.classify_modality(torch.stack(tensors).to(self.device)).argmax(1).tolist()
         return [self.config.modalities[i] for i in idx]
 
+    def _prepare(self, inputs: list[InputImage], caller: str | None) -> list[_Prepared]:
+        """Model pixels and tensors of 2D inputs, with their modality (classified where unknown)."""
+        size, cfg = self.config.image_size, self.input_config
+        out: list[_Prepared | None] = [None] * len(inputs)
+        unknown = []
+        for i, x in enumerate(inputs):
+            try:
+                code, where = resolve_modality(caller, x.modality, None)
+            except MedglipError:
+                unknown.append(i)
+                continue
+            self._known(code, where, x.source)
+            pix, rec = model_pixels(x.raw, code, cfg, what=x.source)
+            out[i] = _Prepared(pix, rec, *to_tensor(pix, size), (code, where))
+        if unknown:  # the classifier looks at the pixels made without a modality (HU-like → CT windows)
+            first = [model_pixels(inputs[i].raw, None, cfg, what=inputs[i].source) for i in unknown]
+            tensors = [to_tensor(p, size) for p, _ in first]
+            for i, (pix, rec), (t, meta), code in zip(unknown, first, tensors, self._classify([t for t, _ in tensors])):
+                self._known(code, "classifier", inputs[i].source)
+                if code == "CT" and rec["mode"] != "ct_windows" or code != "CT" and rec["mode"] == "ct_windows":
+                    pix, rec = model_pixels(inputs[i].raw, code, cfg, what=inputs[i].source)
+                    t, meta = to_tensor(pix, size)
+                out[i] = _Prepared(pix, rec, t, meta, (code, "classifier"))
+        return [p for p in out if p is not None]
+
     @torch.no_grad()
-    def _ground_displays(self, displays: list[DisplayImage], phrases: tuple[str, ...], caller: str | None, *,
-                         masks: bool = False, score_threshold: float | None = None, top_k: int | None = None
-                         ) -> list[GroundingResult]:
-        chunks = self._chunks(phrases)
-        out: list[GroundingResult] = []
-        for s in range(0, len(displays), self.batch_size):
-            batch = displays[s: s + self.batch_size]
-            prepared = [prepare_image(d.pixels, self.config.image_size) for d in batch]
-            images = torch.stack([t for t, _ in prepared]).to(self.device)
-            resolved: list[tuple[str, str] | None] = []
-            for d in batch:
-                try:
-                    resolved.append(resolve_modality(caller, d.modality, None))
-                except MedglipError:
-                    resolved.append(None)  # decided by the classifier below
-            need = [i for i, r in enumerate(resolved) if r is None]
-            if need:
-                for i, code in zip(need, self._classify(images[need])):
-                    resolved[i] = (code, "classifier")
-            for i, r in enumerate(resolved):
-                if r[0] not in self.config.modalities:
-                    raise MedglipError(f"{batch[i].source}: modality {r[0]} ({r[1]}) is not one this model knows "
-                                       f"({', '.join(self.config.modalities)}); pass modality=...")
-            mod = torch.tensor([self.config.modalities.index(r[0]) for r in resolved], device=self.device)
-            per_image: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in batch]
-            for ch in chunks:
-                b = len(batch)
-                tf = TextFeatures(hidden=ch.features.hidden.expand(b, -1, -1), mask=ch.features.mask.expand(b, -1),
-                                  phrase_token_masks=[ch.features.phrase_token_masks[0]] * b)
-                dets = self.model(images, mod, None, text_features=tf)
-                gidx = torch.tensor(ch.indices, dtype=torch.long)
-                for i, det in enumerate(dets):
-                    boxes = boxes_to_original(det["boxes"].float().cpu(), prepared[i][1])
-                    per_image[i].append((boxes.numpy(), det["scores"].float().cpu().numpy(),
-                                         gidx[det["phrase_ids"].cpu()].numpy()))
-            for i, d in enumerate(batch):
-                out.append(self._collect(d, phrases, per_image[i], resolved[i], masks=masks,
-                                         score_threshold=score_threshold, top_k=top_k))
+    def _detect(self, tensors: list[torch.Tensor], metas: list[dict[str, Any]], modalities: list[str],
+                chunks: list[_Chunk]) -> list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+        """Per image, per prompt chunk: ``(boxes (K, 4) original pixels, scores (K,), phrase indices (K,))``.
+
+        Images are batched by modality (each forward pass runs one image encoder on a full batch),
+        the image side runs once per image, fusion and the head once per chunk.
+        """
+        out: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in tensors]
+        order = sorted(range(len(tensors)), key=lambda i: (self.config.modalities.index(modalities[i]), i))
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s: s + self.batch_size]
+            groups: dict[str, list[int]] = {}
+            for i in idx:
+                groups.setdefault(modalities[i], []).append(i)
+            for code, members in groups.items():
+                images = torch.stack([tensors[i] for i in members]).to(self.device)
+                mod = torch.full((len(members),), self.config.modalities.index(code), dtype=torch.long,
+                                 device=self.device)
+                feats = self.model.encode_images(images, mod)
+                b = len(members)
+                for ch in chunks:
+                    tf = TextFeatures(hidden=ch.features.hidden.expand(b, -1, -1), mask=ch.features.mask.expand(b, -1),
+                                      phrase_token_masks=[ch.features.phrase_token_masks[0]] * b)
+                    dets = self.model.detect(feats, tf, tuple(images.shape[-2:]))
+                    gidx = torch.tensor(ch.indices, dtype=torch.long)
+                    for i, det in zip(members, dets):
+                        boxes = boxes_to_original(det["boxes"].float().cpu(), metas[i])
+                        out[i].append((boxes.numpy(), det["scores"].float().cpu().numpy(),
+                                       gidx[det["phrase_ids"].cpu()].numpy()))
         return out
 
-    def _collect(self, d: DisplayImage, phrases: tuple[str, ...], dets: list, modality: tuple[str, str], *,
-                 masks: bool, score_threshold: float | None, top_k: int | None) -> GroundingResult:
+    def _collect(self, x: InputImage | None, p: _Prepared, phrases: tuple[str, ...], dets: list, *, masks: bool,
+                 score_threshold: float | None, top_k: int | None, source: str | None = None,
+                 extra: dict[str, Any] | None = None) -> GroundingResult:
         boxes = np.concatenate([b for b, _, _ in dets]).reshape(-1, 4) if dets else np.zeros((0, 4), np.float32)
         scores = np.concatenate([s for _, s, _ in dets]) if dets else np.zeros(0, np.float32)
-        pids = np.concatenate([p for _, _, p in dets]) if dets else np.zeros(0, np.int64)
-        h, w = d.size
+        pids = np.concatenate([i for _, _, i in dets]) if dets else np.zeros(0, np.int64)
+        h, w = p.pixels.shape[:2]
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # clipped to nothing → dropped
         if score_threshold is not None:
             valid &= scores >= float(score_threshold)
         groundings = []
-        for p, phrase in enumerate(phrases):
-            sel = np.nonzero(valid & (pids == p))[0]
+        for k, phrase in enumerate(phrases):
+            sel = np.nonzero(valid & (pids == k))[0]
             sel = sel[np.argsort(-scores[sel], kind="stable")]
             if top_k is not None:
                 sel = sel[: max(0, int(top_k))]
             groundings.append(PhraseGrounding(phrase, boxes[sel].astype(np.float32), scores[sel].astype(np.float32)))
         if masks:
             all_boxes = np.concatenate([g.boxes for g in groundings]).reshape(-1, 4)
-            m = self.refiner.refine(d.pixels, all_boxes) if len(all_boxes) else np.zeros((0, h, w), bool)
+            m = (self.refiner.refine(picture(p.pixels, p.intensity), all_boxes) if len(all_boxes)
+                 else np.zeros((0, h, w), bool))
             start = 0
             for g in groundings:
                 g.masks = m[start: start + len(g)]
                 start += len(g)
-        extra = {"intensity": d.intensity}
-        extra.update({k: d.meta[k] for k in ("plane", "pixel_to_voxel", "pixel_to_world", "pixel_spacing")
-                      if k in d.meta})
-        return GroundingResult(phrases, groundings, (h, w), modality[0], modality[1], d.source, extra)
+        info = {"intensity": p.intensity, **(extra or {})}
+        if x is not None:
+            info.update({k: x.meta[k] for k in ("plane", "pixel_to_voxel", "pixel_to_world", "pixel_spacing")
+                         if k in x.meta})
+        return GroundingResult(phrases, groundings, (h, w), p.modality[0], p.modality[1],
+                               source if source is not None else (x.source if x is not None else "array"), info,
+                               pixels=p.pixels, raw=None if x is None else x.raw)
 
     # ------------------------------------------------------------------------------ 3D
     def ground_volume(self, path_or_array: Any, phrases: Sequence[str] | str, *, geometry: Any = None,
                       modality: str | None = None, plane: str = "axial", masks: bool = False,
-                      score_threshold: float | None = None, link_iou: float = 0.3) -> VolumeGroundingResult:
+                      score_threshold: float | None = None, link_iou: float = LINK_IOU) -> VolumeGroundingResult:
         """Ground ``phrases`` slice by slice in a volume and link the boxes into 3D objects.
 
         Args:
-            path_or_array: NIfTI / NRRD / MetaImage / DICOM series folder or multi-frame file, or an
-                ``(i, j, k)`` array (with ``geometry``, a :class:`medglip.case.Geometry`).
+            path_or_array: NIfTI / NRRD / MetaImage / DICOM series folder or multi-frame file, an
+                ``(i, j, k)`` array (with ``geometry``, a :class:`medglip.core.geometry.Geometry`), or
+                a :class:`~medglip.infer.inputs.Volume`.
             phrases, modality, masks, score_threshold: as in :meth:`ground`.
             plane: ``axial`` / ``coronal`` / ``sagittal`` display slices.
             link_iou: IoU needed to link boxes of neighbouring slices (one missing slice is bridged).
 
         Returns:
             :class:`VolumeGroundingResult`: per object phrase, score (mean of its slice scores),
-            slice range, ``voxel_box`` / ``world_box`` (LPS mm) and the per-slice boxes.
+            slice range, ``voxel_box`` / ``world_box`` (LPS mm) and the per-slice boxes; its
+            ``picture(k)`` draws display slice ``k`` as the model saw it.
         """
-        names = _clean_phrases(phrases)
+        names = clean_phrases(phrases)
         caller = self._check_modality(modality)
-        vol = load_volume(path_or_array, geometry)
-        if plane not in ("axial", "coronal", "sagittal"):
+        if plane not in PLANES:
             raise MedglipError(f"unknown plane {plane!r}; expected axial, coronal or sagittal")
-        code, source = resolve_modality(caller, vol.modality, lambda: self._classify_volume(vol, plane))
-        if code not in self.config.modalities:
-            raise MedglipError(f"modality {code} ({source}) is not one this model knows; pass modality=...")
+        vol = read_volume_input(path_or_array, geometry)
+        try:
+            plan = plan_slices(vol.geometry, vol.array.shape, plane)
+        except ValueError as exc:
+            raise MedglipError(f"{vol.source}: {exc}") from None
+        code, where = resolve_modality(caller, vol.modality, lambda: self._classify_volume(vol, plan))
+        self._known(code, where, vol.source)
+        cfg, size, chunks = self.input_config, self.config.image_size, self._chunks(names)
+        done = 0
 
         def detect(slices: list[np.ndarray], _phrases: Sequence[str]) -> list[GroundingResult]:
-            ds = [DisplayImage(s, code, source=f"{vol.source}[{k}]") for k, s in enumerate(slices)]
-            return self._ground_displays(ds, names, code, masks=masks, score_threshold=score_threshold)
+            nonlocal done
+            prepared = []
+            for k, raw in enumerate(slices, start=done):
+                pix, rec = model_pixels(raw, code, cfg, what=f"{vol.source}[{k}]")
+                prepared.append(_Prepared(pix, rec, *to_tensor(pix, size), (code, where)))
+            dets = self._detect([p.tensor for p in prepared], [p.meta for p in prepared], [code] * len(prepared),
+                                chunks)
+            out = []
+            for k, (p, d) in enumerate(zip(prepared, dets), start=done):
+                res = self._collect(None, p, names, d, masks=masks, score_threshold=score_threshold, top_k=None,
+                                    source=f"{vol.source}[{k}]")
+                res.pixels = None  # the volume result makes slice pixels on demand (volumes can be large)
+                out.append(res)
+            done += len(slices)
+            return out
 
-        res = _ground_volume(detect, vol, names, modality=code, modality_source=source, plane=plane,
-                             window=self.ct_window, link_iou=link_iou)
-        return res
+        return ground_slices(detect, vol, names, modality=code, modality_source=where, plane=plane,
+                             batch_size=self.batch_size, link_iou=link_iou, input_config=cfg)
 
-    def _classify_volume(self, vol: Any, plane: str) -> str:
-        """Majority vote of the modality classifier over three central slices."""
-        from .volume import volume_slices
-        _, slices, _ = volume_slices(vol, None, plane=plane, window=self.ct_window)
-        n = len(slices)
+    def _classify_volume(self, vol: Volume, plan: Any) -> str:
+        """Majority vote of the modality classifier over three central slices (only those are cut)."""
+        n = plan.n_slices
         picks = sorted({n // 2, max(0, n // 2 - n // 4), min(n - 1, n // 2 + n // 4)})
-        t = torch.stack([prepare_image(slices[k], self.config.image_size)[0] for k in picks])
-        votes = self._classify(t)
+        tensors = [to_tensor(model_pixels(plan.view(vol.array, k), None, self.input_config)[0],
+                             self.config.image_size)[0] for k in picks]
+        votes = self._classify(tensors)
         return max(set(votes), key=votes.count)

@@ -1,4 +1,4 @@
-"""What :meth:`Grounder.ground` returns: per image, per phrase, boxes / scores / masks."""
+"""What :meth:`Grounder.ground` returns: per image, per phrase, boxes / scores / masks, and the pixels."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
+
+from ..core.masks import encode_rle
+from ..core.pipeline import picture
+from ..core.text import clean_phrase
 
 
 @dataclass
@@ -41,7 +45,6 @@ class PhraseGrounding:
             "scores": [round(float(s), 5) for s in self.scores],
         }
         if self.masks is not None and masks_as_rle:
-            from ..build.instances import encode_rle
             out["masks"] = [encode_rle(m) for m in self.masks]
         return out
 
@@ -57,8 +60,13 @@ class GroundingResult:
         modality: the modality code the model used.
         modality_source: ``caller`` / ``metadata`` / ``classifier``.
         source: the input (a path, ``array``, ``PIL``).
-        extra: how the pixels were made (``intensity``) and, for a one-slice NIfTI / NRRD, its display
-            ``plane`` and the ``pixel_to_voxel`` / ``pixel_to_world`` 3×4 matrices.
+        extra: how the pixels were made (``intensity``), ``pixel_spacing`` when known and, for a
+            one-slice NIfTI / NRRD, its display ``plane`` and the ``pixel_to_voxel`` /
+            ``pixel_to_world`` 3×4 matrices.
+        pixels: the model pixels the model saw (:func:`medglip.core.pipeline.model_pixels`), uint8
+            ``(H, W)`` or ``(H, W, 3)`` — draw with :meth:`picture`; None for results not made from
+            an image (e.g. ground truth).
+        raw: the raw values of the input (for pictures in windows that are not input channels).
     """
 
     phrases: tuple[str, ...]
@@ -68,6 +76,21 @@ class GroundingResult:
     modality_source: str = "caller"
     source: str = "array"
     extra: dict[str, Any] = field(default_factory=dict)
+    pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
+    raw: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def picture(self, window: Any = None) -> np.ndarray:
+        """The image as people see it: CT in one window (soft tissue unless ``window`` names another),
+        other modalities as the model saw them (:func:`medglip.core.pipeline.picture`).
+
+        Raises:
+            MedglipError: the result carries no pixels, or the window cannot be made.
+        """
+        if self.pixels is None:
+            from ..errors import MedglipError
+
+            raise MedglipError(f"the grounding result of {self.source} carries no pixels to draw")
+        return picture(self.pixels, self.extra.get("intensity"), window=window, raw=self.raw)
 
     def __getitem__(self, key: str | int) -> PhraseGrounding:
         """``res["liver"]`` or ``res[0]``."""
@@ -76,7 +99,7 @@ class GroundingResult:
         for g in self.groundings:
             if g.phrase == key:
                 return g
-        norm = " ".join(str(key).split()).strip().rstrip(".")
+        norm = clean_phrase(key)
         for g in self.groundings:
             if g.phrase == norm:
                 return g
@@ -102,12 +125,12 @@ class GroundingResult:
     def dumps(self, **kw: Any) -> str:
         return json.dumps(self.to_json(), **kw)
 
-    def to_predictions(self, image_id: int) -> list[dict[str, Any]]:
-        """COCO result records with ``phrase`` (docs/model_api.md "Predictions for evaluation")."""
-        from ..build.instances import encode_rle
+    def to_predictions(self, image_id: int, *, max_per_phrase: int | None = None) -> list[dict[str, Any]]:
+        """COCO result records with ``phrase`` (docs/model_api.md "Predictions for evaluation"),
+        at most ``max_per_phrase`` per phrase (best first; None: all)."""
         out = []
         for g in self.groundings:
-            for i in range(len(g)):
+            for i in range(min(len(g), len(g) if max_per_phrase is None else max(0, int(max_per_phrase)))):
                 x0, y0, x1, y1 = (float(v) for v in g.boxes[i])
                 rec: dict[str, Any] = {"image_id": int(image_id), "phrase": g.phrase,
                                        "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(g.scores[i])}

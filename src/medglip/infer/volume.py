@@ -1,13 +1,13 @@
 """Volumes: ground slice by slice in display orientation, link slice boxes into 3D objects.
 
-Slices are cut with :func:`medglip.build.orient.plan_slices` (radiological display convention, the
-orientation the model was trained on) and made 8-bit the way the builder makes them (CT windowed,
-others normalised by the percentiles of the whole volume).
+Slices are views cut with :func:`medglip.core.orient.plan_slices` (radiological display convention,
+the orientation the model was trained on); the Grounder turns each into model pixels with the same
+pipeline as the builder (:mod:`medglip.core.pipeline`).
 
 Linking (per phrase, independently): slices are visited in order; the boxes of slice ``k`` are
 matched greedily — highest IoU first — to the objects whose last box lies on slice ``k - 1`` or
 ``k - 2`` (a gap of one slice is bridged), when the IoU with that last box is at least
-``link_iou`` (0.3). A box that matches nothing starts a new object; an object is matched at most
+``link_iou`` (:data:`medglip.core.rules.LINK_IOU`). A box that matches nothing starts a new object; an object is matched at most
 once per slice. An object's **score is the mean of its slice scores** (a long, consistently found
 object ranks above a single-slice flicker of the same peak score); ``max_score`` keeps the best one.
 
@@ -28,15 +28,19 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..build.intensity import volume_percentiles
-from ..build.orient import SlicePlan, plan_slices
-from ..case import Geometry
-from .preprocess import PERCENTILES, Volume, looks_like_hu, to_uint8
+from ..core.boxes import box_iou
+from ..core.geometry import Geometry
+from ..core.orient import SlicePlan, plan_slices
+from ..core.pipeline import InputConfig, model_pixels, picture
+from ..core.rules import LINK_IOU
+from ..errors import MedglipError
+from .inputs import Volume
 from .results import GroundingResult
 
 log = logging.getLogger(__name__)
 
-#: Detector used by :func:`ground_volume`: display slices (uint8) + phrases → one result per slice.
+#: Detector used by :func:`ground_volume`: raw display slices (views, ``(H, W)``) + phrases → one
+#: result per slice (the Grounder's makes the model pixels of each with the input pipeline).
 SliceDetector = Callable[[list[np.ndarray], Sequence[str]], list[GroundingResult]]
 
 
@@ -114,6 +118,25 @@ class VolumeGroundingResult:
     modality_source: str = ""
     source: str = "array"
     slice_results: list[GroundingResult] = field(default_factory=list, repr=False)
+    volume: Volume | None = field(default=None, repr=False, compare=False)
+    plan: SlicePlan | None = field(default=None, repr=False, compare=False)
+    input_config: InputConfig | None = field(default=None, repr=False, compare=False)
+
+    def slice_pixels(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """The model pixels of display slice ``index`` and their intensity record (what the model saw)."""
+        if self.volume is None or self.plan is None or self.input_config is None:
+            from ..errors import MedglipError
+
+            raise MedglipError(f"the volume result of {self.source} carries no volume to draw")
+        raw = self.plan.view(self.volume.array, int(index))
+        return model_pixels(raw, self.modality, self.input_config, what=f"{self.source}[{index}]")
+
+    def picture(self, index: int | None = None, window: Any = None) -> np.ndarray:
+        """Display slice ``index`` (default: the middle one) as people see it (CT in one window)."""
+        k = (self.plan.n_slices // 2 if self.plan is not None else 0) if index is None else int(index)
+        pixels, intensity = self.slice_pixels(k)
+        raw = self.plan.view(self.volume.array, k) if self.plan is not None and self.volume is not None else None
+        return picture(pixels, intensity, window=window, raw=raw)
 
     def for_phrase(self, phrase: str) -> list[VolumeObject]:
         """Objects of ``phrase``, best first."""
@@ -128,39 +151,8 @@ class VolumeGroundingResult:
         }
 
 
-# ---------------------------------------------------------------------------------- slicing
-def volume_slices(volume: Volume, modality: str | None, *, plane: str = "axial",
-                  window: str | tuple[float, float] | None = None) -> tuple[SlicePlan, list[np.ndarray], dict]:
-    """Cut ``volume`` into uint8 display slices as the builder does; returns plan, slices, intensity."""
-    plan = plan_slices(volume.geometry, volume.array.shape, plane)
-    arr = volume.array
-    if arr.dtype == np.uint8:
-        return plan, [plan.take(arr, k) for k in range(plan.n_slices)], {"mode": "identity", "low": 0.0, "high": 255.0}
-    is_ct = modality == "CT" or (modality is None and looks_like_hu(arr))
-    # non-CT volumes: one percentile window for the whole volume, as the builder does
-    limits = None if is_ct else volume_percentiles(arr, *PERCENTILES)
-    slices, rec = [], {}
-    for k in range(plan.n_slices):
-        pix, rec = to_uint8(plan.take(arr, k), "CT" if is_ct else "MR", window=window, limits=limits)
-        slices.append(pix)
-    return plan, slices, rec
-
-
 # ---------------------------------------------------------------------------------- linking
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix ``(N, M)`` of xyxy boxes."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
-def link_boxes(per_slice: Sequence[tuple[int, np.ndarray, np.ndarray]], *, link_iou: float = 0.3,
+def link_boxes(per_slice: Sequence[tuple[int, np.ndarray, np.ndarray]], *, link_iou: float = LINK_IOU,
                max_gap: int = 1) -> list[list[SliceBox]]:
     """Greedy linking of one phrase's slice boxes into tracks.
 
@@ -213,7 +205,7 @@ def track_extent(track: Sequence[SliceBox], plan: SlicePlan, geometry: Geometry)
 
 
 def link_volume(slice_results: Sequence[GroundingResult], phrases: Sequence[str], plan: SlicePlan,
-                geometry: Geometry, *, link_iou: float = 0.3, max_gap: int = 1) -> list[VolumeObject]:
+                geometry: Geometry, *, link_iou: float = LINK_IOU, max_gap: int = 1) -> list[VolumeObject]:
     """3D objects from per-slice results (``slice_results[k]`` is slice ``k``), phrase by phrase."""
     objects: list[VolumeObject] = []
     for p_idx, phrase in enumerate(phrases):
@@ -241,18 +233,27 @@ def link_volume(slice_results: Sequence[GroundingResult], phrases: Sequence[str]
 
 
 def ground_volume(detect: SliceDetector, volume: Volume, phrases: Sequence[str], *, modality: str,
-                  modality_source: str = "caller", plane: str = "axial",
-                  window: str | tuple[float, float] | None = None, link_iou: float = 0.3,
-                  max_gap: int = 1) -> VolumeGroundingResult:
-    """Run ``detect`` on every display slice of ``volume`` and link the boxes into 3D objects."""
-    plan, slices, _ = volume_slices(volume, modality, plane=plane, window=window)
-    log.info("grounding %d %s slices of %s", len(slices), plane, volume.source)
-    results = detect(slices, phrases)
-    if len(results) != len(slices):
-        raise RuntimeError(f"slice detector returned {len(results)} results for {len(slices)} slices")
+                  modality_source: str = "caller", plane: str = "axial", batch_size: int = 8,
+                  link_iou: float = LINK_IOU, max_gap: int = 1,
+                  input_config: InputConfig | None = None) -> VolumeGroundingResult:
+    """Run ``detect`` on every display slice of ``volume`` (``batch_size`` slices per call, each a
+    view: the volume is never copied) and link the boxes into 3D objects."""
+    try:
+        plan = plan_slices(volume.geometry, volume.array.shape, plane)
+    except ValueError as exc:
+        raise MedglipError(f"{volume.source}: {exc}") from None
+    log.info("grounding %d %s slices of %s", plan.n_slices, plane, volume.source)
+    results: list[GroundingResult] = []
+    for s in range(0, plan.n_slices, max(1, batch_size)):
+        ks = range(s, min(plan.n_slices, s + max(1, batch_size)))
+        got = detect([plan.view(volume.array, k) for k in ks], phrases)
+        if len(got) != len(ks):
+            raise RuntimeError(f"slice detector returned {len(got)} results for {len(ks)} slices")
+        results += got
     names = tuple(g.phrase for g in results[0]) if results else tuple(phrases)
     objects = link_volume(results, names, plan, volume.geometry, link_iou=link_iou, max_gap=max_gap)
     return VolumeGroundingResult(
         phrases=names, objects=objects, plane=plane, slice_axis=plan.slice_axis,
-        shape=tuple(int(s) for s in volume.array.shape[:3]), geometry=volume.geometry,
-        modality=modality, modality_source=modality_source, source=volume.source, slice_results=list(results))
+        shape=tuple(int(n) for n in volume.array.shape[:3]), geometry=volume.geometry, modality=modality,
+        modality_source=modality_source, source=volume.source, slice_results=results, volume=volume, plan=plan,
+        input_config=input_config)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..case import Geometry
+from ..core.geometry import Geometry
 from ..errors import ReadError
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from ..case import Geometry
+from ..core.geometry import Geometry
 from ..errors import MedglipError, ReadError
 from ..modality import guess_modality
 from ._base import ImageData, check_size, condense_error, geometry_2d

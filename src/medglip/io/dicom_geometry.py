@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from ..case import Geometry
+from ..core.geometry import Geometry
 from ..errors import ReadError
 from ._base import check_geometry
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..case import Geometry, LabelMap
+from ..case import LabelMap
+from ..core.geometry import Geometry
 from ..errors import CaseError, ReadError
 from ._base import ImageData, check_file, check_size
 from .dicom import frame_attr, frame_item, open_dicom, to_json_value

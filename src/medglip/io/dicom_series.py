@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..case import Geometry
+from ..core.geometry import Geometry
 from ..errors import ReadError
 from ..modality import guess_modality
 from ._base import ImageData, check_file

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..case import Geometry
+from ..core.geometry import Geometry
 from ..errors import ReadError
 from ._base import ImageData, check_geometry, check_size, condense_error
 

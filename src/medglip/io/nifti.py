@@ -16,7 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ..case import Geometry
+from ..core.geometry import Geometry
 from ..errors import ReadError
 from ._base import ImageData, check_geometry, check_size, condense_error
 

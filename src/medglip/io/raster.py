@@ -15,10 +15,10 @@ Pictures carry no physical spacing: unit spacing, ``spacing_known=False``.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import struct
-import tempfile
 import threading
 import warnings
 import zlib
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..core.files import atomic_write_bytes
 from ..errors import ReadError
 from ._base import ImageData, check_size, condense_error, geometry_2d
 
@@ -232,8 +233,8 @@ def read_raster(path: str | Path, *, max_pixels: int | None = None) -> ImageData
 def write_png(path: str | Path, array: np.ndarray) -> Path:
     """Write a uint8/uint16 ``(H, W)`` or uint8 ``(H, W, 3|4)`` array as PNG, atomically.
 
-    The PNG is written to a temporary file in the destination folder and moved into place with
-    :func:`os.replace`, so readers never see a half-written file. Bool arrays are written as 0/255.
+    Written with :func:`medglip.core.files.atomic_write_bytes`, so readers never see a half-written
+    file. Bool arrays are written as 0/255.
     """
     path = Path(path)
     arr = np.asarray(array)
@@ -243,17 +244,7 @@ def write_png(path: str | Path, array: np.ndarray) -> Path:
         arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.dtype == np.uint8)
     if not ok:
         raise ValueError(f"write_png: expected uint8/uint16 (H, W) or uint8 (H, W, 3|4), got {arr.dtype} {arr.shape}")
-    im = Image.fromarray(np.ascontiguousarray(arr))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            im.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
     return path

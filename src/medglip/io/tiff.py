@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from ..case import Geometry
+from ..core.geometry import Geometry
 from ..errors import ReadError
 from ._base import ImageData, check_size, condense_error, geometry_2d
 

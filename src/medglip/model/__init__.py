@@ -3,11 +3,10 @@
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PRESETS, ModelConfig, get_preset
 from .grounding import GroundingModel, TextFeatures
-from .preprocess import boxes_to_original, prepare_image
 from .prompt import Prompt, build_batch_prompts, build_prompts, chunk_phrases, remap_phrase_ids
 
 __all__ = [
-    "GroundingModel", "ModelConfig", "PRESETS", "Prompt", "TextFeatures", "boxes_to_original",
+    "GroundingModel", "ModelConfig", "PRESETS", "Prompt", "TextFeatures",
     "build_batch_prompts", "build_prompts", "chunk_phrases", "get_preset", "load_checkpoint",
-    "prepare_image", "remap_phrase_ids", "save_checkpoint",
+    "remap_phrase_ids", "save_checkpoint",
 ]

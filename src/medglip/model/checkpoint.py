@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_model, save_model
 
+from ..core.files import atomic_write_file, atomic_write_text
 from .config import ModelConfig
 from .grounding import GroundingModel
 from .text import text_encoder_from_folder
@@ -37,10 +38,9 @@ def save_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
     m = _unwrap(model)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (WEIGHTS + ".tmp")
-    save_model(m, str(tmp), metadata={"format": "pt", "medglip": "GroundingModel"})
-    tmp.replace(out / WEIGHTS)
-    m.config.to_json(out / CONFIG)
+    atomic_write_file(out / WEIGHTS, lambda tmp: save_model(m, str(tmp), metadata={"format": "pt",
+                                                                                    "medglip": "GroundingModel"}))
+    atomic_write_text(out / CONFIG, m.config.to_json() + "\n")
     text_dir = out / TEXT_DIR
     text_dir.mkdir(exist_ok=True)
     m.text_encoder.config.save_pretrained(text_dir)

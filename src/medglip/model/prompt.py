@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..core.text import clean_phrase
+
 log = logging.getLogger(__name__)
 
 SEPARATOR = ". "
@@ -49,7 +51,7 @@ class Prompt:
 
 
 def _clean(phrase: str) -> str:
-    p = " ".join(str(phrase).split()).strip().rstrip(".").strip()
+    p = clean_phrase(phrase)
     if not p:
         raise ValueError(f"empty phrase {phrase!r}")
     return p

@@ -2,7 +2,8 @@
 
 The data (``ontology/data/*.yaml``) has these top-level sections; several files are merged:
 
-- ``ct_windows``: ``name: [low, high]`` in HU.
+- ``ct_windows`` (optional, must agree with :data:`medglip.core.intensity.CT_WINDOWS`, where the
+  windows are defined): ``name: [low, high]`` in HU.
 - ``regions``: ``{id, name, ct_window, synonyms}``.
 - ``classes``: ``{name, region, ct_window?}``.
 - ``groups``: ``{class, level?, parent?, lateral?, ct_window?, kind?, terms: [...]}``; a group's keys
@@ -24,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from ..core.intensity import CT_WINDOWS
 from .model import LEVELS, OntologyClass, OntologyError, Region, Term
 from .normalise import slug
 from .mapping import SourceMapping
@@ -107,11 +109,15 @@ def _expand_groups(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def build_ontology(sections: Mapping[str, Any]) -> Ontology:
     """Check the merged sections and build the :class:`Ontology` (raises :class:`OntologyError`)."""
-    windows: dict[str, tuple[float, float]] = {}
-    for name, rng in sections["ct_windows"].items():
-        if not (isinstance(rng, (list, tuple)) and len(rng) == 2 and float(rng[0]) < float(rng[1])):
-            raise OntologyError(f"CT window {name!r} must be [low, high] with low < high, got {rng!r}")
-        windows[str(name)] = (float(rng[0]), float(rng[1]))
+    windows: dict[str, tuple[float, float]] = dict(CT_WINDOWS)
+    for name, rng in sections["ct_windows"].items():  # the windows live in medglip.core.intensity
+        try:
+            same = (float(rng[0]), float(rng[1])) == windows.get(str(name))
+        except (TypeError, ValueError, IndexError):
+            same = False
+        if not same:
+            raise OntologyError(f"CT window {name!r} = {rng!r}: CT windows are defined once, in "
+                                f"medglip.core.intensity.CT_WINDOWS ({', '.join(windows)}); terms name them")
 
     def window(name: Any, what: str) -> str:
         if str(name) not in windows:

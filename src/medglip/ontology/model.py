@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..core.intensity import DEFAULT_DISPLAY_WINDOW
 from ..errors import MedglipError
 
 #: Hierarchy levels, from the root down. A term's parent is never at a deeper level than the term.
@@ -17,7 +18,7 @@ UNKNOWN_LEVEL = "unknown"
 UNMAPPED_CLASS = "unmapped"
 
 #: CT window used for unmapped names.
-DEFAULT_CT_WINDOW = "soft_tissue"
+DEFAULT_CT_WINDOW = DEFAULT_DISPLAY_WINDOW  # for terms that name none
 
 Side = Literal["left", "right"]
 Laterality = Literal["left", "right", "bilateral"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,9 +16,17 @@ from .model import (
     DEFAULT_CT_WINDOW, UNKNOWN_LEVEL, UNMAPPED_CLASS, Laterality, OntologyClass, OntologyError, Region,
     Resolution, Term, UnknownTermError,
 )
-from .normalise import display_text, flip_text, key_candidates, name_key, singular_variants, split_laterality
+from .normalise import SPELLING, display_text, flip_text, key_candidates, name_key, singular_variants, split_laterality
 
 Hit = tuple[Term, "Laterality | None"]
+
+# free-text phrase finding (find_phrases)
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_SIDE: dict[str, Laterality] = {"left": "left", "right": "right", "bilateral": "bilateral"}
+#: A one-word match of at most this many characters counts only when written in capitals ("ET",
+#: "PE"), unless it is the term's own name or an ordinary word.
+_ABBREVIATION_LEN = 3
+_SHORT_WORDS = {"hip", "eye", "gut", "ear", "jaw", "arm", "leg", "toe", "rib"}
 
 
 class Ontology:
@@ -390,9 +399,45 @@ class Ontology:
         Example: "Is there a tumor in the left lung?" gives the spans of "tumor" (phrase
         "tumor") and "left lung" (phrase "left lung", laterality left).
         """
-        from .phrases import find_phrases
+        words = [(m.start(), m.end(), SPELLING.get(m.group().lower(), m.group().lower())) for m in _WORD.finditer(text)]
+        out: list[tuple[tuple[int, int], Resolution]] = []
+        i, n = 0, len(words)
+        while i < n:
+            best: tuple[int, Resolution] | None = None
+            side = _SIDE.get(words[i][2])
+            starts: list[tuple[int, Laterality | None]] = [(i, None)] + ([(i + 1, side)] if side else [])
+            for start, sd in starts:
+                for end in range(min(n, start + self._max_words), start, -1):
+                    if best is not None and end <= best[0]:
+                        break
+                    key = " ".join(w[2] for w in words[start:end])
+                    hit = self._lookup(key, sd) if sd else self._lookup_as_written(key)
+                    if hit is None:
+                        continue
+                    term, hit_side = hit
+                    core = text[words[start][0]:words[end - 1][1]]
+                    if end - start == 1 and len(core) <= _ABBREVIATION_LEN and not core.isupper() \
+                            and key != term.name.lower() and key not in _SHORT_WORDS:
+                        continue
+                    span_text = text[words[i][0]:words[end - 1][1]]
+                    best = (end, self._make(span_text, term, hit_side, "direct", None))
+                    break
+            if best is None:
+                i += 1
+                continue
+            end, res = best
+            out.append(((words[i][0], words[end - 1][1]), res))
+            i = end
+        return out
 
-        return find_phrases(self, text)
+    def _lookup_as_written(self, key: str) -> tuple[Term, Laterality | None] | None:
+        """Look a key up as written (side words are handled by the caller, not stripped here)."""
+        for k in (key, *singular_variants(key)):
+            tid = self._plain.get(k)
+            if tid is not None:
+                t = self._terms[tid]
+                return t, t.side
+        return None
 
     def to_json(self) -> dict[str, Any]:
         """The whole ontology as JSON-serialisable data (for dataset cards and provenance)."""

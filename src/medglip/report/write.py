@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from ..build.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..core.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..errors import MedglipError
 from .model import DEFAULT_OVERLAY, Report
 

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from fastapi import HTTPException
 
+from ..core.text import clean_phrase
 from ..modality import UnknownModalityError, normalise_modality
 from .config import ServiceConfig
 
@@ -60,7 +61,7 @@ def parse_phrases(values: Sequence[str] | None, config: ServiceConfig, *, field:
     for i, p in enumerate(items, start=1):
         if not isinstance(p, str):
             raise bad(field, f"item {i} is {json.dumps(p)[:40]}, not a string")
-        clean = " ".join(p.split()).strip().rstrip(".").strip()
+        clean = clean_phrase(p)
         if not clean:
             raise bad(field, f"item {i} is blank" + (" (empty entry between commas?)" if len(items) > 1 else ""))
         if any(unicodedata.category(c) in ("Cc", "Cs") for c in clean):

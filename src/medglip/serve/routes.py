@@ -13,9 +13,9 @@ from ..errors import MedglipError
 from .batcher import ServerBusy
 from .forms import (bad, check_plane, check_question, check_score_threshold, check_top_k, parse_modality,
                     parse_phrases)
-from .images import display_image, prompt_pixels
+from .images import read_upload
 from .service import Service, WorkerGrounder, busy, http_error, jsonable, png_base64
-from .uploads import check_image, model_input, save_upload
+from .uploads import save_upload
 
 router = APIRouter(prefix="/v1")
 
@@ -68,10 +68,10 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     try:
         upload = await save_upload(file, svc.config)
         try:
-            display = await run_in_threadpool(display_image, upload, svc, code)
+            image = await run_in_threadpool(lambda: read_upload(upload, svc, expect="2d"))
         finally:
             upload.cleanup()
-        future = svc.batcher.submit_ground(display, names, modality=code, masks=masks, score_threshold=thr, top_k=k)
+        future = svc.batcher.submit_ground(image, names, modality=code, masks=masks, score_threshold=thr, top_k=k)
     except ServerBusy as exc:
         raise busy(exc) from None
     finally:
@@ -80,7 +80,7 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     out = result.to_json()
     if overlay:
         from ..infer.overlay import draw_result
-        out["overlay_png"] = await run_in_threadpool(lambda: png_base64(draw_result(display.pixels, result)))
+        out["overlay_png"] = await run_in_threadpool(lambda: png_base64(draw_result(result)))
     return JSONResponse(jsonable(out))
 
 
@@ -102,9 +102,8 @@ async def ground_volume(
     thr, pl = check_score_threshold(score_threshold), check_plane(plane)
     upload = await save_upload(file, svc.config, allow_zip=True)
     try:
-        await run_in_threadpool(check_image, upload, svc.config, expect="volume")
-        path = str(upload.path)
-        future = svc.submit(lambda g: g.ground_volume(path, names, modality=code, plane=pl, score_threshold=thr))
+        volume = await run_in_threadpool(lambda: read_upload(upload, svc, expect="volume"))
+        future = svc.submit(lambda g: g.ground_volume(volume, names, modality=code, plane=pl, score_threshold=thr))
         result = await svc.wait(future, upload)
     finally:
         upload.cleanup()
@@ -133,15 +132,13 @@ async def vqa(request: Request, file: FileField,
         raise bad("question", str(exc)) from None
     upload = await save_upload(file, svc.config, allow_zip=True)
     try:
-        info = await run_in_threadpool(check_image, upload, svc.config)
-        path = str(model_input(upload, info))
+        image = await run_in_threadpool(lambda: read_upload(upload, svc))
         worker = WorkerGrounder(svc.batcher)
 
         def run() -> dict[str, Any]:
-            res = ask(worker, path, text, modality=code, llm=svc.llm, masks=masks)
+            res = ask(worker, image, text, modality=code, llm=svc.llm, masks=masks)
             out = res.to_json()
-            pixels, index = prompt_pixels(upload, svc, res.context, info.is_volume, code)
-            out["visual_prompt_png"] = png_base64(res.context.visual_prompt(pixels, masks=masks, slice_index=index))
+            out["visual_prompt_png"] = png_base64(res.visual_prompt(masks=masks))
             return out
 
         out = await _in_thread(run, upload)
@@ -167,7 +164,7 @@ async def report(request: Request, file: FileField,
     svc = _service(request)
     names = parse_phrases(findings, svc.config, field="findings", required=False)
     svc.check_tokens(names, "findings")
-    if names is None and not getattr(svc.grounder, "known_phrases", ()):
+    if names is None and not svc.grounder.known_phrases:
         raise bad("findings", "none given, and this model has no list of trained phrases (RUN/categories.json) "
                               "to report on; send e.g. 'liver, left kidney'")
     code = parse_modality(modality, svc.modalities)
@@ -175,12 +172,11 @@ async def report(request: Request, file: FileField,
         raise bad("prose", "this server has no language model configured (MEDGLIP_LLM_ENDPOINT, MEDGLIP_LLM_MODEL)")
     upload = await save_upload(file, svc.config, allow_zip=True)
     try:
-        info = await run_in_threadpool(check_image, upload, svc.config)
-        path = str(model_input(upload, info))
+        image = await run_in_threadpool(lambda: read_upload(upload, svc))
         worker = WorkerGrounder(svc.batcher)
 
         def run() -> dict[str, Any]:
-            rep = make_report(worker, path, None if names is None else list(names), modality=code, masks=masks,
+            rep = make_report(worker, image, None if names is None else list(names), modality=code, masks=masks,
                               llm=svc.llm if prose else None)
             out = rep.to_json()
             out["markdown"] = rep.markdown

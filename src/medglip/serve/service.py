@@ -80,9 +80,8 @@ class Service:
 
     def model_info(self) -> dict[str, Any]:
         cfg = self.grounder.config
-        return {"preset": getattr(cfg, "name", "custom"), "image_size": int(cfg.image_size),
-                "modalities": list(cfg.modalities),
-                "known_phrases": len(getattr(self.grounder, "known_phrases", ()) or ())}
+        return {"preset": cfg.name, "image_size": int(cfg.image_size), "modalities": list(cfg.modalities),
+                "known_phrases": len(self.grounder.known_phrases)}
 
     async def wait(self, future: Future, upload: Upload | None = None) -> Any:
         """The result of a worker future, failures mapped to HTTP errors (see the module docstring)."""
@@ -136,15 +135,27 @@ class WorkerGrounder:
     """A stand-in for the Grounder whose model calls run on the service's worker thread.
 
     ``ground(one_image, ...)`` joins the batches of ``/v1/ground``; lists of images and volumes run
-    as one worker job each. Other attributes (``config``, ``known_phrases``, ``ct_window``) are the
-    real grounder's. Call it from a request thread, never from the worker itself.
+    as one worker job each; ``ground_file`` dispatches on what was read. ``config``,
+    ``input_config`` and ``known_phrases`` are the real grounder's. Call it from a request thread,
+    never from the worker itself.
     """
 
     def __init__(self, batcher: Batcher) -> None:
         self._batcher = batcher
+        self.config = batcher.grounder.config
+        self.input_config = batcher.grounder.input_config
+        self.known_phrases = tuple(batcher.grounder.known_phrases)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._batcher.grounder, name)
+    def ground_file(self, image: Any, phrases: Any, *, modality: str | None = None, masks: bool = False,
+                    score_threshold: float | None = None, plane: str = "axial", top_k: int | None = None) -> Any:
+        from ..infer.inputs import Volume, read_input
+
+        item = read_input(image)
+        if isinstance(item, Volume):
+            return self.ground_volume(item, phrases, modality=modality, masks=masks,
+                                      score_threshold=score_threshold, plane=plane)
+        return self.ground(item, tuple(phrases), modality=modality, masks=masks, score_threshold=score_threshold,
+                           top_k=top_k)
 
     def ground(self, image: Any, phrases: Any, *, modality: str | None = None, masks: bool = False,
                score_threshold: float | None = None, top_k: int | None = None) -> Any:

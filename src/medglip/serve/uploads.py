@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +53,12 @@ class Upload:
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What :func:`check_image` found: spatial shape and whether it is a volume (several slices)."""
+    """What :func:`check_image` found: spatial shape, whether it is a volume (several slices), and the
+    image itself (read once: the Grounder gets it, not the file)."""
 
     shape: tuple[int, ...]
     is_volume: bool
+    image: Any = field(default=None, repr=False, compare=False)
 
 
 def clean_filename(name: str | None) -> str:
@@ -253,7 +255,6 @@ def check_image(upload: Upload, config: ServiceConfig, *, expect: str = "any") -
     except Exception as exc:  # a reader library failing on odd content is still a bad file
         raise HTTPException(422, reader_message(_condensed(exc), upload)) from None
     shape = tuple(int(s) for s in img.spatial_shape)
-    del img
     volume = len(shape) == 3 and sum(s > 1 for s in shape) == 3
     n = int(np.prod(shape, dtype=object))
     name = f"file {upload.filename!r}"
@@ -269,18 +270,7 @@ def check_image(upload: Upload, config: ServiceConfig, *, expect: str = "any") -
     if expect == "volume" and not volume:
         raise HTTPException(422, f"{name}: a 2D image of shape {shape}; POST it to /v1/ground "
                                  "(/v1/ground-volume needs several slices)")
-    return ImageInfo(shape, volume)
-
-
-def model_input(upload: Upload, info: ImageInfo) -> Path:
-    """The path to hand to ``ask`` / ``make_report``: a multi-frame DICOM volume goes in a folder of its
-    own (they treat a folder as a DICOM series, a single ``.dcm`` file as a 2D image)."""
-    if info.is_volume and upload.kind == "dicom" and upload.path.is_file():
-        folder = upload.workdir / "series"
-        folder.mkdir(exist_ok=True)
-        upload.path = upload.path.rename(folder / upload.path.name)
-        return folder
-    return upload.path
+    return ImageInfo(shape, volume, img)
 
 
 def _condensed(exc: BaseException) -> MedglipError:

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..case import Case, CaseRef
-from ..errors import CaseError, LayoutError
+from ..core.masks import decode_segmentation
+from ..errors import CaseError, LayoutError, MedglipError
 from . import _common as C
 
 log = logging.getLogger(__name__)
@@ -111,27 +112,12 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
 
 
 def _decode(seg: Any, h: int, w: int, where: str) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
+    """The mask of a COCO segmentation (:func:`medglip.core.masks.decode_segmentation`)."""
     try:
-        if isinstance(seg, list):  # polygons
-            polys = [p for p in seg if len(p) >= 6]
-            if not polys:
-                return np.zeros((h, w), dtype=bool)
-            rle = mask_utils.merge(mask_utils.frPyObjects(polys, h, w))
-        elif isinstance(seg, dict) and isinstance(seg.get("counts"), list):  # uncompressed RLE
-            rle = mask_utils.frPyObjects(seg, h, w)
-        elif isinstance(seg, dict):  # compressed RLE
-            counts = seg["counts"]
-            rle = {"size": seg["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
-        else:
-            raise TypeError(f"unsupported segmentation {type(seg).__name__}")
-        mask = mask_utils.decode(rle)
-    except (TypeError, ValueError, KeyError) as exc:
+        mask = decode_segmentation(seg, h, w)
+    except MedglipError as exc:
         raise CaseError(where, f"cannot decode segmentation: {exc}") from None
-    if mask.shape[:2] != (h, w):
-        raise CaseError(where, f"segmentation size {mask.shape[:2]} does not match image size {(h, w)}")
-    return mask.astype(bool)
+    return np.zeros((h, w), dtype=bool) if mask is None else mask
 
 
 def load_case(ref: CaseRef) -> Case:

@@ -5,7 +5,8 @@
 """
 
 from .data import AugmentConfig, GroundingDataset, LateralityFlipper, collate
-from .loop import TrainConfig, train
+from .config import TrainConfig
+from .loop import train
 from .optim import lr_factor, param_groups, resolve_amp
 
 __all__ = ["AugmentConfig", "GroundingDataset", "LateralityFlipper", "TrainConfig", "collate", "lr_factor",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ..build.files import atomic_write_bytes
+from ..core.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

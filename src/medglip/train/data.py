@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..core.pipeline import InputConfig, to_tensor
 from ..errors import MedglipError
-from ..model.preprocess import prepare_image
+from ..ontology import Ontology, load_ontology
 
 log = logging.getLogger(__name__)
 
@@ -33,41 +34,23 @@ log = logging.getLogger(__name__)
 PromptBuilder = Callable[[Sequence[str]], list]
 
 
-def _flip_phrase_fallback(phrase: str) -> str:
-    """Swap the whole words left/right (used when the ontology cannot be loaded)."""
-    import re
-
-    table = {"left": "right", "right": "left", "Left": "Right", "Right": "Left", "LEFT": "RIGHT", "RIGHT": "LEFT"}
-    return re.sub(r"\b(left|right|Left|Right|LEFT|RIGHT)\b", lambda m: table[m.group(1)], phrase)
-
-
 class LateralityFlipper:
-    """Left/right phrase swap for horizontal flips, backed by the ontology when it is available.
+    """Left/right phrase swap for horizontal flips, from the ontology's laterality links.
 
     ``can_flip(phrase)`` is False for a known term whose mirror term does not exist ("right middle
     lobe"): images holding such a phrase are never flipped.
     """
 
-    def __init__(self) -> None:
-        self._onto: Any = None
-        try:
-            from ..ontology import load_ontology
-
-            self._onto = load_ontology()
-        except Exception as err:  # noqa: BLE001 - the ontology is optional here; fall back to word swap
-            log.warning("ontology unavailable (%s); flipping phrases by swapping the words left/right", err)
+    def __init__(self, ontology: Ontology) -> None:
+        self.ontology = ontology
 
     def flip(self, phrase: str) -> str:
         """The phrase after a horizontal image flip ("left kidney" -> "right kidney")."""
-        if self._onto is not None and hasattr(self._onto, "flip_laterality"):
-            return self._onto.flip_laterality(phrase)
-        return _flip_phrase_fallback(phrase)
+        return self.ontology.flip_laterality(phrase)
 
     def can_flip(self, phrase: str) -> bool:
         """Whether an image holding ``phrase`` may be flipped."""
-        if self._onto is not None and hasattr(self._onto, "can_flip"):
-            return bool(self._onto.can_flip(phrase))
-        return True
+        return bool(self.ontology.can_flip(phrase))
 
 
 @dataclass(frozen=True)
@@ -103,7 +86,7 @@ class GroundingDataset(torch.utils.data.Dataset):
     Args:
         dataset_dir: the build output folder (holds ``annotations/<split>.json`` and ``images/``).
         split: ``train``, ``val`` or ``test``.
-        image_size: the model's square input side ``S`` (letterbox, see ``prepare_image``).
+        image_size: the model's square input side ``S`` (letterbox, see ``to_tensor``).
         prompt_builder: phrases -> list of prompts (``build_prompts`` bound to the model's tokenizer
             and maximum text length); chunks beyond the first are avoided by dropping negatives.
         modalities: the model's modality names; an image's modality becomes an index into it.
@@ -112,6 +95,9 @@ class GroundingDataset(torch.utils.data.Dataset):
             has fewer candidates). Negative images get at least one.
         augment: augmentation settings (used only when ``train``).
         seed: base seed of all sampling.
+        input_config: the model's input pipeline; the dataset's images must have been built with
+            it (its ``build_config.json`` is checked), since they are the model's pixels.
+        ontology: the ontology of laterality flips (default: the shipped one).
 
     Each item is a dict: ``image`` FloatTensor (3, S, S); ``modality`` int; ``prompt`` (a Prompt);
     ``target`` {"boxes": FloatTensor (N, 4) xyxy input pixels, "phrase_ids": LongTensor (N,)};
@@ -120,8 +106,11 @@ class GroundingDataset(torch.utils.data.Dataset):
 
     def __init__(self, dataset_dir: str | Path, split: str = "train", *, image_size: int,
                  prompt_builder: PromptBuilder, modalities: Sequence[str], train: bool = False,
-                 negatives_per_image: int = 4, augment: AugmentConfig = AugmentConfig(), seed: int = 0) -> None:
+                 negatives_per_image: int = 4, augment: AugmentConfig = AugmentConfig(), seed: int = 0,
+                 input_config: InputConfig | None = None, ontology: Ontology | None = None) -> None:
         self.root = Path(dataset_dir)
+        if input_config is not None:
+            check_input_config(self.root, input_config)
         self.split = split
         self.image_size = int(image_size)
         self.prompt_builder = prompt_builder
@@ -155,7 +144,7 @@ class GroundingDataset(torch.utils.data.Dataset):
         if not self.phrases:
             raise MedglipError(f"{ann_path}: no phrases (no categories and no annotations) to build prompts from")
         self.phrases_by_modality: dict[str, tuple[str, ...]] = {m: tuple(sorted(p)) for m, p in by_mod.items()}
-        self.flipper = LateralityFlipper()
+        self.flipper = LateralityFlipper(ontology or load_ontology())
 
     def __len__(self) -> int:
         return len(self.images)
@@ -226,7 +215,7 @@ class GroundingDataset(torch.utils.data.Dataset):
             img, boxes = canvas, boxes + np.array([ox, oy, ox, oy], dtype=np.float64)
             offset = (ox, oy)
 
-        tensor, meta = prepare_image(img, self.image_size)
+        tensor, meta = to_tensor(img, self.image_size)
         scale = float(meta["scale"])
 
         positives = list(dict.fromkeys(phrases_of_boxes))
@@ -250,6 +239,26 @@ class GroundingDataset(torch.utils.data.Dataset):
             "meta": {"scale": scale, "orig_size": (h, w), "offset": (offset[0] * scale, offset[1] * scale),
                      "flipped": flipped},
         }
+
+
+def check_input_config(dataset_dir: Path, expected: InputConfig) -> None:
+    """Refuse a dataset whose images were not made with the model's input pipeline ``expected``.
+
+    Raises:
+        MedglipError: the dataset predates the input pipeline, or used other CT windows / percentiles.
+    """
+    from ..build.config import BuildConfig
+
+    path = Path(dataset_dir) / "build_config.json"
+    if not path.is_file():
+        log.warning("%s has no build_config.json: assuming its images were made with the model's input pipeline",
+                    dataset_dir)
+        return
+    built = BuildConfig.from_json(json.loads(path.read_text())).input_config
+    if built != expected:
+        raise MedglipError(f"{dataset_dir} was built with input {built.to_json()} but the model expects "
+                           f"{expected.to_json()}: rebuild it with the model's CT windows / percentiles "
+                           "(medglip build --ct-windows ...) or train a model with the dataset's")
 
 
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -24,7 +24,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,103 +35,18 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from .. import __version__
 from ..errors import MedglipError
 from ..model import PRESETS, GroundingModel, build_prompts, load_checkpoint, save_checkpoint
-from ..build.files import atomic_write_bytes
+from ..core.files import atomic_write_bytes
 from .curves import CsvLog, plot_losses
 from .data import AugmentConfig, GroundingDataset, collate
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, same_on_all_ranks, wrap_model
-from .optim import lr_factor, param_groups, resolve_amp, text_module
+from .config import TrainConfig
+from .optim import lr_factor, param_groups, resolve_amp
 from .state import latest_checkpoint, load_state, publish, rng_state, set_rng_state, write_checkpoint
 
 log = logging.getLogger(__name__)
 
 #: ``on_step(step, metrics)`` is called on rank 0 after every optimizer step.
 StepCallback = Callable[[int, dict[str, float]], None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train. Length: give ``max_steps`` or ``epochs`` (neither: 1000 steps).
-
-    Attributes:
-        preset: the ``medglip.model.PRESETS`` entry of a new model (ignored on resume: the
-            checkpoint's ModelConfig is used).
-        init_from: start from the weights of this checkpoint folder (fine-tuning; ``preset`` and
-            ``model_overrides`` are then ignored) instead of the preset's initial weights.
-        max_steps: optimizer steps in all.
-        epochs: passes over the split (converted to steps per process).
-        batch_size: images per process per step.
-        model_overrides: ModelConfig fields changed from the preset, as ``(name, value)`` pairs
-            (e.g. ``(("image_size", 256),)``); ignored on resume.
-        lr: peak learning rate of the image side, fusion and head.
-        text_lr_factor: the text encoder's rate is ``lr * text_lr_factor`` (None: the model config's
-            ``text_lr_factor`` hint).
-        weight_decay: AdamW decay (not applied to biases, norms, 1-D parameters).
-        warmup_steps: linear warm-up from ~0 to the peak rate.
-        min_lr_ratio: the cosine decays to ``lr * min_lr_ratio`` at the last step.
-        grad_clip: clip the global gradient norm to this (None or 0: no clipping).
-        checkpoint_every: write a resumable checkpoint every N steps (and always at the end).
-        keep_last: how many step checkpoints to keep.
-        log_every: log line / PNG refresh every N steps (the CSV gets every step).
-        seed: seed of the model initialisation, data order and augmentation.
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ... (under torchrun the local rank picks the GPU).
-        amp: ``auto`` (bf16 on CUDA when supported, else fp16 with a GradScaler; none on CPU),
-            ``bf16``, ``fp16`` (CUDA only) or ``none``.
-        num_workers: DataLoader worker processes per rank.
-        split: the dataset split to train on.
-        negatives_per_image: absent phrases added to each prompt.
-        flip_prob: horizontal-flip probability (left/right phrases swapped).
-        min_scale: scale-jitter lower bound (1.0: off).
-    """
-
-    preset: str = "default"
-    model_overrides: tuple[tuple[str, Any], ...] = ()
-    init_from: str | None = None
-    max_steps: int | None = None
-    epochs: int | None = None
-    batch_size: int = 8
-    lr: float = 1e-4
-    text_lr_factor: float | None = None
-    weight_decay: float = 0.05
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.01
-    grad_clip: float | None = 1.0
-    checkpoint_every: int = 500
-    keep_last: int = 2
-    log_every: int = 10
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "auto"
-    num_workers: int = 0
-    split: str = "train"
-    negatives_per_image: int = 4
-    flip_prob: float = 0.5
-    min_scale: float = 0.8
-
-    def __post_init__(self) -> None:
-        if self.max_steps is not None and self.epochs is not None:
-            raise ValueError("give max_steps or epochs, not both")
-        if (self.max_steps is not None and self.max_steps < 1) or (self.epochs is not None and self.epochs < 1):
-            raise ValueError("max_steps / epochs must be >= 1")
-        if self.amp not in ("auto", "bf16", "fp16", "none"):
-            raise ValueError(f"amp must be auto, bf16, fp16 or none, not {self.amp!r}")
-        if self.batch_size < 1 or self.checkpoint_every < 1 or self.log_every < 1:
-            raise ValueError("batch_size, checkpoint_every and log_every must be >= 1")
-
-
-def _tokenizer(model: torch.nn.Module) -> Any:
-    for obj in (model, text_module(model)):
-        tok = getattr(obj, "tokenizer", None)
-        if tok is not None:
-            return tok
-    raise MedglipError("the model exposes no tokenizer (expected model.tokenizer or model.text_encoder.tokenizer)")
-
-
-def _max_text_len(model: torch.nn.Module) -> int:
-    cfg = getattr(model, "config", None)
-    for name in ("max_text_len", "max_text_length", "text_max_len"):
-        if cfg is not None and getattr(cfg, name, None):
-            return int(getattr(cfg, name))
-    return 256
 
 
 class _SkipSampler(Sampler[int]):
@@ -245,12 +159,12 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
     mcfg = model.config
     model.to(device).train()
 
-    builder = partial(build_prompts, tokenizer=_tokenizer(model), max_len=_max_text_len(model))
+    builder = partial(build_prompts, tokenizer=model.tokenizer, max_len=mcfg.max_text_len)
     ds = GroundingDataset(dataset_dir, config.split, image_size=int(mcfg.image_size), prompt_builder=builder,
                           modalities=tuple(mcfg.modalities), train=True,
                           negatives_per_image=config.negatives_per_image,
                           augment=AugmentConfig(flip_prob=config.flip_prob, min_scale=config.min_scale),
-                          seed=config.seed)
+                          seed=config.seed, input_config=mcfg.input_config)
     sampler = DistributedSampler(ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
                                  seed=config.seed, drop_last=False)
     drop_last = len(sampler) >= config.batch_size
@@ -281,8 +195,8 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
     resolved = {"max_steps": total, "steps_per_epoch": steps_per_epoch, "world_size": info.world_size,
                 "global_batch_size": config.batch_size * info.world_size, "device": str(device),
                 "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "none", "grad_scaler": use_scaler,
-                "dataset": str(dataset_dir.resolve()), "preset": getattr(mcfg, "name", config.preset),
-                "resumed_from_step": step if ckpt is not None else None, "model_config": _config_dict(mcfg)}
+                "dataset": str(dataset_dir.resolve()), "preset": mcfg.name,
+                "resumed_from_step": step if ckpt is not None else None, "model_config": mcfg.to_dict()}
     csv_log: CsvLog | None = None
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -343,14 +257,6 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
         assert csv_log is not None
         plot_losses(csv_log.rows, run_dir / "loss.png")
     return run_dir
-
-
-def _config_dict(cfg: Any) -> Any:
-    if hasattr(cfg, "to_dict"):
-        return json.loads(json.dumps(cfg.to_dict(), default=str))
-    if dataclasses.is_dataclass(cfg):
-        return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-    return str(cfg)
 
 
 def _step(ddp_model: torch.nn.Module, model: torch.nn.Module, batch: dict[str, Any], optimizer: torch.optim.Optimizer,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from ..errors import MedglipError
-
-if TYPE_CHECKING:
-    from .loop import TrainConfig
+from ..model import GroundingModel
+from .config import TrainConfig
 
 
 def lr_factor(step: int, *, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
@@ -35,21 +34,12 @@ def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, boo
     return torch.bfloat16, False
 
 
-def text_module(model: torch.nn.Module) -> torch.nn.Module | None:
-    for name in ("text_encoder", "text", "language_encoder"):
-        mod = getattr(model, name, None)
-        if isinstance(mod, torch.nn.Module):
-            return mod
-    return None
-
-
-def param_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+def param_groups(model: GroundingModel, config: TrainConfig) -> list[dict[str, Any]]:
     """AdamW groups: {image/fusion/head, text encoder} × {decayed, not decayed (biases, norms, 1-D)}."""
     factor = config.text_lr_factor
     if factor is None:
-        factor = float(getattr(getattr(model, "config", None), "text_lr_factor", 0.1))
-    text = text_module(model)
-    text_ids = {id(p) for p in text.parameters()} if text is not None else set()
+        factor = float(model.config.text_lr_factor)
+    text_ids = {id(p) for p in model.text_encoder.parameters()}
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:

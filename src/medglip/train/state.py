@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..core.files import atomic_write_bytes, atomic_write_file, swap_in_folder
 from ..errors import MedglipError
-from ..build.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +103,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(cuda)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_checkpoint(run_dir: Path, step: int, save_model: Any, state: dict[str, Any], *, keep_last: int = 2) -> Path:
     """Write checkpoint ``step`` atomically and point ``latest.json`` at it; prune older ones.
 
@@ -137,29 +124,13 @@ def write_checkpoint(run_dir: Path, step: int, save_model: Any, state: dict[str,
     tmp.mkdir()
     save_model(tmp)
     save_state(state, tmp)
-    for f in tmp.rglob("*"):
-        if f.is_file():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-    _swap_in(tmp, final, ckpt_root / f".old-step-{step:07d}-{os.getpid()}")
-    _fsync_dir(ckpt_root)
+    swap_in_folder(tmp, final)
     atomic_write_bytes(ckpt_root / LATEST, json.dumps({"step": step, "folder": final.name}).encode())
     steps = sorted(p for p in ckpt_root.glob("step-*") if p.is_dir())
     for old in steps[: max(0, len(steps) - keep_last)]:
         if old != final:
             shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def _swap_in(tmp: Path, final: Path, old: Path) -> None:
-    """Put folder ``tmp`` at ``final`` by renames: an existing ``final`` is moved aside to ``old`` first,
-    so a crash leaves either the old or the new folder complete, never a half-copied one."""
-    if final.exists():
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -176,7 +147,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def publish(folder: Path, run_dir: Path) -> None:
     """Copy a checkpoint's model files to the top of ``run_dir`` (what ``load_checkpoint(RUN)`` reads).
 
-    Each file is replaced atomically; sub-folders (e.g. ``text_encoder/``) are swapped by rename.
+    Each file is replaced atomically; sub-folders (e.g. ``text_encoder/``) are swapped in by renames.
     """
     run_dir = Path(run_dir)
     for src in sorted(folder.iterdir()):
@@ -187,8 +158,6 @@ def publish(folder: Path, run_dir: Path) -> None:
             tmp = run_dir / f".{src.name}.tmp-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(src, tmp)
-            _swap_in(tmp, dst, run_dir / f".{src.name}.old-{os.getpid()}")
+            swap_in_folder(tmp, dst)
         else:
-            tmp = run_dir / f".{src.name}.tmp-{os.getpid()}"
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            atomic_write_file(dst, lambda path, src=src: shutil.copyfile(src, path))

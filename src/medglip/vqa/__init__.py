@@ -19,7 +19,7 @@ from .evaluate import evaluate_vqa, is_correct, write_vqa_metrics
 from .llm import ChatClient, LLMError, LLMNotConfigured
 from .parse import parse_question
 from .question import CLOSED_KINDS, QUESTION_KINDS, Answer, Question
-from .questions import QAItem, generate_questions
+from .generate import QAItem, generate_questions
 
 __all__ = [
     "CLOSED_KINDS", "QUESTION_KINDS", "Answer", "ChatClient", "LLMError", "LLMNotConfigured", "QAItem", "Question",

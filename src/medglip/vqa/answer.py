@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from .cues import SMALLER
 from .question import Answer, Question
-from .scope import OVERLAP, inside_fraction, scope
+from .scope import is_inside, scope
 
 if TYPE_CHECKING:
     from ..context import Finding, GroundedContext
@@ -191,7 +191,7 @@ def _containment(q: Question, ctx: "GroundedContext") -> Answer:
         holder = ctx.finding(best.parent_number)
     else:
         covering = [f for f in ctx.findings if f.phrase != best.phrase and f.number != best.number
-                    and inside_fraction(best.box, f.box) >= OVERLAP and f.on_slice(best.key_slice)]
+                    and is_inside(best, f) and f.on_slice(best.key_slice)]
         holder = min(covering, key=lambda f: f.size_px[0] * f.size_px[1], default=None)
     if holder is not None:
         text = f"The {target} ({_cite(best)}) lies within the {holder.phrase} (box {holder.number})."

@@ -7,7 +7,7 @@ geometry (``pixel_spacing``, ``plane``, ``pixel_to_world``), since the predictio
 image: sides, thirds and sizes are then measured the same way for both.
 
 The ceiling is 100 % for every kind when the answering code agrees with the dataset's numbers
-(:mod:`.questions` derives counts, thirds and sizes from the raw annotations, not from the context).
+(:mod:`.generate` derives counts, thirds and sizes from the raw annotations, not from the context).
 """
 
 from __future__ import annotations
@@ -18,11 +18,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..context import context_from_result, result_from_annotations
+from ..context.from_annotations import record_extra
+from ..core.rules import FINDING_THRESHOLD
+from ..ontology import Ontology, load_ontology
 from .answer import answer_question
 from .ask import MAX_COUNT
 from .parse import parse_question
 from .question import QUESTION_KINDS, Answer
-from .questions import QAItem, generate_questions, load_split, size_ok
+from .generate import QAItem, generate_questions, load_split, size_ok
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +53,9 @@ def is_correct(item: QAItem, answer: Answer) -> bool:
     return answer.value == item.answer
 
 
-def _geometry(record: dict) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
-    if record.get("pixel_spacing") is not None:
-        extra["pixel_spacing"] = [float(v) for v in record["pixel_spacing"]]
-    if record.get("slice_plane"):
-        extra["plane"] = str(record["slice_plane"])
-    if record.get("pixel_to_world") is not None:
-        extra["pixel_to_world"] = record["pixel_to_world"]
-    return extra
-
-
-def evaluate_vqa(grounder: Any, dataset_dir: str | Path, *, split: str = "test", score_threshold: float = 0.3,
-                 seed: int = 0, out: str | Path | None = None) -> dict[str, Any]:
+def evaluate_vqa(grounder: Any, dataset_dir: str | Path, *, split: str = "test",
+                 score_threshold: float = FINDING_THRESHOLD, seed: int = 0, out: str | Path | None = None,
+                 ontology: Ontology | None = None) -> dict[str, Any]:
     """Accuracy per question kind, from predictions and from the ground truth (the ceiling).
 
     Args:
@@ -72,17 +66,15 @@ def evaluate_vqa(grounder: Any, dataset_dir: str | Path, *, split: str = "test",
         score_threshold: boxes below it are not findings (the ground truth scores 1.0).
         seed: for the absent phrases of :func:`generate_questions`.
         out: folder for ``vqa_metrics.json`` and ``vqa_metrics.md``; None writes nothing.
+        ontology: the ontology questions are linked with (default: the shipped one).
 
     Returns:
         ``{"dataset", "split", "score_threshold", "n_questions", "by_kind": {kind: {"n",
         "accuracy_predicted", "accuracy_ground_truth"}}, "overall": {...}, "items": [...]}``.
     """
-    from ..context import context_from_result, result_from_annotations
-    from ..ontology import load_ontology
-
-    onto = load_ontology()
+    onto = ontology or load_ontology()
     dataset_dir = Path(dataset_dir)
-    items = generate_questions(dataset_dir, split=split, seed=seed)
+    items = generate_questions(dataset_dir, split=split, seed=seed, ontology=onto)
     coco, by_image, cats = load_split(dataset_dir, split)
     records = {int(r["id"]): r for r in coco["images"]}
     per_image: dict[int, list[QAItem]] = defaultdict(list)
@@ -96,9 +88,9 @@ def evaluate_vqa(grounder: Any, dataset_dir: str | Path, *, split: str = "test",
         phrases = list(dict.fromkeys(p for q in questions for p in q.phrases))
         result = grounder.ground(str(dataset_dir / "images" / rec["file_name"]), phrases,
                                  modality=rec.get("modality"), score_threshold=score_threshold, top_k=MAX_COUNT)
-        result.extra = {**(result.extra or {}), **_geometry(rec)}
+        result.extra = {**(result.extra or {}), **record_extra(rec)}
         pred = context_from_result(result, score_threshold=score_threshold, max_per_phrase=MAX_COUNT, ontology=onto)
-        gt_res = result_from_annotations(rec, by_image[iid], cats, phrases=phrases)
+        gt_res = result_from_annotations(rec, by_image[iid], cats, phrases=phrases, pixels=result.pixels)
         gt = context_from_result(gt_res, score_threshold=score_threshold, max_per_phrase=MAX_COUNT,
                                  source="ground truth", ontology=onto)
         for it, q in zip(its, questions):

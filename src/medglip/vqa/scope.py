@@ -4,8 +4,8 @@ Rules (docs/grounded_api.md, medglip.vqa):
 - a container of one side ("left lung") whose box lies on the patient's other side is not used
   (a wrong detection), and a finding on the other side never counts as inside it;
 - with a container that WAS found, a finding counts when it lies in one of the container's
-  findings: its ``parent_number`` points at it, or at least :data:`OVERLAP` of its box lies inside
-  the container's box (2D boxes; for volumes the key-slice boxes). A side asked besides a container
+  findings: its ``parent_number`` points at it, or at least :data:`medglip.core.rules.CONTAINMENT`
+  of its box lies inside the container's box (2D boxes; for volumes the key-slice boxes). A side asked besides a container
   of no (or another) side ("a tumor on the left of the brain") is checked too;
 - with a container that was NOT found, only the side is checked (the container's side when the
   question names none), and a note says so;
@@ -17,14 +17,13 @@ Rules (docs/grounded_api.md, medglip.vqa):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ..context import Finding, GroundedContext
-    from .question import Question
+from ..context import Finding, GroundedContext
+from ..core.boxes import inside_fraction
+from ..core.rules import CONTAINMENT
+from ..ontology import load_ontology
+from .question import Question
 
-#: Fraction of a finding's box that must lie inside the container's box.
-OVERLAP = 0.5
 _OPPOSITE = {"left": "right", "right": "left"}
 
 
@@ -32,25 +31,14 @@ _OPPOSITE = {"left": "right", "right": "left"}
 class Scope:
     """The findings kept, the container findings used, and caveats to report."""
 
-    kept: list["Finding"]
-    containers: list["Finding"] = field(default_factory=list)
+    kept: list[Finding]
+    containers: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     where: str = ""  # " in the left lung", " on the patient's left", ...
 
 
-def inside_fraction(box: tuple[float, ...], holder: tuple[float, ...]) -> float:
-    """Fraction of ``box``'s area inside ``holder`` (xyxy); 0 for an empty box."""
-    x0, y0, x1, y1 = box
-    area = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    if area <= 0:
-        return 0.0
-    ix = max(0.0, min(x1, holder[2]) - max(x0, holder[0]))
-    iy = max(0.0, min(y1, holder[3]) - max(y0, holder[1]))
-    return ix * iy / area
-
-
-def is_inside(f: "Finding", holder: "Finding") -> bool:
-    """``f`` lies in ``holder`` (its container by the context, or ≥ :data:`OVERLAP` of its box)."""
+def is_inside(f: Finding, holder: Finding) -> bool:
+    """``f`` lies in ``holder`` (its container by the context, or ≥ :data:`CONTAINMENT` of its box)."""
     if f.number == holder.number:
         return False
     if f.parent_number == holder.number:
@@ -58,18 +46,17 @@ def is_inside(f: "Finding", holder: "Finding") -> bool:
     if f.slices is not None and holder.slices is not None:  # volumes: they must share slices
         if f.slices[1] < holder.slices[0] or holder.slices[1] < f.slices[0]:
             return False
-    return inside_fraction(f.box, holder.box) >= OVERLAP
+    return inside_fraction(f.box[:2], f.box[2:], holder.box[:2], holder.box[2:]) >= CONTAINMENT
 
 
-def _container_side(question: "Question", container: list["Finding"]) -> str | None:
+def _container_side(question: Question, container: list[Finding], context: GroundedContext) -> str | None:
     if container:
         return container[0].laterality
-    from ..ontology import load_ontology
+    onto = context.ontology or load_ontology()
+    return onto.resolve(question.container).laterality if question.container else None
 
-    return load_ontology().resolve(question.container).laterality if question.container else None
 
-
-def by_side(findings: list["Finding"], side: str | None, notes: list[str], modality: str) -> list["Finding"]:
+def by_side(findings: list[Finding], side: str | None, notes: list[str], modality: str) -> list[Finding]:
     """Findings on ``side`` (see the module docstring); ``bilateral`` keeps left and right ones."""
     if side not in ("left", "right", "bilateral"):
         return list(findings)
@@ -80,13 +67,13 @@ def by_side(findings: list["Finding"], side: str | None, notes: list[str], modal
     return [f for f in findings if f.side in wanted or f.side is None]
 
 
-def scope(question: "Question", context: "GroundedContext", findings: list["Finding"]) -> Scope:
+def scope(question: Question, context: GroundedContext, findings: list[Finding]) -> Scope:
     """Restrict ``findings`` (of the target) to the question's container and side."""
     notes: list[str] = []
     side = question.side
     if question.container:
         holders = context.for_phrase(question.container)
-        c_side = _container_side(question, holders)
+        c_side = _container_side(question, holders, context)
         other = _OPPOSITE.get(c_side or "")
         if other:  # a "left lung" box on the patient's right is a wrong detection, not a container
             wrong = [h for h in holders if h.side == other]

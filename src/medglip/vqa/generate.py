@@ -36,8 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from ..context import context_from_result, result_from_annotations
+from ..core.rules import FINDING_THRESHOLD, vertical_third
 from ..errors import MedglipError
+from ..ontology import Ontology, load_ontology
 from .answer import side_of
 from .ask import MAX_COUNT
 from .parse import parse_question
@@ -97,17 +101,14 @@ def phrase_of(ann: dict, categories: dict[int, dict]) -> str:
     return str(ann.get("phrase") or categories[int(ann["category_id"])]["name"])
 
 
-def generate_questions(dataset_dir: str | Path, *, split: str = "test", seed: int = 0) -> list[QAItem]:
+def generate_questions(dataset_dir: str | Path, *, split: str = "test", seed: int = 0,
+                       ontology: Ontology | None = None) -> list[QAItem]:
     """Questions with ground-truth answers for every image of ``split`` (see the module docstring).
 
     Raises:
-        MedglipError: no such split file (``EvaluationError``).
+        MedglipError: no such split file (``EvaluationError``), an unreadable image.
     """
-    from ..context import context_from_result, result_from_annotations
-    from ..context.location import vertical_third
-    from ..ontology import load_ontology
-
-    onto = load_ontology()
+    onto = ontology or load_ontology()
     coco, by_image, cats = load_split(dataset_dir, split)
     rng = np.random.default_rng(seed)
     all_phrases = sorted({str(c["name"]) for c in coco["categories"]})
@@ -135,8 +136,8 @@ def generate_questions(dataset_dir: str | Path, *, split: str = "test", seed: in
             per_phrase[phrase_of(a, cats)].append(a)
         ctx = None
         if anns:
-            gt = result_from_annotations(img, anns, cats)
-            ctx = context_from_result(gt, score_threshold=0.5, max_per_phrase=MAX_COUNT, source="ground truth",
+            gt = result_from_annotations(img, anns, cats, pixels=_pixels(Path(dataset_dir), img))
+            ctx = context_from_result(gt, score_threshold=FINDING_THRESHOLD, max_per_phrase=MAX_COUNT, source="ground truth",
                                       ontology=onto)
         h = int(img["height"])
         spacing = img.get("pixel_spacing")
@@ -162,6 +163,18 @@ def generate_questions(dataset_dir: str | Path, *, split: str = "test", seed: in
         log.info("left out %d questions that do not parse back to their phrase (e.g. %s)", len(skipped),
                  sorted(skipped)[:3])
     return items
+
+
+def _pixels(dataset_dir: Path, record: dict) -> np.ndarray:
+    """The built image's pixels (its PNG is the model's pixels; sides are measured on it)."""
+    from ..errors import ReadError
+
+    path = dataset_dir / "images" / str(record["file_name"])
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
+    except (OSError, ValueError) as exc:
+        raise ReadError(path, f"cannot read image {record.get('id')}: {exc}") from exc
 
 
 def _implied(onto: Any, phrase: str, present: set[str]) -> bool:

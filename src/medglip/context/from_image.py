@@ -7,13 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from ..core.rules import FINDING_THRESHOLD, vertical_third
 from ..errors import MedglipError
 from ..infer.results import GroundingResult
+from ..ontology import Ontology, load_ontology
 from .finding import Finding
 from .grounded import GroundedContext
 from .location import (
-    Extent, find_containers, horizontal_words, image_side, location_words, orientation_of, resolve_spacing,
-    vertical_third, world_matrix,
+    Extent, find_containers, horizontal_words, location_words, orientation_of, resolve_spacing, side_of_box,
+    world_matrix,
 )
 
 PLANES = ("2d", "axial", "coronal", "sagittal")
@@ -75,8 +77,9 @@ def display_plane(extra: dict[str, Any]) -> str:
     return plane if plane in PLANES else "2d"  # e.g. "file": a degenerate one-slice volume
 
 
-def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None, score_threshold: float = 0.3,
-                        max_per_phrase: int = 3, source: str = "prediction", ontology: Any = None) -> GroundedContext:
+def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None,
+                        score_threshold: float = FINDING_THRESHOLD, max_per_phrase: int = 3, source: str = "prediction",
+                        ontology: Ontology | None = None) -> GroundedContext:
     """Findings of a 2D :class:`GroundingResult`.
 
     Args:
@@ -86,10 +89,12 @@ def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None, s
         score_threshold: boxes below it are dropped; phrases left with none are ``absent``.
         max_per_phrase: boxes kept per phrase (best first).
         source: ``"prediction"`` or ``"ground truth"`` (stored on every finding).
-        ontology: an :class:`~medglip.ontology.Ontology`; default :func:`load_ontology`.
-    """
-    from ..ontology import load_ontology
+        ontology: an :class:`~medglip.ontology.Ontology`; default :func:`load_ontology`. The context
+            keeps it (its later phrase look-ups use it too).
 
+    Sides are measured against the body's midline in ``result.pixels`` when the result has them
+    (:func:`medglip.core.rules.patient_side`), else against the image centre.
+    """
     thr, k = check_threshold(score_threshold, max_per_phrase)
     onto = ontology or load_ontology()
     extra = dict(result.extra or {})
@@ -98,6 +103,7 @@ def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None, s
     m = world_matrix(extra)
     orientation = orientation_of(result.modality, m is not None)
     plane = display_plane(extra)
+    pixels = result.pixels if result.pixels is not None and tuple(result.pixels.shape[:2]) == (h, w) else None
 
     asked: list[str] = []
     picked: list[tuple[str, PhraseInfo, tuple[float, float, float, float], float, np.ndarray | None]] = []
@@ -124,7 +130,7 @@ def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None, s
         x0, y0, x1, y1 = box
         cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
         bw, bh = x1 - x0, y1 - y0
-        side = image_side(cx, cy, (h, w), orientation, m, plane)
+        side = side_of_box(cx, w, result.modality, plane, pixels, m)
         vertical = vertical_third(cy, h)
         container = None if holder is None else picked[holder][0]
         area_px, area_mm2 = mask_areas(mask, spacing)
@@ -140,4 +146,4 @@ def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None, s
     return GroundedContext(
         source=str(result.source), modality=result.modality, image_size=(h, w), plane=plane,
         pixel_spacing=spacing, orientation=orientation, asked=tuple(asked), findings=findings,
-        absent=tuple(absent), score_threshold=thr, volume=None)
+        absent=tuple(absent), score_threshold=thr, volume=None, ontology=onto)

@@ -6,12 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from ..build.orient import plan_slices
+from ..core.orient import plan_slices
+from ..core.rules import FINDING_THRESHOLD, vertical_third
 from ..infer.volume import VolumeGroundingResult, VolumeObject
+from ..ontology import Ontology, load_ontology
 from .finding import Finding
-from .findings import PhraseInfo, check_threshold, mask_areas, phrase_info
+from .from_image import PhraseInfo, check_threshold, mask_areas, phrase_info
 from .grounded import GroundedContext
-from .location import Extent, find_containers, location_words, side_from_dx, vertical_third
+from .location import Extent, find_containers, location_words, side_of_box
 
 
 def _extent_mm(obj: VolumeObject, voxel_mm: np.ndarray) -> tuple[float, float, float]:
@@ -21,17 +23,17 @@ def _extent_mm(obj: VolumeObject, voxel_mm: np.ndarray) -> tuple[float, float, f
     return tuple(float(v) for v in (wb[1] - wb[0]) + voxel_mm)  # type: ignore[return-value]
 
 
-def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float = 0.3, max_per_phrase: int = 3,
-                        source: str = "prediction", ontology: Any = None) -> GroundedContext:
+def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float = FINDING_THRESHOLD,
+                        max_per_phrase: int = 3, source: str = "prediction",
+                        ontology: Ontology | None = None) -> GroundedContext:
     """Findings of a :class:`VolumeGroundingResult`: one per object (score = the object's mean score).
 
     Each finding's ``box`` is its best slice box (``key_slice``), ``slices`` its slice range,
-    ``extent_mm`` the LPS extent of its voxels and ``side`` the world x of its world-box centre
-    against the volume centre's. ``size_mm`` is None for volumes (``extent_mm`` says it).
-    Containment is tested on the objects' voxel boxes.
+    ``extent_mm`` the LPS extent of its voxels and ``side`` the side of its key-slice box
+    (:func:`medglip.core.rules.patient_side`, against the body's midline on that slice when the
+    result can draw it). ``size_mm`` is None for volumes (``extent_mm`` says it). Containment is
+    tested on the objects' voxel boxes.
     """
-    from ..ontology import load_ontology
-
     thr, k = check_threshold(score_threshold, max_per_phrase)
     onto = ontology or load_ontology()
     geom = result.geometry
@@ -40,10 +42,7 @@ def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float
     image_size = tuple(result.slice_results[0].image_size) if result.slice_results else plan.display_shape
     h = int(image_size[0])
     spacing = plan.pixel_spacing(geom)
-    lin = geom.direction_matrix * np.asarray(geom.spacing)[None, :]  # voxel index step → LPS mm
     voxel_mm = np.abs(geom.direction_matrix) @ np.asarray(geom.spacing, dtype=np.float64)
-    centre_x = float(geom.index_to_world((np.asarray(shape, dtype=np.float64) - 1.0) / 2.0)[0])
-    x_extent = float(np.abs(lin[0]) @ np.asarray(shape, dtype=np.float64))
 
     asked: list[str] = []
     absent: list[str] = []
@@ -71,7 +70,8 @@ def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float
         key = max(o.slice_boxes, key=lambda s: s.score)  # first of equal bests
         box = tuple(float(v) for v in np.asarray(key.box).reshape(4))
         wb = np.asarray(o.world_box, dtype=np.float64).reshape(2, 3)
-        side = side_from_dx(float(wb[:, 0].mean()) - centre_x, x_extent)
+        side = side_of_box((box[0] + box[2]) / 2.0, int(image_size[1]), result.modality, result.plane,
+                           _slice_pixels(result, key.slice_index))
         vertical = vertical_third((box[1] + box[3]) / 2.0, h)
         container = None if holder is None else picked[holder][0].phrase
         mask = None if key.mask is None else np.asarray(key.mask, dtype=bool)
@@ -96,4 +96,11 @@ def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float
     return GroundedContext(
         source=str(result.source), modality=result.modality, image_size=(int(image_size[0]), int(image_size[1])),
         plane=result.plane, pixel_spacing=spacing, orientation="world", asked=tuple(asked), findings=findings,
-        absent=tuple(absent), score_threshold=thr, volume=volume)
+        absent=tuple(absent), score_threshold=thr, volume=volume, ontology=onto)
+
+
+def _slice_pixels(result: VolumeGroundingResult, index: int) -> np.ndarray | None:
+    """The model pixels of a display slice, when the result still holds its volume."""
+    if result.volume is None or result.plan is None or result.input_config is None:
+        return None
+    return result.slice_pixels(index)[0]

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from pycocotools import mask as mask_utils
-
+from ..core.boxes import xywh_to_xyxy
+from ..core.masks import decode_segmentation
 from ..errors import MedglipError
 from ..infer.results import GroundingResult, PhraseGrounding
 
@@ -21,23 +21,22 @@ def _phrase(ann: dict, categories: dict[int, dict]) -> str:
     return str(cat["name"])
 
 
-def _mask(segmentation: Any, h: int, w: int) -> np.ndarray:
-    """``(H, W)`` bool from COCO RLE (text or list counts) or polygons."""
-    if isinstance(segmentation, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w))
-    elif isinstance(segmentation.get("counts"), list):
-        rle = mask_utils.frPyObjects(segmentation, h, w)
-    else:
-        counts = segmentation["counts"]
-        rle = {"size": segmentation["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    m = mask_utils.decode(rle).astype(bool)
-    if m.shape != (h, w):
-        raise MedglipError(f"mask of shape {m.shape} does not match the image ({h}, {w})")
-    return m
+def record_extra(image_record: dict) -> dict[str, Any]:
+    """The geometry of a built image record as a grounding result's ``extra``: ``pixel_spacing``,
+    ``plane`` and ``pixel_to_world`` where the record has them."""
+    extra: dict[str, Any] = {}
+    if image_record.get("pixel_spacing") is not None:
+        extra["pixel_spacing"] = [float(v) for v in image_record["pixel_spacing"]]
+    if image_record.get("slice_plane"):
+        extra["plane"] = str(image_record["slice_plane"])
+    if image_record.get("pixel_to_world") is not None:
+        extra["pixel_to_world"] = image_record["pixel_to_world"]
+    return extra
 
 
 def result_from_annotations(image_record: dict, annotations: list[dict], categories: dict[int, dict],
-                            phrases: Sequence[str] | None = None) -> GroundingResult:
+                            phrases: Sequence[str] | None = None, *, pixels: np.ndarray | None = None
+                            ) -> GroundingResult:
     """The ground truth of one image (docs/dataset_format.md) as a :class:`GroundingResult`.
 
     Args:
@@ -47,6 +46,7 @@ def result_from_annotations(image_record: dict, annotations: list[dict], categor
         categories: category records by id (the phrase of an annotation without ``phrase``).
         phrases: the phrases to report, in this order (those without annotations get no boxes);
             default: the annotations' phrases in order of first appearance.
+        pixels: the image's pixels (the dataset's PNG), so sides are measured as on predictions.
 
     Returns:
         Boxes xyxy, scores 1.0, masks ``(K, H, W)`` bool when EVERY annotation has a segmentation
@@ -66,19 +66,18 @@ def result_from_annotations(image_record: dict, annotations: list[dict], categor
     groundings = []
     for name in names:
         anns = by_phrase.get(name, [])
-        boxes = np.array([[x, y, x + bw, y + bh] for x, y, bw, bh in (a["bbox"] for a in anns)],
-                         dtype=np.float32).reshape(-1, 4)
+        boxes = xywh_to_xyxy([a["bbox"] for a in anns]).astype(np.float32)
         masks = None
         if with_masks:
-            masks = np.stack([_mask(a["segmentation"], h, w) for a in anns]) if anns else np.zeros((0, h, w), bool)
+            masks = (np.stack([decode_segmentation(a["segmentation"], h, w) for a in anns]) if anns
+                     else np.zeros((0, h, w), bool))
         groundings.append(PhraseGrounding(name, boxes, np.ones(len(anns), np.float32), masks))
 
-    extra: dict[str, Any] = {}
-    if image_record.get("pixel_spacing") is not None:
-        extra["pixel_spacing"] = [float(v) for v in image_record["pixel_spacing"]]
-    if image_record.get("slice_plane"):
-        extra["plane"] = str(image_record["slice_plane"])
-    if image_record.get("pixel_to_world") is not None:
-        extra["pixel_to_world"] = image_record["pixel_to_world"]
+    extra = record_extra(image_record)
+    if image_record.get("intensity") is not None:
+        extra["intensity"] = image_record["intensity"]
+    if pixels is not None and tuple(np.asarray(pixels).shape[:2]) != (h, w):
+        raise MedglipError(f"pixels of shape {np.asarray(pixels).shape} do not match image record "
+                           f"{image_record.get('id')!r} ({h}, {w})")
     return GroundingResult(names, groundings, (h, w), str(image_record.get("modality") or ""), "metadata",
-                           str(image_record.get("file_name", "array")), extra)
+                           str(image_record.get("file_name", "array")), extra, pixels=pixels)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..case import Geometry
+from .geometry import Geometry
 
 PLANES = ("axial", "coronal", "sagittal")
 
@@ -58,18 +58,28 @@ class SlicePlan:
         """``(height, width)`` of every slice."""
         return self.shape[self.row_axis], self.shape[self.col_axis]
 
-    def take(self, array: np.ndarray, index: int) -> np.ndarray:
-        """Display slice ``index`` of ``array``: ``(i, j, k[, C])`` → ``(H, W[, C])``, C-contiguous."""
-        sl = np.take(array, index, axis=self.slice_axis)
+    def view(self, array: np.ndarray, index: int) -> np.ndarray:
+        """Display slice ``index`` of ``array`` as a VIEW: ``(i, j, k[, C])`` → ``(H, W[, C])``.
+
+        Basic indexing, a transpose and negative strides only: nothing is copied, whatever the
+        memory order of ``array`` (a Fortran-ordered NIfTI array included).
+        """
+        if not 0 <= index < array.shape[self.slice_axis]:
+            raise IndexError(f"slice {index} out of range 0..{array.shape[self.slice_axis] - 1}")
+        sl = array[(slice(None),) * self.slice_axis + (index,)]
         # after removing slice_axis, the remaining spatial axes keep their relative order
         rest = [a for a in range(3) if a != self.slice_axis]
         order = [rest.index(self.row_axis), rest.index(self.col_axis)] + list(range(2, sl.ndim))
-        sl = np.transpose(sl, order)
+        sl = sl.transpose(order)
         if self.row_flip:
             sl = sl[::-1]
         if self.col_flip:
             sl = sl[:, ::-1]
-        return np.ascontiguousarray(sl)
+        return sl
+
+    def take(self, array: np.ndarray, index: int) -> np.ndarray:
+        """Display slice ``index`` of ``array`` as a C-contiguous copy of that slice only."""
+        return np.ascontiguousarray(self.view(array, index))
 
     def pixel_to_voxel(self, index: int) -> np.ndarray:
         """``3 x 4`` matrix mapping ``(x, y, dz, 1)`` (column, row, slice step) to voxel ``(i, j, k)``."""

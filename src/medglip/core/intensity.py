@@ -1,0 +1,107 @@
+"""Raw intensities → 8-bit pixels: the named CT windows, percentile ranges, and how to invert them.
+
+The CT windows are defined here and nowhere else (the ontology names them per structure, the input
+pipeline stacks three of them as the model's channels, pictures show one of them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import MedglipError
+
+#: Named CT windows as ``(low, high)`` Hounsfield units (window width W, level L in the comment).
+CT_WINDOWS: dict[str, tuple[float, float]] = {
+    "lung": (-1350.0, 150.0),         # W1500 L-600: parenchyma, nodules, airway
+    "mediastinum": (-135.0, 215.0),   # W350 L40: heart, great vessels, mediastinum, effusions
+    "soft_tissue": (-160.0, 240.0),   # W400 L40: abdominal/pelvic organs, muscles, neck
+    "brain": (0.0, 80.0),             # W80 L40: brain parenchyma, intracranial lesions
+    "bone": (-450.0, 1050.0),         # W1500 L300: skeleton
+    "liver": (-45.0, 105.0),          # W150 L30: separates hepatic lesions from parenchyma
+}
+#: The window pictures of CT use unless the caller names another.
+DEFAULT_DISPLAY_WINDOW = "soft_tissue"
+#: Percentiles of the non-background values that map to 0 and 255 for every non-CT modality.
+PERCENTILES: tuple[float, float] = (0.5, 99.5)
+
+def parse_window(spec: str | tuple[float, float] | list[float]) -> tuple[float, float]:
+    """A window name of :data:`CT_WINDOWS`, ``"low,high"`` text or a ``(low, high)`` pair → HU bounds.
+
+    Raises:
+        MedglipError: an unknown name, unparseable text, or ``low >= high``.
+    """
+    if isinstance(spec, str):
+        if spec in CT_WINDOWS:
+            return CT_WINDOWS[spec]
+        try:
+            lo, hi = (float(x) for x in spec.split(","))
+        except ValueError:
+            raise MedglipError(f"unknown CT window {spec!r}; expected one of {', '.join(CT_WINDOWS)} "
+                               "or 'low,high' in HU") from None
+    else:
+        try:
+            lo, hi = (float(v) for v in spec)
+        except (TypeError, ValueError):
+            raise MedglipError(f"a CT window must be a name or a (low, high) pair in HU, got {spec!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise MedglipError(f"CT window low must be below high, got {spec!r}")
+    return lo, hi
+
+
+def window_to_uint8(array: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Linear map of ``[low, high]`` to ``[0, 255]`` with clipping (NaN → 0); shape preserved."""
+    x = (np.asarray(array, dtype=np.float32) - np.float32(low)) * np.float32(255.0 / (high - low))
+    return np.clip(np.rint(np.nan_to_num(x, nan=0.0)), 0, 255).astype(np.uint8)
+
+
+def percentile_range(array: np.ndarray, lo: float = PERCENTILES[0], hi: float = PERCENTILES[1], *,
+                     max_samples: int = 2_000_000) -> tuple[float, float]:
+    """Percentiles of the non-background values of an image or volume (a strided sample when big).
+
+    Background is the minimum value when it fills more than a third of the array (MR and
+    ultrasound pad with zeros), so that empty air does not pull the range down. A constant array
+    gets a range one unit (or a millionth of its magnitude) wide, so it stays displayable.
+    """
+    flat = np.asarray(array).reshape(-1)
+    if flat.size > max_samples:
+        flat = flat[:: int(np.ceil(flat.size / max_samples))]
+    flat = flat[np.isfinite(flat)] if np.issubdtype(flat.dtype, np.floating) else flat
+    if flat.size == 0:
+        return 0.0, 1.0
+    vmin = flat.min()
+    if np.count_nonzero(flat == vmin) > flat.size / 3:
+        rest = flat[flat != vmin]
+        if rest.size:
+            flat = rest
+    p_lo, p_hi = (float(v) for v in np.percentile(flat, [lo, hi]))
+    if not p_hi > p_lo:  # ``+ 1`` alone is lost in rounding at huge magnitudes (1e308 fill values)
+        p_hi = p_lo + max(1.0, abs(p_lo) * 1e-6)
+    return p_lo, p_hi
+
+
+def looks_like_hu(array: np.ndarray) -> bool:
+    """For arrays of unknown modality: signed values reaching air (−3100..−900) and at most 4000."""
+    a = np.asarray(array)
+    if a.size == 0 or not (np.issubdtype(a.dtype, np.signedinteger) or np.issubdtype(a.dtype, np.floating)):
+        return False
+    finite = a[np.isfinite(a)] if np.issubdtype(a.dtype, np.floating) else a
+    if finite.size == 0:
+        return False
+    lo, hi = float(finite.min()), float(finite.max())
+    return -3100.0 <= lo <= -900.0 and 0.0 < hi <= 4000.0
+
+
+def raw_range(raw: np.ndarray) -> dict[str, float]:
+    """``{"raw_min", "raw_max"}`` of the finite values (empty when there are none)."""
+    a = np.asarray(raw)
+    finite = a[np.isfinite(a)] if np.issubdtype(a.dtype, np.floating) else a
+    return {"raw_min": float(finite.min()), "raw_max": float(finite.max())} if finite.size else {}
+
+
+def intensity_record(mode: str, low: float, high: float, raw: np.ndarray, **extra: Any) -> dict[str, Any]:
+    """An ``intensity`` record of one channel: ``raw = low + pixel / 255 * (high - low)``."""
+    rec: dict[str, Any] = {"mode": mode, "low": float(low), "high": float(high), **raw_range(raw)}
+    rec.update(extra)
+    return rec

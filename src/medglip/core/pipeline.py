@@ -1,0 +1,236 @@
+"""The one input pipeline: a raw 2D image (or one slice of a volume) → the exact tensor the model sees.
+
+Two steps, used by the dataset builder, the trainer, the Grounder, volumes, VQA, reports and the
+service alike (nothing else derives windows or normalisation):
+
+1. :func:`model_pixels`: raw values → uint8 *model pixels*, configured by :class:`InputConfig`
+   (saved in every checkpoint's ``config.json`` and every built dataset's ``build_config.json``):
+
+   - CT (Hounsfield units): the three windows of ``InputConfig.ct_windows`` (lung, soft tissue,
+     bone by default) stacked as the three channels ``(H, W, 3)``. No window is chosen per image,
+     so nothing has to be guessed at inference;
+   - 8-bit images (PNG / JPEG pictures, ``uint8`` arrays) and bool masks: as they are;
+   - everything else (MR, radiographs, ultrasound, 16-bit or float pictures): the
+     ``InputConfig.percentiles`` of the image's own non-background values map to 0 and 255, per
+     image (per slice for volumes), so one slice gives the same pixels on its own and inside its
+     volume.
+
+   The built dataset's PNG files ARE these pixels, so training reads exactly what inference makes.
+
+2. :func:`to_tensor`: letterbox to ``S × S`` (long side ``S``, aspect kept, zero padding at the
+   bottom / right), grey → 3 channels, ImageNet mean / std. :func:`boxes_to_original` undoes the
+   letterbox for boxes.
+
+Pictures for people (overlays, visual prompts) are made by :func:`picture`: one CT window (soft
+tissue unless asked otherwise), the other modalities as their model pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import MedglipError
+from .intensity import (
+    CT_WINDOWS, DEFAULT_DISPLAY_WINDOW, PERCENTILES, looks_like_hu, parse_window, percentile_range, raw_range,
+    window_to_uint8,
+)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: The CT windows stacked as the model's three input channels, by default.
+DEFAULT_INPUT_WINDOWS: tuple[str, str, str] = ("lung", "soft_tissue", "bone")
+#: Version of the input pipeline; configs of an older version are converted or refused by their loaders.
+PIPELINE_VERSION = 2
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """How raw values become model pixels (saved with every checkpoint and every built dataset).
+
+    Attributes:
+        ct_windows: three ``(low, high)`` HU windows, one per input channel of a CT image.
+        percentiles: the low / high percentiles of an image's non-background values that map to
+            0 and 255 for non-CT, non-8-bit images.
+        version: the pipeline version (:data:`PIPELINE_VERSION`).
+    """
+
+    ct_windows: tuple[tuple[float, float], ...] = tuple(CT_WINDOWS[n] for n in DEFAULT_INPUT_WINDOWS)
+    percentiles: tuple[float, float] = PERCENTILES
+    version: int = PIPELINE_VERSION
+
+    def __post_init__(self) -> None:
+        if len(self.ct_windows) != 3:
+            raise ValueError(f"ct_windows must hold three (low, high) windows, one per channel, got {self.ct_windows}")
+        for w in self.ct_windows:
+            parse_window(tuple(w))
+        lo, hi = self.percentiles
+        if not 0 <= lo < hi <= 100:
+            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ct_windows": [list(w) for w in self.ct_windows], "percentiles": list(self.percentiles),
+                "version": self.version}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "InputConfig":
+        return cls(ct_windows=tuple(tuple(float(v) for v in w) for w in d["ct_windows"]),
+                   percentiles=tuple(float(v) for v in d["percentiles"]), version=int(d.get("version", 0)))
+
+    @classmethod
+    def from_window_names(cls, names: tuple[str, ...], **kw: Any) -> "InputConfig":
+        return cls(ct_windows=tuple(parse_window(n) for n in names), **kw)
+
+    def replace(self, **changes: Any) -> "InputConfig":
+        return dataclasses.replace(self, **changes)
+
+    def window_names(self) -> list[str]:
+        """The name of each channel's window (``"low,high"`` for unnamed ones)."""
+        by_value = {v: k for k, v in CT_WINDOWS.items()}
+        return [by_value.get(tuple(w), f"{w[0]:g},{w[1]:g}") for w in self.ct_windows]
+
+
+# ------------------------------------------------------------------------------ model pixels
+def image_channels(array: np.ndarray, what: str = "image") -> np.ndarray:
+    """A 2D image's channel layout normalised: ``(H, W)``, ``(H, W, 1)`` → ``(H, W)``; RGBA → RGB;
+    channels-first colour → channels-last. Anything else raises :class:`MedglipError`."""
+    a = np.asarray(array)
+    if a.ndim == 2:
+        out = a
+    elif a.ndim == 3 and a.shape[2] == 1:
+        out = a[..., 0]
+    elif a.ndim == 3 and a.shape[2] in (3, 4):
+        out = a[..., :3]
+    elif a.ndim == 3 and a.shape[0] in (3, 4) and a.shape[2] > 4:
+        out = np.moveaxis(a[:3], 0, -1)
+    elif a.ndim == 3:
+        raise MedglipError(f"{what} of shape {a.shape} looks like a 3D volume: ground it with "
+                           "Grounder.ground_volume(array, phrases, geometry=...) or pass one 2D slice")
+    else:
+        raise MedglipError(f"{what} has shape {a.shape}: expected a 2D image (H, W) or (H, W, 3)")
+    if out.size == 0 or min(out.shape[:2]) < 1:
+        raise MedglipError(f"{what} is empty (shape {a.shape})")
+    return out
+
+
+def is_ct_input(array: np.ndarray, modality: str | None) -> bool:
+    """Whether :func:`model_pixels` windows ``array`` as CT: a grey non-8-bit image of modality CT
+    (or of unknown modality whose values look like Hounsfield units)."""
+    a = np.asarray(array)
+    if a.dtype in (np.uint8, np.bool_) or a.ndim != 2:
+        return False
+    return modality == "CT" or (modality is None and looks_like_hu(a))
+
+
+def model_pixels(raw: np.ndarray, modality: str | None, config: InputConfig = InputConfig(), *,
+                 what: str = "image") -> tuple[np.ndarray, dict[str, Any]]:
+    """Raw values of one 2D image → uint8 model pixels and the ``intensity`` record saying how.
+
+    Args:
+        raw: ``(H, W)`` or ``(H, W, 3|4)`` (or channels-first colour) values of any numeric dtype.
+        modality: canonical code, or None (then Hounsfield-like values are taken as CT).
+        config: the model's (or the build's) :class:`InputConfig`.
+        what: names the input in errors.
+
+    Returns:
+        ``(pixels, intensity)``: pixels ``(H, W, 3)`` for CT and colour, ``(H, W)`` for grey;
+        ``intensity["mode"]`` is ``ct_windows`` (with ``windows``), ``identity``, ``scale`` or
+        ``percentile`` (with ``low`` / ``high``: ``raw = low + pixel / 255 * (high - low)``).
+
+    Raises:
+        MedglipError: a non-numeric dtype or a shape that is not a 2D image.
+    """
+    a = image_channels(raw, what)
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8) * 255, {"mode": "identity", "low": 0.0, "high": 1.0}
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise MedglipError(f"{what}: unsupported pixel type {a.dtype}: expected a numeric image")
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a), {"mode": "identity", "low": 0.0, "high": 255.0}
+    if is_ct_input(a, modality):
+        pix = np.stack([window_to_uint8(a, lo, hi) for lo, hi in config.ct_windows], axis=-1)
+        return pix, {"mode": "ct_windows", "windows": [list(w) for w in config.ct_windows], **raw_range(a)}
+    if a.ndim == 3 and np.issubdtype(a.dtype, np.floating) and np.nanmin(a) >= 0 and np.nanmax(a) <= 1:
+        pix = np.clip(np.rint(np.nan_to_num(a) * 255), 0, 255).astype(np.uint8)
+        return pix, {"mode": "scale", "low": 0.0, "high": 1.0}
+    lo, hi = percentile_range(a, *config.percentiles)
+    return window_to_uint8(a, lo, hi), {"mode": "percentile", "low": lo, "high": hi,
+                                        "percentiles": list(config.percentiles), **raw_range(a)}
+
+
+def picture(pixels: np.ndarray, intensity: dict[str, Any] | None = None, *, window: Any = None,
+            raw: np.ndarray | None = None) -> np.ndarray:
+    """Pixels for people: one CT window in grey, other images as their model pixels.
+
+    Args:
+        pixels: model pixels (:func:`model_pixels`).
+        intensity: their ``intensity`` record (None: the pixels are shown as they are).
+        window: for CT, a window name / ``"low,high"`` / pair; default :data:`DEFAULT_DISPLAY_WINDOW`.
+            A window among the input channels is that channel; another one needs ``raw``.
+        raw: the raw values, to show a window that is not an input channel.
+
+    Raises:
+        MedglipError: a window that is neither an input channel nor computable (no ``raw``).
+    """
+    if not intensity or intensity.get("mode") != "ct_windows":
+        return pixels
+    wanted = parse_window(DEFAULT_DISPLAY_WINDOW if window is None else window)
+    windows = [tuple(float(v) for v in w) for w in intensity.get("windows", ())]
+    if wanted in windows and pixels.ndim == 3:
+        return np.ascontiguousarray(pixels[..., windows.index(wanted)])
+    if raw is not None:
+        return window_to_uint8(image_channels(raw), *wanted)
+    names = {v: k for k, v in CT_WINDOWS.items()}
+    raise MedglipError(f"CT window {window!r} is not one of this image's channels "
+                       f"({', '.join(names.get(w, f'{w[0]:g},{w[1]:g}') for w in windows)}) and its raw values "
+                       "are not at hand")
+
+
+# ------------------------------------------------------------------------------ tensors
+def to_tensor(pixels: np.ndarray, size: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Model pixels → the model's input tensor.
+
+    Args:
+        pixels: uint8 ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` (alpha dropped).
+        size: the model's input side ``S``.
+
+    Returns:
+        ``(FloatTensor (3, S, S), {"scale": float, "orig_size": (H, W)})``.
+    """
+    a = np.asarray(pixels)
+    if a.dtype != np.uint8:
+        raise TypeError(f"to_tensor expects uint8 model pixels, got {a.dtype} (use model_pixels first)")
+    if a.ndim == 3 and a.shape[2] in (1, 3, 4):
+        a = a[..., :3] if a.shape[2] >= 3 else a[..., 0]
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"expected (H, W) or (H, W, 3) pixels, got shape {np.asarray(pixels).shape}")
+    h, w = a.shape[:2]
+    if h == 0 or w == 0:
+        raise ValueError("empty image")
+    scale = size / max(h, w)
+    nh, nw = max(1, min(size, round(h * scale))), max(1, min(size, round(w * scale)))
+    x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div_(255.0)
+    if (nh, nw) != (h, w):
+        x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False,
+                          antialias=scale < 1).squeeze(0).clamp_(0, 1)
+    out = torch.zeros(3, size, size)
+    out[:, :nh, :nw] = x
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (out - mean) / std, {"scale": scale, "orig_size": (h, w)}
+
+
+def boxes_to_original(boxes: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
+    """xyxy boxes in input pixels → original pixels (divide by ``scale``, clip to the original size)."""
+    h, w = meta["orig_size"]
+    out = boxes.float() / float(meta["scale"])
+    out[..., 0::2] = out[..., 0::2].clamp(0, w)
+    out[..., 1::2] = out[..., 1::2].clamp(0, h)
+    return out

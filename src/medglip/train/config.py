@@ -1,0 +1,76 @@
+"""``TrainConfig``: how to train, saved as ``RUN/train_config.json`` beside every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Length: give ``max_steps`` or ``epochs`` (neither: 1000 steps).
+
+    Attributes:
+        preset: the ``medglip.model.PRESETS`` entry of a new model (ignored on resume: the
+            checkpoint's ModelConfig is used).
+        init_from: start from the weights of this checkpoint folder (fine-tuning; ``preset`` and
+            ``model_overrides`` are then ignored) instead of the preset's initial weights.
+        max_steps: optimizer steps in all.
+        epochs: passes over the split (converted to steps per process).
+        batch_size: images per process per step.
+        model_overrides: ModelConfig fields changed from the preset, as ``(name, value)`` pairs
+            (e.g. ``(("image_size", 256),)``); ignored on resume.
+        lr: peak learning rate of the image side, fusion and head.
+        text_lr_factor: the text encoder's rate is ``lr * text_lr_factor`` (None: the model config's
+            ``text_lr_factor`` hint).
+        weight_decay: AdamW decay (not applied to biases, norms, 1-D parameters).
+        warmup_steps: linear warm-up from ~0 to the peak rate.
+        min_lr_ratio: the cosine decays to ``lr * min_lr_ratio`` at the last step.
+        grad_clip: clip the global gradient norm to this (None or 0: no clipping).
+        checkpoint_every: write a resumable checkpoint every N steps (and always at the end).
+        keep_last: how many step checkpoints to keep.
+        log_every: log line / PNG refresh every N steps (the CSV gets every step).
+        seed: seed of the model initialisation, data order and augmentation.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ... (under torchrun the local rank picks the GPU).
+        amp: ``auto`` (bf16 on CUDA when supported, else fp16 with a GradScaler; none on CPU),
+            ``bf16``, ``fp16`` (CUDA only) or ``none``.
+        num_workers: DataLoader worker processes per rank.
+        split: the dataset split to train on.
+        negatives_per_image: absent phrases added to each prompt.
+        flip_prob: horizontal-flip probability (left/right phrases swapped).
+        min_scale: scale-jitter lower bound (1.0: off).
+    """
+
+    preset: str = "default"
+    model_overrides: tuple[tuple[str, Any], ...] = ()
+    init_from: str | None = None
+    max_steps: int | None = None
+    epochs: int | None = None
+    batch_size: int = 8
+    lr: float = 1e-4
+    text_lr_factor: float | None = None
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.01
+    grad_clip: float | None = 1.0
+    checkpoint_every: int = 500
+    keep_last: int = 2
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"
+    num_workers: int = 0
+    split: str = "train"
+    negatives_per_image: int = 4
+    flip_prob: float = 0.5
+    min_scale: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.max_steps is not None and self.epochs is not None:
+            raise ValueError("give max_steps or epochs, not both")
+        if (self.max_steps is not None and self.max_steps < 1) or (self.epochs is not None and self.epochs < 1):
+            raise ValueError("max_steps / epochs must be >= 1")
+        if self.amp not in ("auto", "bf16", "fp16", "none"):
+            raise ValueError(f"amp must be auto, bf16, fp16 or none, not {self.amp!r}")
+        if self.batch_size < 1 or self.checkpoint_every < 1 or self.log_every < 1:
+            raise ValueError("batch_size, checkpoint_every and log_every must be >= 1")

@@ -2,6 +2,9 @@
 
 from .config import BuildConfig, ct_windows
 from .merge import MergeResult, merge
+from .recipe import Recipe, RecipeSource, SplitPolicy, load_recipe, parse_recipe
+from .recipe_build import RecipeBuildResult, build_recipe
 from .runner import BuildResult, Shard, build
 
-__all__ = ["BuildConfig", "BuildResult", "ct_windows", "MergeResult", "Shard", "build", "merge"]
+__all__ = ["BuildConfig", "BuildResult", "ct_windows", "MergeResult", "Shard", "build", "merge",
+           "Recipe", "RecipeSource", "SplitPolicy", "load_recipe", "parse_recipe", "RecipeBuildResult", "build_recipe"]

@@ -113,11 +113,36 @@ def _process(ref: CaseRef, builder: CaseBuilder | None = None) -> tuple[str, str
         return ref.key, reason
 
 
+def run_pool(todo: list[CaseRef], fn: Callable[[CaseRef], tuple[str, str | None]], *, workers: int,
+             initializer: Callable[..., None], initargs: tuple, settle: Callable[[str, str | None], None]) -> None:
+    """Run ``fn`` on every ref in ``workers`` spawned processes (set up by ``initializer``),
+    calling ``settle(key, error)`` as cases finish.
+
+    Raises:
+        MedglipError: a worker process died (the finished cases are kept; rerun to resume).
+    """
+    ctx = mp.get_context("spawn")  # no fork: SimpleITK/ITK thread pools are not fork-safe
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=initializer,
+                             initargs=initargs) as pool:
+        futures = [pool.submit(fn, r) for r in todo]
+        try:
+            for f in as_completed(futures):
+                settle(*f.result())
+        except BrokenProcessPool as exc:
+            raise MedglipError(
+                "a worker process died (out of memory or a crash in a reader); cases finished so far "
+                "are kept: run the same command again to resume"
+            ) from exc
+
+
 def prepare_out(config: BuildConfig, out: Path, *, layout: str) -> None:
     """Create ``out`` or check that it was started with the same configuration."""
     cfg_path = out / "build_config.json"
     if cfg_path.exists():
         old = read_json(cfg_path)
+        if old.get("kind") == "recipe":
+            raise MedglipError(f"{out} holds a recipe build ({cfg_path}); build into it with --recipe, "
+                               "or use a new output folder")
         if old.get("fingerprint") != config.fingerprint():
             raise MedglipError(
                 f"{out} holds a build made with other settings ({cfg_path}); "
@@ -182,18 +207,8 @@ def build(
         for r in todo:
             settle(*_process(r, builder))
     else:
-        ctx = mp.get_context("spawn")  # no fork: SimpleITK/ITK thread pools are not fork-safe
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(config.to_json(), str(out), 1)) as pool:
-            futures = [pool.submit(_process, r) for r in todo]
-            try:
-                for f in as_completed(futures):
-                    settle(*f.result())
-            except BrokenProcessPool as exc:
-                raise MedglipError(
-                    "a worker process died (out of memory or a crash in a reader); cases finished so far "
-                    "are kept: run the same command again to resume"
-                ) from exc
+        run_pool(todo, _process, workers=workers, initializer=_init_worker,
+                 initargs=(config.to_json(), str(out), 1), settle=settle)
     all_keys = read_json(out / "cases.json")
     settled = [k for k in all_keys if is_done(out, k, fp) or _failure_path(out, k).exists()]
     result.pending = len(all_keys) - len(settled)

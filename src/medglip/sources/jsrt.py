@@ -85,13 +85,19 @@ def read_img(path: Path) -> np.ndarray:
     return np.fromfile(path, dtype=">u2").reshape(side, side).astype(np.uint16)
 
 
+def read_gif_mask(path: Path) -> np.ndarray:
+    """An SCR mask (GIF, white on black) as a boolean array, by grey level (palette order varies)."""
+    from ..io.raster import open_pil
+
+    with open_pil(path) as pic:
+        return np.asarray(pic.convert("L")) > 127
+
+
 def load_case(ref: CaseRef) -> Case:
     """Read the radiograph, reduce it to the masks' grid, invert it, and layer the SCR masks."""
-    from ..io import read_mask_2d
-
     ipath = C.require_file(Path(ref.image_paths[0]), "image file")
     raw = read_img(ipath)
-    masks = [(n, read_mask_2d(C.require_file(Path(p), "mask file"))) for n, p in
+    masks = [(n, read_gif_mask(C.require_file(Path(p), "mask file"))) for n, p in
              zip(ref.option("mask_names", ()), ref.label_paths)]
     block = 1
     if masks:

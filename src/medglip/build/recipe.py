@@ -173,7 +173,7 @@ class Recipe:
                 "sources": [s.to_json() for s in self.sources]}
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_json(), sort_keys=False, allow_unicode=True, width=110)
+        return yaml.safe_dump(self.to_json(), sort_keys=False, allow_unicode=True, width=110, default_flow_style=None)
 
 
 def catalogue_mapping(catalog_id: str) -> dict[str, str]:

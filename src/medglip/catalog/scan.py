@@ -42,30 +42,32 @@ def identify(path: Path, layout: str, catalog: tuple[CatalogEntry, ...]) -> Cata
 def scan(root: str | Path, *, depth: int = 2, catalog: tuple[CatalogEntry, ...] | None = None) -> list[ScanHit]:
     """Data sets under ``root`` (``root`` itself and folders up to ``depth`` levels below it).
 
-    A folder whose layout is detected is a hit and is not searched further. Folders are visited in
-    sorted order; hidden folders are skipped.
+    A folder whose layout is detected and whose name matches its catalogue entry is a hit and is
+    not searched further; other detected folders are searched for better-named data sets below
+    them (adapters also accept a folder one level above a data set) and are hits only when none
+    is found. Folders are visited in sorted order; hidden folders are skipped.
     """
     from ..sources import detect_layout
 
     catalog = catalog if catalog is not None else load_catalog()
-    hits: list[ScanHit] = []
 
-    def visit(folder: Path, level: int) -> None:
+    def visit(folder: Path, level: int) -> list[ScanHit]:
         try:
             layout = detect_layout(folder)
         except LayoutError:
             layout = None
-        if layout is not None:
-            hits.append(ScanHit(path=folder, layout=layout, entry=identify(folder, layout, catalog)))
-            return
-        if level >= depth:
-            return
-        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            visit(sub, level + 1)
+        hit = ScanHit(path=folder, layout=layout, entry=identify(folder, layout, catalog)) if layout else None
+        if hit is not None and (level >= depth or (hit.entry is not None and hit.entry.matches_folder(folder.name))):
+            return [hit]  # a data set named as the catalogue knows it: not searched further
+        found = []
+        if level < depth:  # adapters accept a dataset one level up: look for better-named ones below
+            for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                found += visit(sub, level + 1)
+        return found or ([hit] if hit else [])
 
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"{root}: not a folder")
-    visit(root, 0)
+    hits = visit(root, 0)
     log.info("%s: %d data set(s) found", root, len(hits))
     return hits

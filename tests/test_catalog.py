@@ -1,0 +1,371 @@
+"""The dataset catalogue: its data, and one build per entry on a fixture in the entry's real layout.
+
+Every entry's fixture (tests/catalog_layouts*.py) is written with the data set's real folder and
+file naming and its real label names and values; it is read by the entry's adapter, its labels
+are resolved through the ontology with the entry id as the source (as a recipe does), and each
+annotation's phrase, hierarchy level and laterality must be the ones written here by hand. In 3D,
+sided structures are placed on their side and the side the builder measures must agree; on chest
+radiographs a "left" structure must lie on the image's right.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from catalog_layouts import write
+
+from medglip.build.process import CaseBuilder
+from medglip.build.recipe import parse_recipe
+from medglip.build.recipe_build import source_refs
+from medglip.catalog import get_entry, load_catalog
+from medglip.catalog.scan import identify, scan
+from medglip.modality import MODALITIES
+from medglip.ontology import load_ontology
+from medglip.sources import detect_layout, load_case
+
+TOTALSEG_NAMES = ("spleen", "kidney_left", "kidney_right", "liver", "lung_upper_lobe_left", "lung_middle_lobe_right",
+                  "adrenal_gland_left", "gluteus_maximus_right", "vertebrae_L1", "rib_left_3", "kidney_cyst_left", "heart")
+
+# name -> (phrase, level, laterality), by hand. In 3D, a lesion whose name gives no side takes the
+# side it lies on: the fixtures place those on the patient's right.
+EXPECTED: dict[str, dict[str, tuple[str, str, str | None]]] = {
+    "totalsegmentator": {
+        "spleen": ("spleen", "organ", None),
+        "kidney_left": ("left kidney", "organ", "left"),
+        "kidney_right": ("right kidney", "organ", "right"),
+        "liver": ("liver", "organ", None),
+        "lung_upper_lobe_left": ("left upper lobe", "substructure", "left"),
+        "lung_middle_lobe_right": ("right middle lobe", "substructure", "right"),
+        "adrenal_gland_left": ("left adrenal gland", "organ", "left"),
+        "gluteus_maximus_right": ("right gluteus maximus", "substructure", "right"),
+        "vertebrae_L1": ("L1 vertebra", "substructure", None),
+        "rib_left_3": ("left 3rd rib", "substructure", "left"),
+        "kidney_cyst_left": ("left kidney cyst", "lesion", "left"),
+        "heart": ("heart", "organ", None),
+    },
+    "amos22": {
+        "spleen": ("spleen", "organ", None),
+        "right kidney": ("right kidney", "organ", "right"),
+        "left kidney": ("left kidney", "organ", "left"),
+        "gall bladder": ("gallbladder", "organ", None),
+        "esophagus": ("esophagus", "organ", None),
+        "liver": ("liver", "organ", None),
+        "stomach": ("stomach", "organ", None),
+        "arota": ("aorta", "organ", None),
+        "postcava": ("inferior vena cava", "organ", None),
+        "pancreas": ("pancreas", "organ", None),
+        "right adrenal gland": ("right adrenal gland", "organ", "right"),
+        "left adrenal gland": ("left adrenal gland", "organ", "left"),
+        "duodenum": ("duodenum", "organ", None),
+        "bladder": ("urinary bladder", "organ", None),
+        "prostate/uterus": ("prostate or uterus", "organ", None),
+    },
+    "btcv": {
+        "spleen": ("spleen", "organ", None),
+        "right kidney": ("right kidney", "organ", "right"),
+        "left kidney": ("left kidney", "organ", "left"),
+        "gallbladder": ("gallbladder", "organ", None),
+        "esophagus": ("esophagus", "organ", None),
+        "liver": ("liver", "organ", None),
+        "stomach": ("stomach", "organ", None),
+        "aorta": ("aorta", "organ", None),
+        "inferior vena cava": ("inferior vena cava", "organ", None),
+        "portal vein and splenic vein": ("portal and splenic vein", "organ", None),
+        "pancreas": ("pancreas", "organ", None),
+        "right adrenal gland": ("right adrenal gland", "organ", "right"),
+        "left adrenal gland": ("left adrenal gland", "organ", "left"),
+    },
+    "word": {
+        "Liver": ("liver", "organ", None),
+        "Spleen": ("spleen", "organ", None),
+        "Kidney (L)": ("left kidney", "organ", "left"),
+        "Kidney (R)": ("right kidney", "organ", "right"),
+        "Stomach": ("stomach", "organ", None),
+        "Gallbladder": ("gallbladder", "organ", None),
+        "Esophagus": ("esophagus", "organ", None),
+        "Pancreas": ("pancreas", "organ", None),
+        "Duodenum": ("duodenum", "organ", None),
+        "Colon": ("colon", "organ", None),
+        "Intestine": ("small bowel", "organ", None),
+        "Adrenal": ("adrenal gland", "organ", None),
+        "Rectum": ("rectum", "organ", None),
+        "Bladder": ("urinary bladder", "organ", None),
+        "Head of Femur (L)": ("left femoral head", "substructure", "left"),
+        "Head of Femur (R)": ("right femoral head", "substructure", "right"),
+    },
+    "flare22": {
+        "liver": ("liver", "organ", None),
+        "right kidney": ("right kidney", "organ", "right"),
+        "spleen": ("spleen", "organ", None),
+        "pancreas": ("pancreas", "organ", None),
+        "aorta": ("aorta", "organ", None),
+        "inferior vena cava": ("inferior vena cava", "organ", None),
+        "right adrenal gland": ("right adrenal gland", "organ", "right"),
+        "left adrenal gland": ("left adrenal gland", "organ", "left"),
+        "gallbladder": ("gallbladder", "organ", None),
+        "esophagus": ("esophagus", "organ", None),
+        "stomach": ("stomach", "organ", None),
+        "duodenum": ("duodenum", "organ", None),
+        "left kidney": ("left kidney", "organ", "left"),
+    },
+    "abdomenct1k": {
+        "liver": ("liver", "organ", None),
+        "kidney": ("kidney", "organ", None),
+        "spleen": ("spleen", "organ", None),
+        "pancreas": ("pancreas", "organ", None),
+    },
+    "kits23": {
+        "kidney": ("kidney", "organ", None),
+        "tumor": ("kidney tumor", "lesion", "right"),
+        "cyst": ("kidney cyst", "lesion", "right"),
+    },
+    "kits19": {
+        "kidney": ("kidney", "organ", None),
+        "tumor": ("kidney tumor", "lesion", "right"),
+    },
+    "lits": {
+        "liver": ("liver", "organ", None),
+        "tumor": ("liver tumor", "lesion", "right"),
+    },
+    "ct_org": {
+        "liver": ("liver", "organ", None),
+        "bladder": ("urinary bladder", "organ", None),
+        "lungs": ("lung", "organ", None),
+        "kidneys": ("kidney", "organ", None),
+        "bone": ("bone", "organ", None),
+        "brain": ("brain", "organ", None),
+    },
+    "msd_task01_brain_tumour": {
+        "edema": ("peritumoral edema", "lesion", "right"),
+        "non-enhancing tumor": ("non-enhancing tumor", "lesion", "right"),
+        "enhancing tumour": ("enhancing tumor", "lesion", "right"),
+    },
+    "msd_task02_heart": {
+        "left atrium": ("left atrium", "substructure", "left"),
+    },
+    "msd_task03_liver": {
+        "liver": ("liver", "organ", None),
+        "cancer": ("liver tumor", "lesion", "right"),
+    },
+    "msd_task04_hippocampus": {
+        "Anterior": ("anterior hippocampus", "substructure", None),
+        "Posterior": ("posterior hippocampus", "substructure", None),
+    },
+    "msd_task05_prostate": {
+        "PZ": ("peripheral zone", "substructure", None),
+        "TZ": ("transition zone", "substructure", None),
+    },
+    "msd_task06_lung": {
+        "cancer": ("lung tumor", "lesion", "right"),
+    },
+    "msd_task07_pancreas": {
+        "pancreas": ("pancreas", "organ", None),
+        "cancer": ("pancreatic tumor", "lesion", "right"),
+    },
+    "msd_task08_hepatic_vessel": {
+        "Vessel": ("hepatic vessel", "substructure", None),
+        "Tumour": ("liver tumor", "lesion", "right"),
+    },
+    "msd_task09_spleen": {
+        "spleen": ("spleen", "organ", None),
+    },
+    "msd_task10_colon": {
+        "colon cancer primaries": ("colon cancer", "lesion", "right"),
+    },
+    "chaos": {
+        "liver": ("liver", "organ", None),
+        "right kidney": ("right kidney", "organ", "right"),
+        "left kidney": ("left kidney", "organ", "left"),
+        "spleen": ("spleen", "organ", None),
+    },
+    "segthor": {
+        "esophagus": ("esophagus", "organ", None),
+        "heart": ("heart", "organ", None),
+        "trachea": ("trachea", "substructure", None),
+        "aorta": ("aorta", "organ", None),
+    },
+    "hecktor2022": {
+        "GTVp": ("head and neck tumor", "lesion", "right"),
+        "GTVn": ("lymph node metastasis", "lesion", "right"),
+    },
+    "brats2021": {
+        "NCR": ("necrotic tumor core", "lesion", "right"),
+        "ED": ("peritumoral edema", "lesion", "right"),
+        "ET": ("enhancing tumor", "lesion", "right"),
+    },
+    "brats2023_gli": {
+        "NETC": ("non-enhancing tumor", "lesion", "right"),
+        "SNFH": ("peritumoral edema", "lesion", "right"),
+        "ET": ("enhancing tumor", "lesion", "right"),
+    },
+    "acdc": {
+        "RV": ("right ventricle", "substructure", "right"),
+        "MYO": ("myocardium", "substructure", None),
+        "LV": ("left ventricle", "substructure", "left"),
+    },
+    "mnms": {
+        "LV": ("left ventricle", "substructure", "left"),
+        "MYO": ("myocardium", "substructure", None),
+        "RV": ("right ventricle", "substructure", "right"),
+    },
+    "promise12": {
+        "prostate": ("prostate", "organ", None),
+    },
+    "jsrt": {
+        "heart": ("heart", "organ", None),
+        "left clavicle": ("left clavicle", "organ", "left"),
+        "left lung": ("left lung", "organ", "left"),
+        "right clavicle": ("right clavicle", "organ", "right"),
+        "right lung": ("right lung", "organ", "right"),
+    },
+    "montgomery": {
+        "leftMask": ("left lung", "organ", "left"),
+        "rightMask": ("right lung", "organ", "right"),
+    },
+    "shenzhen": {
+        "lung": ("lung", "organ", None),
+    },
+    "siim_acr": {
+        "pneumothorax": ("pneumothorax", "lesion", None),
+    },
+    "busi": {
+        "benign breast lesion": ("benign breast lesion", "lesion", None),
+        "malignant breast lesion": ("malignant breast lesion", "lesion", None),
+    },
+    "camus": {
+        "LV endocardium": ("left ventricle", "substructure", "left"),
+        "LV epicardium": ("myocardium", "substructure", None),
+        "left atrium": ("left atrium", "substructure", "left"),
+    },
+    "tn3k": {
+        "thyroid nodule": ("thyroid nodule", "lesion", None),
+    },
+    "kvasir_seg": {
+        "polyp": ("polyp", "lesion", None),
+    },
+    "cvc_clinicdb": {
+        "polyp": ("polyp", "lesion", None),
+    },
+    "isic2018": {
+        "skin lesion": ("skin lesion", "lesion", None),
+    },
+    "isic2017": {
+        "skin lesion": ("skin lesion", "lesion", None),
+    },
+    "ph2": {
+        "lesion": ("skin lesion", "lesion", None),
+    },
+    "monuseg": {
+        "nucleus": ("cell nucleus", "organ", None),
+    },
+    "glas": {
+        "benign gland": ("gland", "organ", None),
+        "malignant gland": ("adenocarcinoma gland", "lesion", None),
+    },
+}
+
+
+def test_catalogue_is_large_and_covers_every_modality():
+    cat = load_catalog()
+    assert len(cat) >= 40
+    assert {m for e in cat for m in e.modalities} == set(MODALITIES)
+    assert set(EXPECTED) == {e.id for e in cat}
+    regions = {r.name for r in load_ontology().regions}
+    for e in cat:
+        assert set(e.regions) <= regions, e.id
+        assert e.url.startswith("http") and e.licence and e.citation, e.id
+
+
+def test_every_catalogue_label_resolves_in_the_ontology():
+    onto = load_ontology()
+    for e in load_catalog():
+        for name in e.label_names:
+            r = onto.resolve(name, source=e.id, context=e.label_names)
+            assert r.mapped, (e.id, name)
+
+
+def _sides(entry_id: str) -> dict:
+    return {name: lat for name, (_, _, lat) in EXPECTED[entry_id].items()}
+
+
+XR_2D = {"jsrt", "montgomery", "shenzhen", "siim_acr"}
+
+
+@pytest.mark.parametrize("entry_id", [e.id for e in load_catalog()])
+def test_catalogue_entry_builds_with_its_real_names(tmp_path, entry_id):
+    entry = get_entry(entry_id)
+    expected = EXPECTED[entry_id]
+    names = TOTALSEG_NAMES if entry_id == "totalsegmentator" else ()
+    if not names:
+        assert set(expected) == set(entry.label_names)
+    root = write(entry, tmp_path / "data", _sides(entry_id), names=names)
+    assert detect_layout(root) == entry.layout
+    assert identify(root, entry.layout, load_catalog()) == entry
+    recipe = parse_recipe({"name": "t", "sources": [{"id": entry_id, "path": str(root)}]})
+    refs, _ = source_refs(recipe, entry_id)
+    builder = CaseBuilder(config=recipe.source_config(recipe.sources[0]), out_dir=tmp_path / "out",
+                          ontology=load_ontology())
+    seen: dict[str, list[dict]] = {}
+    for ref in refs:
+        case = load_case(ref)
+        assert case.modality in entry.modalities and case.source == entry_id
+        rec = builder(case, ref.key)
+        for img in rec["images"]:
+            for a in img["annotations"]:
+                seen.setdefault(a["source_label"], []).append({**a, "_width": img["width"], "_2d": img["slice_axis"] is None})
+    assert set(seen) == set(expected if not names else names)
+    for name, anns in seen.items():
+        phrase, level, side = expected[name]
+        got = {(a["phrase"], a["level"], a["laterality"]) for a in anns}
+        assert got == {(phrase, level, side)}, (name, got)
+        for a in anns:
+            if side and not a["_2d"]:
+                assert a["side"] == side, (name, a["side"])
+            if side and entry_id in XR_2D:
+                cx = a["bbox"][0] + a["bbox"][2] / 2
+                assert (cx > a["_width"] / 2) == (side == "left"), (name, a["bbox"])
+
+
+def test_scan_finds_datasets_and_the_starter_recipe_builds(tmp_path):
+    from medglip.build import build_recipe
+    from medglip.build.recipe import load_recipe, starter_recipe
+
+    data = tmp_path / "data"
+    for eid in ("msd_task09_spleen", "kits23", "montgomery"):
+        write(get_entry(eid), data, _sides(eid))
+    (data / "notes").mkdir()
+    hits = scan(data)
+    assert sorted((h.path.name, h.entry.id if h.entry else None) for h in hits) == [
+        ("MontgomerySet", "montgomery"), ("Task09_Spleen", "msd_task09_spleen"), ("kits23", "kits23")]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(starter_recipe(hits, name="mine").to_yaml())
+    recipe = load_recipe(path)
+    assert [s.id for s in recipe.sources] == [h.entry.id for h in hits]
+    assert recipe.source("kits23").licence == get_entry("kits23").licence
+    res = build_recipe(recipe, tmp_path / "out")
+    assert not res.failed and res.merged is not None
+    card = json.loads((tmp_path / "out" / "card.json").read_text())
+    assert set(card["annotations_by_source"]) == {"msd_task09_spleen", "kits23", "montgomery"}
+    assert card["sources"]["kits23"]["licence"] == get_entry("kits23").licence
+
+
+def test_chaos_pairs_pngs_by_name_and_stacks_slices_by_position(tmp_path):
+    """File k holds slice z = 3 - k; the PNG named like file k must land on that slice."""
+    from PIL import Image
+
+    root = write(get_entry("chaos"), tmp_path, _sides("chaos"))
+    refs = {r.case_id: r for r in detect_and_list(root)}
+    case = load_case(refs["MR_2_T2SPIR"])
+    pngs = sorted((root / "Train_Sets" / "MR" / "2" / "T2SPIR" / "Ground").glob("*.png"))
+    for k, png in enumerate(pngs):
+        z = len(pngs) - 1 - k
+        assert np.array_equal(case.labels[0].array[:, :, z].T, np.asarray(Image.open(png))), png.name
+    assert case.geometry.index_to_world(np.array([0, 0, 1]))[2] > case.geometry.index_to_world(np.array([0, 0, 0]))[2]
+
+
+def detect_and_list(root):
+    from medglip.sources import list_cases
+
+    return list_cases(root)

@@ -369,3 +369,73 @@ def detect_and_list(root):
     from medglip.sources import list_cases
 
     return list_cases(root)
+
+
+def _corrupt_btcv(root):
+    import nibabel as nib
+
+    p = root / "Abdomen" / "RawData" / "Training" / "label" / "label0001.nii.gz"
+    im = nib.load(p)
+    arr = np.asarray(im.dataobj).copy()
+    arr[0, 0, 0] = 14
+    nib.save(nib.Nifti1Image(arr, im.affine), p)
+    return "label0001.nii.gz", "unknown label value 14"
+
+
+def _corrupt_siim(root):
+    csv = root / "train-rle.csv"
+    lines = csv.read_text().splitlines()
+    lines[1] = lines[1].split(",")[0] + ", 12 abc"
+    csv.write_text("\n".join(lines) + "\n")
+    return "train-rle.csv", "not a list of integers"
+
+
+def _corrupt_monuseg(root):
+    xml = next((root / "Annotations").glob("*.xml"))
+    text = xml.read_text()
+    start = text.index('<Region Id="2"')
+    xml.write_text(text[:start] + '<Region Id="2"><Vertices><Vertex X="1" Y="1"/><Vertex X="2" Y="2"/></Vertices></Region>'
+                   + text[text.index("</Region>", start) + len("</Region>"):])
+    return xml.name, "region 2: 2 vertices"
+
+
+def _corrupt_jsrt(root):
+    img = root / "All247images" / "JPCLN001.IMG"
+    img.write_bytes(img.read_bytes()[:-10])
+    return "JPCLN001.IMG", "not a square 16-bit JSRT image"
+
+
+def _corrupt_chaos(root):
+    next((root / "Train_Sets" / "CT" / "1" / "Ground").glob("*.png")).unlink()
+    return "DICOM_anon", "4 DICOM slices but 3 ground-truth PNGs"
+
+
+def _corrupt_mnms(root):
+    for p in (root / "OpenDataset").glob("*.csv"):
+        p.unlink()
+    import nibabel as nib
+
+    gt = next((root / "OpenDataset").rglob("*_sa_gt.nii.gz"))
+    im = nib.load(gt)
+    arr = np.asarray(im.dataobj).copy()
+    arr[..., 2] = 0  # only one annotated frame left, and no CSV to say which is ES
+    nib.save(nib.Nifti1Image(arr, im.affine), gt)
+    return gt.name, "annotated frame"
+
+
+@pytest.mark.parametrize("entry_id, corrupt", [
+    ("btcv", _corrupt_btcv), ("siim_acr", _corrupt_siim), ("monuseg", _corrupt_monuseg), ("jsrt", _corrupt_jsrt),
+    ("chaos", _corrupt_chaos), ("mnms", _corrupt_mnms)])
+def test_bad_inputs_fail_their_case_naming_the_file(tmp_path, entry_id, corrupt):
+    from medglip.errors import MedglipError
+
+    root = write(get_entry(entry_id), tmp_path, _sides(entry_id))
+    fname, reason = corrupt(root)
+    errors = []
+    for ref in detect_and_list(root):
+        try:
+            load_case(ref)
+        except MedglipError as exc:
+            errors.append(str(exc))
+    assert len(errors) == 1, errors
+    assert fname in errors[0] and reason in errors[0], errors[0]

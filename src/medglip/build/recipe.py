@@ -215,7 +215,7 @@ def _source(raw: Any, i: int, where: str, base_dir: Path) -> RecipeSource:
     path = Path(str(raw["path"])).expanduser()
     try:
         return RecipeSource(
-            id=sid, path=str(path if path.is_absolute() else (base_dir / path)),
+            id=sid, path=str(path.resolve() if path.is_absolute() else (base_dir / path).resolve()),
             layout=str(raw.get("layout") or (entry.layout if entry else "auto")),
             catalog=entry.id if entry else None,
             modality=normalise_modality(raw["modality"]) if raw.get("modality") else None,

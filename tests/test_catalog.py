@@ -4,9 +4,8 @@ Every entry's fixture (tests/catalog_layouts*.py) is written with the data set's
 file naming and its real label names and values; it is read by the entry's adapter, its labels
 are resolved through the ontology with the entry id as the source (as a recipe does), and each
 annotation's phrase, hierarchy level and laterality must be the ones written by hand in
-catalog_expected.py. In 3D,
-sided structures are placed on their side and the side the builder measures must agree; on chest
-radiographs a "left" structure must lie on the image's right.
+catalog_expected.py. In 3D, sided structures are placed on their side and the side the builder
+measures must agree; on chest radiographs a "left" structure must lie on the image's right.
 """
 
 from __future__ import annotations

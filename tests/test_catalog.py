@@ -199,3 +199,28 @@ def test_bad_inputs_fail_their_case_naming_the_file(tmp_path, entry_id, corrupt)
             errors.append(str(exc))
     assert len(errors) == 1, errors
     assert fname in errors[0] and reason in errors[0], errors[0]
+
+
+def test_cli_catalog_lists_filters_scans_and_writes_a_recipe(tmp_path):
+    from typer.testing import CliRunner
+
+    from medglip.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["catalog", "--json", "--modality", "pathology"])
+    assert r.exit_code == 0, r.output
+    assert [e["id"] for e in json.loads(r.stdout)] == ["monuseg", "glas"]
+    r = runner.invoke(app, ["catalog"])
+    assert r.exit_code == 0 and "totalsegmentator" in r.stdout and "42 data set(s)" in r.output
+    assert runner.invoke(app, ["catalog", "--recipe-out", str(tmp_path / "r.yaml")]).exit_code == 2
+    assert runner.invoke(app, ["catalog", "--modality", "sonar"]).exit_code == 2
+    data = tmp_path / "data"
+    write(get_entry("busi"), data, {})
+    write(get_entry("kits19"), data, _sides("kits19"))
+    recipe = tmp_path / "r.yaml"
+    r = runner.invoke(app, ["catalog", "--scan", str(data), "--recipe-out", str(recipe), "--json"])
+    assert r.exit_code == 0, r.output
+    assert sorted(h["dataset"] for h in json.loads(r.stdout)) == ["busi", "kits19"]
+    r = runner.invoke(app, ["build-recipe", str(recipe), str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert "dataset ready" in r.output and (tmp_path / "out" / "card_plots" / "annotations_by_source.png").exists()

@@ -580,10 +580,16 @@ def catalog(
     if as_json:
         typer.echo(json.dumps([e.to_json() for e in entries], indent=1, ensure_ascii=False))
         return
-    table = Table("id", "name", "modalities", "regions", "layout", "labels", "licence")
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    table.add_column("name")
+    table.add_column("modalities")
+    table.add_column("layout", no_wrap=True)
+    table.add_column("labels")
+    table.add_column("licence", max_width=32)
     for e in entries:
-        names = ", ".join(e.label_names[:6]) + (f", … ({len(e.labels)})" if len(e.labels) > 6 else "")
-        table.add_row(e.id, e.name, " ".join(e.modalities), ", ".join(e.regions), e.layout, names, e.licence)
+        names = ", ".join(e.label_names[:4]) + (f", … ({len(e.labels)})" if len(e.labels) > 4 else "")
+        table.add_row(e.id, e.name, " ".join(e.modalities), e.layout, names, e.licence)
     Console().print(table)
     console.print(f"{len(entries)} data set(s); `medglip catalog --json` gives urls and citations")
 

@@ -224,3 +224,19 @@ def test_cli_catalog_lists_filters_scans_and_writes_a_recipe(tmp_path):
     r = runner.invoke(app, ["build-recipe", str(recipe), str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
     assert "dataset ready" in r.output and (tmp_path / "out" / "card_plots" / "annotations_by_source.png").exists()
+
+
+def test_amos_names_label_15_by_sex_from_the_meta_csv_and_reads_mr_cases(tmp_path):
+    from medglip.sources import list_cases
+
+    root = write(get_entry("amos22"), tmp_path, _sides("amos22"))
+    refs = {r.case_id: r for r in list_cases(root)}
+    assert {k: (r.modality, r.split, dict(r.option("labels"))[15]) for k, r in refs.items()} == {
+        "amos_0001": ("CT", "train", "prostate/uterus"), "amos_0507": ("MR", "val", "prostate/uterus")}
+    # zenodo's meta CSV, downloaded beside amos22/
+    (tmp_path / "labeled_data_meta_0000_0599.csv").write_text(
+        "amos_id,Patient's Birth Date,Patient's Sex,Patient's Age,Manufacturer's Model Name,Manufacturer,Site\n"
+        "1,19600101,M,062Y,X,Y,Z\n507,19700101,F,052Y,X,Y,Z\n")
+    refs = {r.case_id: r for r in list_cases(root)}
+    assert dict(refs["amos_0001"].option("labels"))[15] == "prostate"
+    assert dict(refs["amos_0507"].option("labels"))[15] == "uterus"

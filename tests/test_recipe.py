@@ -194,3 +194,20 @@ def test_recipe_file_paths_are_relative_to_it(tmp_path):
     assert Path(src.path) == (tmp_path / "Dataset_BUSI_with_GT").resolve()
     assert src.layout == "busi" and src.catalog == "busi" and src.split.ratios == (0.5, 0.25, 0.25)
     assert recipe.source_config(src).split_ratios == (0.5, 0.25, 0.25)
+
+
+def test_temp_files_of_a_killed_run_are_cleared_on_resume(tmp_path):
+    """What a SIGKILL during an atomic write leaves (``.<name>.<random>.tmp``) is gone after the rerun."""
+    recipe = parse_recipe({"name": "kill", "sources": [{"id": "kvasir_seg", "path": str(layouts.make_kvasir(tmp_path))}]})
+    out = tmp_path / "out"
+    res = build_recipe(recipe, out)
+    key = res.done[0]
+    record = out / "records" / f"{key}.json"
+    record.unlink()  # that case was being written when the run was killed
+    stale = [record.parent / f".{record.name}.k1ll3d.tmp", out / "annotations" / ".train.json.x1.tmp",
+             out / "card_plots" / ".annotations_by_source.png.x2.tmp", out / ".card.json.x3.tmp"]
+    for p in stale:
+        p.write_text("partial")
+    again = build_recipe(recipe, out)
+    assert again.done == [key] and again.merged is not None
+    assert not list(out.rglob("*.tmp"))

@@ -6,6 +6,8 @@ import json
 import logging
 import random
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,6 +171,32 @@ def write_dataset(out: Path, records: list[dict], failures: list[dict], split_of
         report_extra: more ``build_report.json`` fields (a recipe's failed sources, ...).
         sources: per-source facts for the card's source table (weight, licence, layout, ...).
     """
+    with _merge_lock(out):
+        return _write_dataset(out, records, failures, split_of, n_cases=n_cases, info=info, header=header,
+                              report_extra=report_extra, sources=sources)
+
+
+@contextmanager
+def _merge_lock(out: Path) -> Iterator[None]:
+    """Serialise merges of one folder (two shards may finish together) and, holding the lock,
+    remove the temporary files an interrupted merge left (no other merge can be writing now)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".merge.lock", "a+") as fh:
+        try:
+            import fcntl
+
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except ImportError:  # not POSIX: merges are not serialised
+            pass
+        for folder in (out, out / "annotations", out / "card_plots"):
+            for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+                tmp.unlink(missing_ok=True)
+        yield
+
+
+def _write_dataset(out: Path, records: list[dict], failures: list[dict], split_of: dict[str, str], *, n_cases: int,
+                   info: dict[str, Any], header: str, report_extra: dict[str, Any] | None,
+                   sources: dict[str, dict[str, Any]] | None) -> MergeResult:
     cats = _categories(records)
     coco: dict[str, dict[str, Any]] = {
         s: {"info": {"description": f"medglip grounding dataset ({s})", "version": "1.0", **info},

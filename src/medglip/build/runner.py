@@ -70,6 +70,13 @@ def _failure_path(out: Path, key: str) -> Path:
     return out / "failures" / f"{key}.json"
 
 
+def clear_temps(path: Path) -> None:
+    """Remove the temporary files an interrupted atomic write of ``path`` left beside it."""
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def is_done(out: Path, key: str, fingerprint: str) -> bool:
     p = _record_path(out, key)
     if not p.exists():
@@ -96,6 +103,8 @@ def _process(ref: CaseRef, builder: CaseBuilder | None = None) -> tuple[str, str
     builder = builder or _WORKER_BUILDER
     assert builder is not None
     out = builder.out
+    for path in (_record_path(out, ref.key), _failure_path(out, ref.key)):
+        clear_temps(path)  # a run killed while writing this case's files left them; only we write them now
     try:
         record = builder(load_case(ref), ref.key)
         atomic_write_json(_record_path(out, ref.key), record)

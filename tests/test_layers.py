@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "medglip"
 LAYERS: list[set[str]] = [
     {"core", "errors", "modality"},
     {"io", "ontology", "case"},
-    {"sources"},
+    {"sources", "catalog"},
     {"build", "model"},
     {"train", "infer", "evaluate"},
     {"context"},

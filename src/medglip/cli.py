@@ -493,6 +493,107 @@ def vqa_eval(
     console.print(f"metrics: {out / 'vqa_metrics.json'} (+ vqa_metrics.md)")
 
 
+@app.command(name="build-recipe")
+def build_recipe_cmd(
+    recipe: Path = typer.Argument(..., help="Recipe YAML listing the sources (see docs/dataset_format.md)."),
+    out: Path = typer.Argument(..., help="Output folder of the one grounding dataset."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (cases of all sources in parallel)."),
+    shard: Optional[str] = typer.Option(None, help="Only build shard K/N of the recipe's cases; merge when all are done."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Build several sources into one dataset. Re-run to resume; add a source and re-run to build just it."""
+    from .build import Shard, build_recipe, load_recipe
+
+    _setup_logging(verbose)
+    try:
+        plan = load_recipe(recipe)
+        shard_obj = Shard.parse(shard) if shard else None
+    except MedglipError as exc:
+        _fail(str(exc))
+    columns = (TextColumn("[bold]building"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn(), TextColumn("{task.fields[last]}"))
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("cases", total=None, last="")
+        try:
+            res = build_recipe(plan, out, workers=workers, shard=shard_obj,
+                               on_start=lambda n: progress.update(task, total=n),
+                               on_progress=lambda key, err: progress.update(
+                                   task, advance=1, last=f"[red]failed {key}" if err else key))
+        except MedglipError as exc:
+            _fail(str(exc))
+    built = ", ".join(f"{k} {v}" for k, v in sorted(res.built_by_source.items())) or "none"
+    console.print(f"built {len(res.done)} case(s) ({built}), {len(res.skipped)} already done, "
+                  f"{len(res.failed)} failed, of {res.n_cases} in {len(plan.sources)} source(s)")
+    if res.merged:
+        m = res.merged
+        console.print(f"[green]dataset ready[/] in {out}: images {m.images}, annotations {m.annotations}, cases {m.cases}")
+    elif res.pending:
+        console.print(f"{res.pending} case(s) of other shards remain: run `medglip merge {out}` when all shards finished")
+    for sid, reason in sorted(res.failed_sources.items()):
+        console.print(f"[red]source not built[/] {sid}: {reason}")
+    for key, reason in sorted(res.failed.items()):
+        console.print(f"[red]failed[/] {key}: {reason}")
+    if res.failed or res.failed_sources or (res.merged and res.merged.failures):
+        raise typer.Exit(1)
+
+
+@app.command()
+def catalog(
+    modality: list[str] = typer.Option([], help="Only data sets of this modality (CT, MR, XR, US, ENDO, DERM, PATH); repeatable."),
+    as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON."),
+    scan: Optional[Path] = typer.Option(None, help="Find the catalogue's data sets in this folder (and 2 levels below)."),
+    recipe_out: Optional[Path] = typer.Option(None, help="With --scan: write a starter recipe for what was found."),
+) -> None:
+    """List the public data sets medglip knows (layout, real labels, licence, where to get them), or find them on disk."""
+    from .catalog import load_catalog
+    from .catalog import scan as find
+    from .modality import normalise_modality
+
+    if recipe_out and not scan:
+        _fail("--recipe-out needs --scan DIR (the folder holding your data sets)")
+    try:
+        wanted = {normalise_modality(m) for m in modality}
+        entries = [e for e in load_catalog() if not wanted or wanted & set(e.modalities)]
+        hits = find(scan) if scan else []
+    except MedglipError as exc:
+        _fail(str(exc))
+    if scan:
+        rows = [{"path": str(h.path), "layout": h.layout, "dataset": h.entry.id if h.entry else None} for h in hits]
+        if as_json:
+            typer.echo(json.dumps(rows, indent=1))
+        else:
+            table = Table("folder", "layout", "catalogue data set")
+            for r in rows:
+                table.add_row(r["path"], r["layout"], r["dataset"] or "[yellow]not in the catalogue")
+            Console().print(table)
+        if recipe_out:
+            from .build.recipe import starter_recipe
+
+            try:
+                text = starter_recipe(hits, name=scan.resolve().name).to_yaml()
+            except MedglipError as exc:
+                _fail(str(exc))
+            recipe_out.write_text(text, encoding="utf-8")
+            console.print(f"[green]wrote[/] {recipe_out} ({len(hits)} source(s)); build it with "
+                          f"`medglip build-recipe {recipe_out} OUT`")
+        return
+    if as_json:
+        typer.echo(json.dumps([e.to_json() for e in entries], indent=1, ensure_ascii=False))
+        return
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    table.add_column("name")
+    table.add_column("modalities")
+    table.add_column("layout", no_wrap=True)
+    table.add_column("labels")
+    table.add_column("licence", max_width=32)
+    for e in entries:
+        names = ", ".join(e.label_names[:4]) + (f", … ({len(e.labels)})" if len(e.labels) > 4 else "")
+        table.add_row(e.id, e.name, " ".join(e.modalities), e.layout, names, e.licence)
+    Console().print(table)
+    console.print(f"{len(entries)} data set(s); `medglip catalog --json` gives urls and citations")
+
+
 @app.callback(invoke_without_command=True)
 def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
     if version:

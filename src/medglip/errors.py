@@ -29,3 +29,11 @@ class CaseError(MedglipError):
         self.what = what
         self.reason = reason
         super().__init__(f"{what}: {reason}")
+
+
+class CatalogError(MedglipError):
+    """The dataset catalogue is malformed, or names a data set it does not hold."""
+
+
+class RecipeError(MedglipError):
+    """A build recipe is malformed (the message names the file, the source and the field)."""

@@ -134,6 +134,7 @@ class CaseBuilder:
             "layout": case.layout,
             "modality": case.modality,
             "split": case.split,
+            "patient": case.meta.get("patient"),
             "image_path": list(case.image_path),
             "label_path": list(case.label_path),
             "fingerprint": self.cfg.fingerprint(),

@@ -24,7 +24,7 @@ from ..ontology import load_ontology
 from ..sources import list_cases, load_case
 from .config import BuildConfig
 from ..core.files import atomic_write_json, read_json
-from .merge import MergeResult, merge
+from .merge import MergeResult, merge_source
 from .process import CaseBuilder
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,13 @@ def _failure_path(out: Path, key: str) -> Path:
     return out / "failures" / f"{key}.json"
 
 
+def clear_temps(path: Path) -> None:
+    """Remove the temporary files an interrupted atomic write of ``path`` left beside it."""
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def is_done(out: Path, key: str, fingerprint: str) -> bool:
     p = _record_path(out, key)
     if not p.exists():
@@ -96,6 +103,8 @@ def _process(ref: CaseRef, builder: CaseBuilder | None = None) -> tuple[str, str
     builder = builder or _WORKER_BUILDER
     assert builder is not None
     out = builder.out
+    for path in (_record_path(out, ref.key), _failure_path(out, ref.key)):
+        clear_temps(path)  # a run killed while writing this case's files left them; only we write them now
     try:
         record = builder(load_case(ref), ref.key)
         atomic_write_json(_record_path(out, ref.key), record)
@@ -113,11 +122,36 @@ def _process(ref: CaseRef, builder: CaseBuilder | None = None) -> tuple[str, str
         return ref.key, reason
 
 
+def run_pool(todo: list[CaseRef], fn: Callable[[CaseRef], tuple[str, str | None]], *, workers: int,
+             initializer: Callable[..., None], initargs: tuple, settle: Callable[[str, str | None], None]) -> None:
+    """Run ``fn`` on every ref in ``workers`` spawned processes (set up by ``initializer``),
+    calling ``settle(key, error)`` as cases finish.
+
+    Raises:
+        MedglipError: a worker process died (the finished cases are kept; rerun to resume).
+    """
+    ctx = mp.get_context("spawn")  # no fork: SimpleITK/ITK thread pools are not fork-safe
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=initializer,
+                             initargs=initargs) as pool:
+        futures = [pool.submit(fn, r) for r in todo]
+        try:
+            for f in as_completed(futures):
+                settle(*f.result())
+        except BrokenProcessPool as exc:
+            raise MedglipError(
+                "a worker process died (out of memory or a crash in a reader); cases finished so far "
+                "are kept: run the same command again to resume"
+            ) from exc
+
+
 def prepare_out(config: BuildConfig, out: Path, *, layout: str) -> None:
     """Create ``out`` or check that it was started with the same configuration."""
     cfg_path = out / "build_config.json"
     if cfg_path.exists():
         old = read_json(cfg_path)
+        if old.get("kind") == "recipe":
+            raise MedglipError(f"{out} holds a recipe build ({cfg_path}); build into it with --recipe, "
+                               "or use a new output folder")
         if old.get("fingerprint") != config.fingerprint():
             raise MedglipError(
                 f"{out} holds a build made with other settings ({cfg_path}); "
@@ -182,23 +216,13 @@ def build(
         for r in todo:
             settle(*_process(r, builder))
     else:
-        ctx = mp.get_context("spawn")  # no fork: SimpleITK/ITK thread pools are not fork-safe
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(config.to_json(), str(out), 1)) as pool:
-            futures = [pool.submit(_process, r) for r in todo]
-            try:
-                for f in as_completed(futures):
-                    settle(*f.result())
-            except BrokenProcessPool as exc:
-                raise MedglipError(
-                    "a worker process died (out of memory or a crash in a reader); cases finished so far "
-                    "are kept: run the same command again to resume"
-                ) from exc
+        run_pool(todo, _process, workers=workers, initializer=_init_worker,
+                 initargs=(config.to_json(), str(out), 1), settle=settle)
     all_keys = read_json(out / "cases.json")
     settled = [k for k in all_keys if is_done(out, k, fp) or _failure_path(out, k).exists()]
     result.pending = len(all_keys) - len(settled)
     if result.pending == 0:
-        result.merged = merge(out)
+        result.merged = merge_source(out)
     else:
         log.info("%d case(s) of other shards still to build; run `medglip merge %s` once all shards finished",
                  result.pending, out)

@@ -22,19 +22,28 @@ from types import ModuleType
 
 from ..case import Case, CaseRef
 from ..errors import LayoutError
-from . import busi, coco, isic2018, kvasir, manifest, msd, nnunetv2, totalsegmentator
+from . import (acdc, amos, brats, btcv, busi, camus, chaos, coco, flare, glas, hecktor, isic2018, jsrt, kits, kvasir,
+               lits, manifest, mnms, montgomery, monuseg, msd, nnunetv2, ph2, promise12, segthor, shenzhen, siim,
+               tn3k, totalsegmentator, word)
 
 log = logging.getLogger(__name__)
 
 #: Layout name → adapter module.
 LAYOUTS: dict[str, ModuleType] = {m.NAME: m for m in (
-    manifest, nnunetv2, msd, totalsegmentator, isic2018, busi, kvasir, coco)}
+    manifest, nnunetv2, msd, totalsegmentator, isic2018, busi, kvasir, coco,
+    amos, word, btcv, flare, kits, lits, segthor, chaos, brats, acdc, mnms, promise12, hecktor,
+    jsrt, montgomery, shenzhen, siim, camus, tn3k, ph2, monuseg, glas)}
 
-#: Detection tiers, most specific first: an explicit medglip manifest beats a dataset.json layout,
+#: Detection tiers, most specific first: an explicit medglip manifest beats a named data set that
+#: also ships an MSD-style dataset.json (AMOS, WORD), which beats a generic dataset.json layout,
 #: which beats a folder-structure layout, which beats a generic COCO JSON. Two matches in the
 #: same tier are ambiguous.
 TIERS: tuple[tuple[str, ...], ...] = (
-    ("manifest",), ("nnunetv2", "msd"), ("totalsegmentator", "isic2018", "busi", "kvasir"), ("coco",))
+    ("manifest",), ("amos", "word"), ("nnunetv2", "msd"),
+    ("totalsegmentator", "isic2018", "busi", "kvasir", "btcv", "flare", "kits", "lits", "segthor", "chaos",
+     "brats", "acdc", "mnms", "promise12", "hecktor", "jsrt", "montgomery", "shenzhen", "siim", "camus", "tn3k",
+     "ph2", "monuseg", "glas"),
+    ("coco",))
 
 _LOOKED_FOR = {
     "manifest": "medglip_manifest.json (or manifest.json with 'medglip_manifest')",
@@ -44,6 +53,28 @@ _LOOKED_FOR = {
     "isic2018": "ISIC2018_Task1-2_<Split>_Input + ISIC2018_Task1_<Split>_GroundTruth",
     "busi": "benign/ malignant/ normal/ with *_mask.png (BUSI)",
     "kvasir": "images/ + masks/ with kavsir_bboxes.json (Kvasir-SEG) or Original/ + Ground Truth/ (CVC-ClinicDB)",
+    "amos": "dataset.json naming AMOS or imagesTr/amos_*.nii.gz (AMOS 2022)",
+    "word": "imagesTr/word_*.nii.gz + imagesVal/ + labelsVal/ (WORD)",
+    "btcv": "RawData/Training/img/imgNNNN.nii.gz + label/ (BTCV)",
+    "flare": "images/ + labels/ (FLARE22) or Image/ + Mask/ (AbdomenCT-1K) with <case>_0000.nii.gz",
+    "kits": "case_XXXXX/imaging.nii.gz + segmentation.nii.gz (KiTS)",
+    "lits": "volume-N.nii + segmentation-N.nii (LiTS) or labels-N.nii.gz (CT-ORG)",
+    "segthor": "Patient_XX/Patient_XX.nii.gz + GT.nii.gz (SegTHOR)",
+    "chaos": "CT/<patient>/DICOM_anon + Ground/*.png, MR/<patient>/T1DUAL|T2SPIR/... (CHAOS)",
+    "brats": "BraTS*/<case>_flair|-t2f.nii.gz ... + seg (BraTS)",
+    "acdc": "patientXXX/patientXXX_frameNN_gt.nii.gz + Info.cfg (ACDC)",
+    "mnms": "Training/Labeled/<code>/<code>_sa_gt.nii.gz (M&Ms)",
+    "promise12": "CaseNN.mhd + CaseNN_segmentation.mhd (PROMISE12)",
+    "hecktor": "imagesTr/<case>__CT.nii.gz + labelsTr/<case>.nii.gz (HECKTOR 2022)",
+    "jsrt": "All247images/*.IMG + SCR masks/<structure>/*.gif (JSRT + SCR)",
+    "montgomery": "CXR_png/MCUCXR_*.png + ManualMask/leftMask|rightMask (Montgomery)",
+    "shenzhen": "CXR_png/CHNCXR_*.png + mask/<id>_mask.png (Shenzhen)",
+    "siim": "train-rle.csv + dicom-images-train/**/*.dcm (SIIM-ACR pneumothorax)",
+    "camus": "patientNNNN/patientNNNN_2CH_ED_gt.mhd|.nii.gz (CAMUS)",
+    "tn3k": "trainval-image/ + trainval-mask/ (TN3K)",
+    "ph2": "IMDnnn/IMDnnn_Dermoscopic_Image + IMDnnn_lesion (PH2)",
+    "monuseg": "Tissue Images/*.tif + Annotations/*.xml (MoNuSeg)",
+    "glas": "train_N.bmp + train_N_anno.bmp + Grade.csv (GlaS)",
     "coco": "annotations/instances_<split>.json or a COCO *.json",
 }
 

@@ -17,12 +17,13 @@ class BoxFillRefiner:
 
 
 def tiny_grounder(folder):
-    """A Grounder on a seeded tiny random checkpoint saved in ``folder``, with :class:`BoxFillRefiner`."""
+    """A Grounder on a seeded tiny random checkpoint saved in ``folder``, with :class:`BoxFillRefiner`;
+    no score floor and a calibrated threshold of 0, so that an untrained model still returns boxes."""
     import torch
 
     from medglip.infer import Grounder
     from medglip.model import GroundingModel, get_preset, save_checkpoint
 
     torch.manual_seed(0)
-    model = GroundingModel(get_preset("tiny", score_threshold=0.0)).eval()
+    model = GroundingModel(get_preset("tiny", score_threshold=0.0, finding_thresholds=(("*", 0.0),))).eval()
     return Grounder.from_pretrained(save_checkpoint(model, folder), refiner=BoxFillRefiner())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,10 +66,19 @@ def test_ground_image_json_and_overlay(run):
 
 def test_ground_volume_gives_voxel_and_world_boxes(run):
     out = run / "v.json"
-    _cli("ground", str(SAMPLES / "breast1_image.nrrd"), "-p", "breast lesion", "--checkpoint", str(run / "run"),
-         "--modality", "MR", "--json", str(out))
+    floorless = run / "run-floorless"  # an untrained model is under the default 0.05 floor: lower it
+    if not floorless.exists():
+        shutil.copytree(run / "run", floorless)
+        cfg = json.loads((floorless / "config.json").read_text())
+        (floorless / "config.json").write_text(json.dumps({**cfg, "score_threshold": 0.0}))
+    _cli("ground", str(SAMPLES / "breast1_image.nrrd"), "-p", "breast lesion", "--checkpoint", str(floorless),
+         "--modality", "MR", "--json", str(out), "--score-threshold", "0")
     res = json.loads(out.read_text())
-    assert res["objects"], "an untrained model still scores above the floor: objects expected"
+    assert res["objects"], "an untrained model still scores above a threshold of 0: objects expected"
+    calibrated = run / "v_default.json"  # by default, the calibrated threshold: an untrained model finds nothing
+    _cli("ground", str(SAMPLES / "breast1_image.nrrd"), "-p", "breast lesion", "--checkpoint", str(run / "run"),
+         "--modality", "MR", "--json", str(calibrated))
+    assert json.loads(calibrated.read_text())["objects"] == []
     shape = res["shape"]
     for obj in res["objects"]:
         (i0, j0, k0), (i1, j1, k1) = obj["voxel_box"]

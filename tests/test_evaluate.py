@@ -294,7 +294,7 @@ class FakeGrounder:
             self.boxes.setdefault((a["image_id"], name[a["category_id"]]), []).append([x, y, x + w, y + h])
         self.calls: list = []
 
-    def ground(self, images, phrases, *, modality=None, masks=False, top_k=None):
+    def ground(self, images, phrases, *, modality=None, masks=False, top_k=None, score_threshold=None):
         from medglip.infer.results import GroundingResult, PhraseGrounding
 
         assert isinstance(images, list)

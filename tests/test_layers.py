@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"train", "infer", "evaluate"},
     {"context"},
     {"vqa", "report"},
-    {"serve", "cli", "demo", "show", "__main__"},
+    {"serve", "cli", "demo", "show", "protocol", "__main__"},
 ]
 
 

@@ -25,8 +25,8 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    return GroundingModel(get_preset("tiny"))
+    torch.manual_seed(0)  # no score floor: an untrained model still returns boxes to compare
+    return GroundingModel(get_preset("tiny", score_threshold=0.0))
 
 
 def _batch(model, phrases=("brain tumor", "left kidney"), b=2):
@@ -150,14 +150,16 @@ def test_losses_finite_with_zero_targets(tiny):
 
 def test_negative_phrases_learn_to_return_nothing():
     # a prompt whose phrases have no boxes only gets negative targets: after a few steps the model
-    # returns no detection at all for it (scores fall under the threshold)
+    # returns no detection at all for it (its alignment probabilities fall under the gate)
     torch.manual_seed(0)
     model = GroundingModel(get_preset("tiny"))
+    with torch.no_grad():
+        model.head.bias0.fill_(-2.0)  # start at p ≈ 0.12 everywhere, above the 0.05 gate
     images, prompts = _batch(model, phrases=("brain tumor", "left kidney"), b=2)
     model.eval()
     with torch.no_grad():
         assert sum(len(r["boxes"]) for r in model(images, torch.tensor([1, 1]), prompts)) > 0
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(12):
         model.train()
         losses = model(images, torch.tensor([1, 1]), prompts, _targets([[], []]))
@@ -328,3 +330,33 @@ def test_a_config_saved_before_the_input_pipeline_loads_with_its_old_ct_input(ca
     assert ModelConfig.from_json(PRESETS["tiny"].to_json()).input_config == PRESETS["tiny"].input_config
     with pytest.raises(ValueError, match="newer medglip"):
         ModelConfig.from_dict({**PRESETS["tiny"].to_dict(), "input_version": 99})
+
+
+def test_glip_alignment_mean_token_scores_and_the_alignment_gate():
+    """GLIP's head: normalised tokens and a learned log-scale; a phrase's score is the mean of its
+    tokens' probabilities; candidates are gated on that probability, before centerness."""
+    torch.manual_seed(0)
+    model = GroundingModel(get_preset("tiny")).eval()
+    assert model.config.alignment == "glip" and hasattr(model.head, "log_scale")
+    prompt = model.build_prompts(["left kidney", "liver"])[0]
+    images, mod = torch.randn(1, 3, 128, 128), torch.tensor([0])
+    feats = model.encode_images(images, mod)
+    tf = model.encode_text([prompt])
+    out, _, _, _, _ = model._head(feats, tf)
+    probs = out["logits"][0].sigmoid()
+    ptm = prompt.phrase_token_mask
+    assert ptm[0].sum() >= 2  # "left kidney": several tokens
+    with torch.no_grad():
+        model.head.bias0.fill_(3.0)  # every alignment probability ~0.95: boxes must come out
+    dets = model.detect(feats, tf, (128, 128))[0]
+    assert len(dets["scores"]) > 0
+    # mean aggregation: each score is sqrt(mean token prob × centerness) of its phrase
+    out, centres, _, _, _ = model._head(feats, tf)
+    probs = out["logits"][0].sigmoid()
+    mean0 = probs[:, ptm[0]].mean(1)
+    top = (mean0 * out["centerness"][0].sigmoid()).sqrt().max()
+    assert float(dets["scores"][dets["phrase_ids"] == 0].max()) == pytest.approx(float(top), rel=1e-4)
+    legacy = ModelConfig.from_dict({k: v for k, v in PRESETS["tiny"].to_dict().items()
+                                    if k not in ("alignment", "score_agg", "threshold_on", "giou_weighting")})
+    assert (legacy.alignment, legacy.score_agg, legacy.threshold_on) == ("scaled", "max", "score")
+    assert GroundingModel(legacy, load_weights=False).head.alignment == "scaled"

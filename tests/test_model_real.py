@@ -58,7 +58,7 @@ def timm_random(arch):
 @pytest.fixture(scope="module")
 def default_model():
     torch.manual_seed(0)
-    return GroundingModel(get_preset("default", image_size=128))
+    return GroundingModel(get_preset("default", image_size=128, score_threshold=0.0))
 
 
 def _fwd_bwd(model, size, modality, batch=1):

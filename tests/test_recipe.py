@@ -17,6 +17,7 @@ from catalog_layouts import write
 from medglip.build import Shard, build_recipe, load_recipe, merge, parse_recipe
 from medglip.catalog import get_entry
 from medglip.errors import MedglipError, RecipeError
+from medglip.modality import MODALITIES
 
 
 def _fixture(root: Path, entry_id: str) -> Path:
@@ -97,6 +98,16 @@ def test_multi_source_recipe_and_its_card(tmp_path):
     for rel in card["plots"].values():
         assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({rel})" in md
     assert set(card["plots"]) == {"modality", "region", "level", "class", "source"}
+    # the trainer reads the weights and accepts the recipe's input pipeline, source by source
+    from medglip.core.pipeline import InputConfig
+    from medglip.train import GroundingDataset
+
+    ds = GroundingDataset(out, "train", image_size=64, prompt_builder=lambda p: [], modalities=MODALITIES,
+                          input_config=InputConfig())
+    assert ds.source_weights["kvasir_seg"] == 2.5 and ds.source_weights["lits"] == 1.0
+    with pytest.raises(MedglipError, match="built with input"):
+        GroundingDataset(out, "train", image_size=64, prompt_builder=lambda p: [], modalities=MODALITIES,
+                         input_config=InputConfig(ct_windows=((-160.0, 240.0),) * 3))
 
 
 def test_adding_a_source_builds_only_that_source(tmp_path):

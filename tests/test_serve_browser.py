@@ -42,7 +42,8 @@ def server(tmp_path_factory, one_torch_thread):
     import uvicorn
 
     torch.manual_seed(0)
-    run = save_checkpoint(GroundingModel(get_preset("tiny", score_threshold=0.0)).eval(), tmp_path_factory.mktemp("run"))
+    run = save_checkpoint(GroundingModel(get_preset("tiny", score_threshold=0.0, finding_thresholds=(("*", 0.0),))).eval(),
+                          tmp_path_factory.mktemp("run"))
     app = create_app(Grounder.from_pretrained(run, refiner=None))
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 from PIL import Image
 
@@ -57,7 +58,8 @@ def lateral_dataset(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
                                       ("right breast lesion", ["thorax", "breast", "right breast lesion"]),
                                       ("brain", ["head and neck", "brain"]),
                                       ("liver", ["abdomen", "liver"])]):
-        cats.append({"id": nid + i, "name": name, "hierarchy": hier})
+        cats.append({"id": nid + i, "name": name, "hierarchy": hier, "region": hier[0],
+                     "label": "breast lesion" if "breast" in name else name})
     coco["categories"] = cats
     path.write_text(json.dumps(coco))
     return out
@@ -110,28 +112,39 @@ def test_items_have_shapes_and_letterboxed_targets(dataset: Path, builder) -> No
     assert n_negative == 3
 
 
-def test_negatives_are_absent_and_prefer_the_modality(lateral_dataset: Path, builder) -> None:
+def test_negatives_are_only_phrases_known_to_be_absent(lateral_dataset: Path, builder) -> None:
+    """Partial labels: a negative is a phrase of the image's own case that this slice lacks, or a
+    phrase of a body region the case cannot show; never a relative (the parent "brain" of a brain
+    tumour) nor the other side of a present phrase."""
     ds = _dataset(lateral_dataset, builder, train=True, negatives_per_image=1)
     assert set(ds.phrases) == {"brain tumor", "left breast lesion", "right breast lesion", "brain", "liver"}
-    for epoch in range(3):
+    seen: dict[str, set[str]] = {"brain": set(), "breast": set()}
+    for epoch in range(4):
         ds.set_epoch(epoch)
         for i in range(len(ds)):
             item = ds[i]
             present = {item["prompt"].phrases[j] for j in item["target"]["phrase_ids"].tolist()}
             negatives = set(item["prompt"].phrases) - present
-            assert len(negatives) == 1
-            assert not negatives & present
-            if "brain tumor" in present:
-                # "brain" is the parent of a present phrase: never an absent phrase; MR phrases first
-                assert negatives in ({"left breast lesion"}, {"right breast lesion"})
-            if "left breast lesion" in present:  # MR phrases first: the only absent one is the tumour
-                assert negatives == {"brain tumor"}
-            if "right breast lesion" in present:  # a flipped breast slice: the left side is absent
-                assert negatives in ({"brain tumor"}, {"left breast lesion"})
-    ds3 = _dataset(lateral_dataset, builder, train=False, negatives_per_image=3)
-    item = ds3[2]  # a brain tumour slice: MR phrase first, then any other unrelated phrase
+            assert len(negatives) == 1 and not negatives & present
+            case = ds.images[i]["case_id"]
+            if case == "brain1":  # head and neck: breast and liver phrases cannot be there
+                assert negatives <= {"left breast lesion", "right breast lesion", "liver", "brain tumor"}
+                assert "brain" not in negatives
+                if "brain tumor" in present:
+                    assert "brain tumor" not in negatives
+                seen["brain"] |= negatives
+            else:  # breast1, thorax: the other side of the breast lesion is never "absent"
+                assert negatives <= {"brain tumor", "brain", "liver", "left breast lesion"}
+                assert not ({"left breast lesion", "right breast lesion"} & present and
+                            negatives & {"left breast lesion", "right breast lesion"})
+                seen["breast"] |= negatives
+    assert len(seen["brain"]) >= 2 and len(seen["breast"]) >= 2  # sampled, not always the same one
+    own, other = ds.known_absent(ds.images[0], set())
+    assert set(own) <= ds.case_phrases[(ds.images[0]["source"], ds.images[0]["case_id"])]
+    big = _dataset(lateral_dataset, builder, train=False, negatives_per_image=30, negative_vocabulary="ontology")
+    item = big[2]  # the ontology fills the prompt with terms of regions the case cannot show
     negs = set(item["prompt"].phrases) - {"brain tumor"}
-    assert len(negs) == 3 and "brain" not in negs and "brain tumor" in item["prompt"].phrases
+    assert len(negs) > 5 and "brain" not in negs and not negs & {"hippocampus", "left hippocampus"}
 
 
 def test_flip_swaps_left_right_phrases_and_mirrors_boxes(lateral_dataset: Path, builder) -> None:
@@ -376,3 +389,75 @@ def test_training_refuses_a_dataset_made_with_another_input_pipeline(dataset: Pa
     cfg_path.write_text(json.dumps(cfg))
     with pytest.raises(MedglipError, match="rebuild"):
         train(other, tmp_path / "run2", _cfg(max_steps=1))
+
+
+def test_ema_weights_are_published_and_resumed(dataset: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    run = train(dataset, tmp_path / "ema", _cfg(max_steps=4, checkpoint_every=2, ema_decay=0.9))
+    ckpt = run / "checkpoints" / "step-0000004"
+    published, raw = load_file(str(run / "model.safetensors")), load_file(str(ckpt / "model.safetensors"))
+    ema = load_file(str(ckpt / "ema" / "model.safetensors"))
+    key = next(k for k in raw if "head.token.weight" in k)
+    assert torch.equal(published[key], ema[key]) and not torch.equal(published[key], raw[key])
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert "ema_updates" in json.dumps(state)
+    resumed = train(dataset, run, _cfg(max_steps=6, checkpoint_every=2, ema_decay=0.9), resume=True)
+    assert (resumed / "checkpoints" / "step-0000006" / "ema" / "model.safetensors").is_file()
+
+
+def test_copy_paste_zoom_and_intensity_keep_boxes_on_the_content() -> None:
+    from medglip.train.augment import AugmentConfig, Lesion, jitter_intensity, paste_lesions, zoom
+
+    rng = np.random.default_rng(0)
+    img = np.zeros((64, 64), np.uint8)
+    img[8:56, 8:56] = 80  # body
+    organ = np.zeros((64, 64), bool)
+    organ[10:40, 30:54] = True  # the organ that holds the lesion
+    img[organ] = 40
+    mask = np.zeros((12, 12), bool)
+    mask[3:9, 3:9] = True
+    pix = np.full((12, 12), 40, np.uint8)
+    pix[mask] = 200
+    les = Lesion("brain tumor", "MR", "head and neck", "brain", pix, mask, 40.0, ("s", "other"))
+    cfg = AugmentConfig(copy_paste_max=1, paste_scale=(1.0, 1.0))
+    out, boxes, phrases = paste_lesions(img, np.zeros((0, 4)), [], [les], rng, cfg, organ_masks={"brain": organ})
+    assert phrases == ["brain tumor"] and boxes.shape == (1, 4)
+    x0, y0, x1, y1 = boxes[0].astype(int)
+    assert organ[y0:y1, x0:x1].all()  # placed inside the organ
+    assert out[y0:y1, x0:x1].mean() > 150 and (out[~organ] == img[~organ]).all()  # pasted there only
+    # a paste overlapping an existing box is dropped: the only room in this organ is taken
+    small = np.zeros((64, 64), bool)
+    small[20:27, 40:47] = True
+    _, b2, p2 = paste_lesions(img, np.array([[40.0, 20.0, 47.0, 27.0]]), ["x"], [les], rng, cfg,
+                              organ_masks={"brain": small})
+    assert p2 == ["x"] and len(b2) == 1
+    crop, moved = zoom(out, boxes, np.random.default_rng(1), 1.6)
+    assert crop.shape[0] <= 64 and (moved[:, 2:] <= [crop.shape[1], crop.shape[0]]).all()
+    assert (moved[0, 2:] - moved[0, :2] == boxes[0, 2:] - boxes[0, :2]).all()  # the box kept whole
+    j = jitter_intensity(out, np.random.default_rng(2))
+    assert j.shape == out.shape and j.dtype == np.uint8 and not np.array_equal(j, out)
+
+
+def test_batches_hold_one_modality_sources_are_weighted_and_ranks_disjoint() -> None:
+    from medglip.train.sampling import ModalityBatchSampler, image_weights
+
+    sources = ["big"] * 90 + ["small"] * 10
+    modalities = ["MR"] * 60 + ["CT"] * 40
+    w = image_weights(sources, modalities, source_weights={"big": 1.0, "small": 1.0})
+    assert w[:90].sum() == pytest.approx(0.5) and w[90:].sum() == pytest.approx(0.5)
+    s = ModalityBatchSampler(modalities=modalities, weights=w, batch_size=4, seed=3)
+    s.set_epoch(0)
+    batches = list(s)
+    assert len(batches) == s.steps_per_epoch() == 25
+    assert all(len({modalities[i] for i in b}) == 1 for b in batches)  # one encoder per step
+    drawn = [i for b in batches for i in b]
+    assert 0.3 < np.mean([i >= 90 for i in drawn]) < 0.7  # the small source: about half of the draws
+    s.set_epoch(0, skip=5)
+    assert list(s) == batches[5:]  # resuming mid-epoch continues the same sequence
+    ranks = [ModalityBatchSampler(modalities=modalities, weights=None, batch_size=4, rank=r, world_size=2, seed=3)
+             for r in (0, 1)]
+    got = [sorted(i for b in r for i in b) for r in ranks]
+    assert len(list(ranks[0])) == len(list(ranks[1])) == 12 and not set(got[0]) & set(got[1])
+    with pytest.raises(ValueError, match="non-negative"):
+        image_weights(["a"], ["MR"], source_weights={"a": -1.0})

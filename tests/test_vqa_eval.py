@@ -86,6 +86,9 @@ class TruthGrounder:
         self.records = {r["file_name"]: r for r in coco["images"]}
         self.calls = 0
 
+    def threshold_for(self, phrase):
+        return 0.3
+
     def ground(self, image, phrases, *, modality=None, masks=False, score_threshold=None, top_k=None):
         self.calls += 1
         rec = self.records[Path(image).relative_to(self.dataset / "images").as_posix()]

@@ -16,7 +16,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__
-from .core.rules import FINDING_THRESHOLD
 from .errors import MedglipError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -248,7 +247,7 @@ def ground(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON."),
     overlay: Optional[Path] = typer.Option(None, help="Write a PNG with the boxes (2D inputs)."),
     masks: bool = typer.Option(False, help="Refine boxes into masks with LiteMedSAM."),
-    score_threshold: Optional[float] = typer.Option(None),
+    score_threshold: Optional[float] = typer.Option(None, help="Default: the checkpoint's calibrated threshold of each phrase."),
     top_k: Optional[int] = typer.Option(None, help="Boxes kept per phrase (2D images)."),
     window: Optional[str] = _WINDOW,
     device: str = typer.Option("cpu"),
@@ -261,7 +260,8 @@ def ground(
         _fail(f"{image}: no such file")
     try:
         g = Grounder.from_pretrained(checkpoint, device=device, refiner="medsam" if masks else None)
-        res = g.ground_file(image, phrase, modality=modality, masks=masks, score_threshold=score_threshold,
+        res = g.ground_file(image, phrase, modality=modality, masks=masks,
+                            score_threshold="calibrated" if score_threshold is None else score_threshold,
                             top_k=top_k)
         payload = res.to_json()
         if isinstance(res, VolumeGroundingResult):
@@ -293,7 +293,7 @@ def eval_(
     json_out: Path = typer.Option(Path("metrics.json"), "--json", help="Metrics JSON (Markdown and PR curve beside it)."),
     masks: bool = typer.Option(False, help="Also refine masks with LiteMedSAM and report Dice."),
     phrases: str = typer.Option("case", help="Absent phrases queried per image: case, modality, all."),
-    score_threshold: float = typer.Option(FINDING_THRESHOLD, help="Score above which an absent phrase counts as a false positive."),
+    score_threshold: Optional[float] = typer.Option(None, help="Score above which an absent phrase counts as a false positive (default: the checkpoint's calibrated threshold)."),
     max_per_phrase: int = typer.Option(100, help="Boxes kept per (image, phrase) (and refined into masks)."),
     device: str = typer.Option("cpu"),
 ) -> None:
@@ -308,7 +308,7 @@ def eval_(
                                          max_per_phrase=max_per_phrase)
         out_dir = json_out.parent if str(json_out.parent) else Path(".")
         metrics = evaluate(dataset, preds, split=split, queries=queries, out=out_dir,
-                           score_threshold=score_threshold)
+                           score_threshold=g.threshold_for("*") if score_threshold is None else score_threshold)
     except MedglipError as exc:
         _fail(str(exc))
     if json_out.name != "metrics.json":
@@ -360,7 +360,7 @@ def vqa(
     checkpoint: Path = typer.Option(..., help="A run folder (medglip train output)."),
     modality: Optional[str] = typer.Option(None, help="CT, MR, XR, US, ENDO, DERM, PATH (default: DICOM tag or classifier)."),
     masks: bool = typer.Option(False, help="Refine boxes into masks with LiteMedSAM (mask areas in the answer)."),
-    score_threshold: float = typer.Option(FINDING_THRESHOLD, help="Boxes scoring below this are not findings."),
+    score_threshold: Optional[float] = typer.Option(None, help="Boxes scoring below this are not findings (default: the checkpoint's calibrated thresholds)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write question, answer and grounded context as JSON."),
     visual_prompt: Optional[Path] = typer.Option(None, help="Write the numbered-box image the answer cites (PNG)."),
     llm_endpoint: Optional[str] = _LLM_ENDPOINT, llm_model: Optional[str] = _LLM_MODEL,
@@ -400,7 +400,7 @@ def report(
     out: Path = typer.Option(Path("report"), help="Output folder: report.md, report.json, report_overlay.png."),
     modality: Optional[str] = typer.Option(None, help="CT, MR, XR, US, ENDO, DERM, PATH."),
     masks: bool = typer.Option(False, help="Refine boxes into masks with LiteMedSAM (mask areas in mm²)."),
-    score_threshold: float = typer.Option(FINDING_THRESHOLD, help="Boxes scoring below this are not findings."),
+    score_threshold: Optional[float] = typer.Option(None, help="Boxes scoring below this are not findings (default: the checkpoint's calibrated thresholds)."),
     prose: bool = typer.Option(False, help="Also rewrite the findings into prose with the chat API (--llm-*)."),
     window: Optional[str] = _WINDOW,
     llm_endpoint: Optional[str] = _LLM_ENDPOINT, llm_model: Optional[str] = _LLM_MODEL,
@@ -465,13 +465,65 @@ def serve(
         _fail(str(exc))
 
 
+def _train_config(preset: str, max_steps: Optional[int], batch_size: int, lr: float, image_size: Optional[int],
+                  device: str, seed: int, **more: object):
+    from .train import TrainConfig
+
+    overrides = (("image_size", image_size),) if image_size else ()
+    return TrainConfig(preset=preset, max_steps=max_steps, batch_size=batch_size, lr=lr, model_overrides=overrides,
+                       device=device, seed=seed, **more)
+
+
+@app.command()
+def lopo(
+    dataset: Path = typer.Argument(..., help="Built dataset; its train split holds the training patients."),
+    out: Path = typer.Option(..., "--out", help="Folder: folds/, lopo.json, lopo.md, final/ (the final run)."),
+    preset: str = typer.Option("default"), max_steps: Optional[int] = typer.Option(600),
+    batch_size: int = typer.Option(4), lr: float = typer.Option(3e-4), image_size: Optional[int] = typer.Option(256),
+    copy_paste: float = typer.Option(0.5, help="Lesion copy-paste probability."),
+    device: str = typer.Option("auto"), seed: int = typer.Option(0),
+    final: bool = typer.Option(True, help="Also train the final model on every training case."),
+) -> None:
+    """Leave-one-patient-out on the training patients: per-fold metrics, calibrated score thresholds, and
+    the final model with them in its config (lung2 / brain2 stay held out: `medglip heldout` measures them)."""
+    from .protocol import lopo as run_lopo
+
+    _setup_logging(False)
+    try:
+        cfg = _train_config(preset, max_steps, batch_size, lr, image_size, device, seed, copy_paste_prob=copy_paste)
+        summary = run_lopo(dataset, out, cfg, final=final)
+    except (MedglipError, ValueError) as exc:
+        _fail(str(exc))
+    console.print((out / "lopo.md").read_text())
+    console.print(f"thresholds {summary['thresholds']}; final run: {summary.get('final_run', '-')}")
+
+
+@app.command()
+def heldout(
+    dataset: Path = typer.Argument(..., help="Built dataset; its test split holds the held-out patients."),
+    checkpoint: Path = typer.Option(..., help="A run folder (e.g. OUT/final of medglip lopo)."),
+    out: Path = typer.Option(Path("heldout"), help="Folder for heldout.json / heldout.md and per-patient files."),
+    split: str = typer.Option("test"),
+    masks: bool = typer.Option(False, help="Also LiteMedSAM masks (mask Dice)."),
+) -> None:
+    """Per held-out patient: Acc@0.5, mIoU, AP50, mask Dice, absent-phrase FP rate and VQA vs its ceiling."""
+    from .protocol import heldout_report
+
+    _setup_logging(False)
+    try:
+        heldout_report(checkpoint, dataset, out, split=split, masks=masks)
+    except MedglipError as exc:
+        _fail(str(exc))
+    console.print((out / "heldout.md").read_text())
+
+
 @app.command(name="vqa-eval")
 def vqa_eval(
     dataset: Path = typer.Argument(..., help="Built dataset folder."),
     checkpoint: Path = typer.Option(..., help="A run folder (medglip train output)."),
     split: str = typer.Option("test"),
     out: Path = typer.Option(Path("vqa-eval"), help="Folder for vqa_metrics.json / vqa_metrics.md."),
-    score_threshold: float = typer.Option(0.3),
+    score_threshold: Optional[float] = typer.Option(None, help="Default: the checkpoint's calibrated thresholds."),
     device: str = typer.Option("cpu"),
 ) -> None:
     """VQA accuracy on questions generated from a dataset's ground truth: predicted grounding vs the ceiling."""

@@ -74,7 +74,7 @@ def _train_and_evaluate(out: Path, *, steps: int, image_size: int, console: Cons
     preds, queries = predict_dataset(grounder, out / "dataset", split="test", phrases="all", masks=True,
                                      max_per_phrase=5)
     metrics = evaluate(out / "dataset", preds, split="test", queries=queries, out=out / "eval")
-    overlays = _draw_predictions(out / "dataset", preds, out / "overlays")
+    overlays = _draw_predictions(out / "dataset", preds, out / "overlays", grounder.threshold_for("*"))
     o = metrics["overall"]
     report = out / "report.md"
     report.write_text(_report(o, steps, image_size, run, out))
@@ -110,22 +110,33 @@ def _vqa_and_findings(grounder, out: Path, report: Path, *, console: Console, t0
     return {"vqa": out / "vqa" / "vqa_metrics.json", "findings": files["md"]}
 
 
-def _draw_predictions(dataset: Path, preds: list[dict], dest: Path) -> Path:
-    """One PNG per test image with the top prediction of each phrase present there (phrase + score)."""
+def _draw_predictions(dataset: Path, preds: list[dict], dest: Path, threshold: float) -> Path:
+    """One PNG per test image: the ground truth (left) beside the top prediction of each phrase
+    scoring at least ``threshold`` (right, phrase + score)."""
+    from PIL import Image
+
     from .show import render_image
 
     dest.mkdir(parents=True, exist_ok=True)
     test = json.loads((dataset / "annotations" / "test.json").read_text())
     cats = {c["id"]: c for c in test["categories"]}
     by_name = {c["name"]: c["id"] for c in test["categories"]}
+    gt_of: dict[int, list[dict]] = {}
+    for a in test["annotations"]:
+        gt_of.setdefault(int(a["image_id"]), []).append(a)
     for im in test["images"]:
         top: dict[str, dict] = {}
         for p in preds:
             if p["image_id"] == im["id"] and p["score"] > top.get(p["phrase"], {}).get("score", -1):
                 top[p["phrase"]] = p
         anns = [{**p, "phrase": f"{p['phrase']} {p['score']:.2f}", "category_id": by_name.get(p["phrase"], 0)}
-                for p in top.values() if p["score"] >= 0.1]
-        pic = render_image(dataset, im, anns, cats)
+                for p in top.values() if p["score"] >= threshold]
+        truth = render_image(dataset, {**im, "case_id": f"{im.get('case_id')} (ground truth)"},
+                             gt_of.get(int(im["id"]), []), cats)
+        pred = render_image(dataset, {**im, "case_id": f"{im.get('case_id')} (predicted)"}, anns, cats)
+        pic = Image.new("RGB", (truth.width + pred.width + 8, max(truth.height, pred.height)), (24, 24, 24))
+        pic.paste(truth, (0, 0))
+        pic.paste(pred, (truth.width + 8, 0))
         pic.save(dest / f"{Path(im['file_name']).stem}.png")
     return dest
 

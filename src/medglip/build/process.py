@@ -107,8 +107,11 @@ def _annotation(inst: Instance, info: LabelInfo, modality: str, side: str | None
 
 def _image_fields(case: Case, file_name: str, pix: np.ndarray) -> dict[str, Any]:
     """The image-record fields every image shares, 2D or sliced."""
-    return {"file_name": file_name, "width": int(pix.shape[1]), "height": int(pix.shape[0]),
-            "modality": case.modality, "source": case.source, "case_id": case.case_id}
+    out = {"file_name": file_name, "width": int(pix.shape[1]), "height": int(pix.shape[0]),
+           "modality": case.modality, "source": case.source, "case_id": case.case_id}
+    if case.meta.get("absent"):  # findings the source declares absent from the case (a healthy template)
+        out["absent"] = list(case.meta["absent"])
+    return out
 
 
 class CaseBuilder:

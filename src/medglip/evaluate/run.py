@@ -27,7 +27,7 @@ class SupportsGround(Protocol):
     a list of images in, a list of :class:`~medglip.infer.results.GroundingResult` out."""
 
     def ground(self, image: Any, phrases: Sequence[str], *, modality: str | None = None,
-               masks: bool = False, top_k: int | None = None) -> list[GroundingResult]: ...
+               masks: bool = False, top_k: int | None = None, score_threshold: Any = None) -> list[GroundingResult]: ...
 
 
 def read_split(dataset_dir: str | Path, split: str) -> dict:
@@ -175,7 +175,8 @@ def predict_dataset(
     for (modality, asked), ids in groups.items():
         paths = [str(dataset_dir / "images" / images[i]["file_name"]) for i in ids]
         # top_k bounds the boxes per phrase, and so the mask refinements on a slow CPU
-        results = grounder.ground(paths, list(asked), modality=modality, masks=masks, top_k=max_per_phrase)
+        results = grounder.ground(paths, list(asked), modality=modality, masks=masks, top_k=max_per_phrase,
+                                  score_threshold=None)  # the whole ranking: AP needs low scores too
         if not isinstance(results, list) or len(results) != len(ids) or not all(
                 isinstance(r, GroundingResult) for r in results):
             raise PredictionError(f"the grounder must return one GroundingResult per image of a list, got "

@@ -6,6 +6,12 @@
 >>> vol = g.ground_volume("ct.nii.gz", ["liver"])                            # doctest: +SKIP
 >>> vol.objects[0].voxel_box, vol.objects[0].world_box                       # doctest: +SKIP
 
+Thresholds: by default (``score_threshold="calibrated"``) a phrase's boxes are kept from the
+checkpoint's calibrated threshold of that phrase up (:meth:`ModelConfig.finding_threshold`, chosen
+by leave-one-patient-out on the training patients; :data:`medglip.core.rules.FINDING_THRESHOLD`
+for an uncalibrated checkpoint), so an absent finding returns nothing; evaluation asks for the
+whole ranking with ``score_threshold=0.0``.
+
 Pipeline per call: inputs read once (:mod:`.inputs`) → modality (caller > DICOM metadata > the
 model's classifier) → model pixels and tensors (:mod:`medglip.core.pipeline`, configured by the
 checkpoint) → images batched by modality, the image encoders and FPN run ONCE per image, fusion
@@ -21,14 +27,14 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence, Union
 
 import numpy as np
 import torch
 
 from ..core.orient import PLANES, plan_slices
 from ..core.pipeline import boxes_to_original, model_pixels, picture, to_tensor
-from ..core.rules import LINK_IOU
+from ..core.rules import FINDING_THRESHOLD, LINK_IOU
 from ..core.text import clean_phrase
 from ..errors import MedglipError
 from ..model import GroundingModel, TextFeatures, load_checkpoint
@@ -40,6 +46,9 @@ from .volume import VolumeGroundingResult
 from .volume import ground_volume as ground_slices
 
 log = logging.getLogger(__name__)
+
+#: A score threshold: a number, ``"calibrated"`` (the checkpoint's, per phrase) or None (no filter).
+Threshold = Union[float, Literal["calibrated"], None]
 
 
 @dataclass
@@ -81,6 +90,12 @@ def clean_phrases(phrases: Any) -> tuple[str, ...]:
             raise MedglipError(f"empty phrase {p!r} in {items!r}")
         out.append(c)
     return tuple(out)
+
+
+def calibrated_threshold(grounder: Any, phrases: Any) -> float:
+    """The lowest calibrated threshold of ``phrases`` (the grounder already applied each phrase's own),
+    the project default without phrases."""
+    return min((float(grounder.threshold_for(p)) for p in phrases), default=FINDING_THRESHOLD)
 
 
 def _trained_phrases(run_dir: Path) -> tuple[str, ...]:
@@ -173,7 +188,7 @@ class Grounder:
 
     # ------------------------------------------------------------------------------ 2D
     def ground(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
-               masks: bool = False, score_threshold: float | None = None, top_k: int | None = None
+               masks: bool = False, score_threshold: Threshold = "calibrated", top_k: int | None = None
                ) -> GroundingResult | list[GroundingResult]:
         """Ground ``phrases`` in one image or a list of images.
 
@@ -185,8 +200,9 @@ class Grounder:
             modality: CT / MR / XR / US / ENDO / DERM / PATH (or an alias); default: the DICOM
                 Modality tag, else the model's modality classifier.
             masks: also return a mask per box (LiteMedSAM box → mask refinement).
-            score_threshold: drop boxes scoring below this (the model already drops those below
-                ``config.score_threshold``).
+            score_threshold: drop boxes scoring below this: ``"calibrated"`` (default) the
+                checkpoint's threshold of each phrase, a number, or None (the whole ranking above the
+                model's ``config.score_threshold`` floor, for evaluation).
             top_k: keep at most this many boxes per phrase.
 
         Returns:
@@ -212,7 +228,7 @@ class Grounder:
         return return_list if batched else return_list[0]
 
     def ground_file(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
-                    masks: bool = False, score_threshold: float | None = None, plane: str = "axial",
+                    masks: bool = False, score_threshold: Threshold = "calibrated", plane: str = "axial",
                     top_k: int | None = None) -> GroundingResult | VolumeGroundingResult:
         """Ground a 2D image or a volume, whichever ``image`` is (read once): :meth:`ground` (with
         ``top_k``) or :meth:`ground_volume` (with ``plane``). The one entry point of the CLI, VQA,
@@ -223,6 +239,10 @@ class Grounder:
                                       score_threshold=score_threshold, plane=plane)
         return self.ground(item, phrases, modality=modality, masks=masks, score_threshold=score_threshold,
                            top_k=top_k)
+
+    def threshold_for(self, phrase: str) -> float:
+        """The checkpoint's calibrated score threshold of ``phrase`` (see the module docstring)."""
+        return self.config.finding_threshold(phrase)
 
     def _check_modality(self, modality: str | None) -> str | None:
         code = check_modality(modality)
@@ -298,18 +318,18 @@ class Grounder:
         return out
 
     def _collect(self, x: InputImage | None, p: _Prepared, phrases: tuple[str, ...], dets: list, *, masks: bool,
-                 score_threshold: float | None, top_k: int | None, source: str | None = None,
+                 score_threshold: Threshold, top_k: int | None, source: str | None = None,
                  extra: dict[str, Any] | None = None) -> GroundingResult:
         boxes = np.concatenate([b for b, _, _ in dets]).reshape(-1, 4) if dets else np.zeros((0, 4), np.float32)
         scores = np.concatenate([s for _, s, _ in dets]) if dets else np.zeros(0, np.float32)
         pids = np.concatenate([i for _, _, i in dets]) if dets else np.zeros(0, np.int64)
         h, w = p.pixels.shape[:2]
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # clipped to nothing → dropped
-        if score_threshold is not None:
-            valid &= scores >= float(score_threshold)
         groundings = []
         for k, phrase in enumerate(phrases):
-            sel = np.nonzero(valid & (pids == k))[0]
+            thr = self.threshold_for(phrase) if score_threshold == "calibrated" else score_threshold
+            keep = valid if thr is None else valid & (scores >= float(thr))
+            sel = np.nonzero(keep & (pids == k))[0]
             sel = sel[np.argsort(-scores[sel], kind="stable")]
             if top_k is not None:
                 sel = sel[: max(0, int(top_k))]
@@ -333,7 +353,7 @@ class Grounder:
     # ------------------------------------------------------------------------------ 3D
     def ground_volume(self, path_or_array: Any, phrases: Sequence[str] | str, *, geometry: Any = None,
                       modality: str | None = None, plane: str = "axial", masks: bool = False,
-                      score_threshold: float | None = None, link_iou: float = LINK_IOU) -> VolumeGroundingResult:
+                      score_threshold: Threshold = "calibrated", link_iou: float = LINK_IOU) -> VolumeGroundingResult:
         """Ground ``phrases`` slice by slice in a volume and link the boxes into 3D objects.
 
         Args:

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from ..core.intensity import CT_WINDOWS
 from ..core.pipeline import PIPELINE_VERSION, InputConfig
+from ..core.rules import FINDING_THRESHOLD
 from ..modality import MODALITIES
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,25 @@ class ModelConfig:
         input_version: the pipeline version; a ``config.json`` without it predates the pipeline and
             is converted on load (see :meth:`from_dict`).
 
-    Fusion / head / assignment / loss / inference: see the field names.
+    Head and losses (GLIP's choices; a config saved without a field gets its medglip 0.1 value,
+    :data:`LEGACY`):
+        alignment: ``glip`` (normalised tokens, learned log-scale) or ``scaled`` (fixed 1/sqrt(d));
+            see :mod:`medglip.model.head`.
+        giou_weighting: ``centerness``: each positive anchor's GIoU loss is weighted by its
+            centerness target (ATSS / GLIP); ``none``: plain mean.
+
+    Inference:
+        score_agg: a phrase's alignment probability from its tokens' probabilities: ``mean``
+            (GLIP's SCORE_AGG "MEAN") or ``max``.
+        threshold_on: what ``score_threshold`` is compared with before NMS: ``alignment`` (the
+            phrase probability, before centerness: GLIP) or ``score`` (sqrt(alignment × centerness)).
+        score_threshold: the floor of candidate boxes (low: evaluation needs the whole ranking).
+        finding_thresholds: calibrated score thresholds ``((phrase, threshold), ...)`` with a
+            ``"*"`` entry for every other phrase, chosen by leave-one-patient-out on the training
+            patients; the default threshold of a finding in ``ground``, volumes, VQA, reports and the
+            service (see :meth:`finding_threshold`). Empty: :data:`medglip.core.rules.FINDING_THRESHOLD`.
+
+    Fusion / assignment / loss weights: see the field names.
     text_lr_factor: the trainer multiplies the learning rate of the text encoder by this.
     """
 
@@ -113,6 +132,7 @@ class ModelConfig:
     head_groups: int = 16
     prior_prob: float = 0.01
     anchor_scale: float = 8.0
+    alignment: Literal["glip", "scaled"] = "glip"
     # ATSS assignment and losses
     atss_topk: int = 9
     focal_alpha: float = 0.25
@@ -121,8 +141,12 @@ class ModelConfig:
     box_loss_weight: float = 2.0
     ctr_loss_weight: float = 1.0
     modality_loss_weight: float = 0.1
+    giou_weighting: Literal["centerness", "none"] = "centerness"
     # inference
+    score_agg: Literal["mean", "max"] = "mean"
+    threshold_on: Literal["alignment", "score"] = "alignment"
     score_threshold: float = 0.05
+    finding_thresholds: tuple[tuple[str, float], ...] = ()
     pre_nms_top_k: int = 1000
     nms_iou: float = 0.6
     detections_per_image: int = 100
@@ -142,9 +166,22 @@ class ModelConfig:
         unknown = set(self.own_encoder_modalities) - set(self.modalities)
         if unknown:
             raise ValueError(f"own_encoder_modalities {sorted(unknown)} not in modalities {self.modalities}")
+        for value, allowed, what in ((self.alignment, ("glip", "scaled"), "alignment"),
+                                     (self.giou_weighting, ("centerness", "none"), "giou_weighting"),
+                                     (self.score_agg, ("mean", "max"), "score_agg"),
+                                     (self.threshold_on, ("alignment", "score"), "threshold_on")):
+            if value not in allowed:
+                raise ValueError(f"{what} must be one of {allowed}, not {value!r}")
+        if any(not 0.0 <= float(t) <= 1.0 for _, t in self.finding_thresholds):
+            raise ValueError(f"finding_thresholds must be in [0, 1], got {self.finding_thresholds}")
         if self.fpn_channels % self.fusion_heads or self.fpn_channels % self.head_groups:
             raise ValueError("fpn_channels must be divisible by fusion_heads and head_groups")
         self.input_config  # validates the windows and percentiles
+
+    def finding_threshold(self, phrase: str) -> float:
+        """The calibrated score threshold of ``phrase`` (``"*"``'s, else the project default)."""
+        table = dict(self.finding_thresholds)
+        return float(table.get(phrase, table.get("*", FINDING_THRESHOLD)))
 
     @property
     def input_config(self) -> InputConfig:
@@ -190,6 +227,8 @@ class ModelConfig:
             elif isinstance(v, list):
                 v = _freeze(v)
             kw[k] = v
+        for name, value in LEGACY.items():  # a field the saved config lacks did not exist then
+            kw.setdefault(name, value)
         if "input_version" not in kw and "name" in kw:
             # Saved before the input pipeline (medglip 0.1): those models saw CT through one window,
             # soft tissue at inference, as grey; three equal windows give exactly that input.
@@ -214,6 +253,11 @@ class ModelConfig:
         s = str(text_or_path)
         text = s if s.lstrip().startswith("{") else Path(s).read_text()
         return cls.from_dict(json.loads(text))
+
+
+#: The values of fields added after medglip 0.1, for configs saved before them (their behaviour then).
+LEGACY: dict[str, Any] = {"alignment": "scaled", "giou_weighting": "none", "score_agg": "max",
+                          "threshold_on": "score"}
 
 
 def _freeze(v: Any) -> Any:

@@ -5,7 +5,9 @@ prompts ─► shared text encoder ─► Linear(H → d) ───────�
                                                        Fusion (bidirectional cross-attention) ◄┘
                                                        GroundingHead ─► logits / ltrb / centerness
 training: ATSS assignment + focal / GIoU / centerness losses (+ modality CE)
-eval:     score = sqrt(sigmoid(max token logit of the phrase) · sigmoid(centerness)), NMS per phrase
+eval:     score = sqrt(alignment · sigmoid(centerness)), alignment = the mean (config.score_agg) of the
+          phrase's token probabilities; candidates above config.score_threshold (on the alignment,
+          config.threshold_on); NMS per phrase
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class GroundingModel(nn.Module):
                              layer_scale=config.fusion_layer_scale)
         self.head = GroundingHead(channels=d, convs=config.head_convs, groups=config.head_groups,
                                   levels=config.fpn_levels, prior_prob=config.prior_prob,
-                                  anchor_scale=config.anchor_scale)
+                                  anchor_scale=config.anchor_scale, alignment=config.alignment)
         self.modality_classifier = ModalityClassifier(num_modalities=len(config.modalities))
 
     # ------------------------------------------------------------------ helpers
@@ -169,7 +171,8 @@ class GroundingModel(nn.Module):
         losses = grounding_losses(logits=out["logits"], ltrb=out["ltrb"], centerness=out["centerness"],
                                   centres=centres, anchors=anchors, level_sizes=level_sizes, targets=targets,
                                   phrase_token_masks=text_features.phrase_token_masks, text_mask=mask,
-                                  topk=c.atss_topk, alpha=c.focal_alpha, gamma=c.focal_gamma)
+                                  topk=c.atss_topk, alpha=c.focal_alpha, gamma=c.focal_gamma,
+                                  giou_weighting=c.giou_weighting)
         losses = {"loss_cls": losses["loss_cls"] * c.cls_loss_weight,
                   "loss_box": losses["loss_box"] * c.box_loss_weight,
                   "loss_ctr": losses["loss_ctr"] * c.ctr_loss_weight}
@@ -226,10 +229,16 @@ class GroundingModel(nn.Module):
         for i, ptm in enumerate(phrase_token_masks):
             logits = out["logits"][i].float()                                        # (A, T)
             ptm = ptm.to(logits.device)
-            phrase_logits = torch.stack([logits[:, : ptm.shape[1]][:, m].max(1).values for m in ptm], 1)  # (A, P)
-            scores = (phrase_logits.sigmoid() * out["centerness"][i].float().sigmoid()[:, None]).sqrt()
+            probs = logits[:, : ptm.shape[1]].sigmoid()
+            if c.score_agg == "mean":  # GLIP: the mean of the phrase's token probabilities
+                weights = ptm.float() / ptm.float().sum(1, keepdim=True).clamp(min=1.0)  # (P, T)
+                align = probs @ weights.T                                              # (A, P)
+            else:
+                align = torch.stack([probs[:, m].max(1).values for m in ptm], 1)       # (A, P)
+            scores = (align * out["centerness"][i].float().sigmoid()[:, None]).sqrt()
             flat = scores.flatten()
-            keep = torch.nonzero(flat > c.score_threshold).squeeze(1)
+            gate = align.flatten() if c.threshold_on == "alignment" else flat
+            keep = torch.nonzero(gate > c.score_threshold).squeeze(1)
             if keep.numel() > c.pre_nms_top_k:
                 keep = keep[flat[keep].topk(c.pre_nms_top_k).indices]
             a_idx, p_idx = keep // scores.shape[1], keep % scores.shape[1]

@@ -1,12 +1,18 @@
 """The GLIP/ATSS dense head: region-word alignment logits, box regression and centerness.
 
 Per FPN level (shared weights across levels): a classification tower and a box tower of
-``convs`` × (3×3 conv, GroupNorm, ReLU). From the classification tower, region features are
-projected to ``d`` and scored against every token:
-``logit[a, t] = <region[a], token[t]> / sqrt(d) + bias0 + token_bias(token[t])`` with ``bias0``
-initialised to ``-log((1 - p) / p)`` (prior p = 0.01) so training starts at "nothing here". The box
-tower predicts ``ltrb`` distances ``exp(scale_l · x) · anchor_size / 2`` (a per-level learnable
-``scale_l``; zero output = the level's square anchor) and a centerness logit.
+``convs`` × (3×3 conv, GroupNorm, ReLU). The classification tower's features are scored against
+every token. Two alignments (``ModelConfig.alignment``):
+
+- ``glip`` (GLIP's dot-product token head): tokens are L2-normalised, halved and projected,
+  ``logit[a, t] = <region[a], W·(token[t] / 2)> / exp(log_scale) + <token[t], bias_lang> + bias0``,
+  with a learned ``log_scale`` (0 at start) — the scale of the logits is learned, not fixed;
+- ``scaled`` (medglip 0.1): both sides projected, ``<P·region[a], Q·token[t]> / sqrt(d) + bias0 +
+  token_bias(token[t])``.
+
+``bias0`` starts at ``-log((1 - p) / p)`` (prior p = 0.01), so training starts at "nothing here".
+The box tower predicts ``ltrb`` distances ``exp(scale_l · x) · anchor_size / 2`` (a per-level
+learnable ``scale_l``; zero output = the level's square anchor) and a centerness logit.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -28,7 +35,7 @@ class GroundingHead(nn.Module):
     """Dense grounding head.
 
     Args (keyword-only): channels d, convs (tower depth), groups (GroupNorm), levels, prior_prob,
-        anchor_scale (anchor side = anchor_scale × stride).
+        anchor_scale (anchor side = anchor_scale × stride), alignment (``glip`` / ``scaled``).
 
     Forward:
         features: list of L FloatTensor (B, d, H_l, W_l).
@@ -43,14 +50,21 @@ class GroundingHead(nn.Module):
     """
 
     def __init__(self, *, channels: int, convs: int, groups: int, levels: int, prior_prob: float = 0.01,
-                 anchor_scale: float = 8.0) -> None:
+                 anchor_scale: float = 8.0, alignment: str = "glip") -> None:
         super().__init__()
+        if alignment not in ("glip", "scaled"):
+            raise ValueError(f"alignment must be 'glip' or 'scaled', not {alignment!r}")
+        self.alignment = alignment
         self.anchor_scale = anchor_scale
         self.cls_tower = _tower(channels, convs, groups)
         self.box_tower = _tower(channels, convs, groups)
-        self.region = nn.Conv2d(channels, channels, 1)
         self.token = nn.Linear(channels, channels)
-        self.token_bias = nn.Linear(channels, 1)
+        if alignment == "glip":
+            self.log_scale = nn.Parameter(torch.zeros(()))
+            self.bias_lang = nn.Parameter(torch.zeros(channels))
+        else:
+            self.region = nn.Conv2d(channels, channels, 1)
+            self.token_bias = nn.Linear(channels, 1)
         self.bias0 = nn.Parameter(torch.tensor(-math.log((1 - prior_prob) / prior_prob)))
         self.box = nn.Conv2d(channels, 4, 3, padding=1)
         self.ctr = nn.Conv2d(channels, 1, 3, padding=1)
@@ -59,23 +73,29 @@ class GroundingHead(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, std=0.01)
                 nn.init.zeros_(m.bias)
-        nn.init.zeros_(self.token_bias.weight)
-        nn.init.zeros_(self.token_bias.bias)
+        if alignment == "scaled":
+            nn.init.zeros_(self.token_bias.weight)
+            nn.init.zeros_(self.token_bias.bias)
+
+    def _tokens(self, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | float]:
+        """Projected tokens (B, T, d), their bias (B, T) and the divisor of the dot products."""
+        if self.alignment == "glip":
+            unit = F.normalize(text, p=2, dim=-1)
+            return self.token(unit / 2.0), unit @ self.bias_lang + self.bias0, self.log_scale.exp()
+        return self.token(text), self.token_bias(text).squeeze(-1) + self.bias0, math.sqrt(text.shape[-1])
 
     def forward(self, features: list[torch.Tensor], text: torch.Tensor, text_mask: torch.Tensor,
                 strides: list[int]) -> dict[str, torch.Tensor]:
-        d = text.shape[-1]
-        tok = self.token(text)                                               # (B, T, d)
-        tok_bias = self.token_bias(text).squeeze(-1) + self.bias0            # (B, T)
+        tok, tok_bias, divisor = self._tokens(text)                          # (B, T, d), (B, T)
         logits, ltrb, ctr = [], [], []
         for level, (f, stride) in enumerate(zip(features, strides)):
             c = self.cls_tower(f)
-            r = self.region(c).flatten(2).transpose(1, 2)                    # (B, HW, d)
-            logits.append(torch.einsum("bad,btd->bat", r, tok) / math.sqrt(d) + tok_bias[:, None, :])
+            r = (c if self.alignment == "glip" else self.region(c)).flatten(2).transpose(1, 2)  # (B, HW, d)
+            logits.append(torch.einsum("bad,btd->bat", r, tok) / divisor + tok_bias[:, None, :])
             b = self.box_tower(f)
             x = (self.scales[level] * self.box(b).float()).clamp(max=8.0)  # fp32: exp overflows fp16
             ltrb.append((x.exp() * (self.anchor_scale * stride / 2)).flatten(2).transpose(1, 2))
             ctr.append(self.ctr(b).flatten(1))
-        out_logits = torch.cat(logits, 1)
+        out_logits = torch.cat(logits, 1).clamp(-5e4, 5e4)  # GLIP clamps too: a runaway dot product stays finite
         out_logits = out_logits.masked_fill(~text_mask[:, None, :], -1e4)
         return {"logits": out_logits, "ltrb": torch.cat(ltrb, 1), "centerness": torch.cat(ctr, 1)}

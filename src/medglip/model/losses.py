@@ -3,8 +3,9 @@
 An anchor assigned (by ATSS) to a box of phrase p has positive targets on exactly p's tokens and
 negative targets on every other real token of the prompt; unassigned anchors are negative on all
 tokens. Phrases without boxes (negative phrases) therefore only ever see negative targets, which is
-what teaches the model to return nothing for an absent finding. All three terms are summed and
-divided by the number of positive anchors in the batch (at least 1).
+what teaches the model to return nothing for an absent finding. The focal and centerness terms are
+summed and divided by the number of positive anchors in the batch (at least 1); the GIoU term is
+weighted by each anchor's centerness target (GLIP / ATSS), anchors near a box's edge counting less.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from .atss import atss_assign, centerness_target, decode
 def grounding_losses(*, logits: torch.Tensor, ltrb: torch.Tensor, centerness: torch.Tensor,
                      centres: torch.Tensor, anchors: torch.Tensor, level_sizes: list[int],
                      targets: list[dict[str, torch.Tensor]], phrase_token_masks: list[torch.Tensor],
-                     text_mask: torch.Tensor, topk: int, alpha: float, gamma: float
-                     ) -> dict[str, torch.Tensor]:
+                     text_mask: torch.Tensor, topk: int, alpha: float, gamma: float,
+                     giou_weighting: str = "centerness") -> dict[str, torch.Tensor]:
     """Compute the three detection losses.
 
     Args:
@@ -29,6 +30,8 @@ def grounding_losses(*, logits: torch.Tensor, ltrb: torch.Tensor, centerness: to
         targets: per image {"boxes": (N, 4) xyxy, "phrase_ids": (N,)}.
         phrase_token_masks: per image (P_b, T_b) bool (T_b <= T).
         text_mask: (B, T) bool, real tokens.
+        giou_weighting: ``centerness`` weights each positive anchor's GIoU loss by its centerness
+            target and normalises by their sum (ATSS / GLIP); ``none``: one weight per anchor.
 
     Returns:
         {"loss_cls", "loss_box", "loss_ctr"}: scalar tensors (finite also with zero boxes).
@@ -57,8 +60,12 @@ def grounding_losses(*, logits: torch.Tensor, ltrb: torch.Tensor, centerness: to
 
     if pos_pred:
         pred, gt = torch.cat(pos_pred), torch.cat(pos_gt)
-        loss_box = generalized_box_iou_loss(pred, gt, reduction="sum") / num_pos
         ctr_t = centerness_target(torch.cat(pos_centres), gt)
+        giou = generalized_box_iou_loss(pred, gt, reduction="none")
+        if giou_weighting == "centerness":
+            loss_box = (giou * ctr_t).sum() / ctr_t.sum().clamp(min=1e-6)
+        else:
+            loss_box = giou.sum() / num_pos
         loss_ctr = F.binary_cross_entropy_with_logits(torch.cat(pos_ctr), ctr_t, reduction="sum") / num_pos
     else:  # keep the graph connected (DDP) with exact zeros
         loss_box = ltrb.sum() * 0.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..context import context_from
-from ..core.rules import FINDING_THRESHOLD
 from ..errors import MedglipError
+from ..infer.grounder import calibrated_threshold
 from ..infer.volume import VolumeGroundingResult
 from ..ontology import Ontology
 from .markdown import render_markdown
@@ -28,7 +28,7 @@ def _phrases(grounder: Any, findings: Sequence[str] | str | None) -> list[str]:
 
 
 def make_report(grounder: Any, image: Any, findings: Sequence[str] | None = None, *, modality: str | None = None,
-                masks: bool = False, score_threshold: float = FINDING_THRESHOLD, llm: Any = None,
+                masks: bool = False, score_threshold: float | None = None, llm: Any = None,
                 ontology: Ontology | None = None, window: Any = None) -> Report:
     """Ground ``findings`` in ``image`` and describe every finding and every phrase not found.
 
@@ -40,7 +40,8 @@ def make_report(grounder: Any, image: Any, findings: Sequence[str] | None = None
         findings: the phrases to look for; default the phrases the checkpoint was trained on.
         modality: modality code when known (default: file metadata, else the model's classifier).
         masks: also segment each box (needs the grounder's mask refiner); masks are tinted on the overlay.
-        score_threshold: findings below it are reported as not identified.
+        score_threshold: findings below it are reported as not identified; None: the checkpoint's
+            calibrated threshold of each phrase.
         llm: an object with ``rewrite_report(markdown, context) -> str`` (e.g. ``medglip.vqa.ChatClient``);
             its text becomes ``Report.prose``.
         ontology: the ontology findings are described with (default: the shipped one).
@@ -50,13 +51,16 @@ def make_report(grounder: Any, image: Any, findings: Sequence[str] | None = None
         MedglipError: no phrases, an unreadable input, a bad threshold, ... (from the grounder too).
     """
     phrases = _phrases(grounder, findings)
-    try:
-        thr = float(score_threshold)
-    except (TypeError, ValueError):
-        raise MedglipError(f"score_threshold must be a number, got {score_threshold!r}") from None
-    if not 0.0 <= thr <= 1.0:
-        raise MedglipError(f"score_threshold must be in [0, 1], got {score_threshold!r}")
-    result = grounder.ground_file(image, phrases, modality=modality, masks=masks, score_threshold=thr)
+    if score_threshold is None:
+        thr, asked = calibrated_threshold(grounder, phrases), "calibrated"
+    else:
+        try:
+            thr = asked = float(score_threshold)
+        except (TypeError, ValueError):
+            raise MedglipError(f"score_threshold must be a number, got {score_threshold!r}") from None
+        if not 0.0 <= thr <= 1.0:
+            raise MedglipError(f"score_threshold must be in [0, 1], got {score_threshold!r}")
+    result = grounder.ground_file(image, phrases, modality=modality, masks=masks, score_threshold=asked)
     ctx = context_from(result, score_threshold=thr, ontology=ontology)
     if isinstance(result, VolumeGroundingResult):
         pixels = result.picture(ctx.volume["key_slice"], window)  # the slice the findings' boxes are on

@@ -28,7 +28,8 @@ ModalityField = Annotated[str | None, Form(description="CT, MR, XR, US, ENDO, DE
                                                        "X-ray); default: the DICOM Modality tag, else the model's "
                                                        "modality classifier.")]
 MasksField = Annotated[bool, Form(description="Also return a mask per box (COCO RLE), refined with LiteMedSAM.")]
-ThresholdField = Annotated[float | None, Form(ge=0.0, le=1.0, description="Drop boxes scoring below this (0..1).")]
+ThresholdField = Annotated[float | None, Form(ge=0.0, le=1.0, description="Drop boxes scoring below this (0..1); "
+                                                                           "default: the model's calibrated thresholds.")]
 TopKField = Annotated[int | None, Form(ge=1, description="Keep at most this many boxes per phrase.")]
 
 
@@ -64,6 +65,7 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     svc.check_tokens(names)
     code = parse_modality(modality, svc.modalities)
     thr, k = check_score_threshold(score_threshold), check_top_k(top_k)
+    thr = "calibrated" if thr is None else thr
     svc.batcher.announce()
     try:
         upload = await save_upload(file, svc.config)
@@ -100,6 +102,7 @@ async def ground_volume(
     svc.check_tokens(names)
     code = parse_modality(modality, svc.modalities)
     thr, pl = check_score_threshold(score_threshold), check_plane(plane)
+    thr = "calibrated" if thr is None else thr
     upload = await save_upload(file, svc.config, allow_zip=True)
     try:
         volume = await run_in_threadpool(lambda: read_upload(upload, svc, expect="volume"))

@@ -145,9 +145,10 @@ class WorkerGrounder:
         self.config = batcher.grounder.config
         self.input_config = batcher.grounder.input_config
         self.known_phrases = tuple(batcher.grounder.known_phrases)
+        self.threshold_for = batcher.grounder.threshold_for
 
     def ground_file(self, image: Any, phrases: Any, *, modality: str | None = None, masks: bool = False,
-                    score_threshold: float | None = None, plane: str = "axial", top_k: int | None = None) -> Any:
+                    score_threshold: Any = "calibrated", plane: str = "axial", top_k: int | None = None) -> Any:
         from ..infer.inputs import Volume, read_input
 
         item = read_input(image)
@@ -158,7 +159,7 @@ class WorkerGrounder:
                            top_k=top_k)
 
     def ground(self, image: Any, phrases: Any, *, modality: str | None = None, masks: bool = False,
-               score_threshold: float | None = None, top_k: int | None = None) -> Any:
+               score_threshold: Any = "calibrated", top_k: int | None = None) -> Any:
         if isinstance(image, (list, tuple)) or isinstance(phrases, str):
             return self._call(lambda g: g.ground(image, phrases, modality=modality, masks=masks,
                                                  score_threshold=score_threshold, top_k=top_k))

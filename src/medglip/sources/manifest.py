@@ -13,6 +13,9 @@
   with one object per file; a top-level ``labels`` is the default for all cases.
 - ``modality``: ``modality=`` argument > case > manifest top level > ``"CT"``.
 - ``name`` (default: the folder name) is the source; ``license`` goes into ``case.meta``.
+- ``absent`` (case or top level): findings KNOWN to be absent from the case, e.g. ``["brain tumor"]``
+  for a healthy template; they go into ``case.meta["absent"]`` and every image record, so the
+  trainer may use them as negative phrases (partial labels say nothing about the rest).
 """
 
 from __future__ import annotations
@@ -76,7 +79,10 @@ def _case_ref(entry: Any, i: int, data: dict, mpath: Path, source: str, modality
         raise LayoutError(f"{where}: {len(specs)} 'labels' objects for {len(label_files)} label files")
     names = tuple(None if s is None else _names(s, where) for s in specs)
     code = C.resolve_modality(modality, entry.get("modality") or data.get("modality") or "CT", where=where)
-    opts = (("labels", names), ("license", data.get("license")))
+    absent = entry.get("absent", data.get("absent")) or []
+    if not isinstance(absent, list) or not all(isinstance(a, str) and a.strip() for a in absent):
+        raise LayoutError(f"{where}: 'absent' must be a list of phrases, got {absent!r}")
+    opts = (("labels", names), ("license", data.get("license")), ("absent", tuple(absent)))
     return CaseRef(str(entry["id"]), source, NAME, (base / entry["image"],),
                    tuple(base / f for f in label_files), code, entry.get("split"), opts)
 
@@ -120,7 +126,9 @@ def load_case(ref: CaseRef) -> Case:
         C.check_label_values(lab, names, path=lpath,
                              listed="the manifest lists " + ",".join(str(v) for v in [0, *sorted(names)]))
         labels.append(LabelMap(lab, names))
-    meta = {"license": ref.option("license")} if ref.option("license") else {}
+    meta: dict[str, Any] = {"license": ref.option("license")} if ref.option("license") else {}
+    if ref.option("absent"):
+        meta["absent"] = list(ref.option("absent"))
     return C.validated(Case(
         case_id=ref.case_id, source=ref.source, layout=NAME, modality=ref.modality or image.modality or "",
         image=image.array, geometry=image.geometry, labels=labels, image_path=(str(ipath),),

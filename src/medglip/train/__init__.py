@@ -4,7 +4,8 @@
 >>> train("dataset/", "runs/tiny", TrainConfig(preset="tiny", max_steps=100))  # doctest: +SKIP
 """
 
-from .data import AugmentConfig, GroundingDataset, LateralityFlipper, collate
+from .augment import AugmentConfig
+from .data import GroundingDataset, LateralityFlipper, collate
 from .config import TrainConfig
 from .loop import train
 from .optim import lr_factor, param_groups, resolve_amp

@@ -36,9 +36,21 @@ class TrainConfig:
             ``bf16``, ``fp16`` (CUDA only) or ``none``.
         num_workers: DataLoader worker processes per rank.
         split: the dataset split to train on.
-        negatives_per_image: absent phrases added to each prompt.
+        negatives_per_image: known-absent phrases added to each prompt (see ``medglip.train.data``).
+        negative_vocabulary: ``dataset`` or ``ontology`` (also the ontology's terms of the body
+            regions a case cannot show).
         flip_prob: horizontal-flip probability (left/right phrases swapped).
         min_scale: scale-jitter lower bound (1.0: off).
+        zoom_prob, max_zoom: zoom-in augmentation (a random crop holding the boxes).
+        copy_paste_prob, paste_scale: lesion copy-paste (``medglip.train.augment``).
+        intensity_prob: contrast / brightness / gamma jitter.
+        ema_decay: keep an exponential moving average of the weights (with a warm-up: the decay at
+            step t is ``min(ema_decay, (1 + t) / (10 + t))``) and publish it as the run's model;
+            None: publish the raw weights.
+        source_weights: ``((source, weight), ...)``: a source's share of the sampled images (its
+            images share it); overrides the weights a recipe recorded (default 1 per source).
+        modality_weights: ``((modality, weight), ...)`` multiplying the images' weights.
+        Batches hold one modality each (``medglip.train.sampling``).
     """
 
     preset: str = "default"
@@ -61,9 +73,18 @@ class TrainConfig:
     amp: str = "auto"
     num_workers: int = 0
     split: str = "train"
-    negatives_per_image: int = 4
+    negatives_per_image: int = 8
+    negative_vocabulary: str = "ontology"
     flip_prob: float = 0.5
     min_scale: float = 0.8
+    zoom_prob: float = 0.3
+    max_zoom: float = 1.6
+    copy_paste_prob: float = 0.5
+    paste_scale: tuple[float, float] = (0.7, 2.5)
+    intensity_prob: float = 0.5
+    ema_decay: float | None = 0.998
+    source_weights: tuple[tuple[str, float], ...] = ()
+    modality_weights: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.epochs is not None:

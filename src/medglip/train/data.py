@@ -1,9 +1,22 @@
 """The grounding dataset of a ``medglip build`` output, its training augmentation, and the collate function.
 
-One item is one 2D image with a prompt made of the image's positive phrases and a few sampled
-*negative* phrases (dataset phrases absent from the image, preferably of the same modality), in a
-shuffled order, so that the model learns that an absent finding has no box. Images without any
-annotation (``negative`` slices) get a prompt of absent phrases and an empty target.
+One item is one 2D image with a prompt made of the image's positive phrases and sampled *negative*
+phrases, in a shuffled order, so that the model learns that an absent finding has no box. Images
+without any annotation (``negative`` slices) get a prompt of absent phrases and an empty target.
+
+Negatives are only phrases KNOWN to be absent (partial labels: a source that labels only kidneys
+says nothing about the liver on its images):
+
+- phrases the image's own case annotates (on other slices) but this image does not show, and the
+  findings its source declares absent (``absent`` of an image record: a healthy template);
+- phrases of a body region the case cannot show (a brain phrase on a chest CT): the case's regions
+  are those of its annotations' phrases; the candidates are the dataset's phrases and, with
+  ``negative_vocabulary="ontology"``, every fine term of the ontology (GLIP fills its prompts with
+  many negatives; evaluation asks absent phrases too). Findings of the whole body ("tumor",
+  "lymph node") are never known absent.
+
+Phrases related to a present one are never negatives: its ancestors and descendants in the
+hierarchy, and its laterality variants ("right kidney" and "kidney" next to "left kidney").
 
 Randomness (negatives, shuffling, flip, scale jitter) is a pure function of ``(seed, epoch, index)``,
 so an item is the same in every worker process and after resuming a run.
@@ -24,9 +37,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..core.masks import decode_segmentation
 from ..core.pipeline import InputConfig, to_tensor
 from ..errors import MedglipError
 from ..ontology import Ontology, load_ontology
+from .augment import AugmentConfig, LesionBank, jitter_intensity, paste_lesions, zoom
 
 log = logging.getLogger(__name__)
 
@@ -53,31 +68,21 @@ class LateralityFlipper:
         return bool(self.ontology.can_flip(phrase))
 
 
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Training augmentation.
-
-    Attributes:
-        flip_prob: probability of a horizontal flip (phrases' left/right swapped, boxes mirrored).
-            Sagittal slices are never flipped (that would mirror anterior/posterior, not left/right),
-            nor images holding a phrase whose mirror term does not exist ("right middle lobe").
-        min_scale: scale jitter: the image content fills a random fraction in ``[min_scale, 1]`` of
-            the input side, placed at a random offset (1.0 disables the jitter).
-    """
-
-    flip_prob: float = 0.5
-    min_scale: float = 0.8
-
-
 def _related(phrase_info: dict[str, dict[str, Any]], present: set[str]) -> set[str]:
-    """Phrases that must not be negatives: the present ones, their ancestors and their descendants."""
+    """Phrases that must not be negatives: the present ones, their ancestors and descendants, and
+    the phrases of the same structure on another side (or none)."""
     out = set(present)
+    labels = {phrase_info.get(p, {}).get("label") for p in present} - {None}
     for p in present:
         out.update(phrase_info.get(p, {}).get("hierarchy", []) or [])
     for name, info in phrase_info.items():
-        if present.intersection(info.get("hierarchy", []) or []):
+        if present.intersection(info.get("hierarchy", []) or []) or info.get("label") in labels:
             out.add(name)
     return out
+
+
+#: Regions whose findings may be anywhere: their phrases are never known to be absent.
+ANYWHERE = "whole body"
 
 
 class GroundingDataset(torch.utils.data.Dataset):
@@ -91,8 +96,10 @@ class GroundingDataset(torch.utils.data.Dataset):
             and maximum text length); chunks beyond the first are avoided by dropping negatives.
         modalities: the model's modality names; an image's modality becomes an index into it.
         train: apply augmentation (flip, scale jitter).
-        negatives_per_image: how many absent phrases to add to each prompt (fewer when the dataset
-            has fewer candidates). Negative images get at least one.
+        negatives_per_image: how many known-absent phrases to add to each prompt (fewer when there
+            are fewer; dropped when the prompt would not fit). Negative images get at least one.
+        negative_vocabulary: ``dataset`` (negatives among the dataset's phrases) or ``ontology``
+            (also every fine term of the ontology, for the regions a case cannot show).
         augment: augmentation settings (used only when ``train``).
         seed: base seed of all sampling.
         input_config: the model's input pipeline; the dataset's images must have been built with
@@ -107,7 +114,8 @@ class GroundingDataset(torch.utils.data.Dataset):
     def __init__(self, dataset_dir: str | Path, split: str = "train", *, image_size: int,
                  prompt_builder: PromptBuilder, modalities: Sequence[str], train: bool = False,
                  negatives_per_image: int = 4, augment: AugmentConfig = AugmentConfig(), seed: int = 0,
-                 input_config: InputConfig | None = None, ontology: Ontology | None = None) -> None:
+                 input_config: InputConfig | None = None, ontology: Ontology | None = None,
+                 negative_vocabulary: str = "dataset") -> None:
         self.root = Path(dataset_dir)
         if input_config is not None:
             check_input_config(self.root, input_config)
@@ -134,17 +142,39 @@ class GroundingDataset(torch.utils.data.Dataset):
         unknown = sorted({im.get("modality") for im in self.images} - set(self.modalities), key=str)
         if unknown:
             raise MedglipError(f"{ann_path}: modalities {unknown} are not among the model's {list(self.modalities)}")
-        self.phrase_info: dict[str, dict[str, Any]] = {c["name"]: c for c in self.categories}
+        if negative_vocabulary not in ("dataset", "ontology"):
+            raise MedglipError(f"negative_vocabulary must be 'dataset' or 'ontology', not {negative_vocabulary!r}")
+        onto = ontology or load_ontology()
+        self.phrase_info: dict[str, dict[str, Any]] = {c["name"]: dict(c) for c in self.categories}
         by_mod: dict[str, set[str]] = defaultdict(set)
+        self.case_phrases: dict[tuple, set[str]] = defaultdict(set)
         for im in self.images:
             for ann in self._anns.get(im["id"], []):
-                self.phrase_info.setdefault(ann["phrase"], {"name": ann["phrase"], "hierarchy": ann.get("hierarchy")})
+                self.phrase_info.setdefault(ann["phrase"], {"name": ann["phrase"], "hierarchy": ann.get("hierarchy"),
+                                                            "region": ann.get("region"), "label": ann.get("label")})
                 by_mod[im["modality"]].add(ann["phrase"])
+                self.case_phrases[_case(im)].add(ann["phrase"])
         self.phrases: tuple[str, ...] = tuple(sorted(self.phrase_info))
         if not self.phrases:
             raise MedglipError(f"{ann_path}: no phrases (no categories and no annotations) to build prompts from")
         self.phrases_by_modality: dict[str, tuple[str, ...]] = {m: tuple(sorted(p)) for m, p in by_mod.items()}
-        self.flipper = LateralityFlipper(ontology or load_ontology())
+        self.vocabulary: dict[str, dict[str, Any]] = dict(self.phrase_info)
+        if negative_vocabulary == "ontology":
+            for t in onto.fine_terms:
+                if t.name not in self.vocabulary and not t.generic:
+                    r = onto.resolve(t.name)
+                    self.vocabulary[t.name] = {"name": t.name, "hierarchy": list(r.hierarchy), "region": r.region,
+                                               "label": r.label}
+        self.case_regions: dict[tuple, set[str]] = {
+            case: {self.phrase_info[p].get("region") for p in ps} - {None, ANYWHERE}
+            for case, ps in self.case_phrases.items()}
+        self.flipper = LateralityFlipper(onto)
+        self.ontology = onto
+        self._bank: LesionBank | None = None
+        #: the sampling weight of each source a recipe build recorded (``info.sources``)
+        self.source_weights: dict[str, float] = {
+            str(s): float(v.get("weight", 1.0)) for s, v in ((coco.get("info") or {}).get("sources") or {}).items()
+            if isinstance(v, dict)}
 
     def __len__(self) -> int:
         return len(self.images)
@@ -162,16 +192,57 @@ class GroundingDataset(torch.utils.data.Dataset):
                 im = im.convert("RGB" if im.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA") else "L")
             return np.asarray(im, dtype=np.uint8).copy()
 
-    def _sample_negatives(self, rng: np.random.Generator, modality: str, present: set[str], n: int) -> list[str]:
+    def known_absent(self, info: dict[str, Any], present: set[str]) -> tuple[list[str], list[str]]:
+        """The phrases known to be absent from image ``info`` (see the module docstring): those of its
+        own case (sorted) and those of regions the case cannot show (sorted)."""
+        case = _case(info)
+        related = _related(self.vocabulary, present)
+        own = sorted((self.case_phrases.get(case, set()) | set(info.get("absent") or ())) - related)
+        regions = self.case_regions.get(case, set())
+        if not regions:  # nothing says which body region this case shows: no region negatives
+            return own, []
+        other = sorted(p for p, v in self.vocabulary.items()
+                       if v.get("region") not in regions and v.get("region") not in (None, ANYWHERE)
+                       and p not in related and p not in own)
+        return own, other
+
+    def _sample_negatives(self, rng: np.random.Generator, info: dict[str, Any], present: set[str], n: int) -> list[str]:
+        """Up to ``n`` known-absent phrases: the case's own first (they are the hard ones), then
+        phrases of other regions, preferring the dataset's phrases over the ontology's."""
         if n <= 0:
             return []
-        excluded = _related(self.phrase_info, present)
-        preferred = [p for p in self.phrases_by_modality.get(modality, ()) if p not in excluded]
-        others = [p for p in self.phrases if p not in excluded and p not in preferred]
-        picked = [preferred[i] for i in rng.permutation(len(preferred))[:n]]
-        if len(picked) < n:
-            picked += [others[i] for i in rng.permutation(len(others))[: n - len(picked)]]
+        own, other = self.known_absent(info, present)
+        picked = [own[i] for i in rng.permutation(len(own))[:n]]
+        in_data = [p for p in other if p in self.phrase_info]
+        rest = [p for p in other if p not in self.phrase_info]
+        for pool in (in_data, rest):
+            if len(picked) < n and pool:
+                picked += [pool[i] for i in rng.permutation(len(pool))[: n - len(picked)]]
         return picked
+
+    # ------------------------------------------------------------------------------ copy-paste
+    def _lesion_bank(self) -> LesionBank:
+        if self._bank is None:
+            region_of = {p: v.get("region") for p, v in self.phrase_info.items()}
+            parent_of = {p: self.ontology.resolve(p).parent if self.ontology.resolve(p).mapped else None
+                         for p in self.phrase_info}
+            self._bank = LesionBank.collect(self.images, self._anns, self.load_image, region_of=region_of,
+                                            parent_of=parent_of)
+            log.info("copy-paste bank: %d lesions", len(self._bank.lesions))
+        return self._bank
+
+    def _organ_masks(self, anns: list[dict[str, Any]], h: int, w: int) -> dict[str, np.ndarray]:
+        """Masks of the non-lesion structures annotated on an image, by phrase and by side-less label."""
+        out: dict[str, np.ndarray] = {}
+        for a in anns:
+            if a.get("level") == "lesion" or not a.get("segmentation"):
+                continue
+            m = decode_segmentation(a["segmentation"], h, w)
+            if m is None:
+                continue
+            for key in {a["phrase"], a.get("label") or a["phrase"]}:
+                out[key] = out[key] | m if key in out else m
+        return out
 
     def _prompt(self, phrases: list[str], positives: set[str]) -> tuple[Any, list[str]]:
         """One prompt for ``phrases`` and the phrases it holds, in order (negatives are dropped until
@@ -197,6 +268,19 @@ class GroundingDataset(torch.utils.data.Dataset):
                           for a in anns], dtype=np.float64).reshape(-1, 4)
         phrases_of_boxes = [a["phrase"] for a in anns]
 
+        aug = self.augment
+        if self.train and aug.copy_paste_prob > 0 and rng.random() < aug.copy_paste_prob:
+            lesions = [les for les in self._lesion_bank().candidates(info["modality"],
+                                                                     self.case_regions.get(_case(info), set()))
+                       if les.case != _case(info) or rng.random() < 0.5]
+            img, boxes, phrases_of_boxes = paste_lesions(img, boxes, phrases_of_boxes, lesions, rng, aug,
+                                                         organ_masks=self._organ_masks(anns, h, w))
+        if self.train and aug.intensity_prob > 0 and rng.random() < aug.intensity_prob:
+            img = jitter_intensity(img, rng)
+        if self.train and aug.zoom_prob > 0 and rng.random() < aug.zoom_prob:
+            img, boxes = zoom(img, boxes, rng, aug.max_zoom)
+            h, w = img.shape[:2]
+
         flipped = False
         if self.train and rng.random() < self.augment.flip_prob and info.get("slice_plane") != "sagittal" \
                 and all(self.flipper.can_flip(p) for p in phrases_of_boxes):
@@ -220,7 +304,7 @@ class GroundingDataset(torch.utils.data.Dataset):
 
         positives = list(dict.fromkeys(phrases_of_boxes))
         n_neg = max(self.negatives_per_image, 0 if positives else 1)
-        negatives = self._sample_negatives(rng, info["modality"], set(positives), n_neg)
+        negatives = self._sample_negatives(rng, info, set(positives), n_neg)
         phrases = positives + negatives
         phrases = [phrases[i] for i in rng.permutation(len(phrases))] if self.train else phrases
         prompt, used = self._prompt(phrases, set(positives))
@@ -241,6 +325,11 @@ class GroundingDataset(torch.utils.data.Dataset):
         }
 
 
+def _case(info: dict[str, Any]) -> tuple:
+    """The case an image record belongs to."""
+    return (info.get("source"), info.get("case_id"))
+
+
 def check_input_config(dataset_dir: Path, expected: InputConfig) -> None:
     """Refuse a dataset whose images were not made with the model's input pipeline ``expected``.
 
@@ -254,11 +343,14 @@ def check_input_config(dataset_dir: Path, expected: InputConfig) -> None:
         log.warning("%s has no build_config.json: assuming its images were made with the model's input pipeline",
                     dataset_dir)
         return
-    built = BuildConfig.from_json(json.loads(path.read_text())).input_config
-    if built != expected:
-        raise MedglipError(f"{dataset_dir} was built with input {built.to_json()} but the model expects "
-                           f"{expected.to_json()}: rebuild it with the model's CT windows / percentiles "
-                           "(medglip build --ct-windows ...) or train a model with the dataset's")
+    raw = json.loads(path.read_text())
+    configs = list(raw["sources"].values()) if raw.get("kind") == "recipe" else [raw]  # a recipe: per source
+    for cfg in configs:
+        built = BuildConfig.from_json(cfg).input_config
+        if built != expected:
+            raise MedglipError(f"{dataset_dir} was built with input {built.to_json()} but the model expects "
+                               f"{expected.to_json()}: rebuild it with the model's CT windows / percentiles "
+                               "(medglip build --ct-windows ...) or train a model with the dataset's")
 
 
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

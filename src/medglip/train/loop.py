@@ -23,43 +23,33 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader
 
 from .. import __version__
 from ..errors import MedglipError
 from ..model import PRESETS, GroundingModel, build_prompts, load_checkpoint, save_checkpoint
 from ..core.files import atomic_write_bytes
 from .curves import CsvLog, plot_losses
-from .data import AugmentConfig, GroundingDataset, collate
+from .augment import AugmentConfig
+from .data import GroundingDataset, collate
+from .ema import make_ema, update_ema
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, same_on_all_ranks, wrap_model
 from .config import TrainConfig
 from .optim import lr_factor, param_groups, resolve_amp
-from .state import latest_checkpoint, load_state, publish, rng_state, set_rng_state, write_checkpoint
+from .sampling import ModalityBatchSampler, image_weights
+from .state import EMA_DIR, latest_checkpoint, load_state, publish, rng_state, set_rng_state, write_checkpoint
 
 log = logging.getLogger(__name__)
 
 #: ``on_step(step, metrics)`` is called on rank 0 after every optimizer step.
 StepCallback = Callable[[int, dict[str, float]], None]
-
-
-class _SkipSampler(Sampler[int]):
-    """The wrapped sampler's indices after the first ``skip`` (resuming in the middle of an epoch)."""
-
-    def __init__(self, sampler: DistributedSampler, skip: int = 0) -> None:
-        self.sampler, self.skip = sampler, skip
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(self.sampler)[self.skip:])
-
-    def __len__(self) -> int:
-        return max(0, len(self.sampler) - self.skip)
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -163,15 +153,24 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
     ds = GroundingDataset(dataset_dir, config.split, image_size=int(mcfg.image_size), prompt_builder=builder,
                           modalities=tuple(mcfg.modalities), train=True,
                           negatives_per_image=config.negatives_per_image,
-                          augment=AugmentConfig(flip_prob=config.flip_prob, min_scale=config.min_scale),
+                          negative_vocabulary=config.negative_vocabulary,
+                          augment=AugmentConfig(flip_prob=config.flip_prob, min_scale=config.min_scale,
+                                                zoom_prob=config.zoom_prob, max_zoom=config.max_zoom,
+                                                copy_paste_prob=config.copy_paste_prob,
+                                                paste_scale=tuple(config.paste_scale),
+                                                intensity_prob=config.intensity_prob),
                           seed=config.seed, input_config=mcfg.input_config)
-    sampler = DistributedSampler(ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=config.seed, drop_last=False)
-    drop_last = len(sampler) >= config.batch_size
-    steps_per_epoch = len(sampler) // config.batch_size if drop_last else 1
+    weights = image_weights([im.get("source", "") for im in ds.images], [im["modality"] for im in ds.images],
+                            source_weights={**ds.source_weights, **dict(config.source_weights)},
+                            modality_weights=dict(config.modality_weights))
+    sampler = ModalityBatchSampler(modalities=[im["modality"] for im in ds.images], weights=weights,
+                                   batch_size=config.batch_size, rank=info.rank, world_size=info.world_size,
+                                   seed=config.seed)
+    steps_per_epoch = sampler.steps_per_epoch()
     total = config.max_steps or (config.epochs * steps_per_epoch if config.epochs else 1000)
 
     ddp_model = wrap_model(model, info)
+    ema = make_ema(model, config.ema_decay) if config.ema_decay else None
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
     schedule = partial(lr_factor, warmup_steps=config.warmup_steps, total_steps=total, min_ratio=config.min_lr_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: schedule(s))
@@ -185,6 +184,9 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
         scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
+        if ema is not None and (ckpt / EMA_DIR).is_dir():  # before the RNG is restored: loading draws from it
+            ema.module.load_state_dict(load_checkpoint(ckpt / EMA_DIR).state_dict())
+            ema.n_averaged.fill_(int(state.get("ema_updates", state["step"])))
         set_rng_state(state["rng"])
         step = int(state["step"])
         for group, base in zip(optimizer.param_groups, scheduler.base_lrs):  # the schedule may be longer now
@@ -211,7 +213,15 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
         st = {"step": at, "epoch": at // steps_per_epoch, "optimizer": optimizer.state_dict(),
               "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
               "train_config": dataclasses.asdict(config)}
-        folder = write_checkpoint(run_dir, at, partial(save_checkpoint, model), st, keep_last=config.keep_last)
+        if ema is not None:
+            st["ema_updates"] = int(ema.n_averaged)
+
+        def save_models(folder: Path) -> None:
+            save_checkpoint(model, folder)  # the raw weights: resuming continues from them
+            if ema is not None:
+                save_checkpoint(ema.module, folder / EMA_DIR)  # the averaged weights: the published model
+
+        folder = write_checkpoint(run_dir, at, save_models, st, keep_last=config.keep_last)
         publish(folder, run_dir)
         log.info("checkpoint %s", folder)
 
@@ -224,13 +234,14 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
         while step < total:
             epoch, skip = divmod(step, steps_per_epoch)
             ds.set_epoch(epoch)
-            sampler.set_epoch(epoch)
-            loader = DataLoader(ds, batch_size=config.batch_size, sampler=_SkipSampler(sampler, skip * config.batch_size),
-                                collate_fn=collate, num_workers=config.num_workers, drop_last=drop_last,
-                                pin_memory=device.type == "cuda",
+            sampler.set_epoch(epoch, skip)
+            loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers,
+                                pin_memory=device.type == "cuda",  # its own generator: the global RNG is untouched
                                 generator=torch.Generator().manual_seed(config.seed + epoch))
             for batch in loader:
                 metrics = _step(ddp_model, model, batch, optimizer, scheduler, scaler, amp_dtype, config, info)
+                if ema is not None:
+                    update_ema(ema, model)
                 step += 1
                 metrics.update(step=step, epoch=epoch)
                 if info.is_main:

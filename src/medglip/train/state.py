@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 STATE_TENSORS = "trainer_state.safetensors"
 STATE_JSON = "trainer_state.json"
 LATEST = "latest.json"
+#: Sub-folder of a checkpoint holding the EMA weights (a model checkpoint of its own); published when present.
+EMA_DIR = "ema"
 _T = "__tensor__"
 _D = "__dict__"
 _TU = "__tuple__"
@@ -145,13 +147,16 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def publish(folder: Path, run_dir: Path) -> None:
-    """Copy a checkpoint's model files to the top of ``run_dir`` (what ``load_checkpoint(RUN)`` reads).
+    """Copy a checkpoint's model files to the top of ``run_dir`` (what ``load_checkpoint(RUN)`` reads):
+    its EMA weights (``folder/ema/``) when it has them, else its raw weights.
 
     Each file is replaced atomically; sub-folders (e.g. ``text_encoder/``) are swapped in by renames.
     """
     run_dir = Path(run_dir)
+    if (folder / EMA_DIR).is_dir():
+        folder = folder / EMA_DIR
     for src in sorted(folder.iterdir()):
-        if src.name in (STATE_TENSORS, STATE_JSON):
+        if src.name in (STATE_TENSORS, STATE_JSON, EMA_DIR):
             continue
         dst = run_dir / src.name
         if src.is_dir():

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ..context import GroundedContext, context_from
-from ..core.rules import FINDING_THRESHOLD
+from ..infer.grounder import calibrated_threshold
 from ..infer.inputs import InputImage, Volume, read_input, resolve_modality
 from ..infer.results import GroundingResult
 from ..infer.volume import VolumeGroundingResult
@@ -64,7 +64,7 @@ def cited_boxes(text: str, numbers: set[int]) -> list[int]:
 
 
 def ask(grounder: Any, image: Any, question: str, *, modality: str | None = None, llm: ChatClient | None = None,
-        score_threshold: float = FINDING_THRESHOLD, masks: bool = False, ontology: Ontology | None = None
+        score_threshold: float | None = None, masks: bool = False, ontology: Ontology | None = None
         ) -> VQAResult:
     """Answer ``question`` about ``image``.
 
@@ -76,7 +76,8 @@ def ask(grounder: Any, image: Any, question: str, *, modality: str | None = None
         question: free text, e.g. "Is there a tumor in the left lung?".
         modality: CT / MR / XR / US / ENDO / DERM / PATH, when known.
         llm: answers ``open`` questions (with the numbered visual prompt); closed kinds never use it.
-        score_threshold: boxes below it do not count as findings.
+        score_threshold: boxes below it do not count as findings; None: the checkpoint's calibrated
+            threshold of each phrase (``grounder.threshold_for``).
         masks: ask the grounder for masks (tinted on the visual prompt, mask areas in the context).
         ontology: the ontology questions are linked to and findings described with (default: shipped).
 
@@ -91,12 +92,13 @@ def ask(grounder: Any, image: Any, question: str, *, modality: str | None = None
     q = parse_question(question, modality=modality, ontology=onto)
     k = MAX_COUNT if q.kind == "count" else MAX_PER_PHRASE
     item = read_input(image)
+    thr = calibrated_threshold(grounder, q.phrases) if score_threshold is None else score_threshold
     if q.phrases:
         result = grounder.ground_file(item, list(q.phrases), modality=modality, masks=masks,
-                                      score_threshold=score_threshold)
+                                      score_threshold="calibrated" if score_threshold is None else score_threshold)
     else:  # an open question naming nothing: the language model sees the bare image
         result = _empty_result(grounder, item, modality)
-    ctx = context_from(result, score_threshold=score_threshold, max_per_phrase=k, ontology=onto)
+    ctx = context_from(result, score_threshold=thr, max_per_phrase=k, ontology=onto)
     index = int(ctx.volume["key_slice"]) if ctx.volume else None
     pixels = result.picture(index) if isinstance(result, VolumeGroundingResult) else result.picture()
     if q.kind != "open":

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..context import context_from_result, result_from_annotations
 from ..context.from_annotations import record_extra
-from ..core.rules import FINDING_THRESHOLD
+from ..infer.grounder import calibrated_threshold
 from ..ontology import Ontology, load_ontology
 from .answer import answer_question
 from .ask import MAX_COUNT
@@ -54,7 +54,7 @@ def is_correct(item: QAItem, answer: Answer) -> bool:
 
 
 def evaluate_vqa(grounder: Any, dataset_dir: str | Path, *, split: str = "test",
-                 score_threshold: float = FINDING_THRESHOLD, seed: int = 0, out: str | Path | None = None,
+                 score_threshold: float | None = None, seed: int = 0, out: str | Path | None = None,
                  ontology: Ontology | None = None) -> dict[str, Any]:
     """Accuracy per question kind, from predictions and from the ground truth (the ceiling).
 
@@ -63,7 +63,8 @@ def evaluate_vqa(grounder: Any, dataset_dir: str | Path, *, split: str = "test",
             :class:`~medglip.infer.GroundingResult` (``medglip.infer.Grounder``).
         dataset_dir: output folder of ``medglip build``.
         split: the split to ask about.
-        score_threshold: boxes below it are not findings (the ground truth scores 1.0).
+        score_threshold: boxes below it are not findings (the ground truth scores 1.0); None: the
+            checkpoint's calibrated threshold of each phrase (``grounder.threshold_for``).
         seed: for the absent phrases of :func:`generate_questions`.
         out: folder for ``vqa_metrics.json`` and ``vqa_metrics.md``; None writes nothing.
         ontology: the ontology questions are linked with (default: the shipped one).
@@ -86,19 +87,23 @@ def evaluate_vqa(grounder: Any, dataset_dir: str | Path, *, split: str = "test",
         rec = records[iid]
         questions = [parse_question(it.question, ontology=onto, modality=rec.get("modality")) for it in its]
         phrases = list(dict.fromkeys(p for q in questions for p in q.phrases))
+        thr = calibrated_threshold(grounder, phrases) if score_threshold is None else float(score_threshold)
         result = grounder.ground(str(dataset_dir / "images" / rec["file_name"]), phrases,
-                                 modality=rec.get("modality"), score_threshold=score_threshold, top_k=MAX_COUNT)
+                                 modality=rec.get("modality"), top_k=MAX_COUNT,
+                                 score_threshold="calibrated" if score_threshold is None else thr)
         result.extra = {**(result.extra or {}), **record_extra(rec)}
-        pred = context_from_result(result, score_threshold=score_threshold, max_per_phrase=MAX_COUNT, ontology=onto)
+        pred = context_from_result(result, score_threshold=thr, max_per_phrase=MAX_COUNT, ontology=onto)
         gt_res = result_from_annotations(rec, by_image[iid], cats, phrases=phrases, pixels=result.pixels)
-        gt = context_from_result(gt_res, score_threshold=score_threshold, max_per_phrase=MAX_COUNT,
+        gt = context_from_result(gt_res, score_threshold=thr, max_per_phrase=MAX_COUNT,
                                  source="ground truth", ontology=onto)
         for it, q in zip(its, questions):
             a_pred, a_gt = answer_question(q, pred), answer_question(q, gt)
             rows.append({**it.to_json(), "predicted": a_pred.value, "predicted_text": a_pred.text,
                          "correct_predicted": is_correct(it, a_pred), "ground_truth": a_gt.value,
                          "correct_ground_truth": is_correct(it, a_gt)})
-    metrics = {"dataset": str(dataset_dir), "split": split, "score_threshold": score_threshold,
+    used = calibrated_threshold(grounder, ["*"]) if score_threshold is None else float(score_threshold)
+    metrics = {"dataset": str(dataset_dir), "split": split, "score_threshold": used,
+               "calibrated": score_threshold is None,
                "n_questions": len(rows), "by_kind": _by_kind(rows), "overall": _summary(rows), "items": rows}
     o = metrics["overall"]
     log.info("VQA %s/%s: %d questions, accuracy %s (ground-truth ceiling %s)", dataset_dir.name, split,

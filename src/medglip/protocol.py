@@ -1,0 +1,256 @@
+"""The held-out protocol: settings and thresholds chosen by leave-one-patient-out on the training
+patients only; held-out patients measured once, at the end, per patient.
+
+- :func:`lopo` — for every training patient with a lesion (a case of the ``train`` split whose
+  annotations include a ``lesion``-level phrase), train on all other training cases and evaluate
+  on that patient (:func:`medglip.evaluate.evaluate`, every dataset phrase asked on every slice);
+  pool the folds' scores to choose the score thresholds (:func:`choose_thresholds`); then train the
+  final model on every training case and write the thresholds into its ``config.json``
+  (``ModelConfig.finding_thresholds``), where ``ground``, volumes, VQA, reports and the service
+  read them. Writes ``OUT/lopo.json`` / ``lopo.md`` and the final run ``OUT/final``.
+- :func:`heldout_report` — the held-out patients (the ``test`` split), one at a time: Acc@0.5, mIoU,
+  AP50, mask Dice, the absent-phrase false-positive rate, and VQA accuracy next to its ceiling.
+
+A fold's dataset is an overlay folder (``annotations/train.json`` / ``test.json`` written anew,
+``images`` linked), so the built dataset itself is never changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .core.files import atomic_write_json, atomic_write_text, read_json
+from .core.rules import FINDING_THRESHOLD
+from .errors import MedglipError
+
+log = logging.getLogger(__name__)
+
+#: Candidate thresholds of :func:`choose_thresholds`.
+GRID = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.01))
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def lesion_patients(dataset_dir: Path, split: str = "train") -> list[tuple[str, str]]:
+    """``(source, case_id)`` of the split's cases with at least one lesion annotation, sorted."""
+    coco = _load(Path(dataset_dir) / "annotations" / f"{split}.json")
+    case_of = {int(im["id"]): (str(im.get("source")), str(im.get("case_id"))) for im in coco["images"]}
+    return sorted({case_of[int(a["image_id"])] for a in coco["annotations"] if a.get("level") == "lesion"})
+
+
+def make_fold(dataset_dir: Path, held: tuple[str, str], out: Path, split: str = "train") -> Path:
+    """An overlay dataset: ``train`` = the split without the ``held`` case, ``test`` = that case."""
+    dataset_dir, out = Path(dataset_dir).resolve(), Path(out)
+    coco = _load(dataset_dir / "annotations" / f"{split}.json")
+    parts: dict[str, dict] = {}
+    for name, keep in (("train", lambda c: c != held), ("test", lambda c: c == held)):
+        images = [im for im in coco["images"] if keep((str(im.get("source")), str(im.get("case_id"))))]
+        ids = {int(im["id"]) for im in images}
+        parts[name] = {**coco, "images": images, "annotations": [a for a in coco["annotations"]
+                                                                  if int(a["image_id"]) in ids]}
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    for name, part in parts.items():
+        atomic_write_json(out / "annotations" / f"{name}.json", part)
+    link = out / "images"
+    if not link.exists():
+        os.symlink(dataset_dir / "images", link, target_is_directory=True)
+    cfg = dataset_dir / "build_config.json"
+    if cfg.is_file():
+        atomic_write_text(out / "build_config.json", cfg.read_text(encoding="utf-8"))
+    return out
+
+
+def choose_thresholds(present: Sequence[tuple[str, float, bool]], absent: Sequence[tuple[str, float]],
+                      *, min_pairs: int = 5) -> dict[str, float]:
+    """Score thresholds from pooled held-out scores, maximising Youden's J (TPR − FPR).
+
+    Args:
+        present: ``(phrase, top score, hit)`` of every present pair (hit: top box IoU ≥ 0.5); a
+            present pair counts as found when ``hit`` and its score reaches the threshold.
+        absent: ``(phrase, top score)`` of every queried absent pair (score 0 when nothing came).
+        min_pairs: a phrase gets its own threshold only with this many present AND absent pairs.
+
+    Returns:
+        ``{"*": t, phrase: t, ...}`` (ties: the highest threshold, fewest false positives).
+    """
+    def best(pos: list[tuple[float, bool]], neg: list[float]) -> float:
+        if not pos or not neg:
+            return FINDING_THRESHOLD
+        scores = []
+        for t in GRID:
+            tpr = sum(hit and s >= t for s, hit in pos) / len(pos)
+            fpr = sum(s >= t for s in neg) / len(neg)
+            scores.append((tpr - fpr, t))
+        return max(scores)[1]
+
+    out = {"*": best([(s, h) for _, s, h in present], [s for _, s in absent])}
+    for phrase in sorted({p for p, _, _ in present}):
+        pos = [(s, h) for p, s, h in present if p == phrase]
+        neg = [s for p, s in absent if p == phrase]
+        if len(pos) >= min_pairs and len(neg) >= min_pairs:
+            out[phrase] = best(pos, neg)
+    return out
+
+
+def _pairs(coco: dict, preds: list[dict], queries: dict[int, list[str]]) -> tuple[list, list]:
+    """``present`` / ``absent`` pair scores of one evaluated split (see :func:`choose_thresholds`)."""
+    from .core.boxes import box_iou, xywh_to_xyxy
+
+    name = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
+    gt: dict[tuple[int, str], list] = defaultdict(list)
+    for a in coco["annotations"]:
+        gt[(int(a["image_id"]), name[int(a["category_id"])])].append(a["bbox"])
+    top: dict[tuple[int, str], dict] = {}
+    for p in preds:
+        key = (int(p["image_id"]), p["phrase"])
+        if key not in top or p["score"] > top[key]["score"]:
+            top[key] = p
+    present, absent = [], []
+    for iid, asked in queries.items():
+        for phrase in asked:
+            p = top.get((int(iid), phrase))
+            score = 0.0 if p is None else float(p["score"])
+            if (int(iid), phrase) in gt:
+                hit = p is not None and float(box_iou(xywh_to_xyxy([p["bbox"]]),
+                                                      xywh_to_xyxy(gt[(int(iid), phrase)])).max()) >= 0.5
+                present.append((phrase, score, hit))
+            else:
+                absent.append((phrase, score))
+    return present, absent
+
+
+def evaluate_run(run: Path, dataset_dir: Path, split: str, out: Path, *, masks: bool = False
+                 ) -> tuple[dict[str, Any], list, list]:
+    """Evaluate ``run`` on a split with every dataset phrase asked on every image."""
+    from .evaluate import evaluate, predict_dataset
+    from .infer import Grounder
+
+    g = Grounder.from_pretrained(run, refiner="medsam" if masks else None)
+    preds, queries = predict_dataset(g, dataset_dir, split=split, phrases="all", masks=masks, max_per_phrase=5)
+    metrics = evaluate(dataset_dir, preds, split=split, queries=queries, out=out,
+                       score_threshold=g.threshold_for("*"))
+    present, absent = _pairs(_load(Path(dataset_dir) / "annotations" / f"{split}.json"), preds, queries)
+    return metrics, present, absent
+
+
+def set_thresholds(run: Path, thresholds: dict[str, float]) -> None:
+    """Write calibrated thresholds into ``run/config.json`` (the model the run publishes)."""
+    from .model import ModelConfig
+
+    cfg = ModelConfig.from_json(Path(run) / "config.json")
+    table = tuple(sorted((str(p), round(float(t), 4)) for p, t in thresholds.items()))
+    atomic_write_text(Path(run) / "config.json", cfg.replace(finding_thresholds=table).to_json() + "\n")
+
+
+def lopo(dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool = True) -> dict[str, Any]:
+    """Leave-one-patient-out on the training patients, thresholds, and the final model (module docstring).
+
+    Args:
+        dataset_dir: a built dataset (its ``train`` split holds the training patients).
+        out: output folder (``folds/<case>/``, ``lopo.json``, ``lopo.md``, ``final/``).
+        config: the :class:`medglip.train.TrainConfig` of every fold and of the final model.
+        final: also train the final model on all training cases.
+    """
+    from .train import train
+
+    dataset_dir, out = Path(dataset_dir), Path(out)
+    patients = lesion_patients(dataset_dir)
+    if len(patients) < 2:
+        raise MedglipError(f"{dataset_dir}: leave-one-patient-out needs at least two training patients with a "
+                           f"lesion, found {patients}")
+    folds, present, absent = [], [], []
+    for source, case in patients:
+        name = f"{source}-{case}".replace("/", "_")
+        fdir = out / "folds" / name
+        data = make_fold(dataset_dir, (source, case), fdir / "data")
+        run = fdir / "run"
+        if not (run / "config.json").is_file():
+            train(data, run, config)
+        metrics, pos, neg = evaluate_run(run, data, "test", fdir / "eval")
+        present += pos
+        absent += neg
+        folds.append({"patient": f"{source}/{case}", "overall": metrics["overall"],
+                      "present": [list(p) for p in pos], "absent": [list(a) for a in neg]})
+        log.info("fold %s: Acc@0.5 %s absent-FP %s", name, metrics["overall"].get("acc50"),
+                 metrics["overall"].get("absent_fp_rate"))
+    thresholds = choose_thresholds(present, absent)
+    summary = {"dataset": str(dataset_dir), "train_config": dataclasses.asdict(config), "folds": folds,
+               "thresholds": thresholds, "mean": _mean([f["overall"] for f in folds])}
+    if final:
+        run = out / "final"
+        if not (run / "config.json").is_file():
+            train(dataset_dir, run, config)
+        set_thresholds(run, thresholds)
+        summary["final_run"] = str(run)
+    atomic_write_json(out / "lopo.json", summary, indent=1)
+    atomic_write_text(out / "lopo.md", lopo_markdown(summary))
+    return summary
+
+
+_KEYS = ("acc50", "miou", "AP50", "dice", "absent_fp_rate")
+
+
+def _mean(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for k in _KEYS:
+        vals = [float(r[k]) for r in rows if r.get(k) is not None]
+        out[k] = round(float(np.mean(vals)), 4) if vals else None
+    return out
+
+
+def _pct(v: Any) -> str:
+    return "–" if v is None else f"{100 * float(v):.1f} %"
+
+
+def lopo_markdown(summary: dict[str, Any]) -> str:
+    lines = ["# Leave-one-patient-out on the training patients", "",
+             "| held-out training patient | Acc@0.5 | mIoU | AP50 | mask Dice | absent-phrase FP rate |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for f in summary["folds"] + [{"patient": "**mean**", "overall": summary["mean"]}]:
+        o = f["overall"]
+        lines.append(f"| {f['patient']} | " + " | ".join(_pct(o.get(k)) for k in _KEYS) + " |")
+    lines += ["", "Thresholds chosen (Youden's J on the pooled folds): " +
+              ", ".join(f"{p} {t:.2f}" for p, t in summary["thresholds"].items()), ""]
+    return "\n".join(lines)
+
+
+def heldout_report(run: str | Path, dataset_dir: str | Path, out: str | Path, *, split: str = "test",
+                   masks: bool = False) -> dict[str, Any]:
+    """Per held-out patient (a case of ``split``): grounding metrics and VQA accuracy next to its
+    ceiling, with the run's calibrated thresholds. Writes ``OUT/heldout.json`` / ``heldout.md``."""
+    from .infer import Grounder
+    from .vqa import evaluate_vqa
+
+    run, dataset_dir, out = Path(run), Path(dataset_dir), Path(out)
+    coco = _load(dataset_dir / "annotations" / f"{split}.json")
+    cases = sorted({(str(im.get("source")), str(im.get("case_id"))) for im in coco["images"]})
+    g = Grounder.from_pretrained(run, refiner=None)
+    rows = []
+    for source, case in cases:
+        name = f"{source}-{case}".replace("/", "_")
+        data = make_fold(dataset_dir, (source, case), out / name / "data", split=split)
+        metrics, _, _ = evaluate_run(run, data, "test", out / name / "eval", masks=masks)
+        vqa = evaluate_vqa(g, data, split="test", out=out / name / "vqa")
+        rows.append({"patient": f"{source}/{case}", "overall": metrics["overall"], "vqa": vqa["overall"],
+                     "vqa_by_kind": vqa["by_kind"]})
+    report = {"run": str(run), "dataset": str(dataset_dir), "split": split, "patients": rows,
+              "thresholds": dict(read_json(run / "config.json").get("finding_thresholds") or [])}
+    atomic_write_json(out / "heldout.json", report, indent=1)
+    lines = ["| held-out patient | Acc@0.5 | mIoU | AP50 | mask Dice | absent-phrase FP | VQA (ceiling) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        o, v = r["overall"], r["vqa"]
+        lines.append(f"| {r['patient']} | " + " | ".join(_pct(o.get(k)) for k in _KEYS) +
+                     f" | {_pct(v.get('accuracy_predicted'))} ({_pct(v.get('accuracy_ground_truth'))}) |")
+    atomic_write_text(out / "heldout.md", "\n".join(lines) + "\n")
+    return report

@@ -1,0 +1,234 @@
+"""Augmentations that make the most of few labelled patients: lesion copy-paste, intensity, zoom.
+
+**Copy-paste** (:class:`LesionBank`, :func:`paste_lesions`): real lesions (annotations of level
+``lesion`` with their masks) are cut from the training images and pasted into other images of the
+same modality whose case shows the lesion's body region — other slices of the same patient, other
+patients — at another scale and position:
+
+- placement: inside the mask of the organ that holds the lesion when the target image has one
+  annotated (the lesion's ontology parent, e.g. "brain" for "brain tumor"), else inside the body
+  (:func:`medglip.core.rules.body_columns`' level); among a few candidate positions, the one whose
+  surroundings look most like the lesion's own surroundings (mean of a ring around the mask) wins,
+  so a lung nodule lands in aerated lung rather than in fat or bone;
+- intensity: the lesion keeps its contrast to its surroundings (its pixels are shifted by the
+  difference of the two rings' means), and its mask edge is feathered;
+- the pasted lesion becomes an annotation (box of its mask, the lesion's phrase); a paste that
+  would overlap an existing box (IoU > 0.2) is dropped.
+
+**Intensity** (:func:`jitter_intensity`): contrast, brightness and gamma jitter of the model pixels.
+**Zoom** (:func:`zoom`): crop a random window (zoom in) so that lesions appear at other sizes.
+
+Everything is a pure function of a numpy Generator, so an item is the same in every worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..core.boxes import box_iou
+from ..core.masks import decode_segmentation
+from ..core.rules import BODY_LEVEL
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation (all off when a probability is 0 or a range is (1, 1)).
+
+    Attributes:
+        flip_prob: probability of a horizontal flip (phrases' left/right swapped, boxes mirrored).
+            Sagittal slices are never flipped (that would mirror anterior/posterior, not left/right),
+            nor images holding a phrase whose mirror term does not exist ("right middle lobe").
+        min_scale: shrink jitter: the image content fills a random fraction in ``[min_scale, 1]`` of
+            the input side, placed at a random offset (1.0 disables it).
+        zoom_prob, max_zoom: probability of zooming in by a factor in ``[1, max_zoom]`` (a random
+            crop holding every box when possible).
+        copy_paste_prob: probability of pasting lesions from the bank into an image.
+        copy_paste_max: at most this many lesions pasted into one image.
+        paste_scale: ``(low, high)`` scale of a pasted lesion.
+        intensity_prob: probability of a contrast / brightness / gamma jitter.
+    """
+
+    flip_prob: float = 0.5
+    min_scale: float = 0.8
+    zoom_prob: float = 0.0
+    max_zoom: float = 1.6
+    copy_paste_prob: float = 0.0
+    copy_paste_max: int = 2
+    paste_scale: tuple[float, float] = (0.7, 2.5)
+    intensity_prob: float = 0.0
+
+
+@dataclass
+class Lesion:
+    """One real lesion cut out of a training image."""
+
+    phrase: str
+    modality: str
+    region: str | None
+    parent: str | None
+    pixels: np.ndarray  # (h, w[, C]) uint8 crop around the mask
+    mask: np.ndarray    # (h, w) bool
+    ring_mean: float    # mean of the surroundings (a ring around the mask), all channels
+    case: tuple
+
+
+def _ring(mask: np.ndarray, width: int) -> np.ndarray:
+    grown = ndimage.binary_dilation(mask, iterations=width)
+    return grown & ~mask
+
+
+class LesionBank:
+    """The training split's lesions, cut out once (at most ``limit``, the first in image order)."""
+
+    def __init__(self, lesions: list[Lesion]) -> None:
+        self.lesions = lesions
+
+    @classmethod
+    def collect(cls, images: list[dict], anns_of: dict[int, list[dict]], load, *, region_of: dict[str, str],
+                parent_of: dict[str, str | None], limit: int = 2000, margin: int = 6) -> "LesionBank":
+        """Cut every lesion annotation (with a segmentation) out of its image (``load(index)``)."""
+        out: list[Lesion] = []
+        for idx, info in enumerate(images):
+            anns = [a for a in anns_of.get(info["id"], []) if a.get("level") == "lesion" and a.get("segmentation")]
+            if not anns:
+                continue
+            img = load(idx)
+            h, w = img.shape[:2]
+            for a in anns:
+                mask = decode_segmentation(a["segmentation"], h, w)
+                if mask is None or mask.sum() < 4:
+                    continue
+                ys, xs = np.nonzero(mask)
+                y0, y1 = max(0, ys.min() - margin), min(h, ys.max() + 1 + margin)
+                x0, x1 = max(0, xs.min() - margin), min(w, xs.max() + 1 + margin)
+                m = mask[y0:y1, x0:x1]
+                crop = img[y0:y1, x0:x1]
+                ring = _ring(m, max(2, margin // 2))
+                if not ring.any():
+                    continue
+                out.append(Lesion(a["phrase"], str(info.get("modality")), region_of.get(a["phrase"]),
+                                  parent_of.get(a["phrase"]), crop.copy(), m.copy(),
+                                  float(crop[ring].mean()), (info.get("source"), info.get("case_id"))))
+                if len(out) >= limit:
+                    return cls(out)
+        return cls(out)
+
+    def candidates(self, modality: str, regions: set[str]) -> list[Lesion]:
+        """Lesions of ``modality`` whose body region the target case shows."""
+        return [les for les in self.lesions if les.modality == modality and (les.region in regions or not regions)]
+
+
+def _resize(a: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
+    zoom = (shape[0] / a.shape[0], shape[1] / a.shape[1]) + ((1,) if a.ndim == 3 else ())
+    out = ndimage.zoom(a.astype(np.float32), zoom, order=order, mode="nearest")
+    return out[: shape[0], : shape[1]]
+
+
+def paste_lesions(img: np.ndarray, boxes: np.ndarray, phrases: list[str], lesions: list[Lesion],
+                  rng: np.random.Generator, cfg: AugmentConfig, *,
+                  organ_masks: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Paste up to ``cfg.copy_paste_max`` of ``lesions`` into ``img`` (see the module docstring).
+
+    Args:
+        img: uint8 ``(H, W[, C])`` model pixels.
+        boxes: ``(N, 4)`` xyxy of the image's annotations; phrases: theirs.
+        lesions: the bank's candidates for this image.
+        organ_masks: ``phrase -> (H, W) bool`` of the organs annotated on this image.
+
+    Returns:
+        The new image, boxes and phrases (the pasted lesions appended).
+    """
+    if not lesions:
+        return img, boxes, phrases
+    out = img.astype(np.float32)
+    h, w = img.shape[:2]
+    grey = out if out.ndim == 2 else out.mean(axis=-1)
+    body = grey > BODY_LEVEL
+    boxes, phrases = boxes.copy(), list(phrases)
+    for _ in range(int(rng.integers(1, cfg.copy_paste_max + 1))):
+        les = lesions[int(rng.integers(len(lesions)))]
+        s = float(rng.uniform(*cfg.paste_scale))
+        lh, lw = max(3, round(les.mask.shape[0] * s)), max(3, round(les.mask.shape[1] * s))
+        if lh >= h - 2 or lw >= w - 2:
+            continue
+        mask = _resize(les.mask.astype(np.float32), (lh, lw), order=1) > 0.5
+        if mask.sum() < 4:
+            continue
+        pix = _resize(les.pixels, (lh, lw), order=1)
+        if rng.random() < 0.5:
+            mask, pix = mask[:, ::-1], pix[:, ::-1]
+        allowed = organ_masks.get(les.parent) if les.parent else None
+        area = allowed if allowed is not None and allowed.any() else body
+        ys, xs = np.nonzero(area)
+        if ys.size == 0:
+            continue
+        ring = _ring(mask, 3)
+        best = None
+        for k in rng.integers(0, ys.size, size=8):  # candidate centres inside the allowed area
+            y0, x0 = int(ys[k]) - lh // 2, int(xs[k]) - lw // 2
+            if y0 < 0 or x0 < 0 or y0 + lh > h or x0 + lw > w:
+                continue
+            if not area[y0:y0 + lh, x0:x0 + lw][mask].mean() > 0.8:
+                continue
+            box = np.array([[x0, y0, x0 + lw, y0 + lh]], np.float64)
+            if len(boxes) and box_iou(box, boxes).max() > 0.2:
+                continue
+            cost = abs(float(grey[y0:y0 + lh, x0:x0 + lw][ring].mean()) - les.ring_mean)
+            if best is None or cost < best[0]:
+                best = (cost, y0, x0)
+        if best is None:
+            continue
+        _, y0, x0 = best
+        patch = out[y0:y0 + lh, x0:x0 + lw]
+        shift = float(grey[y0:y0 + lh, x0:x0 + lw][ring].mean()) - les.ring_mean
+        alpha = ndimage.gaussian_filter(mask.astype(np.float32), 1.0)
+        alpha = np.where(mask, np.maximum(alpha, 0.5), alpha)
+        if patch.ndim == 3:
+            alpha = alpha[..., None]
+            if pix.ndim == 2:
+                pix = np.repeat(pix[..., None], patch.shape[2], axis=2)
+        elif pix.ndim == 3:
+            pix = pix.mean(axis=-1)
+        patch[:] = patch * (1 - alpha) + np.clip(pix + shift, 0, 255) * alpha
+        ys_m, xs_m = np.nonzero(mask)
+        boxes = np.concatenate([boxes.reshape(-1, 4), [[x0 + xs_m.min(), y0 + ys_m.min(),
+                                                        x0 + xs_m.max() + 1, y0 + ys_m.max() + 1]]])
+        phrases.append(les.phrase)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), boxes, phrases
+
+
+def jitter_intensity(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Contrast ×[0.8, 1.25], brightness ±20, gamma [0.75, 1.33] on uint8 pixels (all channels alike)."""
+    x = img.astype(np.float32) / 255.0
+    x = np.clip(x ** float(np.exp(rng.uniform(np.log(0.75), np.log(1.33)))), 0, 1)
+    x = (x - 0.5) * float(rng.uniform(0.8, 1.25)) + 0.5 + float(rng.uniform(-20, 20)) / 255.0
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def zoom(img: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, max_zoom: float
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """Crop a window ``1 / z`` of the image (``z`` in ``[1, max_zoom]``), holding every box whole when
+    it can; boxes are shifted (and clipped). The caller's letterbox resizes the crop up."""
+    h, w = img.shape[:2]
+    z = float(rng.uniform(1.0, max_zoom))
+    ch, cw = max(8, round(h / z)), max(8, round(w / z))
+    if len(boxes):
+        bx0, by0 = boxes[:, 0].min(), boxes[:, 1].min()
+        bx1, by1 = boxes[:, 2].max(), boxes[:, 3].max()
+        if bx1 - bx0 > cw or by1 - by0 > ch:
+            return img, boxes  # the boxes do not fit in the window: no zoom
+        lo_x, hi_x = int(max(0, np.ceil(bx1 - cw))), int(min(bx0, w - cw))
+        lo_y, hi_y = int(max(0, np.ceil(by1 - ch))), int(min(by0, h - ch))
+    else:
+        lo_x, hi_x, lo_y, hi_y = 0, w - cw, 0, h - ch
+    if hi_x < lo_x or hi_y < lo_y:
+        return img, boxes
+    x0, y0 = int(rng.integers(lo_x, hi_x + 1)), int(rng.integers(lo_y, hi_y + 1))
+    crop = np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw])
+    shifted = boxes - np.array([x0, y0, x0, y0], np.float64)
+    shifted[:, 0::2] = shifted[:, 0::2].clip(0, cw)
+    shifted[:, 1::2] = shifted[:, 1::2].clip(0, ch)
+    return crop, shifted

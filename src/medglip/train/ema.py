@@ -1,0 +1,39 @@
+"""An exponential moving average of the model's weights (``torch.optim.swa_utils.AveragedModel``).
+
+The decay at the ``n``-th update is ``min(decay, (1 + n) / (10 + n))``: short runs (hundreds of
+steps on a CPU) are not dominated by the random initial weights. Buffers (BatchNorm statistics)
+are copied from the model, not averaged.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch.optim.swa_utils import AveragedModel
+
+
+def _ema_fn(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    def fn(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        k = float(n)
+        d = min(decay, (1.0 + k) / (10.0 + k))
+        return averaged * d + current * (1.0 - d)
+    return fn
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """An averaged copy of ``model`` (eval mode, no gradients); call :func:`update_ema` after each step."""
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
+    ema = AveragedModel(model, avg_fn=_ema_fn(decay), use_buffers=False)
+    ema.eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    return ema
+
+
+@torch.no_grad()
+def update_ema(ema: AveragedModel, model: torch.nn.Module) -> None:
+    ema.update_parameters(model)
+    for mine, theirs in zip(ema.module.buffers(), model.buffers()):
+        mine.copy_(theirs)

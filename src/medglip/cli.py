@@ -35,7 +35,9 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {msg}")
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
 
 
@@ -444,23 +446,38 @@ def report(
 @app.command()
 def serve(
     checkpoint: Path = typer.Option(..., help="A run folder (medglip train output); loaded once."),
-    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on; keep 127.0.0.1 behind a TLS reverse proxy."),
     port: int = typer.Option(8000),
     masks: bool = typer.Option(True, help="Load LiteMedSAM so requests may ask for masks."),
     max_upload_mb: float = typer.Option(64.0, help="Largest upload accepted (MiB)."),
     max_batch: int = typer.Option(8, min=1, help="Images grounded together in one forward pass."),
+    max_request_mb: float = typer.Option(512.0, help="Largest decoded image of one request (MiB; float64 read as float32)."),
+    max_inflight_mb: float = typer.Option(1024.0, help="Decoded MiB of all requests in flight; above it 503."),
+    request_timeout: float = typer.Option(120.0, help="Deadline of every request, seconds (504)."),
+    api_keys_file: Optional[Path] = typer.Option(None, help="API keys, one 'name key' per line (else MEDGLIP_API_KEYS=name:key,...)."),
+    rate_limit: int = typer.Option(0, help="Requests per minute per API key (per client address without keys); 0: none."),
+    cors_origin: list[str] = typer.Option([], help="Web origin whose pages may call the service; repeatable."),
+    docs: bool = typer.Option(False, help="Serve /docs (Swagger UI, which the browser fetches from a CDN)."),
+    audit_log: Optional[Path] = typer.Option(None, help="Append the audit log (JSON lines) to this file."),
+    forwarded_allow_ips: Optional[str] = typer.Option(None, help="The TLS proxy's address(es) whose X-Forwarded-* headers are trusted."),
     llm_endpoint: Optional[str] = _LLM_ENDPOINT, llm_model: Optional[str] = _LLM_MODEL,
     llm_key: Optional[str] = _LLM_KEY,
     device: str = typer.Option("cpu"),
 ) -> None:
-    """The HTTP service (OpenAPI at /docs) and its web page at /."""
-    from .serve import ServiceConfig, serve as run_server
+    """The HTTP service and its web page at / (README "Security": keys, limits, TLS proxy)."""
+    from .serve import AccessConfig, ServerSettings, ServiceConfig, load_api_keys, serve as run_server
 
     _setup_logging(False)
+    mib = 2**20
     try:
         llm = _llm_client(llm_endpoint, llm_model, llm_key)
-        config = ServiceConfig(max_upload_bytes=int(max_upload_mb * 2**20), max_batch=max_batch)
-        run_server(checkpoint, host=host, port=port, config=config, llm=llm, device=device, masks=masks)
+        config = ServiceConfig(max_upload_bytes=int(max_upload_mb * mib), max_batch=max_batch,
+                               max_request_bytes=int(max_request_mb * mib), max_inflight_bytes=int(max_inflight_mb * mib),
+                               request_timeout_s=request_timeout)
+        access = AccessConfig(api_keys=load_api_keys(api_keys_file), rate_per_minute=rate_limit,
+                              cors_origins=tuple(cors_origin), docs=docs, audit_log=str(audit_log) if audit_log else None)
+        run_server(checkpoint, host=host, port=port, config=config, llm=llm, device=device, masks=masks, access=access,
+                   server=ServerSettings(forwarded_allow_ips=forwarded_allow_ips))
     except MedglipError as exc:
         _fail(str(exc))
 

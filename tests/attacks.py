@@ -105,12 +105,13 @@ def png16_rgb(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def nifti_volume(path: Path, shape: tuple[int, int, int], seed: int = 0) -> Path:
-    """A real-looking int16 MR-like ``.nii.gz`` (random blobs), for deadline tests on big volumes."""
+def nifti_volume(path: Path, shape: tuple[int, int, int]) -> Path:
+    """A legitimate int16 ``.nii.gz`` of ``shape`` (a smooth pattern: compresses well, grounds slowly when
+    large), for deadline and disconnect tests."""
     import nibabel as nib
 
-    rng = np.random.default_rng(seed)
-    arr = (rng.random(shape, dtype=np.float32) * 400).astype(np.int16)
+    i, j, k = np.indices(shape, sparse=True)
+    arr = ((i // 8 + j // 8 + k // 4) % 64 * 6).astype(np.int16)
     nib.save(nib.Nifti1Image(arr, np.diag([1.0, 1.0, 2.0, 1.0])), str(path))
     return path
 

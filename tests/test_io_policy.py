@@ -98,8 +98,8 @@ def test_a_dicom_element_longer_than_the_file_is_refused(tmp_path):
         read_image(tmp_path / "long.dcm")
 
 
-def _dicom_with_endless_item(zeros: int) -> bytes:
-    """A small valid header, then an undefined-length sequence whose undefined-length item holds zeros."""
+def _dicom_with_endless_item(content: bytes) -> bytes:
+    """A small valid header, then an undefined-length sequence whose undefined-length item holds ``content``."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -110,12 +110,19 @@ def _dicom_with_endless_item(zeros: int) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     seq = struct.pack("<HH2sHI", 0x0040, 0xA730, b"SQ", 0, 0xFFFFFFFF) + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
-    return buf.getvalue() + seq + bytes(zeros)
+    return buf.getvalue() + seq + content
 
 
-def test_empty_elements_inside_a_sequence_are_bounded(tmp_path):
-    path = tmp_path / "seq.dcm"
-    path.write_bytes(_dicom_with_endless_item(4 << 20))  # 512 k empty elements inside one item
+def test_element_floods_inside_a_sequence_are_bounded(tmp_path):
+    path = tmp_path / "zeros.dcm"
+    path.write_bytes(_dicom_with_endless_item(bytes(4 << 20)))  # 512 k empty elements inside one item
+    t0 = time.perf_counter()
+    with pytest.raises(ReadError, match="a run of zeros at byte"):
+        read_image(path)
+    assert time.perf_counter() - t0 < 1.0
+    path = tmp_path / "flood.dcm"
+    element = struct.pack("<HH2sHI", 0x0008, 0x0000, b"UL", 4, 0)  # the same tiny element, 100 k times
+    path.write_bytes(_dicom_with_endless_item(element * 100_000))
     with read_policy(ReadPolicy(max_elements=20_000)), pytest.raises(ReadError, match="more than 20,000 DICOM elements"):
         read_image(path)
 

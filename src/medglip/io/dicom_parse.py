@@ -8,9 +8,10 @@ hour of parsing for a 1 MB zip. :func:`parse_dicom` calls pydicom's own ``read_p
 - a ``stop_when`` check on every top-level element, before its value is read: its length must fit in
   what is left of the file, and tags must not descend (a tag below the previous one means the parser
   is reading garbage, such as a run of zeros): either is a :class:`ReadError` naming the byte offset;
-- a file object that counts the reads pydicom makes (inside sequences too, where ``stop_when`` is not
-  consulted) and stops at :data:`~medglip.io.policy.MAX_DICOM_ELEMENTS` reads, checking the
-  :class:`~medglip.io.policy.ReadPolicy` deadline every few thousand;
+- a file object that watches the reads pydicom makes (inside sequences and the command group too,
+  where ``stop_when`` is not consulted): it stops at a run of all-zero element headers (no DICOM file
+  has two in a row) and at :data:`~medglip.io.policy.MAX_DICOM_ELEMENTS` elements, and checks the
+  :class:`~medglip.io.policy.ReadPolicy` deadline every few thousand reads;
 - ``defer_size`` so that large values (the pixel data) are not read while parsing.
 """
 
@@ -32,6 +33,8 @@ from .policy import check_deadline, current_policy
 DEFER_SIZE = 2 << 20
 _PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
 _UNDEFINED = 0xFFFFFFFF
+#: all-zero element headers in a row before a file is refused (a valid file has none)
+ZERO_HEADERS = 64
 
 
 class GuardedFile(io.RawIOBase):
@@ -49,15 +52,24 @@ class GuardedFile(io.RawIOBase):
         self._f = open(self.name, "rb")  # noqa: SIM115 - closed in close()
         self.limit = 2 * (limit or current_policy().max_elements)
         self.reads = 0
+        self.zero_headers = 0
 
     def read(self, size: int = -1) -> bytes:  # type: ignore[override]
         self.reads += 1
         if self.reads > self.limit:
             raise ReadError(self.name, f"more than {self.limit // 2:,} DICOM elements: not a DICOM header "
-                                       "(a run of empty elements, e.g. zeros, after the data?)")
+                                       "(a run of empty elements after the data?)")
         if self.reads % 4096 == 0:
             check_deadline(self.name)
-        return self._f.read(size)
+        data = self._f.read(size)
+        if 0 < len(data) <= 12 and not any(data):  # an element header of zeros: tag (0000,0000), length 0
+            self.zero_headers += 1
+            if self.zero_headers > ZERO_HEADERS:
+                raise ReadError(self.name, f"a run of zeros at byte {self._f.tell():,} where DICOM elements should "
+                                           "be: the file is corrupt (or zeros follow the data)")
+        elif len(data) <= 12:
+            self.zero_headers = 0
+        return data
 
     def readable(self) -> bool:
         return True
@@ -84,12 +96,15 @@ class _TopLevelCheck:
     def __init__(self, fp: GuardedFile, size: int, headers_only: bool) -> None:
         self.fp, self.size, self.headers_only = fp, size, headers_only
         self.last = -1
+        self.repeats = 0
 
     def __call__(self, tag: BaseTag, vr: str | None, length: int) -> bool:
         if self.headers_only and int(tag) in _PIXEL_TAGS:
             return True
         pos = self.fp.tell()
-        if int(tag) < self.last:  # equal: pydicom's VR heuristic peeks at the first element first
+        # a tag may be seen twice in a row (pydicom's VR heuristic peeks at the first element), not more
+        self.repeats = self.repeats + 1 if int(tag) == self.last else 0
+        if int(tag) < self.last or self.repeats > 1:
             raise ReadError(self.fp.name, f"DICOM element {_fmt(tag)} at byte {pos:,} follows {_fmt(self.last)}: "
                                           "elements out of order, the file is corrupt (or data follows the header)")
         self.last = int(tag)

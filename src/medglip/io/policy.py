@@ -34,8 +34,8 @@ import numpy as np
 from ..errors import ReadError
 
 #: DICOM elements parsed per file before the file is refused (real headers hold thousands; an enhanced
-#: multi-frame file with per-frame functional groups for 3000 frames, a few hundred thousand).
-MAX_DICOM_ELEMENTS = 2_000_000
+#: multi-frame file with per-frame functional groups for 3000 frames, about a hundred thousand).
+MAX_DICOM_ELEMENTS = 500_000
 
 
 @dataclass(frozen=True)

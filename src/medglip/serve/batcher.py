@@ -39,7 +39,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
+from ..io.policy import ReadTimeout
 from .budget import Cancelled, current_scope
+
+#: what stops a job of a request whose deadline passed or whose client left
+STOPPED = (Cancelled, ReadTimeout)
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +280,7 @@ class Batcher:
             results = self.grounder.ground([j.image for j in batch], list(phrases), modality=modality, masks=masks,
                                            score_threshold=score_threshold, top_k=top_k)
         except Exception as exc:
-            if len(batch) == 1 or isinstance(exc, Cancelled):
+            if len(batch) == 1 or isinstance(exc, STOPPED):
                 for job in batch:
                     self._finish(job, error=exc)
                 return
@@ -305,8 +309,11 @@ class Batcher:
 
     def _finish(self, job: _Job, *, result: Any = None, error: BaseException | None = None) -> None:
         with self._lock:
-            self.counters["done" if error is None else "cancelled" if isinstance(error, Cancelled) else "failed"] += 1
+            stopped = isinstance(error, STOPPED) or job.stopped  # e.g. its upload was removed as the request ended
+            self.counters["done" if error is None else "cancelled" if stopped else "failed"] += 1
         if error is not None:
+            if not stopped:
+                log.debug("a worker job failed: %s: %s", type(error).__name__, error)
             job.future.set_exception(error)
         else:
             job.future.set_result(result)

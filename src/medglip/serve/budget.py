@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from ..errors import MedglipError
 
 MiB = 2**20
+#: seconds after a request's deadline at which its work stops by itself (it is cancelled at the deadline)
+GRACE_S = 0.25
 
 
 class MemoryBusy(MedglipError):
@@ -80,7 +82,9 @@ class RequestScope:
 
     @property
     def expired(self) -> bool:
-        return self.deadline is not None and time.monotonic() > self.deadline
+        """Past the deadline by more than :data:`GRACE_S` (the middleware answers 504 at the deadline
+        itself; the grace keeps the work from answering the same deadline a moment earlier)."""
+        return self.deadline is not None and time.monotonic() > self.deadline + GRACE_S
 
     @property
     def stopped(self) -> bool:

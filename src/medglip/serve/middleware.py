@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any, Awaitable, Callable
 
 import anyio
 
 from ..io.policy import ReadPolicy, read_policy
-from .budget import CURRENT, MemoryBudget, RequestScope
+from .budget import CURRENT, GRACE_S, MemoryBudget, RequestScope
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -157,7 +158,8 @@ class DeadlineMiddleware:
             await self.app(scope, receive, send)
             return
         req = RequestScope(self.budget, time.monotonic() + self.timeout, f"{scope['method']} {scope['path']}")
-        policy = ReadPolicy(max_bytes=self.max_request_bytes, float32=True, deadline=req.deadline, charge=req.charge)
+        policy = ReadPolicy(max_bytes=self.max_request_bytes, float32=True, deadline=req.deadline + GRACE_S,
+                            charge=req.charge)
         body_done, disconnected = anyio.Event(), anyio.Event()
         started = False
 
@@ -176,8 +178,10 @@ class DeadlineMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                deadline.deadline = math.inf  # an answer on its way is finished, not cut off
             await send(message)
 
+        deadline = anyio.CancelScope(deadline=anyio.current_time() + self.timeout)
         token = CURRENT.set(req)
         try:
             with read_policy(policy):
@@ -192,7 +196,7 @@ class DeadlineMiddleware:
                             tg.cancel_scope.cancel()
 
                     tg.start_soon(watch_disconnect)
-                    with anyio.move_on_after(self.timeout) as deadline:
+                    with deadline:
                         await self.app(scope, guarded_receive, tracking_send)
                     tg.cancel_scope.cancel()
             if deadline.cancelled_caught:

@@ -10,9 +10,9 @@ Configuration: ``--llm-endpoint / --llm-model / --llm-key`` on the command line,
 variables ``MEDGLIP_LLM_ENDPOINT``, ``MEDGLIP_LLM_MODEL`` and ``MEDGLIP_LLM_API_KEY``
 (:meth:`ChatClient.from_env`).
 
-Secrets: credentials in the endpoint (``http://user:pass@host/v1``) are sent as HTTP Basic auth and
-removed from the URL the client uses, logs and shows; the API key goes only into the
-``Authorization`` header. :class:`LLMError` texts are redacted (no credentials, no query string, no
+Secrets: credentials in the endpoint (``http://user:pass@host/v1``) are sent as HTTP Basic auth (unless
+an API key is given: it is sent as a Bearer token instead) and removed from the URL the client uses,
+logs and shows; the API key goes only into the ``Authorization`` header. :class:`LLMError` texts are redacted (no credentials, no query string, no
 ``Bearer`` token, no key, even when the upstream reflects them in its reply) and carry a short
 ``public`` summary (``"HTTP 500"``, ``"timeout"``, ...) that a service may show its clients; httpx's
 own request log lines are redacted too (:class:`RedactSecrets`).
@@ -177,7 +177,8 @@ class ChatClient:
         if not model or not str(model).strip():
             raise LLMNotConfigured(f"the LLM endpoint {public_url(str(endpoint))}", reason="no model name was given")
         url = httpx.URL(completions_url(endpoint))
-        self.auth = httpx.BasicAuth(url.username, url.password) if url.userinfo else None
+        # URL credentials become Basic auth (an API key, sent as a Bearer token, takes their place)
+        self.auth = httpx.BasicAuth(url.username, url.password) if url.userinfo and not api_key else None
         self.url = str(url.copy_with(userinfo=b""))  # credentials travel as a header, never in the URL
         self.endpoint = public_url(str(endpoint))
         self.model = str(model).strip()

@@ -425,3 +425,31 @@ def test_stale_upload_folders_of_dead_servers_are_swept(tmp_path):
     assert sweep_stale_workdirs(tmp_path) == 1
     assert not dead.exists() and mine.exists() and other.exists()
     assert tempfile.gettempdir()  # the service sweeps the system temp folder at start-up
+
+
+def test_the_watchdog_stops_work_outside_the_model_and_the_worker_goes_on():
+    from medglip.serve import Batcher
+    from medglip.serve.budget import CURRENT, Cancelled
+
+    b = Batcher(object(), watchdog_s=0.2)
+    scope = RequestScope(None, time.monotonic() + 0.3)
+
+    def busy(_):  # pure Python, no forward pass for a hook to stop: e.g. slicing a volume
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 30:
+            sum(range(1000))
+        return "finished"
+
+    token = CURRENT.set(scope)
+    try:
+        fut = b.submit_call(busy)
+    finally:
+        CURRENT.reset(token)
+    t0 = time.monotonic()
+    with pytest.raises(Cancelled):
+        fut.result(20)
+    assert time.monotonic() - t0 < 5  # the deadline (0.3 s) + grace (0.25 s) + watchdog (0.2 s), not 30 s
+    assert b.submit_call(lambda g: "next").result(5) == "next"
+    stats = b.stats()
+    assert stats["interrupted"] == 1 and stats["cancelled"] == 1
+    b.close()

@@ -19,7 +19,7 @@ import numpy as np
 from ..case import Geometry
 from ..errors import ReadError
 from ._base import ImageData, check_geometry, check_size, condense_error
-from .policy import check_deadline, working_dtype
+from .policy import check_deadline, current_policy, working_dtype
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ SLAB_BYTES = 32 << 20
 def _read_in_slabs(img: nib.Nifti1Image, shape: tuple[int, ...], dtype: np.dtype, path: Path) -> np.ndarray:
     """The image converted to ``dtype`` while it is read, one slab of the LAST axis at a time (the
     file's slowest axis, so a .nii.gz is inflated front to back once): only one stored slab is ever
-    held at the stored width."""
+    held at the stored width, and the read policy's deadline is checked between slabs."""
     out = np.empty(shape, dtype)
     per_index = int(np.prod(shape[:-1], dtype=np.int64)) * max(8, img.header.get_data_dtype().itemsize)
     step = max(1, SLAB_BYTES // max(1, per_index))
@@ -93,7 +93,8 @@ def read_nifti(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
         raise ReadError(path, f"file truncated or corrupt: {have:,} compressed bytes cannot hold the "
                               f"{need:,} bytes the header declares")
     try:
-        if out_dtype != natural and len(shape) in (3, 4):
+        big = int(np.prod(shape, dtype=np.int64)) * natural.itemsize > 2 * SLAB_BYTES
+        if len(shape) in (3, 4) and (out_dtype != natural or (big and current_policy().interruptible)):
             arr = _read_in_slabs(img, shape, out_dtype, path)
         else:
             arr = np.asarray(np.asanyarray(img.dataobj))

@@ -8,8 +8,9 @@ A service reading untrusted uploads wraps its calls in :func:`read_policy`; ever
   across concurrent requests (and refuse when there is none left);
 - converts float64 (and wider) pixels to float32 WHILE reading when ``float32`` is set (slab by slab
   or tile by tile where the format allows), since the display mapping needs no more;
-- stops with :class:`ReadTimeout` once ``deadline`` (``time.monotonic()``) has passed, checked between
-  slabs, tiles and DICOM elements;
+- stops with :class:`ReadTimeout` once ``deadline`` (``time.monotonic()``) has passed or ``cancelled()``
+  says the caller gave up, checked between slabs, tiles, slices and DICOM elements (large NIfTI
+  images are then read in slabs even when nothing is converted);
 - bounds the number of DICOM elements it parses (``max_elements``), so a header followed by a gigabyte
   of zeros (millions of empty elements) is refused in milliseconds instead of parsed for half an hour.
 
@@ -49,6 +50,7 @@ class ReadPolicy:
         charge: ``charge(nbytes, path)`` is called with the decoded size before allocating; it may
             raise (any :class:`~medglip.errors.MedglipError`) to refuse the read.
         max_elements: most DICOM elements parsed per file.
+        cancelled: ``cancelled()`` true stops the read like a passed deadline (the caller gave up).
     """
 
     max_bytes: int | None = None
@@ -56,13 +58,19 @@ class ReadPolicy:
     deadline: float | None = None
     charge: Callable[[int, str], None] | None = None
     max_elements: int = MAX_DICOM_ELEMENTS
+    cancelled: Callable[[], bool] | None = None
+
+    @property
+    def interruptible(self) -> bool:
+        """Whether a read may be stopped part-way (then large images are read in steps)."""
+        return self.deadline is not None or self.cancelled is not None
 
 
 class ReadTimeout(ReadError):
     """The deadline of a :class:`ReadPolicy` passed while the file was being read."""
 
     def __init__(self, path: str | Path) -> None:
-        super().__init__(path, "reading stopped: the time allowed for this read has passed")
+        super().__init__(path, "reading stopped: the time allowed for this read has passed (or its caller gave up)")
 
 
 _POLICY: ContextVar[ReadPolicy] = ContextVar("medglip_read_policy", default=ReadPolicy())
@@ -84,9 +92,10 @@ def read_policy(policy: ReadPolicy) -> Iterator[ReadPolicy]:
 
 
 def check_deadline(path: str | Path) -> None:
-    """Raise :class:`ReadTimeout` when the policy's deadline has passed."""
-    deadline = _POLICY.get().deadline
-    if deadline is not None and time.monotonic() > deadline:
+    """Raise :class:`ReadTimeout` when the policy's deadline has passed or its caller gave up."""
+    policy = _POLICY.get()
+    if (policy.deadline is not None and time.monotonic() > policy.deadline) or \
+            (policy.cancelled is not None and policy.cancelled()):
         raise ReadTimeout(path)
 
 

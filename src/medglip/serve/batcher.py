@@ -24,7 +24,9 @@ or is past its deadline is dropped before it runs (:class:`~.budget.Cancelled`),
 is stopped at the next forward pass of the model: :meth:`Batcher.install_stop_hooks` registers a
 ``torch.nn.Module`` forward pre-hook on the model and its direct children that raises
 :class:`~.budget.Cancelled` on the worker thread once every job of the running batch has stopped.
-``stats()`` reports ``cancelled``, ``longest_job_s`` and ``busy_s``.
+Work outside the forward passes (reading and slicing a volume, post-processing) is stopped by a
+watchdog thread: ``watchdog_s`` seconds after the running jobs stopped it interrupts the worker
+(:mod:`.interrupt`). ``stats()`` reports ``cancelled``, ``interrupted``, ``longest_job_s`` and ``busy_s``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from typing import Any, Callable, Hashable
 
 from ..io.policy import ReadTimeout
 from .budget import Cancelled, current_scope
+from .interrupt import WorkerStopped, clear_in_thread, raise_in_thread
 
 #: what stops a job of a request whose deadline passed or whose client left
 STOPPED = (Cancelled, ReadTimeout)
@@ -83,7 +86,8 @@ class Batcher:
             :class:`ServerBusy` beyond it.
     """
 
-    def __init__(self, grounder: Any, *, max_batch: int = 8, batch_wait_ms: float = 10.0, max_queue: int = 256) -> None:
+    def __init__(self, grounder: Any, *, max_batch: int = 8, batch_wait_ms: float = 10.0, max_queue: int = 256,
+                 watchdog_s: float = 0.5) -> None:
         self.grounder = grounder
         self.max_batch = max(1, int(max_batch))
         self.batch_wait = max(0.0, float(batch_wait_ms)) / 1000.0
@@ -95,10 +99,12 @@ class Batcher:
         self._stopped = False
         self._incoming = 0  # requests announced (being read / decoded) but not queued yet
         self._running: list[_Job] = []  # the jobs the worker is running now
+        self._stopped_since: float | None = None  # when the watchdog first saw them all stopped
+        self.watchdog_s = float(watchdog_s)
         self._hooks: list[Any] = []
         self.counters: dict[str, float] = {"jobs": 0, "done": 0, "failed": 0, "rejected_busy": 0, "batches": 0,
                                            "batched_images": 0, "largest_batch": 0, "calls": 0, "cancelled": 0,
-                                           "longest_job_s": 0.0, "busy_s": 0.0}
+                                           "interrupted": 0, "longest_job_s": 0.0, "busy_s": 0.0}
 
     # ------------------------------------------------------------------------------ submit
     def submit_ground(self, image: Any, phrases: tuple[str, ...], *, modality: str | None = None,
@@ -157,6 +163,25 @@ class Batcher:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="medglip-grounder", daemon=True)
                 self._thread.start()
+                threading.Thread(target=self._watchdog, args=(self._thread,), name="medglip-watchdog",
+                                 daemon=True).start()
+
+    def _watchdog(self, worker: threading.Thread) -> None:
+        """Interrupt the worker ``watchdog_s`` after every running job has stopped (module docstring)."""
+        period = min(0.1, max(0.01, self.watchdog_s / 5))
+        while worker.is_alive():
+            time.sleep(period)
+            with self._lock:  # the worker leaves a job under this lock: no interrupt can hit the next one
+                jobs = self._running
+                if not jobs or not (self._stopped or all(j.stopped for j in jobs)):
+                    self._stopped_since = None
+                    continue
+                now = time.monotonic()
+                if self._stopped_since is None:
+                    self._stopped_since = now
+                elif now - self._stopped_since >= self.watchdog_s and raise_in_thread(worker, WorkerStopped):
+                    self.counters["interrupted"] += 1
+                    self._stopped_since = now + 3600  # once per job; it is leaving
 
     def install_stop_hooks(self, model: Any) -> int:
         """Let the worker stop a running job whose request was cancelled or passed its deadline: a forward
@@ -176,12 +201,13 @@ class Batcher:
 
     def _check_running(self) -> None:
         jobs = self._running
-        if jobs and all(j.stopped for j in jobs):
+        if jobs and (self._stopped or all(j.stopped for j in jobs)):
             reasons = {j.scope.reason or "deadline passed" for j in jobs}
             raise Cancelled(f"stopped on the model worker: {', '.join(sorted(reasons))}")
 
     def close(self, timeout: float | None = 5.0) -> None:
-        """Stop the worker after the jobs already queued; later submissions raise :class:`ServerBusy`."""
+        """Stop the worker: the running job is stopped (watchdog), queued ones fail, later submissions
+        raise :class:`ServerBusy`."""
         self._stopped = True
         for h in self._hooks:
             h.remove()
@@ -203,42 +229,58 @@ class Batcher:
 
     def _run(self) -> None:
         while True:
-            job = self._next(None)
-            if job is _STOP:
-                self._fail_pending()
-                return
-            if not job.future.set_running_or_notify_cancel():
-                continue  # the client went away while the job waited
-            if self._drop_if_stopped(job):
-                continue
-            if job.key is None:
-                self._timed([job], self._run_call, job)
-            else:
-                batch = [j for j in self._collect(job) if not self._drop_if_stopped(j)]
-                if batch:
-                    self._timed(batch, self._run_batch, batch)
+            try:
+                job = self._next(None)
+                if job is _STOP:
+                    self._fail_pending()
+                    return
+                if not job.future.set_running_or_notify_cancel():
+                    continue  # the client went away while the job waited
+                if self._drop_if_stopped(job):
+                    continue
+                if job.key is None:
+                    self._timed([job], self._run_call, job)
+                else:
+                    batch = [j for j in self._collect(job) if not self._drop_if_stopped(j)]
+                    if batch:
+                        self._timed(batch, self._run_batch, batch)
+            except WorkerStopped:  # the watchdog's interrupt landed while a job was being left
+                self._leave_job()
 
     def _drop_if_stopped(self, job: _Job) -> bool:
-        """Fail a job whose request was cancelled or is past its deadline without running it."""
-        if not job.stopped:
+        """Fail a job whose request was cancelled or is past its deadline (or the service is closing)
+        without running it."""
+        if not (job.stopped or self._stopped):
             return False
         with self._lock:
             self.counters["cancelled"] += 1
-        job.future.set_exception(Cancelled(f"dropped before running: {job.scope.reason or 'deadline passed'}"))
+        why = "the service is shutting down" if self._stopped else (job.scope.reason or "deadline passed")
+        job.future.set_exception(Cancelled(f"dropped before running: {why}"))
         return True
 
     def _timed(self, jobs: list[_Job], fn: Callable[..., None], arg: Any) -> None:
-        """Run ``fn(arg)`` with ``jobs`` marked as running (for the stop hooks) and time it."""
-        self._running = jobs
+        """Run ``fn(arg)`` with ``jobs`` marked as running (for the stop hooks and the watchdog) and time it."""
+        with self._lock:
+            self._running = jobs
         t0 = time.monotonic()
         try:
             jobs[0].context.run(fn, arg)
         finally:
-            self._running = []
+            self._leave_job()
             dt = time.monotonic() - t0
             with self._lock:
                 self.counters["busy_s"] += dt
                 self.counters["longest_job_s"] = max(self.counters["longest_job_s"], dt)
+
+    def _leave_job(self) -> None:
+        """The worker is done with its jobs: unresolved ones fail, a pending interrupt is withdrawn."""
+        with self._lock:
+            jobs, self._running = self._running, []
+            if self._thread is not None:
+                clear_in_thread(self._thread)
+        for job in jobs:
+            if not job.future.done():
+                self._finish(job, error=WorkerStopped())
 
     def _collect(self, first: _Job) -> list[_Job]:
         """``first`` plus same-key jobs arriving within ``batch_wait`` (others keep their order)."""

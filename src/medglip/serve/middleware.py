@@ -159,7 +159,7 @@ class DeadlineMiddleware:
             return
         req = RequestScope(self.budget, time.monotonic() + self.timeout, f"{scope['method']} {scope['path']}")
         policy = ReadPolicy(max_bytes=self.max_request_bytes, float32=True, deadline=req.deadline + GRACE_S,
-                            charge=req.charge)
+                            charge=req.charge, cancelled=req.cancelled.is_set)
         body_done, disconnected = anyio.Event(), anyio.Event()
         started = False
 

@@ -306,7 +306,7 @@ def test_rate_limits_answer_429_per_key(grounder):
     with TestClient(create_app(grounder, access=access)) as c:
         codes = [_post(c, "/v1/ground", {"phrases": "liver", "modality": "CT"}, _png(), headers={"X-API-Key": KEY}).status_code
                  for _ in range(3)]
-        assert codes == [200, 200, 429]
+        assert codes == [200, 200, 429] and c.get("/healthz").json()["counters"]["rate_limited"] == 1
         r = _post(c, "/v1/ground", {"phrases": "liver", "modality": "CT"}, _png(), headers={"X-API-Key": KEY})
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1 and "per minute" in detail(r)
         r = _post(c, "/v1/ground", {"phrases": "liver", "modality": "CT"}, _png(), headers={"X-API-Key": KEY + "b"})

@@ -109,13 +109,15 @@ class _Buckets:
 class AccessMiddleware:
     """API keys, the cross-site check, rate limits and the audit log (module docstring)."""
 
-    def __init__(self, app: Any, *, access: AccessConfig) -> None:
+    def __init__(self, app: Any, *, access: AccessConfig, counters: dict[str, Any] | None = None) -> None:
         self.app = app
         self.access = access
         self.digests = [(name, hashlib.sha256(key.encode()).digest()) for name, key in access.api_keys]
         self.buckets = _Buckets(access.rate_per_minute, access.rate_burst) if access.rate_per_minute else None
         self.allowed_origins = set(access.cors_origins)
-        self.counters = {"unauthorized": 0, "forbidden_origin": 0, "rate_limited": 0}
+        self.counters = counters if counters is not None else {}
+        for name in ("unauthorized", "forbidden_origin", "rate_limited"):
+            self.counters.setdefault(name, 0)
         if access.audit_log and not any(getattr(h, "_medglip_audit", False) for h in audit_log.handlers):
             handler = logging.FileHandler(access.audit_log, encoding="utf-8")
             handler.setFormatter(logging.Formatter("%(message)s"))

@@ -415,6 +415,19 @@ def test_head_bidi_controls_library_text_and_16bit_colour(grounder, monkeypatch,
         assert r.status_code == 422 and "odd.png" in detail(r) and "NoneType" not in r.text and "TypeError" not in r.text
 
 
+def test_reader_messages_do_not_quote_pythons_internal_errors(tmp_path):
+    from medglip.errors import ReadError
+    from medglip.serve.uploads import Upload, reader_message
+
+    up = Upload("scan.dcm", "dicom", tmp_path / "upload.dcm", tmp_path, 10)
+    bad = ReadError(up.path, "cannot parse DICOM file, truncated or corrupt? (TypeError: object of type 'NoneType' "
+                             "has no len())")
+    assert reader_message(bad, up) == ("file 'scan.dcm': cannot parse DICOM file, truncated or corrupt? (the reader "
+                                       "failed on this file's content)")
+    useful = ReadError(up.path, "invalid DICOM attribute values (ValueError: could not convert string to float: 'x')")
+    assert "could not convert string to float" in reader_message(useful, up) and str(tmp_path) not in reader_message(useful, up)
+
+
 def test_stale_upload_folders_of_dead_servers_are_swept(tmp_path):
     dead = tmp_path / "medglip-serve-999999999-abc"
     mine = tmp_path / f"medglip-serve-{os.getpid()}-def"

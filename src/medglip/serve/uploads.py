@@ -261,12 +261,23 @@ def extract_dicom_zip(path: Path, dest: Path, name: str, *, max_bytes: int, max_
     return dest
 
 
+#: Python's own errors, whose texts ("object of type 'NoneType' has no len()") say something about the
+#: code, not the file: a reader's message that quotes one keeps its own words and loses the quote
+_INTERNAL = re.compile(r"\((?:TypeError|AttributeError|KeyError|IndexError|NameError|AssertionError|"
+                       r"UnboundLocalError|ZeroDivisionError|RecursionError|SystemError|OverflowError)\b"
+                       r"(?:[^()]|\([^()]*\))*\)")
+
+
 def reader_message(exc: BaseException, upload: Upload) -> str:
-    """An exception's text with the temp path replaced by the upload's file name."""
+    """An exception's text for the client: the temp path replaced by the upload's file name, and
+    quotes of Python's internal errors replaced (the full text goes to the log)."""
     text = exc.reason if isinstance(exc, ReadError) else str(exc)
     for p in sorted({str(upload.path), str(upload.workdir / "series"), str(upload.workdir)}, key=len, reverse=True):
         text = text.replace(p, "")
-    return f"file {upload.filename!r}: {text.strip(' :/')}"
+    clean = _INTERNAL.sub("(the reader failed on this file's content)", text)
+    if clean != text:
+        log.info("reader failure on upload %r: %s", upload.filename, text)
+    return f"file {upload.filename!r}: {clean.strip(' :/')}"
 
 
 def check_image(upload: Upload, config: ServiceConfig, *, expect: str = "any") -> ImageInfo:

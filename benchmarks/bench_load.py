@@ -1,6 +1,6 @@
 """Load test of the HTTP service: POST /v1/ground at several concurrency levels against a real uvicorn.
 
-Starts ``python -m medglip.serve CHECKPOINT`` in a subprocess (default: a tiny random checkpoint made
+Starts ``medglip serve --checkpoint CHECKPOINT`` in a subprocess (default: a tiny random checkpoint made
 in a temp folder; ``--checkpoint RUN`` for a real one), waits for ``/healthz``, then for each
 concurrency level sends ``--requests`` requests of a real 512 x 512 slice (the shipped brain1 NRRD,
 axial key slice, upsampled) from that many httpx async clients, and prints: clients, requests,

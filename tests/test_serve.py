@@ -474,7 +474,8 @@ def test_open_questions_and_prose_use_the_servers_llm(grounder, files):
         assert r.status_code == 200 and r.json()["prose"] == "Prose version."
     with TestClient(create_app(grounder, llm=FakeLLM(fail=True))) as c:
         r = c.post("/v1/vqa", data={"question": "What is shown?"}, files={"file": ("a.png", body)})
-        assert r.status_code == 502 and "connection refused" in detail(r)
+        assert r.status_code == 502 and "server log" in detail(r)
+        assert "llm.invalid" not in detail(r) and "connection refused" not in detail(r)  # no upstream details
     with TestClient(create_app(grounder)) as c:
         r = c.post("/v1/vqa", data={"question": "What is shown?"}, files={"file": ("a.png", body)})
         assert r.status_code == 200 and r.json()["answer"]["via"] == "unanswered"

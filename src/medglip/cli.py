@@ -37,7 +37,9 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {msg}")
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
 
 
@@ -433,7 +435,7 @@ def report(
 @app.command()
 def serve(
     checkpoint: Path = typer.Option(..., help="A run folder (medglip train output); loaded once."),
-    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on; keep 127.0.0.1 behind a TLS reverse proxy."),
     port: int = typer.Option(8000),
     masks: bool = typer.Option(True, help="Load LiteMedSAM so requests may ask for masks."),
     max_upload_mb: float = typer.Option(64.0, help="Largest upload accepted (MiB)."),
@@ -442,12 +444,27 @@ def serve(
     max_queue: int = typer.Option(256, min=1, help="Jobs waiting for the model before requests get 503."),
     torch_threads: int = typer.Option(0, min=0, help="Intra-op torch threads (0: torch's default)."),
     log_level: str = typer.Option("info", help="Server log level: debug, info, warning, error."),
+    max_request_mb: float = typer.Option(512.0, help="Largest decoded image of one request (MiB; float64 read as float32)."),
+    max_inflight_mb: float = typer.Option(1024.0, help="Decoded MiB of all requests in flight; above it 503."),
+    request_timeout: float = typer.Option(120.0, help="Deadline of every request, seconds (504)."),
+    body_timeout: float = typer.Option(15.0, help="Longest pause in a request body, seconds (408)."),
+    header_timeout: float = typer.Option(10.0, help="Seconds a client has to send its request headers."),
+    keep_alive: int = typer.Option(5, help="Idle keep-alive seconds."),
+    limit_concurrency: int = typer.Option(64, help="Connections at once; more get 503."),
+    io_workers: int = typer.Option(4, help="Threads that unpack, parse and decode uploads."),
+    api_keys_file: Optional[Path] = typer.Option(None, help="API keys, one 'name key' per line (else MEDGLIP_API_KEYS=name:key,...)."),
+    rate_limit: int = typer.Option(0, help="Requests per minute per API key (per client address without keys); 0: none."),
+    rate_burst: int = typer.Option(10, help="Requests a key may send at once above its rate."),
+    cors_origin: list[str] = typer.Option([], help="Web origin whose pages may call the service; repeatable."),
+    docs: bool = typer.Option(False, help="Serve /docs (Swagger UI, which the browser fetches from a CDN)."),
+    audit_log: Optional[Path] = typer.Option(None, help="Append the audit log (JSON lines) to this file."),
+    forwarded_allow_ips: Optional[str] = typer.Option(None, help="The TLS proxy's address(es) whose X-Forwarded-* headers are trusted."),
     llm_endpoint: Optional[str] = _LLM_ENDPOINT, llm_model: Optional[str] = _LLM_MODEL,
     llm_key: Optional[str] = _LLM_KEY,
     device: str = typer.Option("cpu"),
 ) -> None:
-    """The HTTP service (OpenAPI at /docs) and its web page at /."""
-    from .serve import ServiceConfig, serve as run_server
+    """The HTTP service and its web page at / (README "Security": keys, limits, TLS proxy)."""
+    from .serve import AccessConfig, ServerSettings, ServiceConfig, load_api_keys, serve as run_server
 
     _setup_logging(False)
     logging.getLogger().setLevel(log_level.upper())
@@ -455,12 +472,19 @@ def serve(
         import torch
 
         torch.set_num_threads(torch_threads)
+    mib = 2**20
     try:
         llm = _llm_client(llm_endpoint, llm_model, llm_key)
-        config = ServiceConfig(max_upload_bytes=int(max_upload_mb * 2**20), max_batch=max_batch,
-                               batch_wait_ms=batch_wait_ms, max_queue=max_queue)
-        run_server(checkpoint, host=host, port=port, config=config, llm=llm, device=device, masks=masks,
-                   log_level=log_level)
+        config = ServiceConfig(max_upload_bytes=int(max_upload_mb * mib), max_batch=max_batch,
+                               batch_wait_ms=batch_wait_ms, max_queue=max_queue,
+                               max_request_bytes=int(max_request_mb * mib), max_inflight_bytes=int(max_inflight_mb * mib),
+                               request_timeout_s=request_timeout, body_timeout_s=body_timeout, io_workers=io_workers)
+        access = AccessConfig(api_keys=load_api_keys(api_keys_file), rate_per_minute=rate_limit, rate_burst=rate_burst,
+                              cors_origins=tuple(cors_origin), docs=docs, audit_log=str(audit_log) if audit_log else None)
+        settings = ServerSettings(timeout_keep_alive=keep_alive, header_timeout_s=header_timeout,
+                                  limit_concurrency=limit_concurrency, forwarded_allow_ips=forwarded_allow_ips)
+        run_server(checkpoint, host=host, port=port, config=config, llm=llm, device=device, masks=masks, access=access,
+                   server=settings, log_level=log_level)
     except MedglipError as exc:
         _fail(str(exc))
 

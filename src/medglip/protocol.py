@@ -144,12 +144,16 @@ def evaluate_run(run: Path, dataset_dir: Path, split: str, out: Path, *, masks: 
 
 
 def set_thresholds(run: Path, thresholds: dict[str, float]) -> None:
-    """Write calibrated thresholds into ``run/config.json`` (the model the run publishes)."""
-    from .model import ModelConfig
+    """Write calibrated thresholds into ``run/config.json`` (the model the run publishes); the rest
+    of the file (the weights' SHA-256 included) is kept, and the result is validated."""
+    from .model.checkpoint import read_config
 
-    cfg = ModelConfig.from_json(Path(run) / "config.json")
-    table = tuple(sorted((str(p), round(float(t), 4)) for p, t in thresholds.items()))
-    atomic_write_text(Path(run) / "config.json", cfg.replace(finding_thresholds=table).to_json() + "\n")
+    read_config(run)  # a valid checkpoint config to start from
+    path = Path(run) / "config.json"
+    doc = read_json(path)
+    doc["finding_thresholds"] = [[str(p), round(float(t), 4)] for p, t in sorted(thresholds.items())]
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    read_config(run)  # still valid
 
 
 def lopo(dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool = True) -> dict[str, Any]:

@@ -8,6 +8,7 @@ uninterrupted build gives. When every case of every shard is settled the dataset
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing as mp
 import traceback
@@ -16,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 from ..case import CaseRef
@@ -87,6 +89,19 @@ def is_done(out: Path, key: str, fingerprint: str) -> bool:
         return False  # unreadable record: redo the case
 
 
+class DiskFull(MedglipError):
+    """The output folder's device is full (or over quota): the build stops, finished cases are kept."""
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_full_error(out: Path) -> DiskFull:
+    return DiskFull(f"no space left on the device holding {out}: the build stopped; free some space and run the "
+                    "same command again to resume (finished cases are kept)")
+
+
 _WORKER_BUILDER: CaseBuilder | None = None
 
 
@@ -111,13 +126,20 @@ def _process(ref: CaseRef, builder: CaseBuilder | None = None) -> tuple[str, str
         _failure_path(out, ref.key).unlink(missing_ok=True)
         return ref.key, None
     except Exception as exc:  # one bad case must not stop the build: report it and go on
+        if _disk_full(exc):  # not the case's fault, and every further write would fail too
+            raise _disk_full_error(out) from None
         files = [str(p) for p in (*ref.image_paths, *ref.label_paths)]
         reason = str(exc) if isinstance(exc, MedglipError) else f"{type(exc).__name__}: {exc}"
-        atomic_write_json(_failure_path(out, ref.key), {
-            "key": ref.key, "case_id": ref.case_id, "source": ref.source, "files": files,
-            "error": type(exc).__name__, "reason": reason,
-            "traceback": traceback.format_exc(limit=6),
-        }, indent=1)
+        try:
+            atomic_write_json(_failure_path(out, ref.key), {
+                "key": ref.key, "case_id": ref.case_id, "source": ref.source, "files": files,
+                "error": type(exc).__name__, "reason": reason,
+                "traceback": traceback.format_exc(limit=6),
+            }, indent=1)
+        except OSError as write_error:
+            if _disk_full(write_error):
+                raise _disk_full_error(out) from None
+            raise
         log.warning("case %s failed: %s", ref.key, reason)
         return ref.key, reason
 
@@ -162,7 +184,21 @@ def prepare_out(config: BuildConfig, out: Path, *, layout: str) -> None:
                                  "medglip_version": __version__}, indent=2)
 
 
-def build(
+def build(config: BuildConfig, out_dir: Path | str, **kwargs: Any) -> BuildResult:
+    """Build (or resume building) a grounding dataset; see :func:`run_build` for the arguments.
+
+    Raises:
+        DiskFull: the output folder's device filled up (one line naming the folder; re-run to resume).
+    """
+    try:
+        return run_build(config, out_dir, **kwargs)
+    except OSError as exc:
+        if _disk_full(exc):
+            raise _disk_full_error(Path(out_dir)) from None
+        raise
+
+
+def run_build(
     config: BuildConfig,
     out_dir: Path | str,
     *,

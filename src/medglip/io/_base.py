@@ -20,6 +20,7 @@ import numpy as np
 
 from ..core.geometry import Geometry
 from ..errors import ReadError
+from .policy import check_bytes
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,14 @@ class ImageData:
         return self.geometry.ndim == 2
 
 
-def check_size(path: str | Path, shape: tuple[int, ...], *, spatial_ndim: int, max_pixels: int | None = None) -> None:
+def check_size(path: str | Path, shape: tuple[int, ...], *, spatial_ndim: int, max_pixels: int | None = None,
+               itemsize: int | None = None) -> None:
     """Raise :class:`ReadError` when a declared shape is larger than allowed (call before allocating).
 
     ``shape`` may include channel axes; they count towards the total. ``max_pixels`` overrides the
-    module defaults :data:`MAX_VOXELS` (3D) / :data:`MAX_PIXELS_2D` (2D).
+    module defaults :data:`MAX_VOXELS` (3D) / :data:`MAX_PIXELS_2D` (2D). ``itemsize``: bytes per value
+    of the array the reader will return (after any conversion); given, the decoded size is also checked
+    against the current :class:`~medglip.io.policy.ReadPolicy` (``max_bytes``, ``charge``).
     """
     limit = max_pixels if max_pixels is not None else (MAX_PIXELS_2D if spatial_ndim == 2 else MAX_VOXELS)
     if any(int(s) < 0 for s in shape):
@@ -85,6 +89,8 @@ def check_size(path: str | Path, shape: tuple[int, ...], *, spatial_ndim: int, m
         )
     if total == 0:
         raise ReadError(path, f"header declares an empty image of shape {tuple(int(s) for s in shape)}")
+    if itemsize is not None:
+        check_bytes(path, shape, itemsize)
 
 
 def check_geometry(path: str | Path, geometry: Geometry) -> Geometry:

@@ -32,6 +32,8 @@ from ..errors import MedglipError, ReadError
 from ..modality import guess_modality
 from ._base import ImageData, check_size, condense_error, geometry_2d
 from .dicom_geometry import slice_geometry, spacing_2d
+from .dicom_parse import parse_dicom
+from .policy import ReadTimeout, working_dtype
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +60,28 @@ def to_json_value(value: Any) -> Any:
 
 
 def open_dicom(path: str | Path, *, headers_only: bool = False) -> Dataset:
-    """``pydicom.dcmread`` that raises :class:`ReadError`; large values are deferred until used."""
+    """Parse a DICOM file (:func:`medglip.io.dicom_parse.parse_dicom`: element lengths checked against
+    the file size, top-level elements in order, a bounded element count); raises :class:`ReadError`.
+    Large values (the pixel data) are deferred until used, so the header is checked before any pixels
+    are read; ``headers_only`` stops before the pixel data."""
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=headers_only, defer_size=None if headers_only else "2 MB")
+        return parse_dicom(path, headers_only=headers_only)
     except pydicom.errors.InvalidDicomError:
         try:  # DICOM without the 128-byte preamble
-            ds = pydicom.dcmread(str(path), force=True, stop_before_pixels=headers_only)
+            ds = parse_dicom(path, headers_only=headers_only, force=True)
+        except ReadTimeout:
+            raise
+        except ReadError as exc:  # the guards of parse_dicom stopped the forced parse: not DICOM at all
+            raise ReadError(path, f"not a DICOM file ({exc.reason})") from None
+        except MedglipError:
+            raise
         except Exception as exc:
             raise ReadError(path, f"not a DICOM file ({condense_error(exc)})") from None
         if "SOPClassUID" not in ds and "Rows" not in ds:
             raise ReadError(path, "not a DICOM file (no DICM marker and no recognisable DICOM elements)")
         return ds
+    except MedglipError:
+        raise
     except Exception as exc:
         raise ReadError(path, f"cannot parse DICOM file, truncated or corrupt? ({condense_error(exc)})") from None
 
@@ -154,6 +167,15 @@ def _rescale(arr: np.ndarray, slopes: list[float], intercepts: list[float]) -> n
     if all(s == 1.0 for s in slopes) and all(b == 0.0 for b in intercepts):
         return arr
     integral = all(float(s).is_integer() and float(b).is_integer() for s, b in zip(slopes, intercepts))
+    if integral and np.issubdtype(arr.dtype, np.integer):
+        dtypes = _integral_rescale_dtypes(arr, slopes, intercepts)
+        if dtypes is not None:  # exact in integers: no float64 copy of the volume
+            work_dt, final_dt = dtypes
+            out = arr.astype(work_dt)
+            for f, (s, b) in enumerate(zip(slopes, intercepts)):
+                out[f] *= int(s)
+                out[f] += int(b)
+            return out.astype(final_dt, copy=False)
     work = arr.astype(np.float64 if integral else np.float32)
     for f, (s, b) in enumerate(zip(slopes, intercepts)):
         work[f] = work[f] * s + b
@@ -163,7 +185,30 @@ def _rescale(arr: np.ndarray, slopes: list[float], intercepts: list[float]) -> n
             if np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max:
                 return work.astype(dt)
         return work
-    return work.astype(np.float32)
+    return work
+
+
+def _integral_rescale_dtypes(arr: np.ndarray, slopes: list[float], intercepts: list[float]) -> Any:
+    """``(work, result)`` integer dtypes of an integral rescale: the result int16 when every rescaled
+    value fits it, else int32 (as a float computation would give); the work dtype also holds the stored
+    values and the products. None when int32 cannot hold them (then the float path is taken)."""
+    inter: list[int] = []
+    final: list[int] = []
+    for f, (s, b) in enumerate(zip(slopes, intercepts)):
+        if arr[f].size == 0:
+            continue
+        lo, hi = int(arr[f].min()), int(arr[f].max())
+        inter += [lo, hi, lo * int(s), hi * int(s)]
+        final += [lo * int(s) + int(b), hi * int(s) + int(b)]
+
+    def fits(dt: Any, values: list[int]) -> bool:
+        return not values or (np.iinfo(dt).min <= min(values) and max(values) <= np.iinfo(dt).max)
+
+    result = np.int16 if fits(np.int16, final) else np.int32 if fits(np.int32, final) else None
+    if result is None:
+        return None
+    work = result if fits(result, inter) else np.int32 if fits(np.int32, inter) else None
+    return None if work is None else (work, result)
 
 
 @contextmanager
@@ -202,7 +247,26 @@ def check_dicom_size(ds: Dataset, path: str | Path, max_pixels: int | None, nfil
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     nframes = int(ds.get("NumberOfFrames", 1) or 1) * nfiles
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    check_size(path, (nframes, rows, cols, samples), spatial_ndim=3 if nframes > 1 else 2, max_pixels=max_pixels)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
+        samples = 3
+    check_size(path, (nframes, rows, cols, samples), spatial_ndim=3 if nframes > 1 else 2, max_pixels=max_pixels,
+               itemsize=decoded_itemsize(ds))
+
+
+def decoded_itemsize(ds: Dataset) -> int:
+    """Bytes per value of the array :func:`dicom_pixels` returns for ``ds`` (from the header only):
+    the stored width, at least 4 bytes when a rescale may make it float32 / int32."""
+    if "DoubleFloatPixelData" in ds:
+        return working_dtype(np.float64).itemsize
+    if "FloatPixelData" in ds:
+        return 4
+    bits = int(ds.get("BitsAllocated", 8) or 8)
+    size = 1 if bits <= 8 else 2 if bits <= 16 else 4
+    rescaled = any(t in ds for t in ("RescaleSlope", "RescaleIntercept", "PerFrameFunctionalGroupsSequence",
+                                     "SharedFunctionalGroupsSequence"))
+    colour = int(ds.get("SamplesPerPixel", 1) or 1) > 1 or \
+        str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR"
+    return size if colour or not rescaled else max(size, 4)
 
 
 def dicom_pixels(ds: Dataset, path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:

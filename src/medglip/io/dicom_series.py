@@ -22,6 +22,7 @@ from ..modality import guess_modality
 from ._base import ImageData, check_file
 from .dicom import check_dicom_size, dicom_errors, dicom_pixels, open_dicom, read_dicom_file
 from .dicom_geometry import slice_geometry
+from .policy import check_deadline
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,29 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None, max_
         return _stack(folder, items, max_pixels)
 
 
+def _fill(folder: Path, paths: list[Path]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Decode the slices one by one straight into the ``(cols, rows, k[, s])`` volume (no list of
+    slices and no stacked copy: one volume and one slice in memory)."""
+    vol: np.ndarray | None = None
+    metas: list[dict[str, Any]] = []
+    for k, path in enumerate(paths):
+        check_deadline(folder)
+        arr, m = dicom_pixels(open_dicom(path), path)
+        plane = np.swapaxes(arr[0], 0, 1)  # (rows, cols[, s]) -> (cols, rows[, s])
+        if vol is None:
+            vol = np.empty(plane.shape[:2] + (len(paths),) + plane.shape[2:], arr.dtype)
+        elif plane.shape != vol.shape[:2] + vol.shape[3:]:
+            shapes = sorted({arr[0].shape, np.swapaxes(vol[:, :, 0], 0, 1).shape})
+            raise ReadError(folder, f"slices of one series decode to different shapes: {shapes} (e.g. {path.name})")
+        dtype = np.result_type(vol.dtype, arr.dtype)
+        if dtype != vol.dtype:  # e.g. one slice rescaled to float: widen what is there
+            vol = vol.astype(dtype)
+        vol[:, :, k] = plane
+        metas.append(m)
+    assert vol is not None
+    return vol, metas
+
+
 def _stack(folder: Path, items: list[tuple[Path, Any]], max_pixels: int | None) -> ImageData:
     first = items[0][1]
     check_dicom_size(first, folder, max_pixels, nfiles=len(items))
@@ -134,17 +158,7 @@ def _stack(folder: Path, items: list[tuple[Path, Any]], max_pixels: int | None) 
         row, col = (row, col) if spacing_known else (1.0, 1.0)
         geom = Geometry.identity(3, (col, row, 1.0))
         meta_extra["positions_missing"] = True
-    slices, metas = [], []
-    for idx in order:
-        path = items[idx][0]
-        arr, m = dicom_pixels(open_dicom(path), path)
-        slices.append(arr[0])
-        metas.append(m)
-    if len({s.shape for s in slices}) > 1:
-        raise ReadError(folder, f"slices of one series decode to different shapes: {sorted({s.shape for s in slices})}")
-    dtype = np.result_type(*[s.dtype for s in slices])
-    vol = np.stack([s.astype(dtype, copy=False) for s in slices], axis=0)  # (k, rows, cols[, s])
-    vol = np.moveaxis(vol, (0, 1, 2), (2, 1, 0))
+    vol, metas = _fill(folder, [items[idx][0] for idx in order])
     meta = dict(metas[0])
     meta.update(meta_extra)
     meta["format"] = "dicom-series"

@@ -16,6 +16,7 @@ import SimpleITK as sitk
 from ..core.geometry import Geometry
 from ..errors import ReadError
 from ._base import ImageData, check_geometry, check_size, condense_error
+from .policy import working_dtype
 
 log = logging.getLogger(__name__)
 
@@ -23,15 +24,16 @@ log = logging.getLogger(__name__)
 def sitk_to_imagedata(img: sitk.Image, path: str | Path, fmt: str) -> ImageData:
     """Convert a SimpleITK image to :class:`ImageData` (3D → ``(i, j, k[, C])``; 2D → ``(H, W[, C])``)."""
     dim = img.GetDimension()
-    arr = sitk.GetArrayFromImage(img)  # (k, j, i[, C]) / (j, i[, C])
+    view = sitk.GetArrayViewFromImage(img)  # (k, j, i[, C]) / (j, i[, C]); copied once below
     ncomp = img.GetNumberOfComponentsPerPixel()
     spacing = tuple(float(s) for s in img.GetSpacing())
     origin = tuple(float(o) for o in img.GetOrigin())
     direction = np.asarray(img.GetDirection(), dtype=np.float64).reshape(dim, dim)
     if dim == 3:
-        arr = np.transpose(arr, (2, 1, 0, 3) if ncomp > 1 else (2, 1, 0))
+        arr = np.array(np.transpose(view, (2, 1, 0, 3) if ncomp > 1 else (2, 1, 0)), order="C")
         geom = Geometry(spacing, origin, tuple(float(d) for d in direction.ravel()))
     elif dim == 2:
+        arr = np.array(view, order="C")
         # array is already (rows, cols) = (y, x); world axes follow the array axes: swap x/y.
         perm = [1, 0]
         geom = Geometry((spacing[1], spacing[0]), (origin[1], origin[0]),
@@ -40,7 +42,7 @@ def sitk_to_imagedata(img: sitk.Image, path: str | Path, fmt: str) -> ImageData:
         # (x, y, z, t): keep 3D geometry, the 4th axis becomes channels.
         if ncomp > 1:
             raise ReadError(path, "4D images with vector pixels are not supported")
-        arr = np.transpose(arr, (3, 2, 1, 0))
+        arr = np.array(np.transpose(view, (3, 2, 1, 0)), order="C")
         geom = Geometry(spacing[:3], origin[:3], tuple(float(d) for d in direction[:3, :3].ravel()))
     else:
         raise ReadError(path, f"unsupported image dimension {dim}")
@@ -214,6 +216,10 @@ def _component_bytes(reader: sitk.ImageFileReader) -> int:
     return int(m.group(1)) // 8 if m else 1
 
 
+def _is_float(reader: sitk.ImageFileReader) -> bool:
+    return "float" in sitk.GetPixelIDValueAsString(reader.GetPixelID()).lower()
+
+
 def read_itk(path: str | Path, *, fmt: str | None = None, max_pixels: int | None = None) -> ImageData:
     """Read a file SimpleITK understands (``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``, ...).
 
@@ -230,8 +236,15 @@ def read_itk(path: str | Path, *, fmt: str | None = None, max_pixels: int | None
         raise ReadError(path, f"cannot read {fmt} header ({condense_error(exc)})") from None
     size = tuple(reader.GetSize())
     ncomp = reader.GetNumberOfComponents()
-    check_size(path, size + ((ncomp,) if ncomp > 1 else ()), spatial_ndim=min(len(size), 3), max_pixels=max_pixels)
-    check_data_size(path, hdr, int(np.prod(size, dtype=np.int64)) * ncomp * _component_bytes(reader))
+    stored = _component_bytes(reader)
+    itemsize = stored
+    if stored == 8 and _is_float(reader) and working_dtype(np.float64) == np.float32:
+        # ITK converts while reading (no float64 copy reaches numpy)
+        reader.SetOutputPixelType(sitk.sitkVectorFloat32 if ncomp > 1 else sitk.sitkFloat32)
+        itemsize = 4
+    check_size(path, size + ((ncomp,) if ncomp > 1 else ()), spatial_ndim=min(len(size), 3), max_pixels=max_pixels,
+               itemsize=itemsize)
+    check_data_size(path, hdr, int(np.prod(size, dtype=np.int64)) * ncomp * stored)
     try:
         img = reader.Execute()
     except RuntimeError as exc:

@@ -19,6 +19,7 @@ import numpy as np
 from ..core.geometry import Geometry
 from ..errors import ReadError
 from ._base import ImageData, check_geometry, check_size, condense_error
+from .policy import check_deadline, current_policy, working_dtype
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,34 @@ def affine_to_geometry(affine: np.ndarray) -> Geometry:
                     tuple(float(d) for d in direction.ravel()))
 
 
+def _natural_dtype(hdr: nib.nifti1.Nifti1Header) -> np.dtype:
+    """The dtype nibabel returns for this header's data: the stored one, or a float one when the
+    header asks for scaling (``scl_slope`` / ``scl_inter``)."""
+    stored = hdr.get_data_dtype()
+    slope, inter = hdr.get_slope_inter()
+    if (slope is None or slope == 1.0) and (inter is None or inter == 0.0):
+        return np.dtype(stored)
+    return np.dtype(np.float64 if stored.itemsize >= 4 or stored.kind == "f" else np.float32)
+
+
+#: Stored bytes converted per step of :func:`_read_in_slabs`.
+SLAB_BYTES = 32 << 20
+
+
+def _read_in_slabs(img: nib.Nifti1Image, shape: tuple[int, ...], dtype: np.dtype, path: Path) -> np.ndarray:
+    """The image converted to ``dtype`` while it is read, one slab of the LAST axis at a time (the
+    file's slowest axis, so a .nii.gz is inflated front to back once): only one stored slab is ever
+    held at the stored width, and the read policy's deadline is checked between slabs."""
+    out = np.empty(shape, dtype)
+    per_index = int(np.prod(shape[:-1], dtype=np.int64)) * max(8, img.header.get_data_dtype().itemsize)
+    step = max(1, SLAB_BYTES // max(1, per_index))
+    for k0 in range(0, shape[-1], step):
+        check_deadline(path)
+        k1 = min(shape[-1], k0 + step)
+        out[..., k0:k1] = img.dataobj[..., k0:k1]
+    return out
+
+
 def read_nifti(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
     """Read a NIfTI file; 2D NIfTI becomes ``(i, j, 1)``, 4D keeps the 4th axis as channels."""
     path = Path(path)
@@ -47,10 +76,12 @@ def read_nifti(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
     except Exception as exc:  # nibabel raises ImageFileError, gzip/zlib/EOF errors, ...
         raise ReadError(path, f"not a readable NIfTI file ({condense_error(exc)})") from None
     shape = tuple(int(s) for s in img.shape)
-    check_size(path, shape, spatial_ndim=3, max_pixels=max_pixels)
+    hdr = img.header
+    natural = _natural_dtype(hdr)
+    out_dtype = working_dtype(natural)
+    check_size(path, shape, spatial_ndim=3, max_pixels=max_pixels, itemsize=out_dtype.itemsize)
     if len(shape) > 4 and any(s != 1 for s in shape[4:]):
         raise ReadError(path, f"NIfTI with {len(shape)} dimensions {shape} is not supported")
-    hdr = img.header
     # the image's header is a copy with vox_offset reset: the file's offset is the data proxy's
     offset = int(getattr(img.dataobj, "offset", hdr.get_data_offset()))
     need = offset + int(np.prod(shape, dtype=np.int64)) * hdr.get_data_dtype().itemsize
@@ -62,10 +93,15 @@ def read_nifti(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
         raise ReadError(path, f"file truncated or corrupt: {have:,} compressed bytes cannot hold the "
                               f"{need:,} bytes the header declares")
     try:
-        arr = np.asanyarray(img.dataobj)
+        big = int(np.prod(shape, dtype=np.int64)) * natural.itemsize > 2 * SLAB_BYTES
+        if len(shape) in (3, 4) and (out_dtype != natural or (big and current_policy().interruptible)):
+            arr = _read_in_slabs(img, shape, out_dtype, path)
+        else:
+            arr = np.asarray(np.asanyarray(img.dataobj))
+            if arr.dtype != out_dtype and arr.dtype.kind == "f" and out_dtype.kind == "f":
+                arr = arr.astype(out_dtype)
     except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as exc:
         raise ReadError(path, f"cannot read NIfTI pixel data, file truncated? ({condense_error(exc)})") from None
-    arr = np.asarray(arr)
     if arr.ndim > 4:
         arr = arr.reshape(arr.shape[:4])
     while arr.ndim < 3:
@@ -84,4 +120,6 @@ def read_nifti(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
         "scl_slope": None if slope is None else float(slope),
         "scl_inter": None if inter is None else float(inter),
     }
+    if arr.dtype != natural:
+        meta["converted_to"] = str(arr.dtype)
     return ImageData(arr, geom, None, True, meta, str(path))

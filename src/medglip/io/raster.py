@@ -56,7 +56,7 @@ def open_pil(path: str | Path, *, max_pixels: int | None = None) -> Image.Image:
         finally:
             Image.MAX_IMAGE_PIXELS = saved
     w, h = im.size
-    check_size(path, (h, w), spatial_ndim=2, max_pixels=max_pixels)
+    check_size(path, (h, w), spatial_ndim=2, max_pixels=max_pixels, itemsize=_pixel_bytes(im, path))
     if im.format == "PNG":
         check_png_data(path)
     else:
@@ -67,6 +67,20 @@ def open_pil(path: str | Path, *, max_pixels: int | None = None) -> Image.Image:
         raise ReadError(path, f"cannot decode {im.format or 'image'} data, file truncated or corrupt? "
                               f"({condense_error(exc)})") from None
     return im
+
+
+def _pixel_bytes(im: Image.Image, path: Path) -> int:
+    """Bytes per pixel of the array :func:`read_raster` returns (a 16-bit colour PNG: 3 x 16 bits)."""
+    if im.format == "PNG" and _png_16bit_colour(path):
+        return 6
+    mode = im.mode
+    if mode.startswith("I;16"):
+        return 2
+    if mode in ("I", "F"):
+        return 4
+    if mode in ("1", "L", "LA", "La"):
+        return 1
+    return 3  # RGB and everything converted to it (P, RGBA, CMYK, YCbCr, ...)
 
 
 #: Most pixels one byte of a file can decode to: a Huffman-coded JPEG spends at least one bit per
@@ -218,7 +232,9 @@ def read_raster(path: str | Path, *, max_pixels: int | None = None) -> ImageData
     if im.format == "PNG" and _png_16bit_colour(path):
         from .itk import read_itk
 
-        data = read_itk(path, fmt="png", max_pixels=max_pixels)
+        im.close()  # Pillow's 8-bit reduction is not used: free it before ITK decodes the 16 bits
+        # the pixel count was checked by open_pil; read_itk counts values (3 or 4 per pixel)
+        data = read_itk(path, fmt="png", max_pixels=None if max_pixels is None else 4 * max_pixels)
         arr = data.array
         if arr.ndim == 3 and arr.shape[-1] in (2, 4):
             arr = arr[..., :-1]

@@ -19,6 +19,7 @@ import tifffile
 from ..core.geometry import Geometry
 from ..errors import ReadError
 from ._base import ImageData, check_size, condense_error, geometry_2d
+from .policy import check_deadline, working_dtype
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,37 @@ def _resolution_mm(page: tifffile.TiffPage, ij: dict | None) -> tuple[float, flo
     return None  # inch (usually a meaningless 72 dpi default) or none
 
 
+def _read_converted(series: tifffile.TiffPageSeries, shape: tuple[int, ...], dtype: np.dtype, path: Path) -> np.ndarray:
+    """The series converted to ``dtype`` while it is decoded: page by page, and a single page tile by
+    tile (strip by strip), so at most one page of a stack, or one tile, exists at the stored width."""
+    pages = [p for p in series.pages if p is not None]
+    if len(pages) != 1:
+        out = np.empty(shape, dtype)
+        flat = out.reshape((len(pages), -1))
+        for i, page in enumerate(pages):
+            check_deadline(path)
+            flat[i] = page.asarray().reshape(-1)
+        return out
+    page = pages[0]
+    keyframe = page.keyframe
+    with page.parent.filehandle.lock:
+        keyframe.init_decode()
+    result = np.empty(keyframe.shaped, dtype)
+
+    def put(decoded: tuple) -> None:  # as TiffPage.asarray copies decoded segments, converting on the way
+        check_deadline(path)
+        segment, (s, d, h, w, _), seg_shape = decoded
+        region = result[s, d:d + seg_shape[0], h:h + seg_shape[1], w:w + seg_shape[2]]
+        if segment is None:
+            region[...] = keyframe.nodata
+        else:
+            region[...] = segment[: keyframe.imagedepth - d, : keyframe.imagelength - h, : keyframe.imagewidth - w]
+
+    for _ in page.segments(func=put, sort=True, maxworkers=1, _fullsize=False):
+        pass
+    return result.reshape(shape)
+
+
 def read_tiff(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
     """Read a TIFF file as 2D or 3D :class:`ImageData` (see module docstring)."""
     path = Path(path)
@@ -64,9 +96,12 @@ def read_tiff(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
         except Exception as exc:
             raise ReadError(path, f"cannot parse TIFF structure ({condense_error(exc)})") from None
         spatial = 3 if any(a in axes for a in "ZIQT") and shape[[i for i, a in enumerate(axes) if a in "ZIQT"][0]] > 1 else 2
-        check_size(path, shape, spatial_ndim=spatial, max_pixels=max_pixels)
+        out_dtype = working_dtype(series.dtype)
+        check_size(path, shape, spatial_ndim=spatial, max_pixels=max_pixels, itemsize=out_dtype.itemsize)
         try:
-            arr = series.asarray()
+            arr = series.asarray() if out_dtype == series.dtype else _read_converted(series, shape, out_dtype, path)
+        except ReadError:
+            raise
         except Exception as exc:
             raise ReadError(path, f"cannot read TIFF pixel data, file truncated or corrupt? "
                                   f"({condense_error(exc)})") from None
@@ -84,7 +119,9 @@ def read_tiff(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
             arr = np.moveaxis(arr, axes.index(ch), -1)
             axes = axes.replace(ch, "") + ch
     axes = axes.replace("C", "S")
-    meta = {"format": "tiff", "dtype": str(arr.dtype), "axes": series.axes}
+    meta = {"format": "tiff", "dtype": str(series.dtype), "axes": series.axes}
+    if arr.dtype != series.dtype:
+        meta["converted_to"] = str(arr.dtype)
     spacing_known = res is not None
     if axes in ("YX", "YXS"):
         if arr.dtype.byteorder not in ("=", "|"):

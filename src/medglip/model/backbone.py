@@ -6,7 +6,7 @@ The package holds a state dict in the lukemelas ``EfficientNet-PyTorch`` layout 
 ``tf_efficientnet_lite0`` is the same network with TensorFlow "same" padding and BN eps 1e-3 (as the
 TF original); ``efficientnet_lite0`` (symmetric padding, eps 1e-5) also accepts the mapped weights.
 The TF-Lite models were trained on inputs scaled to ``(x - 127) / 128``, i.e. mean = std = 0.5 on
-[0, 1] pixels; :class:`Backbone` converts the ImageNet-normalised input of ``prepare_image`` to that.
+[0, 1] pixels; :class:`Backbone` converts the ImageNet-normalised input of ``medglip.core.pipeline.to_tensor`` to that.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class Backbone(nn.Module):
         frozen_bn: BatchNorm layers stay in eval mode (running statistics frozen) even in training.
 
     Forward:
-        images: FloatTensor (B, 3, S, S), ImageNet-normalised (``prepare_image``).
+        images: FloatTensor (B, 3, S, S), ImageNet-normalised (``medglip.core.pipeline.to_tensor``).
         returns: list of FloatTensor (B, channels[i], S / strides[i], S / strides[i]).
     """
 

@@ -3,17 +3,27 @@
 ``text_encoder/`` holds the text encoder's transformers config and tokenizer files, so loading
 needs neither the hub nor the weights packages; all weights (text encoder included) live in
 ``model.safetensors``. Loading reads only JSON and safetensors — nothing is unpickled.
+
+Integrity: :func:`save_checkpoint` records the SHA-256 of every weight file in ``config.json``
+(``"sha256": {"model.safetensors": "<hex>"}``, next to the ModelConfig fields) and
+:func:`load_checkpoint` verifies it before building the model: a damaged or replaced file is a
+:class:`CheckpointError` naming it, never a silently wrong model. Checkpoints saved before hashes
+were recorded still load, with a logged warning.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_model, save_model
 
 from ..core.files import atomic_write_file, atomic_write_text
+from ..errors import MedglipError
 from .config import ModelConfig
 from .grounding import GroundingModel
 from .text import text_encoder_from_folder
@@ -23,6 +33,43 @@ log = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 TEXT_DIR = "text_encoder"
+#: the key of ``config.json`` that holds ``{file name: SHA-256 hex}`` of the weight files
+HASHES = "sha256"
+
+
+class CheckpointError(MedglipError):
+    """A checkpoint file is missing, unreadable, or does not match the SHA-256 recorded when it was saved."""
+
+
+class CheckpointMissing(CheckpointError, FileNotFoundError):
+    """A file a checkpoint needs does not exist."""
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_files(folder: str | Path, recorded: dict[str, str], where: str | Path) -> None:
+    """Check each ``{file name: SHA-256}`` of ``recorded`` against the files in ``folder``.
+
+    Raises:
+        CheckpointError: naming the first file that is missing or differs, and ``where`` the hash was recorded.
+    """
+    folder = Path(folder)
+    for name, want in sorted(recorded.items()):
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointMissing(f"{path} is missing (its SHA-256 is recorded in {where})")
+        got = file_sha256(path)
+        if got != want:
+            raise CheckpointError(f"{path} is damaged or was replaced: its SHA-256 is {got[:16]}…, not the "
+                                  f"{str(want)[:16]}… recorded in {where} when it was saved; restore the file (or use "
+                                  "another checkpoint)")
 
 
 def _unwrap(model: torch.nn.Module) -> GroundingModel:
@@ -34,13 +81,16 @@ def _unwrap(model: torch.nn.Module) -> GroundingModel:
 
 
 def save_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
-    """Write ``model`` (a GroundingModel, possibly DDP/compile-wrapped) to ``directory``."""
+    """Write ``model`` (a GroundingModel, possibly DDP/compile-wrapped) to ``directory``, with the
+    SHA-256 of its weight file in ``config.json``."""
     m = _unwrap(model)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_file(out / WEIGHTS, lambda tmp: save_model(m, str(tmp), metadata={"format": "pt",
                                                                                     "medglip": "GroundingModel"}))
-    atomic_write_text(out / CONFIG, m.config.to_json() + "\n")
+    config = json.loads(m.config.to_json())
+    config[HASHES] = {WEIGHTS: file_sha256(out / WEIGHTS)}
+    atomic_write_text(out / CONFIG, json.dumps(config, indent=2) + "\n")
     text_dir = out / TEXT_DIR
     text_dir.mkdir(exist_ok=True)
     m.text_encoder.config.save_pretrained(text_dir)
@@ -49,17 +99,51 @@ def save_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
     return out
 
 
+def read_config(directory: str | Path) -> tuple[ModelConfig, dict[str, str]]:
+    """The ModelConfig of a checkpoint folder and the SHA-256 of its weight files (empty for old ones)."""
+    path = Path(directory) / CONFIG
+    try:
+        data: Any = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointMissing(f"{path} is missing: not a medglip checkpoint folder") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not readable JSON ({exc}): the checkpoint is damaged") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not a model config (a JSON object): the checkpoint is damaged")
+    hashes = data.pop(HASHES, None) or {}
+    if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
+        raise CheckpointError(f"{path}: its {HASHES!r} entry is not {{file: SHA-256}}: the checkpoint is damaged")
+    try:
+        return ModelConfig.from_dict(data), hashes
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a valid model config ({exc})") from None
+
+
 def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu", strict: bool = True
                     ) -> GroundingModel:
-    """Rebuild the model from ``directory`` (written by :func:`save_checkpoint`), in eval mode."""
+    """Rebuild the model from ``directory`` (written by :func:`save_checkpoint`), in eval mode.
+
+    Raises:
+        CheckpointError: a file is missing (also a ``FileNotFoundError``), damaged (SHA-256 mismatch),
+            truncated or not a checkpoint file; the message names the file.
+    """
     d = Path(directory)
     for name in (WEIGHTS, CONFIG, TEXT_DIR):
         if not (d / name).exists():
-            raise FileNotFoundError(f"{d / name} is missing: not a medglip checkpoint folder")
-    config = ModelConfig.from_json(d / CONFIG)
+            raise CheckpointMissing(f"{d / name} is missing: not a medglip checkpoint folder")
+    config, hashes = read_config(d)
+    if hashes:
+        verify_files(d, hashes, d / CONFIG)
+    else:
+        log.warning("checkpoint %s records no SHA-256 of %s (saved by an older medglip): its weights cannot be "
+                    "verified; save it again to record one", d, WEIGHTS)
     text_encoder, tokenizer = text_encoder_from_folder(d / TEXT_DIR)
     model = GroundingModel(config, text_encoder=text_encoder, tokenizer=tokenizer, load_weights=False)
-    missing, unexpected = load_model(model, str(d / WEIGHTS), strict=strict, device=str(device))
+    try:
+        missing, unexpected = load_model(model, str(d / WEIGHTS), strict=strict, device=str(device))
+    except Exception as exc:  # safetensors: SafetensorError (truncated, bad header), RuntimeError (shapes)
+        raise CheckpointError(f"{d / WEIGHTS} cannot be loaded, truncated or not this model's weights? "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
     if missing or unexpected:
         log.warning("checkpoint %s: missing %s, unexpected %s", d, missing, unexpected)
     return model.to(device).eval()

@@ -48,7 +48,7 @@ class ModelConfig:
         backbone_frozen_bn: keep the backbones' BatchNorm layers in eval mode (running statistics
             frozen, affine parameters still trained) — the usual choice for detection with small
             batches on pretrained weights.
-        image_size: square input side S used for training / inference (``prepare_image``).
+        image_size: square input side S used for training / inference (``medglip.core.pipeline.to_tensor``).
         image_encoders: ``per_modality`` (Med-GLIP: one image encoder per modality, one shared
             language encoder) or ``shared`` (one image encoder + a learned modality embedding added
             to every FPN level).

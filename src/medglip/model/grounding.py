@@ -62,7 +62,7 @@ class GroundingModel(nn.Module):
             checkpoint); True loads the pretrained weights ``config`` names.
 
     Forward ``model(images, modality, prompts, targets=None, *, text_features=None)``:
-        images: FloatTensor (B, 3, S, S) from ``prepare_image``.
+        images: FloatTensor (B, 3, S, S) from ``medglip.core.pipeline.to_tensor``.
         modality: LongTensor (B,) index into ``config.modalities``; -1 entries (or None for all)
             are predicted by the modality classifier.
         prompts: list of B :class:`Prompt` (the same object may repeat; it is encoded once).

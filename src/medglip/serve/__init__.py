@@ -8,8 +8,10 @@ multipart/form-data to ``/v1/ground``, ``/v1/ground-volume``, ``/v1/vqa``, ``/v1
 (docs/grounded_api.md). One worker thread owns the Grounder and batches same-prompt requests.
 """
 
+from .access import load_api_keys
 from .app import create_app, serve
 from .batcher import Batcher, ServerBusy
-from .config import ServiceConfig
+from .config import AccessConfig, ServerSettings, ServiceConfig
 
-__all__ = ["Batcher", "ServerBusy", "ServiceConfig", "create_app", "serve"]
+__all__ = ["AccessConfig", "Batcher", "ServerBusy", "ServerSettings", "ServiceConfig", "create_app", "load_api_keys",
+           "serve"]

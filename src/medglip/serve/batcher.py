@@ -17,10 +17,21 @@ Each job has a :class:`concurrent.futures.Future`; asyncio handlers await it wit
 :func:`asyncio.wrap_future` (delivery through ``loop.call_soon_threadsafe``), plain threads call
 ``.result()``. An exception fails only its own job: when a batch fails, its images are retried one
 by one so that only the bad one gets the error. A full queue raises :class:`ServerBusy`.
+
+Deadlines and cancellation: a job remembers the :class:`~.budget.RequestScope` of the request that
+submitted it (and runs in a copy of that request's context). A job whose request has been cancelled
+or is past its deadline is dropped before it runs (:class:`~.budget.Cancelled`), and a running one
+is stopped at the next forward pass of the model: :meth:`Batcher.install_stop_hooks` registers a
+``torch.nn.Module`` forward pre-hook on the model and its direct children that raises
+:class:`~.budget.Cancelled` on the worker thread once every job of the running batch has stopped.
+Work outside the forward passes (reading and slicing a volume, post-processing) is stopped by a
+watchdog thread: ``watchdog_s`` seconds after the running jobs stopped it interrupts the worker
+(:mod:`.interrupt`). ``stats()`` reports ``cancelled``, ``interrupted``, ``longest_job_s`` and ``busy_s``.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -29,6 +40,13 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
+
+from ..io.policy import ReadTimeout
+from .budget import Cancelled, current_scope
+from .interrupt import WorkerStopped, clear_in_thread, raise_in_thread
+
+#: what stops a job of a request whose deadline passed or whose client left
+STOPPED = (Cancelled, ReadTimeout)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +64,12 @@ class _Job:
     image: Any = None
     fn: Callable[[Any], Any] | None = None
     queued_at: float = field(default_factory=time.monotonic)
+    scope: Any = None  # the submitting request's RequestScope (None outside requests)
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+
+    @property
+    def stopped(self) -> bool:
+        return self.scope is not None and self.scope.stopped
 
 
 _STOP = object()
@@ -62,7 +86,8 @@ class Batcher:
             :class:`ServerBusy` beyond it.
     """
 
-    def __init__(self, grounder: Any, *, max_batch: int = 8, batch_wait_ms: float = 10.0, max_queue: int = 256) -> None:
+    def __init__(self, grounder: Any, *, max_batch: int = 8, batch_wait_ms: float = 10.0, max_queue: int = 256,
+                 watchdog_s: float = 0.5) -> None:
         self.grounder = grounder
         self.max_batch = max(1, int(max_batch))
         self.batch_wait = max(0.0, float(batch_wait_ms)) / 1000.0
@@ -73,8 +98,13 @@ class Batcher:
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._incoming = 0  # requests announced (being read / decoded) but not queued yet
-        self.counters: dict[str, int] = {"jobs": 0, "done": 0, "failed": 0, "rejected_busy": 0, "batches": 0,
-                                         "batched_images": 0, "largest_batch": 0, "calls": 0}
+        self._running: list[_Job] = []  # the jobs the worker is running now
+        self._stopped_since: float | None = None  # when the watchdog first saw them all stopped
+        self.watchdog_s = float(watchdog_s)
+        self._hooks: list[Any] = []
+        self.counters: dict[str, float] = {"jobs": 0, "done": 0, "failed": 0, "rejected_busy": 0, "batches": 0,
+                                           "batched_images": 0, "largest_batch": 0, "calls": 0, "cancelled": 0,
+                                           "interrupted": 0, "longest_job_s": 0.0, "busy_s": 0.0}
 
     # ------------------------------------------------------------------------------ submit
     def submit_ground(self, image: Any, phrases: tuple[str, ...], *, modality: str | None = None,
@@ -90,6 +120,7 @@ class Batcher:
     def _put(self, job: _Job) -> Future:
         if self._stopped:
             raise ServerBusy("the service is shutting down")
+        job.scope = current_scope()
         self._ensure_started()
         try:
             self._queue.put_nowait(job)
@@ -117,10 +148,12 @@ class Batcher:
         """Jobs waiting (not yet taken into a batch)."""
         return self._queue.qsize() + len(self._pending)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, float]:
         """A copy of the counters plus the current queue depth."""
         with self._lock:
             out = dict(self.counters)
+        out["longest_job_s"] = round(out["longest_job_s"], 3)
+        out["busy_s"] = round(out["busy_s"], 3)
         out["queue_depth"] = self.queue_depth
         out["max_queue"] = self.max_queue
         return out
@@ -130,10 +163,55 @@ class Batcher:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="medglip-grounder", daemon=True)
                 self._thread.start()
+                threading.Thread(target=self._watchdog, args=(self._thread,), name="medglip-watchdog",
+                                 daemon=True).start()
+
+    def _watchdog(self, worker: threading.Thread) -> None:
+        """Interrupt the worker ``watchdog_s`` after every running job has stopped (module docstring)."""
+        period = min(0.1, max(0.01, self.watchdog_s / 5))
+        while worker.is_alive():
+            time.sleep(period)
+            with self._lock:  # the worker leaves a job under this lock: no interrupt can hit the next one
+                jobs = self._running
+                if not jobs or not (self._stopped or all(j.stopped for j in jobs)):
+                    self._stopped_since = None
+                    continue
+                now = time.monotonic()
+                if self._stopped_since is None:
+                    self._stopped_since = now
+                elif now - self._stopped_since >= self.watchdog_s and raise_in_thread(worker, WorkerStopped):
+                    self.counters["interrupted"] += 1
+                    self._stopped_since = now + 3600  # once per job; it is leaving
+
+    def install_stop_hooks(self, model: Any) -> int:
+        """Let the worker stop a running job whose request was cancelled or passed its deadline: a forward
+        pre-hook on ``model`` (a ``torch.nn.Module``) and on each of its direct children raises
+        :class:`~.budget.Cancelled` on this batcher's worker thread once every running job has stopped.
+        Returns the number of hooks (0 when ``model`` is no module)."""
+        if not hasattr(model, "register_forward_pre_hook"):
+            return 0
+
+        def hook(module: Any, args: Any) -> None:
+            if threading.current_thread() is self._thread:
+                self._check_running()
+
+        for m in [model, *getattr(model, "children", lambda: [])()]:
+            self._hooks.append(m.register_forward_pre_hook(hook))
+        return len(self._hooks)
+
+    def _check_running(self) -> None:
+        jobs = self._running
+        if jobs and (self._stopped or all(j.stopped for j in jobs)):
+            reasons = {j.scope.reason or "deadline passed" for j in jobs}
+            raise Cancelled(f"stopped on the model worker: {', '.join(sorted(reasons))}")
 
     def close(self, timeout: float | None = 5.0) -> None:
-        """Stop the worker after the jobs already queued; later submissions raise :class:`ServerBusy`."""
+        """Stop the worker: the running job is stopped (watchdog), queued ones fail, later submissions
+        raise :class:`ServerBusy`."""
         self._stopped = True
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
         thread = self._thread
         if thread is not None and thread.is_alive():
             self._queue.put(_STOP)
@@ -151,16 +229,58 @@ class Batcher:
 
     def _run(self) -> None:
         while True:
-            job = self._next(None)
-            if job is _STOP:
-                self._fail_pending()
-                return
-            if not job.future.set_running_or_notify_cancel():
-                continue  # the client went away while the job waited
-            if job.key is None:
-                self._run_call(job)
-            else:
-                self._run_batch(self._collect(job))
+            try:
+                job = self._next(None)
+                if job is _STOP:
+                    self._fail_pending()
+                    return
+                if not job.future.set_running_or_notify_cancel():
+                    continue  # the client went away while the job waited
+                if self._drop_if_stopped(job):
+                    continue
+                if job.key is None:
+                    self._timed([job], self._run_call, job)
+                else:
+                    batch = [j for j in self._collect(job) if not self._drop_if_stopped(j)]
+                    if batch:
+                        self._timed(batch, self._run_batch, batch)
+            except WorkerStopped:  # the watchdog's interrupt landed while a job was being left
+                self._leave_job()
+
+    def _drop_if_stopped(self, job: _Job) -> bool:
+        """Fail a job whose request was cancelled or is past its deadline (or the service is closing)
+        without running it."""
+        if not (job.stopped or self._stopped):
+            return False
+        with self._lock:
+            self.counters["cancelled"] += 1
+        why = "the service is shutting down" if self._stopped else (job.scope.reason or "deadline passed")
+        job.future.set_exception(Cancelled(f"dropped before running: {why}"))
+        return True
+
+    def _timed(self, jobs: list[_Job], fn: Callable[..., None], arg: Any) -> None:
+        """Run ``fn(arg)`` with ``jobs`` marked as running (for the stop hooks and the watchdog) and time it."""
+        with self._lock:
+            self._running = jobs
+        t0 = time.monotonic()
+        try:
+            jobs[0].context.run(fn, arg)
+        finally:
+            self._leave_job()
+            dt = time.monotonic() - t0
+            with self._lock:
+                self.counters["busy_s"] += dt
+                self.counters["longest_job_s"] = max(self.counters["longest_job_s"], dt)
+
+    def _leave_job(self) -> None:
+        """The worker is done with its jobs: unresolved ones fail, a pending interrupt is withdrawn."""
+        with self._lock:
+            jobs, self._running = self._running, []
+            if self._thread is not None:
+                clear_in_thread(self._thread)
+        for job in jobs:
+            if not job.future.done():
+                self._finish(job, error=WorkerStopped())
 
     def _collect(self, first: _Job) -> list[_Job]:
         """``first`` plus same-key jobs arriving within ``batch_wait`` (others keep their order)."""
@@ -202,8 +322,9 @@ class Batcher:
             results = self.grounder.ground([j.image for j in batch], list(phrases), modality=modality, masks=masks,
                                            score_threshold=score_threshold, top_k=top_k)
         except Exception as exc:
-            if len(batch) == 1:
-                self._finish(batch[0], error=exc)
+            if len(batch) == 1 or isinstance(exc, STOPPED):
+                for job in batch:
+                    self._finish(job, error=exc)
                 return
             log.info("a batch of %d failed (%s); retrying its images one by one", len(batch), exc)
             for job in batch:
@@ -230,8 +351,11 @@ class Batcher:
 
     def _finish(self, job: _Job, *, result: Any = None, error: BaseException | None = None) -> None:
         with self._lock:
-            self.counters["done" if error is None else "failed"] += 1
+            stopped = isinstance(error, STOPPED) or job.stopped  # e.g. its upload was removed as the request ended
+            self.counters["done" if error is None else "cancelled" if stopped else "failed"] += 1
         if error is not None:
+            if not stopped:
+                log.debug("a worker job failed: %s: %s", type(error).__name__, error)
             job.future.set_exception(error)
         else:
             job.future.set_result(result)

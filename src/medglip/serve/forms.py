@@ -13,6 +13,14 @@ from ..modality import UnknownModalityError, normalise_modality
 from .config import ServiceConfig
 
 PLANES = ("axial", "coronal", "sagittal")
+#: bidirectional-text controls: they make echoed text display differently from what it is ("Trojan Source")
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _bidi(text: str) -> str | None:
+    """The first bidirectional control character of ``text`` as ``U+XXXX``, or None."""
+    hit = next((c for c in text if c in BIDI_CONTROLS), None)
+    return None if hit is None else f"U+{ord(hit):04X}"
 
 
 def bad(field: str, message: str, status: int = 422) -> HTTPException:
@@ -66,6 +74,8 @@ def parse_phrases(values: Sequence[str] | None, config: ServiceConfig, *, field:
             raise bad(field, f"item {i} is blank" + (" (empty entry between commas?)" if len(items) > 1 else ""))
         if any(unicodedata.category(c) in ("Cc", "Cs") for c in clean):
             raise bad(field, f"item {i} contains control characters")
+        if _bidi(clean):
+            raise bad(field, f"item {i} contains a bidirectional control character ({_bidi(clean)})")
         if not any(unicodedata.category(c)[0] in "LNPS" for c in unicodedata.normalize("NFD", clean)):
             raise bad(field, f"item {i} ({clean!r}) has no letters, digits or symbols")
         if len(clean) > config.max_phrase_chars:
@@ -119,6 +129,8 @@ def check_question(value: str | None, config: ServiceConfig) -> str:
         raise bad("question", "empty question: ask e.g. 'Is there a tumor in the left kidney?'")
     if len(text) > config.max_question_chars:
         raise bad("question", f"{len(text)} characters, above the limit of {config.max_question_chars}")
+    if _bidi(text):
+        raise bad("question", f"contains a bidirectional control character ({_bidi(text)})")
     return text
 
 

@@ -1,9 +1,26 @@
-"""ASGI middleware: refuse over-large request bodies early (413) and count responses by status class."""
+"""ASGI middleware of the service.
+
+- :class:`LimitBodyMiddleware`: 413 for over-large request bodies (from ``Content-Length`` before
+  reading anything, or while streaming), 408 when a body stalls for ``body_timeout`` seconds, and the
+  response counters (``requests``, ``2xx``, ``4xx``, ``5xx``).
+- :class:`DeadlineMiddleware`: every ``/v1`` request gets a :class:`~.budget.RequestScope` and a
+  :class:`~medglip.io.policy.ReadPolicy` (decoded-byte limit and memory charge, float32, deadline) in
+  its context; past the deadline the request is cancelled and answers 504; when the client
+  disconnects the request is cancelled (no answer). Cancelling marks the scope, so queued worker jobs
+  are dropped and running ones stop at their next check.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import time
 from typing import Any, Awaitable, Callable
+
+import anyio
+
+from ..io.policy import ReadPolicy, read_policy
+from .budget import CURRENT, GRACE_S, MemoryBudget, RequestScope
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -18,15 +35,32 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _BodyStalled(Exception):
+    pass
+
+
+async def send_json(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = (), *,
+                    close: bool = True) -> None:
+    """Answer ``{"detail": detail}`` with ``status`` (and ``Connection: close`` unless told otherwise)."""
+    body = json.dumps({"detail": detail}).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    if close:
+        head.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
 class LimitBodyMiddleware:
     """413 for ``POST`` bodies above ``max_body`` bytes: from ``Content-Length`` before reading
-    anything, or while streaming when the client sends no length (chunked); counts the responses
-    in ``counters`` (``requests``, ``2xx``, ``4xx``, ``5xx``)."""
+    anything, or while streaming when the client sends no length (chunked); 408 when the next piece
+    of a body takes more than ``body_timeout`` seconds; counts the responses in ``counters``
+    (``requests``, ``2xx``, ``4xx``, ``5xx``)."""
 
-    def __init__(self, app: Any, *, max_body: int, counters: dict[str, int]) -> None:
+    def __init__(self, app: Any, *, max_body: int, counters: dict[str, int], body_timeout: float = 15.0) -> None:
         self.app = app
         self.max_body = int(max_body)
         self.counters = counters
+        self.body_timeout = float(body_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,17 +68,17 @@ class LimitBodyMiddleware:
             return
         self.counters["requests"] += 1
         started = False
-        too_large = False
+        failed: str | None = None  # "large" / "stalled": our answer replaces the app's
 
         async def counting_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
-                if too_large:
-                    return  # the app's reaction to the aborted body is replaced by our 413
+                if failed:
+                    return  # the app's reaction to the aborted body is replaced by our 413 / 408
                 started = True
                 key = f"{message['status'] // 100}xx"
                 self.counters[key] = self.counters.get(key, 0) + 1
-            elif too_large and not started:
+            elif failed and not started:
                 return
             await send(message)
 
@@ -53,33 +87,42 @@ class LimitBodyMiddleware:
             await self._send_413(counting_send, length)
             return
         seen = 0
+        more = True
 
         async def limited_receive() -> Message:
-            nonlocal seen, too_large
-            message = await receive()
+            nonlocal seen, failed, more
+            if not more:  # the body is complete: this waits for the disconnect, however long
+                return await receive()
+            try:
+                with anyio.fail_after(self.body_timeout):
+                    message = await receive()
+            except TimeoutError:
+                failed = "stalled"
+                raise _BodyStalled() from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                more = bool(message.get("more_body", False))
                 if seen > self.max_body:
-                    too_large = True
+                    failed = "large"
                     raise _BodyTooLarge()
             return message
 
         try:
             await self.app(scope, limited_receive, counting_send)
-        except _BodyTooLarge:
+        except (_BodyTooLarge, _BodyStalled):
             pass
-        if too_large and not started:
-            too_large = False
-            await self._send_413(counting_send, None)
+        if failed and not started:
+            what, failed = failed, None
+            if what == "large":
+                await self._send_413(counting_send, None)
+            else:
+                await send_json(counting_send, 408, f"request body stalled: no data for {self.body_timeout:g} s "
+                                                    "(body_timeout_s); send the whole request without pausing")
 
     async def _send_413(self, send: Send, length: int | None) -> None:
         size = f"of {length:,} bytes " if length is not None else ""
-        body = json.dumps({"detail": f"file: request body {size}is above this server's upload limit of "
-                                     f"{self.max_body - FORM_OVERHEAD:,} bytes (max_upload_bytes)"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 413, f"file: request body {size}is above this server's upload limit of "
+                                   f"{self.max_body - FORM_OVERHEAD:,} bytes (max_upload_bytes)")
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -90,3 +133,78 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+class DeadlineMiddleware:
+    """Deadline, disconnect cancellation and read policy of every ``/v1`` request (module docstring).
+
+    Args:
+        timeout: seconds from the request's arrival to its answer.
+        budget: the shared :class:`~.budget.MemoryBudget` of decoded bytes.
+        max_request_bytes: the read policy's ``max_bytes`` (largest decoded image of one request).
+        counters: gets ``deadline_exceeded`` and ``client_gone``.
+    """
+
+    def __init__(self, app: Any, *, timeout: float, budget: MemoryBudget, max_request_bytes: int,
+                 counters: dict[str, int]) -> None:
+        self.app = app
+        self.timeout = float(timeout)
+        self.budget = budget
+        self.max_request_bytes = int(max_request_bytes)
+        self.counters = counters
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        req = RequestScope(self.budget, time.monotonic() + self.timeout, f"{scope['method']} {scope['path']}")
+        policy = ReadPolicy(max_bytes=self.max_request_bytes, float32=True, deadline=req.deadline + GRACE_S,
+                            charge=req.charge, cancelled=req.cancelled.is_set)
+        body_done, disconnected = anyio.Event(), anyio.Event()
+        started = False
+
+        async def guarded_receive() -> Message:
+            if body_done.is_set():  # the watcher below owns `receive` now
+                await disconnected.wait()
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body_done.set()
+            elif message["type"] == "http.disconnect":
+                disconnected.set()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                deadline.deadline = math.inf  # an answer on its way is finished, not cut off
+            await send(message)
+
+        deadline = anyio.CancelScope(deadline=anyio.current_time() + self.timeout)
+        token = CURRENT.set(req)
+        try:
+            with read_policy(policy):
+                async with anyio.create_task_group() as tg:
+                    async def watch_disconnect() -> None:
+                        await body_done.wait()
+                        message = await receive()
+                        if message["type"] == "http.disconnect" and not started:
+                            disconnected.set()
+                            req.cancel("the client disconnected")
+                            self.counters["client_gone"] = self.counters.get("client_gone", 0) + 1
+                            tg.cancel_scope.cancel()
+
+                    tg.start_soon(watch_disconnect)
+                    with deadline:
+                        await self.app(scope, guarded_receive, tracking_send)
+                    tg.cancel_scope.cancel()
+            if deadline.cancelled_caught:
+                req.cancel(f"deadline of {self.timeout:g} s passed")
+                self.counters["deadline_exceeded"] = self.counters.get("deadline_exceeded", 0) + 1
+                if not started:
+                    await send_json(send, 504, f"deadline: the request took longer than this server's limit of "
+                                               f"{self.timeout:g} s (request_timeout_s); its work was stopped")
+        finally:
+            CURRENT.reset(token)
+            req.close()

@@ -1,4 +1,12 @@
-"""The ``/v1`` endpoints: ground, ground-volume, vqa, report (multipart/form-data in, JSON out)."""
+"""The ``/v1`` endpoints: ground, ground-volume, vqa, report (multipart/form-data in, JSON out).
+
+Every blocking step (saving and unpacking the upload, reading and decoding it, the request-side parts
+of VQA and reports) runs on the service's bounded I/O pool (:meth:`.service.Service.run`); the model
+runs on the worker (:mod:`.batcher`). Deadlines, cancellation and the memory budget come from the
+request's scope (:class:`~.middleware.DeadlineMiddleware`). Each route notes what was asked in the
+audit record (:func:`.access.audit_note`: phrases, sizes, the upload's hash; no image data, file name
+or question text).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +15,15 @@ from typing import Annotated, Any, Awaitable, Callable
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from ..errors import MedglipError
+from .access import audit_note
 from .batcher import ServerBusy
 from .forms import (bad, check_plane, check_question, check_score_threshold, check_top_k, parse_modality,
                     parse_phrases)
 from .images import read_upload
 from .service import Service, WorkerGrounder, busy, http_error, jsonable, png_base64
-from .uploads import save_upload
+from .uploads import Upload, save_upload
 
 router = APIRouter(prefix="/v1")
 
@@ -50,6 +58,13 @@ def _service(request: Request) -> Service:
     return request.app.state.service
 
 
+async def _save(request: Request, svc: Service, file: Any, *, allow_zip: bool = False) -> Upload:
+    """The upload saved (and unpacked) on the I/O pool; its hash, kind and size go to the audit record."""
+    upload = await save_upload(file, svc.config, allow_zip=allow_zip, pool=svc.pool)
+    audit_note(request, upload_sha256=upload.sha256[:16], upload_kind=upload.kind, upload_bytes=upload.size)
+    return upload
+
+
 @router.post("/ground", summary="Ground phrases in a 2D image", response_description="GroundingResult JSON")
 @guarded
 async def ground(request: Request, file: FileField, phrases: PhrasesField, modality: ModalityField = None,
@@ -62,15 +77,16 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     """
     svc = _service(request)
     names = parse_phrases(phrases, svc.config)
+    audit_note(request, phrases=list(names), modality=modality)
     svc.check_tokens(names)
     code = parse_modality(modality, svc.modalities)
     thr, k = check_score_threshold(score_threshold), check_top_k(top_k)
     thr = "calibrated" if thr is None else thr
     svc.batcher.announce()
     try:
-        upload = await save_upload(file, svc.config)
+        upload = await _save(request, svc, file)
         try:
-            image = await run_in_threadpool(lambda: read_upload(upload, svc, expect="2d"))
+            image = await svc.run(lambda: read_upload(upload, svc, expect="2d"))
         finally:
             upload.cleanup()
         future = svc.batcher.submit_ground(image, names, modality=code, masks=masks, score_threshold=thr, top_k=k)
@@ -82,7 +98,7 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     out = result.to_json()
     if overlay:
         from ..infer.overlay import draw_result
-        out["overlay_png"] = await run_in_threadpool(lambda: png_base64(draw_result(result)))
+        out["overlay_png"] = await svc.run(lambda: png_base64(draw_result(result)))
     return JSONResponse(jsonable(out))
 
 
@@ -99,13 +115,14 @@ async def ground_volume(
     """Slice-by-slice grounding linked into 3D objects (slice range, voxel box, LPS world box in mm)."""
     svc = _service(request)
     names = parse_phrases(phrases, svc.config)
+    audit_note(request, phrases=list(names), modality=modality, plane=plane)
     svc.check_tokens(names)
     code = parse_modality(modality, svc.modalities)
     thr, pl = check_score_threshold(score_threshold), check_plane(plane)
     thr = "calibrated" if thr is None else thr
-    upload = await save_upload(file, svc.config, allow_zip=True)
+    upload = await _save(request, svc, file, allow_zip=True)
     try:
-        volume = await run_in_threadpool(lambda: read_upload(upload, svc, expect="volume"))
+        volume = await svc.run(lambda: read_upload(upload, svc, expect="volume"))
         future = svc.submit(lambda g: g.ground_volume(volume, names, modality=code, plane=pl, score_threshold=thr))
         result = await svc.wait(future, upload)
     finally:
@@ -128,14 +145,16 @@ async def vqa(request: Request, file: FileField,
 
     svc = _service(request)
     text = check_question(question, svc.config)
+    audit_note(request, question_chars=len(text), modality=modality)
     code = parse_modality(modality, svc.modalities)
     try:
-        await run_in_threadpool(lambda: parse_question(text, modality=code))
+        parsed = await svc.run(lambda: parse_question(text, modality=code))
     except MedglipError as exc:
         raise bad("question", str(exc)) from None
-    upload = await save_upload(file, svc.config, allow_zip=True)
+    audit_note(request, phrases=list(parsed.phrases))
+    upload = await _save(request, svc, file, allow_zip=True)
     try:
-        image = await run_in_threadpool(lambda: read_upload(upload, svc))
+        image = await svc.run(lambda: read_upload(upload, svc))
         worker = WorkerGrounder(svc.batcher)
 
         def run() -> dict[str, Any]:
@@ -144,7 +163,7 @@ async def vqa(request: Request, file: FileField,
             out["visual_prompt_png"] = png_base64(res.visual_prompt(masks=masks))
             return out
 
-        out = await _in_thread(run, upload)
+        out = await _in_thread(svc, run, upload)
     finally:
         upload.cleanup()
     return JSONResponse(jsonable(_rename_source(out, upload)))
@@ -166,6 +185,7 @@ async def report(request: Request, file: FileField,
 
     svc = _service(request)
     names = parse_phrases(findings, svc.config, field="findings", required=False)
+    audit_note(request, phrases=None if names is None else list(names), modality=modality, prose=prose)
     svc.check_tokens(names, "findings")
     if names is None and not svc.grounder.known_phrases:
         raise bad("findings", "none given, and this model has no list of trained phrases (RUN/categories.json) "
@@ -173,9 +193,9 @@ async def report(request: Request, file: FileField,
     code = parse_modality(modality, svc.modalities)
     if prose and svc.llm is None:
         raise bad("prose", "this server has no language model configured (MEDGLIP_LLM_ENDPOINT, MEDGLIP_LLM_MODEL)")
-    upload = await save_upload(file, svc.config, allow_zip=True)
+    upload = await _save(request, svc, file, allow_zip=True)
     try:
-        image = await run_in_threadpool(lambda: read_upload(upload, svc))
+        image = await svc.run(lambda: read_upload(upload, svc))
         worker = WorkerGrounder(svc.batcher)
 
         def run() -> dict[str, Any]:
@@ -186,16 +206,16 @@ async def report(request: Request, file: FileField,
             out["overlay_png"] = png_base64(rep.overlay)
             return out
 
-        out = await _in_thread(run, upload)
+        out = await _in_thread(svc, run, upload)
     finally:
         upload.cleanup()
     return JSONResponse(jsonable(_rename_source(out, upload)))
 
 
-async def _in_thread(fn: Callable[[], Any], upload: Any) -> Any:
-    """Run ``fn`` in a request thread, its failures mapped to HTTP errors naming the upload."""
+async def _in_thread(svc: Service, fn: Callable[[], Any], upload: Any) -> Any:
+    """Run ``fn`` on the I/O pool, its failures mapped to HTTP errors naming the upload."""
     try:
-        return await run_in_threadpool(fn)
+        return await svc.run(fn)
     except Exception as exc:
         raise http_error(exc, upload) from None
 

@@ -2,9 +2,11 @@
 
 - :class:`Service`: awaits worker futures and maps failures to HTTP: a
   :class:`~medglip.errors.MedglipError` (the user's input) → 422 with its message (temporary paths
-  replaced by the upload's file name), a failing LLM endpoint (``medglip.vqa.LLMError``) → 502, a
-  full queue → 503 with ``Retry-After``, a decompression bomb → 413, anything else → 500 with a
-  generic message while the traceback goes to the log.
+  replaced by the upload's file name), a failing LLM endpoint (``medglip.vqa.LLMError``) → 502 that
+  says only how it failed (never its address, credentials or reply, which go to the log, redacted),
+  a full queue or memory budget → 503 with ``Retry-After``, work stopped by the request's deadline →
+  504, a decompression bomb → 413, anything else → 500 with a generic message while the traceback
+  goes to the log.
 - :class:`WorkerGrounder`: what ``medglip.vqa.ask`` / ``medglip.report.make_report`` receive: it
   looks like the Grounder, but its ``ground`` / ``ground_volume`` run on the worker thread (single
   2D images join the batches), so the rest of those functions (context, sentences, an LLM call) runs
@@ -30,8 +32,11 @@ from fastapi import HTTPException
 from PIL import Image
 
 from ..errors import MedglipError
+from ..io.policy import ReadTimeout
 from .batcher import Batcher, ServerBusy
+from .budget import Cancelled, MemoryBudget, MemoryBusy, current_scope
 from .config import ServiceConfig
+from .pool import WorkPool
 from .uploads import Upload, reader_message
 
 log = logging.getLogger("medglip.serve")
@@ -50,16 +55,27 @@ class Service:
     counters: dict[str, int] = field(default_factory=lambda: {"requests": 0, "2xx": 0, "4xx": 0, "5xx": 0})
     tokenizer: Any = None  # a private copy of the model's tokenizer, for request threads
     tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
+    budget: MemoryBudget = field(default_factory=lambda: MemoryBudget(ServiceConfig().max_inflight_bytes))
+    pool: WorkPool = field(default_factory=lambda: WorkPool(ServiceConfig().io_workers))
 
     @classmethod
     def create(cls, grounder: Any, config: ServiceConfig, llm: Any = None) -> "Service":
         batcher = Batcher(grounder, max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms,
                           max_queue=config.max_queue)
         try:
+            batcher.install_stop_hooks(grounder.model)
+        except AttributeError:  # a grounder without a model: jobs stop only between calls
+            pass
+        try:
             tokenizer = copy.deepcopy(grounder.model.tokenizer)
         except Exception:  # a grounder without a model / tokenizer: no vocabulary check
             tokenizer = None
-        return cls(grounder, config, batcher, llm, tokenizer=tokenizer)
+        return cls(grounder, config, batcher, llm, tokenizer=tokenizer, budget=MemoryBudget(config.max_inflight_bytes),
+                   pool=WorkPool(config.io_workers))
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` on the bounded I/O pool (unpacking, parsing, decoding), off the event loop."""
+        return await self.pool.run(fn, *args)
 
     def check_tokens(self, phrases: tuple[str, ...] | None, field: str = "phrases") -> None:
         """422 for phrases made only of characters the model's vocabulary does not know (they would
@@ -107,8 +123,10 @@ def http_error(exc: BaseException, upload: Upload | None = None) -> BaseExceptio
     """The HTTP answer for an exception raised while serving a request."""
     if isinstance(exc, (HTTPException, asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
         return exc
-    if isinstance(exc, ServerBusy):
+    if isinstance(exc, (ServerBusy, MemoryBusy)):
         return busy(exc)
+    if isinstance(exc, (Cancelled, ReadTimeout)):
+        return HTTPException(504, f"deadline: the request's work was stopped ({_reason(exc)})")
     if isinstance(exc, Image.DecompressionBombError):
         name = f"file {upload.filename!r}" if upload else "the image"
         return HTTPException(413, f"{name}: too many pixels, refused as a possible decompression bomb ({exc})")
@@ -116,11 +134,19 @@ def http_error(exc: BaseException, upload: Upload | None = None) -> BaseExceptio
         return HTTPException(413, "the input is too large to process in memory")
     if isinstance(exc, MedglipError):
         if _is_llm_error(exc):  # the language model endpoint failed, not the request
-            log.warning("LLM endpoint failed: %s", exc)
-            return HTTPException(502, f"the language model endpoint failed: {exc}")
+            log.warning("LLM endpoint failed: %s", exc)  # LLMError texts are redacted (medglip.vqa.llm)
+            return HTTPException(502, f"the language model endpoint failed ({getattr(exc, 'public', 'error')}); "
+                                      "the details are in the server log")
         return HTTPException(422, reader_message(exc, upload) if upload else str(exc))
     log.error("internal error serving a request", exc_info=(type(exc), exc, exc.__traceback__))
     return HTTPException(500, INTERNAL)
+
+
+def _reason(exc: BaseException) -> str:
+    scope = current_scope()
+    if scope is not None and scope.reason:
+        return scope.reason
+    return "the deadline passed" if isinstance(exc, ReadTimeout) else str(exc)
 
 
 def _is_llm_error(exc: BaseException) -> bool:
@@ -165,13 +191,26 @@ class WorkerGrounder:
                                                  score_threshold=score_threshold, top_k=top_k))
         fut = self._batcher.submit_ground(image, tuple(phrases), modality=modality, masks=masks,
                                           score_threshold=score_threshold, top_k=top_k)
-        return fut.result()
+        return _result(fut)
 
     def ground_volume(self, *args: Any, **kwargs: Any) -> Any:
         return self._call(lambda g: g.ground_volume(*args, **kwargs))
 
     def _call(self, fn: Any) -> Any:
-        return self._batcher.submit_call(fn).result()
+        return _result(self._batcher.submit_call(fn))
+
+
+def _result(fut: Future) -> Any:
+    """A worker future's result, waited for in a request thread until the request's deadline (or until
+    the request is cancelled): then :class:`~.budget.Cancelled`."""
+    scope = current_scope()
+    while True:
+        try:
+            return fut.result(timeout=0.25 if scope is not None else None)
+        except TimeoutError:
+            if scope is not None and scope.stopped:
+                fut.cancel()
+                scope.check()
 
 
 def jsonable(value: Any) -> Any:

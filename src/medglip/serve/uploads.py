@@ -1,17 +1,23 @@
 """Uploaded files: byte cap, type sniffed from content, private temp copy, size checks before grounding.
 
-:func:`save_upload` streams an :class:`~fastapi.UploadFile` into a private temporary folder (``0700``)
-under a name whose suffix matches its CONTENT (the client's file name is only used in messages), and
-stops at ``max_upload_bytes + 1`` bytes (413). :func:`check_image` then reads it with
-:func:`medglip.io.read_image` under a header-level size limit (nothing huge is allocated; PNG
-decompression bombs are refused the same way) and checks its shape against ``max_pixels`` /
-``max_voxels`` (413 naming the shape and the limit). A ``.zip`` of a DICOM series is unpacked with
-its own limits (file count, bytes). Errors are :class:`fastapi.HTTPException` whose message names
-the upload's file name, never the temporary path.
+:func:`save_upload` copies an :class:`~fastapi.UploadFile` into a private temporary folder (``0700``,
+named ``medglip-serve-<pid>-…``) under a name whose suffix matches its CONTENT (the client's file name
+is only used in messages), stops at ``max_upload_bytes + 1`` bytes (413) and notes its SHA-256 (for
+the audit log). The copy and the unpacking of a ``.zip`` of a DICOM series (file count, declared and
+actual bytes up to ``max_request_bytes`` + 64 MiB) run on the service's I/O pool, never on the event
+loop. :func:`check_image` then reads the file with :func:`medglip.io.read_image` under the request's
+read policy (decoded bytes checked from the header before allocating; PNG decompression bombs are
+refused the same way) and checks its shape against ``max_pixels`` / ``max_voxels`` (413 naming the
+shape and the limit). Errors are :class:`fastapi.HTTPException` whose message names the upload's file
+name, never the temporary path; library error texts go to the log, not to the client.
+:func:`sweep_stale_workdirs` removes the folders of server processes that no longer run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 import re
 import shutil
 import tempfile
@@ -26,7 +32,11 @@ from fastapi import HTTPException
 from starlette.datastructures import UploadFile
 
 from ..errors import MedglipError, ReadError
+from ..io.policy import ReadTimeout
+from .budget import Cancelled, MemoryBusy, current_scope
 from .config import ServiceConfig
+
+log = logging.getLogger("medglip.serve")
 
 CHUNK = 1 << 20
 #: file kinds recognised from content → the suffix the readers dispatch on
@@ -34,6 +44,9 @@ SUFFIXES: dict[str, str] = {"png": ".png", "jpeg": ".jpg", "bmp": ".bmp", "tiff"
                             "nifti": ".nii", "nifti-gz": ".nii.gz", "nrrd": ".nrrd", "mha": ".mha", "zip": ".zip"}
 ACCEPTED = "PNG, JPEG, BMP, TIFF, DICOM, NIfTI (.nii / .nii.gz), NRRD, MetaImage (.mha) or a .zip of a DICOM series"
 MAX_ZIP_FILES = 5000
+#: DICOM headers a zip may hold on top of ``max_request_bytes`` of pixel data
+ZIP_HEADER_ROOM = 64 * 2**20
+WORKDIR_PREFIX = "medglip-serve-"
 
 
 @dataclass
@@ -45,6 +58,7 @@ class Upload:
     path: Path
     workdir: Path
     size: int
+    sha256: str = ""
 
     def cleanup(self) -> None:
         """Remove the private temp folder and everything in it."""
@@ -107,8 +121,9 @@ def _is_nifti(head: bytes) -> bool:
     return head[4:8] == b"n+2\x00" and head[:4] in (b"\x1c\x02\x00\x00", b"\x00\x00\x02\x1c")
 
 
-async def save_upload(upload: Any, config: ServiceConfig, *, allow_zip: bool = False) -> Upload:
-    """Stream ``upload`` (an UploadFile) to a private temp folder, capped at ``max_upload_bytes``.
+async def save_upload(upload: Any, config: ServiceConfig, *, allow_zip: bool = False, pool: Any = None) -> Upload:
+    """Copy ``upload`` (an UploadFile) to a private temp folder, capped at ``max_upload_bytes``; a zip is
+    unpacked. The work runs on ``pool`` (a :class:`~.pool.WorkPool`), or inline when None.
 
     Raises:
         HTTPException: 422 missing / empty file, 413 too large, 415 unknown type or a zip where
@@ -117,13 +132,16 @@ async def save_upload(upload: Any, config: ServiceConfig, *, allow_zip: bool = F
     if not isinstance(upload, UploadFile):
         raise HTTPException(422, "file: expected an uploaded file (multipart/form-data file part)")
     name = clean_filename(upload.filename)
+    if pool is None:
+        return save_file(upload.file, name, config, allow_zip=allow_zip)
+    return await pool.run(save_file, upload.file, name, config, allow_zip)
+
+
+def save_file(src: Any, name: str, config: ServiceConfig, allow_zip: bool = False) -> Upload:
+    """:func:`save_upload`'s work, from the binary file object ``src`` (blocking; run it off the loop)."""
     limit = config.max_upload_bytes
-    head = b""
-    while len(head) < 1024:
-        chunk = await upload.read(CHUNK)
-        if not chunk:
-            break
-        head += chunk
+    src.seek(0)
+    head = src.read(1024)
     if not head:
         raise HTTPException(422, f"file {name!r} is empty (0 bytes)")
     kind = sniff_kind(head)
@@ -132,9 +150,10 @@ async def save_upload(upload: Any, config: ServiceConfig, *, allow_zip: bool = F
     if kind == "zip" and not allow_zip:
         raise HTTPException(415, f"file {name!r} is a zip archive; only /v1/ground-volume accepts a zip "
                                  "(of one DICOM series)")
-    workdir = Path(tempfile.mkdtemp(prefix="medglip-serve-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
     path = workdir / ("upload" + SUFFIXES[kind])
     size = 0
+    digest = hashlib.sha256()
     try:
         with open(path, "wb") as f:
             chunk = head
@@ -144,15 +163,47 @@ async def save_upload(upload: Any, config: ServiceConfig, *, allow_zip: bool = F
                     raise HTTPException(413, f"file {name!r} is larger than this server's upload limit of "
                                              f"{_bytes(limit)} (max_upload_bytes = {limit:,})")
                 f.write(chunk)
-                chunk = await upload.read(CHUNK)
-        saved = Upload(name, kind, path, workdir, size)
+                digest.update(chunk)
+                chunk = src.read(CHUNK)
+        saved = Upload(name, kind, path, workdir, size, digest.hexdigest())
         if kind == "zip":
-            saved.path = extract_dicom_zip(path, workdir / "series", name, max_bytes=4 * config.max_voxels + 2**26)
+            saved.path = extract_dicom_zip(path, workdir / "series", name,
+                                           max_bytes=config.max_request_bytes + ZIP_HEADER_ROOM)
             path.unlink()
         return saved
+    except OSError as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        log.error("cannot store an upload in %s: %s", workdir.parent, exc)
+        raise HTTPException(507 if getattr(exc, "errno", None) == 28 else 500,
+                            "the server cannot store the upload (its temporary folder is full or unwritable)") from None
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
+
+
+def sweep_stale_workdirs(root: str | Path | None = None) -> int:
+    """Remove the upload folders of server processes that no longer run (left by a crash or a kill);
+    returns how many were removed. Folders of live processes (this one included) are kept."""
+    removed = 0
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        m = re.match(rf"{WORKDIR_PREFIX}(\d+)-", folder.name)
+        if not folder.is_dir() or m is None or _alive(int(m.group(1))):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    if removed:
+        log.info("removed %d upload folder(s) left by server processes that no longer run", removed)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _bytes(n: int) -> str:
@@ -168,12 +219,17 @@ def extract_dicom_zip(path: Path, dest: Path, name: str, *, max_bytes: int, max_
     dest.mkdir()
     total = 0
     found = 0
+    scope = current_scope()
     try:
         with zipfile.ZipFile(path) as zf:
             members = [m for m in zf.infolist() if not m.is_dir()]
             if len(members) > max_files:
                 raise HTTPException(413, f"file {name!r} holds {len(members):,} files, above the limit of "
                                          f"{max_files:,}")
+            declared = sum(m.file_size for m in members)
+            if declared > max_bytes:  # refused from the directory, before unpacking anything
+                raise HTTPException(413, f"file {name!r} unpacks to {_bytes(declared)}, above this server's limit "
+                                         f"of {_bytes(max_bytes)} (max_request_bytes + DICOM headers)")
             for i, m in enumerate(members):
                 base = m.filename.rsplit("/", 1)[-1]
                 if base.startswith(".") or m.filename.startswith("__MACOSX") or base.upper() == "DICOMDIR":
@@ -183,12 +239,15 @@ def extract_dicom_zip(path: Path, dest: Path, name: str, *, max_bytes: int, max_
                 out = dest / f"{i:05d}.dcm"
                 with zf.open(m) as src, open(out, "wb") as dst:
                     while True:
+                        if scope is not None:
+                            scope.check()
                         block = src.read(CHUNK)
                         if not block:
                             break
                         total += len(block)
                         if total > max_bytes:
-                            raise HTTPException(413, f"file {name!r} unpacks to more than {_bytes(max_bytes)}")
+                            raise HTTPException(413, f"file {name!r} unpacks to more than {_bytes(max_bytes)} "
+                                                     "(max_request_bytes + DICOM headers)")
                         dst.write(block)
                 with open(out, "rb") as fh:
                     if sniff_kind(fh.read(1024)) == "dicom":
@@ -204,12 +263,23 @@ def extract_dicom_zip(path: Path, dest: Path, name: str, *, max_bytes: int, max_
     return dest
 
 
+#: Python's own errors, whose texts ("object of type 'NoneType' has no len()") say something about the
+#: code, not the file: a reader's message that quotes one keeps its own words and loses the quote
+_INTERNAL = re.compile(r"\((?:TypeError|AttributeError|KeyError|IndexError|NameError|AssertionError|"
+                       r"UnboundLocalError|ZeroDivisionError|RecursionError|SystemError|OverflowError)\b"
+                       r"(?:[^()]|\([^()]*\))*\)")
+
+
 def reader_message(exc: BaseException, upload: Upload) -> str:
-    """An exception's text with the temp path replaced by the upload's file name."""
+    """An exception's text for the client: the temp path replaced by the upload's file name, and
+    quotes of Python's internal errors replaced (the full text goes to the log)."""
     text = exc.reason if isinstance(exc, ReadError) else str(exc)
     for p in sorted({str(upload.path), str(upload.workdir / "series"), str(upload.workdir)}, key=len, reverse=True):
         text = text.replace(p, "")
-    return f"file {upload.filename!r}: {text.strip(' :/')}"
+    clean = _INTERNAL.sub("(the reader failed on this file's content)", text)
+    if clean != text:
+        log.info("reader failure on upload %r: %s", upload.filename, text)
+    return f"file {upload.filename!r}: {clean.strip(' :/')}"
 
 
 def check_image(upload: Upload, config: ServiceConfig, *, expect: str = "any") -> ImageInfo:
@@ -244,6 +314,8 @@ def check_image(upload: Upload, config: ServiceConfig, *, expect: str = "any") -
                                      "self-contained .nrrd / .mha (data in the same file)")
     try:
         img = read_image(upload.path, max_pixels=limit)
+    except (MemoryBusy, Cancelled, ReadTimeout):
+        raise  # 503 / 504, not the file's fault
     except ReadError as exc:
         if exc.reason.startswith("image too large"):
             raise HTTPException(413, _too_large(upload, exc.reason, config, expect)) from None
@@ -253,6 +325,7 @@ def check_image(upload: Upload, config: ServiceConfig, *, expect: str = "any") -
     except MemoryError:
         raise HTTPException(413, f"file {upload.filename!r}: image too large to decode") from None
     except Exception as exc:  # a reader library failing on odd content is still a bad file
+        log.info("reader failure on upload %r (%s): %s: %s", upload.filename, upload.kind, type(exc).__name__, exc)
         raise HTTPException(422, reader_message(_condensed(exc), upload)) from None
     shape = tuple(int(s) for s in img.spatial_shape)
     volume = len(shape) == 3 and sum(s > 1 for s in shape) == 3
@@ -274,11 +347,17 @@ def check_image(upload: Upload, config: ServiceConfig, *, expect: str = "any") -
 
 
 def _condensed(exc: BaseException) -> MedglipError:
-    from ..io._base import condense_error
-    return MedglipError(f"cannot read the image ({condense_error(exc)})")
+    """A library's exception as a message for the client: what failed, not the library's own text."""
+    return MedglipError(f"cannot read the image: the file is damaged or uses a variant of its format the "
+                        "readers do not support")
 
 
 def _too_large(upload: Upload, reason: str, config: ServiceConfig, expect: str) -> str:
+    m = re.search(r"decodes to ([0-9,]+) bytes \(shape (\([^)]*\)), (\d+) bytes", reason)
+    if m:
+        return (f"file {upload.filename!r}: its image decodes to {m.group(1)} bytes (shape {m.group(2)}, {m.group(3)} "
+                f"bytes per value), above this server's limit of {config.max_request_bytes:,} bytes per request "
+                "(max_request_bytes)")
     m = re.search(r"shape (\([^)]*\)) = ([0-9,]+)", reason)
     what = f"shape {m.group(1)} = {m.group(2)} values" if m else "a size"
     if expect == "volume":

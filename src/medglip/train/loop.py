@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -50,6 +51,10 @@ log = logging.getLogger(__name__)
 
 #: ``on_step(step, metrics)`` is called on rank 0 after every optimizer step.
 StepCallback = Callable[[int, dict[str, float]], None]
+
+
+class NonFiniteLoss(MedglipError):
+    """A training step's loss was NaN or infinite: training stopped without saving that state."""
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -137,7 +142,7 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
         raise MedglipError(f"{run_dir} already holds a checkpoint: pass resume=True (--resume) or another folder")
     torch.manual_seed(config.seed)
     if ckpt is not None:
-        model = load_checkpoint(ckpt)
+        model = _resume_guard(run_dir, ckpt, load_checkpoint, ckpt)
         log.info("resuming from %s", ckpt)
     elif config.init_from:
         model = load_checkpoint(config.init_from)
@@ -179,7 +184,7 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
 
     step = 0
     if ckpt is not None:
-        state = load_state(ckpt)
+        state = _resume_guard(run_dir, ckpt, load_state, ckpt)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
@@ -243,6 +248,12 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
                 if ema is not None:
                     update_ema(ema, model)
                 step += 1
+                if not math.isfinite(metrics["loss"]):  # the same on every rank (all-reduced)
+                    kept = (f"the last good checkpoint, {run_dir / 'checkpoints' / f'step-{last_saved:07d}'}, is kept "
+                            f"(and is what {run_dir} holds)") if last_saved > 0 else "no checkpoint had been written yet"
+                    raise NonFiniteLoss(f"step {step}: the loss is {metrics['loss']} (not a finite number); training "
+                                        f"stopped without saving this state; {kept}. Lower --lr, check the data, or "
+                                        "resume from the kept checkpoint with --resume")
                 metrics.update(step=step, epoch=epoch)
                 if info.is_main:
                     assert csv_log is not None
@@ -268,6 +279,27 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
         assert csv_log is not None
         plot_losses(csv_log.rows, run_dir / "loss.png")
     return run_dir
+
+
+def _resume_guard(run_dir: Path, ckpt: Path, fn: Callable[[Path], Any], arg: Path) -> Any:
+    """``fn(arg)``; a damaged checkpoint's error says that resuming is refused and what else there is."""
+    from ..model.checkpoint import CheckpointError
+
+    try:
+        return fn(arg)
+    except CheckpointError as exc:
+        others = sorted(p.name for p in (run_dir / "checkpoints").glob("step-*") if p.is_dir() and p != ckpt)
+        hint = (f"; earlier checkpoints: {', '.join(others)} (move the damaged {ckpt.name} away and point "
+                f"checkpoints/latest.json at one of them to resume from it)") if others else ""
+        raise CheckpointError(f"cannot resume from {ckpt}: {exc}{hint}") from None
+
+
+def _config_dict(cfg: Any) -> Any:
+    if hasattr(cfg, "to_dict"):
+        return json.loads(json.dumps(cfg.to_dict(), default=str))
+    if dataclasses.is_dataclass(cfg):
+        return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    return str(cfg)
 
 
 def _step(ddp_model: torch.nn.Module, model: torch.nn.Module, batch: dict[str, Any], optimizer: torch.optim.Optimizer,

@@ -5,6 +5,12 @@ A checkpoint of a run is a folder ``RUN/checkpoints/step-NNNNNNN/`` holding the 
 (optimizer, LR scheduler, grad scaler, step, epoch, RNG states). The folder is written under a
 temporary name and renamed when complete, then ``RUN/checkpoints/latest.json`` is replaced
 atomically: a crash at any moment leaves the previous checkpoint intact and pointed to.
+
+``trainer_state.json`` records the SHA-256 of ``trainer_state.safetensors`` (``{"format": 2,
+"sha256": {...}, "state": ...}``) and :func:`load_state` verifies it, as ``load_checkpoint`` verifies
+the model's: resuming from a damaged checkpoint is a :class:`~medglip.model.checkpoint.CheckpointError`
+naming the file, not a run of NaN losses. States written before (the bare skeleton) still load, with
+a logged warning.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from ..core.files import atomic_write_bytes, atomic_write_file, swap_in_folder
 from ..errors import MedglipError
+from ..model.checkpoint import CheckpointError, file_sha256, verify_files
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +81,40 @@ def _key(k: Any) -> Any:
 
 
 def save_state(state: dict[str, Any], folder: Path) -> None:
-    """Write ``state`` (nested dicts/lists of tensors and plain values) into ``folder``."""
+    """Write ``state`` (nested dicts/lists of tensors and plain values) into ``folder``, with the
+    SHA-256 of its tensor file in the JSON."""
     tensors: dict[str, torch.Tensor] = {}
     skel = flatten(state, tensors)
     # safetensors refuses shared storage and needs at least a placeholder entry
     save_file({k: v.clone() for k, v in tensors.items()} or {"_empty": torch.zeros(0)}, str(folder / STATE_TENSORS))
-    (folder / STATE_JSON).write_text(json.dumps(skel, indent=1))
+    doc = {"format": 2, "sha256": {STATE_TENSORS: file_sha256(folder / STATE_TENSORS)}, "state": skel}
+    (folder / STATE_JSON).write_text(json.dumps(doc, indent=1))
 
 
 def load_state(folder: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a state written by :func:`save_state`."""
-    tensors = load_file(str(folder / STATE_TENSORS), device=str(map_location))
-    return unflatten(json.loads((folder / STATE_JSON).read_text()), tensors)
+    """Read a state written by :func:`save_state`, verifying its tensor file's SHA-256.
+
+    Raises:
+        CheckpointError: a missing, damaged or unreadable state file, named.
+    """
+    folder = Path(folder)
+    path = folder / STATE_JSON
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{path} is missing or not readable JSON ({exc}): the checkpoint is damaged") from None
+    if isinstance(doc, dict) and doc.get("format") == 2:
+        verify_files(folder, doc.get("sha256") or {}, path)
+        skel = doc.get("state")
+    else:
+        log.warning("trainer state %s records no SHA-256 (saved by an older medglip): it cannot be verified", folder)
+        skel = doc
+    try:
+        tensors = load_file(str(folder / STATE_TENSORS), device=str(map_location))
+        return unflatten(skel, tensors)
+    except Exception as exc:  # safetensors errors, a skeleton naming tensors that are not there
+        raise CheckpointError(f"{folder / STATE_TENSORS} cannot be loaded ({type(exc).__name__}: "
+                              f"{str(exc)[:200]}): the checkpoint is damaged") from None
 
 
 def rng_state() -> dict[str, Any]:

@@ -9,6 +9,13 @@ a version segment (``/v1``, ``/v2``, ...), ``/v1`` appended. So ``http://host:80
 Configuration: ``--llm-endpoint / --llm-model / --llm-key`` on the command line, or the environment
 variables ``MEDGLIP_LLM_ENDPOINT``, ``MEDGLIP_LLM_MODEL`` and ``MEDGLIP_LLM_API_KEY``
 (:meth:`ChatClient.from_env`).
+
+Secrets: credentials in the endpoint (``http://user:pass@host/v1``) are sent as HTTP Basic auth (unless
+an API key is given: it is sent as a Bearer token instead) and removed from the URL the client uses,
+logs and shows; the API key goes only into the ``Authorization`` header. :class:`LLMError` texts are redacted (no credentials, no query string, no
+``Bearer`` token, no key, even when the upstream reflects them in its reply) and carry a short
+``public`` summary (``"HTTP 500"``, ``"timeout"``, ...) that a service may show its clients; httpx's
+own request log lines are redacted too (:class:`RedactSecrets`).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import os
 import re
 from typing import TYPE_CHECKING, Any
@@ -64,14 +72,69 @@ class LLMNotConfigured(MedglipError):
 
 
 class LLMError(MedglipError):
-    """The chat endpoint could not be reached or answered with an error or an unreadable reply."""
+    """The chat endpoint could not be reached or answered with an error or an unreadable reply.
 
-    def __init__(self, url: str, reason: str, status: int | None = None) -> None:
-        self.url = url
+    ``str(exc)`` names the endpoint (credentials and query string removed) and the reason (secrets
+    redacted), for logs; ``public`` is a short summary without either, for a service's clients.
+    """
+
+    def __init__(self, url: str, reason: str, status: int | None = None, *, kind: str | None = None,
+                 secrets: tuple[str, ...] = ()) -> None:
+        self.url = public_url(url)
         self.status = status
-        self.reason = reason
-        where = f"LLM endpoint {url}" + (f" (HTTP {status})" if status is not None else "")
-        super().__init__(f"{where}: {reason}")
+        self.reason = redact(reason, secrets)
+        self.public = kind or (f"HTTP {status}" if status is not None else "error")
+        where = f"LLM endpoint {self.url}" + (f" (HTTP {status})" if status is not None else "")
+        super().__init__(f"{where}: {self.reason}")
+
+
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+_USERINFO = re.compile(r"(?i)\b(https?://)[^/\s@]+@")
+_KEYLIKE = re.compile(r"\bsk-[A-Za-z0-9_-]{6,}")
+
+
+def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
+    """``text`` with credentials removed: the given secrets, ``Bearer`` / ``Basic`` tokens, ``user:pass@``
+    in URLs and ``sk-...`` keys."""
+    out = str(text)
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        out = out.replace(secret, "[redacted]")
+    out = _BEARER.sub(lambda m: f"{m.group(1)} [redacted]", out)
+    out = _USERINFO.sub(lambda m: f"{m.group(1)}[redacted]@", out)
+    return _KEYLIKE.sub("[redacted]", out)
+
+
+def public_url(url: str) -> str:
+    """``url`` without credentials and query string (what may appear in logs and messages)."""
+    try:
+        u = httpx.URL(str(url))
+        return str(u.copy_with(userinfo=b"", query=None, fragment=None))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return redact(str(url).split("?", 1)[0])
+
+
+class RedactSecrets(logging.Filter):
+    """A logging filter that removes registered secrets (and bearer tokens, URL credentials) from records;
+    installed on the ``httpx`` and ``httpcore`` loggers, which log request URLs at INFO / DEBUG."""
+
+    def __init__(self) -> None:
+        super().__init__("medglip-redact")
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own handling
+            return True
+        clean = redact(msg, tuple(self.secrets))
+        if clean != msg:
+            record.msg, record.args = clean, ()
+        return True
+
+
+_REDACTOR = RedactSecrets()
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).addFilter(_REDACTOR)
 
 
 def completions_url(endpoint: str) -> str:
@@ -112,17 +175,23 @@ class ChatClient:
     def __init__(self, *, endpoint: str, model: str, api_key: str | None = None, timeout: float = 60.0,
                  temperature: float | None = 0.0, max_tokens: int | None = 1024) -> None:
         if not model or not str(model).strip():
-            raise LLMNotConfigured(f"the LLM endpoint {endpoint}", reason="no model name was given")
-        self.endpoint = str(endpoint)
-        self.url = completions_url(endpoint)
+            raise LLMNotConfigured(f"the LLM endpoint {public_url(str(endpoint))}", reason="no model name was given")
+        url = httpx.URL(completions_url(endpoint))
+        # URL credentials become Basic auth (an API key, sent as a Bearer token, takes their place)
+        self.auth = httpx.BasicAuth(url.username, url.password) if url.userinfo and not api_key else None
+        self.url = str(url.copy_with(userinfo=b""))  # credentials travel as a header, never in the URL
+        self.endpoint = public_url(str(endpoint))
         self.model = str(model).strip()
         self.api_key = api_key or None
+        self._secrets = tuple(s for s in (self.api_key, url.password, url.username and url.password and
+                                          f"{url.username}:{url.password}", url.query.decode() or None) if s)
+        _REDACTOR.secrets.update(self._secrets)
         self.timeout = float(timeout)
         self.temperature = temperature
         self.max_tokens = max_tokens
 
     def __repr__(self) -> str:  # never print the key
-        return f"ChatClient(url={self.url!r}, model={self.model!r}, key={'set' if self.api_key else 'none'})"
+        return f"ChatClient(url={public_url(self.url)!r}, model={self.model!r}, key={'set' if self.api_key else 'none'})"
 
     @classmethod
     def from_env(cls) -> "ChatClient | None":
@@ -136,7 +205,7 @@ class ChatClient:
             return None
         model = os.environ.get(ENV_MODEL, "").strip()
         if not model:
-            raise LLMNotConfigured(f"{ENV_ENDPOINT}={endpoint}", reason=f"{ENV_MODEL} is not set")
+            raise LLMNotConfigured(f"{ENV_ENDPOINT}={public_url(endpoint)}", reason=f"{ENV_MODEL} is not set")
         return cls(endpoint=endpoint, model=model, api_key=os.environ.get(ENV_KEY, "").strip() or None)
 
     # ------------------------------------------------------------------ transport
@@ -155,21 +224,25 @@ class ChatClient:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        secrets = self._secrets
         try:
-            resp = httpx.post(self.url, json=body, headers=headers, timeout=self.timeout)
+            resp = httpx.post(self.url, json=body, headers=headers, auth=self.auth, timeout=self.timeout)
         except httpx.TimeoutException:
-            raise LLMError(self.url, f"no answer within {self.timeout:g} s (timeout)") from None
+            raise LLMError(self.url, f"no answer within {self.timeout:g} s (timeout)", kind="timeout") from None
         except httpx.ConnectError as exc:
-            raise LLMError(self.url, f"cannot connect ({exc}); is the server running?") from None
+            raise LLMError(self.url, f"cannot connect ({exc}); is the server running?", kind="cannot connect",
+                           secrets=secrets) from None
         except httpx.HTTPError as exc:
-            raise LLMError(self.url, f"request failed: {type(exc).__name__}: {exc}") from None
+            raise LLMError(self.url, f"request failed: {type(exc).__name__}: {exc}", kind="request failed",
+                           secrets=secrets) from None
         if not 200 <= resp.status_code < 300:
-            raise LLMError(self.url, f"error reply: {_snippet(resp.text)}", resp.status_code)
+            raise LLMError(self.url, f"error reply: {_snippet(resp.text)}", resp.status_code, secrets=secrets)
         try:
             data = resp.json()
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            raise LLMError(self.url, f"reply is not JSON: {_snippet(resp.text)}", resp.status_code) from None
-        return _reply_text(data, self.url, resp.status_code)
+            raise LLMError(self.url, f"reply is not JSON: {_snippet(resp.text)}", resp.status_code,
+                           kind="unreadable reply", secrets=secrets) from None
+        return _reply_text(data, self.url, resp.status_code, secrets)
 
     # ------------------------------------------------------------------ tasks
     def answer(self, question: str, context: "GroundedContext", image: "Image.Image") -> str:
@@ -196,12 +269,13 @@ def _snippet(text: str, n: int = 300) -> str:
     return (text[:n] + "...") if len(text) > n else (text or "(empty body)")
 
 
-def _reply_text(data: Any, url: str, status: int) -> str:
+def _reply_text(data: Any, url: str, status: int, secrets: tuple[str, ...] = ()) -> str:
     """The text of ``choices[0].message.content`` (a string, or a list of text parts)."""
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices:
         err = data.get("error") if isinstance(data, dict) else None
-        raise LLMError(url, f"reply has no choices{f' (error: {_snippet(str(err))})' if err else ''}", status)
+        raise LLMError(url, f"reply has no choices{f' (error: {_snippet(str(err))})' if err else ''}", status,
+                       kind="unreadable reply", secrets=secrets)
     first = choices[0] if isinstance(choices[0], dict) else {}
     content = (first.get("message") or {}).get("content") if isinstance(first.get("message"), dict) else None
     if content is None:
@@ -209,5 +283,5 @@ def _reply_text(data: Any, url: str, status: int) -> str:
     if isinstance(content, list):
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
     if not isinstance(content, str) or not content.strip():
-        raise LLMError(url, "reply has no message text in choices[0]", status)
+        raise LLMError(url, "reply has no message text in choices[0]", status, kind="unreadable reply")
     return content.strip()

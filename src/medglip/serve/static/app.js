@@ -20,11 +20,14 @@ function fmt(v, digits) {
   return typeof v === "number" ? v.toFixed(digits) : String(v);
 }
 
-// POST a FormData; resolves to the JSON body, or throws an Error with the server's message.
+// POST a FormData (with the API key, when one is typed, as a bearer token); resolves to the JSON body,
+// or throws an Error with the server's message. The key is never part of the form nor stored.
 async function post(path, form) {
   let response;
+  const key = $("api-key").value.trim();
+  const headers = key ? { Authorization: `Bearer ${key}` } : {};
   try {
-    response = await fetch(path, { method: "POST", body: form });
+    response = await fetch(path, { method: "POST", body: form, headers });
   } catch (err) {
     throw new Error(`cannot reach the server (${err.message})`);
   }

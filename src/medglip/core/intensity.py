@@ -51,9 +51,17 @@ def parse_window(spec: str | tuple[float, float] | list[float]) -> tuple[float, 
 
 
 def window_to_uint8(array: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Linear map of ``[low, high]`` to ``[0, 255]`` with clipping (NaN → 0); shape preserved."""
-    x = (np.asarray(array, dtype=np.float32) - np.float32(low)) * np.float32(255.0 / (high - low))
-    return np.clip(np.rint(np.nan_to_num(x, nan=0.0)), 0, 255).astype(np.uint8)
+    """Linear map of ``[low, high]`` to ``[0, 255]`` with clipping (NaN → 0); shape preserved.
+
+    Works in one float32 copy (in place), so a large image costs 5 bytes per value, not 12.
+    """
+    x = np.array(array, dtype=np.float32, copy=True)
+    x -= np.float32(low)
+    x *= np.float32(255.0 / (high - low))
+    np.nan_to_num(x, copy=False, nan=0.0)
+    np.rint(x, out=x)
+    np.clip(x, 0, 255, out=x)
+    return x.astype(np.uint8)
 
 
 def percentile_range(array: np.ndarray, lo: float = PERCENTILES[0], hi: float = PERCENTILES[1], *,

@@ -85,7 +85,7 @@ def test_boxes_are_mapped_back_from_the_letterboxed_input(grounder, monkeypatch)
         assert tuple(image_hw) == (128, 128)
         box = torch.tensor([[10.0, 20.0, 60.0, 100.0]])
         return [{"boxes": box, "scores": torch.tensor([0.9]), "phrase_ids": torch.tensor([0])}
-                for _ in range(feats[0].shape[0])]
+                for _ in range(feats.levels[0].shape[0])]
     monkeypatch.setattr(grounder.model, "detect", fake_detect)
     small, tall = grounder.ground([_image(1, (64, 48)), _image(1, (300, 100))], ["liver", "spleen"], modality="CT")
     assert np.allclose(small[0].boxes, [[5, 10, 30, 50]]) and len(small["spleen"]) == 0

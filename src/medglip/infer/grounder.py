@@ -304,7 +304,7 @@ class Grounder:
                 images = torch.stack([tensors[i] for i in members]).to(self.device)
                 mod = torch.full((len(members),), self.config.modalities.index(code), dtype=torch.long,
                                  device=self.device)
-                feats = self.model.encode_images(images, mod)
+                feats = self.model.encode_images(images, mod)  # once per image, whatever the chunks
                 b = len(members)
                 for ch in chunks:
                     tf = TextFeatures(hidden=ch.features.hidden.expand(b, -1, -1), mask=ch.features.mask.expand(b, -1),

@@ -79,6 +79,8 @@ class ModelConfig:
     :data:`LEGACY`):
         alignment: ``glip`` (normalised tokens, learned log-scale) or ``scaled`` (fixed 1/sqrt(d));
             see :mod:`medglip.model.head`.
+        box_features: ``image``: the phrase-agnostic box regression reads the FPN features before
+            fusion (once per image, whatever the prompt); ``fused``: after fusion (once per chunk).
         giou_weighting: ``centerness``: each positive anchor's GIoU loss is weighted by its
             centerness target (ATSS / GLIP); ``none``: plain mean.
 
@@ -133,6 +135,7 @@ class ModelConfig:
     prior_prob: float = 0.01
     anchor_scale: float = 8.0
     alignment: Literal["glip", "scaled"] = "glip"
+    box_features: Literal["image", "fused"] = "image"
     # ATSS assignment and losses
     atss_topk: int = 9
     focal_alpha: float = 0.25
@@ -167,6 +170,7 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"own_encoder_modalities {sorted(unknown)} not in modalities {self.modalities}")
         for value, allowed, what in ((self.alignment, ("glip", "scaled"), "alignment"),
+                                     (self.box_features, ("image", "fused"), "box_features"),
                                      (self.giou_weighting, ("centerness", "none"), "giou_weighting"),
                                      (self.score_agg, ("mean", "max"), "score_agg"),
                                      (self.threshold_on, ("alignment", "score"), "threshold_on")):
@@ -256,8 +260,8 @@ class ModelConfig:
 
 
 #: The values of fields added after medglip 0.1, for configs saved before them (their behaviour then).
-LEGACY: dict[str, Any] = {"alignment": "scaled", "giou_weighting": "none", "score_agg": "max",
-                          "threshold_on": "score"}
+LEGACY: dict[str, Any] = {"alignment": "scaled", "box_features": "fused", "giou_weighting": "none",
+                          "score_agg": "max", "threshold_on": "score"}
 
 
 def _freeze(v: Any) -> Any:

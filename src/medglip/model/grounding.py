@@ -33,6 +33,17 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class ImageFeatures:
+    """Output of :meth:`GroundingModel.encode_images`: the FPN levels (B, d, H_l, W_l) and, when the
+    box branch reads them (``config.box_features == "image"``), its ``ltrb`` (B, A, 4) and
+    ``centerness`` (B, A) — computed once per image, reused by every prompt chunk."""
+
+    levels: list[torch.Tensor]
+    ltrb: torch.Tensor | None = None
+    centerness: torch.Tensor | None = None
+
+
+@dataclass
 class TextFeatures:
     """Output of :meth:`GroundingModel.encode_text` (cacheable; pass back as ``text_features=``).
 
@@ -182,40 +193,47 @@ class GroundingModel(nn.Module):
             losses["loss_modality"] = modality_loss(self.classify_modality(images), mod_target) * c.modality_loss_weight
         return losses
 
-    def encode_images(self, images: torch.Tensor, modality: torch.Tensor | None) -> list[torch.Tensor]:
-        """The image side alone (backbones + FPN): it does not depend on the prompt, so a caller with
-        several prompt chunks runs it once and :meth:`detect` once per chunk.
+    def encode_images(self, images: torch.Tensor, modality: torch.Tensor | None) -> ImageFeatures:
+        """The image side alone: it does not depend on the prompt, so a caller with several prompt
+        chunks runs it once and :meth:`detect` once per chunk.
 
         Args:
             images: FloatTensor (B, 3, S, S); modality: LongTensor (B,) (-1 / None: classified).
 
         Returns:
-            ``fpn_levels`` FloatTensors (B, fpn_channels, S / stride, S / stride).
+            :class:`ImageFeatures`: ``fpn_levels`` FloatTensors (B, fpn_channels, S / stride, S / stride)
+            and, with ``config.box_features == "image"``, the boxes ``ltrb`` (B, A, 4) and
+            ``centerness`` (B, A).
         """
-        return self.image_encoder(images, self._resolve_modality(images, modality))
+        levels = self.image_encoder(images, self._resolve_modality(images, modality))
+        if self.config.box_features == "image":
+            ltrb, ctr = self.head.boxes(levels, self.strides)
+            return ImageFeatures(levels, ltrb, ctr)
+        return ImageFeatures(levels)
 
-    def _head(self, feats: list[torch.Tensor], text_features: TextFeatures):
+    def _head(self, img: ImageFeatures, text_features: TextFeatures):
         text = self.text_proj(text_features.hidden)
-        mask = text_features.mask.to(feats[0].device)
-        feats, text = self.fusion(feats, text, mask)
-        out = self.head(feats, text, mask, self.strides)
+        mask = text_features.mask.to(img.levels[0].device)
+        feats, text = self.fusion(img.levels, text, mask)
+        boxes = (img.ltrb, img.centerness) if img.ltrb is not None else None
+        out = self.head(feats, text, mask, self.strides, boxes=boxes)
         shapes = [tuple(f.shape[-2:]) for f in feats]
         centres, anchors, level_sizes = make_anchors(shapes, self.strides, self.config.anchor_scale, feats[0].device)
         return out, centres, anchors, level_sizes, mask
 
     @torch.no_grad()
-    def detect(self, feats: list[torch.Tensor], text_features: TextFeatures,
+    def detect(self, feats: ImageFeatures, text_features: TextFeatures,
                image_hw: tuple[int, int]) -> list[dict[str, torch.Tensor]]:
         """Fusion, head and post-processing on features of :meth:`encode_images` (eval only).
 
         Args:
-            feats: the FPN levels of B images; text_features: B prompts (:meth:`encode_text`);
+            feats: the image features of B images; text_features: B prompts (:meth:`encode_text`);
             image_hw: the input side ``(S, S)``.
 
         Returns:
             B dicts {"boxes": (K, 4) xyxy input pixels, "scores": (K,), "phrase_ids": (K,)}.
         """
-        if text_features.hidden.shape[0] != feats[0].shape[0]:
+        if text_features.hidden.shape[0] != feats.levels[0].shape[0]:
             raise ValueError("text_features batch size differs from the images'")
         out, centres, _, _, _ = self._head(feats, text_features)
         return self.postprocess(out, centres, text_features.phrase_token_masks, image_hw)

@@ -12,7 +12,10 @@ every token. Two alignments (``ModelConfig.alignment``):
 
 ``bias0`` starts at ``-log((1 - p) / p)`` (prior p = 0.01), so training starts at "nothing here".
 The box tower predicts ``ltrb`` distances ``exp(scale_l · x) · anchor_size / 2`` (a per-level
-learnable ``scale_l``; zero output = the level's square anchor) and a centerness logit.
+learnable ``scale_l``; zero output = the level's square anchor) and a centerness logit. Box
+regression is phrase-agnostic (as in ATSS / FCOS); with ``ModelConfig.box_features = "image"`` it
+reads the FPN features before fusion, so it runs once per image however many prompt chunks the
+phrases need (:meth:`boxes`), and only the alignment runs per chunk (:meth:`align`).
 """
 
 from __future__ import annotations
@@ -84,18 +87,30 @@ class GroundingHead(nn.Module):
             return self.token(unit / 2.0), unit @ self.bias_lang + self.bias0, self.log_scale.exp()
         return self.token(text), self.token_bias(text).squeeze(-1) + self.bias0, math.sqrt(text.shape[-1])
 
-    def forward(self, features: list[torch.Tensor], text: torch.Tensor, text_mask: torch.Tensor,
-                strides: list[int]) -> dict[str, torch.Tensor]:
+    def align(self, features: list[torch.Tensor], text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """Region-token alignment logits ``(B, A, T)`` of (fused) features and tokens; padded tokens -1e4."""
         tok, tok_bias, divisor = self._tokens(text)                          # (B, T, d), (B, T)
-        logits, ltrb, ctr = [], [], []
-        for level, (f, stride) in enumerate(zip(features, strides)):
+        logits = []
+        for f in features:
             c = self.cls_tower(f)
             r = (c if self.alignment == "glip" else self.region(c)).flatten(2).transpose(1, 2)  # (B, HW, d)
             logits.append(torch.einsum("bad,btd->bat", r, tok) / divisor + tok_bias[:, None, :])
+        out = torch.cat(logits, 1).clamp(-5e4, 5e4)  # GLIP clamps too: a runaway dot product stays finite
+        return out.masked_fill(~text_mask[:, None, :], -1e4)
+
+    def boxes(self, features: list[torch.Tensor], strides: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(ltrb (B, A, 4), centerness logits (B, A))`` of the box tower on ``features``."""
+        ltrb, ctr = [], []
+        for level, (f, stride) in enumerate(zip(features, strides)):
             b = self.box_tower(f)
             x = (self.scales[level] * self.box(b).float()).clamp(max=8.0)  # fp32: exp overflows fp16
             ltrb.append((x.exp() * (self.anchor_scale * stride / 2)).flatten(2).transpose(1, 2))
             ctr.append(self.ctr(b).flatten(1))
-        out_logits = torch.cat(logits, 1).clamp(-5e4, 5e4)  # GLIP clamps too: a runaway dot product stays finite
-        out_logits = out_logits.masked_fill(~text_mask[:, None, :], -1e4)
-        return {"logits": out_logits, "ltrb": torch.cat(ltrb, 1), "centerness": torch.cat(ctr, 1)}
+        return torch.cat(ltrb, 1), torch.cat(ctr, 1)
+
+    def forward(self, features: list[torch.Tensor], text: torch.Tensor, text_mask: torch.Tensor,
+                strides: list[int], boxes: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> dict[str, torch.Tensor]:
+        """All outputs; ``boxes`` (from :meth:`boxes` on other features) skips the box tower."""
+        ltrb, ctr = boxes if boxes is not None else self.boxes(features, strides)
+        return {"logits": self.align(features, text, text_mask), "ltrb": ltrb, "centerness": ctr}

@@ -78,7 +78,7 @@ def export_volume(result: VolumeGroundingResult, *, indices: Sequence[int] | Non
         bundle.files[FILES["nifti"]] = nifti_bytes(labels, result.geometry, level=options.compress_level,
                                                    description="medglip label map")
     if "volume" in outputs:
-        bundle.files[FILES["volume"]] = _volume_bytes(result, options)
+        bundle.files[FILES["volume"]] = volume_nifti(result, level=min(options.compress_level, 1))
     if "seg" in outputs:
         dcm, numbers = seg_and_sr(headers, _frames(labels, masks, headers, meta, options, what), items,
                                   modality=result.modality, options=options, want_sr="sr" in outputs, what=what)
@@ -139,8 +139,8 @@ def _frames(labels: np.ndarray, masks: Sequence[ObjectMask], headers: Sequence[A
     return make
 
 
-def _volume_bytes(result: VolumeGroundingResult, options: ExportOptions) -> bytes:
-    """The input volume as NIfTI on its grid (float64 stored as float32), for viewers."""
+def volume_nifti(result: VolumeGroundingResult, *, level: int = 1) -> bytes:
+    """The input volume as NIfTI (``.nii.gz``) on its grid (float64 stored as float32), for viewers."""
     if result.volume is None:
         raise MedglipError(f"{result.source}: the result carries no volume to export")
     arr = result.volume.array
@@ -148,5 +148,4 @@ def _volume_bytes(result: VolumeGroundingResult, options: ExportOptions) -> byte
         arr = arr.astype(np.float32)
     elif arr.dtype == bool:
         arr = arr.astype(np.uint8)
-    return nifti_bytes(arr, result.geometry, label=False, level=min(options.compress_level, 1),
-                       description="medglip input volume")
+    return nifti_bytes(arr, result.geometry, label=False, level=level, description="medglip input volume")

@@ -13,6 +13,7 @@ from ..errors import MedglipError
 from .batcher import ServerBusy
 from .forms import (bad, check_plane, check_question, check_score_threshold, check_top_k, parse_modality,
                     parse_phrases)
+from .exports import OutputsField, check_outputs, exported
 from .images import read_upload
 from .service import Service, WorkerGrounder, busy, http_error, jsonable, png_base64
 from .uploads import save_upload
@@ -54,8 +55,10 @@ def _service(request: Request) -> Service:
 async def ground(request: Request, file: FileField, phrases: PhrasesField, modality: ModalityField = None,
                  masks: MasksField = False, score_threshold: ThresholdField = None, top_k: TopKField = None,
                  overlay: Annotated[bool, Form(description="Also return `overlay_png`: the image with the boxes "
-                                                           "drawn, a base64 PNG.")] = False) -> JSONResponse:
-    """Boxes (xyxy, original pixels, pixel edges), scores and optional masks per phrase.
+                                                           "drawn, a base64 PNG.")] = False,
+                 outputs: OutputsField = None) -> JSONResponse:
+    """Boxes (xyxy, original pixels, pixel edges), scores and optional masks per phrase; with `outputs`
+    (`png`, `seg`) the masks as a PNG label image and a DICOM-SEG, base64 in `files`.
 
     Requests with the same phrases and options that arrive together are grounded in one batch.
     """
@@ -64,6 +67,8 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     svc.check_tokens(names)
     code = parse_modality(modality, svc.modalities)
     thr, k = check_score_threshold(score_threshold), check_top_k(top_k)
+    wanted = check_outputs(outputs)
+    masks = masks or bool(wanted)
     svc.batcher.announce()
     try:
         upload = await save_upload(file, svc.config)
@@ -81,7 +86,9 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     if overlay:
         from ..infer.overlay import draw_result
         out["overlay_png"] = await run_in_threadpool(lambda: png_base64(draw_result(result)))
-    return JSONResponse(jsonable(out))
+    if wanted is not None:
+        out.update(await _exports(result, wanted, upload))
+    return JSONResponse(jsonable(_rename_source(out, upload)))
 
 
 @router.post("/ground-volume", summary="Ground phrases in a 3D volume",
@@ -93,23 +100,41 @@ async def ground_volume(
                                                      "multi-frame DICOM, or a .zip of one DICOM series.")],
         phrases: PhrasesField, modality: ModalityField = None,
         plane: Annotated[str, Form(description="Display slices to ground: axial, coronal or sagittal.")] = "axial",
-        score_threshold: ThresholdField = None) -> JSONResponse:
-    """Slice-by-slice grounding linked into 3D objects (slice range, voxel box, LPS world box in mm)."""
+        score_threshold: ThresholdField = None,
+        masks: Annotated[bool, Form(description="Refine every slice box into a mask (LiteMedSAM); the 3D masks "
+                                                "come back through `outputs`.")] = False,
+        outputs: OutputsField = None) -> JSONResponse:
+    """Slice-by-slice grounding linked into 3D objects (slice range, voxel box, LPS world box in mm); with
+    `outputs` the 3D masks as files clinical tools open (NIfTI label map, DICOM-SEG, DICOM SR), base64 in
+    `files`, with `labels` (the label map's sidecar) and `notes`."""
     svc = _service(request)
     names = parse_phrases(phrases, svc.config)
     svc.check_tokens(names)
     code = parse_modality(modality, svc.modalities)
     thr, pl = check_score_threshold(score_threshold), check_plane(plane)
+    wanted = check_outputs(outputs)
+    masks = masks or bool(wanted and set(wanted) - {"volume"})
     upload = await save_upload(file, svc.config, allow_zip=True)
     try:
         volume = await run_in_threadpool(lambda: read_upload(upload, svc, expect="volume"))
-        future = svc.submit(lambda g: g.ground_volume(volume, names, modality=code, plane=pl, score_threshold=thr))
+        future = svc.submit(lambda g: g.ground_volume(volume, names, modality=code, plane=pl, score_threshold=thr,
+                                                      masks=masks))
         result = await svc.wait(future, upload)
+        out = result.to_json()
+        if wanted is not None:
+            out.update(await _exports(result, wanted, upload))
     finally:
         upload.cleanup()
-    out = result.to_json()
     out["source"] = upload.filename
-    return JSONResponse(jsonable(out))
+    return JSONResponse(jsonable(_rename_source(out, upload)))
+
+
+async def _exports(result: Any, outputs: tuple[str, ...], upload: Any) -> dict[str, Any]:
+    """The files of ``outputs`` (:mod:`.exports`), their failures mapped to HTTP errors naming the upload."""
+    try:
+        return await exported(result, outputs)
+    except Exception as exc:
+        raise http_error(exc, upload) from None
 
 
 @router.post("/vqa", summary="Answer a question about an image from its grounding",

@@ -262,3 +262,31 @@ def test_2d_dicom_gives_a_png_label_image_json_and_a_seg(brain, tmp_path):
         assert not [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("Error")], r.stderr
     with pytest.raises(MedglipError, match="'seg' needs DICOM input"):
         export_image(g.ground(res.raw, ["brain"], masks=True), options=ExportOptions(outputs=("png", "seg")))
+
+
+def test_a_multi_frame_source_with_sloppy_decimals_gives_a_valid_seg(brain, tmp_path):
+    import highdicom as hd
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    series = [pydicom.dcmread(str(p)) for p in sorted((brain["root"] / "series").iterdir())]
+    mf = hd.legacy.LegacyConvertedEnhancedMRImage(series, series_instance_uid=generate_uid(), series_number=7,
+                                                  sop_instance_uid=generate_uid(), instance_number=1)
+    with pydicom.config.disable_value_validation():  # as some tools write them
+        mf.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing = ["0.7812499999999999"] * 2
+        mf.save_as(str(tmp_path / "enhanced.dcm"))
+    res = brain["grounder"].ground_volume(tmp_path / "enhanced.dcm", PHRASES, masks=True)
+    order = res.volume.meta["frame_order"]  # slice k is frame order[k] of the file
+    bundle = export_volume(res)
+    paths = bundle.write(tmp_path / "out")
+    seg = hd.seg.segread(str(paths["seg.dcm"]))
+    for e in json.loads(paths["labels.json"].read_text())["labels"]:
+        mask = res.object_mask(e["object"]).dense(res.shape)
+        ks = [k for k in range(res.shape[2]) if mask[:, :, k].any()]
+        got = seg.get_pixels_by_source_frame(str(mf.SOPInstanceUID), [order[k] + 1 for k in ks],
+                                             segment_numbers=[e["segment"]])[..., 0] > 0
+        assert np.array_equal(got, np.stack([mask[:, :, k].T for k in ks])), e["phrase"]
+    if DCIODVFY:
+        for name in ("seg.dcm", "sr.dcm"):
+            r = subprocess.run([DCIODVFY, str(paths[name])], capture_output=True, text=True, timeout=120)
+            assert not [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("Error")], r.stdout + r.stderr

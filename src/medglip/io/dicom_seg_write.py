@@ -7,7 +7,9 @@ frames: one per source image of a series (in the order given), or the frames of 
 single-frame source.
 
 Headers are copied, never changed: type 2 attributes a source lacks (PatientBirthDate, StudyDate,
-...) are added empty to the copies, as DICOM allows, since highdicom copies them.
+...) are added empty to the copies, as DICOM allows, since highdicom copies them; decimal strings
+longer than DICOM's 16 characters (``0.7812499999999999``, written by some tools) are shortened in
+the copies, so the outputs stay valid when the source is not.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Any, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sr.coding import Code
+from pydicom.valuerep import DSfloat
 
 from ..errors import MedglipError
 
@@ -56,14 +60,26 @@ class SegmentSpec:
     description: str | None = None
 
 
+def _short_ds(ds: Dataset, elem: Any) -> None:
+    """``Dataset.walk`` callback: a DS value longer than 16 characters rewritten in at most 16."""
+    if elem.VR != "DS" or elem.value is None or elem.value == "":
+        return
+    values = elem.value if isinstance(elem.value, (list, tuple, MultiValue)) else [elem.value]
+    if any(len(str(getattr(v, "original_string", None) or v)) > 16 for v in values):
+        fixed = [DSfloat(float(v), auto_format=True) for v in values]
+        elem.value = fixed if len(fixed) > 1 else fixed[0]
+
+
 def complete_headers(headers: Sequence[Dataset]) -> list[Dataset]:
-    """Copies of the source headers with every missing :data:`TYPE2_COPIED` attribute added empty."""
+    """Copies of the source headers with every missing :data:`TYPE2_COPIED` attribute added empty and
+    over-long decimal strings shortened."""
     out = []
     for h in headers:
         c = copy.deepcopy(h)
         for name in TYPE2_COPIED:
             if name not in c:
                 setattr(c, name, "")
+        c.walk(_short_ds)
         out.append(c)
     return out
 

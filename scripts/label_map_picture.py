@@ -3,7 +3,7 @@ users run: build the samples → train the default model (or reuse --run) → gr
 masks → export labels.nii.gz + labels.json → read the label map back with nibabel and draw it over the
 volume (axial, coronal and sagittal planes through the finding's centre, radiological convention).
 
-    python scripts/label_map_picture.py --out /tmp/picture [--run RUN] [--steps 200]
+    python scripts/label_map_picture.py --out /tmp/picture [--run RUN] [--steps 150] [--image-size 128]
     # → /tmp/picture/labels/{labels.nii.gz,labels.json}, docs/images/brain1_label_map.png
 """
 
@@ -31,15 +31,16 @@ SAMPLES = Path(medglip.__file__).parent / "samples" / "pyradiomics"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_run(out: Path, steps: int) -> Path:
+def train_run(out: Path, steps: int, image_size: int, lr: float) -> Path:
     from medglip.train import TrainConfig, train
 
     build(BuildConfig(source=str(SAMPLES), layout="manifest", split_ratios=(1.0, 0.0, 0.0), negative_ratio=0.5),
           out / "dataset")
     run = out / "run"
-    train(out / "dataset", run, TrainConfig(preset="default", max_steps=steps, batch_size=4, lr=3e-4, warmup_steps=20,
-                                            checkpoint_every=steps, model_overrides=(("image_size", 256),),
-                                            device="cpu", seed=0), resume=(run / "latest.json").exists())
+    train(out / "dataset", run, TrainConfig(preset="default", max_steps=steps, batch_size=4, lr=lr, warmup_steps=20,
+                                            checkpoint_every=steps, log_every=10,
+                                            model_overrides=(("image_size", image_size),), device="cpu", seed=0),
+          resume=(run / "latest.json").exists())
     return run
 
 
@@ -67,11 +68,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--run", type=Path, default=None, help="a trained run (default: train the default model)")
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--picture", type=Path, default=ROOT / "docs" / "images" / "brain1_label_map.png")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run = args.run or train_run(args.out, args.steps)
+    run = args.run or train_run(args.out, args.steps, args.image_size, args.lr)
     grounder = Grounder.from_pretrained(run, refiner="medsam")
     result = grounder.ground_volume(SAMPLES / "brain1_image.nrrd", ["brain tumor"], modality="MR", masks=True,
                                     score_threshold=0.3)

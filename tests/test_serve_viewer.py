@@ -9,9 +9,6 @@ is brain1 as a zip of a DICOM MR series, so the page also offers the DICOM-SEG a
 from __future__ import annotations
 
 import io
-import json
-import threading
-import time
 import zipfile
 from pathlib import Path
 
@@ -26,7 +23,7 @@ from medglip.serve import create_app
 
 from dicom_series import write_series
 from fakes import oracle_grounder
-from test_serve_browser import CHROMIUM, _free_port
+from test_serve_browser import CHROMIUM, live_server
 
 SAMPLES = Path(medglip.__file__).parent / "samples" / "pyradiomics"
 #: headless Chromium with WebGL2 on the CPU (SwiftShader); no GPU, nothing downloaded
@@ -37,8 +34,6 @@ ARGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsaf
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, one_torch_thread):
-    import uvicorn
-
     root = tmp_path_factory.mktemp("viewer")
     img = read_image(SAMPLES / "brain1_image.nrrd")
     files = write_series(img.array, img.geometry, root / "series")
@@ -46,17 +41,8 @@ def served(tmp_path_factory, one_torch_thread):
         for f in files:
             z.write(f, f.name)
     app = create_app(oracle_grounder(root / "run", read_image(SAMPLES / "brain1_label.nrrd")))
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "zip": root / "brain1_series.zip", "root": root}
-    srv.should_exit = True
-    thread.join(10)
+    with live_server(app) as url:
+        yield {"url": url, "zip": root / "brain1_series.zip", "root": root}
 
 
 def _canvas_pixels(page) -> np.ndarray:

@@ -7,7 +7,6 @@ JSON sidecar, and for DICOM input a DICOM-SEG and a TID 1500 SR referencing the 
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -22,7 +21,6 @@ from .describe import coding_notes, labelled, sidecar, volume_stats
 from .dicom import check_sources, seg_and_sr
 from .options import FILES, VOLUME_OUTPUTS, ExportOptions
 
-log = logging.getLogger(__name__)
 
 
 def export_volume(result: VolumeGroundingResult, *, indices: Sequence[int] | None = None,

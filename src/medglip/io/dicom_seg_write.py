@@ -93,7 +93,8 @@ def coding_scheme_item(designator: str, name: str) -> Dataset:
     return item
 
 
-def _concept(code: Code) -> Any:
+def concept(code: Code) -> Any:
+    """A pydicom :class:`Code` as highdicom's ``CodedConcept``."""
     import highdicom as hd
 
     return hd.sr.CodedConcept(code.value, code.scheme_designator, code.meaning)
@@ -104,16 +105,16 @@ def _description(spec: SegmentSpec, algorithm: Any) -> Any:
 
     desc = hd.seg.SegmentDescription(
         segment_number=spec.number, segment_label=spec.label[:64],
-        segmented_property_category=_concept(spec.category), segmented_property_type=_concept(spec.type),
+        segmented_property_category=concept(spec.category), segmented_property_type=concept(spec.type),
         algorithm_type="AUTOMATIC", algorithm_identification=algorithm,
         tracking_uid=spec.tracking_uid, tracking_id=spec.tracking_id,
-        anatomic_regions=None if spec.anatomy is None else [_concept(spec.anatomy)],
+        anatomic_regions=None if spec.anatomy is None else [concept(spec.anatomy)],
         display_color=hd.color.CIELabColor.from_rgb(*(int(c) for c in spec.color)))
     if spec.type_modifier is not None:
         desc.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
-            _concept(spec.type_modifier)]
+            concept(spec.type_modifier)]
     if spec.anatomy is not None and spec.anatomy_modifier is not None:
-        desc.AnatomicRegionSequence[0].AnatomicRegionModifierSequence = [_concept(spec.anatomy_modifier)]
+        desc.AnatomicRegionSequence[0].AnatomicRegionModifierSequence = [concept(spec.anatomy_modifier)]
     if spec.description:
         desc.SegmentDescription = spec.description[:1024]
     return desc

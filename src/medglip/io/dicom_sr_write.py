@@ -10,13 +10,13 @@ PACS links the report to both; the observer is the device (medglip) and the algo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
 from ..errors import MedglipError
-from .dicom_seg_write import coding_scheme_item, complete_headers
+from .dicom_seg_write import coding_scheme_item, complete_headers, concept
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,6 @@ class FindingSpec:
     site: Code | None = None
     site_laterality: Code | None = None
     measurements: tuple[MeasurementSpec, ...] = field(default_factory=tuple)
-
-
-def _concept(code: Code) -> Any:
-    import highdicom as hd
-
-    return hd.sr.CodedConcept(code.value, code.scheme_designator, code.meaning)
 
 
 def procedure_code(modality: str | None) -> Code:
@@ -92,16 +86,16 @@ def dicom_sr(sources: Sequence[Dataset], seg: Dataset, findings: Sequence[Findin
     for f in findings:
         sites = None
         if f.site is not None:
-            sites = [hd.sr.FindingSite(anatomic_location=_concept(f.site),
-                                       laterality=None if f.site_laterality is None else _concept(f.site_laterality))]
-        ms = [hd.sr.Measurement(name=_concept(m.name), value=float(m.value), unit=_concept(m.unit), algorithm_id=alg)
+            sites = [hd.sr.FindingSite(anatomic_location=concept(f.site),
+                                       laterality=None if f.site_laterality is None else concept(f.site_laterality))]
+        ms = [hd.sr.Measurement(name=concept(m.name), value=float(m.value), unit=concept(m.unit), algorithm_id=alg)
               for m in f.measurements]
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=f.tracking_uid, identifier=f.tracking_id[:64]),
             referenced_segment=hd.sr.ReferencedSegment(
                 sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=f.segment_number,
                 source_series=hd.sr.SourceSeriesForSegmentation(series)),
-            finding_type=_concept(f.finding_type), finding_category=_concept(f.finding_category),
+            finding_type=concept(f.finding_type), finding_category=concept(f.finding_category),
             finding_sites=sites, algorithm_id=alg, measurements=ms or None))
     try:
         report = hd.sr.MeasurementReport(

@@ -44,24 +44,35 @@ def train_run(out: Path, steps: int, image_size: int, lr: float) -> Path:
     return run
 
 
-def panel(volume: np.ndarray, labels: np.ndarray, colours: dict[int, tuple[int, int, int]], plan, k: int,
-          row_mm: float, col_mm: float, height: int) -> Image.Image:
-    """One display slice (radiological convention): the volume in grey, the labels tinted and outlined,
-    resampled to square millimetres."""
+TRUTH_COLOUR = (255, 230, 0)
+
+
+def _edge(m: np.ndarray) -> np.ndarray:
+    return m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
+
+
+def panel(volume: np.ndarray, labels: np.ndarray, truth: np.ndarray, colours: dict[int, tuple[int, int, int]], plan,
+          k: int, row_mm: float, col_mm: float, height: int) -> Image.Image:
+    """One display slice (radiological convention) resampled to square millimetres: the volume in grey,
+    the labels tinted and outlined, the ground-truth lesion's outline in yellow (outlines drawn at the
+    picture's resolution)."""
     raw = plan.take(volume, k).astype(np.float64)
     lo, hi = np.percentile(raw[raw > 0] if (raw > 0).any() else raw, (0.5, 99.5))
-    grey = np.clip((raw - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+    h, w = raw.shape
+    size = (int(round(height * (w * col_mm) / (h * row_mm))), height)
+
+    def up(a: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(a.astype(np.uint8)).resize(size, Image.NEAREST))
+
+    grey = up(np.clip((raw - lo) / max(hi - lo, 1e-6) * 255, 0, 255))
     rgb = np.repeat(grey[..., None], 3, axis=2).astype(np.float64)
-    lab = plan.take(labels, k)
+    lab = up(plan.take(labels, k).astype(np.uint8))
     for value, colour in colours.items():
         m = lab == value
         rgb[m] = 0.45 * rgb[m] + 0.55 * np.asarray(colour)
-        edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
-        rgb[edge] = colour
-    img = Image.fromarray(rgb.astype(np.uint8))
-    h, w = lab.shape
-    width = int(round(height * (w * col_mm) / (h * row_mm)))
-    return img.resize((width, height), Image.NEAREST)
+        rgb[_edge(m)] = colour
+    rgb[_edge(up(plan.take(truth, k)) > 0)] = TRUTH_COLOUR
+    return Image.fromarray(rgb.astype(np.uint8))
 
 
 def main() -> None:
@@ -87,6 +98,9 @@ def main() -> None:
     labels = np.asarray(nii.dataobj)
     geometry = affine_to_geometry(nii.affine)
     volume = read_image(SAMPLES / "brain1_image.nrrd").array
+    truth = read_image(SAMPLES / "brain1_label.nrrd").array > 0  # the same grid as the image
+    found = labels > 0
+    dice = 2 * np.count_nonzero(found & truth) / max(1, np.count_nonzero(found) + np.count_nonzero(truth))
     entry = side["labels"][0]
     centre = np.rint(entry["centre_voxel"]).astype(int)
     colours = {e["label"]: tuple(e["color"]) for e in side["labels"]}
@@ -94,7 +108,8 @@ def main() -> None:
     for plane in ("axial", "coronal", "sagittal"):
         plan = plan_slices(geometry, labels.shape, plane)
         row_mm, col_mm = plan.pixel_spacing(geometry)
-        panels.append((plane, panel(volume, labels, colours, plan, int(centre[plan.slice_axis]), row_mm, col_mm, 300)))
+        panels.append((plane, panel(volume, labels, truth, colours, plan, int(centre[plan.slice_axis]), row_mm, col_mm,
+                                    300)))
     pad, head = 8, 24
     canvas = Image.new("RGB", (sum(p.width for _, p in panels) + pad * (len(panels) + 1), 300 + head + pad * 2 + 22),
                        (24, 24, 24))
@@ -104,12 +119,15 @@ def main() -> None:
         canvas.paste(p, (x, head + pad))
         draw.text((x, 6), plane, fill=(235, 235, 235), font=font(14))
         x += p.width + pad
-    caption = (f"brain1 (MR) with labels.nii.gz: label {entry['label']} {entry['phrase']}, score {entry['score']:.2f}, "
-               f"{entry['volume_mm3'] / 1000:.1f} cm³ — medglip ground --masks --out")
+    caption = (f"brain1 (MR), labels.nii.gz of medglip ground --masks --out: label {entry['label']} {entry['phrase']}, "
+               f"score {entry['score']:.2f}, {entry['volume_mm3'] / 1000:.1f} mL")
     draw.text((pad, head + pad + 306), caption, fill=tuple(entry["color"]), font=font(13))
+    truth_text = f"yellow: the true lesion ({np.count_nonzero(truth) * float(np.prod(geometry.spacing)) / 1000:.1f} mL), Dice {dice:.2f}"
+    draw.text((canvas.width - pad - draw.textlength(truth_text, font=font(13)), head + pad + 306), truth_text,
+              fill=TRUTH_COLOUR, font=font(13))
     args.picture.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(args.picture, optimize=True)
-    print(f"{args.picture}: {canvas.size}, label {entry['label']} ({entry['voxels']} voxels)")
+    print(f"{args.picture}: {canvas.size}, label {entry['label']} ({entry['voxels']} voxels), Dice {dice:.3f}")
 
 
 if __name__ == "__main__":

@@ -13,21 +13,13 @@ from typer.testing import CliRunner
 import medglip
 from medglip.cli import app
 from medglip.infer import Grounder
-from medglip.io import read_image
-
-from dicom_series import write_series
-from fakes import oracle_grounder
 
 SAMPLES = Path(medglip.__file__).parent / "samples" / "pyradiomics"
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, one_torch_thread):
-    root = tmp_path_factory.mktemp("cli_export")
-    img = read_image(SAMPLES / "brain1_image.nrrd")
-    write_series(img.array, img.geometry, root / "series")
-    g = oracle_grounder(root / "run", read_image(SAMPLES / "brain1_label.nrrd"))
-    return {"root": root, "grounder": g}
+def setup(brain1, tmp_path_factory, one_torch_thread):
+    return {"root": tmp_path_factory.mktemp("cli_export"), "series": brain1["series"], "grounder": brain1["grounder"]}
 
 
 @pytest.fixture
@@ -44,7 +36,7 @@ def cli(setup, monkeypatch):
 
 def test_ground_out_writes_the_label_map_seg_and_sr_of_a_series(setup, cli):
     out = setup["root"] / "ground"
-    r = cli("ground", str(setup["root"] / "series"), "-p", "brain tumor", "-p", "brain", "--checkpoint",
+    r = cli("ground", str(setup["series"]), "-p", "brain tumor", "-p", "brain", "--checkpoint",
             str(setup["root"] / "run"), "--out", str(out), "--json", str(setup["root"] / "g.json"))
     assert {p.name for p in out.iterdir()} == {"labels.nii.gz", "labels.json", "seg.dcm", "sr.dcm"}
     side = json.loads((out / "labels.json").read_text())
@@ -58,7 +50,7 @@ def test_report_masks_writes_the_findings_masks_beside_the_report(setup, cli):
     import nibabel as nib
 
     out = setup["root"] / "report"
-    cli("report", str(setup["root"] / "series"), "-f", "brain tumor", "-f", "brain", "--checkpoint",
+    cli("report", str(setup["series"]), "-f", "brain tumor", "-f", "brain", "--checkpoint",
         str(setup["root"] / "run"), "--masks", "--out", str(out))
     names = {p.name for p in out.iterdir()}
     assert names == {"report.md", "report.json", "report_overlay.png", "labels.nii.gz", "labels.json", "seg.dcm", "sr.dcm"}
@@ -74,7 +66,7 @@ def test_report_masks_writes_the_findings_masks_beside_the_report(setup, cli):
 
 def test_2d_dicom_out_and_bad_outputs(setup, cli):
     out = setup["root"] / "slice"
-    one = sorted((setup["root"] / "series").iterdir())[12]
+    one = sorted(setup["series"].iterdir())[12]
     cli("ground", str(one), "-p", "brain", "--checkpoint", str(setup["root"] / "run"), "--top-k", "2",
         "--out", str(out))
     assert {p.name for p in out.iterdir()} == {"masks.png", "labels.json", "seg.dcm"}

@@ -25,7 +25,7 @@ from medglip.export import ExportOptions, export_image, export_volume, parse_out
 from medglip.io import read_image
 
 from dicom_series import write_series
-from fakes import oracle_grounder, tiny_grounder, truth_on_grid
+from fakes import tiny_grounder, truth_on_grid
 
 SAMPLES = Path(medglip.__file__).parent / "samples" / "pyradiomics"
 PHRASES = ["brain tumor", "brain", "liver"]
@@ -33,18 +33,13 @@ DCIODVFY = shutil.which("dciodvfy")
 
 
 @pytest.fixture(scope="module")
-def brain(tmp_path_factory, one_torch_thread) -> dict:
+def brain(brain1, tmp_path_factory, one_torch_thread) -> dict:
     root = tmp_path_factory.mktemp("brain")
-    img = read_image(SAMPLES / "brain1_image.nrrd")
-    truth = read_image(SAMPLES / "brain1_label.nrrd")
-    write_series(img.array, img.geometry, root / "series")
     sitk.WriteImage(sitk.ReadImage(str(SAMPLES / "brain1_image.nrrd")), str(root / "brain1.nii.gz"))
-    g = oracle_grounder(root / "run", truth)
-    results = {name: g.ground_volume(path, PHRASES, masks=True) for name, path in (
-        ("series", root / "series"), ("nifti", root / "brain1.nii.gz"), ("nrrd", SAMPLES / "brain1_image.nrrd"))}
-    return {"root": root, "truth": truth, "grounder": g, "results": results,
-            "inputs": {"series": root / "series", "nifti": root / "brain1.nii.gz",
-                       "nrrd": SAMPLES / "brain1_image.nrrd"}}
+    inputs = {"series": brain1["series"], "nifti": root / "brain1.nii.gz", "nrrd": SAMPLES / "brain1_image.nrrd"}
+    g = brain1["grounder"]
+    return {"root": root, "truth": brain1["truth"], "grounder": g, "inputs": inputs,
+            "results": {name: g.ground_volume(path, PHRASES, masks=True) for name, path in inputs.items()}}
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +111,7 @@ def test_seg_and_sr_reference_the_series_and_round_trip(brain, series_export):
 
     res, paths = brain["results"]["series"], series_export["paths"]
     side = json.loads(paths["labels.json"].read_text())
-    src = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in sorted((brain["root"] / "series").iterdir())]
+    src = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in sorted(brain["inputs"]["series"].iterdir())]
     by_uid = {str(d.SOPInstanceUID): d for d in src}
     seg = hd.seg.segread(str(paths["seg.dcm"]))
     assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4" and seg.SegmentationType == "BINARY"
@@ -237,7 +232,7 @@ def test_2d_dicom_gives_a_png_label_image_json_and_a_seg(brain, tmp_path):
     from PIL import Image
 
     g = tiny_grounder(tmp_path / "run2d")
-    slice_file = sorted((brain["root"] / "series").iterdir())[12]
+    slice_file = sorted(brain["inputs"]["series"].iterdir())[12]
     res = g.ground(slice_file, ["brain tumor", "brain"], masks=True, top_k=3)
     bundle = export_image(res)
     paths = bundle.write(tmp_path / "out")
@@ -269,7 +264,7 @@ def test_a_multi_frame_source_with_sloppy_decimals_gives_a_valid_seg(brain, tmp_
     import pydicom
     from pydicom.uid import generate_uid
 
-    series = [pydicom.dcmread(str(p)) for p in sorted((brain["root"] / "series").iterdir())]
+    series = [pydicom.dcmread(str(p)) for p in sorted(brain["inputs"]["series"].iterdir())]
     mf = hd.legacy.LegacyConvertedEnhancedMRImage(series, series_instance_uid=generate_uid(), series_number=7,
                                                   sop_instance_uid=generate_uid(), instance_number=1)
     with pydicom.config.disable_value_validation():  # as some tools write them

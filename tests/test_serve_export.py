@@ -7,7 +7,6 @@ import base64
 import gzip
 import io
 import json
-import zipfile
 from pathlib import Path
 
 import nibabel as nib
@@ -21,23 +20,15 @@ from medglip.export import export_volume
 from medglip.io import read_image
 from medglip.serve import create_app
 
-from dicom_series import write_series
-from fakes import oracle_grounder
 
 SAMPLES = Path(medglip.__file__).parent / "samples" / "pyradiomics"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, one_torch_thread):
-    root = tmp_path_factory.mktemp("serve_export")
-    img = read_image(SAMPLES / "brain1_image.nrrd")
-    files = write_series(img.array, img.geometry, root / "series")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for f in files:
-            z.write(f, f.name)
-    g = oracle_grounder(root / "run", read_image(SAMPLES / "brain1_label.nrrd"))
-    return {"root": root, "zip": buf.getvalue(), "files": files, "grounder": g, "client": TestClient(create_app(g))}
+def env(brain1, one_torch_thread):
+    g = brain1["grounder"]
+    return {"root": brain1["root"], "zip": brain1["zip"].read_bytes(), "files": brain1["files"], "grounder": g,
+            "client": TestClient(create_app(g))}
 
 
 def _post(env, path, data, name, content):

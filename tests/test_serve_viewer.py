@@ -9,23 +9,16 @@ is brain1 as a zip of a DICOM MR series, so the page also offers the DICOM-SEG a
 from __future__ import annotations
 
 import io
-import zipfile
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
-import medglip
-from medglip.io import read_image
 from medglip.serve import create_app
 
-from dicom_series import write_series
-from fakes import oracle_grounder
 from test_serve_browser import CHROMIUM, live_server
 
-SAMPLES = Path(medglip.__file__).parent / "samples" / "pyradiomics"
 #: headless Chromium with WebGL2 on the CPU (SwiftShader); no GPU, nothing downloaded
 ARGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist",
         "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update",
@@ -33,16 +26,9 @@ ARGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsaf
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, one_torch_thread):
-    root = tmp_path_factory.mktemp("viewer")
-    img = read_image(SAMPLES / "brain1_image.nrrd")
-    files = write_series(img.array, img.geometry, root / "series")
-    with zipfile.ZipFile(root / "brain1_series.zip", "w") as z:
-        for f in files:
-            z.write(f, f.name)
-    app = create_app(oracle_grounder(root / "run", read_image(SAMPLES / "brain1_label.nrrd")))
-    with live_server(app) as url:
-        yield {"url": url, "zip": root / "brain1_series.zip", "root": root}
+def served(brain1, one_torch_thread):
+    with live_server(create_app(brain1["grounder"])) as url:
+        yield {"url": url, "zip": brain1["zip"]}
 
 
 def _canvas_pixels(page) -> np.ndarray:

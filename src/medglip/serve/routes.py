@@ -86,9 +86,10 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     if overlay:
         from ..infer.overlay import draw_result
         out["overlay_png"] = await run_in_threadpool(lambda: png_base64(draw_result(result)))
+    out = _rename_source(out, upload)
     if wanted is not None:
         out.update(await _exports(result, wanted, upload))
-    return JSONResponse(jsonable(_rename_source(out, upload)))
+    return JSONResponse(jsonable(out))
 
 
 @router.post("/ground-volume", summary="Ground phrases in a 3D volume",
@@ -121,20 +122,23 @@ async def ground_volume(
                                                       masks=masks))
         result = await svc.wait(future, upload)
         out = result.to_json()
+        out["source"] = upload.filename
+        out = _rename_source(out, upload)
         if wanted is not None:
             out.update(await _exports(result, wanted, upload))
     finally:
         upload.cleanup()
-    out["source"] = upload.filename
-    return JSONResponse(jsonable(_rename_source(out, upload)))
+    return JSONResponse(jsonable(out))
 
 
 async def _exports(result: Any, outputs: tuple[str, ...], upload: Any) -> dict[str, Any]:
-    """The files of ``outputs`` (:mod:`.exports`), their failures mapped to HTTP errors naming the upload."""
+    """The files of ``outputs`` (:mod:`.exports`; base64, left as they are) with ``labels`` and ``notes``
+    naming the upload, never its temporary path; failures mapped to HTTP errors naming the upload."""
     try:
-        return await exported(result, outputs)
+        got = await exported(result, outputs)
     except Exception as exc:
         raise http_error(exc, upload) from None
+    return {**got, "labels": _rename_source(got["labels"], upload), "notes": _rename_source(got["notes"], upload)}
 
 
 @router.post("/vqa", summary="Answer a question about an image from its grounding",

@@ -191,7 +191,7 @@ def read_dicom_file(path: str | Path, *, max_pixels: int | None = None) -> Image
         modality_tag = str(ds.get("Modality", "") or "").upper()
         modality = guess_modality(modality_tag) if modality_tag else None
         img = _place(ds, arr, path, modality, meta)
-    img.dicom_headers = (header_only(ds),)
+        img.dicom_headers = (header_only(ds),)
     return img
 
 
@@ -201,11 +201,12 @@ _PIXEL_TAGS = frozenset((0x7FE00010, 0x7FE00008, 0x7FE00009))
 
 def header_only(ds: Dataset) -> Dataset:
     """A shallow copy of ``ds`` (with its ``file_meta``) without the pixel data: what DICOM-SEG and SR
-    writers need to reference the image, at the cost of its header only."""
+    writers need to reference the image, at the cost of its header only. Elements are copied as read
+    (raw values stay unconverted until a writer uses them)."""
     out = Dataset()
     for tag in ds.keys():
         if int(tag) not in _PIXEL_TAGS:
-            out[tag] = ds[tag]
+            out[tag] = ds.get_item(tag)
     if getattr(ds, "file_meta", None) is not None:
         out.file_meta = ds.file_meta
     return out

@@ -26,6 +26,7 @@ from pydicom.sr.coding import Code
 from pydicom.valuerep import DSfloat
 
 from ..errors import MedglipError
+from ._base import condense_error
 
 #: Type 2 attributes of the Patient and General Study modules that writers copy from the source.
 TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
@@ -147,20 +148,22 @@ def dicom_seg(sources: Sequence[Dataset], frames: np.ndarray, segments: Sequence
 
     if not sources:
         raise MedglipError(f"{what}: no DICOM source headers to reference")
-    srcs = complete_headers(sources)
     params = {k: str(v)[:64] for k, v in (algorithm_parameters or {}).items()}
     alg = hd.AlgorithmIdentificationSequence(name=algorithm, family=codes.DCM.ArtificialIntelligence,
                                              version=software_version, parameters=params or None)
     descs = [_description(s, alg) for s in segments]
-    try:
+    try:  # what fails here is the sources' headers (missing or malformed attributes) or their grid
+        srcs = complete_headers(sources)
         seg = hd.seg.Segmentation(
             source_images=srcs, pixel_array=frames, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=descs, series_instance_uid=series_uid, series_number=int(series_number),
             sop_instance_uid=sop_uid, instance_number=1, manufacturer="medglip", manufacturer_model_name=model_name,
             software_versions=software_version, device_serial_number="0", content_label=content_label,
             content_description=description[:64])
-    except (AttributeError, KeyError, ValueError, TypeError) as exc:
-        raise MedglipError(f"{what}: cannot write a DICOM-SEG on these source images: {exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise MedglipError(f"{what}: cannot write a DICOM-SEG on these source images ({condense_error(exc)})") from None
     seg.SeriesDescription = description[:64]
     for designator, name in (local_schemes or {}).items():
         seg.CodingSchemeIdentificationSequence = list(seg.get("CodingSchemeIdentificationSequence", [])) + [

@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
 from ..errors import MedglipError
+from ._base import condense_error
 from .dicom_seg_write import coding_scheme_item, complete_headers, concept
 
 
@@ -74,7 +75,12 @@ def dicom_sr(sources: Sequence[Dataset], seg: Dataset, findings: Sequence[Findin
 
     if not sources:
         raise MedglipError(f"{what}: no DICOM source headers to reference")
-    srcs = complete_headers(sources)
+    try:
+        srcs = complete_headers(sources)
+    except MemoryError:
+        raise
+    except Exception as exc:  # malformed values in the sources' headers
+        raise MedglipError(f"{what}: cannot write a DICOM SR about these source images ({condense_error(exc)})") from None
     alg = hd.sr.AlgorithmIdentification(name=algorithm, version=software_version,
                                         parameters=[str(p)[:64] for p in algorithm_parameters] or None)
     device = hd.sr.ObserverContext(
@@ -105,8 +111,10 @@ def dicom_sr(sources: Sequence[Dataset], seg: Dataset, findings: Sequence[Findin
             evidence=[*srcs, seg], content=report, series_instance_uid=series_uid, series_number=int(series_number),
             sop_instance_uid=sop_uid, instance_number=1, manufacturer="medglip", is_complete=True,
             institution_name=None)
-    except (AttributeError, KeyError, ValueError, TypeError) as exc:
-        raise MedglipError(f"{what}: cannot write a DICOM SR about these source images: {exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise MedglipError(f"{what}: cannot write a DICOM SR about these source images ({condense_error(exc)})") from None
     sr.SeriesDescription = "medglip grounding findings"
     for designator, name in (local_schemes or {}).items():
         sr.CodingSchemeIdentificationSequence = list(sr.get("CodingSchemeIdentificationSequence", [])) + [

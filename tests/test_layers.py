@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
     {"io", "ontology", "case"},
     {"sources", "catalog"},
     {"build", "model"},
-    {"train", "infer", "evaluate"},
+    {"train", "infer", "evaluate", "export"},
     {"context"},
     {"vqa", "report"},
     {"serve", "cli", "demo", "show", "protocol", "__main__"},

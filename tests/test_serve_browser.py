@@ -37,14 +37,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, one_torch_thread):
+@contextmanager
+def live_server(app):
+    """``app`` served by uvicorn on a free local port in a thread; yields its URL."""
     import uvicorn
 
-    torch.manual_seed(0)
-    run = save_checkpoint(GroundingModel(get_preset("tiny", score_threshold=0.0, finding_thresholds=(("*", 0.0),))).eval(),
-                          tmp_path_factory.mktemp("run"))
-    app = create_app(Grounder.from_pretrained(run, refiner=None))
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -53,9 +50,19 @@ def server(tmp_path_factory, one_torch_thread):
     while not srv.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, one_torch_thread):
+    torch.manual_seed(0)
+    run = save_checkpoint(GroundingModel(get_preset("tiny", score_threshold=0.0, finding_thresholds=(("*", 0.0),))).eval(), tmp_path_factory.mktemp("run"))
+    with live_server(create_app(Grounder.from_pretrained(run, refiner=None))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,7 @@ import socket
 import tempfile
 import threading
 import time
-import zipfile
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import numpy as np

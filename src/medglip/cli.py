@@ -242,25 +242,36 @@ def train(
 
 @app.command()
 def ground(
-    image: Path = typer.Argument(..., help="PNG/JPEG/TIFF, DICOM, or a NIfTI/NRRD volume (then 3D grounding)."),
+    image: Path = typer.Argument(..., help="PNG/JPEG/TIFF, DICOM, or a NIfTI/NRRD volume / DICOM series folder "
+                                           "(then 3D grounding)."),
     phrase: list[str] = typer.Option(..., "--phrase", "-p", help="Phrase to ground; repeatable."),
     checkpoint: Path = typer.Option(..., help="A run folder (medglip train output)."),
     modality: Optional[str] = typer.Option(None, help="CT, MR, XR, US, ENDO, DERM, PATH (default: DICOM tag or classifier)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON."),
     overlay: Optional[Path] = typer.Option(None, help="Write a PNG with the boxes (2D inputs)."),
     masks: bool = typer.Option(False, help="Refine boxes into masks with LiteMedSAM."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Write the masks as files viewers open (implies --masks): volumes labels.nii.gz + "
+                            "labels.json (+ seg.dcm, sr.dcm for DICOM), 2D images masks.png + labels.json (+ seg.dcm)."),
+    outputs: Optional[str] = typer.Option(
+        None, help="With --out: which of nifti, seg, sr, png, volume (comma separated; default: all the input allows, "
+                   "without volume)."),
+    max_voxels: Optional[int] = typer.Option(None, help="With --out: refuse label maps above this many voxels "
+                                                        "(default 268,435,456)."),
     score_threshold: Optional[float] = typer.Option(None, help="Default: the checkpoint's calibrated threshold of each phrase."),
     top_k: Optional[int] = typer.Option(None, help="Boxes kept per phrase (2D images)."),
     window: Optional[str] = _WINDOW,
     device: str = typer.Option("cpu"),
 ) -> None:
-    """Find the regions named by phrases in an image (or a volume)."""
+    """Find the regions named by phrases in an image (or a volume); --out writes NIfTI / DICOM-SEG / SR masks."""
     from .infer import Grounder, VolumeGroundingResult
 
     _setup_logging(False)
     if not image.exists():
         _fail(f"{image}: no such file")
+    masks = masks or out is not None
     try:
+        options = _export_options(outputs, max_voxels, checkpoint) if out is not None else None
         g = Grounder.from_pretrained(checkpoint, device=device, refiner="medsam" if masks else None)
         res = g.ground_file(image, phrase, modality=modality, masks=masks,
                             score_threshold="calibrated" if score_threshold is None else score_threshold,
@@ -279,12 +290,30 @@ def ground(
 
                 draw_result(res, window=window).save(overlay)
                 console.print(f"overlay: {overlay}")
+        if out is not None:
+            from .export import export_result
+
+            bundle = export_result(res, options=options)
+            paths = bundle.write(out)
+            payload["files"] = {name: str(p) for name, p in paths.items()}
+            for note in bundle.notes:
+                console.print(f"[yellow]note[/]: {note}")
+            console.print(f"[green]wrote[/] {', '.join(str(p) for p in paths.values())}")
     except MedglipError as exc:
         _fail(str(exc))
     if json_out:
         json_out.write_text(json.dumps(payload, indent=1))
     else:
         typer.echo(json.dumps(payload))
+
+
+def _export_options(outputs: Optional[str], max_voxels: Optional[int], checkpoint: Path):
+    """The :class:`~medglip.export.ExportOptions` of ``--outputs`` / ``--max-voxels`` (the checkpoint is
+    recorded as the algorithm's parameter in DICOM outputs)."""
+    from .export import ExportOptions, parse_outputs
+
+    return ExportOptions(outputs=parse_outputs(outputs), max_voxels=max_voxels,
+                         algorithm_parameters=(("checkpoint", checkpoint.name),))
 
 
 @app.command(name="eval")
@@ -399,9 +428,14 @@ def report(
         None, "--findings", "-f",
         help="Structure or finding to look for; repeatable (default: the checkpoint's training phrases)."),
     checkpoint: Path = typer.Option(..., help="A run folder (medglip train output)."),
-    out: Path = typer.Option(Path("report"), help="Output folder: report.md, report.json, report_overlay.png."),
+    out: Path = typer.Option(Path("report"), help="Output folder: report.md, report.json, report_overlay.png (and "
+                                                  "with --masks the findings' masks: labels.nii.gz / masks.png, "
+                                                  "labels.json, seg.dcm, sr.dcm)."),
     modality: Optional[str] = typer.Option(None, help="CT, MR, XR, US, ENDO, DERM, PATH."),
-    masks: bool = typer.Option(False, help="Refine boxes into masks with LiteMedSAM (mask areas in mm²)."),
+    masks: bool = typer.Option(False, help="Refine boxes into masks with LiteMedSAM (mask areas in mm²) and write "
+                                           "them beside the report as files viewers open (label n = finding n)."),
+    outputs: Optional[str] = typer.Option(None, help="With --masks: which of nifti, seg, sr, png, volume (default: "
+                                                     "all the input allows, without volume)."),
     score_threshold: Optional[float] = typer.Option(None, help="Boxes scoring below this are not findings (default: the checkpoint's calibrated thresholds)."),
     prose: bool = typer.Option(False, help="Also rewrite the findings into prose with the chat API (--llm-*)."),
     window: Optional[str] = _WINDOW,
@@ -424,11 +458,14 @@ def report(
                                    "(or set MEDGLIP_LLM_ENDPOINT and MEDGLIP_LLM_MODEL)")
         g = Grounder.from_pretrained(checkpoint, device=device, refiner="medsam" if masks else None)
         rep = make_report(g, image, findings or None, modality=modality, masks=masks,
-                          score_threshold=score_threshold, llm=llm, window=window)
+                          score_threshold=score_threshold, llm=llm, window=window,
+                          exports=_export_options(outputs, None, checkpoint) if masks else None)
         paths = write_report(rep, out)
     except MedglipError as exc:
         _fail(str(exc))
     typer.echo(rep.markdown)
+    for note in (rep.exports.notes if rep.exports is not None else []):
+        console.print(f"[yellow]note[/]: {note}")
     console.print(f"[green]report[/]: {', '.join(str(p) for p in paths.values())}")
 
 

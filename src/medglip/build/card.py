@@ -15,7 +15,6 @@ from typing import Any
 from .. import __version__
 from ..core.files import atomic_write_json, atomic_write_text
 from .cardplot import bar_chart
-from .config import BuildConfig
 
 _LEVELS = ("region", "organ", "substructure", "lesion", "unknown")
 _BY = ("modality", "region", "class", "level", "phrase", "source")

@@ -70,6 +70,32 @@ def swap_in_folder(tmp: Path, final: Path) -> None:
     fsync_dir(final.parent)
 
 
+def atomic_write_many(files: dict[Path, bytes]) -> None:
+    """Write several files as one step: every file is first written to a temporary name beside its
+    destination and fsync'd, and only when ALL are complete are they renamed into place. A failure
+    while writing (a full disk, an error in a caller's producer) leaves every destination as it was
+    and no temporary file behind."""
+    done: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            done.append((tmp, path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except BaseException:
+        for tmp, _ in done:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    for tmp, path in done:
+        os.replace(tmp, path)
+    for parent in {p.parent for _, p in done}:
+        fsync_dir(parent)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write_bytes`)."""
     atomic_write_bytes(path, text.encode("utf-8"))

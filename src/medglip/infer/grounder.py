@@ -348,7 +348,8 @@ class Grounder:
                          if k in x.meta})
         return GroundingResult(phrases, groundings, (h, w), p.modality[0], p.modality[1],
                                source if source is not None else (x.source if x is not None else "array"), info,
-                               pixels=p.pixels, raw=None if x is None else x.raw)
+                               pixels=p.pixels, raw=None if x is None else x.raw,
+                               dicom_headers=() if x is None else x.dicom_headers)
 
     # ------------------------------------------------------------------------------ 3D
     def ground_volume(self, path_or_array: Any, phrases: Sequence[str] | str, *, geometry: Any = None,

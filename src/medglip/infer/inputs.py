@@ -31,6 +31,9 @@ from ..modality import guess_modality, normalise_modality
 
 log = logging.getLogger(__name__)
 
+#: reader metadata a :class:`Volume` keeps (what writing outputs on its grid needs)
+_VOLUME_META = ("format", "spacing_uniform", "spacing_steps", "frame_order", "positions_missing", "frame_axis")
+
 #: The kinds of 2D input :meth:`Grounder.ground` takes per image (or an :class:`InputImage`).
 ImageLike = Union[np.ndarray, str, Path, Any]
 
@@ -45,12 +48,15 @@ class InputImage:
         source: a short description of the input (file path, ``"array"``, ``"PIL"``).
         meta: extras: ``format``, DICOM tags, ``pixel_spacing`` ``(row_mm, col_mm)`` when known and,
             for a slice of a volume file, ``plane``, ``pixel_to_voxel`` and ``pixel_to_world``.
+        dicom_headers: for a DICOM file, its header without pixel data (what a DICOM-SEG written
+            about this image references); empty otherwise.
     """
 
     raw: np.ndarray
     modality: str | None = None
     source: str = "array"
     meta: dict[str, Any] = field(default_factory=dict)
+    dicom_headers: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -67,12 +73,19 @@ class Volume:
         geometry: LPS geometry of the grid.
         modality: the file's modality (DICOM) or None.
         source: path or ``"array"``.
+        meta: what the reader recorded that outputs need: ``format``, and for DICOM
+            ``spacing_uniform`` / ``spacing_steps`` (slices not evenly spaced), ``frame_order``
+            (multi-frame files: file frame of each ``k``).
+        dicom_headers: the DICOM source datasets without pixel data (one per slice in ``k`` order for
+            a series, one for a multi-frame file), referenced by the DICOM-SEG and SR medglip writes.
     """
 
     array: np.ndarray
     geometry: Geometry
     modality: str | None = None
     source: str = "array"
+    meta: dict[str, Any] = field(default_factory=dict)
+    dicom_headers: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
 
 # ------------------------------------------------------------------------------ reading
@@ -181,7 +194,8 @@ def input_from_image(img: Any, path: str | Path, geometry: Geometry | None = Non
             arr = img.array if img.array.ndim == 3 else img.array[..., 0]
             if geometry is not None:
                 log.info("using the geometry given by the caller instead of the file's")
-            return Volume(arr, geometry or img.geometry, img.modality, str(p))
+            vmeta = {k: v for k, v in img.meta.items() if k in _VOLUME_META}
+            return Volume(arr, geometry or img.geometry, img.modality, str(p), vmeta, img.dicom_headers)
         if fmt == "dicom":
             img = to_2d(img)  # one DICOM slice (CT/MR are read as (i, j, 1)) → its rows × columns
         else:
@@ -194,7 +208,7 @@ def input_from_image(img: Any, path: str | Path, geometry: Geometry | None = Non
             return InputImage(pixels, img.modality, str(p), meta)
     if img.spacing_known:
         meta["pixel_spacing"] = [round(float(v), 6) for v in img.geometry.spacing[:2]]  # (row_mm, col_mm)
-    return InputImage(img.array, img.modality, str(p), meta)
+    return InputImage(img.array, img.modality, str(p), meta, img.dicom_headers if fmt == "dicom" else ())
 
 
 def _single_slice(array: np.ndarray, geometry: Geometry, axis: int) -> tuple[np.ndarray, dict[str, Any]]:

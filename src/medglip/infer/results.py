@@ -67,6 +67,7 @@ class GroundingResult:
             ``(H, W)`` or ``(H, W, 3)`` — draw with :meth:`picture`; None for results not made from
             an image (e.g. ground truth).
         raw: the raw values of the input (for pictures in windows that are not input channels).
+        dicom_headers: a DICOM input's header (no pixel data), what a DICOM-SEG of the masks references.
     """
 
     phrases: tuple[str, ...]
@@ -78,6 +79,7 @@ class GroundingResult:
     extra: dict[str, Any] = field(default_factory=dict)
     pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
     raw: np.ndarray | None = field(default=None, repr=False, compare=False)
+    dicom_headers: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def picture(self, window: Any = None) -> np.ndarray:
         """The image as people see it: CT in one window (soft tissue unless ``window`` names another),

@@ -35,6 +35,7 @@ from ..core.pipeline import InputConfig, model_pixels, picture
 from ..core.rules import LINK_IOU
 from ..errors import MedglipError
 from .inputs import Volume
+from .masks3d import ObjectMask, check_voxel_budget, label_map, object_mask
 from .results import GroundingResult
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,33 @@ class VolumeGroundingResult:
     def for_phrase(self, phrase: str) -> list[VolumeObject]:
         """Objects of ``phrase``, best first."""
         return [o for o in self.objects if o.phrase == phrase]
+
+    def slice_plan(self) -> SlicePlan:
+        """How the display slices were cut from the ``(i, j, k)`` grid."""
+        if self.plan is not None:
+            return self.plan
+        try:
+            return plan_slices(self.geometry, self.shape, self.plane)
+        except ValueError as exc:
+            raise MedglipError(f"{self.source}: {exc}") from None
+
+    def object_mask(self, index: int) -> ObjectMask:
+        """The 3D mask (a crop of the ``(i, j, k)`` grid) of ``objects[index]``, from its slice masks
+        (:mod:`medglip.infer.masks3d`); needs ``masks=True`` grounding."""
+        obj = self.objects[index]
+        return object_mask(obj.slice_boxes, self.slice_plan(),
+                           what=f"{self.source}: object {index + 1} ({obj.phrase})")
+
+    def label_map(self, indices: Sequence[int] | None = None, *, max_voxels: int | None = None
+                  ) -> tuple[np.ndarray, list[ObjectMask]]:
+        """``(labels, masks)``: the ``uint16`` ``(i, j, k)`` label map on the input grid (label ``n`` =
+        ``objects[indices[n - 1]]``, all objects by default; overlaps: the higher score wins) and the
+        exact per-object masks. Refused above ``max_voxels`` (:data:`~medglip.infer.masks3d.MAX_LABEL_VOXELS`)."""
+        idx = list(range(len(self.objects))) if indices is None else [int(i) for i in indices]
+        check_voxel_budget(self.shape, max_voxels, self.source)
+        masks = [self.object_mask(i) for i in idx]
+        return label_map(self.shape, masks, [self.objects[i].score for i in idx], max_voxels=max_voxels,
+                         what=self.source), masks
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -50,6 +50,10 @@ class ImageData:
         spacing_known: False when the file carries no physical spacing (PNG/JPEG, ...).
         meta: JSON-serialisable extras (file format, original dtype, DICOM tags, ...).
         path: the file or folder read.
+        dicom_headers: for DICOM input, the source datasets without their pixel data, one per slice
+            in ``k`` order for a series (one for a single or multi-frame file): what a DICOM-SEG or
+            SR written about this image references (Patient, Study, Series, Frame of Reference and
+            SOP Instance UIDs). Not JSON; empty for other formats.
     """
 
     array: np.ndarray
@@ -58,6 +62,7 @@ class ImageData:
     spacing_known: bool = True
     meta: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    dicom_headers: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -165,7 +170,7 @@ def to_2d(img: ImageData) -> ImageData:
     sp = img.geometry.spacing
     meta = dict(img.meta, geometry_3d=img.geometry.to_json(), squeezed_axis=ax)
     return ImageData(np.ascontiguousarray(arr), geometry_2d((sp[keep[1]], sp[keep[0]])), img.modality,
-                     img.spacing_known, meta, img.path)
+                     img.spacing_known, meta, img.path, img.dicom_headers)
 
 
 def to_3d(img: ImageData) -> ImageData:
@@ -175,7 +180,8 @@ def to_3d(img: ImageData) -> ImageData:
     arr = np.swapaxes(img.array, 0, 1)[:, :, None, ...]
     sp = img.geometry.spacing
     geom = Geometry.identity(3, (sp[1], sp[0], 1.0))
-    return ImageData(np.ascontiguousarray(arr), geom, img.modality, img.spacing_known, dict(img.meta), img.path)
+    return ImageData(np.ascontiguousarray(arr), geom, img.modality, img.spacing_known, dict(img.meta), img.path,
+                     img.dicom_headers)
 
 
 def apply_as_2d(img: ImageData, as_2d: bool | None) -> ImageData:

@@ -235,7 +235,26 @@ def read_dicom_file(path: str | Path, *, max_pixels: int | None = None) -> Image
         arr, meta = dicom_pixels(ds, path)
         modality_tag = str(ds.get("Modality", "") or "").upper()
         modality = guess_modality(modality_tag) if modality_tag else None
-        return _place(ds, arr, path, modality, meta)
+        img = _place(ds, arr, path, modality, meta)
+        img.dicom_headers = (header_only(ds),)
+    return img
+
+
+#: PixelData, FloatPixelData, DoubleFloatPixelData
+_PIXEL_TAGS = frozenset((0x7FE00010, 0x7FE00008, 0x7FE00009))
+
+
+def header_only(ds: Dataset) -> Dataset:
+    """A shallow copy of ``ds`` (with its ``file_meta``) without the pixel data: what DICOM-SEG and SR
+    writers need to reference the image, at the cost of its header only. Elements are copied as read
+    (raw values stay unconverted until a writer uses them)."""
+    out = Dataset()
+    for tag in ds.keys():
+        if int(tag) not in _PIXEL_TAGS:
+            out[tag] = ds.get_item(tag)
+    if getattr(ds, "file_meta", None) is not None:
+        out.file_meta = ds.file_meta
+    return out
 
 
 def check_dicom_size(ds: Dataset, path: str | Path, max_pixels: int | None, nfiles: int = 1) -> None:
@@ -334,6 +353,8 @@ def _place(ds: Dataset, arr: np.ndarray, path: Path, modality: str | None, meta:
             frame_attr(ds, "SliceThickness", 0, "PixelMeasuresSequence")
         order, geom, info = slice_geometry(iop, positions, spacing, step, path)
         meta.update(info)
+        if nframes > 1:
+            meta["frame_order"] = [int(i) for i in order]  # k -> frame index in the file (0-based)
         arr = arr[order]
         vol = np.moveaxis(arr, (0, 1, 2), (2, 1, 0))  # (f, r, c[, s]) -> (c, r, f[, s])
         known = not info.get("pixel_spacing_missing", False)

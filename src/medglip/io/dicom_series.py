@@ -5,7 +5,9 @@ ImageOrientationPatient (file names and InstanceNumber are ignored when position
 ``k`` axis points along the normal and the spacing is the median distance between neighbouring
 slices (non-uniform spacing is logged and recorded in ``meta["spacing_steps"]``). Without positions
 slices are ordered by InstanceNumber and get unit spacing along ``k``. ``meta["sop_instance_uids"]``
-and ``meta["files"]`` list the slices in ``k`` order (used to place DICOM-SEG frames).
+and ``meta["files"]`` list the slices in ``k`` order (used to place DICOM-SEG frames), and
+``ImageData.dicom_headers`` holds their headers (no pixel data) in the same order, for the DICOM-SEG
+and SR that medglip writes about the series.
 """
 
 from __future__ import annotations
@@ -169,4 +171,5 @@ def _stack(folder: Path, items: list[tuple[Path, Any]], max_pixels: int | None) 
         meta["rescale_varies"] = True
     modality_tag = str(first.get("Modality", "") or "")
     modality = guess_modality(modality_tag) if modality_tag else None
-    return ImageData(np.ascontiguousarray(vol), geom, modality, spacing_known, meta, str(folder))
+    return ImageData(np.ascontiguousarray(vol), geom, modality, spacing_known, meta, str(folder),
+                     tuple(items[i][1] for i in order))  # the headers (no pixel data), in k order

@@ -246,13 +246,12 @@ def read_raster(path: str | Path, *, max_pixels: int | None = None) -> ImageData
     return ImageData(arr, geometry_2d(), None, False, meta, str(path))
 
 
-def write_png(path: str | Path, array: np.ndarray) -> Path:
-    """Write a uint8/uint16 ``(H, W)`` or uint8 ``(H, W, 3|4)`` array as PNG, atomically.
+def png_bytes(array: np.ndarray) -> bytes:
+    """A uint8/uint16 ``(H, W)`` or uint8 ``(H, W, 3|4)`` array as PNG bytes (bool as 0/255).
 
-    Written with :func:`medglip.core.files.atomic_write_bytes`, so readers never see a half-written
-    file. Bool arrays are written as 0/255.
+    Raises:
+        ValueError: another dtype or shape.
     """
-    path = Path(path)
     arr = np.asarray(array)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
@@ -262,5 +261,15 @@ def write_png(path: str | Path, array: np.ndarray) -> Path:
         raise ValueError(f"write_png: expected uint8/uint16 (H, W) or uint8 (H, W, 3|4), got {arr.dtype} {arr.shape}")
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_png(path: str | Path, array: np.ndarray) -> Path:
+    """Write a uint8/uint16 ``(H, W)`` or uint8 ``(H, W, 3|4)`` array as PNG, atomically.
+
+    Written with :func:`medglip.core.files.atomic_write_bytes`, so readers never see a half-written
+    file. Bool arrays are written as 0/255.
+    """
+    path = Path(path)
+    atomic_write_bytes(path, png_bytes(array))
     return path

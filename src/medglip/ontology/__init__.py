@@ -13,17 +13,18 @@
 The data lives in ``ontology/data/*.yaml`` (see :mod:`medglip.ontology.loader` for the format).
 """
 
+from .coding import LOCAL_SCHEME, Coding, coding_for
 from .loader import default_data_files, load_ontology
 from .mapping import ANY_SOURCE, SourceMapping
 from .model import (
-    LEVELS, UNKNOWN_LEVEL, UNMAPPED_CLASS, OntologyClass, OntologyError, Region, Resolution, Term,
+    LEVELS, UNKNOWN_LEVEL, UNMAPPED_CLASS, Code, OntologyClass, OntologyError, Region, Resolution, Term,
     UnknownTermError,
 )
 from .normalise import flip_text, name_key
 from .ontology import Ontology
 
 __all__ = [
-    "ANY_SOURCE", "LEVELS", "UNKNOWN_LEVEL", "UNMAPPED_CLASS", "Ontology", "OntologyClass", "OntologyError",
-    "Region", "Resolution", "SourceMapping", "Term", "UnknownTermError", "default_data_files", "flip_text",
-    "load_ontology", "name_key",
+    "ANY_SOURCE", "Code", "Coding", "LEVELS", "LOCAL_SCHEME", "UNKNOWN_LEVEL", "UNMAPPED_CLASS", "Ontology",
+    "OntologyClass", "OntologyError", "Region", "Resolution", "SourceMapping", "Term", "UnknownTermError",
+    "coding_for", "default_data_files", "flip_text", "load_ontology", "name_key",
 ]

@@ -4,11 +4,12 @@ The data (``ontology/data/*.yaml``) has these top-level sections; several files 
 
 - ``ct_windows`` (optional, must agree with :data:`medglip.core.intensity.CT_WINDOWS`, where the
   windows are defined): ``name: [low, high]`` in HU.
-- ``regions``: ``{id, name, ct_window, synonyms}``.
+- ``regions``: ``{id, name, ct_window, synonyms, code?}``.
 - ``classes``: ``{name, region, ct_window?}``.
 - ``groups``: ``{class, level?, parent?, lateral?, ct_window?, kind?, terms: [...]}``; a group's keys
   are defaults for its terms. A term is ``{name, id?, level?, class?, parent?, lateral?, side?,
-  mirror?, base?, synonyms?, ct_window?, kind?, generic?}`` (or just its name as a string).
+  mirror?, base?, synonyms?, ct_window?, kind?, generic?, code?}`` (or just its name as a string);
+  ``code`` is ``{scheme, value, meaning}``, a standard code (SNOMED CT as DICOM publishes it).
   ``parent`` names another term or a region (default: the class's region).
 - ``context_words``: ``kind: {words: [...], fallback: [kinds]}``.
 - ``modality_names``: ``MODALITY: {name: canonical}``.
@@ -26,14 +27,28 @@ from typing import Any
 import yaml
 
 from ..core.intensity import CT_WINDOWS
-from .model import LEVELS, OntologyClass, OntologyError, Region, Term
+from .model import LEVELS, Code, OntologyClass, OntologyError, Region, Term
 from .normalise import slug
 from .mapping import SourceMapping
 from .ontology import Ontology
 
 _GROUP_KEYS = {"class", "level", "parent", "lateral", "ct_window", "kind", "terms"}
 _TERM_KEYS = {"name", "id", "level", "class", "parent", "lateral", "side", "mirror", "base", "synonyms",
-              "ct_window", "kind", "generic"}
+              "ct_window", "kind", "generic", "code"}
+_CODE_KEYS = {"scheme", "value", "meaning"}
+
+
+def _code(value: Any, what: str) -> Code | None:
+    """A ``code: {scheme, value, meaning}`` entry (None when absent); OntologyError names ``what``."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) != _CODE_KEYS:
+        raise OntologyError(f"{what}: code must be {{scheme, value, meaning}}, got {value!r}")
+    scheme, code, meaning = (str(value[k]).strip() for k in ("scheme", "value", "meaning"))
+    if not (scheme and code and meaning) or len(code) > 64 or len(meaning) > 64:
+        raise OntologyError(f"{what}: code needs a scheme, a value and a meaning of at most 64 characters, "
+                            f"got {value!r}")
+    return Code(scheme, code, meaning)
 
 
 def default_data_files() -> list[Path]:
@@ -130,7 +145,7 @@ def build_ontology(sections: Mapping[str, Any]) -> Ontology:
         if rid in regions:
             raise OntologyError(f"{r.get('_file')}: region {rid!r} defined twice")
         regions[rid] = Region(rid, str(r["name"]), window(r.get("ct_window", "soft_tissue"), f"region {rid}"),
-                              _as_tuple(r.get("synonyms")))
+                              _as_tuple(r.get("synonyms")), _code(r.get("code"), f"{r.get('_file')}: region {rid}"))
     region_by_ref = {k: rid for rid, reg in regions.items() for k in (rid, reg.name, slug(reg.name))}
 
     classes: dict[str, OntologyClass] = {}
@@ -162,7 +177,7 @@ def build_ontology(sections: Mapping[str, Any]) -> Ontology:
     terms: dict[str, Term] = {}
     for reg in regions.values():
         terms[reg.id] = Term(reg.id, reg.name, "region", None, reg.id, None, synonyms=reg.synonyms,
-                             ct_window=reg.ct_window)
+                             ct_window=reg.ct_window, code=reg.code)
     for t in raw_terms:
         where = f"{t['_file']}: term {t['name']!r}"
         cls = classes.get(str(t.get("class")))
@@ -186,7 +201,7 @@ def build_ontology(sections: Mapping[str, Any]) -> Ontology:
             parent=parent, lateral=bool(t.get("lateral", False)) and side is None, side=side, mirror=mirror,
             synonyms=_as_tuple(t.get("synonyms")), base_names=_as_tuple(t.get("base")),
             ct_window=window(t.get("ct_window", cls.ct_window), where), kinds=_as_tuple(t.get("kind")),
-            generic=bool(t.get("generic", False)),
+            generic=bool(t.get("generic", False)), code=_code(t.get("code"), where),
         )
     _check_tree(terms)
 

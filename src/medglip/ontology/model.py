@@ -40,6 +40,22 @@ class UnknownTermError(OntologyError, KeyError):
 
 
 @dataclass(frozen=True)
+class Code:
+    """A coded concept (DICOM code sequence item): coding scheme designator, code value, code meaning.
+
+    The ontology stores SNOMED CT codes (``SCT``) as the DICOM standard's context groups publish them
+    (pydicom / highdicom carry those tables); DICOM-SEG segments and SR findings are coded with them.
+    """
+
+    scheme: str
+    value: str
+    meaning: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"scheme": self.scheme, "value": self.value, "meaning": self.meaning}
+
+
+@dataclass(frozen=True)
 class Region:
     """One of the body regions (the roots of the hierarchy).
 
@@ -48,12 +64,14 @@ class Region:
         name: the region's phrase, e.g. ``"head and neck"`` (also a term of level ``region``).
         ct_window: name of the default CT window of the region's terms.
         synonyms: other names of the region.
+        code: its standard code (SNOMED CT), if the ontology gives one.
     """
 
     id: str
     name: str
     ct_window: str
     synonyms: tuple[str, ...] = ()
+    code: Code | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,7 @@ class Term:
         ct_window: preferred CT window name.
         kinds: what context words this term specialises ("tumor" for "kidney tumor").
         generic: True for the fallback term of its kinds ("tumor" for a bare "cancer").
+        code: its standard code (SNOMED CT, as published in DICOM's context groups), if any.
     """
 
     id: str
@@ -100,6 +119,7 @@ class Term:
     ct_window: str = DEFAULT_CT_WINDOW
     kinds: tuple[str, ...] = ()
     generic: bool = False
+    code: Code | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -113,6 +133,8 @@ class Term:
                 out[key] = value
         if self.generic:
             out["generic"] = True
+        if self.code is not None:
+            out["code"] = self.code.to_json()
         return out
 
 

@@ -172,6 +172,11 @@ class Ontology:
     def region_of(self, term: str | Term) -> Region:
         return self._regions[self.term(term).region]
 
+    def generic_term(self, kind: str) -> Term | None:
+        """The generic term of a context-word kind ("tumor" for kind ``tumor``), if the data has one."""
+        tid = self._generic.get(kind)
+        return None if tid is None else self._terms[tid]
+
     # ------------------------------------------------------------------ lookup
     def _lookup(self, key: str, side: Laterality | None = None) -> Hit | None:
         """Find a key (no side words in it when ``side`` is given)."""

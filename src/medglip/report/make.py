@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..context import context_from
+import numpy as np
+
+from ..context import GroundedContext, context_from
 from ..errors import MedglipError
+from ..export import ExportOptions, export_result, image_objects
 from ..infer.grounder import calibrated_threshold
 from ..infer.volume import VolumeGroundingResult
 from ..ontology import Ontology
@@ -29,7 +32,8 @@ def _phrases(grounder: Any, findings: Sequence[str] | str | None) -> list[str]:
 
 def make_report(grounder: Any, image: Any, findings: Sequence[str] | None = None, *, modality: str | None = None,
                 masks: bool = False, score_threshold: float | None = None, llm: Any = None,
-                ontology: Ontology | None = None, window: Any = None) -> Report:
+                ontology: Ontology | None = None, window: Any = None,
+                exports: ExportOptions | None = None) -> Report:
     """Ground ``findings`` in ``image`` and describe every finding and every phrase not found.
 
     Args:
@@ -46,6 +50,9 @@ def make_report(grounder: Any, image: Any, findings: Sequence[str] | None = None
             its text becomes ``Report.prose``.
         ontology: the ontology findings are described with (default: the shipped one).
         window: the CT window of the overlay picture (default soft tissue).
+        exports: also make the findings' masks as files viewers open (:mod:`medglip.export`: NIfTI
+            label map / PNG label image + JSON, DICOM-SEG and SR for DICOM input), label ``n`` being
+            finding ``n``; needs ``masks=True``. :func:`write_report` writes them beside the report.
 
     Raises:
         MedglipError: no phrases, an unreadable input, a bad threshold, ... (from the grounder too).
@@ -70,6 +77,32 @@ def make_report(grounder: Any, image: Any, findings: Sequence[str] | None = None
     markdown = render_markdown(ctx, found, missing, overlay_name=DEFAULT_OVERLAY)
     report = Report(source=ctx.source, modality=ctx.modality, context=ctx, sentences=found + missing,
                     markdown=markdown, overlay=ctx.visual_prompt(pixels, masks=masks))
+    if exports is not None:
+        if not masks:
+            raise MedglipError("exporting the findings' masks needs masks=True (--masks)")
+        report.exports = export_result(result, indices=finding_indices(ctx, result), options=exports,
+                                       ontology=ctx.ontology)
     if llm is not None:
         report.prose = llm.rewrite_report(markdown, ctx)
     return report
+
+
+def finding_indices(ctx: GroundedContext, result: Any) -> list[int]:
+    """For each finding (in number order), the index of its object in ``result.objects`` (volumes) or
+    in :func:`medglip.export.image_objects` (2D images)."""
+    if isinstance(result, VolumeGroundingResult):
+        keys = [(o.phrase, tuple(int(v) for v in o.slices), float(o.score)) for o in result.objects]
+        wanted = [(f.phrase, tuple(f.slices or ()), float(f.score)) for f in ctx.findings]
+        close = lambda a, b: a[0] == b[0] and a[1] == b[1] and abs(a[2] - b[2]) < 1e-9  # noqa: E731
+    else:
+        keys = [(result.groundings[p].phrase, tuple(float(v) for v in result.groundings[p].boxes[i]),
+                 float(result.groundings[p].scores[i])) for p, i in image_objects(result)]
+        wanted = [(f.phrase, tuple(float(v) for v in f.box), float(f.score)) for f in ctx.findings]
+        close = lambda a, b: a[0] == b[0] and np.allclose(a[1], b[1]) and abs(a[2] - b[2]) < 1e-5  # noqa: E731
+    out: list[int] = []
+    for w in wanted:
+        hit = next((i for i, k in enumerate(keys) if i not in out and close(w, k)), None)
+        if hit is None:
+            raise MedglipError(f"finding {w[0]!r} (score {w[2]:.3f}) matches no grounded object")  # pragma: no cover
+        out.append(hit)
+    return out

@@ -8,6 +8,7 @@ from typing import Any
 from PIL import Image
 
 from ..context import GroundedContext
+from ..export import ExportBundle
 
 #: file name the markdown refers to for the overlay (``write_report`` renames it with its stem)
 DEFAULT_OVERLAY = "report_overlay.png"
@@ -25,6 +26,7 @@ class Report:
         markdown: the report as markdown (refers to the overlay as ``report_overlay.png``).
         overlay: the numbered visual prompt (the 2D image or the volume's key slice), or None.
         prose: a language model's rewrite of ``markdown``, when one was asked for.
+        exports: the findings' masks as files (label ``n`` = finding ``n``), when asked for.
     """
 
     source: str
@@ -34,6 +36,7 @@ class Report:
     markdown: str
     overlay: Image.Image | None = None
     prose: str | None = None
+    exports: ExportBundle | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types; the overlay is described by its size (``write_report`` writes the PNG)."""
@@ -41,4 +44,6 @@ class Report:
             "source": str(self.source), "modality": self.modality, "sentences": list(self.sentences),
             "context": self.context.to_json(), "markdown": self.markdown, "prose": self.prose,
             "overlay": None if self.overlay is None else {"width": self.overlay.width, "height": self.overlay.height},
+            "exports": None if self.exports is None else {"files": sorted(self.exports.files),
+                                                          "notes": list(self.exports.notes)},
         }

@@ -21,6 +21,7 @@ from .access import audit_note
 from .batcher import ServerBusy
 from .forms import (bad, check_plane, check_question, check_score_threshold, check_top_k, parse_modality,
                     parse_phrases)
+from .exports import OutputsField, check_outputs, exported
 from .images import read_upload
 from .service import Service, WorkerGrounder, busy, http_error, jsonable, png_base64
 from .uploads import Upload, save_upload
@@ -70,8 +71,10 @@ async def _save(request: Request, svc: Service, file: Any, *, allow_zip: bool = 
 async def ground(request: Request, file: FileField, phrases: PhrasesField, modality: ModalityField = None,
                  masks: MasksField = False, score_threshold: ThresholdField = None, top_k: TopKField = None,
                  overlay: Annotated[bool, Form(description="Also return `overlay_png`: the image with the boxes "
-                                                           "drawn, a base64 PNG.")] = False) -> JSONResponse:
-    """Boxes (xyxy, original pixels, pixel edges), scores and optional masks per phrase.
+                                                           "drawn, a base64 PNG.")] = False,
+                 outputs: OutputsField = None) -> JSONResponse:
+    """Boxes (xyxy, original pixels, pixel edges), scores and optional masks per phrase; with `outputs`
+    (`png`, `seg`) the masks as a PNG label image and a DICOM-SEG, base64 in `files`.
 
     Requests with the same phrases and options that arrive together are grounded in one batch.
     """
@@ -82,6 +85,8 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     code = parse_modality(modality, svc.modalities)
     thr, k = check_score_threshold(score_threshold), check_top_k(top_k)
     thr = "calibrated" if thr is None else thr
+    wanted = check_outputs(outputs)
+    masks = masks or bool(wanted)
     svc.batcher.announce()
     try:
         upload = await _save(request, svc, file)
@@ -99,6 +104,9 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     if overlay:
         from ..infer.overlay import draw_result
         out["overlay_png"] = await svc.run(lambda: png_base64(draw_result(result)))
+    out = _rename_source(out, upload)
+    if wanted is not None:
+        out.update(await _exports(result, wanted, upload))
     return JSONResponse(jsonable(out))
 
 
@@ -111,8 +119,13 @@ async def ground_volume(
                                                      "multi-frame DICOM, or a .zip of one DICOM series.")],
         phrases: PhrasesField, modality: ModalityField = None,
         plane: Annotated[str, Form(description="Display slices to ground: axial, coronal or sagittal.")] = "axial",
-        score_threshold: ThresholdField = None) -> JSONResponse:
-    """Slice-by-slice grounding linked into 3D objects (slice range, voxel box, LPS world box in mm)."""
+        score_threshold: ThresholdField = None,
+        masks: Annotated[bool, Form(description="Refine every slice box into a mask (LiteMedSAM); the 3D masks "
+                                                "come back through `outputs`.")] = False,
+        outputs: OutputsField = None) -> JSONResponse:
+    """Slice-by-slice grounding linked into 3D objects (slice range, voxel box, LPS world box in mm); with
+    `outputs` the 3D masks as files clinical tools open (NIfTI label map, DICOM-SEG, DICOM SR), base64 in
+    `files`, with `labels` (the label map's sidecar) and `notes`."""
     svc = _service(request)
     names = parse_phrases(phrases, svc.config)
     audit_note(request, phrases=list(names), modality=modality, plane=plane)
@@ -120,16 +133,32 @@ async def ground_volume(
     code = parse_modality(modality, svc.modalities)
     thr, pl = check_score_threshold(score_threshold), check_plane(plane)
     thr = "calibrated" if thr is None else thr
+    wanted = check_outputs(outputs)
+    masks = masks or bool(wanted and set(wanted) - {"volume"})
     upload = await _save(request, svc, file, allow_zip=True)
     try:
         volume = await svc.run(lambda: read_upload(upload, svc, expect="volume"))
-        future = svc.submit(lambda g: g.ground_volume(volume, names, modality=code, plane=pl, score_threshold=thr))
+        future = svc.submit(lambda g: g.ground_volume(volume, names, modality=code, plane=pl, score_threshold=thr,
+                                                      masks=masks))
         result = await svc.wait(future, upload)
+        out = result.to_json()
+        out["source"] = upload.filename
+        out = _rename_source(out, upload)
+        if wanted is not None:
+            out.update(await _exports(result, wanted, upload))
     finally:
         upload.cleanup()
-    out = result.to_json()
-    out["source"] = upload.filename
     return JSONResponse(jsonable(out))
+
+
+async def _exports(result: Any, outputs: tuple[str, ...], upload: Any) -> dict[str, Any]:
+    """The files of ``outputs`` (:mod:`.exports`; base64, left as they are) with ``labels`` and ``notes``
+    naming the upload, never its temporary path; failures mapped to HTTP errors naming the upload."""
+    try:
+        got = await exported(result, outputs)
+    except Exception as exc:
+        raise http_error(exc, upload) from None
+    return {**got, "labels": _rename_source(got["labels"], upload), "notes": _rename_source(got["notes"], upload)}
 
 
 @router.post("/vqa", summary="Answer a question about an image from its grounding",

@@ -348,7 +348,7 @@ def check_image(upload: Upload, config: ServiceConfig, *, expect: str = "any") -
 
 def _condensed(exc: BaseException) -> MedglipError:
     """A library's exception as a message for the client: what failed, not the library's own text."""
-    return MedglipError(f"cannot read the image: the file is damaged or uses a variant of its format the "
+    return MedglipError("cannot read the image: the file is damaged or uses a variant of its format the "
                         "readers do not support")
 
 

@@ -90,6 +90,7 @@ function showGrounding(result) {
     });
   }
   setImage("overlay-img", result.overlay_png);
+  if (window.medglipViewer) window.medglipViewer.hide();
   return n;
 }
 
@@ -105,6 +106,16 @@ function showVolume(result) {
   return result.objects.length;
 }
 
+// The grounded volume in the viewer (when the answer carries it); a viewer failure is shown, the table stays.
+async function showInViewer(result) {
+  if (!window.medglipViewer) return;
+  try {
+    await window.medglipViewer.show(result);
+  } catch (err) {
+    showError(`the viewer could not show the volume: ${err.message}`);
+  }
+}
+
 async function ground() {
   showError("");
   const volume = $("volume").checked;
@@ -115,12 +126,17 @@ async function ground() {
     form.append("masks", $("masks").checked ? "true" : "false");
     form.append("overlay", "true");
     form.append("top_k", "5");  // the best five boxes per phrase: a readable table and overlay
+  } else {
+    // the volume as NIfTI for the viewer; with masks also the label map, DICOM-SEG and SR (DICOM input)
+    form.append("outputs", $("masks").checked ? "auto,volume" : "volume");
   }
   setBusy("grounding…");
   try {
     const result = await post(volume ? "/v1/ground-volume" : "/v1/ground", form);
     const n = volume ? showVolume(result) : showGrounding(result);
-    $("status").textContent = `${n} ${volume ? "object" : "box"}${n === 1 ? "" : "es"} (${result.modality}, ${result.modality_source})`;
+    const noun = volume ? (n === 1 ? "object" : "objects") : (n === 1 ? "box" : "boxes");
+    $("status").textContent = `${n} ${noun} (${result.modality}, ${result.modality_source})`;
+    if (volume) await showInViewer(result);
   } catch (err) {
     showError(err.message);
     $("status").textContent = "";

@@ -102,3 +102,19 @@ def test_bad_inputs_name_the_problem(run):
     r = _cli("ground", str(SAMPLES / "breast1_image.nrrd"), "-p", "x", "--checkpoint", str(run / "run"),
              "--modality", "PET", ok=False)
     assert r.returncode == 2 and "PET" in r.stderr
+
+
+def test_train_sampling_weights_from_the_cli(run):
+    images = json.loads((run / "ds" / "annotations" / "train.json").read_text())["images"]
+    source = images[0]["source"]
+    r = run / "run-weighted"
+    _cli("train", str(run / "ds"), "--out", str(r), "--preset", "tiny", "--max-steps", "1", "--batch-size", "2",
+         "--image-size", "64", "--device", "cpu", "--source-weight", f"{source}=2", "--modality-weight", "MR=0.5")
+    saved = json.loads((r / "train_config.json").read_text())["config"]
+    assert saved["source_weights"] == [[source, 2.0]] and saved["modality_weights"] == [["MR", 0.5]]
+    bad = _cli("train", str(run / "ds"), "--out", str(run / "w2"), "--preset", "tiny", "--max-steps", "1",
+               "--source-weight", "no-such-source=2", ok=False)
+    assert bad.returncode != 0 and "no-such-source" in bad.stderr and source in bad.stderr
+    bad = _cli("train", str(run / "ds"), "--out", str(run / "w3"), "--preset", "tiny", "--max-steps", "1",
+               "--modality-weight", "MR=-1", ok=False)
+    assert bad.returncode != 0 and "MR=-1" in bad.stderr

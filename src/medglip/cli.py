@@ -222,6 +222,11 @@ def train(
     seed: int = typer.Option(0),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in --out."),
     num_workers: int = typer.Option(0, help="DataLoader workers per process."),
+    source_weight: list[str] = typer.Option(
+        [], "--source-weight", help="SOURCE=W: a source's sampling weight (overrides the recipe's); repeatable."),
+    modality_weight: list[str] = typer.Option(
+        [], "--modality-weight", help="MODALITY=W multiplies its images' sampling weights; repeatable."),
+    copy_paste: Optional[float] = typer.Option(None, help="Lesion copy-paste probability (default 0.5)."),
 ) -> None:
     """Train (or fine-tune) the grounding model. Multi-GPU / multi-node: torchrun ... -m medglip train ..."""
     from .train import TrainConfig
@@ -230,10 +235,12 @@ def train(
     _setup_logging(False)
     overrides = (("image_size", image_size),) if image_size else ()
     try:
+        more = {"copy_paste_prob": copy_paste} if copy_paste is not None else {}
         cfg = TrainConfig(preset=preset, max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr,
                           model_overrides=overrides, init_from=str(init_from) if init_from else None,
                           checkpoint_every=checkpoint_every, device=device, amp=amp, seed=seed,
-                          num_workers=num_workers)
+                          num_workers=num_workers, source_weights=_weights(source_weight, "--source-weight"),
+                          modality_weights=_weights(modality_weight, "--modality-weight"), **more)
         run = run_train(dataset, out, cfg, resume=resume)
     except (MedglipError, ValueError) as exc:
         _fail(str(exc))
@@ -526,6 +533,21 @@ def serve(
         _fail(str(exc))
 
 
+def _weights(values: list[str], option: str) -> tuple[tuple[str, float], ...]:
+    """``["a=2", "b=0.5"]`` → ``(("a", 2.0), ("b", 0.5))``; a malformed item is an error naming it."""
+    out = []
+    for item in values:
+        name, sep, value = item.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not sep or not name.strip() or not weight >= 0 or weight == float("inf"):
+            raise ValueError(f"{option} {item!r}: expected NAME=WEIGHT with a finite weight >= 0")
+        out.append((name.strip(), weight))
+    return tuple(out)
+
+
 def _train_config(preset: str, max_steps: Optional[int], batch_size: int, lr: float, image_size: Optional[int],
                   device: str, seed: int, **more: object):
     from .train import TrainConfig
@@ -542,6 +564,8 @@ def lopo(
     preset: str = typer.Option("default"), max_steps: Optional[int] = typer.Option(600),
     batch_size: int = typer.Option(4), lr: float = typer.Option(3e-4), image_size: Optional[int] = typer.Option(256),
     copy_paste: float = typer.Option(0.5, help="Lesion copy-paste probability."),
+    source_weight: list[str] = typer.Option([], "--source-weight", help="SOURCE=W sampling weight; repeatable."),
+    modality_weight: list[str] = typer.Option([], "--modality-weight", help="MODALITY=W; repeatable."),
     device: str = typer.Option("auto"), seed: int = typer.Option(0),
     final: bool = typer.Option(True, help="Also train the final model on every training case."),
 ) -> None:
@@ -551,7 +575,9 @@ def lopo(
 
     _setup_logging(False)
     try:
-        cfg = _train_config(preset, max_steps, batch_size, lr, image_size, device, seed, copy_paste_prob=copy_paste)
+        cfg = _train_config(preset, max_steps, batch_size, lr, image_size, device, seed, copy_paste_prob=copy_paste,
+                            source_weights=_weights(source_weight, "--source-weight"),
+                            modality_weights=_weights(modality_weight, "--modality-weight"))
         summary = run_lopo(dataset, out, cfg, final=final)
     except (MedglipError, ValueError) as exc:
         _fail(str(exc))

@@ -165,6 +165,12 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
                                                 paste_scale=tuple(config.paste_scale),
                                                 intensity_prob=config.intensity_prob),
                           seed=config.seed, input_config=mcfg.input_config)
+    for option, asked, have in (("source_weights", config.source_weights, {im.get("source", "") for im in ds.images}),
+                                ("modality_weights", config.modality_weights, {im["modality"] for im in ds.images})):
+        unknown = sorted({name for name, _ in asked} - have)
+        if unknown:
+            raise MedglipError(f"{option}: {unknown} not in the training split of {dataset_dir} "
+                               f"(it has {sorted(have)})")
     weights = image_weights([im.get("source", "") for im in ds.images], [im["modality"] for im in ds.images],
                             source_weights={**ds.source_weights, **dict(config.source_weights)},
                             modality_weights=dict(config.modality_weights))

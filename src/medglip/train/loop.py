@@ -163,7 +163,10 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
                                                 zoom_prob=config.zoom_prob, max_zoom=config.max_zoom,
                                                 copy_paste_prob=config.copy_paste_prob,
                                                 paste_scale=tuple(config.paste_scale),
-                                                intensity_prob=config.intensity_prob),
+                                                intensity_prob=config.intensity_prob,
+                                                elastic_prob=config.elastic_prob,
+                                                elastic_displacement=config.elastic_displacement,
+                                                elastic_sigma=config.elastic_sigma),
                           seed=config.seed, input_config=mcfg.input_config)
     for option, asked, have in (("source_weights", config.source_weights, {im.get("source", "") for im in ds.images}),
                                 ("modality_weights", config.modality_weights, {im["modality"] for im in ds.images})):

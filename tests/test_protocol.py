@@ -58,3 +58,24 @@ def test_lopo_writes_thresholds_into_the_final_checkpoint(dataset: Path, tmp_pat
     assert [r["patient"] for r in report["patients"]] == ["pyradiomics/brain2"]
     assert report["patients"][0]["vqa"]["accuracy_ground_truth"] == 1.0  # the ceiling of the answering code
     assert "| pyradiomics/brain2 |" in (tmp_path / "held" / "heldout.md").read_text()
+
+
+def test_lopo_resumes_a_fold_interrupted_by_a_crash(dataset: Path, tmp_path: Path) -> None:
+    from medglip.train import train
+    from medglip.train.state import latest_checkpoint
+
+    cfg = TrainConfig(preset="tiny", max_steps=4, batch_size=2, model_overrides=(("image_size", 64),),
+                      device="cpu", checkpoint_every=2, ema_decay=None)
+    fold = tmp_path / "lopo" / "folds" / "pyradiomics-brain1"
+    data = make_fold(dataset, ("pyradiomics", "brain1"), fold / "data")
+
+    def crash_at_3(step: int, metrics: dict) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(data, fold / "run", cfg, on_step=crash_at_3)
+    assert latest_checkpoint(fold / "run").name == "step-0000002"  # the crash left a half-trained fold
+    summary = lopo(dataset, tmp_path / "lopo", cfg, final=False)
+    assert latest_checkpoint(fold / "run").name == "step-0000004"  # finished from its checkpoint, not skipped
+    assert len(summary["folds"]) == 2

@@ -165,8 +165,6 @@ def lopo(dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool =
         config: the :class:`medglip.train.TrainConfig` of every fold and of the final model.
         final: also train the final model on all training cases.
     """
-    from .train import train
-
     dataset_dir, out = Path(dataset_dir), Path(out)
     patients = lesion_patients(dataset_dir)
     if len(patients) < 2:
@@ -178,8 +176,7 @@ def lopo(dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool =
         fdir = out / "folds" / name
         data = make_fold(dataset_dir, (source, case), fdir / "data")
         run = fdir / "run"
-        if not (run / "config.json").is_file():
-            train(data, run, config)
+        _fit(data, run, config)
         metrics, pos, neg = evaluate_run(run, data, "test", fdir / "eval")
         present += pos
         absent += neg
@@ -192,13 +189,21 @@ def lopo(dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool =
                "thresholds": thresholds, "mean": _mean([f["overall"] for f in folds])}
     if final:
         run = out / "final"
-        if not (run / "config.json").is_file():
-            train(dataset_dir, run, config)
+        _fit(dataset_dir, run, config)
         set_thresholds(run, thresholds)
         summary["final_run"] = str(run)
     atomic_write_json(out / "lopo.json", summary, indent=1)
     atomic_write_text(out / "lopo.md", lopo_markdown(summary))
     return summary
+
+
+def _fit(dataset_dir: Path, run: Path, config: Any) -> None:
+    """Train ``run``, or resume it from its latest checkpoint after a crash (a finished run resumes at its
+    last step and trains nothing): the protocol's folds take hours on a CPU."""
+    from .train import train
+    from .train.state import latest_checkpoint
+
+    train(dataset_dir, run, config, resume=latest_checkpoint(run) is not None)
 
 
 _KEYS = ("acc50", "miou", "AP50", "dice", "absent_fp_rate")

@@ -21,6 +21,7 @@ _EXPORTS = {
     "Volume": ".inputs",
     "read_input": ".inputs",
     "resolve_modality": ".inputs",
+    "mask_option": ".grounder",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -77,10 +77,13 @@ def contrastive_targets(region_phrases: list[str], phrases: list[str], relations
     Returns:
         ``(positive, valid)``: BoolTensors (N, P); a related pair is not valid (masked out).
     """
-    table = relations.table(list(region_phrases), list(phrases))
-    same = torch.tensor([[r == "same" for r in row] for row in table], dtype=torch.bool).reshape(len(region_phrases), len(phrases))
+    rows, cols = list(dict.fromkeys(region_phrases)), list(dict.fromkeys(phrases))
+    table = relations.table(rows, cols)  # distinct phrases only, then expanded
+    same = torch.tensor([[r == "same" for r in row] for row in table], dtype=torch.bool).reshape(len(rows), len(cols))
     related = torch.tensor([[r == "related" for r in row] for row in table], dtype=torch.bool).reshape(same.shape)
-    return same, ~related
+    ri = torch.tensor([rows.index(p) for p in region_phrases], dtype=torch.long)
+    ci = torch.tensor([cols.index(p) for p in phrases], dtype=torch.long)
+    return same[ri][:, ci], ~related[ri][:, ci]
 
 
 class RegionWordContrast(nn.Module):
@@ -111,7 +114,9 @@ class RegionWordContrast(nn.Module):
         if regions.shape[0] != len(region_phrases) or phrase_emb.shape[0] != len(phrases):
             raise ValueError("one phrase per region and per phrase embedding")
         all_emb, all_phrases = gather_phrases(phrase_emb, phrases)
-        zero = regions.sum() * 0.0 + phrase_emb.sum() * 0.0
+        # every rank's graph holds the gathered embeddings: the gather's backward is a collective that
+        # all ranks must join (a rank without regions would otherwise leave the others waiting)
+        zero = regions.sum() * 0.0 + all_emb.sum() * 0.0
         if regions.shape[0] == 0 or all_emb.shape[0] == 0:
             return zero
         positive, valid = contrastive_targets(region_phrases, all_phrases, self.relations)

@@ -78,6 +78,7 @@ class MaskHead(nn.Module):
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
+        nn.init.normal_(self.logits.weight, std=0.01)  # start at p = 0.5 everywhere (BCE ln 2), not at large logits
 
     @property
     def resolution(self) -> int:

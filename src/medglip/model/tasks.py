@@ -30,9 +30,9 @@ class AuxiliaryTasks:
         mlm_weight: weight of ``loss_mlm`` (the model needs an MLM head).
         mlm_probability: the share of real prompt tokens masked.
         mask_weight: weight of ``loss_mask`` (the model needs a mask head; targets need "masks").
-        mask_box_jitter: the mask head also learns from a copy of every ground-truth box whose sides
-            are moved by up to this fraction of its size (detected boxes are not exact); 0: only the
-            true boxes.
+        mask_box_jitter: half of the ground-truth boxes the mask head learns from have their sides
+            moved by up to this fraction of their size (detected boxes are not exact; the target is
+            the true mask inside the moved box); 0: only the true boxes.
         relations: the ontology's phrase relations for the contrastive targets (default: built from
             the shipped ontology on first use).
     """
@@ -121,8 +121,8 @@ def _jitter(boxes: torch.Tensor, fraction: float, size: tuple[int, int]) -> torc
 def mask_head_loss(head: MaskHead, fused: list[torch.Tensor], images: torch.Tensor | None,
                    targets: list[dict[str, torch.Tensor]], image_hw: tuple[int, int], *,
                    jitter: float = 0.1) -> torch.Tensor:
-    """``loss_mask`` (unweighted): the mask head on the ground-truth boxes (and a jittered copy of
-    each), BCE against the targets' masks cropped to those boxes."""
+    """``loss_mask`` (unweighted): the mask head on the ground-truth boxes (half of them jittered),
+    BCE against the targets' masks cropped to those boxes."""
     rois, masks = [], []
     for tgt in targets:
         if "masks" not in tgt:
@@ -135,9 +135,10 @@ def mask_head_loss(head: MaskHead, fused: list[torch.Tensor], images: torch.Tens
             keep &= tgt["mask_valid"].to(keep.device).bool()
         boxes, mk = boxes[keep], mk[keep.to(mk.device)]
         if jitter > 0 and len(boxes):
-            boxes, mk = torch.cat([boxes, _jitter(boxes, jitter, image_hw)]), torch.cat([mk, mk])
-            ok = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)
-            boxes, mk = boxes[ok], mk[ok.to(mk.device)]
+            moved = _jitter(boxes, jitter, image_hw)
+            ok = ((moved[:, 2] - moved[:, 0]) >= 1) & ((moved[:, 3] - moved[:, 1]) >= 1)
+            pick = ok & (torch.rand(len(boxes), device=boxes.device) < 0.5)
+            boxes = torch.where(pick[:, None], moved, boxes)
         rois.append(boxes)
         masks.append(mk)
     logits = head(fused, rois, image_hw, images)

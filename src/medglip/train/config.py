@@ -59,8 +59,8 @@ class TrainConfig:
         mlm_probability: the share of real prompt tokens masked.
         mask_weight: weight of the mask head's loss (``loss_mask``) on the dataset's masks; > 0 gives
             a new model a mask head (``ModelConfig.mask_head``), so it grounds masks by itself.
-        mask_box_jitter: the mask head also learns on jittered copies of the true boxes (fraction of
-            the box size).
+        mask_box_jitter: half of the true boxes the mask head learns from are jittered by up to this
+            fraction of their size.
     """
 
     preset: str = "default"

@@ -25,7 +25,7 @@ _WINDOW = typer.Option(None, "--window", help="CT window of the picture (overlay
                        "mediastinum, liver, brain or LOW,HIGH in HU. The model's input does not depend on it.")
 _MASKS = typer.Option("none", "--masks", help="Masks per box: head (the checkpoint's own mask head), medsam (LiteMedSAM "
                       "given each box), auto (head when the checkpoint has one, else LiteMedSAM) or none.")
-# the defaults of TrainConfig (tests/test_cli_model.py checks that they agree)
+# the defaults of TrainConfig (tests/test_glipv2.py checks that they agree)
 _CONTRAST = typer.Option(0.0, help="Weight of GLIPv2's inter-image region–word contrastive loss (0: off).")
 _MLM = typer.Option(0.0, help="Weight of masked language modelling on the prompts (0: off; > 0 adds an MLM head).")
 _MASK_W = typer.Option(1.0, help="Weight of the mask head's loss on the dataset's masks (0: no mask head).")

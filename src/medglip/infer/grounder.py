@@ -277,6 +277,40 @@ class Grounder:
                        for x, p, d in zip(inputs, prepared, dets)]
         return return_list if batched else return_list[0]
 
+    @torch.no_grad()
+    def masks_for_boxes(self, image: Any, boxes: Any, phrase: str, *, modality: str | None = None,
+                        source: str = "head") -> np.ndarray:
+        """Masks of given boxes (box prompts → masks), e.g. boxes a user drew or true boxes.
+
+        Args:
+            image: one 2D image (as in :meth:`ground`).
+            boxes: ``(K, 4)`` xyxy in the image's original pixels (pixel edges).
+            phrase: what the boxes hold (the mask head reads features fused with this prompt).
+            modality: as in :meth:`ground`.
+            source: ``"head"`` (the checkpoint's mask head) or ``"medsam"`` (LiteMedSAM).
+
+        Returns:
+            ``(K, H, W)`` bool masks in original pixels.
+        """
+        if self.mask_source(source) != source:
+            raise MedglipError(f"source must be 'head' or 'medsam', not {source!r}")
+        (name,) = clean_phrases([phrase])
+        p = self._prepare([read_image_input(image)], self._check_modality(modality))[0]
+        h, w = p.pixels.shape[:2]
+        b = torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
+        if len(b) == 0:
+            return np.zeros((0, h, w), bool)
+        if source == "medsam":
+            return np.asarray(self.refiner.refine(picture(p.pixels, p.intensity), b.numpy()), bool)
+        images = p.tensor[None].to(self.device)
+        mod = torch.tensor([self.config.modalities.index(p.modality[0])], device=self.device)
+        feats = self.model.encode_images(images, mod)
+        ch = self._chunks((name,))[0]
+        _, fused = self.model.detect_with_features(feats, ch.features, tuple(images.shape[-2:]))
+        scale = float(p.meta["scale"])
+        probs = self.model.predict_masks(fused, feats.images, [(b * scale).to(self.device)], tuple(images.shape[-2:]))[0]
+        return paste_masks(probs, b, (h, w)).numpy()
+
     def ground_file(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
                     masks: Masks = False, score_threshold: Threshold = "calibrated", plane: str = "axial",
                     top_k: int | None = None) -> GroundingResult | VolumeGroundingResult:

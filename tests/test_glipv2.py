@@ -364,7 +364,7 @@ def test_grounder_masks_from_the_head(head_run, tmp_path):
     alone = g.ground(img, ["brain tumor"], modality="MR", masks="head", top_k=3)[0]
     given = g.masks_for_boxes(img, alone.boxes, "brain tumor", modality="MR")
     assert given.shape == alone.masks.shape and (given == alone.masks).mean() > 0.97  # boxes clipped: ≈ equal
-    assert g.masks_for_boxes(img, found.boxes[:1], "brain tumor", modality="MR", source="medsam").shape == (1, 90, 140)
+    assert g.masks_for_boxes(img, alone.boxes[:1], "brain tumor", modality="MR", source="medsam").shape == (1, 90, 140)
     vol = g.ground_volume(SAMPLES / "breast1_image.nrrd", ["breast lesion"], modality="MR", masks="head")
     assert vol.phrases == ("breast lesion",)
     # a checkpoint without a mask head: a clear error for "head"; True falls back to the refiner

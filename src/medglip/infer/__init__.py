@@ -21,7 +21,7 @@ _EXPORTS = {
     "Volume": ".inputs",
     "read_input": ".inputs",
     "resolve_modality": ".inputs",
-    "mask_option": ".grounder",
+    "mask_option": ".masks",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -43,6 +43,7 @@ from ..model import GroundingModel, TextFeatures, load_checkpoint
 from ..model.mask_head import paste_masks
 from ..model.prompt import Prompt, chunk_phrases, make_prompt
 from .inputs import InputImage, Volume, check_modality, read_image_input, read_input, read_volume_input, resolve_modality
+from .masks import NO_HEAD, KeepBoxes, Masks, select_boxes
 from .medsam import MedSAMRefiner
 from .results import GroundingResult, PhraseGrounding
 from .volume import VolumeGroundingResult
@@ -52,11 +53,6 @@ log = logging.getLogger(__name__)
 
 #: A score threshold: a number, ``"calibrated"`` (the checkpoint's, per phrase) or None (no filter).
 Threshold = Union[float, Literal["calibrated"], None]
-
-#: Where masks come from: False (none), True / ``"auto"`` (the Grounder's default source),
-#: ``"head"`` (the checkpoint's mask head) or ``"medsam"`` (LiteMedSAM, or the refiner given).
-Masks = Union[bool, Literal["auto", "head", "medsam", "none"], None]
-MASK_SOURCES = ("auto", "head", "medsam", "none")
 
 
 @dataclass
@@ -141,7 +137,7 @@ class Grounder:
         if isinstance(refiner, str) and refiner not in ("auto", "head", "medsam"):
             raise MedglipError(f"unknown refiner {refiner!r}: use 'auto', 'head', 'medsam' or None")
         if refiner == "head" and not self.has_mask_head:
-            raise MedglipError(_NO_HEAD)
+            raise MedglipError(NO_HEAD)
         self._refiner_spec = refiner
         self._refiner: Any | None = None if isinstance(refiner, str) else refiner
         self.cache_size = int(cache_size)
@@ -224,7 +220,7 @@ class Grounder:
             return "medsam"
         if masks == "head":
             if not self.has_mask_head:
-                raise MedglipError(_NO_HEAD)
+                raise MedglipError(NO_HEAD)
             return "head"
         if masks == "medsam":
             if self._refiner is None and self._refiner_spec in (None, "head"):
@@ -270,7 +266,7 @@ class Grounder:
         source = self.mask_source(masks)
         inputs = [read_image_input(x) for x in items]
         prepared = self._prepare(inputs, caller)
-        keep = _Keep(self, names, score_threshold, top_k) if source == "head" else None
+        keep = KeepBoxes(self.threshold_for, names, score_threshold, top_k) if source == "head" else None
         dets = self._detect([p.tensor for p in prepared], [p.meta for p in prepared],
                             [p.modality[0] for p in prepared], self._chunks(names), head_masks=keep)
         return_list = [self._collect(x, p, names, d, masks=source, score_threshold=score_threshold, top_k=top_k)
@@ -371,7 +367,7 @@ class Grounder:
 
     @torch.no_grad()
     def _detect(self, tensors: list[torch.Tensor], metas: list[dict[str, Any]], modalities: list[str],
-                chunks: list[_Chunk], *, head_masks: "_Keep | None" = None) -> list[list[tuple]]:
+                chunks: list[_Chunk], *, head_masks: KeepBoxes | None = None) -> list[list[tuple]]:
         """Per image, per prompt chunk: ``(boxes (K, 4) original pixels, scores (K,), phrase indices (K,))``
         (+ ``masks (K, H, W)`` bool of the mask head with ``head_masks``: only the boxes it keeps).
 
@@ -427,7 +423,7 @@ class Grounder:
         if masks == "head":
             head = np.concatenate([d[3] for d in dets]) if dets else np.zeros((0, h, w), bool)
         groundings = []
-        for k, sel in enumerate(_select(self, boxes, scores, pids, phrases, score_threshold, top_k)):
+        for k, sel in enumerate(select_boxes(self.threshold_for, boxes, scores, pids, phrases, score_threshold, top_k)):
             groundings.append(PhraseGrounding(phrases[k], boxes[sel].astype(np.float32),
                                               scores[sel].astype(np.float32),
                                               None if head is None else head[sel].astype(bool)))
@@ -478,7 +474,7 @@ class Grounder:
         code, where = resolve_modality(caller, vol.modality, lambda: self._classify_volume(vol, plan))
         self._known(code, where, vol.source)
         mask_source = self.mask_source(masks)
-        keep = _Keep(self, names, score_threshold, None) if mask_source == "head" else None
+        keep = KeepBoxes(self.threshold_for, names, score_threshold, None) if mask_source == "head" else None
         cfg, size, chunks = self.input_config, self.config.image_size, self._chunks(names)
         done = 0
 
@@ -510,56 +506,3 @@ class Grounder:
                              self.config.image_size)[0] for k in picks]
         votes = self._classify(tensors)
         return max(set(votes), key=votes.count)
-
-
-_NO_HEAD = ("this checkpoint has no mask head (it was trained without one: medglip train --mask-weight > 0 "
-            "adds it); use masks='medsam' (LiteMedSAM)")
-
-
-def mask_option(value: Masks) -> tuple[str | None, Masks]:
-    """A mask option of the CLI / protocol (``none``, ``auto``, ``head``, ``medsam``, or a bool) →
-    ``(refiner for Grounder.from_pretrained, masks for ground)``: ``head`` loads no LiteMedSAM.
-
-    Raises:
-        MedglipError: an unknown option.
-    """
-    key = value if isinstance(value, bool) or value is None else str(value).strip().lower()
-    table: dict[Any, tuple[str | None, Masks]] = {None: (None, False), False: (None, False), "none": (None, False),
-                                                  True: ("auto", True), "auto": ("auto", True),
-                                                  "head": (None, "head"), "medsam": ("medsam", "medsam")}
-    if key not in table:
-        raise MedglipError(f"masks must be none, auto, head or medsam, not {value!r}")
-    return table[key]
-
-
-def _select(grounder: Grounder, boxes: np.ndarray, scores: np.ndarray, pids: np.ndarray, phrases: tuple[str, ...],
-            score_threshold: Threshold, top_k: int | None) -> list[np.ndarray]:
-    """Per phrase, the indices of the boxes a result keeps, best first: boxes not clipped to nothing,
-    scoring at least the phrase's threshold, at most ``top_k``."""
-    valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # clipped to nothing → dropped
-    out = []
-    for k, phrase in enumerate(phrases):
-        thr = grounder.threshold_for(phrase) if score_threshold == "calibrated" else score_threshold
-        keep = valid if thr is None else valid & (scores >= float(thr))
-        sel = np.nonzero(keep & (pids == k))[0]
-        sel = sel[np.argsort(-scores[sel], kind="stable")]
-        if top_k is not None:
-            sel = sel[: max(0, int(top_k))]
-        out.append(sel)
-    return out
-
-
-@dataclass
-class _Keep:
-    """The selection of :func:`_select` for one call, applied per prompt chunk before the mask head
-    runs (each phrase is in exactly one chunk, so per chunk it selects the same boxes)."""
-
-    grounder: Grounder
-    phrases: tuple[str, ...]
-    score_threshold: Threshold
-    top_k: int | None
-
-    def indices(self, boxes: np.ndarray, scores: np.ndarray, pids: np.ndarray) -> np.ndarray:
-        sel = _select(self.grounder, boxes.reshape(-1, 4), scores, pids, self.phrases, self.score_threshold,
-                      self.top_k)
-        return np.sort(np.concatenate(sel)) if sel else np.zeros(0, np.int64)

@@ -51,7 +51,7 @@ def test_report_masks_writes_the_findings_masks_beside_the_report(setup, cli):
 
     out = setup["root"] / "report"
     cli("report", str(setup["series"]), "-f", "brain tumor", "-f", "brain", "--checkpoint",
-        str(setup["root"] / "run"), "--masks", "--out", str(out))
+        str(setup["root"] / "run"), "--masks", "auto", "--out", str(out))
     names = {p.name for p in out.iterdir()}
     assert names == {"report.md", "report.json", "report_overlay.png", "labels.nii.gz", "labels.json", "seg.dcm", "sr.dcm"}
     rep = json.loads((out / "report.json").read_text())

@@ -353,20 +353,24 @@ def test_epochs_length_and_config_validation(dataset: Path, tmp_path: Path) -> N
 
 # -------------------------------------------------------------------------------------------- DDP
 def test_ddp_two_gloo_processes(dataset: Path, tmp_path: Path) -> None:
-    """`torchrun --nproc_per_node=2 -m medglip train ...`: the documented command, on CPU with gloo."""
+    """`torchrun --nproc_per_node=2 -m medglip train ...`: the documented command, on CPU with gloo,
+    with every GLIPv2 loss on (the contrastive loss gathers phrases across the two ranks)."""
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
                            "--nproc_per_node=2", "-m", "medglip", "train", str(dataset), "--out", str(run),
                            "--preset", "tiny", "--image-size", "64", "--max-steps", "2", "--batch-size", "2",
-                           "--checkpoint-every", "1", "--device", "cpu"],
+                           "--checkpoint-every", "1", "--device", "cpu", "--contrastive-weight", "1",
+                           "--mlm-weight", "1", "--mask-weight", "1"],
                           capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 2
     assert json.loads((run / "train_config.json").read_text())["world_size"] == 2
     rows = _losses(run)
     assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["loss"]) for r in rows)
-    load_checkpoint(run)
+    assert all(math.isfinite(r[k]) for r in rows for k in ("loss_contrast", "loss_mlm", "loss_mask"))
+    model = load_checkpoint(run)
+    assert model.mask_head is not None and model.mlm_head is not None
 
 
 def test_training_refuses_a_dataset_made_with_another_input_pipeline(dataset: Path, tmp_path: Path) -> None:

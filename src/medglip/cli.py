@@ -23,6 +23,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console(stderr=True)
 _WINDOW = typer.Option(None, "--window", help="CT window of the picture (overlay): soft_tissue (default), lung, bone, "
                        "mediastinum, liver, brain or LOW,HIGH in HU. The model's input does not depend on it.")
+_MASKS = typer.Option("none", "--masks", help="Masks per box: head (the checkpoint's own mask head), medsam (LiteMedSAM "
+                      "given each box), auto (head when the checkpoint has one, else LiteMedSAM) or none.")
+# the defaults of TrainConfig (tests/test_glipv2.py checks that they agree)
+_CONTRAST = typer.Option(0.0, help="Weight of GLIPv2's inter-image region–word contrastive loss (0: off).")
+_MLM = typer.Option(0.0, help="Weight of masked language modelling on the prompts (0: off; > 0 adds an MLM head).")
+_MASK_W = typer.Option(1.0, help="Weight of the mask head's loss on the dataset's masks (0: no mask head).")
+
+
+def _mask_option(value: str):
+    from .infer import mask_option
+
+    return mask_option(value)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -229,6 +241,7 @@ def train(
         [], "--modality-weight", help="MODALITY=W multiplies its images' sampling weights; repeatable."),
     copy_paste: Optional[float] = typer.Option(None, help="Lesion copy-paste probability (default 0.5)."),
     elastic: float = typer.Option(0.0, help="Elastic deformation probability (image, masks and boxes together)."),
+    contrastive_weight: float = _CONTRAST, mlm_weight: float = _MLM, mask_weight: float = _MASK_W,
 ) -> None:
     """Train (or fine-tune) the grounding model. Multi-GPU / multi-node: torchrun ... -m medglip train ..."""
     from .train import TrainConfig
@@ -242,7 +255,9 @@ def train(
                           model_overrides=overrides, init_from=str(init_from) if init_from else None,
                           checkpoint_every=checkpoint_every, device=device, amp=amp, seed=seed,
                           num_workers=num_workers, source_weights=_weights(source_weight, "--source-weight"),
-                          modality_weights=_weights(modality_weight, "--modality-weight"), elastic_prob=elastic, **more)
+                          modality_weights=_weights(modality_weight, "--modality-weight"), elastic_prob=elastic, **more,
+                          contrastive_weight=contrastive_weight, mlm_weight=mlm_weight,
+                          mask_weight=mask_weight)
         run = run_train(dataset, out, cfg, resume=resume)
     except (MedglipError, ValueError) as exc:
         _fail(str(exc))
@@ -258,9 +273,9 @@ def ground(
     modality: Optional[str] = typer.Option(None, help="CT, MR, XR, US, ENDO, DERM, PATH (default: DICOM tag or classifier)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON."),
     overlay: Optional[Path] = typer.Option(None, help="Write a PNG with the boxes (2D inputs)."),
-    masks: bool = typer.Option(False, help="Refine boxes into masks with LiteMedSAM."),
+    masks: str = _MASKS,
     out: Optional[Path] = typer.Option(
-        None, "--out", help="Write the masks as files viewers open (implies --masks): volumes labels.nii.gz + "
+        None, "--out", help="Write the masks as files viewers open (implies --masks auto): volumes labels.nii.gz + "
                             "labels.json (+ seg.dcm, sr.dcm for DICOM), 2D images masks.png + labels.json (+ seg.dcm)."),
     outputs: Optional[str] = typer.Option(
         None, help="With --out: which of nifti, seg, sr, png, volume (comma separated; default: all the input allows, "
@@ -278,10 +293,10 @@ def ground(
     _setup_logging(False)
     if not image.exists():
         _fail(f"{image}: no such file")
-    masks = masks or out is not None
     try:
         options = _export_options(outputs, max_voxels, checkpoint) if out is not None else None
-        g = Grounder.from_pretrained(checkpoint, device=device, refiner="medsam" if masks else None)
+        refiner, masks = _mask_option("auto" if out is not None and masks.strip().lower() == "none" else masks)
+        g = Grounder.from_pretrained(checkpoint, device=device, refiner=refiner)
         res = g.ground_file(image, phrase, modality=modality, masks=masks,
                             score_threshold="calibrated" if score_threshold is None else score_threshold,
                             top_k=top_k)
@@ -331,7 +346,8 @@ def eval_(
     checkpoint: Path = typer.Option(..., help="A run folder (medglip train output)."),
     split: str = typer.Option("test"),
     json_out: Path = typer.Option(Path("metrics.json"), "--json", help="Metrics JSON (Markdown and PR curve beside it)."),
-    masks: bool = typer.Option(False, help="Also refine masks with LiteMedSAM and report Dice."),
+    masks: str = typer.Option("none", help="Also masks (mask AP, Dice): head (the checkpoint's mask head), medsam "
+                                           "(LiteMedSAM given each box), auto, none."),
     phrases: str = typer.Option("case", help="Absent phrases queried per image: case, modality, all."),
     score_threshold: Optional[float] = typer.Option(None, help="Score above which an absent phrase counts as a false positive (default: the checkpoint's calibrated threshold)."),
     max_per_phrase: int = typer.Option(100, help="Boxes kept per (image, phrase) (and refined into masks)."),
@@ -343,7 +359,8 @@ def eval_(
 
     _setup_logging(False)
     try:
-        g = Grounder.from_pretrained(checkpoint, device=device, refiner="medsam" if masks else None)
+        refiner, masks = _mask_option(masks)
+        g = Grounder.from_pretrained(checkpoint, device=device, refiner=refiner)
         preds, queries = predict_dataset(g, dataset, split=split, phrases=phrases, masks=masks,
                                          max_per_phrase=max_per_phrase)
         out_dir = json_out.parent if str(json_out.parent) else Path(".")
@@ -399,7 +416,7 @@ def vqa(
     question: str = typer.Argument(..., help='e.g. "Is there a tumor in the left lung?"'),
     checkpoint: Path = typer.Option(..., help="A run folder (medglip train output)."),
     modality: Optional[str] = typer.Option(None, help="CT, MR, XR, US, ENDO, DERM, PATH (default: DICOM tag or classifier)."),
-    masks: bool = typer.Option(False, help="Refine boxes into masks with LiteMedSAM (mask areas in the answer)."),
+    masks: str = _MASKS,
     score_threshold: Optional[float] = typer.Option(None, help="Boxes scoring below this are not findings (default: the checkpoint's calibrated thresholds)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write question, answer and grounded context as JSON."),
     visual_prompt: Optional[Path] = typer.Option(None, help="Write the numbered-box image the answer cites (PNG)."),
@@ -416,10 +433,11 @@ def vqa(
         _fail(f"{image}: no such file or folder")
     try:
         llm = _llm_client(llm_endpoint, llm_model, llm_key)
-        g = Grounder.from_pretrained(checkpoint, device=device, refiner="medsam" if masks else None)
+        refiner, masks = _mask_option(masks)
+        g = Grounder.from_pretrained(checkpoint, device=device, refiner=refiner)
         res = ask(g, image, question, modality=modality, llm=llm, score_threshold=score_threshold, masks=masks)
         if visual_prompt is not None:
-            res.visual_prompt(masks=masks).save(visual_prompt)
+            res.visual_prompt(masks=bool(masks)).save(visual_prompt)
     except MedglipError as exc:
         _fail(str(exc))
     typer.echo(res.answer.text)
@@ -441,8 +459,9 @@ def report(
                                                   "with --masks the findings' masks: labels.nii.gz / masks.png, "
                                                   "labels.json, seg.dcm, sr.dcm)."),
     modality: Optional[str] = typer.Option(None, help="CT, MR, XR, US, ENDO, DERM, PATH."),
-    masks: bool = typer.Option(False, help="Refine boxes into masks with LiteMedSAM (mask areas in mm²) and write "
-                                           "them beside the report as files viewers open (label n = finding n)."),
+    masks: str = typer.Option("none", "--masks", help="Masks per finding: head, medsam, auto or none (mask areas in "
+                              "mm²); any but none also writes them beside the report as files viewers open "
+                              "(label n = finding n)."),
     outputs: Optional[str] = typer.Option(None, help="With --masks: which of nifti, seg, sr, png, volume (default: "
                                                      "all the input allows, without volume)."),
     score_threshold: Optional[float] = typer.Option(None, help="Boxes scoring below this are not findings (default: the checkpoint's calibrated thresholds)."),
@@ -465,7 +484,8 @@ def report(
             from .vqa import LLMNotConfigured
             raise LLMNotConfigured("--prose needs a chat API: pass --llm-endpoint URL --llm-model NAME "
                                    "(or set MEDGLIP_LLM_ENDPOINT and MEDGLIP_LLM_MODEL)")
-        g = Grounder.from_pretrained(checkpoint, device=device, refiner="medsam" if masks else None)
+        refiner, masks = _mask_option(masks)
+        g = Grounder.from_pretrained(checkpoint, device=device, refiner=refiner)
         rep = make_report(g, image, findings or None, modality=modality, masks=masks,
                           score_threshold=score_threshold, llm=llm, window=window,
                           exports=_export_options(outputs, None, checkpoint) if masks else None)
@@ -483,7 +503,8 @@ def serve(
     checkpoint: Path = typer.Option(..., help="A run folder (medglip train output); loaded once."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on; keep 127.0.0.1 behind a TLS reverse proxy."),
     port: int = typer.Option(8000),
-    masks: bool = typer.Option(True, help="Load LiteMedSAM so requests may ask for masks."),
+    masks: bool = typer.Option(True, help="Let requests ask for LiteMedSAM masks (loaded on first use); masks=head "
+                                          "(the checkpoint's mask head) works either way."),
     max_upload_mb: float = typer.Option(64.0, help="Largest upload accepted (MiB)."),
     max_batch: int = typer.Option(8, min=1, help="Images grounded together in one forward pass."),
     batch_wait_ms: float = typer.Option(10.0, min=0, help="How long the worker waits to fill a batch."),
@@ -572,6 +593,8 @@ def lopo(
     elastic: float = typer.Option(0.0, help="Elastic deformation probability (image, masks and boxes together)."),
     device: str = typer.Option("auto"), seed: int = typer.Option(0),
     final: bool = typer.Option(True, help="Also train the final model on every training case."),
+    contrastive_weight: float = _CONTRAST, mlm_weight: float = _MLM, mask_weight: float = _MASK_W,
+    masks: str = typer.Option("none", help="Also the folds' mask Dice: head, medsam, auto or none."),
 ) -> None:
     """Leave-one-patient-out on the training patients: per-fold metrics, calibrated score thresholds, and
     the final model with them in its config (lung2 / brain2 stay held out: `medglip heldout` measures them)."""
@@ -582,8 +605,9 @@ def lopo(
         cfg = _train_config(preset, max_steps, batch_size, lr, image_size, device, seed, copy_paste_prob=copy_paste,
                             source_weights=_weights(source_weight, "--source-weight"),
                             modality_weights=_weights(modality_weight, "--modality-weight"),
-                            elastic_prob=elastic)
-        summary = run_lopo(dataset, out, cfg, final=final)
+                            elastic_prob=elastic, contrastive_weight=contrastive_weight,
+                            mlm_weight=mlm_weight, mask_weight=mask_weight)
+        summary = run_lopo(dataset, out, cfg, final=final, masks=masks)
     except (MedglipError, ValueError) as exc:
         _fail(str(exc))
     console.print((out / "lopo.md").read_text())
@@ -596,7 +620,8 @@ def heldout(
     checkpoint: Path = typer.Option(..., help="A run folder (e.g. OUT/final of medglip lopo)."),
     out: Path = typer.Option(Path("heldout"), help="Folder for heldout.json / heldout.md and per-patient files."),
     split: str = typer.Option("test"),
-    masks: bool = typer.Option(False, help="Also LiteMedSAM masks (mask Dice)."),
+    masks: str = typer.Option("none", help="Also masks (mask Dice): head (the checkpoint's mask head), medsam "
+                                           "(LiteMedSAM), auto or none."),
 ) -> None:
     """Per held-out patient: Acc@0.5, mIoU, AP50, mask Dice, absent-phrase FP rate and VQA vs its ceiling."""
     from .protocol import heldout_report

@@ -129,14 +129,16 @@ def _pairs(coco: dict, preds: list[dict], queries: dict[int, list[str]]) -> tupl
     return present, absent
 
 
-def evaluate_run(run: Path, dataset_dir: Path, split: str, out: Path, *, masks: bool = False
+def evaluate_run(run: Path, dataset_dir: Path, split: str, out: Path, *, masks: bool | str = False
                  ) -> tuple[dict[str, Any], list, list]:
-    """Evaluate ``run`` on a split with every dataset phrase asked on every image."""
+    """Evaluate ``run`` on a split with every dataset phrase asked on every image; ``masks``: none,
+    ``head`` (the checkpoint's mask head), ``medsam`` (LiteMedSAM) or ``auto`` → mask Dice."""
     from .evaluate import evaluate, predict_dataset
-    from .infer import Grounder
+    from .infer import Grounder, mask_option
 
-    g = Grounder.from_pretrained(run, refiner="medsam" if masks else None)
-    preds, queries = predict_dataset(g, dataset_dir, split=split, phrases="all", masks=masks, max_per_phrase=5)
+    refiner, asked = mask_option(masks)
+    g = Grounder.from_pretrained(run, refiner=refiner)
+    preds, queries = predict_dataset(g, dataset_dir, split=split, phrases="all", masks=asked, max_per_phrase=5)
     metrics = evaluate(dataset_dir, preds, split=split, queries=queries, out=out,
                        score_threshold=g.threshold_for("*"))
     present, absent = _pairs(_load(Path(dataset_dir) / "annotations" / f"{split}.json"), preds, queries)
@@ -156,7 +158,8 @@ def set_thresholds(run: Path, thresholds: dict[str, float]) -> None:
     read_config(run)  # still valid
 
 
-def lopo(dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool = True) -> dict[str, Any]:
+def lopo(dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool = True,
+         masks: bool | str = False) -> dict[str, Any]:
     """Leave-one-patient-out on the training patients, thresholds, and the final model (module docstring).
 
     Args:
@@ -164,6 +167,7 @@ def lopo(dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool =
         out: output folder (``folds/<case>/``, ``lopo.json``, ``lopo.md``, ``final/``).
         config: the :class:`medglip.train.TrainConfig` of every fold and of the final model.
         final: also train the final model on all training cases.
+        masks: also the folds' mask Dice, from this source (:func:`evaluate_run`).
     """
     dataset_dir, out = Path(dataset_dir), Path(out)
     patients = lesion_patients(dataset_dir)
@@ -177,7 +181,7 @@ def lopo(dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool =
         data = make_fold(dataset_dir, (source, case), fdir / "data")
         run = fdir / "run"
         _fit(data, run, config)
-        metrics, pos, neg = evaluate_run(run, data, "test", fdir / "eval")
+        metrics, pos, neg = evaluate_run(run, data, "test", fdir / "eval", masks=masks)
         present += pos
         absent += neg
         folds.append({"patient": f"{source}/{case}", "overall": metrics["overall"],
@@ -234,7 +238,7 @@ def lopo_markdown(summary: dict[str, Any]) -> str:
 
 
 def heldout_report(run: str | Path, dataset_dir: str | Path, out: str | Path, *, split: str = "test",
-                   masks: bool = False) -> dict[str, Any]:
+                   masks: bool | str = False) -> dict[str, Any]:
     """Per held-out patient (a case of ``split``): grounding metrics and VQA accuracy next to its
     ceiling, with the run's calibrated thresholds. Writes ``OUT/heldout.json`` / ``heldout.md``."""
     from .infer import Grounder

@@ -27,7 +27,8 @@ class SupportsGround(Protocol):
     a list of images in, a list of :class:`~medglip.infer.results.GroundingResult` out."""
 
     def ground(self, image: Any, phrases: Sequence[str], *, modality: str | None = None,
-               masks: bool = False, top_k: int | None = None, score_threshold: Any = None) -> list[GroundingResult]: ...
+               masks: bool | str = False, top_k: int | None = None, score_threshold: Any = None
+               ) -> list[GroundingResult]: ...
 
 
 def read_split(dataset_dir: str | Path, split: str) -> dict:
@@ -138,7 +139,7 @@ def predict_dataset(
     split: str = "test",
     phrases: PhraseSet = "case",
     negatives: bool | int = True,
-    masks: bool = False,
+    masks: bool | str = False,
     max_per_phrase: int | None = 100,
     seed: int = 0,
 ) -> tuple[list[dict], dict[int, list[str]]]:
@@ -154,7 +155,8 @@ def predict_dataset(
         dataset_dir: output folder of ``medglip build``.
         split: which split to run on.
         phrases, negatives, seed: see :func:`plan_queries`.
-        masks: ask the grounder for masks (RLE ``segmentation`` in the predictions → Dice, mask AP).
+        masks: ask the grounder for masks (RLE ``segmentation`` in the predictions → Dice, mask AP):
+            True (its default source), ``"head"`` (the checkpoint's mask head) or ``"medsam"``.
         max_per_phrase: keep the best this many boxes per (image, phrase) (``None``: all).
 
     Returns:

@@ -21,6 +21,7 @@ _EXPORTS = {
     "Volume": ".inputs",
     "read_input": ".inputs",
     "resolve_modality": ".inputs",
+    "mask_option": ".masks",
 }
 
 __all__ = sorted(_EXPORTS)

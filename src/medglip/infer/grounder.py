@@ -16,7 +16,9 @@ Pipeline per call: inputs read once (:mod:`.inputs`) → modality (caller > DICO
 model's classifier) → model pixels and tensors (:mod:`medglip.core.pipeline`, configured by the
 checkpoint) → images batched by modality, the image encoders and FPN run ONCE per image, fusion
 and the head once per prompt chunk (text features cached per phrase tuple, LRU) → boxes mapped
-back to original pixels, filtered (``score_threshold``, ``top_k``) → optional LiteMedSAM masks.
+back to original pixels, filtered (``score_threshold``, ``top_k``) → optional masks: from the
+checkpoint's own mask head (``masks="head"``: per prompt chunk on the fused features, for the kept
+boxes only, pasted into the original pixels) or from LiteMedSAM given the boxes (``masks="medsam"``).
 A list in, a list out: every result carries the pixels the model saw (``result.picture()``).
 """
 
@@ -38,8 +40,10 @@ from ..core.rules import FINDING_THRESHOLD, LINK_IOU
 from ..core.text import clean_phrase
 from ..errors import MedglipError
 from ..model import GroundingModel, TextFeatures, load_checkpoint
+from ..model.mask_head import paste_masks
 from ..model.prompt import Prompt, chunk_phrases, make_prompt
 from .inputs import InputImage, Volume, check_modality, read_image_input, read_input, read_volume_input, resolve_modality
+from .masks import NO_HEAD, KeepBoxes, Masks, select_boxes
 from .medsam import MedSAMRefiner
 from .results import GroundingResult, PhraseGrounding
 from .volume import VolumeGroundingResult
@@ -113,22 +117,27 @@ class Grounder:
     Args:
         model: the grounding model (put in eval mode).
         device: where the model runs.
-        refiner (keyword-only): ``"medsam"`` (LiteMedSAM, built on first use), a ready object with
-            ``refine(image, boxes) -> masks``, or None (then ``masks=True`` is an error).
+        refiner (keyword-only): where ``masks=True`` takes masks from: ``"auto"`` (default: the
+            checkpoint's mask head when it has one, else LiteMedSAM), ``"head"`` (the mask head; an
+            error for a checkpoint without one), ``"medsam"`` (LiteMedSAM, built on first use), a
+            ready object with ``refine(image, boxes) -> masks`` (used for ``"medsam"`` too), or None
+            (no box refiner: ``masks=True`` and ``"medsam"`` are errors; ``"head"`` still works).
         cache_size: prompts (phrase tuples) whose text features are kept (LRU).
         batch_size: images per forward pass.
         known_phrases: the phrases the model was trained on (reports look for these by default).
     """
 
     def __init__(self, model: GroundingModel, *, device: str | torch.device = "cpu",
-                 refiner: str | Any | None = "medsam", cache_size: int = 64, batch_size: int = 8,
+                 refiner: str | Any | None = "auto", cache_size: int = 64, batch_size: int = 8,
                  known_phrases: Sequence[str] = ()) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.config = model.config
         self.input_config = model.config.input_config
-        if isinstance(refiner, str) and refiner != "medsam":
-            raise MedglipError(f"unknown refiner {refiner!r}: use 'medsam' or None")
+        if isinstance(refiner, str) and refiner not in ("auto", "head", "medsam"):
+            raise MedglipError(f"unknown refiner {refiner!r}: use 'auto', 'head', 'medsam' or None")
+        if refiner == "head" and not self.has_mask_head:
+            raise MedglipError(NO_HEAD)
         self._refiner_spec = refiner
         self._refiner: Any | None = None if isinstance(refiner, str) else refiner
         self.cache_size = int(cache_size)
@@ -141,7 +150,7 @@ class Grounder:
 
     @classmethod
     def from_pretrained(cls, run_dir: str | Path, *, device: str | torch.device = "cpu",
-                        refiner: str | Any | None = "medsam", **kwargs: Any) -> "Grounder":
+                        refiner: str | Any | None = "auto", **kwargs: Any) -> "Grounder":
         """Load ``RUN/`` (``model.safetensors`` + ``config.json`` + ``text_encoder/``); no hub, no pickle."""
         try:
             model = load_checkpoint(run_dir, device=device)
@@ -176,19 +185,53 @@ class Grounder:
     def clear_cache(self) -> None:
         self._cache.clear()
 
-    # ------------------------------------------------------------------------------ refiner
+    # ------------------------------------------------------------------------------ masks
+    @property
+    def has_mask_head(self) -> bool:
+        """Whether the checkpoint has its own mask head (``masks="head"``)."""
+        return getattr(self.model, "mask_head", None) is not None
+
     @property
     def refiner(self) -> Any:
-        """The mask refiner (LiteMedSAM is loaded on first use)."""
+        """The box → mask refiner (LiteMedSAM is loaded on first use)."""
         if self._refiner is None:
-            if self._refiner_spec is None:
-                raise MedglipError("masks=True needs a mask refiner: create the Grounder with refiner='medsam'")
+            if self._refiner_spec in (None, "head"):
+                raise MedglipError("masks from LiteMedSAM need a mask refiner: create the Grounder with "
+                                   "refiner='medsam' (or 'auto')")
             self._refiner = MedSAMRefiner(device=self.device)
         return self._refiner
 
+    def mask_source(self, masks: Masks) -> str | None:
+        """Where a call's masks come from: None (no masks), ``"head"`` or ``"medsam"``.
+
+        Raises:
+            MedglipError: an unknown value, ``"head"`` for a checkpoint without a mask head, or
+                masks from a refiner that this Grounder was created without.
+        """
+        if masks is None or masks is False or masks == "none":
+            return None
+        if masks is True or masks == "auto":
+            spec = self._refiner_spec
+            if spec is None:
+                raise MedglipError("masks=True needs a mask source: create the Grounder with refiner='auto', "
+                                   "'head' or 'medsam', or ask for masks='head'")
+            if spec == "head" or (spec == "auto" and self.has_mask_head):
+                return "head"
+            return "medsam"
+        if masks == "head":
+            if not self.has_mask_head:
+                raise MedglipError(NO_HEAD)
+            return "head"
+        if masks == "medsam":
+            if self._refiner is None and self._refiner_spec in (None, "head"):
+                raise MedglipError("masks='medsam' needs LiteMedSAM: create the Grounder with refiner='medsam' "
+                                   "(or 'auto')")
+            return "medsam"
+        raise MedglipError(f"masks must be true/false, 'auto', 'head', 'medsam' or 'none', not {masks!r}")
+
     # ------------------------------------------------------------------------------ 2D
     def ground(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
-               masks: bool = False, score_threshold: Threshold = "calibrated", top_k: int | None = None
+               masks: Masks = False, score_threshold: Threshold = "calibrated", top_k: int | None = None
                ) -> GroundingResult | list[GroundingResult]:
         """Ground ``phrases`` in one image or a list of images.
 
@@ -199,7 +242,8 @@ class Grounder:
             phrases: the phrases to find, e.g. ``["brain tumor", "left kidney"]``.
             modality: CT / MR / XR / US / ENDO / DERM / PATH (or an alias); default: the DICOM
                 Modality tag, else the model's modality classifier.
-            masks: also return a mask per box (LiteMedSAM box → mask refinement).
+            masks: also return a mask per box: ``"head"`` the checkpoint's mask head, ``"medsam"``
+                LiteMedSAM given each box, True the Grounder's default (:meth:`mask_source`).
             score_threshold: drop boxes scoring below this: ``"calibrated"`` (default) the
                 checkpoint's threshold of each phrase, a number, or None (the whole ranking above the
                 model's ``config.score_threshold`` floor, for evaluation).
@@ -211,7 +255,7 @@ class Grounder:
 
         Raises:
             MedglipError: no / empty phrases, unknown modality, a 3D input (use :meth:`ground_volume`),
-                unreadable file, masks without a refiner.
+                unreadable file, masks from a source this Grounder or checkpoint lacks.
         """
         batched = isinstance(image, (list, tuple))
         items = list(image) if batched else [image]
@@ -219,16 +263,52 @@ class Grounder:
             return []
         names = clean_phrases(phrases)
         caller = self._check_modality(modality)
+        source = self.mask_source(masks)
         inputs = [read_image_input(x) for x in items]
         prepared = self._prepare(inputs, caller)
+        keep = KeepBoxes(self.threshold_for, names, score_threshold, top_k) if source == "head" else None
         dets = self._detect([p.tensor for p in prepared], [p.meta for p in prepared],
-                            [p.modality[0] for p in prepared], self._chunks(names))
-        return_list = [self._collect(x, p, names, d, masks=masks, score_threshold=score_threshold, top_k=top_k)
+                            [p.modality[0] for p in prepared], self._chunks(names), head_masks=keep)
+        return_list = [self._collect(x, p, names, d, masks=source, score_threshold=score_threshold, top_k=top_k)
                        for x, p, d in zip(inputs, prepared, dets)]
         return return_list if batched else return_list[0]
 
+    @torch.no_grad()
+    def masks_for_boxes(self, image: Any, boxes: Any, phrase: str, *, modality: str | None = None,
+                        source: str = "head") -> np.ndarray:
+        """Masks of given boxes (box prompts → masks), e.g. boxes a user drew or true boxes.
+
+        Args:
+            image: one 2D image (as in :meth:`ground`).
+            boxes: ``(K, 4)`` xyxy in the image's original pixels (pixel edges).
+            phrase: what the boxes hold (the mask head reads features fused with this prompt).
+            modality: as in :meth:`ground`.
+            source: ``"head"`` (the checkpoint's mask head) or ``"medsam"`` (LiteMedSAM).
+
+        Returns:
+            ``(K, H, W)`` bool masks in original pixels.
+        """
+        if self.mask_source(source) != source:
+            raise MedglipError(f"source must be 'head' or 'medsam', not {source!r}")
+        (name,) = clean_phrases([phrase])
+        p = self._prepare([read_image_input(image)], self._check_modality(modality))[0]
+        h, w = p.pixels.shape[:2]
+        b = torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
+        if len(b) == 0:
+            return np.zeros((0, h, w), bool)
+        if source == "medsam":
+            return np.asarray(self.refiner.refine(picture(p.pixels, p.intensity), b.numpy()), bool)
+        images = p.tensor[None].to(self.device)
+        mod = torch.tensor([self.config.modalities.index(p.modality[0])], device=self.device)
+        feats = self.model.encode_images(images, mod)
+        ch = self._chunks((name,))[0]
+        _, fused = self.model.detect_with_features(feats, ch.features, tuple(images.shape[-2:]))
+        scale = float(p.meta["scale"])
+        probs = self.model.predict_masks(fused, feats.images, [(b * scale).to(self.device)], tuple(images.shape[-2:]))[0]
+        return paste_masks(probs, b, (h, w)).numpy()
+
     def ground_file(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
-                    masks: bool = False, score_threshold: Threshold = "calibrated", plane: str = "axial",
+                    masks: Masks = False, score_threshold: Threshold = "calibrated", plane: str = "axial",
                     top_k: int | None = None) -> GroundingResult | VolumeGroundingResult:
         """Ground a 2D image or a volume, whichever ``image`` is (read once): :meth:`ground` (with
         ``top_k``) or :meth:`ground_volume` (with ``plane``). The one entry point of the CLI, VQA,
@@ -287,13 +367,14 @@ class Grounder:
 
     @torch.no_grad()
     def _detect(self, tensors: list[torch.Tensor], metas: list[dict[str, Any]], modalities: list[str],
-                chunks: list[_Chunk]) -> list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-        """Per image, per prompt chunk: ``(boxes (K, 4) original pixels, scores (K,), phrase indices (K,))``.
+                chunks: list[_Chunk], *, head_masks: KeepBoxes | None = None) -> list[list[tuple]]:
+        """Per image, per prompt chunk: ``(boxes (K, 4) original pixels, scores (K,), phrase indices (K,))``
+        (+ ``masks (K, H, W)`` bool of the mask head with ``head_masks``: only the boxes it keeps).
 
         Images are batched by modality (each forward pass runs one image encoder on a full batch),
         the image side runs once per image, fusion and the head once per chunk.
         """
-        out: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in tensors]
+        out: list[list[tuple]] = [[] for _ in tensors]
         order = sorted(range(len(tensors)), key=lambda i: (self.config.modalities.index(modalities[i]), i))
         for s in range(0, len(order), self.batch_size):
             idx = order[s: s + self.batch_size]
@@ -306,35 +387,47 @@ class Grounder:
                                  device=self.device)
                 feats = self.model.encode_images(images, mod)  # once per image, whatever the chunks
                 b = len(members)
+                hw = tuple(images.shape[-2:])
                 for ch in chunks:
                     tf = TextFeatures(hidden=ch.features.hidden.expand(b, -1, -1), mask=ch.features.mask.expand(b, -1),
                                       phrase_token_masks=[ch.features.phrase_token_masks[0]] * b)
-                    dets = self.model.detect(feats, tf, tuple(images.shape[-2:]))
+                    if head_masks is None:
+                        dets = self.model.detect(feats, tf, hw)
+                    else:
+                        dets, fused = self.model.detect_with_features(feats, tf, hw)
                     gidx = torch.tensor(ch.indices, dtype=torch.long)
+                    rows = []
                     for i, det in zip(members, dets):
                         boxes = boxes_to_original(det["boxes"].float().cpu(), metas[i])
-                        out[i].append((boxes.numpy(), det["scores"].float().cpu().numpy(),
-                                       gidx[det["phrase_ids"].cpu()].numpy()))
+                        rows.append([boxes.numpy(), det["scores"].float().cpu().numpy(),
+                                     gidx[det["phrase_ids"].cpu()].numpy()])
+                    if head_masks is not None:  # masks of the boxes the result keeps, pasted into the original
+                        sel = [torch.as_tensor(head_masks.indices(*r), dtype=torch.long) for r in rows]
+                        kept = [d["boxes"].float()[k.to(d["boxes"].device)] for d, k in zip(dets, sel)]
+                        probs = self.model.predict_masks(fused, feats.images, kept, hw)
+                        for r, k, bx, pr, i in zip(rows, sel, kept, probs, members):
+                            m = paste_masks(pr, bx.cpu() / float(metas[i]["scale"]), metas[i]["orig_size"])
+                            r[:] = [r[0][k.numpy()], r[1][k.numpy()], r[2][k.numpy()], m.numpy()]
+                    for i, r in zip(members, rows):
+                        out[i].append(tuple(r))
         return out
 
-    def _collect(self, x: InputImage | None, p: _Prepared, phrases: tuple[str, ...], dets: list, *, masks: bool,
-                 score_threshold: Threshold, top_k: int | None, source: str | None = None,
+    def _collect(self, x: InputImage | None, p: _Prepared, phrases: tuple[str, ...], dets: list, *,
+                 masks: str | None, score_threshold: Threshold, top_k: int | None, source: str | None = None,
                  extra: dict[str, Any] | None = None) -> GroundingResult:
-        boxes = np.concatenate([b for b, _, _ in dets]).reshape(-1, 4) if dets else np.zeros((0, 4), np.float32)
-        scores = np.concatenate([s for _, s, _ in dets]) if dets else np.zeros(0, np.float32)
-        pids = np.concatenate([i for _, _, i in dets]) if dets else np.zeros(0, np.int64)
+        boxes = np.concatenate([d[0] for d in dets]).reshape(-1, 4) if dets else np.zeros((0, 4), np.float32)
+        scores = np.concatenate([d[1] for d in dets]) if dets else np.zeros(0, np.float32)
+        pids = np.concatenate([d[2] for d in dets]) if dets else np.zeros(0, np.int64)
         h, w = p.pixels.shape[:2]
-        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # clipped to nothing → dropped
+        head = None
+        if masks == "head":
+            head = np.concatenate([d[3] for d in dets]) if dets else np.zeros((0, h, w), bool)
         groundings = []
-        for k, phrase in enumerate(phrases):
-            thr = self.threshold_for(phrase) if score_threshold == "calibrated" else score_threshold
-            keep = valid if thr is None else valid & (scores >= float(thr))
-            sel = np.nonzero(keep & (pids == k))[0]
-            sel = sel[np.argsort(-scores[sel], kind="stable")]
-            if top_k is not None:
-                sel = sel[: max(0, int(top_k))]
-            groundings.append(PhraseGrounding(phrase, boxes[sel].astype(np.float32), scores[sel].astype(np.float32)))
-        if masks:
+        for k, sel in enumerate(select_boxes(self.threshold_for, boxes, scores, pids, phrases, score_threshold, top_k)):
+            groundings.append(PhraseGrounding(phrases[k], boxes[sel].astype(np.float32),
+                                              scores[sel].astype(np.float32),
+                                              None if head is None else head[sel].astype(bool)))
+        if masks == "medsam":
             all_boxes = np.concatenate([g.boxes for g in groundings]).reshape(-1, 4)
             m = (self.refiner.refine(picture(p.pixels, p.intensity), all_boxes) if len(all_boxes)
                  else np.zeros((0, h, w), bool))
@@ -353,7 +446,7 @@ class Grounder:
 
     # ------------------------------------------------------------------------------ 3D
     def ground_volume(self, path_or_array: Any, phrases: Sequence[str] | str, *, geometry: Any = None,
-                      modality: str | None = None, plane: str = "axial", masks: bool = False,
+                      modality: str | None = None, plane: str = "axial", masks: Masks = False,
                       score_threshold: Threshold = "calibrated", link_iou: float = LINK_IOU) -> VolumeGroundingResult:
         """Ground ``phrases`` slice by slice in a volume and link the boxes into 3D objects.
 
@@ -381,6 +474,8 @@ class Grounder:
             raise MedglipError(f"{vol.source}: {exc}") from None
         code, where = resolve_modality(caller, vol.modality, lambda: self._classify_volume(vol, plan))
         self._known(code, where, vol.source)
+        mask_source = self.mask_source(masks)
+        keep = KeepBoxes(self.threshold_for, names, score_threshold, None) if mask_source == "head" else None
         cfg, size, chunks = self.input_config, self.config.image_size, self._chunks(names)
         done = 0
 
@@ -391,10 +486,10 @@ class Grounder:
                 pix, rec = model_pixels(raw, code, cfg, what=f"{vol.source}[{k}]")
                 prepared.append(_Prepared(pix, rec, *to_tensor(pix, size), (code, where)))
             dets = self._detect([p.tensor for p in prepared], [p.meta for p in prepared], [code] * len(prepared),
-                                chunks)
+                                chunks, head_masks=keep)
             out = []
             for k, (p, d) in enumerate(zip(prepared, dets), start=done):
-                res = self._collect(None, p, names, d, masks=masks, score_threshold=score_threshold, top_k=None,
+                res = self._collect(None, p, names, d, masks=mask_source, score_threshold=score_threshold, top_k=None,
                                     source=f"{vol.source}[{k}]")
                 res.pixels = None  # the volume result makes slice pixels on demand (volumes can be large)
                 out.append(res)

@@ -112,6 +112,15 @@ class ModelConfig:
             patients; the default threshold of a finding in ``ground``, volumes, VQA, reports and the
             service (see :meth:`finding_threshold`). Empty: :data:`medglip.core.rules.FINDING_THRESHOLD`.
 
+    GLIPv2 parts (:mod:`medglip.model.mask_head`, :mod:`medglip.model.mlm`; both absent in a config
+    saved without them, :data:`LEGACY`; ``medglip train`` adds them when their loss weight is on):
+        mask_head: a Mask R-CNN-style mask head on the fused FPN features (masks from the model
+            itself: ``Grounder(..., masks="head")``).
+        mask_roi_size: its RoIAlign output side R (masks are ``2R × 2R``); mask_convs: conv layers;
+        mask_levels: the finest FPN levels boxes are pooled from; mask_image_skip: refine the mask
+            with the input pixels of the box.
+        mlm_head: a masked-language-modelling head tied to the text encoder's word embeddings.
+
     Fusion / assignment / loss weights: see the field names.
     text_lr_factor: the trainer multiplies the learning rate of the text encoder by this.
     """
@@ -170,6 +179,13 @@ class ModelConfig:
     pre_nms_top_k: int = 1000
     nms_iou: float = 0.6
     detections_per_image: int = 100
+    # GLIPv2 parts
+    mask_head: bool = False
+    mask_roi_size: int = 14
+    mask_convs: int = 4
+    mask_levels: int = 3
+    mask_image_skip: bool = True
+    mlm_head: bool = False
     # trainer hint
     text_lr_factor: float = 0.1
 
@@ -199,6 +215,9 @@ class ModelConfig:
             raise ValueError(f"finding_thresholds must be in [0, 1], got {self.finding_thresholds}")
         if self.fpn_channels % self.fusion_heads or self.fpn_channels % self.head_groups:
             raise ValueError("fpn_channels must be divisible by fusion_heads and head_groups")
+        if self.mask_head and not (1 <= self.mask_levels <= self.fpn_levels and self.mask_roi_size >= 2
+                                   and self.mask_convs >= 0):
+            raise ValueError("mask_levels must be 1..fpn_levels, mask_roi_size >= 2 and mask_convs >= 0")
         self.input_config  # validates the windows and percentiles
 
     def _check_tinyvit(self) -> None:
@@ -299,7 +318,7 @@ class ModelConfig:
 
 #: The values of fields added after medglip 0.1, for configs saved before them (their behaviour then).
 LEGACY: dict[str, Any] = {"alignment": "scaled", "box_features": "fused", "giou_weighting": "none",
-                          "score_agg": "max", "threshold_on": "score"}
+                          "score_agg": "max", "threshold_on": "score", "mask_head": False, "mlm_head": False}
 
 
 def _freeze(v: Any) -> Any:

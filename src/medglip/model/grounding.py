@@ -4,7 +4,9 @@ images ──► ImageEncoder (per-modality backbones or shared + modality embed
 prompts ─► shared text encoder ─► Linear(H → d) ───────────────────────────────────────────────┤
                                                        Fusion (bidirectional cross-attention) ◄┘
                                                        GroundingHead ─► logits / ltrb / centerness
-training: ATSS assignment + focal / GIoU / centerness losses (+ modality CE)
+training: ATSS assignment + focal / GIoU / centerness losses (+ modality CE), and the GLIPv2 tasks
+          switched on by ``model.tasks`` (:class:`AuxiliaryTasks`): inter-image region–word contrast,
+          masked language modelling, mask head
 eval:     score = sqrt(alignment · sigmoid(centerness)), alignment = the mean (config.score_agg) of the
           phrase's token probabilities; candidates above config.score_threshold (on the alignment,
           config.threshold_on); NMS per phrase
@@ -24,10 +26,13 @@ from .config import ModelConfig
 from .encoder import ImageEncoder
 from .fusion import Fusion
 from .head import GroundingHead
-from .losses import grounding_losses
+from .losses import assign, grounding_losses
+from .mask_head import MaskHead
+from .mlm import MLMHead
 from .modality import ModalityClassifier, modality_loss
 from .prompt import Prompt, build_prompts
-from .text import build_text_encoder, text_hidden_size
+from .tasks import AuxiliaryTasks, contrast_loss, mask_head_loss, mlm_loss_of
+from .text import build_text_encoder, pretrained_mlm_head_state, text_hidden_size
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +41,13 @@ log = logging.getLogger(__name__)
 class ImageFeatures:
     """Output of :meth:`GroundingModel.encode_images`: the FPN levels (B, d, H_l, W_l) and, when the
     box branch reads them (``config.box_features == "image"``), its ``ltrb`` (B, A, 4) and
-    ``centerness`` (B, A) — computed once per image, reused by every prompt chunk."""
+    ``centerness`` (B, A) — computed once per image, reused by every prompt chunk; ``images`` the
+    input (B, 3, S, S) (the mask head refines with its pixels)."""
 
     levels: list[torch.Tensor]
     ltrb: torch.Tensor | None = None
     centerness: torch.Tensor | None = None
+    images: torch.Tensor | None = None
 
 
 @dataclass
@@ -71,6 +78,8 @@ class GroundingModel(nn.Module):
         backbones: inject image backbones, ``{encoder key: Backbone}`` (keys = config.encoder_keys).
         load_weights: False builds every part with random weights (used before loading a
             checkpoint); True loads the pretrained weights ``config`` names.
+        tasks: the auxiliary training losses and their weights (:class:`AuxiliaryTasks`; default:
+            the model's own heads at weight 1, no contrast); the trainer sets ``model.tasks``.
 
     Forward ``model(images, modality, prompts, targets=None, *, text_features=None)``:
         images: FloatTensor (B, 3, S, S) from ``medglip.core.pipeline.to_tensor``.
@@ -79,19 +88,22 @@ class GroundingModel(nn.Module):
         prompts: list of B :class:`Prompt` (the same object may repeat; it is encoded once).
             May be None when ``text_features`` is given.
         targets: training only; per image {"boxes": FloatTensor (N, 4) xyxy input pixels,
-            "phrase_ids": LongTensor (N,) into that image's ``prompt.phrases``}; N may be 0.
+            "phrase_ids": LongTensor (N,) into that image's ``prompt.phrases``}; N may be 0; with the
+            mask loss also "masks": BoolTensor (N, S, S) (and optionally "mask_valid": (N,) bool).
         text_features: :class:`TextFeatures` from :meth:`encode_text` (skips the text encoder).
 
     Returns:
         training: dict of weighted scalar losses {"loss_cls": (), "loss_box": (), "loss_ctr": (),
-            "loss_modality": ()} (the last only when ``modality_loss_weight > 0``); the total loss is
-            their sum.
+            "loss_modality": ()} (the last only when ``modality_loss_weight > 0``), plus
+            "loss_contrast", "loss_mlm", "loss_mask" when their ``model.tasks`` weight is > 0; the
+            total loss is their sum.
         eval: list of B dicts {"boxes": FloatTensor (K, 4) xyxy input pixels, "scores": (K,),
             "phrase_ids": LongTensor (K,)}, K <= ``detections_per_image``, sorted by score.
     """
 
     def __init__(self, config: ModelConfig, *, text_encoder: nn.Module | None = None, tokenizer=None,
-                 backbones: dict[str, nn.Module] | None = None, load_weights: bool = True) -> None:
+                 backbones: dict[str, nn.Module] | None = None, load_weights: bool = True,
+                 tasks: AuxiliaryTasks | None = None) -> None:
         super().__init__()
         self.config = config
         if (text_encoder is None) != (tokenizer is None):
@@ -109,6 +121,24 @@ class GroundingModel(nn.Module):
                                   levels=config.fpn_levels, prior_prob=config.prior_prob,
                                   anchor_scale=config.anchor_scale, alignment=config.alignment)
         self.modality_classifier = ModalityClassifier(num_modalities=len(config.modalities))
+        self.mask_head = (MaskHead(channels=d, levels=config.mask_levels, roi_size=config.mask_roi_size,
+                                   convs=config.mask_convs, groups=config.head_groups,
+                                   image_skip=config.mask_image_skip) if config.mask_head else None)
+        self.mlm_head = None
+        if config.mlm_head:
+            tcfg = getattr(text_encoder, "config", None)
+            self.mlm_head = MLMHead(hidden_size=text_hidden_size(text_encoder),
+                                    vocab_size=text_encoder.get_input_embeddings().num_embeddings,
+                                    activation=getattr(tcfg, "hidden_act", "gelu"),
+                                    eps=float(getattr(tcfg, "layer_norm_eps", 1e-12)))
+            state = pretrained_mlm_head_state(config) if load_weights else None
+            if state is not None:
+                self.mlm_head.load_pretrained(state)
+                log.info("MLM head initialised from the text encoder's pretrained head")
+            elif load_weights:
+                log.info("the text encoder %r has no pretrained MLM head: its decoder is tied to the word "
+                         "embeddings, the transform starts from BERT's initialisation", config.text_encoder)
+        self.tasks = tasks if tasks is not None else AuxiliaryTasks.for_config(config)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -175,15 +205,18 @@ class GroundingModel(nn.Module):
         feats = self.encode_images(images, modality)
         if not self.training:
             return self.detect(feats, text_features, tuple(images.shape[-2:]))
-        out, centres, anchors, level_sizes, mask = self._head(feats, text_features)
+        tasks = self.tasks
+        out, centres, anchors, level_sizes, mask, fused = self._head(feats, text_features,
+                                                                     embeddings=tasks.contrastive_weight > 0)
         if targets is None or len(targets) != b:
             raise ValueError("training needs one target dict per image")
         c = self.config
+        assignments = assign(anchors, level_sizes, targets, c.atss_topk)
         losses = grounding_losses(logits=out["logits"], ltrb=out["ltrb"], centerness=out["centerness"],
                                   centres=centres, anchors=anchors, level_sizes=level_sizes, targets=targets,
                                   phrase_token_masks=text_features.phrase_token_masks, text_mask=mask,
                                   topk=c.atss_topk, alpha=c.focal_alpha, gamma=c.focal_gamma,
-                                  giou_weighting=c.giou_weighting)
+                                  giou_weighting=c.giou_weighting, assignments=assignments)
         losses = {"loss_cls": losses["loss_cls"] * c.cls_loss_weight,
                   "loss_box": losses["loss_box"] * c.box_loss_weight,
                   "loss_ctr": losses["loss_ctr"] * c.ctr_loss_weight}
@@ -191,6 +224,22 @@ class GroundingModel(nn.Module):
             mod_target = (given.to(images.device).long() if given is not None
                           else torch.full((b,), -1, dtype=torch.long, device=images.device))
             losses["loss_modality"] = modality_loss(self.classify_modality(images), mod_target) * c.modality_loss_weight
+        if tasks.contrastive_weight > 0:
+            losses["loss_contrast"] = contrast_loss(
+                tasks, regions=out["regions"], tokens=out["tokens"], assignments=assignments, targets=targets,
+                prompts=prompts, phrase_token_masks=text_features.phrase_token_masks) * tasks.contrastive_weight
+        if tasks.mlm_weight > 0:
+            if self.mlm_head is None:
+                raise ValueError("the MLM loss needs a model with an MLM head (ModelConfig.mlm_head=True)")
+            if prompts is None:
+                raise ValueError("the MLM loss needs the prompts (not only text_features)")
+            losses["loss_mlm"] = mlm_loss_of(self, prompts, tasks.mlm_probability) * tasks.mlm_weight
+        if tasks.mask_weight > 0:
+            if self.mask_head is None:
+                raise ValueError("the mask loss needs a model with a mask head (ModelConfig.mask_head=True)")
+            losses["loss_mask"] = mask_head_loss(self.mask_head, fused, feats.images, targets,
+                                                 tuple(images.shape[-2:]), jitter=tasks.mask_box_jitter
+                                                 ) * tasks.mask_weight
         return losses
 
     def encode_images(self, images: torch.Tensor, modality: torch.Tensor | None) -> ImageFeatures:
@@ -208,35 +257,86 @@ class GroundingModel(nn.Module):
         levels = self.image_encoder(images, self._resolve_modality(images, modality))
         if self.config.box_features == "image":
             ltrb, ctr = self.head.boxes(levels, self.strides)
-            return ImageFeatures(levels, ltrb, ctr)
-        return ImageFeatures(levels)
+            return ImageFeatures(levels, ltrb, ctr, images=images)
+        return ImageFeatures(levels, images=images)
 
-    def _head(self, img: ImageFeatures, text_features: TextFeatures):
+    def _head(self, img: ImageFeatures, text_features: TextFeatures, *, embeddings: bool = False):
         text = self.text_proj(text_features.hidden)
         mask = text_features.mask.to(img.levels[0].device)
         feats, text = self.fusion(img.levels, text, mask)
         boxes = (img.ltrb, img.centerness) if img.ltrb is not None else None
-        out = self.head(feats, text, mask, self.strides, boxes=boxes)
+        out = self.head(feats, text, mask, self.strides, boxes=boxes, embeddings=embeddings)
         shapes = [tuple(f.shape[-2:]) for f in feats]
         centres, anchors, level_sizes = make_anchors(shapes, self.strides, self.config.anchor_scale, feats[0].device)
-        return out, centres, anchors, level_sizes, mask
+        return out, centres, anchors, level_sizes, mask, feats
 
     @torch.no_grad()
-    def detect(self, feats: ImageFeatures, text_features: TextFeatures,
-               image_hw: tuple[int, int]) -> list[dict[str, torch.Tensor]]:
+    def detect(self, feats: ImageFeatures, text_features: TextFeatures, image_hw: tuple[int, int], *,
+               masks: bool = False) -> list[dict[str, torch.Tensor]]:
         """Fusion, head and post-processing on features of :meth:`encode_images` (eval only).
 
         Args:
             feats: the image features of B images; text_features: B prompts (:meth:`encode_text`);
-            image_hw: the input side ``(S, S)``.
+            image_hw: the input side ``(S, S)``; masks: also the mask head's masks (needs one).
 
         Returns:
-            B dicts {"boxes": (K, 4) xyxy input pixels, "scores": (K,), "phrase_ids": (K,)}.
+            B dicts {"boxes": (K, 4) xyxy input pixels, "scores": (K,), "phrase_ids": (K,)} (+ "masks":
+            (K, M, M) probabilities over each box with ``masks=True``).
         """
+        dets, fused = self.detect_with_features(feats, text_features, image_hw)
+        if masks:
+            probs = self.predict_masks(fused, feats.images, [d["boxes"] for d in dets], image_hw)
+            for d, p in zip(dets, probs):
+                d["masks"] = p
+        return dets
+
+    @torch.no_grad()
+    def detect_with_features(self, feats: ImageFeatures, text_features: TextFeatures, image_hw: tuple[int, int]
+                             ) -> tuple[list[dict[str, torch.Tensor]], list[torch.Tensor]]:
+        """:meth:`detect` without masks, and the fused FPN levels (B, d, H_l, W_l) for
+        :meth:`predict_masks` of the boxes a caller keeps."""
         if text_features.hidden.shape[0] != feats.levels[0].shape[0]:
             raise ValueError("text_features batch size differs from the images'")
-        out, centres, _, _, _ = self._head(feats, text_features)
-        return self.postprocess(out, centres, text_features.phrase_token_masks, image_hw)
+        out, centres, _, _, _, fused = self._head(feats, text_features)
+        return self.postprocess(out, centres, text_features.phrase_token_masks, image_hw), fused
+
+    @torch.no_grad()
+    def predict_masks(self, fused: list[torch.Tensor], images: torch.Tensor | None, boxes: list[torch.Tensor],
+                      image_hw: tuple[int, int]) -> list[torch.Tensor]:
+        """Mask probabilities of boxes from the mask head.
+
+        Args:
+            fused: fused FPN levels of B images (:meth:`detect_with_features`); images: their input
+                (B, 3, S, S); boxes: per image (K_b, 4) xyxy input pixels; image_hw: ``(S, S)``.
+
+        Returns:
+            per image FloatTensor (K_b, M, M): probabilities over each box (paste them with
+            :func:`medglip.model.mask_head.paste_masks`).
+
+        Raises:
+            ValueError: the model has no mask head.
+        """
+        if self.mask_head is None:
+            raise ValueError("this model has no mask head (ModelConfig.mask_head is False)")
+        probs = self.mask_head(fused, [bx.float() for bx in boxes], image_hw, images).float().sigmoid()
+        return list(probs.split([len(bx) for bx in boxes]))
+
+    def with_parts(self, *, mask_head: bool | None = None, mlm_head: bool | None = None) -> "GroundingModel":
+        """This model with a mask head / MLM head added (new, randomly initialised) or removed; the
+        other weights are kept. ``self`` when nothing changes."""
+        changes = {k: bool(v) for k, v in (("mask_head", mask_head), ("mlm_head", mlm_head))
+                   if v is not None and bool(v) != getattr(self.config, k)}
+        if not changes:
+            return self
+        new = GroundingModel(self.config.replace(**changes), text_encoder=self.text_encoder, tokenizer=self.tokenizer,
+                             load_weights=False)
+        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
+        bad = [k for k in missing if not k.startswith(("mask_head.", "mlm_head."))] + \
+              [k for k in unexpected if not k.startswith(("mask_head.", "mlm_head."))]
+        if bad:
+            raise ValueError(f"weights do not carry over: {bad[:5]}")
+        new.tasks = AuxiliaryTasks.for_config(new.config)
+        return new.to(next(self.parameters()).device)
 
     @torch.no_grad()
     def postprocess(self, out: dict[str, torch.Tensor], centres: torch.Tensor,
@@ -271,6 +371,7 @@ class GroundingModel(nn.Module):
         """Parameter counts by part (``total`` included)."""
         parts = {"image_encoder": self.image_encoder, "text_encoder": self.text_encoder,
                  "fusion": self.fusion, "head": self.head, "modality_classifier": self.modality_classifier}
+        parts.update({k: m for k, m in (("mask_head", self.mask_head), ("mlm_head", self.mlm_head)) if m is not None})
         counts = {k: sum(p.numel() for p in m.parameters()) for k, m in parts.items()}
         counts["total"] = sum(p.numel() for p in self.parameters())
         return counts

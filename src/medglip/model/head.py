@@ -87,16 +87,23 @@ class GroundingHead(nn.Module):
             return self.token(unit / 2.0), unit @ self.bias_lang + self.bias0, self.log_scale.exp()
         return self.token(text), self.token_bias(text).squeeze(-1) + self.bias0, math.sqrt(text.shape[-1])
 
-    def align(self, features: list[torch.Tensor], text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-        """Region-token alignment logits ``(B, A, T)`` of (fused) features and tokens; padded tokens -1e4."""
+    def align(self, features: list[torch.Tensor], text: torch.Tensor, text_mask: torch.Tensor, *,
+              embeddings: bool = False):
+        """Region-token alignment logits ``(B, A, T)`` of (fused) features and tokens; padded tokens -1e4.
+
+        With ``embeddings=True`` returns ``(logits, regions (B, A, d), tokens (B, T, d))``: the region
+        features and projected tokens whose dot products the logits are (the inter-image contrastive
+        loss compares them across images)."""
         tok, tok_bias, divisor = self._tokens(text)                          # (B, T, d), (B, T)
-        logits = []
+        logits, regions = [], []
         for f in features:
             c = self.cls_tower(f)
             r = (c if self.alignment == "glip" else self.region(c)).flatten(2).transpose(1, 2)  # (B, HW, d)
             logits.append(torch.einsum("bad,btd->bat", r, tok) / divisor + tok_bias[:, None, :])
+            regions.append(r)
         out = torch.cat(logits, 1).clamp(-5e4, 5e4)  # GLIP clamps too: a runaway dot product stays finite
-        return out.masked_fill(~text_mask[:, None, :], -1e4)
+        out = out.masked_fill(~text_mask[:, None, :], -1e4)
+        return (out, torch.cat(regions, 1), tok) if embeddings else out
 
     def boxes(self, features: list[torch.Tensor], strides: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(ltrb (B, A, 4), centerness logits (B, A))`` of the box tower on ``features``."""
@@ -109,8 +116,12 @@ class GroundingHead(nn.Module):
         return torch.cat(ltrb, 1), torch.cat(ctr, 1)
 
     def forward(self, features: list[torch.Tensor], text: torch.Tensor, text_mask: torch.Tensor,
-                strides: list[int], boxes: tuple[torch.Tensor, torch.Tensor] | None = None
-                ) -> dict[str, torch.Tensor]:
-        """All outputs; ``boxes`` (from :meth:`boxes` on other features) skips the box tower."""
+                strides: list[int], boxes: tuple[torch.Tensor, torch.Tensor] | None = None, *,
+                embeddings: bool = False) -> dict[str, torch.Tensor]:
+        """All outputs; ``boxes`` (from :meth:`boxes` on other features) skips the box tower;
+        ``embeddings`` adds "regions" (B, A, d) and "tokens" (B, T, d) (see :meth:`align`)."""
         ltrb, ctr = boxes if boxes is not None else self.boxes(features, strides)
+        if embeddings:
+            logits, regions, tokens = self.align(features, text, text_mask, embeddings=True)
+            return {"logits": logits, "ltrb": ltrb, "centerness": ctr, "regions": regions, "tokens": tokens}
         return {"logits": self.align(features, text, text_mask), "ltrb": ltrb, "centerness": ctr}

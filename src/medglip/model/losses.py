@@ -17,11 +17,24 @@ from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 from .atss import atss_assign, centerness_target, decode
 
 
+def assign(anchors: torch.Tensor, level_sizes: list[int], targets: list[dict[str, torch.Tensor]],
+           topk: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """ATSS assignment per image: ``(positive anchor indices (n,), index of each one's box (n,))``."""
+    out = []
+    for tgt in targets:
+        boxes = tgt["boxes"].to(anchors.device, torch.float32).reshape(-1, 4)
+        matched = atss_assign(anchors, level_sizes, boxes, topk)
+        pos = torch.nonzero(matched >= 0).squeeze(1)
+        out.append((pos, matched[pos]))
+    return out
+
+
 def grounding_losses(*, logits: torch.Tensor, ltrb: torch.Tensor, centerness: torch.Tensor,
                      centres: torch.Tensor, anchors: torch.Tensor, level_sizes: list[int],
                      targets: list[dict[str, torch.Tensor]], phrase_token_masks: list[torch.Tensor],
                      text_mask: torch.Tensor, topk: int, alpha: float, gamma: float,
-                     giou_weighting: str = "centerness") -> dict[str, torch.Tensor]:
+                     giou_weighting: str = "centerness",
+                     assignments: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
     """Compute the three detection losses.
 
     Args:
@@ -32,6 +45,7 @@ def grounding_losses(*, logits: torch.Tensor, ltrb: torch.Tensor, centerness: to
         text_mask: (B, T) bool, real tokens.
         giou_weighting: ``centerness`` weights each positive anchor's GIoU loss by its centerness
             target and normalises by their sum (ATSS / GLIP); ``none``: one weight per anchor.
+        assignments: :func:`assign`'s output when the caller already has it.
 
     Returns:
         {"loss_cls", "loss_box", "loss_ctr"}: scalar tensors (finite also with zero boxes).
@@ -39,13 +53,12 @@ def grounding_losses(*, logits: torch.Tensor, ltrb: torch.Tensor, centerness: to
     b, a, t = logits.shape
     cls_target = torch.zeros(b, a, t, device=logits.device, dtype=torch.float32)
     pos_pred, pos_gt, pos_ctr, pos_centres = [], [], [], []
-    for i, tgt in enumerate(targets):
+    if assignments is None:
+        assignments = assign(anchors, level_sizes, targets, topk)
+    for i, (tgt, (pos, gt_idx)) in enumerate(zip(targets, assignments)):
         boxes = tgt["boxes"].to(anchors.device, torch.float32).reshape(-1, 4)
-        matched = atss_assign(anchors, level_sizes, boxes, topk)
-        pos = torch.nonzero(matched >= 0).squeeze(1)
         if pos.numel() == 0:
             continue
-        gt_idx = matched[pos]
         phrase = tgt["phrase_ids"].to(anchors.device).long()[gt_idx]
         ptm = phrase_token_masks[i].to(logits.device)
         cls_target[i, pos, : ptm.shape[1]] = ptm[phrase].float()

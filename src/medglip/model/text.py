@@ -108,3 +108,27 @@ def text_hidden_size(encoder: nn.Module) -> int:
         if cfg is not None and hasattr(cfg, attr):
             return int(getattr(cfg, attr))
     raise ValueError("cannot tell the text encoder's hidden size from its config")
+
+
+def pretrained_mlm_head_state(config: ModelConfig) -> dict | None:
+    """The pretrained masked-LM head (``cls.predictions.*`` tensors) of ``config``'s text encoder,
+    or None when its checkpoint has none (all-MiniLM-L6-v2, a sentence-transformers model, has
+    none) or the weights are random (``text_weights="none"``)."""
+    from .mlm import pretrained_mlm_state
+
+    if config.text_weights == "none":
+        return None
+    path = resolve_text_path(config.text_encoder)
+    if Path(path).is_dir():
+        return pretrained_mlm_state(path)
+    if config.text_weights == "hub":
+        try:
+            from transformers import AutoModelForMaskedLM
+
+            lm = AutoModelForMaskedLM.from_pretrained(path)
+        except Exception as exc:  # no MLM architecture for this encoder, or not reachable
+            log.info("no pretrained MLM head for %s (%s)", path, exc)
+            return None
+        state = {k: v for k, v in lm.state_dict().items() if k.startswith("cls.predictions.")}
+        return state or None
+    return None

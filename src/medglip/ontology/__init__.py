@@ -22,9 +22,10 @@ from .model import (
 )
 from .normalise import flip_text, name_key
 from .ontology import Ontology
+from .relations import PhraseRelations, Relation
 
 __all__ = [
     "ANY_SOURCE", "Code", "Coding", "LEVELS", "LOCAL_SCHEME", "UNKNOWN_LEVEL", "UNMAPPED_CLASS", "Ontology",
-    "OntologyClass", "OntologyError", "Region", "Resolution", "SourceMapping", "Term", "UnknownTermError",
-    "coding_for", "default_data_files", "flip_text", "load_ontology", "name_key",
+    "OntologyClass", "OntologyError", "PhraseRelations", "Region", "Relation", "Resolution", "SourceMapping", "Term",
+    "UnknownTermError", "coding_for", "default_data_files", "flip_text", "load_ontology", "name_key",
 ]

@@ -31,7 +31,7 @@ def _phrases(grounder: Any, findings: Sequence[str] | str | None) -> list[str]:
 
 
 def make_report(grounder: Any, image: Any, findings: Sequence[str] | None = None, *, modality: str | None = None,
-                masks: bool = False, score_threshold: float | None = None, llm: Any = None,
+                masks: bool | str = False, score_threshold: float | None = None, llm: Any = None,
                 ontology: Ontology | None = None, window: Any = None,
                 exports: ExportOptions | None = None) -> Report:
     """Ground ``findings`` in ``image`` and describe every finding and every phrase not found.
@@ -43,7 +43,8 @@ def make_report(grounder: Any, image: Any, findings: Sequence[str] | None = None
             DICOM series folder, grounded slice by slice), or a 2D array / PIL image.
         findings: the phrases to look for; default the phrases the checkpoint was trained on.
         modality: modality code when known (default: file metadata, else the model's classifier).
-        masks: also segment each box (needs the grounder's mask refiner); masks are tinted on the overlay.
+        masks: also segment each box: True (the grounder's default source), ``"head"`` (the
+            checkpoint's mask head) or ``"medsam"`` (LiteMedSAM); masks are tinted on the overlay.
         score_threshold: findings below it are reported as not identified; None: the checkpoint's
             calibrated threshold of each phrase.
         llm: an object with ``rewrite_report(markdown, context) -> str`` (e.g. ``medglip.vqa.ChatClient``);
@@ -76,7 +77,7 @@ def make_report(grounder: Any, image: Any, findings: Sequence[str] | None = None
     found, missing = report_sentences(ctx)
     markdown = render_markdown(ctx, found, missing, overlay_name=DEFAULT_OVERLAY)
     report = Report(source=ctx.source, modality=ctx.modality, context=ctx, sentences=found + missing,
-                    markdown=markdown, overlay=ctx.visual_prompt(pixels, masks=masks))
+                    markdown=markdown, overlay=ctx.visual_prompt(pixels, masks=bool(masks)))
     if exports is not None:
         if not masks:
             raise MedglipError("exporting the findings' masks needs masks=True (--masks)")

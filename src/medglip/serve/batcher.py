@@ -108,9 +108,9 @@ class Batcher:
 
     # ------------------------------------------------------------------------------ submit
     def submit_ground(self, image: Any, phrases: tuple[str, ...], *, modality: str | None = None,
-                      masks: bool = False, score_threshold: float | None = None, top_k: int | None = None) -> Future:
+                      masks: bool | str = False, score_threshold: float | None = None, top_k: int | None = None) -> Future:
         """Queue one image; the future's result is its :class:`~medglip.infer.GroundingResult`."""
-        key = (tuple(phrases), modality, bool(masks), score_threshold, top_k)
+        key = (tuple(phrases), modality, masks if isinstance(masks, str) else bool(masks), score_threshold, top_k)
         return self._put(_Job(Future(), key=key, image=image))
 
     def submit_call(self, fn: Callable[[Any], Any]) -> Future:

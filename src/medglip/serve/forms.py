@@ -109,6 +109,23 @@ def check_score_threshold(value: float | None) -> float | None:
     return float(value)
 
 
+#: What the ``masks`` field accepts (case-insensitive): booleans and the mask sources of the Grounder.
+_MASK_WORDS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False,
+               "off": False, "none": False, "": False, "auto": True, "head": "head", "medsam": "medsam"}
+
+
+def parse_masks(value: str | bool | None) -> bool | str:
+    """The ``masks`` field: False, True (the service's default source: the checkpoint's mask head when it
+    has one, else LiteMedSAM), ``"head"`` or ``"medsam"``; 422 otherwise."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    key = str(value).strip().lower()
+    if key not in _MASK_WORDS:
+        raise bad("masks", f"{str(value)[:40]!r} is not one of true, false, head (the model's mask head), "
+                           "medsam (LiteMedSAM)")
+    return _MASK_WORDS[key]
+
+
 def check_top_k(value: int | None) -> int | None:
     if value is not None and value < 1:
         raise bad("top_k", f"must be at least 1, got {value}")

@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse
 from ..errors import MedglipError
 from .access import audit_note
 from .batcher import ServerBusy
-from .forms import (bad, check_plane, check_question, check_score_threshold, check_top_k, parse_modality,
-                    parse_phrases)
+from .forms import (bad, check_plane, check_question, check_score_threshold, check_top_k, parse_masks,
+                    parse_modality, parse_phrases)
 from .exports import OutputsField, check_outputs, exported
 from .images import read_upload
 from .service import Service, WorkerGrounder, busy, http_error, jsonable, png_base64
@@ -36,7 +36,9 @@ PhrasesField = Annotated[list[str], Form(description="What to find: a JSON list 
 ModalityField = Annotated[str | None, Form(description="CT, MR, XR, US, ENDO, DERM or PATH (or an alias such as MRI, "
                                                        "X-ray); default: the DICOM Modality tag, else the model's "
                                                        "modality classifier.")]
-MasksField = Annotated[bool, Form(description="Also return a mask per box (COCO RLE), refined with LiteMedSAM.")]
+MasksField = Annotated[str | None, Form(description="Also return a mask per box (COCO RLE): true (the model's own "
+                                                    "mask head when it has one, else LiteMedSAM), head, medsam "
+                                                    "(LiteMedSAM given each box) or false.")]
 ThresholdField = Annotated[float | None, Form(ge=0.0, le=1.0, description="Drop boxes scoring below this (0..1); "
                                                                            "default: the model's calibrated thresholds.")]
 TopKField = Annotated[int | None, Form(ge=1, description="Keep at most this many boxes per phrase.")]
@@ -69,7 +71,7 @@ async def _save(request: Request, svc: Service, file: Any, *, allow_zip: bool = 
 @router.post("/ground", summary="Ground phrases in a 2D image", response_description="GroundingResult JSON")
 @guarded
 async def ground(request: Request, file: FileField, phrases: PhrasesField, modality: ModalityField = None,
-                 masks: MasksField = False, score_threshold: ThresholdField = None, top_k: TopKField = None,
+                 masks: MasksField = None, score_threshold: ThresholdField = None, top_k: TopKField = None,
                  overlay: Annotated[bool, Form(description="Also return `overlay_png`: the image with the boxes "
                                                            "drawn, a base64 PNG.")] = False,
                  outputs: OutputsField = None) -> JSONResponse:
@@ -86,7 +88,7 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     thr, k = check_score_threshold(score_threshold), check_top_k(top_k)
     thr = "calibrated" if thr is None else thr
     wanted = check_outputs(outputs)
-    masks = masks or bool(wanted)
+    masks = svc.check_masks(parse_masks(masks) or bool(wanted))
     svc.batcher.announce()
     try:
         upload = await _save(request, svc, file)
@@ -166,7 +168,7 @@ async def _exports(result: Any, outputs: tuple[str, ...], upload: Any) -> dict[s
 @guarded
 async def vqa(request: Request, file: FileField,
               question: Annotated[str, Form(description="The question, e.g. 'Is there a tumor in the left kidney?'")],
-              modality: ModalityField = None, masks: MasksField = False) -> JSONResponse:
+              modality: ModalityField = None, masks: MasksField = None) -> JSONResponse:
     """The question is parsed into ontology phrases, grounded (2D image or volume), and answered from the
     findings; open questions go to the server's language model when one is configured. Adds
     `visual_prompt_png`: the image (a volume's key slice) with the numbered boxes, base64."""
@@ -176,6 +178,7 @@ async def vqa(request: Request, file: FileField,
     text = check_question(question, svc.config)
     audit_note(request, question_chars=len(text), modality=modality)
     code = parse_modality(modality, svc.modalities)
+    masks = svc.check_masks(parse_masks(masks))
     try:
         parsed = await svc.run(lambda: parse_question(text, modality=code))
     except MedglipError as exc:
@@ -189,7 +192,7 @@ async def vqa(request: Request, file: FileField,
         def run() -> dict[str, Any]:
             res = ask(worker, image, text, modality=code, llm=svc.llm, masks=masks)
             out = res.to_json()
-            out["visual_prompt_png"] = png_base64(res.visual_prompt(masks=masks))
+            out["visual_prompt_png"] = png_base64(res.visual_prompt(masks=bool(masks)))
             return out
 
         out = await _in_thread(svc, run, upload)
@@ -204,7 +207,7 @@ async def report(request: Request, file: FileField,
                  findings: Annotated[list[str] | None, Form(description="Phrases to report on (same formats as "
                                                                         "`phrases`); default: the phrases the model "
                                                                         "was trained on.")] = None,
-                 modality: ModalityField = None, masks: MasksField = False,
+                 modality: ModalityField = None, masks: MasksField = None,
                  prose: Annotated[bool, Form(description="Also return `prose`: the server's language model "
                                                          "rewrites the report (needs an LLM endpoint).")] = False
                  ) -> JSONResponse:
@@ -220,6 +223,7 @@ async def report(request: Request, file: FileField,
         raise bad("findings", "none given, and this model has no list of trained phrases (RUN/categories.json) "
                               "to report on; send e.g. 'liver, left kidney'")
     code = parse_modality(modality, svc.modalities)
+    masks = svc.check_masks(parse_masks(masks))
     if prose and svc.llm is None:
         raise bad("prose", "this server has no language model configured (MEDGLIP_LLM_ENDPOINT, MEDGLIP_LLM_MODEL)")
     upload = await _save(request, svc, file, allow_zip=True)

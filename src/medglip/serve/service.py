@@ -90,6 +90,16 @@ class Service:
             raise HTTPException(422, f"{field}: {', '.join(repr(p) for p in lost)}: no word or symbol the "
                                      "model's vocabulary knows")
 
+    def check_masks(self, masks: bool | str) -> bool | str:
+        """422 (naming ``masks``) when the loaded model cannot give masks from that source."""
+        check = getattr(self.grounder, "mask_source", None)
+        if masks and check is not None:
+            try:
+                check(masks)
+            except MedglipError as exc:
+                raise HTTPException(422, f"masks: {exc}") from None
+        return masks
+
     @property
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.grounder.config.modalities)
@@ -173,7 +183,7 @@ class WorkerGrounder:
         self.known_phrases = tuple(batcher.grounder.known_phrases)
         self.threshold_for = batcher.grounder.threshold_for
 
-    def ground_file(self, image: Any, phrases: Any, *, modality: str | None = None, masks: bool = False,
+    def ground_file(self, image: Any, phrases: Any, *, modality: str | None = None, masks: bool | str = False,
                     score_threshold: Any = "calibrated", plane: str = "axial", top_k: int | None = None) -> Any:
         from ..infer.inputs import Volume, read_input
 
@@ -184,7 +194,7 @@ class WorkerGrounder:
         return self.ground(item, tuple(phrases), modality=modality, masks=masks, score_threshold=score_threshold,
                            top_k=top_k)
 
-    def ground(self, image: Any, phrases: Any, *, modality: str | None = None, masks: bool = False,
+    def ground(self, image: Any, phrases: Any, *, modality: str | None = None, masks: bool | str = False,
                score_threshold: Any = "calibrated", top_k: int | None = None) -> Any:
         if isinstance(image, (list, tuple)) or isinstance(phrases, str):
             return self._call(lambda g: g.ground(image, phrases, modality=modality, masks=masks,

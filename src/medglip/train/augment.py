@@ -143,7 +143,7 @@ def _resize(a: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
 
 def paste_lesions(img: np.ndarray, boxes: np.ndarray, phrases: list[str], lesions: list[Lesion],
                   rng: np.random.Generator, cfg: AugmentConfig, *,
-                  organ_masks: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                  organ_masks: dict[str, np.ndarray], masks: np.ndarray | None = None) -> tuple:
     """Paste up to ``cfg.copy_paste_max`` of ``lesions`` into ``img`` (see the module docstring).
 
     Args:
@@ -151,12 +151,23 @@ def paste_lesions(img: np.ndarray, boxes: np.ndarray, phrases: list[str], lesion
         boxes: ``(N, 4)`` xyxy of the image's annotations; phrases: theirs.
         lesions: the bank's candidates for this image.
         organ_masks: ``phrase -> (H, W) bool`` of the organs annotated on this image.
+        masks: the annotations' ``(N, H, W)`` bool masks, when they must follow (the pasted
+            lesions' masks are appended; the random draws are the same with or without).
 
     Returns:
-        The new image, boxes and phrases (the pasted lesions appended).
+        The new image, boxes and phrases (the pasted lesions appended), and with ``masks`` the new
+        ``(N', H, W)`` masks.
     """
+    pasted: list[np.ndarray] = []
+
+    def result(im: np.ndarray, bx: np.ndarray, ph: list[str]) -> tuple:
+        if masks is None:
+            return im, bx, ph
+        extra = np.stack(pasted) if pasted else np.zeros((0,) + img.shape[:2], bool)
+        return im, bx, ph, np.concatenate([masks.reshape((-1,) + img.shape[:2]).astype(bool), extra])
+
     if not lesions:
-        return img, boxes, phrases
+        return result(img, boxes, phrases)
     out = img.astype(np.float32)
     h, w = img.shape[:2]
     grey = out if out.ndim == 2 else out.mean(axis=-1)
@@ -211,7 +222,11 @@ def paste_lesions(img: np.ndarray, boxes: np.ndarray, phrases: list[str], lesion
         boxes = np.concatenate([boxes.reshape(-1, 4), [[x0 + xs_m.min(), y0 + ys_m.min(),
                                                         x0 + xs_m.max() + 1, y0 + ys_m.max() + 1]]])
         phrases.append(les.phrase)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8), boxes, phrases
+        if masks is not None:
+            full = np.zeros((h, w), bool)
+            full[y0:y0 + lh, x0:x0 + lw] = mask
+            pasted.append(full)
+    return result(np.clip(np.rint(out), 0, 255).astype(np.uint8), boxes, phrases)
 
 
 def jitter_intensity(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -222,30 +237,41 @@ def jitter_intensity(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
-def zoom(img: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, max_zoom: float
-         ) -> tuple[np.ndarray, np.ndarray]:
+def zoom(img: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, max_zoom: float, *,
+         masks: np.ndarray | None = None) -> tuple:
     """Crop a window ``1 / z`` of the image (``z`` in ``[1, max_zoom]``), holding every box whole when
-    it can; boxes are shifted (and clipped). The caller's letterbox resizes the crop up."""
+    it can; boxes are shifted (and clipped). The caller's letterbox resizes the crop up. With
+    ``masks`` (``(N, H, W)`` bool) they are cropped alike and returned third."""
+    if masks is not None:
+        crop, shifted, window = _zoom(img, boxes, rng, max_zoom)
+        x0, y0, cw, ch = window
+        return crop, shifted, np.ascontiguousarray(masks[:, y0:y0 + ch, x0:x0 + cw])
+    return _zoom(img, boxes, rng, max_zoom)[:2]
+
+
+def _zoom(img: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, max_zoom: float
+          ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
     h, w = img.shape[:2]
+    whole = (0, 0, w, h)
     z = float(rng.uniform(1.0, max_zoom))
     ch, cw = max(8, round(h / z)), max(8, round(w / z))
     if len(boxes):
         bx0, by0 = boxes[:, 0].min(), boxes[:, 1].min()
         bx1, by1 = boxes[:, 2].max(), boxes[:, 3].max()
         if bx1 - bx0 > cw or by1 - by0 > ch:
-            return img, boxes  # the boxes do not fit in the window: no zoom
+            return img, boxes, whole  # the boxes do not fit in the window: no zoom
         lo_x, hi_x = int(max(0, np.ceil(bx1 - cw))), int(min(bx0, w - cw))
         lo_y, hi_y = int(max(0, np.ceil(by1 - ch))), int(min(by0, h - ch))
     else:
         lo_x, hi_x, lo_y, hi_y = 0, w - cw, 0, h - ch
     if hi_x < lo_x or hi_y < lo_y:
-        return img, boxes
+        return img, boxes, whole
     x0, y0 = int(rng.integers(lo_x, hi_x + 1)), int(rng.integers(lo_y, hi_y + 1))
     crop = np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw])
     shifted = boxes - np.array([x0, y0, x0, y0], np.float64)
     shifted[:, 0::2] = shifted[:, 0::2].clip(0, cw)
     shifted[:, 1::2] = shifted[:, 1::2].clip(0, ch)
-    return crop, shifted
+    return crop, shifted, (x0, y0, cw, ch)
 
 
 

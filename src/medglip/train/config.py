@@ -54,6 +54,16 @@ class TrainConfig:
             images share it); overrides the weights a recipe recorded (default 1 per source).
         modality_weights: ``((modality, weight), ...)`` multiplying the images' weights.
         Batches hold one modality each (``medglip.train.sampling``).
+        contrastive_weight: weight of GLIPv2's inter-image region–word contrastive loss
+            (``loss_contrast``, :mod:`medglip.model.contrast`); 0: off.
+        contrastive_temperature: its temperature τ.
+        mlm_weight: weight of masked language modelling on the prompts (``loss_mlm``); > 0 gives a
+            new model an MLM head (``ModelConfig.mlm_head``).
+        mlm_probability: the share of real prompt tokens masked.
+        mask_weight: weight of the mask head's loss (``loss_mask``) on the dataset's masks; > 0 gives
+            a new model a mask head (``ModelConfig.mask_head``), so it grounds masks by itself.
+        mask_box_jitter: half of the true boxes the mask head learns from are jittered by up to this
+            fraction of their size.
     """
 
     preset: str = "default"
@@ -91,6 +101,12 @@ class TrainConfig:
     ema_decay: float | None = 0.998
     source_weights: tuple[tuple[str, float], ...] = ()
     modality_weights: tuple[tuple[str, float], ...] = ()
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.07
+    mlm_weight: float = 0.0
+    mlm_probability: float = 0.15
+    mask_weight: float = 1.0
+    mask_box_jitter: float = 0.1
 
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.epochs is not None:
@@ -105,3 +121,7 @@ class TrainConfig:
             raise ValueError(f"elastic_prob must be in [0, 1], not {self.elastic_prob}")
         if self.elastic_displacement < 0 or self.elastic_sigma <= 0:
             raise ValueError("elastic_displacement must be >= 0 and elastic_sigma > 0")
+        if min(self.contrastive_weight, self.mlm_weight, self.mask_weight, self.mask_box_jitter) < 0:
+            raise ValueError("loss weights and mask_box_jitter must be >= 0")
+        if self.contrastive_temperature <= 0 or not 0 < self.mlm_probability < 1:
+            raise ValueError("contrastive_temperature must be > 0 and mlm_probability in (0, 1)")

@@ -104,9 +104,13 @@ class GroundingDataset(torch.utils.data.Dataset):
         input_config: the model's input pipeline; the dataset's images must have been built with
             it (its ``build_config.json`` is checked), since they are the model's pixels.
         ontology: the ontology of laterality flips (default: the shipped one).
+        with_masks: targets also carry the annotations' masks (for the mask head's loss), decoded
+            from their RLE ``segmentation`` and moved by every augmentation exactly like the boxes.
 
     Each item is a dict: ``image`` FloatTensor (3, S, S); ``modality`` int; ``prompt`` (a Prompt);
-    ``target`` {"boxes": FloatTensor (N, 4) xyxy input pixels, "phrase_ids": LongTensor (N,)};
+    ``target`` {"boxes": FloatTensor (N, 4) xyxy input pixels, "phrase_ids": LongTensor (N,)} (with
+    ``with_masks`` also "masks": BoolTensor (N, S, S) and "mask_valid": BoolTensor (N,), False for an
+    annotation without a segmentation);
     ``image_id`` int; ``meta`` {"scale", "orig_size", "offset" (x, y) input pixels, "flipped"}.
     """
 
@@ -114,7 +118,7 @@ class GroundingDataset(torch.utils.data.Dataset):
                  prompt_builder: PromptBuilder, modalities: Sequence[str], train: bool = False,
                  negatives_per_image: int = 4, augment: AugmentConfig = AugmentConfig(), seed: int = 0,
                  input_config: InputConfig | None = None, ontology: Ontology | None = None,
-                 negative_vocabulary: str = "dataset") -> None:
+                 negative_vocabulary: str = "dataset", with_masks: bool = False) -> None:
         self.root = Path(dataset_dir)
         if input_config is not None:
             check_input_config(self.root, input_config)
@@ -126,6 +130,7 @@ class GroundingDataset(torch.utils.data.Dataset):
         self.negatives_per_image = int(negatives_per_image)
         self.augment = augment
         self.seed = int(seed)
+        self.with_masks = bool(with_masks)
         self.epoch = 0
         ann_path = self.root / "annotations" / f"{split}.json"
         if not ann_path.is_file():
@@ -268,25 +273,38 @@ class GroundingDataset(torch.utils.data.Dataset):
         boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
                           for a in anns], dtype=np.float64).reshape(-1, 4)
         phrases_of_boxes = [a["phrase"] for a in anns]
-
         aug = self.augment
-        masks: list[np.ndarray | None] | None = None  # the annotations' masks once deformed
-        if self.train and aug.elastic_prob > 0 and rng.random() < aug.elastic_prob:
-            masks = [decode_segmentation(a.get("segmentation"), h, w) for a in anns]
-            img, boxes, masks, keep = elastic(img, boxes, masks, rng, displacement=aug.elastic_displacement,
-                                              sigma=aug.elastic_sigma)
+        deform = self.train and aug.elastic_prob > 0 and rng.random() < aug.elastic_prob
+        decoded: list[np.ndarray | None] | None = None  # the annotations' masks (None: a box without one)
+        if self.with_masks or deform:
+            decoded = [decode_segmentation(a.get("segmentation"), h, w) for a in anns]
+        if deform:
+            img, boxes, decoded, keep = elastic(img, boxes, decoded, rng, displacement=aug.elastic_displacement,
+                                                sigma=aug.elastic_sigma)
             anns = [anns[i] for i in keep]
             phrases_of_boxes = [phrases_of_boxes[i] for i in keep]
+        masks = mask_valid = None
+        if self.with_masks:
+            mask_valid = [m is not None for m in decoded]
+            masks = np.stack([m if m is not None else np.zeros((h, w), bool) for m in decoded]) if decoded \
+                else np.zeros((0, h, w), bool)
         if self.train and aug.copy_paste_prob > 0 and rng.random() < aug.copy_paste_prob:
             lesions = [les for les in self._lesion_bank().candidates(info["modality"],
                                                                      self.case_regions.get(_case(info), set()))
                        if les.case != _case(info) or rng.random() < 0.5]
-            img, boxes, phrases_of_boxes = paste_lesions(img, boxes, phrases_of_boxes, lesions, rng, aug,
-                                                         organ_masks=self._organ_masks(anns, h, w, masks))
+            pasted = paste_lesions(img, boxes, phrases_of_boxes, lesions, rng, aug,
+                                   organ_masks=self._organ_masks(anns, h, w, decoded), masks=masks)
+            img, boxes, phrases_of_boxes = pasted[:3]
+            if masks is not None:
+                masks = pasted[3]
+                mask_valid = mask_valid + [True] * (len(masks) - len(mask_valid))
         if self.train and aug.intensity_prob > 0 and rng.random() < aug.intensity_prob:
             img = jitter_intensity(img, rng)
         if self.train and aug.zoom_prob > 0 and rng.random() < aug.zoom_prob:
-            img, boxes = zoom(img, boxes, rng, aug.max_zoom)
+            if masks is not None:
+                img, boxes, masks = zoom(img, boxes, rng, aug.max_zoom, masks=masks)
+            else:
+                img, boxes = zoom(img, boxes, rng, aug.max_zoom)
             h, w = img.shape[:2]
 
         flipped = False
@@ -296,6 +314,8 @@ class GroundingDataset(torch.utils.data.Dataset):
             img = np.ascontiguousarray(img[:, ::-1])
             boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)
             phrases_of_boxes = [self.flipper.flip(p) for p in phrases_of_boxes]
+            if masks is not None:
+                masks = np.ascontiguousarray(masks[:, :, ::-1])
 
         offset = (0, 0)
         if self.train and self.augment.min_scale < 1.0:
@@ -306,6 +326,10 @@ class GroundingDataset(torch.utils.data.Dataset):
             canvas[oy:oy + h, ox:ox + w] = img
             img, boxes = canvas, boxes + np.array([ox, oy, ox, oy], dtype=np.float64)
             offset = (ox, oy)
+            if masks is not None:
+                big = np.zeros((len(masks), ch, cw), bool)
+                big[:, oy:oy + h, ox:ox + w] = masks
+                masks = big
 
         tensor, meta = to_tensor(img, self.image_size)
         scale = float(meta["scale"])
@@ -322,6 +346,9 @@ class GroundingDataset(torch.utils.data.Dataset):
             "boxes": torch.as_tensor(boxes[keep] * scale, dtype=torch.float32).reshape(-1, 4),
             "phrase_ids": torch.as_tensor([index_of[phrases_of_boxes[i]] for i in keep], dtype=torch.long),
         }
+        if masks is not None:
+            target["masks"] = letterbox_masks(masks[keep], self.image_size)
+            target["mask_valid"] = torch.as_tensor([bool(mask_valid[i]) for i in keep], dtype=torch.bool)
         return {
             "image": tensor,
             "modality": self.modalities.index(info["modality"]),
@@ -331,6 +358,24 @@ class GroundingDataset(torch.utils.data.Dataset):
             "meta": {"scale": scale, "orig_size": (h, w), "offset": (offset[0] * scale, offset[1] * scale),
                      "flipped": flipped},
         }
+
+
+def letterbox_masks(masks: np.ndarray, size: int) -> torch.Tensor:
+    """``(N, H, W)`` bool masks → ``(N, S, S)`` bool in input pixels, exactly as
+    :func:`medglip.core.pipeline.to_tensor` letterboxes the image (resize so the long side is ``S``,
+    pad bottom / right); resized bilinearly (area-averaged when shrinking) and cut at 0.5."""
+    n, h, w = masks.shape
+    out = torch.zeros(n, size, size, dtype=torch.bool)
+    if n == 0:
+        return out
+    scale = size / max(h, w)
+    nh, nw = max(1, min(size, round(h * scale))), max(1, min(size, round(w * scale)))
+    x = torch.from_numpy(np.ascontiguousarray(masks)).float()[:, None]
+    if (nh, nw) != (h, w):
+        x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False,
+                                            antialias=scale < 1)
+    out[:, :nh, :nw] = x[:, 0] >= 0.5
+    return out
 
 
 def _case(info: dict[str, Any]) -> tuple:

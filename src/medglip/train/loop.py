@@ -36,6 +36,8 @@ from torch.utils.data import DataLoader
 from .. import __version__
 from ..errors import MedglipError
 from ..model import PRESETS, GroundingModel, build_prompts, load_checkpoint, save_checkpoint
+from ..model.tasks import AuxiliaryTasks
+from ..ontology import PhraseRelations
 from ..core.files import atomic_write_bytes
 from .curves import CsvLog, plot_losses
 from .augment import AugmentConfig
@@ -150,7 +152,15 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
     else:
         if config.preset not in PRESETS:
             raise MedglipError(f"unknown preset {config.preset!r}; choose from {sorted(PRESETS)}")
-        model = GroundingModel(PRESETS[config.preset].replace(**dict(config.model_overrides)))
+        parts = {"mask_head": config.mask_weight > 0, "mlm_head": config.mlm_weight > 0}
+        model = GroundingModel(PRESETS[config.preset].replace(**{**parts, **dict(config.model_overrides)}))
+    aux = {"mask_head": config.mask_weight, "mlm_head": config.mlm_weight}
+    if ckpt is None:  # a loss that is on needs its head (a checkpoint fine-tuned may lack it: it is added)
+        model = model.with_parts(**{part: True for part, w in aux.items() if w > 0})
+    for part, w in aux.items():
+        if w > 0 and not getattr(model.config, part):  # resuming: the run's own model decides
+            log.warning("the run in %s has no %s: its loss is off while resuming", run_dir, part.replace("_", " "))
+            aux[part] = 0.0
     mcfg = model.config
     model.to(device).train()
 
@@ -167,13 +177,18 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
                                                 elastic_prob=config.elastic_prob,
                                                 elastic_displacement=config.elastic_displacement,
                                                 elastic_sigma=config.elastic_sigma),
-                          seed=config.seed, input_config=mcfg.input_config)
+                          seed=config.seed, input_config=mcfg.input_config, with_masks=aux["mask_head"] > 0)
     for option, asked, have in (("source_weights", config.source_weights, {im.get("source", "") for im in ds.images}),
                                 ("modality_weights", config.modality_weights, {im["modality"] for im in ds.images})):
         unknown = sorted({name for name, _ in asked} - have)
         if unknown:
             raise MedglipError(f"{option}: {unknown} not in the training split of {dataset_dir} "
                                f"(it has {sorted(have)})")
+    model.tasks = AuxiliaryTasks(contrastive_weight=config.contrastive_weight,
+                                 contrastive_temperature=config.contrastive_temperature,
+                                 mlm_weight=aux["mlm_head"], mlm_probability=config.mlm_probability,
+                                 mask_weight=aux["mask_head"], mask_box_jitter=config.mask_box_jitter,
+                                 relations=PhraseRelations(ds.ontology))
     weights = image_weights([im.get("source", "") for im in ds.images], [im["modality"] for im in ds.images],
                             source_weights={**ds.source_weights, **dict(config.source_weights)},
                             modality_weights=dict(config.modality_weights))

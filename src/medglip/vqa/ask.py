@@ -64,7 +64,7 @@ def cited_boxes(text: str, numbers: set[int]) -> list[int]:
 
 
 def ask(grounder: Any, image: Any, question: str, *, modality: str | None = None, llm: ChatClient | None = None,
-        score_threshold: float | None = None, masks: bool = False, ontology: Ontology | None = None
+        score_threshold: float | None = None, masks: bool | str = False, ontology: Ontology | None = None
         ) -> VQAResult:
     """Answer ``question`` about ``image``.
 
@@ -78,7 +78,8 @@ def ask(grounder: Any, image: Any, question: str, *, modality: str | None = None
         llm: answers ``open`` questions (with the numbered visual prompt); closed kinds never use it.
         score_threshold: boxes below it do not count as findings; None: the checkpoint's calibrated
             threshold of each phrase (``grounder.threshold_for``).
-        masks: ask the grounder for masks (tinted on the visual prompt, mask areas in the context).
+        masks: ask the grounder for masks (tinted on the visual prompt, mask areas in the context):
+            True (the grounder's default source), ``"head"`` (the checkpoint's mask head) or ``"medsam"``.
         ontology: the ontology questions are linked to and findings described with (default: shipped).
 
     Returns:
@@ -107,7 +108,7 @@ def ask(grounder: Any, image: Any, question: str, *, modality: str | None = None
         text = ("This is an open question, which needs a language model: no LLM endpoint is configured; "
                 f"{HOW_TO_CONFIGURE}.")
         return VQAResult(q, Answer(text, None, "open", [], "unanswered"), ctx, pixels, index)
-    reply = llm.answer(q.text, ctx, ctx.visual_prompt(pixels, masks=masks, slice_index=index))
+    reply = llm.answer(q.text, ctx, ctx.visual_prompt(pixels, masks=bool(masks), slice_index=index))
     evidence = cited_boxes(reply, {f.number for f in ctx.findings})
     return VQAResult(q, Answer(reply, reply, "open", evidence, "llm"), ctx, pixels, index)
 

@@ -79,3 +79,18 @@ def test_lopo_resumes_a_fold_interrupted_by_a_crash(dataset: Path, tmp_path: Pat
     summary = lopo(dataset, tmp_path / "lopo", cfg, final=False)
     assert latest_checkpoint(fold / "run").name == "step-0000004"  # finished from its checkpoint, not skipped
     assert len(summary["folds"]) == 2
+
+
+def test_lopo_cli_passes_its_training_settings_to_every_fold(dataset: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medglip.cli import app
+
+    r = CliRunner().invoke(app, ["lopo", str(dataset), "--out", str(tmp_path / "l"), "--preset", "tiny",
+                                 "--max-steps", "2", "--batch-size", "2", "--image-size", "64", "--warmup-steps", "1",
+                                 "--mask-weight", "0", "--device", "cpu", "--no-final"])
+    assert r.exit_code == 0, r.output
+    for fold in ("pyradiomics-brain1", "pyradiomics-breast1"):
+        cfg = json.loads((tmp_path / "l" / "folds" / fold / "run" / "train_config.json").read_text())["config"]
+        assert (cfg["warmup_steps"], cfg["mask_weight"], cfg["max_steps"]) == (1, 0.0, 2)
+    assert not (tmp_path / "l" / "final").exists()

@@ -587,6 +587,7 @@ def lopo(
     preset: str = typer.Option("default", help="Model preset (as for train)."),
     max_steps: Optional[int] = typer.Option(600),
     batch_size: int = typer.Option(4), lr: float = typer.Option(3e-4), image_size: Optional[int] = typer.Option(256),
+    warmup_steps: int = typer.Option(100, help="Linear learning-rate warm-up steps."),
     copy_paste: float = typer.Option(0.5, help="Lesion copy-paste probability."),
     source_weight: list[str] = typer.Option([], "--source-weight", help="SOURCE=W sampling weight; repeatable."),
     modality_weight: list[str] = typer.Option([], "--modality-weight", help="MODALITY=W; repeatable."),
@@ -603,7 +604,7 @@ def lopo(
     _setup_logging(False)
     try:
         cfg = _train_config(preset, max_steps, batch_size, lr, image_size, device, seed, copy_paste_prob=copy_paste,
-                            source_weights=_weights(source_weight, "--source-weight"),
+                            warmup_steps=warmup_steps, source_weights=_weights(source_weight, "--source-weight"),
                             modality_weights=_weights(modality_weight, "--modality-weight"),
                             elastic_prob=elastic, contrastive_weight=contrastive_weight,
                             mlm_weight=mlm_weight, mask_weight=mask_weight)

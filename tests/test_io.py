@@ -461,3 +461,19 @@ def test_condense_simpleitk_error():
         sitk.ReadImage("/nonexistent/really.nrrd")
     msg = condense_error(exc.value)
     assert len(msg) < 260 and "\n" not in msg
+
+
+def test_png_compress_level_changes_the_bytes_not_the_pixels():
+    import io as _io
+
+    from PIL import Image
+
+    from medglip.io.raster import png_bytes
+
+    rng = np.random.default_rng(0)
+    arr = (np.add.outer(np.arange(256), np.arange(256)) // 3 % 256).astype(np.uint8)
+    arr = np.stack([arr, arr[::-1], (arr + rng.integers(0, 4, arr.shape)).astype(np.uint8)], -1)
+    fast, small = png_bytes(arr, compress_level=1), png_bytes(arr, compress_level=9)
+    assert fast != small and len(fast) > len(small)
+    for b in (fast, small):
+        assert np.array_equal(np.asarray(Image.open(_io.BytesIO(b))), arr)

@@ -64,6 +64,8 @@ def instances_from_slice(
     Returns:
         ``(instances, unknown_values)`` where ``unknown_values`` are values present but not in ``names``.
     """
+    if not label2d.any():  # most slices of a volume: skip the sort of np.unique
+        return [], []
     values = np.unique(label2d)
     values = values[values != 0]
     out: list[Instance] = []

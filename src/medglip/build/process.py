@@ -23,6 +23,11 @@ from .instances import Instance, instances_from_slice
 from .labels import LabelInfo, resolve_case_labels
 
 
+#: zlib level of the dataset's PNGs: 1 writes a 512² CT slice about 3× faster than Pillow's default 6
+#: for ~20 % more bytes, and decodes as fast (a dataset is written once, read every epoch).
+PNG_LEVEL = 1
+
+
 def case_seed(seed: int, key: str) -> int:
     """A per-case seed that does not depend on the order in which cases are processed."""
     return (seed * 1_000_003 + sum((i + 1) * ord(c) for i, c in enumerate(key))) % (2**32)
@@ -181,7 +186,7 @@ class CaseBuilder:
                 pix, intensity = model_pixels(plan.view(vol, idx), case.modality, cfg.input_config,
                                               what=f"{case.case_id} slice {idx}")
                 stem = f"{key.split('/')[-1]}_{plan.plane[:3]}{idx:04d}" + ("" if ch is None else f"_c{ch}")
-                write_png(self.out / "images" / key / f"{stem}.png", pix)
+                write_png(self.out / "images" / key / f"{stem}.png", pix, compress_level=PNG_LEVEL)
                 anns = []
                 for inst, info in per_slice[idx]:
                     side = slice_side(pix, inst.centroid[0], plan.plane, case.modality)
@@ -235,7 +240,7 @@ class CaseBuilder:
             crowd = set(case.meta.get("crowd_values", ()))  # COCO iscrowd=1 regions stay crowd regions
             anns += [_annotation(i, layer[i.value], case.modality, None, i.value in crowd) for i in insts]
         stem = key.split("/")[-1]
-        write_png(self.out / "images" / key / f"{stem}.png", pix)
+        write_png(self.out / "images" / key / f"{stem}.png", pix, compress_level=PNG_LEVEL)
         return [{
             **_image_fields(case, f"{key}/{stem}.png", pix),
             "slice_axis": None,

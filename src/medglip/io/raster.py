@@ -246,8 +246,9 @@ def read_raster(path: str | Path, *, max_pixels: int | None = None) -> ImageData
     return ImageData(arr, geometry_2d(), None, False, meta, str(path))
 
 
-def png_bytes(array: np.ndarray) -> bytes:
-    """A uint8/uint16 ``(H, W)`` or uint8 ``(H, W, 3|4)`` array as PNG bytes (bool as 0/255).
+def png_bytes(array: np.ndarray, *, compress_level: int = 6) -> bytes:
+    """A uint8/uint16 ``(H, W)`` or uint8 ``(H, W, 3|4)`` array as PNG bytes (bool as 0/255);
+    ``compress_level`` is zlib's 0–9 (Pillow's default 6; 1 writes about 3× faster, ~20 % larger).
 
     Raises:
         ValueError: another dtype or shape.
@@ -260,16 +261,16 @@ def png_bytes(array: np.ndarray) -> bytes:
     if not ok:
         raise ValueError(f"write_png: expected uint8/uint16 (H, W) or uint8 (H, W, 3|4), got {arr.dtype} {arr.shape}")
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 
-def write_png(path: str | Path, array: np.ndarray) -> Path:
+def write_png(path: str | Path, array: np.ndarray, *, compress_level: int = 6) -> Path:
     """Write a uint8/uint16 ``(H, W)`` or uint8 ``(H, W, 3|4)`` array as PNG, atomically.
 
     Written with :func:`medglip.core.files.atomic_write_bytes`, so readers never see a half-written
     file. Bool arrays are written as 0/255.
     """
     path = Path(path)
-    atomic_write_bytes(path, png_bytes(array))
+    atomic_write_bytes(path, png_bytes(array, compress_level=compress_level))
     return path

@@ -30,7 +30,7 @@ from .losses import assign, grounding_losses
 from .mask_head import MaskHead
 from .mlm import MLMHead
 from .modality import ModalityClassifier, modality_loss
-from .prompt import Prompt, build_prompts
+from .prompt import Prompt, build_prompts, token_batch
 from .tasks import AuxiliaryTasks, contrast_loss, mask_head_loss, mlm_loss_of
 from .text import build_text_encoder, pretrained_mlm_head_state, text_hidden_size
 
@@ -156,13 +156,7 @@ class GroundingModel(nn.Module):
         order = []
         for p in prompts:
             order.append(uniq.setdefault(id(p), len(uniq)))
-        distinct = list({id(p): p for p in prompts}.values())
-        t = max(p.num_tokens for p in distinct)
-        ids = torch.zeros(len(distinct), t, dtype=torch.long)
-        att = torch.zeros(len(distinct), t, dtype=torch.long)
-        for i, p in enumerate(distinct):
-            ids[i, : p.num_tokens] = p.input_ids
-            att[i, : p.num_tokens] = p.attention_mask
+        _, ids, att = token_batch(prompts)
         ids, att = ids.to(device), att.to(device)
         hidden = self.text_encoder(input_ids=ids, attention_mask=att).last_hidden_state
         idx = torch.tensor(order, device=device)

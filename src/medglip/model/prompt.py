@@ -158,3 +158,16 @@ def remap_phrase_ids(phrase_ids: torch.Tensor, chunk: tuple[int, ...]) -> tuple[
     new = lookup[phrase_ids.long()] if phrase_ids.numel() else phrase_ids.long()
     keep = new >= 0
     return keep, new[keep]
+
+
+def token_batch(prompts: Sequence[Prompt]) -> tuple[list[Prompt], torch.Tensor, torch.Tensor]:
+    """The distinct prompt objects of ``prompts`` (first-seen order) and their token ids and attention
+    masks, LongTensors ``(P, T)`` zero-padded to the longest (``T`` its token count)."""
+    distinct = list({id(p): p for p in prompts}.values())
+    t = max(p.num_tokens for p in distinct)
+    ids = torch.zeros(len(distinct), t, dtype=torch.long)
+    att = torch.zeros(len(distinct), t, dtype=torch.long)
+    for i, p in enumerate(distinct):
+        ids[i, : p.num_tokens] = p.input_ids
+        att[i, : p.num_tokens] = p.attention_mask
+    return distinct, ids, att

@@ -18,6 +18,7 @@ from ..ontology import PhraseRelations
 from .contrast import RegionWordContrast, phrase_embeddings
 from .mask_head import MaskHead, mask_loss, mask_targets
 from .mlm import mask_tokens, mlm_loss
+from .prompt import token_batch
 
 
 @dataclass(frozen=True)
@@ -89,13 +90,7 @@ def mlm_loss_of(model: Any, prompts: list[Any], probability: float) -> torch.Ten
     """``loss_mlm`` (unweighted): the distinct prompts masked (:func:`mask_tokens`), encoded by the
     model's text encoder, their masked positions predicted by ``model.mlm_head``."""
     device = model.text_proj.weight.device
-    distinct = list({id(p): p for p in prompts}.values())
-    t = max(p.num_tokens for p in distinct)
-    ids = torch.zeros(len(distinct), t, dtype=torch.long)
-    att = torch.zeros(len(distinct), t, dtype=torch.long)
-    for i, p in enumerate(distinct):
-        ids[i, : p.num_tokens] = p.input_ids
-        att[i, : p.num_tokens] = p.attention_mask
+    _, ids, att = token_batch(prompts)
     tok = model.tokenizer
     if tok.mask_token_id is None:
         raise ValueError("the tokenizer has no [MASK] token: masked language modelling is not possible")

@@ -270,11 +270,12 @@ def test_every_loss_is_finite_with_zero_targets_and_trains_every_part(relations)
         plain.train()(images, torch.tensor([0, 0]), [prompt, prompt], [target, other])
 
 
-def test_dataset_masks_follow_every_augmentation(dataset):
-    """Flip, zoom, scale jitter and copy-paste on: each target mask's bounding box is its box."""
+@pytest.mark.parametrize("elastic", [0.0, 0.6])
+def test_dataset_masks_follow_every_augmentation(dataset, elastic):
+    """Flip, zoom, scale jitter, copy-paste (and elastic) on: each target mask's bounding box is its box."""
     builder = partial(build_prompts, tokenizer=_tiny().tokenizer, max_len=TINY.max_text_len)
     aug = AugmentConfig(flip_prob=0.5, min_scale=0.6, zoom_prob=0.7, max_zoom=1.8, copy_paste_prob=1.0,
-                        intensity_prob=0.5)
+                        intensity_prob=0.5, elastic_prob=elastic)
     ds = GroundingDataset(dataset, "train", image_size=256, prompt_builder=builder, modalities=TINY.modalities,
                           train=True, augment=aug, with_masks=True, negatives_per_image=1)
     plain = GroundingDataset(dataset, "train", image_size=256, prompt_builder=builder, modalities=TINY.modalities,

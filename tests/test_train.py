@@ -533,3 +533,16 @@ def test_batches_hold_one_modality_sources_are_weighted_and_ranks_disjoint() -> 
     assert len(list(ranks[0])) == len(list(ranks[1])) == 12 and not set(got[0]) & set(got[1])
     with pytest.raises(ValueError, match="non-negative"):
         image_weights(["a"], ["MR"], source_weights={"a": -1.0})
+
+
+def test_train_config_hands_every_augmentation_setting_to_the_dataset() -> None:
+    from dataclasses import fields
+
+    cfg = TrainConfig(flip_prob=0.1, min_scale=0.7, zoom_prob=0.2, max_zoom=1.3, copy_paste_prob=0.4,
+                      paste_scale=[0.6, 2.0], intensity_prob=0.3, elastic_prob=0.25, elastic_displacement=0.02,
+                      elastic_sigma=0.07)
+    aug = cfg.augment_config()
+    shared = [f.name for f in fields(AugmentConfig) if hasattr(cfg, f.name)]
+    assert len(shared) == 10 and all(getattr(aug, n) == (tuple(v) if isinstance(v := getattr(cfg, n), list) else v)
+                                     for n in shared)
+    assert aug.paste_scale == (0.6, 2.0) and aug.copy_paste_max == AugmentConfig().copy_paste_max

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
+
+from .augment import AugmentConfig
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,13 @@ class TrainConfig:
     mlm_probability: float = 0.15
     mask_weight: float = 1.0
     mask_box_jitter: float = 0.1
+
+    def augment_config(self) -> AugmentConfig:
+        """The augmentation settings of this config (the fields the two share; the rest keep
+        :class:`AugmentConfig`'s defaults)."""
+        mine = {f.name for f in fields(self)}
+        return AugmentConfig(**{f.name: tuple(v) if isinstance(v := getattr(self, f.name), list) else v
+                                for f in fields(AugmentConfig) if f.name in mine})
 
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.epochs is not None:

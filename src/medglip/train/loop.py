@@ -40,7 +40,6 @@ from ..model.tasks import AuxiliaryTasks
 from ..ontology import PhraseRelations
 from ..core.files import atomic_write_bytes
 from .curves import CsvLog, plot_losses
-from .augment import AugmentConfig
 from .data import GroundingDataset, collate
 from .ema import make_ema, update_ema
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, same_on_all_ranks, wrap_model
@@ -169,14 +168,7 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
                           modalities=tuple(mcfg.modalities), train=True,
                           negatives_per_image=config.negatives_per_image,
                           negative_vocabulary=config.negative_vocabulary,
-                          augment=AugmentConfig(flip_prob=config.flip_prob, min_scale=config.min_scale,
-                                                zoom_prob=config.zoom_prob, max_zoom=config.max_zoom,
-                                                copy_paste_prob=config.copy_paste_prob,
-                                                paste_scale=tuple(config.paste_scale),
-                                                intensity_prob=config.intensity_prob,
-                                                elastic_prob=config.elastic_prob,
-                                                elastic_displacement=config.elastic_displacement,
-                                                elastic_sigma=config.elastic_sigma),
+                          augment=config.augment_config(),
                           seed=config.seed, input_config=mcfg.input_config, with_masks=aux["mask_head"] > 0)
     for option, asked, have in (("source_weights", config.source_weights, {im.get("source", "") for im in ds.images}),
                                 ("modality_weights", config.modality_weights, {im["modality"] for im in ds.images})):

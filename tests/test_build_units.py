@@ -76,6 +76,22 @@ def test_take_keeps_channels():
     assert np.array_equal(plan.take(vol, 3)[..., 1], plan.take(vol[..., 1], 3))
 
 
+@pytest.mark.parametrize("plane", ["axial", "coronal", "sagittal"])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_varying_marks_the_slices_that_hold_more_than_one_value(plane, order):
+    geom = Geometry.identity(3)
+    vol = np.full((6, 7, 8), -1024, np.int16, order=order)
+    plan = plan_slices(geom, vol.shape, plane)
+    idx = [slice(None)] * 3
+    idx[plan.slice_axis] = 2
+    vol[tuple(idx)][1, 1] = 40  # one voxel of contrast in slice 2
+    idx[plan.slice_axis] = 4
+    vol[tuple(idx)] = 32767  # a constant slice at the far end of int16 (max - min would wrap)
+    expect = [np.ptp(plan.view(vol.astype(np.int64), k)) > 0 for k in range(plan.n_slices)]
+    got = plan.varying(vol)
+    assert got.tolist() == expect and got.tolist().count(True) == 1
+
+
 def test_instances_one_box_per_component_with_exact_edges():
     lab = np.zeros((20, 30), np.int16)
     lab[2:5, 3:8] = 1          # component A of label 1: rows 2-4, cols 3-7
@@ -179,3 +195,21 @@ def test_odvg_line_spans_point_at_phrases():
     assert line["grounding"]["regions"][0]["bbox"] == [1, 2, 4, 6]
     neg = odvg_line(img, [], ["lung tumor"])
     assert neg["grounding"] == {"caption": "lung tumor.", "regions": []}
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int32, bool])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_label_counts_equal_a_bincount_of_every_voxel(dtype, order):
+    from medglip.case import label_counts
+
+    rng = np.random.default_rng(3)
+    top = 2 if dtype is bool else 9
+    lab = np.asarray(rng.integers(0, top, size=(13, 11, 7)) * (rng.random((13, 11, 7)) < 0.2), dtype=dtype, order=order)
+    np.testing.assert_array_equal(label_counts(lab), np.bincount(lab.ravel().astype(np.int64)))
+    assert label_counts(np.zeros((4, 4), dtype)).tolist() == [16]
+    if dtype not in (bool, np.uint8, np.uint16):
+        lab[3, 2, 1] = -2
+        with pytest.raises(ValueError, match="negative label value -2"):
+            label_counts(lab)
+    with pytest.raises(ValueError, match="integers"):
+        label_counts(lab.astype(np.float32))

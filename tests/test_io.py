@@ -56,6 +56,15 @@ def test_nrrd_geometry_matches_simpleitk():
     assert img.spacing_known and img.modality is None and img.meta["format"] == "nrrd"
 
 
+def test_nrrd_volume_owns_its_voxels_in_fortran_order_without_a_transposed_copy():
+    img = read_image(BRAIN)
+    arr = img.array
+    assert arr.flags.f_contiguous and arr.flags.owndata is False and arr.base.flags.owndata
+    np.testing.assert_array_equal(arr, sitk.GetArrayFromImage(sitk.ReadImage(str(BRAIN))).T)
+    arr[0, 0, 0] += 1  # writable, and not SimpleITK's buffer
+    assert arr[0, 0, 0] == sitk.GetArrayFromImage(sitk.ReadImage(str(BRAIN)))[0, 0, 0] + 1
+
+
 def test_nifti_ras_affine_agrees_with_lps_geometry(tmp_path):
     rng = np.random.default_rng(0)
     data = rng.integers(-1000, 1000, size=(7, 6, 5), dtype=np.int16)

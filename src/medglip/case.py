@@ -20,6 +20,25 @@ import numpy as np
 from .core.geometry import Geometry
 
 
+def label_counts(array: np.ndarray) -> np.ndarray:
+    """Voxels per value ``0..max`` of a non-negative integer (or bool) label array: ``(max + 1,)`` int64.
+
+    Label maps are mostly background, so only the non-zero voxels are counted (a bincount of every
+    voxel of a 512×512×48 int16 label costs ~20× more). Raises ValueError for negative values.
+    """
+    if array.dtype == bool:
+        array = array.view(np.uint8)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"label values must be integers, not {array.dtype}")
+    flat = array.ravel(order="K")  # a view in memory order (Fortran-ordered volumes too)
+    fg = flat[flat != 0]
+    if fg.size and fg.min() < 0:
+        raise ValueError(f"negative label value {int(fg.min())}")
+    counts = np.bincount(fg.astype(np.intp, copy=False), minlength=1).astype(np.int64, copy=False)
+    counts[0] = array.size - fg.size
+    return counts
+
+
 @dataclass
 class LabelMap:
     """An integer label array on the image grid and what its values mean in the source.

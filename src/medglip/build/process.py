@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..case import Case
+from ..case import Case, label_counts
 from ..core.intensity import CT_WINDOWS, DEFAULT_DISPLAY_WINDOW
 from ..core.orient import SlicePlan, plan_slices
 from ..core.pipeline import model_pixels
@@ -38,12 +38,10 @@ def check_label_values(case: Case) -> list[np.ndarray]:
     counts = []
     ignore = case.meta.get("ignore_value")  # nnU-Net "ignore" label: not annotated, not an error
     for lm in case.labels:
-        arr = lm.array
-        if arr.dtype == bool:
-            arr = arr.view(np.uint8)
-        if arr.size and arr.min() < 0:
-            raise CaseError(str(case.label_path or case.case_id), f"negative label value {int(arr.min())}")
-        c = np.bincount(arr.reshape(-1).astype(np.int64, copy=False)) if arr.size else np.zeros(1, np.int64)
+        try:
+            c = label_counts(lm.array)
+        except ValueError as e:  # negative or non-integer values
+            raise CaseError(", ".join(case.label_path) or case.case_id, str(e)) from None
         present = [int(v) for v in np.nonzero(c)[0] if v != 0]
         unknown = [v for v in present if v not in lm.names and v != ignore]
         if unknown:
@@ -216,7 +214,8 @@ class CaseBuilder:
         pos = set(positives)
         vol = case.image if case.image.ndim == 3 else case.image[..., 0]
         # blank slices (padding) teach nothing: only slices with some contrast are candidates
-        cands = [i for i in range(plan.n_slices) if i not in pos and np.ptp(plan.view(vol, i)) > 0]
+        varying = plan.varying(vol)
+        cands = [i for i in range(plan.n_slices) if i not in pos and varying[i]]
         rng = random.Random(case_seed(self.cfg.seed, key))
         return sorted(rng.sample(cands, min(n, len(cands))))
 

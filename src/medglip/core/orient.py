@@ -81,6 +81,12 @@ class SlicePlan:
         """Display slice ``index`` of ``array`` as a C-contiguous copy of that slice only."""
         return np.ascontiguousarray(self.view(array, index))
 
+    def varying(self, array: np.ndarray) -> np.ndarray:
+        """``(n_slices,)`` bool: which slices of ``array`` (``(i, j, k[, C])``) hold more than one value
+        (blank padding slices do not). One pass over the volume, no slice copied."""
+        axes = tuple(a for a in range(array.ndim) if a != self.slice_axis)
+        return array.max(axis=axes) > array.min(axis=axes)
+
     def pixel_to_voxel(self, index: int) -> np.ndarray:
         """``3 x 4`` matrix mapping ``(x, y, dz, 1)`` (column, row, slice step) to voxel ``(i, j, k)``."""
         m = np.zeros((3, 4))

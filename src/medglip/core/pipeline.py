@@ -29,17 +29,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..errors import MedglipError
 from .intensity import (
     CT_WINDOWS, DEFAULT_DISPLAY_WINDOW, PERCENTILES, looks_like_hu, parse_window, percentile_range, raw_range,
     window_to_uint8,
 )
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: dataset-build workers never load it
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -202,6 +203,9 @@ def to_tensor(pixels: np.ndarray, size: int) -> tuple[torch.Tensor, dict[str, An
     Returns:
         ``(FloatTensor (3, S, S), {"scale": float, "orig_size": (H, W)})``.
     """
+    import torch
+    import torch.nn.functional as F
+
     a = np.asarray(pixels)
     if a.dtype != np.uint8:
         raise TypeError(f"to_tensor expects uint8 model pixels, got {a.dtype} (use model_pixels first)")

@@ -29,8 +29,13 @@ def sitk_to_imagedata(img: sitk.Image, path: str | Path, fmt: str) -> ImageData:
     spacing = tuple(float(s) for s in img.GetSpacing())
     origin = tuple(float(o) for o in img.GetOrigin())
     direction = np.asarray(img.GetDirection(), dtype=np.float64).reshape(dim, dim)
-    if dim == 3:
-        arr = np.array(np.transpose(view, (2, 1, 0, 3) if ncomp > 1 else (2, 1, 0)), order="C")
+    if dim == 3 and ncomp == 1:
+        # one memcpy; its transpose is the (i, j, k) array in Fortran order (as nibabel gives it):
+        # a C-order transpose would cost a cache-hostile copy of the volume, and slices are views anyway
+        arr = np.array(view).T
+        geom = Geometry(spacing, origin, tuple(float(d) for d in direction.ravel()))
+    elif dim == 3:
+        arr = np.array(np.transpose(view, (2, 1, 0, 3)), order="C")
         geom = Geometry(spacing, origin, tuple(float(d) for d in direction.ravel()))
     elif dim == 2:
         arr = np.array(view, order="C")
@@ -52,7 +57,7 @@ def sitk_to_imagedata(img: sitk.Image, path: str | Path, fmt: str) -> ImageData:
         "dtype": str(arr.dtype),
         "components": ncomp,
     }
-    return ImageData(np.ascontiguousarray(arr), geom, None, True, meta, str(path))
+    return ImageData(arr, geom, None, True, meta, str(path))
 
 
 #: Deflate (gzip/zlib) cannot expand data by more than about 1032:1.

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..case import LabelMap
+from ..case import LabelMap, label_counts
 from ..errors import CaseError, LayoutError
 from ..modality import guess_modality, normalise_modality
 
@@ -103,15 +103,15 @@ def split_from_name(name: str) -> str | None:
 
 
 def present_values(array: np.ndarray) -> list[int]:
-    """Sorted non-zero integer values in ``array`` (fast path via ``bincount`` for small ranges)."""
+    """Sorted non-zero integer values in ``array`` (counted via :func:`~medglip.case.label_counts`
+    when they are non-negative and below 65536)."""
     if array.size == 0:
         return []
     if array.dtype == bool:
         return [1] if array.any() else []
     lo, hi = int(array.min()), int(array.max())
-    if lo >= 0 and hi < 1 << 16:
-        counts = np.bincount(array.ravel().astype(np.intp, copy=False), minlength=hi + 1)
-        return [int(v) for v in np.flatnonzero(counts) if v != 0]
+    if lo >= 0 and hi < 1 << 16 and np.issubdtype(array.dtype, np.integer):
+        return [int(v) for v in np.flatnonzero(label_counts(array)) if v != 0]
     return [int(v) for v in np.unique(array) if v != 0]
 
 

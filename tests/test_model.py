@@ -360,3 +360,40 @@ def test_glip_alignment_mean_token_scores_and_the_alignment_gate():
                                     if k not in ("alignment", "score_agg", "threshold_on", "giou_weighting")})
     assert (legacy.alignment, legacy.score_agg, legacy.threshold_on) == ("scaled", "max", "score")
     assert GroundingModel(legacy, load_weights=False).head.alignment == "scaled"
+
+
+def test_fusion_prepared_once_per_image_equals_fusion_per_prompt():
+    from medglip.model.fusion import Fusion
+
+    torch.manual_seed(0)
+    fusion = Fusion(dim=32, layers=2, heads=4, layer_scale=0.5).eval()
+    feats = [torch.randn(1, 32, 8, 8), torch.randn(1, 32, 4, 4)]
+    text = torch.randn(3, 5, 32)  # three prompt chunks on the one image
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    with torch.no_grad():
+        ref_levels, ref_text = fusion([f.expand(3, -1, -1, -1).contiguous() for f in feats], text, mask)
+        levels, fused_text = fusion(feats, text, mask, prepared=fusion.prepare(feats))
+    assert [tuple(x.shape) for x in levels] == [(3, 32, 8, 8), (3, 32, 4, 4)]
+    for a, b in zip(levels, ref_levels):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fused_text, ref_text, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(levels[0][0], levels[0][2])  # the prompts did change the image side
+
+
+def test_detect_with_the_prepared_image_side_equals_detect_without(tiny):
+    images, prompts = _batch(tiny)
+    tiny.eval()
+    with torch.no_grad():
+        feats = tiny.encode_images(images, torch.tensor([0, 1]))
+        assert feats.fusion_input is not None and feats.fusion_input.tokens.shape[0] == 2
+        tf = tiny.encode_text(prompts)
+        got = tiny.detect(feats, tf, tuple(images.shape[-2:]))
+        feats.fusion_input = None
+        ref = tiny.detect(feats, tf, tuple(images.shape[-2:]))
+    for g, r in zip(got, ref):
+        assert len(g["boxes"]) == len(r["boxes"]) > 0
+        torch.testing.assert_close(g["boxes"], r["boxes"], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(g["scores"], r["scores"], atol=1e-5, rtol=1e-5)
+    tiny.train()
+    assert tiny.encode_images(images, torch.tensor([0, 1])).fusion_input is None  # training: no shared cache

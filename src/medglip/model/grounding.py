@@ -24,7 +24,7 @@ from torchvision.ops import batched_nms, clip_boxes_to_image
 from .atss import decode, make_anchors
 from .config import ModelConfig
 from .encoder import ImageEncoder
-from .fusion import Fusion
+from .fusion import Fusion, FusionInput
 from .head import GroundingHead
 from .losses import assign, grounding_losses
 from .mask_head import MaskHead
@@ -42,12 +42,14 @@ class ImageFeatures:
     """Output of :meth:`GroundingModel.encode_images`: the FPN levels (B, d, H_l, W_l) and, when the
     box branch reads them (``config.box_features == "image"``), its ``ltrb`` (B, A, 4) and
     ``centerness`` (B, A) — computed once per image, reused by every prompt chunk; ``images`` the
-    input (B, 3, S, S) (the mask head refines with its pixels)."""
+    input (B, 3, S, S) (the mask head refines with its pixels); ``fusion_input`` (eval only) the
+    prompt-independent part of fusion (:meth:`Fusion.prepare`), also reused by every chunk."""
 
     levels: list[torch.Tensor]
     ltrb: torch.Tensor | None = None
     centerness: torch.Tensor | None = None
     images: torch.Tensor | None = None
+    fusion_input: FusionInput | None = None
 
 
 @dataclass
@@ -249,15 +251,17 @@ class GroundingModel(nn.Module):
             ``centerness`` (B, A).
         """
         levels = self.image_encoder(images, self._resolve_modality(images, modality))
+        # at inference the first fusion layer's image side is shared by every prompt chunk
+        prepared = self.fusion.prepare(levels) if not self.training and len(self.fusion.layers) else None
         if self.config.box_features == "image":
             ltrb, ctr = self.head.boxes(levels, self.strides)
-            return ImageFeatures(levels, ltrb, ctr, images=images)
-        return ImageFeatures(levels, images=images)
+            return ImageFeatures(levels, ltrb, ctr, images=images, fusion_input=prepared)
+        return ImageFeatures(levels, images=images, fusion_input=prepared)
 
     def _head(self, img: ImageFeatures, text_features: TextFeatures, *, embeddings: bool = False):
         text = self.text_proj(text_features.hidden)
         mask = text_features.mask.to(img.levels[0].device)
-        feats, text = self.fusion(img.levels, text, mask)
+        feats, text = self.fusion(img.levels, text, mask, prepared=img.fusion_input)
         boxes = (img.ltrb, img.centerness) if img.ltrb is not None else None
         out = self.head(feats, text, mask, self.strides, boxes=boxes, embeddings=embeddings)
         shapes = [tuple(f.shape[-2:]) for f in feats]

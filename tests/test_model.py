@@ -241,6 +241,13 @@ def test_per_modality_encoders_route_by_modality():
         alone = model.image_encoder(images[1:2], torch.tensor([mr]))
     assert torch.allclose(together[0][1:2], alone[0], atol=1e-5)
     assert not torch.allclose(together[0][0:1], model.image_encoder(images[0:1], torch.tensor([mr]))[0], atol=1e-3)
+    # the routing is decided on the CPU (no device sync per batch); unknown modalities are classified
+    with torch.no_grad():
+        mod = model._resolve_modality(images, torch.tensor([ct, -1, derm]))
+        guessed = int(model.classify_modality(images[1:2]).argmax(1))
+    assert mod.device.type == "cpu" and mod.tolist() == [ct, guessed, derm]
+    with pytest.raises(ValueError, match="out of range"):
+        model._resolve_modality(images, torch.tensor([ct, 99, derm]))
 
 
 def test_shared_encoder_uses_modality_embedding():

@@ -299,7 +299,7 @@ class Grounder:
         if source == "medsam":
             return np.asarray(self.refiner.refine(picture(p.pixels, p.intensity), b.numpy()), bool)
         images = p.tensor[None].to(self.device)
-        mod = torch.tensor([self.config.modalities.index(p.modality[0])], device=self.device)
+        mod = torch.tensor([self.config.modalities.index(p.modality[0])])
         feats = self.model.encode_images(images, mod)
         ch = self._chunks((name,))[0]
         _, fused = self.model.detect_with_features(feats, ch.features, tuple(images.shape[-2:]))
@@ -383,8 +383,7 @@ class Grounder:
                 groups.setdefault(modalities[i], []).append(i)
             for code, members in groups.items():
                 images = torch.stack([tensors[i] for i in members]).to(self.device)
-                mod = torch.full((len(members),), self.config.modalities.index(code), dtype=torch.long,
-                                 device=self.device)
+                mod = torch.full((len(members),), self.config.modalities.index(code), dtype=torch.long)  # CPU: no sync
                 feats = self.model.encode_images(images, mod)  # once per image, whatever the chunks
                 b = len(members)
                 hw = tuple(images.shape[-2:])

@@ -56,7 +56,8 @@ class ImageEncoder(nn.Module):
     """Backbone(s) + FPN.
 
     Forward:
-        images: FloatTensor (B, 3, S, S); modality: LongTensor (B,) index into config.modalities.
+        images: FloatTensor (B, 3, S, S); modality: LongTensor (B,) index into config.modalities
+            (best on the CPU: the encoders are chosen there, without waiting for the device).
         returns: list of ``fpn_levels`` FloatTensor (B, fpn_channels, S/stride_l, S/stride_l).
     Attributes:
         strides: list of the levels' strides.
@@ -87,13 +88,14 @@ class ImageEncoder(nn.Module):
         keys = list(self.backbones)
         if len(keys) == 1:
             return self.backbones[keys[0]](images)
-        enc = self.route.to(modality.device)[modality]
+        # routing is decided on the CPU: a modality tensor on the device would make every batch wait
+        enc = self.route.cpu()[modality.cpu()]
         present = torch.unique(enc).tolist()
         if len(present) == 1:
             return self.backbones[keys[present[0]]](images)
         outs: list[torch.Tensor] | None = None
         for e in present:
-            idx = torch.nonzero(enc == e).squeeze(1)
+            idx = torch.nonzero(enc == e).squeeze(1).to(images.device, non_blocking=True)
             feats = self.backbones[keys[e]](images[idx])
             if outs is None:
                 outs = [f.new_zeros((images.shape[0],) + f.shape[1:]) for f in feats]
@@ -105,6 +107,6 @@ class ImageEncoder(nn.Module):
         feats = self.run_backbones(images, modality)
         pyramid = list(self.fpn(OrderedDict((str(i), f) for i, f in enumerate(feats))).values())
         if self.modality_embed is not None:
-            emb = self.modality_embed(modality)[:, :, None, None].to(pyramid[0].dtype)
+            emb = self.modality_embed(modality.to(pyramid[0].device))[:, :, None, None].to(pyramid[0].dtype)
             pyramid = [p + emb for p in pyramid]
         return pyramid

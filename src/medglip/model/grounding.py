@@ -170,19 +170,21 @@ class GroundingModel(nn.Module):
         return self.modality_classifier(images)
 
     def _resolve_modality(self, images: torch.Tensor, modality: torch.Tensor | None) -> torch.Tensor:
+        """The modality index of every image as a CPU LongTensor (B,) (-1 / None: classified).
+
+        Kept on the CPU, so routing images to their encoders never waits for the device (a modality
+        tensor given on the device costs one copy back)."""
         b = images.shape[0]
-        if modality is None:
-            modality = torch.full((b,), -1, dtype=torch.long, device=images.device)
-        modality = modality.to(images.device).long()
-        if bool((modality >= len(self.config.modalities)).any()):
+        mod = torch.full((b,), -1, dtype=torch.long) if modality is None else modality.detach().to("cpu", torch.long)
+        if bool((mod >= len(self.config.modalities)).any()):
             raise ValueError(f"modality index out of range 0..{len(self.config.modalities) - 1}")
-        unknown = modality < 0
+        unknown = mod < 0
         if bool(unknown.any()):
             with torch.no_grad():
-                pred = self.classify_modality(images[unknown]).argmax(1)
-            modality = modality.clone()
-            modality[unknown] = pred
-        return modality
+                pred = self.classify_modality(images[unknown.to(images.device)]).argmax(1)
+            mod = mod.clone()
+            mod[unknown] = pred.cpu()
+        return mod
 
     # ------------------------------------------------------------------ forward
     def forward(self, images: torch.Tensor, modality: torch.Tensor | None, prompts: list[Prompt] | None,

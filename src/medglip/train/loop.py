@@ -62,7 +62,7 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     nb = device.type == "cuda"
     out = dict(batch)
     out["images"] = batch["images"].to(device, non_blocking=nb)
-    out["modality"] = batch["modality"].to(device, non_blocking=nb)
+    out["modality"] = batch["modality"]  # stays on the CPU: the model routes images to encoders there
     out["targets"] = [{k: v.to(device, non_blocking=nb) for k, v in t.items()} for t in batch["targets"]]
     return out
 

@@ -29,6 +29,7 @@ _MASKS = typer.Option("none", "--masks", help="Masks per box: head (the checkpoi
 _CONTRAST = typer.Option(0.0, help="Weight of GLIPv2's inter-image region–word contrastive loss (0: off).")
 _MLM = typer.Option(0.0, help="Weight of masked language modelling on the prompts (0: off; > 0 adds an MLM head).")
 _MASK_W = typer.Option(1.0, help="Weight of the mask head's loss on the dataset's masks (0: no mask head).")
+_CONTEXT = typer.Option(0, min=0, help="2.5D input: slices k-N, k, k+N of a volume as the three channels (0: off); the dataset must be built with the same --context-slices.")
 
 
 def _mask_option(value: str):
@@ -77,6 +78,7 @@ def build(
     modality: Optional[str] = typer.Option(None, help="Force a modality (CT, MR, XR, US, ENDO, DERM, PATH) on every case."),
     plane: str = typer.Option("axial", help="Slicing plane of 3D volumes: axial, coronal, sagittal."),
     ct_windows: str = typer.Option("lung,soft_tissue,bone", help="The three CT windows stacked as the input channels of CT images (names or LOW:HIGH in HU); a model trains only on data built with its own."),
+    context_slices: int = typer.Option(0, min=0, help="2.5D input: write each grey volume slice k with slices k-N and k+N as its first and last channels (0: off); a model trains only on data built with its own."),
     display_window: str = typer.Option("auto", "--display-window", "--ct-window", help="CT window `medglip show` draws: auto (by the labelled structures), lung, mediastinum, soft_tissue, liver, brain, bone, or LOW,HIGH in HU. Pictures only."),
     channels: str = typer.Option("first", help="Multi-channel volumes: 'first' channel or 'all' channels."),
     min_area: float = typer.Option(4.0, help="Drop mask components smaller than this many mm²."),
@@ -111,7 +113,7 @@ def build(
         windows = InputConfig.from_window_names(tuple(w.strip().replace(":", ",") for w in ct_windows.split(",")))
         config = BuildConfig(
             source=str(source), layout=layout, modality=normalise_modality(modality) if modality else None,
-            plane=plane, ct_windows=windows.ct_windows, display_window=display_window, channels=channels, min_area_mm2=min_area, min_pixels=min_pixels,
+            plane=plane, ct_windows=windows.ct_windows, context_slices=context_slices, display_window=display_window, channels=channels, min_area_mm2=min_area, min_pixels=min_pixels,
             negative_ratio=negative_ratio, split_ratios=ratios, test_cases=tuple(test_case), seed=seed,
             label_mapping=mapping_to_tuple(_load_mapping(label_map)), include_unlabeled=include_unlabeled)
         shard_obj = Shard.parse(shard) if shard else None
@@ -228,6 +230,7 @@ def train(
     batch_size: int = typer.Option(8, help="Images per process per step."),
     lr: float = typer.Option(1e-4, help="Peak learning rate (text encoder: lr × text-lr-factor)."),
     image_size: Optional[int] = typer.Option(None, help="Input size (long side); default: the preset's."),
+    context_slices: int = _CONTEXT,
     init_from: Optional[Path] = typer.Option(None, help="Fine-tune from this run's weights."),
     checkpoint_every: int = typer.Option(500, help="Resumable checkpoint every N steps."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 (under torchrun the local rank picks)."),
@@ -248,7 +251,7 @@ def train(
     from .train import train as run_train
 
     _setup_logging(False)
-    overrides = (("image_size", image_size),) if image_size else ()
+    overrides = _model_overrides(image_size, context_slices)
     try:
         more = {"copy_paste_prob": copy_paste} if copy_paste is not None else {}
         cfg = TrainConfig(preset=preset, max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -571,13 +574,18 @@ def _weights(values: list[str], option: str) -> tuple[tuple[str, float], ...]:
     return tuple(out)
 
 
+def _model_overrides(image_size: Optional[int], context_slices: int) -> tuple[tuple[str, object], ...]:
+    """The ModelConfig fields the training commands set."""
+    return ((("image_size", image_size),) if image_size else ()) + (
+        (("context_slices", context_slices),) if context_slices else ())
+
+
 def _train_config(preset: str, max_steps: Optional[int], batch_size: int, lr: float, image_size: Optional[int],
-                  device: str, seed: int, **more: object):
+                  device: str, seed: int, context_slices: int = 0, **more: object):
     from .train import TrainConfig
 
-    overrides = (("image_size", image_size),) if image_size else ()
-    return TrainConfig(preset=preset, max_steps=max_steps, batch_size=batch_size, lr=lr, model_overrides=overrides,
-                       device=device, seed=seed, **more)
+    return TrainConfig(preset=preset, max_steps=max_steps, batch_size=batch_size, lr=lr,
+                       model_overrides=_model_overrides(image_size, context_slices), device=device, seed=seed, **more)
 
 
 @app.command()
@@ -587,6 +595,7 @@ def lopo(
     preset: str = typer.Option("default", help="Model preset (as for train)."),
     max_steps: Optional[int] = typer.Option(600),
     batch_size: int = typer.Option(4), lr: float = typer.Option(3e-4), image_size: Optional[int] = typer.Option(256),
+    context_slices: int = _CONTEXT,
     warmup_steps: int = typer.Option(100, help="Linear learning-rate warm-up steps."),
     copy_paste: float = typer.Option(0.5, help="Lesion copy-paste probability."),
     source_weight: list[str] = typer.Option([], "--source-weight", help="SOURCE=W sampling weight; repeatable."),
@@ -603,7 +612,8 @@ def lopo(
 
     _setup_logging(False)
     try:
-        cfg = _train_config(preset, max_steps, batch_size, lr, image_size, device, seed, copy_paste_prob=copy_paste,
+        cfg = _train_config(preset, max_steps, batch_size, lr, image_size, device, seed, context_slices,
+                            copy_paste_prob=copy_paste,
                             warmup_steps=warmup_steps, source_weights=_weights(source_weight, "--source-weight"),
                             modality_weights=_weights(modality_weight, "--modality-weight"),
                             elastic_prob=elastic, contrastive_weight=contrastive_weight,

@@ -26,6 +26,8 @@ class BuildConfig:
             dataset only when its own ``ct_windows`` are these.
         percentiles: the input pipeline's percentiles: of each slice's (each 2D image's)
             non-background values, mapped to 0 and 255 for non-CT images that are not 8-bit.
+        context_slices: the input pipeline's 2.5D step ``d``: each grey volume slice is written with
+            slices ``k - d`` and ``k + d`` as its first and last channels (0: off).
         display_window: the CT window ``medglip show`` draws: ``auto`` (by the labelled
             structures, weighted by voxels), a name of :data:`medglip.core.intensity.CT_WINDOWS`,
             or ``"low,high"`` in HU. Pictures only: the model's input does not depend on it.
@@ -46,6 +48,7 @@ class BuildConfig:
     plane: str = "axial"
     ct_windows: tuple[tuple[float, float], ...] = InputConfig().ct_windows
     percentiles: tuple[float, float] = InputConfig().percentiles
+    context_slices: int = 0
     display_window: str = "auto"
     channels: str = "first"
     min_area_mm2: float = 4.0
@@ -78,7 +81,8 @@ class BuildConfig:
     def input_config(self) -> InputConfig:
         """The input pipeline the build writes its images with."""
         return InputConfig(ct_windows=tuple(tuple(float(v) for v in w) for w in self.ct_windows),
-                           percentiles=tuple(self.percentiles), version=self.input_version)
+                           percentiles=tuple(self.percentiles), version=self.input_version,
+                           context_slices=self.context_slices)
 
     @property
     def mapping(self) -> dict[str, dict[str, str]]:
@@ -87,6 +91,8 @@ class BuildConfig:
     def to_json(self) -> dict:
         d = asdict(self)
         d["label_mapping"] = self.mapping
+        if not self.context_slices:  # absent = 0: datasets built before the 2.5D option keep their fingerprint
+            del d["context_slices"]
         return d
 
     @classmethod

@@ -13,7 +13,7 @@ import numpy as np
 from ..case import Case, label_counts
 from ..core.intensity import CT_WINDOWS, DEFAULT_DISPLAY_WINDOW
 from ..core.orient import SlicePlan, plan_slices
-from ..core.pipeline import model_pixels
+from ..core.pipeline import model_pixels, slice_pixels
 from ..core.rules import body_columns, has_patient_sides, patient_side
 from ..errors import CaseError
 from ..io import write_png
@@ -181,7 +181,7 @@ class CaseBuilder:
         for ch in channels:
             vol = case.image if ch is None else case.image[..., ch]
             for idx in sorted(positives + negatives):
-                pix, intensity = model_pixels(plan.view(vol, idx), case.modality, cfg.input_config,
+                pix, intensity = slice_pixels(vol, plan, idx, case.modality, cfg.input_config,
                                               what=f"{case.case_id} slice {idx}")
                 stem = f"{key.split('/')[-1]}_{plan.plane[:3]}{idx:04d}" + ("" if ch is None else f"_c{ch}")
                 write_png(self.out / "images" / key / f"{stem}.png", pix, compress_level=PNG_LEVEL)

@@ -19,7 +19,7 @@ A recipe (``recipe.yaml``)::
         test_cases: []             # case ids forced into the test split
 
 ``settings`` takes the :class:`~medglip.build.BuildConfig` fields shared by all sources (plane,
-ct_windows (the input pipeline's: one for the whole dataset), display_window, percentiles, channels, min_area_mm2, min_pixels, negative_ratio, split_ratios, seed,
+ct_windows and context_slices (the input pipeline's: one for the whole dataset), display_window, percentiles, channels, min_area_mm2, min_pixels, negative_ratio, split_ratios, seed,
 include_unlabeled). Split policies: ``auto`` keeps a split the source declares (when it declares at
 least two) and cuts the rest by ratios, by patient; ``declared`` keeps every declared split, even a
 single one; ``ratios`` (or a ``[train, val, test]`` list) ignores declared splits; ``train`` /
@@ -45,7 +45,7 @@ RECIPE_VERSION = 1
 SPLIT_MODES = ("auto", "declared", "ratios", "train", "val", "test")
 _SOURCE_KEYS = {"id", "path", "catalog", "layout", "modality", "label_map", "split", "weight", "licence", "url",
                 "test_cases"}
-_SHARED = ("plane", "ct_windows", "display_window", "percentiles", "channels", "min_area_mm2", "min_pixels",
+_SHARED = ("plane", "ct_windows", "context_slices", "display_window", "percentiles", "channels", "min_area_mm2", "min_pixels",
            "negative_ratio", "split_ratios", "seed", "include_unlabeled")
 
 

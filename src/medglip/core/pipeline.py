@@ -17,6 +17,12 @@ service alike (nothing else derives windows or normalisation):
 
    The built dataset's PNG files ARE these pixels, so training reads exactly what inference makes.
 
+   With ``InputConfig.context_slices = d > 0`` (the 2.5D input, as DeepLesion's detectors use it)
+   a grey slice ``k`` of a volume becomes three channels: slices ``k - d``, ``k``, ``k + d`` (clamped
+   at the volume's ends), each mapped with the centre slice's mapping (CT: the middle window of
+   ``ct_windows``, soft tissue by default; others: the centre slice's percentiles). A lone 2D image
+   has no neighbours: its centre stands in for them. Colour images are unchanged.
+
 2. :func:`to_tensor`: letterbox to ``S × S`` (long side ``S``, aspect kept, zero padding at the
    bottom / right), grey → 3 channels, ImageNet mean / std. :func:`boxes_to_original` undoes the
    letterbox for boxes.
@@ -59,13 +65,18 @@ class InputConfig:
         percentiles: the low / high percentiles of an image's non-background values that map to
             0 and 255 for non-CT, non-8-bit images.
         version: the pipeline version (:data:`PIPELINE_VERSION`).
+        context_slices: the 2.5D input's step ``d``: grey volume slices become slices
+            ``(k - d, k, k + d)`` as the three channels (0: off, one slice as above).
     """
 
     ct_windows: tuple[tuple[float, float], ...] = tuple(CT_WINDOWS[n] for n in DEFAULT_INPUT_WINDOWS)
     percentiles: tuple[float, float] = PERCENTILES
     version: int = PIPELINE_VERSION
+    context_slices: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.context_slices, int) or isinstance(self.context_slices, bool) or self.context_slices < 0:
+            raise ValueError(f"context_slices must be an integer >= 0 (0: no 2.5D input), got {self.context_slices!r}")
         if len(self.ct_windows) != 3:
             raise ValueError(f"ct_windows must hold three (low, high) windows, one per channel, got {self.ct_windows}")
         for w in self.ct_windows:
@@ -75,13 +86,17 @@ class InputConfig:
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
 
     def to_json(self) -> dict[str, Any]:
-        return {"ct_windows": [list(w) for w in self.ct_windows], "percentiles": list(self.percentiles),
-                "version": self.version}
+        out = {"ct_windows": [list(w) for w in self.ct_windows], "percentiles": list(self.percentiles),
+               "version": self.version}
+        if self.context_slices:  # absent = 0: files written before the 2.5D option read the same
+            out["context_slices"] = self.context_slices
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "InputConfig":
         return cls(ct_windows=tuple(tuple(float(v) for v in w) for w in d["ct_windows"]),
-                   percentiles=tuple(float(v) for v in d["percentiles"]), version=int(d.get("version", 0)))
+                   percentiles=tuple(float(v) for v in d["percentiles"]), version=int(d.get("version", 0)),
+                   context_slices=int(d.get("context_slices", 0)))
 
     @classmethod
     def from_window_names(cls, names: tuple[str, ...], **kw: Any) -> "InputConfig":
@@ -129,7 +144,8 @@ def is_ct_input(array: np.ndarray, modality: str | None) -> bool:
 
 
 def model_pixels(raw: np.ndarray, modality: str | None, config: InputConfig = InputConfig(), *,
-                 what: str = "image") -> tuple[np.ndarray, dict[str, Any]]:
+                 what: str = "image", neighbours: tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Raw values of one 2D image → uint8 model pixels and the ``intensity`` record saying how.
 
     Args:
@@ -137,15 +153,22 @@ def model_pixels(raw: np.ndarray, modality: str | None, config: InputConfig = In
         modality: canonical code, or None (then Hounsfield-like values are taken as CT).
         config: the model's (or the build's) :class:`InputConfig`.
         what: names the input in errors.
+        neighbours: with ``config.context_slices > 0``, the raw slices ``k - d`` and ``k + d`` of a
+            volume (:func:`slice_pixels` finds them); None: ``raw`` stands in for both.
 
     Returns:
-        ``(pixels, intensity)``: pixels ``(H, W, 3)`` for CT and colour, ``(H, W)`` for grey;
-        ``intensity["mode"]`` is ``ct_windows`` (with ``windows``), ``identity``, ``scale`` or
-        ``percentile`` (with ``low`` / ``high``: ``raw = low + pixel / 255 * (high - low)``).
+        ``(pixels, intensity)``: pixels ``(H, W, 3)`` for CT, colour and the 2.5D input, ``(H, W)``
+        for grey; ``intensity["mode"]`` is ``ct_windows`` (with ``windows``, one per channel),
+        ``identity``, ``scale`` or ``percentile`` (with ``low`` / ``high``: ``raw = low + pixel /
+        255 * (high - low)``); a 2.5D input's record adds ``"context": [-d, 0, d]`` (the slice of
+        each channel; its centre channel is the image's own).
 
     Raises:
-        MedglipError: a non-numeric dtype or a shape that is not a 2D image.
+        MedglipError: a non-numeric dtype, a shape that is not a 2D image, or neighbours of
+        another shape.
     """
+    if config.context_slices:
+        return _context_pixels(raw, modality, config, what, neighbours)
     a = image_channels(raw, what)
     if a.dtype == np.bool_:
         return a.astype(np.uint8) * 255, {"mode": "identity", "low": 0.0, "high": 1.0}
@@ -164,6 +187,46 @@ def model_pixels(raw: np.ndarray, modality: str | None, config: InputConfig = In
                                         "percentiles": list(config.percentiles), **raw_range(a)}
 
 
+def _context_pixels(raw: np.ndarray, modality: str | None, config: InputConfig, what: str,
+                    neighbours: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The 2.5D input (``config.context_slices = d``): three slices as the channels, each mapped
+    with the centre slice's mapping."""
+    flat = config.replace(context_slices=0)
+    a = image_channels(raw, what)
+    if a.ndim == 3 or a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.number)):
+        return model_pixels(raw, modality, flat, what=what)  # colour (or an error): no neighbours to stack
+    below, above = (a, a) if neighbours is None else (image_channels(n, what) for n in neighbours)
+    if below.shape != a.shape or above.shape != a.shape:
+        raise MedglipError(f"{what}: neighbouring slices of shape {below.shape} / {above.shape} differ from "
+                           f"the slice's {a.shape}")
+    d = config.context_slices
+    context = {"context": [-d, 0, d]}
+    if a.dtype == np.uint8:
+        return np.stack([below, a, above], axis=-1), {"mode": "identity", "low": 0.0, "high": 255.0, **context}
+    if is_ct_input(a, modality):
+        lo, hi = config.ct_windows[1]
+        rec = {"mode": "ct_windows", "windows": [[lo, hi]] * 3, **raw_range(a), **context}
+    else:
+        lo, hi = percentile_range(a, *config.percentiles)
+        rec = {"mode": "percentile", "low": lo, "high": hi, "percentiles": list(config.percentiles),
+               **raw_range(a), **context}
+    return np.stack([window_to_uint8(x, lo, hi) for x in (below, a, above)], axis=-1), rec
+
+
+def slice_pixels(volume: np.ndarray, plan: Any, index: int, modality: str | None, config: InputConfig, *,
+                 what: str = "slice") -> tuple[np.ndarray, dict[str, Any]]:
+    """Model pixels of display slice ``index`` of ``volume`` (``(i, j, k[, C])``) cut by ``plan``
+    (a :class:`~medglip.core.orient.SlicePlan`): :func:`model_pixels` of that slice, with its
+    neighbours ``index ± config.context_slices`` (clamped to the volume) for the 2.5D input."""
+    centre = plan.view(volume, index)
+    d = config.context_slices
+    if not d:
+        return model_pixels(centre, modality, config, what=what)
+    last = plan.n_slices - 1
+    neighbours = (plan.view(volume, max(0, index - d)), plan.view(volume, min(last, index + d)))
+    return model_pixels(centre, modality, config, what=what, neighbours=neighbours)
+
+
 def picture(pixels: np.ndarray, intensity: dict[str, Any] | None = None, *, window: Any = None,
             raw: np.ndarray | None = None) -> np.ndarray:
     """Pixels for people: one CT window in grey, other images as their model pixels.
@@ -175,15 +238,18 @@ def picture(pixels: np.ndarray, intensity: dict[str, Any] | None = None, *, wind
             A window among the input channels is that channel; another one needs ``raw``.
         raw: the raw values, to show a window that is not an input channel.
 
+    A 2.5D input (``intensity["context"]``) is shown as its centre slice.
+
     Raises:
         MedglipError: a window that is neither an input channel nor computable (no ``raw``).
     """
+    context = bool(intensity and intensity.get("context")) and pixels.ndim == 3
     if not intensity or intensity.get("mode") != "ct_windows":
-        return pixels
+        return np.ascontiguousarray(pixels[..., 1]) if context else pixels
     wanted = parse_window(DEFAULT_DISPLAY_WINDOW if window is None else window)
     windows = [tuple(float(v) for v in w) for w in intensity.get("windows", ())]
     if wanted in windows and pixels.ndim == 3:
-        return np.ascontiguousarray(pixels[..., windows.index(wanted)])
+        return np.ascontiguousarray(pixels[..., 1 if context else windows.index(wanted)])
     if raw is not None:
         return window_to_uint8(image_channels(raw), *wanted)
     names = {v: k for k, v in CT_WINDOWS.items()}

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..core.orient import PLANES, plan_slices
-from ..core.pipeline import boxes_to_original, model_pixels, picture, to_tensor
+from ..core.pipeline import boxes_to_original, model_pixels, picture, slice_pixels, to_tensor
 from ..core.rules import FINDING_THRESHOLD, LINK_IOU
 from ..core.text import clean_phrase
 from ..errors import MedglipError
@@ -481,8 +481,8 @@ class Grounder:
         def detect(slices: list[np.ndarray], _phrases: Sequence[str]) -> list[GroundingResult]:
             nonlocal done
             prepared = []
-            for k, raw in enumerate(slices, start=done):
-                pix, rec = model_pixels(raw, code, cfg, what=f"{vol.source}[{k}]")
+            for k in range(done, done + len(slices)):  # by index: the 2.5D input reads the neighbours too
+                pix, rec = slice_pixels(vol.array, plan, k, code, cfg, what=f"{vol.source}[{k}]")
                 prepared.append(_Prepared(pix, rec, *to_tensor(pix, size), (code, where)))
             dets = self._detect([p.tensor for p in prepared], [p.meta for p in prepared], [code] * len(prepared),
                                 chunks, head_masks=keep)
@@ -502,7 +502,7 @@ class Grounder:
         """Majority vote of the modality classifier over three central slices (only those are cut)."""
         n = plan.n_slices
         picks = sorted({n // 2, max(0, n // 2 - n // 4), min(n - 1, n // 2 + n // 4)})
-        tensors = [to_tensor(model_pixels(plan.view(vol.array, k), None, self.input_config)[0],
+        tensors = [to_tensor(slice_pixels(vol.array, plan, k, None, self.input_config)[0],
                              self.config.image_size)[0] for k in picks]
         votes = self._classify(tensors)
         return max(set(votes), key=votes.count)

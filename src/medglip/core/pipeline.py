@@ -182,9 +182,14 @@ def model_pixels(raw: np.ndarray, modality: str | None, config: InputConfig = In
     if a.ndim == 3 and np.issubdtype(a.dtype, np.floating) and np.nanmin(a) >= 0 and np.nanmax(a) <= 1:
         pix = np.clip(np.rint(np.nan_to_num(a) * 255), 0, 255).astype(np.uint8)
         return pix, {"mode": "scale", "low": 0.0, "high": 1.0}
+    rec = _percentile_record(a, config)
+    return window_to_uint8(a, rec["low"], rec["high"]), rec
+
+
+def _percentile_record(a: np.ndarray, config: InputConfig) -> dict[str, Any]:
+    """The ``percentile`` intensity record of grey image ``a``: its own percentiles map to 0 and 255."""
     lo, hi = percentile_range(a, *config.percentiles)
-    return window_to_uint8(a, lo, hi), {"mode": "percentile", "low": lo, "high": hi,
-                                        "percentiles": list(config.percentiles), **raw_range(a)}
+    return {"mode": "percentile", "low": lo, "high": hi, "percentiles": list(config.percentiles), **raw_range(a)}
 
 
 def _context_pixels(raw: np.ndarray, modality: str | None, config: InputConfig, what: str,
@@ -207,9 +212,8 @@ def _context_pixels(raw: np.ndarray, modality: str | None, config: InputConfig, 
         lo, hi = config.ct_windows[1]
         rec = {"mode": "ct_windows", "windows": [[lo, hi]] * 3, **raw_range(a), **context}
     else:
-        lo, hi = percentile_range(a, *config.percentiles)
-        rec = {"mode": "percentile", "low": lo, "high": hi, "percentiles": list(config.percentiles),
-               **raw_range(a), **context}
+        rec = {**_percentile_record(a, config), **context}
+        lo, hi = rec["low"], rec["high"]
     return np.stack([window_to_uint8(x, lo, hi) for x in (below, a, above)], axis=-1), rec
 
 

@@ -81,15 +81,15 @@ class ImageEncoder(nn.Module):
         if self.modality_embed is not None:
             nn.init.zeros_(self.modality_embed.weight)
         routes = [config.encoder_for(i) for i in range(len(config.modalities))]
-        self.register_buffer("route", torch.tensor([list(self.backbones).index(r) for r in routes]),
-                             persistent=False)
+        # modality index → backbone index, kept on the CPU (a buffer would move to the GPU with the model)
+        self.routes = torch.tensor([list(self.backbones).index(r) for r in routes])
 
     def run_backbones(self, images: torch.Tensor, modality: torch.Tensor) -> list[torch.Tensor]:
         keys = list(self.backbones)
         if len(keys) == 1:
             return self.backbones[keys[0]](images)
         # routing is decided on the CPU: a modality tensor on the device would make every batch wait
-        enc = self.route.cpu()[modality.cpu()]
+        enc = self.routes[modality.cpu()]
         present = torch.unique(enc).tolist()
         if len(present) == 1:
             return self.backbones[keys[present[0]]](images)

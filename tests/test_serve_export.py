@@ -94,3 +94,24 @@ def test_openapi_documents_the_outputs(env):
     for body in ("Body_ground_v1_ground_post", "Body_ground_volume_v1_ground_volume_post"):
         text = schema[body]["properties"]["outputs"]["description"]
         assert "labels.nii.gz" in text and "seg.dcm" in text and "base64" in text
+
+
+def test_exports_run_on_the_services_bounded_pool(env, monkeypatch):
+    """Writing the files is blocking work: it runs on the service's pool (bounded, under the request's
+    deadline), never on an unbounded default thread pool or the event loop."""
+    import threading
+
+    import medglip.serve.exports as exports
+
+    threads: list[str] = []
+    real = exports.export_result
+
+    def spy(*a, **k):
+        threads.append(threading.current_thread().name)
+        return real(*a, **k)
+
+    monkeypatch.setattr(exports, "export_result", spy)
+    r = _post(env, "/v1/ground", {"phrases": "brain", "top_k": "1", "outputs": "png"}, "slice.dcm",
+              env["files"][12].read_bytes())
+    assert r.status_code == 200, r.text
+    assert len(threads) == 1 and threads[0].startswith("medglip-io-"), threads

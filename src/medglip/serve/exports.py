@@ -11,10 +11,9 @@ Answer (added to the grounding JSON when ``outputs`` is sent)::
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any
+from typing import Annotated, Any, Awaitable, Callable
 
 from fastapi import Form
-from starlette.concurrency import run_in_threadpool
 
 from ..errors import MedglipError
 from ..export import FILES, OUTPUTS, ExportOptions, export_result, parse_outputs
@@ -49,10 +48,15 @@ def media_type(name: str) -> str:
     return next((t for ext, t in MEDIA_TYPES.items() if name.endswith(ext)), "application/octet-stream")
 
 
-async def exported(result: Any, outputs: tuple[str, ...], max_voxels: int | None = None) -> dict[str, Any]:
-    """``{"files": ..., "labels": ..., "notes": ...}`` of a result (made in a request thread); ``volume``
-    alone needs no masks (the page's viewer shows the volume and the objects' centres)."""
-    def run() -> dict[str, Any]:
+async def exported(result: Any, outputs: tuple[str, ...], *, run: Callable[..., Awaitable[Any]],
+                   max_voxels: int | None = None) -> dict[str, Any]:
+    """``{"files": ..., "labels": ..., "notes": ...}`` of a result; ``volume`` alone needs no masks (the
+    page's viewer shows the volume and the objects' centres).
+
+    ``run`` is the service's bounded pool (``Service.run``): writing a DICOM-SEG or a gzipped label map of a
+    large volume takes seconds, so it counts against the pool's threads and the request's deadline like
+    every other blocking step, instead of escaping to an unbounded default thread pool."""
+    def work() -> dict[str, Any]:
         rest = tuple(o for o in outputs if o != "volume")
         files, out = {}, {"labels": None, "notes": []}
         if rest:
@@ -67,4 +71,4 @@ async def exported(result: Any, outputs: tuple[str, ...], max_voxels: int | None
                                "base64": base64.b64encode(data).decode("ascii")} for name, data in files.items()}
         return out
 
-    return await run_in_threadpool(run)
+    return await run(work)

@@ -108,7 +108,7 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
         out["overlay_png"] = await svc.run(lambda: png_base64(draw_result(result)))
     out = _rename_source(out, upload)
     if wanted is not None:
-        out.update(await _exports(result, wanted, upload))
+        out.update(await _exports(result, wanted, upload, svc))
     return JSONResponse(jsonable(out))
 
 
@@ -147,17 +147,17 @@ async def ground_volume(
         out["source"] = upload.filename
         out = _rename_source(out, upload)
         if wanted is not None:
-            out.update(await _exports(result, wanted, upload))
+            out.update(await _exports(result, wanted, upload, svc))
     finally:
         upload.cleanup()
     return JSONResponse(jsonable(out))
 
 
-async def _exports(result: Any, outputs: tuple[str, ...], upload: Any) -> dict[str, Any]:
+async def _exports(result: Any, outputs: tuple[str, ...], upload: Any, svc: Service) -> dict[str, Any]:
     """The files of ``outputs`` (:mod:`.exports`; base64, left as they are) with ``labels`` and ``notes``
     naming the upload, never its temporary path; failures mapped to HTTP errors naming the upload."""
     try:
-        got = await exported(result, outputs)
+        got = await exported(result, outputs, run=svc.run)
     except Exception as exc:
         raise http_error(exc, upload) from None
     return {**got, "labels": _rename_source(got["labels"], upload), "notes": _rename_source(got["notes"], upload)}

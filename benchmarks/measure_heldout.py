@@ -10,7 +10,11 @@ the calibrated thresholds), the final model on every training case, then the hel
 The same as ``medglip lopo data/ds-all --out runs/heldout --max-steps 400 --image-size 256
 --warmup-steps 40 --mask-weight 0`` then ``medglip heldout data/ds-all --checkpoint runs/heldout/final
 --masks medsam``. A crashed run resumes where it stopped. The 2.5D variant: add ``context_slices: 1``
-to the recipe's settings, build it into another folder, and pass ``--context-slices 1``.
+to the recipe's settings, build it into another folder, and pass ``--context-slices 1``. Every slice
+of the training volumes: ``negative_ratio: 20`` in the recipe's settings, built into ``data/ds-allslices``,
+then ``--heldout-dataset data/ds-all`` so the held-out slices are the standard build's (the folds' models
+are also evaluated on the standard build's slices of each training patient: ``OUT/lopo-same-slices/lopo.md``,
+what the comparison with the standard run uses). The elastic deformation: ``--elastic 0.5``.
 """
 
 from __future__ import annotations
@@ -23,8 +27,27 @@ from pathlib import Path
 
 import torch
 
-from medglip.protocol import heldout_report, lopo
+from medglip.protocol import evaluate_run, heldout_report, lopo, lopo_markdown, make_fold, mean_metrics
 from medglip.train import TrainConfig
+
+
+def same_slices(summary: dict, dataset: Path, out: Path) -> str:
+    """The folds' models evaluated on ``dataset``'s slices of each held-out training patient, so that runs
+    built with other slice settings are compared on the same slices (``out/lopo.md``)."""
+    folds = []
+    for fold in summary["folds"]:
+        source, case = fold["patient"].split("/", 1)
+        name = f"{source}-{case}"
+        data = make_fold(dataset, (source, case), out / name / "data")
+        run = Path(summary["final_run"]).parent / "folds" / name / "run"
+        metrics, _, _ = evaluate_run(run, data, "test", out / name / "eval")
+        folds.append({"patient": fold["patient"], "overall": metrics["overall"]})
+    text = lopo_markdown({"folds": folds, "mean": mean_metrics([f["overall"] for f in folds]),
+                          "thresholds": summary["thresholds"]})
+    text = text.replace("# Leave-one-patient-out on the training patients",
+                        f"# Leave-one-patient-out, the folds' models on {dataset}'s slices")
+    (out / "lopo.md").write_text(text, encoding="utf-8")
+    return text
 
 
 def main() -> None:
@@ -36,17 +59,26 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--context-slices", type=int, default=0,
                     help="2.5D input (the dataset must be built with the same context_slices setting)")
+    ap.add_argument("--elastic", type=float, default=0.0,
+                    help="probability of the elastic deformation (TrainConfig.elastic_prob; 0: off, the default)")
+    ap.add_argument("--heldout-dataset", type=Path, default=None,
+                    help="measure the held-out patients on this dataset's test split (default: DATASET's), "
+                         "e.g. the standard build when DATASET was built with other slice settings")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = TrainConfig(preset="default", max_steps=args.max_steps, batch_size=4, lr=3e-4, warmup_steps=40,
                       device="cpu", checkpoint_every=200, log_every=50, seed=0, mask_weight=0.0,
+                      elastic_prob=args.elastic,
                       model_overrides=(("image_size", 256),) + (
                           (("context_slices", args.context_slices),) if args.context_slices else ()))
     t0 = time.time()
     summary = lopo(args.dataset, args.out, cfg)
     print((args.out / "lopo.md").read_text())
-    report = heldout_report(args.out / "final", args.dataset, args.out / "heldout", masks="medsam")
+    if args.heldout_dataset:
+        print(same_slices(summary, args.heldout_dataset, args.out / "lopo-same-slices"))
+    report = heldout_report(args.out / "final", args.heldout_dataset or args.dataset, args.out / "heldout",
+                            masks="medsam")
     print((args.out / "heldout" / "heldout.md").read_text())
     print(json.dumps({"thresholds": summary["thresholds"], "minutes": round((time.time() - t0) / 60, 1),
                       "patients": [r["patient"] for r in report["patients"]]}))

@@ -190,7 +190,7 @@ def lopo(dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool =
                  metrics["overall"].get("absent_fp_rate"))
     thresholds = choose_thresholds(present, absent)
     summary = {"dataset": str(dataset_dir), "train_config": dataclasses.asdict(config), "folds": folds,
-               "thresholds": thresholds, "mean": _mean([f["overall"] for f in folds])}
+               "thresholds": thresholds, "mean": mean_metrics([f["overall"] for f in folds])}
     if final:
         run = out / "final"
         _fit(dataset_dir, run, config)
@@ -213,7 +213,8 @@ def _fit(dataset_dir: Path, run: Path, config: Any) -> None:
 _KEYS = ("acc50", "miou", "AP50", "dice", "absent_fp_rate")
 
 
-def _mean(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+def mean_metrics(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The mean of each reported metric over folds (or patients); None where no row has it."""
     out: dict[str, float | None] = {}
     for k in _KEYS:
         vals = [float(r[k]) for r in rows if r.get(k) is not None]

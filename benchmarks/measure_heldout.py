@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from medglip.protocol import evaluate_run, heldout_report, lopo, lopo_markdown, make_fold, mean_metrics
+from medglip.protocol import (evaluate_run, fold_name, heldout_report, lopo, lopo_markdown, make_fold,
+                              mean_metrics)
 from medglip.train import TrainConfig
 
 
@@ -37,15 +38,14 @@ def same_slices(summary: dict, dataset: Path, out: Path) -> str:
     folds = []
     for fold in summary["folds"]:
         source, case = fold["patient"].split("/", 1)
-        name = f"{source}-{case}"
+        name = fold_name(source, case)
         data = make_fold(dataset, (source, case), out / name / "data")
         run = Path(summary["final_run"]).parent / "folds" / name / "run"
         metrics, _, _ = evaluate_run(run, data, "test", out / name / "eval")
         folds.append({"patient": fold["patient"], "overall": metrics["overall"]})
     text = lopo_markdown({"folds": folds, "mean": mean_metrics([f["overall"] for f in folds]),
-                          "thresholds": summary["thresholds"]})
-    text = text.replace("# Leave-one-patient-out on the training patients",
-                        f"# Leave-one-patient-out, the folds' models on {dataset}'s slices")
+                          "thresholds": summary["thresholds"]},
+                         title=f"Leave-one-patient-out, the folds' models on {dataset}'s slices")
     (out / "lopo.md").write_text(text, encoding="utf-8")
     return text
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -248,8 +249,6 @@ def test_per_modality_encoders_route_by_modality():
     assert mod.device.type == "cpu" and mod.tolist() == [ct, guessed, derm]
     with pytest.raises(ValueError, match="out of range"):
         model._resolve_modality(images, torch.tensor([ct, 99, derm]))
-    import copy
-
     moved = copy.deepcopy(model.image_encoder).to("meta")  # stands in for a GPU: the routing table stays
     assert moved.routes.device.type == "cpu"
 

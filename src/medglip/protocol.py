@@ -41,6 +41,11 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def fold_name(source: str, case: str) -> str:
+    """The folder name of a patient's fold (``folds/<name>``, ``heldout/<name>``)."""
+    return f"{source}-{case}".replace("/", "_")
+
+
 def lesion_patients(dataset_dir: Path, split: str = "train") -> list[tuple[str, str]]:
     """``(source, case_id)`` of the split's cases with at least one lesion annotation, sorted."""
     coco = _load(Path(dataset_dir) / "annotations" / f"{split}.json")
@@ -176,7 +181,7 @@ def lopo(dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool =
                            f"lesion, found {patients}")
     folds, present, absent = [], [], []
     for source, case in patients:
-        name = f"{source}-{case}".replace("/", "_")
+        name = fold_name(source, case)
         fdir = out / "folds" / name
         data = make_fold(dataset_dir, (source, case), fdir / "data")
         run = fdir / "run"
@@ -226,8 +231,9 @@ def _pct(v: Any) -> str:
     return "–" if v is None else f"{100 * float(v):.1f} %"
 
 
-def lopo_markdown(summary: dict[str, Any]) -> str:
-    lines = ["# Leave-one-patient-out on the training patients", "",
+def lopo_markdown(summary: dict[str, Any], *, title: str = "Leave-one-patient-out on the training patients"
+                  ) -> str:
+    lines = [f"# {title}", "",
              "| held-out training patient | Acc@0.5 | mIoU | AP50 | mask Dice | absent-phrase FP rate |",
              "|---|---:|---:|---:|---:|---:|"]
     for f in summary["folds"] + [{"patient": "**mean**", "overall": summary["mean"]}]:
@@ -251,7 +257,7 @@ def heldout_report(run: str | Path, dataset_dir: str | Path, out: str | Path, *,
     g = Grounder.from_pretrained(run, refiner=None)
     rows = []
     for source, case in cases:
-        name = f"{source}-{case}".replace("/", "_")
+        name = fold_name(source, case)
         data = make_fold(dataset_dir, (source, case), out / name / "data", split=split)
         metrics, _, _ = evaluate_run(run, data, "test", out / name / "eval", masks=masks)
         vqa = evaluate_vqa(g, data, split="test", out=out / name / "vqa")

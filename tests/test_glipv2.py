@@ -125,7 +125,7 @@ def test_phrase_embeddings_are_token_means():
 def test_ddp_gathers_phrases_and_sends_gradients_back(tmp_path):
     """Two gloo processes: rank 0's region is scored against rank 1's phrases ("spleen" a negative,
     "liver tumor" masked), and rank 1's "spleen" embedding receives the gradient of rank 0's loss."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}  # torchrun's scratch folders too
     worker = Path(__file__).parent / "ddp_contrast_worker.py"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
                            "--nproc_per_node=2", str(worker), str(tmp_path)],

@@ -10,9 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_gpu_check_smoke_run_prints_its_table():
+def test_gpu_check_smoke_run_prints_its_table(tmp_path):
     # the script calls `python` and `torchrun`: those of the interpreter running the tests, venv activated or not
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="",
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TMPDIR=str(tmp_path),
                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--smoke"], capture_output=True, text=True,
                        timeout=600, env=env)

@@ -356,7 +356,7 @@ def test_ddp_two_gloo_processes(dataset: Path, tmp_path: Path) -> None:
     """`torchrun --nproc_per_node=2 -m medglip train ...`: the documented command, on CPU with gloo,
     with every GLIPv2 loss on (the contrastive loss gathers phrases across the two ranks)."""
     run = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}  # torchrun's scratch folders too
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
                            "--nproc_per_node=2", "-m", "medglip", "train", str(dataset), "--out", str(run),
                            "--preset", "tiny", "--image-size", "64", "--max-steps", "2", "--batch-size", "2",

@@ -62,13 +62,11 @@ class OracleVolumes:
         vol = read_volume_input(path_or_array, geometry)
         lab = truth_on_grid(self.truth, vol.geometry, vol.array.shape) > 0
         plan = plan_slices(vol.geometry, vol.array.shape, plane)
-        done = [0]
 
-        def detect(slices, _phrases):
+        def detect(ks, _phrases):
             out = []
-            for _ in slices:
-                m = plan.take(lab, done[0])
-                done[0] += 1
+            for k in ks:
+                m = plan.take(lab, k)
                 gs = []
                 for p in names:
                     box, mask, score = None, None, 0.0

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from medglip.core.geometry import Geometry
+from medglip.core.orient import plan_slices
 from medglip.infer.inputs import Volume
 from medglip.infer.results import GroundingResult, PhraseGrounding
 from medglip.infer.volume import box_iou, ground_volume, link_boxes
@@ -22,20 +23,22 @@ def _result(phrase_boxes: dict[str, list[tuple[list[float], float]]], size) -> G
     return GroundingResult(tuple(phrase_boxes), gs, size, "MR")
 
 
-def _blob_detector(scores_by_slice):
-    """Fake detector: the box of the bright raw values (> 200) of each slice, with a given score."""
-    seen = []
+def _blob_detector(vol, scores_by_slice):
+    """Fake detector: the box of the bright raw values (> 200) of each axial display slice, with a given score."""
+    plan = plan_slices(GEOM, vol.shape, "axial")
+    seen, asked = [], []
 
-    def detect(slices, phrases):
+    def detect(ks, phrases):
+        asked.append(ks)
         out = []
-        for s in slices:
-            k = len(seen)
+        for k in ks:
+            s = plan.view(vol, k)
             seen.append(s)
             ys, xs = np.nonzero(s > 200)
             found = [([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], scores_by_slice[k])] if ys.size else []
             out.append(_result({phrases[0]: found}, s.shape))
         return out
-    return detect, seen
+    return detect, seen, asked
 
 
 def test_ground_volume_links_a_block_into_voxel_and_world_boxes():
@@ -43,8 +46,9 @@ def test_ground_volume_links_a_block_into_voxel_and_world_boxes():
     vol = 100 + 10 * rng.random(SHAPE)
     vol[11:16, 5:11, 3:7] = 1000.0  # i 11..15, j 5..10, k 3..6
     scores = {k: 0.5 + 0.1 * (k - 3) for k in range(10)}
-    detect, seen = _blob_detector(scores)
+    detect, seen, asked = _blob_detector(vol, scores)
     res = ground_volume(detect, Volume(vol, GEOM, None), ["brain tumor"], modality="MR", batch_size=3)
+    assert [list(ks) for ks in asked] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]  # every slice once, in order
     assert len(seen) == 10 and seen[0].shape == (16, 20)
     assert all(np.shares_memory(s, vol) for s in seen)  # slices are views: the volume is never copied  # axial display: rows = j (A→P), cols = R→L
     # display column x reads voxel i = 19 - x (patient left on the image's right)
@@ -98,7 +102,7 @@ def test_objects_per_phrase_sorted_by_score_and_empty_phrases_give_none():
         if k in (6, 7):
             boxes["lesion"].append(([10, 10, 15, 15], 0.9))
         results.append(_result(boxes, size))
-    res = ground_volume(lambda slices, phrases: results, Volume(np.zeros(SHAPE, np.float32), GEOM), ["lesion", "liver"],
+    res = ground_volume(lambda ks, phrases: results, Volume(np.zeros(SHAPE, np.float32), GEOM), ["lesion", "liver"],
                         modality="MR", batch_size=10)
     assert [o.slices for o in res.for_phrase("lesion")] == [(6, 7), (1, 2)]
     assert res.for_phrase("liver") == []

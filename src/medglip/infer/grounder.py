@@ -476,23 +476,20 @@ class Grounder:
         mask_source = self.mask_source(masks)
         keep = KeepBoxes(self.threshold_for, names, score_threshold, None) if mask_source == "head" else None
         cfg, size, chunks = self.input_config, self.config.image_size, self._chunks(names)
-        done = 0
 
-        def detect(slices: list[np.ndarray], _phrases: Sequence[str]) -> list[GroundingResult]:
-            nonlocal done
+        def detect(ks: range, _phrases: Sequence[str]) -> list[GroundingResult]:
             prepared = []
-            for k in range(done, done + len(slices)):  # by index: the 2.5D input reads the neighbours too
+            for k in ks:  # views of the volume, never a copy of it
                 pix, rec = slice_pixels(vol.array, plan, k, code, cfg, what=f"{vol.source}[{k}]")
                 prepared.append(_Prepared(pix, rec, *to_tensor(pix, size), (code, where)))
             dets = self._detect([p.tensor for p in prepared], [p.meta for p in prepared], [code] * len(prepared),
                                 chunks, head_masks=keep)
             out = []
-            for k, (p, d) in enumerate(zip(prepared, dets), start=done):
+            for k, p, d in zip(ks, prepared, dets):
                 res = self._collect(None, p, names, d, masks=mask_source, score_threshold=score_threshold, top_k=None,
                                     source=f"{vol.source}[{k}]")
                 res.pixels = None  # the volume result makes slice pixels on demand (volumes can be large)
                 out.append(res)
-            done += len(slices)
             return out
 
         return ground_slices(detect, vol, names, modality=code, modality_source=where, plane=plane,

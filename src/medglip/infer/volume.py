@@ -40,9 +40,10 @@ from .results import GroundingResult
 
 log = logging.getLogger(__name__)
 
-#: Detector used by :func:`ground_volume`: raw display slices (views, ``(H, W)``) + phrases → one
-#: result per slice (the Grounder's makes the model pixels of each with the input pipeline).
-SliceDetector = Callable[[list[np.ndarray], Sequence[str]], list[GroundingResult]]
+#: Detector used by :func:`ground_volume`: display slice indices + phrases → one result per slice.
+#: Indices, not pixels: the detector cuts its own views (the 2.5D input reads the neighbours too;
+#: the Grounder's makes the model pixels of each with the input pipeline).
+SliceDetector = Callable[[range, Sequence[str]], list[GroundingResult]]
 
 
 @dataclass
@@ -264,8 +265,8 @@ def ground_volume(detect: SliceDetector, volume: Volume, phrases: Sequence[str],
                   modality_source: str = "caller", plane: str = "axial", batch_size: int = 8,
                   link_iou: float = LINK_IOU, max_gap: int = 1,
                   input_config: InputConfig | None = None) -> VolumeGroundingResult:
-    """Run ``detect`` on every display slice of ``volume`` (``batch_size`` slices per call, each a
-    view: the volume is never copied) and link the boxes into 3D objects."""
+    """Run ``detect`` on every display slice of ``volume`` (``batch_size`` consecutive slice indices
+    per call, in order) and link the boxes into 3D objects."""
     try:
         plan = plan_slices(volume.geometry, volume.array.shape, plane)
     except ValueError as exc:
@@ -274,7 +275,7 @@ def ground_volume(detect: SliceDetector, volume: Volume, phrases: Sequence[str],
     results: list[GroundingResult] = []
     for s in range(0, plan.n_slices, max(1, batch_size)):
         ks = range(s, min(plan.n_slices, s + max(1, batch_size)))
-        got = detect([plan.view(volume.array, k) for k in ks], phrases)
+        got = detect(ks, phrases)
         if len(got) != len(ks):
             raise RuntimeError(f"slice detector returned {len(got)} results for {len(ks)} slices")
         results += got

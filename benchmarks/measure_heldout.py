@@ -14,7 +14,8 @@ to the recipe's settings, build it into another folder, and pass ``--context-sli
 of the training volumes: ``negative_ratio: 20`` in the recipe's settings, built into ``data/ds-allslices``,
 then ``--heldout-dataset data/ds-all`` so the held-out slices are the standard build's (the folds' models
 are also evaluated on the standard build's slices of each training patient: ``OUT/lopo-same-slices/lopo.md``,
-what the comparison with the standard run uses). The elastic deformation: ``--elastic 0.5``.
+what the comparison with the standard run uses). The elastic deformation: ``--elastic 0.5``. The
+pretrained image encoders kept frozen (GLIP's few-shot setting): ``--freeze image_backbones``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 from medglip.protocol import (evaluate_run, fold_name, heldout_report, lopo, lopo_markdown, make_fold,
                               mean_metrics)
 from medglip.train import TrainConfig
+from medglip.train.config import FREEZABLE
 
 
 def same_slices(summary: dict, dataset: Path, out: Path) -> str:
@@ -61,6 +63,8 @@ def main() -> None:
                     help="2.5D input (the dataset must be built with the same context_slices setting)")
     ap.add_argument("--elastic", type=float, default=0.0,
                     help="probability of the elastic deformation (TrainConfig.elastic_prob; 0: off, the default)")
+    ap.add_argument("--freeze", action="append", default=[], choices=FREEZABLE,
+                    help="keep this model part as it starts (TrainConfig.freeze); repeatable")
     ap.add_argument("--heldout-dataset", type=Path, default=None,
                     help="measure the held-out patients on this dataset's test split (default: DATASET's), "
                          "e.g. the standard build when DATASET was built with other slice settings")
@@ -69,7 +73,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = TrainConfig(preset="default", max_steps=args.max_steps, batch_size=4, lr=3e-4, warmup_steps=40,
                       device="cpu", checkpoint_every=200, log_every=50, seed=0, mask_weight=0.0,
-                      elastic_prob=args.elastic,
+                      elastic_prob=args.elastic, freeze=tuple(args.freeze),
                       model_overrides=(("image_size", 256),) + (
                           (("context_slices", args.context_slices),) if args.context_slices else ()))
     t0 = time.time()

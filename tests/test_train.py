@@ -546,3 +546,41 @@ def test_train_config_hands_every_augmentation_setting_to_the_dataset() -> None:
     assert len(shared) == 10 and all(getattr(aug, n) == (tuple(v) if isinstance(v := getattr(cfg, n), list) else v)
                                      for n in shared)
     assert aug.paste_scale == (0.6, 2.0) and aug.copy_paste_max == AugmentConfig().copy_paste_max
+
+
+def test_frozen_parts_keep_their_weights_and_statistics(dataset: Path, tmp_path: Path) -> None:
+    """freeze=("image_backbones",): the backbones' weights and BatchNorm statistics come out as they went
+    in (raw and published EMA weights alike) while the FPN, head and text encoder learn; both parts
+    frozen leave the text encoder as it was too. An unknown part is refused by name."""
+    from safetensors.torch import load_file
+
+    from medglip.model import GroundingModel
+    from medglip.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    start = save_checkpoint(GroundingModel(TINY.replace(image_size=64, backbone_frozen_bn=False)), tmp_path / "start")
+    before = load_file(str(start / "model.safetensors"))
+
+    def changed(run: Path, weights: Path) -> set[str]:
+        after = load_file(str(weights))
+        assert after.keys() == before.keys()
+        return {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("image_encoder.") else "")
+                for k in before if not torch.equal(before[k], after[k])}
+
+    run = train(dataset, tmp_path / "img", _cfg(init_from=str(start), max_steps=4, freeze=("image_backbones",),
+                                                 lr=1e-2, mask_weight=0.0))
+    ckpt = train_state.latest_checkpoint(run)
+    assert ckpt is not None
+    for weights in (run / "model.safetensors", ckpt / "model.safetensors"):  # published (EMA) and raw
+        moved = changed(run, weights)
+        assert "image_encoder.backbones" not in moved
+        assert {"image_encoder.fpn", "head", "text_encoder"} <= moved
+    assert any("running_mean" in k for k in before if k.startswith("image_encoder.backbones"))  # BN stats checked
+    assert json.loads((run / "train_config.json").read_text())["config"]["freeze"] == ["image_backbones"]
+
+    run2 = train(dataset, tmp_path / "both", _cfg(init_from=str(start), max_steps=2, lr=1e-2, mask_weight=0.0,
+                                                   freeze=("image_backbones", "text_encoder")))
+    moved = changed(run2, run2 / "model.safetensors")
+    assert not moved & {"image_encoder.backbones", "text_encoder"} and "head" in moved
+    with pytest.raises(ValueError, match="'backbone'"):
+        _cfg(freeze=("backbone",))

@@ -29,6 +29,8 @@ _MASKS = typer.Option("none", "--masks", help="Masks per box: head (the checkpoi
 _CONTRAST = typer.Option(0.0, help="Weight of GLIPv2's inter-image region–word contrastive loss (0: off).")
 _MLM = typer.Option(0.0, help="Weight of masked language modelling on the prompts (0: off; > 0 adds an MLM head).")
 _MASK_W = typer.Option(1.0, help="Weight of the mask head's loss on the dataset's masks (0: no mask head).")
+_FREEZE = typer.Option([], "--freeze", help="Keep a model part as it starts: image_backbones (the pretrained image "
+                       "encoders, GLIP's few-shot setting) or text_encoder; repeatable.")
 _CONTEXT = typer.Option(0, min=0, help="2.5D input: slices k-N, k, k+N of a volume as the three channels (0: off); the dataset must be built with the same --context-slices.")
 
 
@@ -245,6 +247,7 @@ def train(
     copy_paste: Optional[float] = typer.Option(None, help="Lesion copy-paste probability (default 0.5)."),
     elastic: float = typer.Option(0.0, help="Elastic deformation probability (image, masks and boxes together)."),
     contrastive_weight: float = _CONTRAST, mlm_weight: float = _MLM, mask_weight: float = _MASK_W,
+    freeze: list[str] = _FREEZE,
 ) -> None:
     """Train (or fine-tune) the grounding model. Multi-GPU / multi-node: torchrun ... -m medglip train ..."""
     from .train import TrainConfig
@@ -260,7 +263,7 @@ def train(
                           num_workers=num_workers, source_weights=_weights(source_weight, "--source-weight"),
                           modality_weights=_weights(modality_weight, "--modality-weight"), elastic_prob=elastic, **more,
                           contrastive_weight=contrastive_weight, mlm_weight=mlm_weight,
-                          mask_weight=mask_weight)
+                          mask_weight=mask_weight, freeze=tuple(freeze))
         run = run_train(dataset, out, cfg, resume=resume)
     except (MedglipError, ValueError) as exc:
         _fail(str(exc))
@@ -604,6 +607,7 @@ def lopo(
     device: str = typer.Option("auto"), seed: int = typer.Option(0),
     final: bool = typer.Option(True, help="Also train the final model on every training case."),
     contrastive_weight: float = _CONTRAST, mlm_weight: float = _MLM, mask_weight: float = _MASK_W,
+    freeze: list[str] = _FREEZE,
     masks: str = typer.Option("none", help="Also the folds' mask Dice: head, medsam, auto or none."),
 ) -> None:
     """Leave-one-patient-out on the training patients: per-fold metrics, calibrated score thresholds, and
@@ -617,7 +621,7 @@ def lopo(
                             warmup_steps=warmup_steps, source_weights=_weights(source_weight, "--source-weight"),
                             modality_weights=_weights(modality_weight, "--modality-weight"),
                             elastic_prob=elastic, contrastive_weight=contrastive_weight,
-                            mlm_weight=mlm_weight, mask_weight=mask_weight)
+                            mlm_weight=mlm_weight, mask_weight=mask_weight, freeze=tuple(freeze))
         summary = run_lopo(dataset, out, cfg, final=final, masks=masks)
     except (MedglipError, ValueError) as exc:
         _fail(str(exc))

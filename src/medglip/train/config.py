@@ -8,6 +8,10 @@ from typing import Any
 from .augment import AugmentConfig
 
 
+#: Model parts ``TrainConfig.freeze`` can keep fixed.
+FREEZABLE = ("image_backbones", "text_encoder")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train. Length: give ``max_steps`` or ``epochs`` (neither: 1000 steps).
@@ -66,6 +70,9 @@ class TrainConfig:
             a new model a mask head (``ModelConfig.mask_head``), so it grounds masks by itself.
         mask_box_jitter: half of the true boxes the mask head learns from are jittered by up to this
             fraction of their size.
+        freeze: model parts whose weights stay as they start (:data:`FREEZABLE`): ``image_backbones``
+            (the pretrained image encoders; GLIP's few-shot settings keep them, and with few cases
+            there are fewer weights to fit) and ``text_encoder``. A frozen part also stays in eval mode.
     """
 
     preset: str = "default"
@@ -109,6 +116,7 @@ class TrainConfig:
     mlm_probability: float = 0.15
     mask_weight: float = 1.0
     mask_box_jitter: float = 0.1
+    freeze: tuple[str, ...] = ()
 
     def augment_config(self) -> AugmentConfig:
         """The augmentation settings of this config (the fields the two share; the rest keep
@@ -132,5 +140,8 @@ class TrainConfig:
             raise ValueError("elastic_displacement must be >= 0 and elastic_sigma > 0")
         if min(self.contrastive_weight, self.mlm_weight, self.mask_weight, self.mask_box_jitter) < 0:
             raise ValueError("loss weights and mask_box_jitter must be >= 0")
+        unknown = sorted(set(self.freeze) - set(FREEZABLE))
+        if unknown:
+            raise ValueError(f"freeze: unknown part(s) {unknown}; choose from {list(FREEZABLE)}")
         if self.contrastive_temperature <= 0 or not 0 < self.mlm_probability < 1:
             raise ValueError("contrastive_temperature must be > 0 and mlm_probability in (0, 1)")

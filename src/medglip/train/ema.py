@@ -2,7 +2,7 @@
 
 The decay at the ``n``-th update is ``min(decay, (1 + n) / (10 + n))``: short runs (hundreds of
 steps on a CPU) are not dominated by the random initial weights. Buffers (BatchNorm statistics)
-are copied from the model, not averaged.
+and frozen parameters are copied from the model, not averaged.
 """
 
 from __future__ import annotations
@@ -37,3 +37,6 @@ def update_ema(ema: AveragedModel, model: torch.nn.Module) -> None:
     ema.update_parameters(model)
     for mine, theirs in zip(ema.module.buffers(), model.buffers()):
         mine.copy_(theirs)
+    for mine, theirs in zip(ema.module.parameters(), model.parameters()):
+        if not theirs.requires_grad:  # frozen: x·d + x·(1 − d) is not exactly x in floating point
+            mine.copy_(theirs)

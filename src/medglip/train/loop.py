@@ -44,7 +44,7 @@ from .data import GroundingDataset, collate
 from .ema import make_ema, update_ema
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, same_on_all_ranks, wrap_model
 from .config import TrainConfig
-from .optim import lr_factor, param_groups, resolve_amp
+from .optim import freeze_parts, lr_factor, param_groups, resolve_amp
 from .sampling import ModalityBatchSampler, image_weights
 from .state import EMA_DIR, latest_checkpoint, load_state, publish, rng_state, set_rng_state, write_checkpoint
 
@@ -162,6 +162,8 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
             aux[part] = 0.0
     mcfg = model.config
     model.to(device).train()
+    if config.freeze:
+        log.info("frozen: %s (%d parameters)", ", ".join(config.freeze), freeze_parts(model, config.freeze))
 
     builder = partial(build_prompts, tokenizer=model.tokenizer, max_len=mcfg.max_text_len)
     ds = GroundingDataset(dataset_dir, config.split, image_size=int(mcfg.image_size), prompt_builder=builder,

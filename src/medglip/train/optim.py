@@ -34,6 +34,19 @@ def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, boo
     return torch.bfloat16, False
 
 
+def freeze_parts(model: GroundingModel, parts: tuple[str, ...]) -> int:
+    """Keep ``parts`` (names in :data:`~medglip.train.config.FREEZABLE`) as they are: no gradients (so
+    no optimizer state, and no backward through them) and eval mode (BatchNorm statistics, dropout).
+    Call after ``model.train()``. Returns the number of frozen parameters."""
+    modules = {"image_backbones": model.image_encoder.backbones, "text_encoder": model.text_encoder}
+    n = 0
+    for part in parts:
+        module = modules[part]
+        module.requires_grad_(False).eval()
+        n += sum(p.numel() for p in module.parameters())
+    return n
+
+
 def param_groups(model: GroundingModel, config: TrainConfig) -> list[dict[str, Any]]:
     """AdamW groups: {image/fusion/head, text encoder} × {decayed, not decayed (biases, norms, 1-D)}."""
     factor = config.text_lr_factor

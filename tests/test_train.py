@@ -577,6 +577,8 @@ def test_frozen_parts_keep_their_weights_and_statistics(dataset: Path, tmp_path:
         assert {"image_encoder.fpn", "head", "text_encoder"} <= moved
     assert any("running_mean" in k for k in before if k.startswith("image_encoder.backbones"))  # BN stats checked
     assert json.loads((run / "train_config.json").read_text())["config"]["freeze"] == ["image_backbones"]
+    with pytest.raises(MedglipError, match=r"trained with freeze=\['image_backbones'\].*same --freeze"):
+        train(dataset, run, _cfg(init_from=str(start), max_steps=6, lr=1e-2, mask_weight=0.0), resume=True)
 
     run2 = train(dataset, tmp_path / "both", _cfg(init_from=str(start), max_steps=2, lr=1e-2, mask_weight=0.0,
                                                    freeze=("image_backbones", "text_encoder")))

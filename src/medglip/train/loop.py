@@ -203,6 +203,11 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
     step = 0
     if ckpt is not None:
         state = _resume_guard(run_dir, ckpt, load_state, ckpt)
+        was = tuple(state.get("train_config", {}).get("freeze", ()))
+        if was != tuple(config.freeze):  # the optimizer's state holds exactly the parameters that were trained
+            raise MedglipError(f"{ckpt} was trained with freeze={list(was)}, this run asks for "
+                               f"{list(config.freeze)}: resume with the same --freeze, or start a new run "
+                               f"with --init-from {run_dir}")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):

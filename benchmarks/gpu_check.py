@@ -111,7 +111,7 @@ def main() -> None:
             _row(rows, step=f"speed {name}", detail=f"{size}², batch {batch}{', bf16' if gpu else ''}: "
                                                     f"{ips:.1f} images/s" + (f", peak {peak:.2f} GiB" if peak else ""),
                  seconds=None, images_per_s=round(ips, 2), peak_gib=None if peak is None else round(peak, 2))
-    print(f"\n| step | result | seconds |\n|---|---|---:|")
+    print("\n| step | result | seconds |\n|---|---|---:|")
     for r in rows:
         print(f"| {r['step']} | {r['detail']} | {'' if r['seconds'] is None else r['seconds']} |")
     print(f"\nall steps ok in {time.perf_counter() - t_all:.0f} s")

@@ -11,6 +11,7 @@ import pytest
 
 from medglip.build import BuildConfig, build
 from medglip.core.geometry import Geometry
+from medglip.core.orient import plan_slices
 from medglip.context import (
     Finding, GroundedContext, context_from_result, context_from_volume, result_from_annotations,
 )
@@ -250,19 +251,25 @@ GEOM = Geometry(spacing=(0.5, 0.8, 2.0), origin=(10.0, -20.0, 30.0),
 SHAPE = (20, 16, 10)
 
 
-def _bright_box_detector(slices, phrases):
-    out = []
-    for k, s in enumerate(slices):
-        ys, xs = np.nonzero(s > 200)
-        found = [([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], 0.5 + 0.1 * k)] if ys.size else []
-        out.append(_result({phrases[0]: found, phrases[1]: []}, s.shape))
-    return out
+def _bright_box_detector(vol):
+    """Fake slice detector: the box of the bright voxels of each axial display slice, scored 0.5 + 0.1 k."""
+    plan = plan_slices(GEOM, vol.shape, "axial")
+
+    def detect(ks, phrases):
+        out = []
+        for k in ks:
+            s = plan.view(vol, k)
+            ys, xs = np.nonzero(s > 200)
+            found = [([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], 0.5 + 0.1 * k)] if ys.size else []
+            out.append(_result({phrases[0]: found, phrases[1]: []}, s.shape))
+        return out
+    return detect
 
 
 def test_context_from_a_linked_volume_has_slices_extent_and_world_side():
     vol = 100 + 10 * np.random.default_rng(0).random(SHAPE)  # noisy background (percentile normalised)
     vol[11:16, 5:11, 3:7] = 1000.0  # voxels i 11..15, j 5..10, k 3..6
-    res = ground_volume(_bright_box_detector, Volume(vol, GEOM), ["brain tumor", "liver"], modality="MR",
+    res = ground_volume(_bright_box_detector(vol), Volume(vol, GEOM), ["brain tumor", "liver"], modality="MR",
                         batch_size=SHAPE[2])
     ctx = context_from_volume(res, score_threshold=0.3)
     assert ctx.absent == ("liver",) and len(ctx.findings) == 1 and ctx.orientation == "world"

@@ -561,7 +561,7 @@ def test_frozen_parts_keep_their_weights_and_statistics(dataset: Path, tmp_path:
     start = save_checkpoint(GroundingModel(TINY.replace(image_size=64, backbone_frozen_bn=False)), tmp_path / "start")
     before = load_file(str(start / "model.safetensors"))
 
-    def changed(run: Path, weights: Path) -> set[str]:
+    def changed(weights: Path) -> set[str]:
         after = load_file(str(weights))
         assert after.keys() == before.keys()
         return {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("image_encoder.") else "")
@@ -572,7 +572,7 @@ def test_frozen_parts_keep_their_weights_and_statistics(dataset: Path, tmp_path:
     ckpt = train_state.latest_checkpoint(run)
     assert ckpt is not None
     for weights in (run / "model.safetensors", ckpt / "model.safetensors"):  # published (EMA) and raw
-        moved = changed(run, weights)
+        moved = changed(weights)
         assert "image_encoder.backbones" not in moved
         assert {"image_encoder.fpn", "head", "text_encoder"} <= moved
     assert any("running_mean" in k for k in before if k.startswith("image_encoder.backbones"))  # BN stats checked
@@ -582,7 +582,7 @@ def test_frozen_parts_keep_their_weights_and_statistics(dataset: Path, tmp_path:
 
     run2 = train(dataset, tmp_path / "both", _cfg(init_from=str(start), max_steps=2, lr=1e-2, mask_weight=0.0,
                                                    freeze=("image_backbones", "text_encoder")))
-    moved = changed(run2, run2 / "model.safetensors")
+    moved = changed(run2 / "model.safetensors")
     assert not moved & {"image_encoder.backbones", "text_encoder"} and "head" in moved
     with pytest.raises(ValueError, match="'backbone'"):
         _cfg(freeze=("backbone",))

@@ -109,9 +109,14 @@ def test_train_sampling_weights_from_the_cli(run):
     source = images[0]["source"]
     r = run / "run-weighted"
     _cli("train", str(run / "ds"), "--out", str(r), "--preset", "tiny", "--max-steps", "1", "--batch-size", "2",
-         "--image-size", "64", "--device", "cpu", "--source-weight", f"{source}=2", "--modality-weight", "MR=0.5")
+         "--image-size", "64", "--device", "cpu", "--source-weight", f"{source}=2", "--modality-weight", "MR=0.5",
+         "--freeze", "image_backbones")
     saved = json.loads((r / "train_config.json").read_text())["config"]
     assert saved["source_weights"] == [[source, 2.0]] and saved["modality_weights"] == [["MR", 0.5]]
+    assert saved["freeze"] == ["image_backbones"]
+    bad = _cli("train", str(run / "ds"), "--out", str(run / "w4"), "--preset", "tiny", "--max-steps", "1",
+               "--freeze", "backbone", ok=False)
+    assert bad.returncode != 0 and "'backbone'" in bad.stderr and "image_backbones" in bad.stderr
     bad = _cli("train", str(run / "ds"), "--out", str(run / "w2"), "--preset", "tiny", "--max-steps", "1",
                "--source-weight", "no-such-source=2", ok=False)
     assert bad.returncode != 0 and "no-such-source" in bad.stderr and source in bad.stderr

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from ..core.files import atomic_write_file, atomic_write_text
 from ..errors import MedglipError
+from .compact import COMPACT, CompactMismatch, compact_state, rebuild
 from .config import ModelConfig
 from .grounding import GroundingModel
 from .text import text_encoder_from_folder
@@ -80,15 +81,22 @@ def _unwrap(model: torch.nn.Module) -> GroundingModel:
     return m
 
 
-def save_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
+def save_checkpoint(model: torch.nn.Module, directory: str | Path, *, compact: bool = False) -> Path:
     """Write ``model`` (a GroundingModel, possibly DDP/compile-wrapped) to ``directory``, with the
-    SHA-256 of its weight file in ``config.json``."""
+    SHA-256 of its weight file in ``config.json``. ``compact``: only the tensors that differ from the
+    packages' pretrained weights, in float16 (:mod:`medglip.model.compact`; e.g. the model medglip ships)."""
     m = _unwrap(model)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_file(out / WEIGHTS, lambda tmp: save_model(m, str(tmp), metadata={"format": "pt",
-                                                                                    "medglip": "GroundingModel"}))
     config = json.loads(m.config.to_json())
+    if compact:
+        stored, record = compact_state(m)
+        atomic_write_file(out / WEIGHTS, lambda tmp: save_file(stored, str(tmp), metadata={
+            "format": "pt", "medglip": "GroundingModel-compact"}))
+        config[COMPACT] = record
+    else:
+        atomic_write_file(out / WEIGHTS, lambda tmp: save_model(m, str(tmp), metadata={"format": "pt",
+                                                                                        "medglip": "GroundingModel"}))
     config[HASHES] = {WEIGHTS: file_sha256(out / WEIGHTS)}
     atomic_write_text(out / CONFIG, json.dumps(config, indent=2) + "\n")
     text_dir = out / TEXT_DIR
@@ -111,6 +119,7 @@ def read_config(directory: str | Path) -> tuple[ModelConfig, dict[str, str]]:
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is not a model config (a JSON object): the checkpoint is damaged")
     hashes = data.pop(HASHES, None) or {}
+    data.pop(COMPACT, None)  # read by load_checkpoint
     if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
         raise CheckpointError(f"{path}: its {HASHES!r} entry is not {{file: SHA-256}}: the checkpoint is damaged")
     try:
@@ -137,6 +146,18 @@ def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu"
     else:
         log.warning("checkpoint %s records no SHA-256 of %s (saved by an older medglip): its weights cannot be "
                     "verified; save it again to record one", d, WEIGHTS)
+    record = json.loads((d / CONFIG).read_text()).get(COMPACT)
+    if record is not None:
+        if not hashes:
+            raise CheckpointError(f"{d / CONFIG}: a compact checkpoint must record the SHA-256 of {WEIGHTS}")
+        try:
+            stored = load_file(str(d / WEIGHTS))
+            return rebuild(config, stored, record).to(device)
+        except CompactMismatch as exc:
+            raise CheckpointError(f"{d / CONFIG}: compact checkpoint refused: {exc}") from None
+        except Exception as exc:  # safetensors: SafetensorError (truncated, bad header)
+            raise CheckpointError(f"{d / WEIGHTS} cannot be loaded ({type(exc).__name__}): truncated or not a "
+                                  "checkpoint file") from None
     text_encoder, tokenizer = text_encoder_from_folder(d / TEXT_DIR)
     model = GroundingModel(config, text_encoder=text_encoder, tokenizer=tokenizer, load_weights=False)
     try:

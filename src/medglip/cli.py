@@ -40,6 +40,17 @@ def _mask_option(value: str):
     return mask_option(value)
 
 
+_CHECKPOINT = typer.Option(None, "--checkpoint", help="A run folder (medglip train output); default: the model "
+                           "medglip ships.")
+
+
+def _run_dir(checkpoint: Optional[Path]) -> Path:
+    """``--checkpoint``, or the shipped model's folder when it is not given."""
+    from .model.shipped import shipped_run
+
+    return checkpoint if checkpoint is not None else shipped_run()
+
+
 def _setup_logging(verbose: bool) -> None:
     try:  # the CLI shows its own progress; transformers' per-load bars are noise here
         from transformers.utils import logging as hf_logging
@@ -275,7 +286,7 @@ def ground(
     image: Path = typer.Argument(..., help="PNG/JPEG/TIFF, DICOM, or a NIfTI/NRRD volume / DICOM series folder "
                                            "(then 3D grounding)."),
     phrase: list[str] = typer.Option(..., "--phrase", "-p", help="Phrase to ground; repeatable."),
-    checkpoint: Path = typer.Option(..., help="A run folder (medglip train output)."),
+    checkpoint: Optional[Path] = _CHECKPOINT,
     modality: Optional[str] = typer.Option(None, help="CT, MR, XR, US, ENDO, DERM, PATH (default: DICOM tag or classifier)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON."),
     overlay: Optional[Path] = typer.Option(None, help="Write a PNG with the boxes (2D inputs)."),
@@ -300,6 +311,7 @@ def ground(
     if not image.exists():
         _fail(f"{image}: no such file")
     try:
+        checkpoint = _run_dir(checkpoint)
         options = _export_options(outputs, max_voxels, checkpoint) if out is not None else None
         refiner, masks = _mask_option("auto" if out is not None and masks.strip().lower() == "none" else masks)
         g = Grounder.from_pretrained(checkpoint, device=device, refiner=refiner)
@@ -349,7 +361,7 @@ def _export_options(outputs: Optional[str], max_voxels: Optional[int], checkpoin
 @app.command(name="eval")
 def eval_(
     dataset: Path = typer.Argument(..., help="Built dataset folder."),
-    checkpoint: Path = typer.Option(..., help="A run folder (medglip train output)."),
+    checkpoint: Optional[Path] = _CHECKPOINT,
     split: str = typer.Option("test"),
     json_out: Path = typer.Option(Path("metrics.json"), "--json", help="Metrics JSON (Markdown and PR curve beside it)."),
     masks: str = typer.Option("none", help="Also masks (mask AP, Dice): head (the checkpoint's mask head), medsam "
@@ -366,7 +378,7 @@ def eval_(
     _setup_logging(False)
     try:
         refiner, masks = _mask_option(masks)
-        g = Grounder.from_pretrained(checkpoint, device=device, refiner=refiner)
+        g = Grounder.from_pretrained(_run_dir(checkpoint), device=device, refiner=refiner)
         preds, queries = predict_dataset(g, dataset, split=split, phrases=phrases, masks=masks,
                                          max_per_phrase=max_per_phrase)
         out_dir = json_out.parent if str(json_out.parent) else Path(".")
@@ -420,7 +432,7 @@ _LLM_KEY = typer.Option(None, "--llm-key", envvar="MEDGLIP_LLM_API_KEY", help="A
 def vqa(
     image: Path = typer.Argument(..., help="PNG/JPEG/TIFF, DICOM, or a NIfTI/NRRD volume / DICOM series folder."),
     question: str = typer.Argument(..., help='e.g. "Is there a tumor in the left lung?"'),
-    checkpoint: Path = typer.Option(..., help="A run folder (medglip train output)."),
+    checkpoint: Optional[Path] = _CHECKPOINT,
     modality: Optional[str] = typer.Option(None, help="CT, MR, XR, US, ENDO, DERM, PATH (default: DICOM tag or classifier)."),
     masks: str = _MASKS,
     score_threshold: Optional[float] = typer.Option(None, help="Boxes scoring below this are not findings (default: the checkpoint's calibrated thresholds)."),
@@ -440,7 +452,7 @@ def vqa(
     try:
         llm = _llm_client(llm_endpoint, llm_model, llm_key)
         refiner, masks = _mask_option(masks)
-        g = Grounder.from_pretrained(checkpoint, device=device, refiner=refiner)
+        g = Grounder.from_pretrained(_run_dir(checkpoint), device=device, refiner=refiner)
         res = ask(g, image, question, modality=modality, llm=llm, score_threshold=score_threshold, masks=masks)
         if visual_prompt is not None:
             res.visual_prompt(masks=bool(masks)).save(visual_prompt)
@@ -460,7 +472,7 @@ def report(
     findings: Optional[list[str]] = typer.Option(
         None, "--findings", "-f",
         help="Structure or finding to look for; repeatable (default: the checkpoint's training phrases)."),
-    checkpoint: Path = typer.Option(..., help="A run folder (medglip train output)."),
+    checkpoint: Optional[Path] = _CHECKPOINT,
     out: Path = typer.Option(Path("report"), help="Output folder: report.md, report.json, report_overlay.png (and "
                                                   "with --masks the findings' masks: labels.nii.gz / masks.png, "
                                                   "labels.json, seg.dcm, sr.dcm)."),
@@ -491,6 +503,7 @@ def report(
             raise LLMNotConfigured("--prose needs a chat API: pass --llm-endpoint URL --llm-model NAME "
                                    "(or set MEDGLIP_LLM_ENDPOINT and MEDGLIP_LLM_MODEL)")
         refiner, masks = _mask_option(masks)
+        checkpoint = _run_dir(checkpoint)
         g = Grounder.from_pretrained(checkpoint, device=device, refiner=refiner)
         rep = make_report(g, image, findings or None, modality=modality, masks=masks,
                           score_threshold=score_threshold, llm=llm, window=window,
@@ -506,7 +519,7 @@ def report(
 
 @app.command()
 def serve(
-    checkpoint: Path = typer.Option(..., help="A run folder (medglip train output); loaded once."),
+    checkpoint: Optional[Path] = _CHECKPOINT,
     host: str = typer.Option("127.0.0.1", help="Interface to listen on; keep 127.0.0.1 behind a TLS reverse proxy."),
     port: int = typer.Option(8000),
     masks: bool = typer.Option(True, help="Let requests ask for LiteMedSAM masks (loaded on first use); masks=head "
@@ -556,7 +569,7 @@ def serve(
                               cors_origins=tuple(cors_origin), docs=docs, audit_log=str(audit_log) if audit_log else None)
         settings = ServerSettings(timeout_keep_alive=keep_alive, header_timeout_s=header_timeout,
                                   limit_concurrency=limit_concurrency, forwarded_allow_ips=forwarded_allow_ips)
-        run_server(checkpoint, host=host, port=port, config=config, llm=llm, device=device, masks=masks, access=access,
+        run_server(_run_dir(checkpoint), host=host, port=port, config=config, llm=llm, device=device, masks=masks, access=access,
                    server=settings, log_level=log_level)
     except MedglipError as exc:
         _fail(str(exc))
@@ -632,7 +645,7 @@ def lopo(
 @app.command()
 def heldout(
     dataset: Path = typer.Argument(..., help="Built dataset; its test split holds the held-out patients."),
-    checkpoint: Path = typer.Option(..., help="A run folder (e.g. OUT/final of medglip lopo)."),
+    checkpoint: Optional[Path] = _CHECKPOINT,
     out: Path = typer.Option(Path("heldout"), help="Folder for heldout.json / heldout.md and per-patient files."),
     split: str = typer.Option("test"),
     masks: str = typer.Option("none", help="Also masks (mask Dice): head (the checkpoint's mask head), medsam "
@@ -643,7 +656,7 @@ def heldout(
 
     _setup_logging(False)
     try:
-        heldout_report(checkpoint, dataset, out, split=split, masks=masks)
+        heldout_report(_run_dir(checkpoint), dataset, out, split=split, masks=masks)
     except MedglipError as exc:
         _fail(str(exc))
     console.print((out / "heldout.md").read_text())
@@ -652,7 +665,7 @@ def heldout(
 @app.command(name="vqa-eval")
 def vqa_eval(
     dataset: Path = typer.Argument(..., help="Built dataset folder."),
-    checkpoint: Path = typer.Option(..., help="A run folder (medglip train output)."),
+    checkpoint: Optional[Path] = _CHECKPOINT,
     split: str = typer.Option("test"),
     out: Path = typer.Option(Path("vqa-eval"), help="Folder for vqa_metrics.json / vqa_metrics.md."),
     score_threshold: Optional[float] = typer.Option(None, help="Default: the checkpoint's calibrated thresholds."),
@@ -664,7 +677,7 @@ def vqa_eval(
 
     _setup_logging(False)
     try:
-        g = Grounder.from_pretrained(checkpoint, device=device, refiner=None)
+        g = Grounder.from_pretrained(_run_dir(checkpoint), device=device, refiner=None)
         metrics = evaluate_vqa(g, dataset, split=split, score_threshold=score_threshold, out=out)
     except MedglipError as exc:
         _fail(str(exc))

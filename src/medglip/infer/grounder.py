@@ -41,6 +41,7 @@ from ..core.text import clean_phrase
 from ..errors import MedglipError
 from ..model import GroundingModel, TextFeatures, load_checkpoint
 from ..model.mask_head import paste_masks
+from ..model.shipped import shipped_run
 from ..model.prompt import Prompt, chunk_phrases, make_prompt
 from .inputs import InputImage, Volume, check_modality, read_image_input, read_input, read_volume_input, resolve_modality
 from .masks import NO_HEAD, KeepBoxes, Masks, select_boxes
@@ -149,9 +150,12 @@ class Grounder:
         self.cache_misses = 0
 
     @classmethod
-    def from_pretrained(cls, run_dir: str | Path, *, device: str | torch.device = "cpu",
+    def from_pretrained(cls, run_dir: str | Path | None = None, *, device: str | torch.device = "cpu",
                         refiner: str | Any | None = "auto", **kwargs: Any) -> "Grounder":
-        """Load ``RUN/`` (``model.safetensors`` + ``config.json`` + ``text_encoder/``); no hub, no pickle."""
+        """Load ``RUN/`` (``model.safetensors`` + ``config.json`` + ``text_encoder/``); no hub, no pickle.
+        Without ``run_dir``: the model medglip ships (:mod:`medglip.model.shipped`)."""
+        if run_dir is None:
+            run_dir = shipped_run()
         try:
             model = load_checkpoint(run_dir, device=device)
         except FileNotFoundError as e:

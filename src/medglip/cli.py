@@ -662,6 +662,46 @@ def heldout(
     console.print((out / "heldout.md").read_text())
 
 
+@app.command()
+def calibrate(
+    run: Path = typer.Argument(..., help="A run folder (medglip train output); its config.json gets the thresholds."),
+    dataset: Path = typer.Argument(..., help="The built dataset it trained on; its validation split is scored."),
+    out: Path = typer.Option(Path("calibration"), help="Folder for calibration.json and the validation metrics."),
+    split: str = typer.Option("val", help="The split thresholds are chosen on (never the test patients)."),
+    max_fpr: float = typer.Option(0.1, help="Absent-phrase false-positive budget per phrase (1: Youden's J)."),
+) -> None:
+    """Per-phrase score thresholds chosen on validation patients, written into the run's config.json.
+
+    Example: medglip calibrate runs/v1 data/v1 --out runs/v1-calibration"""
+    from .protocol import calibrate as run_calibrate
+
+    _setup_logging(False)
+    try:
+        summary = run_calibrate(run, dataset, out, split=split, max_fpr=None if max_fpr >= 1 else max_fpr)
+    except MedglipError as exc:
+        _fail(str(exc))
+    console.print(", ".join(f"{p} {t:.2f}" for p, t in summary["thresholds"].items()))
+
+
+@app.command()
+def pack(
+    run: Path = typer.Argument(..., help="A run folder (medglip train output, calibrated)."),
+    out: Path = typer.Argument(..., help="Folder for the compact model (e.g. src/medglip/weights/medglip-v1)."),
+) -> None:
+    """Store a run compactly: only the tensors training changed, in float16, against the packages' weights.
+
+    Example: medglip pack runs/v1 src/medglip/weights/medglip-v1"""
+    from .model.shipped import pack_run
+
+    _setup_logging(False)
+    try:
+        written = pack_run(run, out)
+    except MedglipError as exc:
+        _fail(str(exc))
+    size = sum(f.stat().st_size for f in written.rglob("*") if f.is_file())
+    console.print(f"[green]packed[/]: {written} ({size / 1e6:.1f} MB)")
+
+
 @app.command(name="vqa-eval")
 def vqa_eval(
     dataset: Path = typer.Argument(..., help="Built dataset folder."),

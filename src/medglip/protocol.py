@@ -76,14 +76,16 @@ def make_fold(dataset_dir: Path, held: tuple[str, str], out: Path, split: str = 
 
 
 def choose_thresholds(present: Sequence[tuple[str, float, bool]], absent: Sequence[tuple[str, float]],
-                      *, min_pairs: int = 5) -> dict[str, float]:
-    """Score thresholds from pooled held-out scores, maximising Youden's J (TPR − FPR).
+                      *, min_pairs: int = 5, max_fpr: float | None = None) -> dict[str, float]:
+    """Score thresholds from pooled held-out scores, maximising Youden's J (TPR − FPR), or, with
+    ``max_fpr``, the TPR among the thresholds whose absent-phrase false-positive rate is at most ``max_fpr``.
 
     Args:
         present: ``(phrase, top score, hit)`` of every present pair (hit: top box IoU ≥ 0.5); a
             present pair counts as found when ``hit`` and its score reaches the threshold.
         absent: ``(phrase, top score)`` of every queried absent pair (score 0 when nothing came).
         min_pairs: a phrase gets its own threshold only with this many present AND absent pairs.
+        max_fpr: the false-positive budget (e.g. 0.1); None: Youden's J.
 
     Returns:
         ``{"*": t, phrase: t, ...}`` (ties: the highest threshold, fewest false positives).
@@ -95,8 +97,11 @@ def choose_thresholds(present: Sequence[tuple[str, float, bool]], absent: Sequen
         for t in GRID:
             tpr = sum(hit and s >= t for s, hit in pos) / len(pos)
             fpr = sum(s >= t for s in neg) / len(neg)
-            scores.append((tpr - fpr, t))
-        return max(scores)[1]
+            if max_fpr is None:
+                scores.append((tpr - fpr, t))
+            elif fpr <= max_fpr:
+                scores.append((tpr, t))
+        return max(scores)[1] if scores else float(GRID[-1])
 
     out = {"*": best([(s, h) for _, s, h in present], [s for _, s in absent])}
     for phrase in sorted({p for p, _, _ in present}):
@@ -161,6 +166,21 @@ def set_thresholds(run: Path, thresholds: dict[str, float]) -> None:
     doc["finding_thresholds"] = [[str(p), round(float(t), 4)] for p, t in sorted(thresholds.items())]
     atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
     read_config(run)  # still valid
+
+
+def calibrate(run: str | Path, dataset_dir: str | Path, out: str | Path, *, split: str = "val",
+              max_fpr: float | None = 0.1) -> dict[str, Any]:
+    """Per-phrase score thresholds of ``run`` chosen on a validation split (never the test patients) and
+    written into ``run/config.json``; ``OUT/calibration.json`` keeps the metrics and pairs they came from."""
+    run, out = Path(run), Path(out)
+    metrics, present, absent = evaluate_run(run, Path(dataset_dir), split, out / "eval")
+    thresholds = choose_thresholds(present, absent, max_fpr=max_fpr)
+    set_thresholds(run, thresholds)
+    summary = {"run": str(run), "dataset": str(dataset_dir), "split": split, "max_fpr": max_fpr,
+               "thresholds": thresholds, "overall_before": metrics.get("overall"),
+               "present_pairs": len(present), "absent_pairs": len(absent)}
+    atomic_write_json(out / "calibration.json", summary, indent=1)
+    return summary
 
 
 def lopo(dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool = True,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..core.files import atomic_write_text
 from ..errors import MedglipError
 
 #: the folder of the shipped model (``medglip/weights/<name>``)
@@ -44,3 +45,29 @@ def trained_on(run_dir: str | Path) -> dict[str, list[str]]:
     if not isinstance(by, dict):
         return {}
     return {str(m): [str(p) for p in v if isinstance(p, str)] for m, v in by.items() if isinstance(v, list)}
+
+
+#: the files of a run a packed model keeps beside its weights (what it was trained on, and how)
+RUN_FILES = ("categories.json", "train_config.json", "dataset_card.json")
+
+
+def pack_run(run_dir: str | Path, out: str | Path) -> Path:
+    """Write the run's model to ``out`` as a compact checkpoint (:mod:`medglip.model.compact`) with its
+    calibrated thresholds (in ``config.json``) and :data:`RUN_FILES`; a run's absolute dataset path
+    is dropped from ``categories.json`` (it names a folder on the training machine)."""
+    from .checkpoint import load_checkpoint, save_checkpoint
+
+    run_dir, out = Path(run_dir), Path(out)
+    model = load_checkpoint(run_dir)
+    save_checkpoint(model, out, compact=True)
+    for name in RUN_FILES:
+        src = run_dir / name
+        if not src.is_file():
+            continue
+        data = json.loads(src.read_text())
+        if name == "categories.json" and isinstance(data, dict):
+            data.pop("dataset", None)
+        if name == "train_config.json" and isinstance(data, dict):
+            data.pop("dataset", None)
+        atomic_write_text(out / name, json.dumps(data, indent=1) + "\n")
+    return out

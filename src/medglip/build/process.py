@@ -108,12 +108,24 @@ def _annotation(inst: Instance, info: LabelInfo, modality: str, side: str | None
     }
 
 
-def _image_fields(case: Case, file_name: str, pix: np.ndarray) -> dict[str, Any]:
+def absent_phrases(case: Case, infos: list[dict[int, LabelInfo]]) -> list[str]:
+    """Phrases known to be absent from every image of ``case``: the findings its source declares
+    absent (``meta["absent"]``, a healthy template) and, for a case with no finding
+    (``meta["no_finding"]``: a tumour-free LGG slice), every label its source names for it. Training
+    asks them as negative phrases, evaluation counts a box for them as an absent-phrase false positive.
+    """
+    out = [str(p) for p in case.meta.get("absent") or ()]
+    if case.meta.get("no_finding"):
+        out += [info.phrase for layer in infos for info in layer.values()]
+    return list(dict.fromkeys(out))
+
+
+def _image_fields(case: Case, file_name: str, pix: np.ndarray, absent: list[str]) -> dict[str, Any]:
     """The image-record fields every image shares, 2D or sliced."""
     out = {"file_name": file_name, "width": int(pix.shape[1]), "height": int(pix.shape[0]),
            "modality": case.modality, "source": case.source, "case_id": case.case_id}
-    if case.meta.get("absent"):  # findings the source declares absent from the case (a healthy template)
-        out["absent"] = list(case.meta["absent"])
+    if absent:
+        out["absent"] = list(absent)
     return out
 
 
@@ -133,6 +145,7 @@ class CaseBuilder:
         img_dir.mkdir(parents=True)
         counts = check_label_values(case)
         infos = resolve_case_labels(case, self.onto, self.cfg.mapping)
+        absent = absent_phrases(case, infos)
         record: dict[str, Any] = {
             "key": key,
             "case_id": case.case_id,
@@ -152,13 +165,13 @@ class CaseBuilder:
             "warnings": [],
         }
         if case.spatial_ndim == 3:
-            record["images"] = self._volume(case, key, infos, counts, record["warnings"])
+            record["images"] = self._volume(case, key, infos, counts, record["warnings"], absent=absent)
         else:
-            record["images"] = self._image2d(case, key, infos)
+            record["images"] = self._image2d(case, key, infos, absent=absent)
         return record
 
     # -- 3D -----------------------------------------------------------------------------------
-    def _volume(self, case: Case, key: str, infos, counts, warnings: list[str]) -> list[dict]:
+    def _volume(self, case: Case, key: str, infos, counts, warnings: list[str], *, absent: list[str]) -> list[dict]:
         cfg = self.cfg
         plan = plan_slices(case.geometry, case.spatial_shape, cfg.plane)
         channels = [None] if case.image.ndim == 3 else (
@@ -192,7 +205,7 @@ class CaseBuilder:
                         warnings.append(f"slice {idx}: '{info.phrase}' lies on the patient's {side}")
                     anns.append(_annotation(inst, info, case.modality, side))
                 images.append({
-                    **_image_fields(case, f"{key}/{stem}.png", pix),
+                    **_image_fields(case, f"{key}/{stem}.png", pix, absent),
                     "slice_axis": plan.slice_axis,
                     "slice_index": idx,
                     "slice_plane": plan.plane,
@@ -220,7 +233,7 @@ class CaseBuilder:
         return sorted(rng.sample(cands, min(n, len(cands))))
 
     # -- 2D -----------------------------------------------------------------------------------
-    def _image2d(self, case: Case, key: str, infos) -> list[dict]:
+    def _image2d(self, case: Case, key: str, infos, *, absent: list[str]) -> list[dict]:
         cfg = self.cfg
         img = case.image
         if img.ndim == 3 and img.shape[2] == 4:
@@ -241,7 +254,7 @@ class CaseBuilder:
         stem = key.split("/")[-1]
         write_png(self.out / "images" / key / f"{stem}.png", pix, compress_level=PNG_LEVEL)
         return [{
-            **_image_fields(case, f"{key}/{stem}.png", pix),
+            **_image_fields(case, f"{key}/{stem}.png", pix, absent),
             "slice_axis": None,
             "slice_index": None,
             "slice_plane": "2d",

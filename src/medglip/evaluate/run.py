@@ -94,7 +94,9 @@ def plan_queries(
         coco: the split's COCO dict.
         phrases: where absent candidates come from — ``"case"``: phrases annotated anywhere in the
             same case (``source``, ``case_id``), e.g. the tumour of other slices; ``"modality"``: phrases
-            annotated on any image of the same modality in the split; ``"all"``: every category.
+            annotated on any image of the same modality in the split; ``"all"``: every category. In
+            every mode an image's own ``absent`` phrases (known absent: a tumour-free slice's tumour,
+            a healthy template's findings) are candidates too.
         negatives: ``True``: all absent candidates; ``False``/``0``: none (pure grounding); an int n:
             at most n per image, drawn with ``seed``.
 
@@ -123,7 +125,8 @@ def plan_queries(
     for img in sorted(coco["images"], key=lambda i: int(i["id"])):
         iid = int(img["id"])
         present = sorted(on_image[iid])
-        candidates = set(cat_name.values()) if phrases == "all" else pool[key(img)]
+        candidates = set(cat_name.values()) if phrases == "all" else set(pool[key(img)])
+        candidates |= {str(p).strip() for p in img.get("absent") or ()}  # a negative image's own absent phrase
         absent = sorted(candidates - on_image[iid])
         if limit is not None and len(absent) > limit:
             absent = sorted(rng.choice(absent, size=limit, replace=False).tolist())

@@ -1,7 +1,8 @@
 """Loading of 2D image + binary mask file pairs, shared by the Kvasir, ISIC and BUSI adapters.
 
 The adapters put the per-mask label names into ``ref.options["mask_names"]`` (one per label path,
-in order) and optional extras (``threshold``, ``gray``, ``meta``); this module reads the pixels.
+in order) and optional extras (``threshold``, ``gray``, ``channel``, ``meta``, ``may_be_empty``);
+this module reads the pixels.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ def load_pair(ref: CaseRef) -> Case:
 
     Masks are thresholded (``threshold`` option, default 127: JPEG masks are lossy). Several masks
     that overlap are layered into several label maps. A mask file whose name is ``None`` (e.g. BUSI
-    ``normal``) must be empty; any foreground raises :class:`CaseError`.
+    ``normal``) must be empty; any foreground raises :class:`CaseError`. ``channel`` keeps one
+    channel of a multi-channel image (LGG's FLAIR). With ``may_be_empty`` (a source whose images may
+    show no finding, e.g. LGG's tumour-free slices) a case whose masks are all empty gets
+    ``meta["no_finding"]`` and is built as a negative image; without it an empty mask stays an error.
     """
     from ..io import read_image, read_mask_2d
 
@@ -33,6 +37,11 @@ def load_pair(ref: CaseRef) -> Case:
     if image.geometry.ndim != 2:
         raise CaseError(str(ipath), f"expected a 2D image, got spatial shape {image.spatial_shape}")
     array = C.collapse_gray(image.array) if ref.option("gray", False) else image.array
+    channel = ref.option("channel")
+    if channel is not None:
+        if array.ndim != 3 or not 0 <= int(channel) < array.shape[-1]:
+            raise CaseError(str(ipath), f"expected an image with a channel {channel}, got shape {array.shape}")
+        array = np.ascontiguousarray(array[..., int(channel)])
     names = list(ref.option("mask_names", ()))
     threshold = int(ref.option("threshold", 127))
 
@@ -55,6 +64,8 @@ def load_pair(ref: CaseRef) -> Case:
     extra = ref.option("meta")
     if extra:
         meta.update(json.loads(extra))
+    if ref.option("may_be_empty", False) and not any(lm.array.any() for lm in labels):
+        meta["no_finding"] = True  # the source says an image may show nothing: a negative, not a broken mask
     return C.validated(Case(
         case_id=ref.case_id, source=ref.source, layout=ref.layout, modality=ref.modality or "",
         image=array, geometry=image.geometry, labels=labels, image_path=(str(ipath),),

@@ -10,10 +10,10 @@ says nothing about the liver on its images):
 - phrases the image's own case annotates (on other slices) but this image does not show, and the
   findings its source declares absent (``absent`` of an image record: a healthy template);
 - phrases of a body region the case cannot show (a brain phrase on a chest CT): the case's regions
-  are those of its annotations' phrases; the candidates are the dataset's phrases and, with
-  ``negative_vocabulary="ontology"``, every fine term of the ontology (GLIP fills its prompts with
-  many negatives; evaluation asks absent phrases too). Findings of the whole body ("tumor",
-  "lymph node") are never known absent.
+  are those of its annotations' phrases and of its images' ``absent`` phrases; the candidates are
+  the dataset's phrases and, with ``negative_vocabulary="ontology"``, every fine term of the
+  ontology (GLIP fills its prompts with many negatives; evaluation asks absent phrases too).
+  Findings of the whole body ("tumor", "lymph node") are never known absent.
 
 Phrases related to a present one are never negatives: its ancestors and descendants in the
 hierarchy, and its laterality variants ("right kidney" and "kidney" next to "left kidney").
@@ -169,9 +169,13 @@ class GroundingDataset(torch.utils.data.Dataset):
                     r = onto.resolve(t.name)
                     self.vocabulary[t.name] = {"name": t.name, "hierarchy": list(r.hierarchy), "region": r.region,
                                                "label": r.label}
+        # the body regions a case shows: those of its annotated phrases and of the phrases known to be
+        # absent from its images (a tumour-free brain slice shows the head, though nothing is annotated)
+        shown: dict[tuple, set[str]] = defaultdict(set, {case: set(ps) for case, ps in self.case_phrases.items()})
+        for im in self.images:
+            shown[_case(im)] |= {p for p in im.get("absent") or () if p in self.phrase_info}
         self.case_regions: dict[tuple, set[str]] = {
-            case: {self.phrase_info[p].get("region") for p in ps} - {None, ANYWHERE}
-            for case, ps in self.case_phrases.items()}
+            case: {self.phrase_info[p].get("region") for p in ps} - {None, ANYWHERE} for case, ps in shown.items()}
         self.flipper = LateralityFlipper(onto)
         self.ontology = onto
         self._bank: LesionBank | None = None

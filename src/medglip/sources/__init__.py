@@ -25,6 +25,7 @@ from ..errors import LayoutError
 from . import (acdc, amos, brats, btcv, busi, camus, chaos, coco, flare, glas, hecktor, isic2018, jsrt, kits, kvasir,
                lits, manifest, mnms, montgomery, monuseg, msd, nnunetv2, ph2, promise12, segthor, shenzhen, siim,
                tn3k, totalsegmentator, word)
+from . import lgg, msd_hippocampus
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 LAYOUTS: dict[str, ModuleType] = {m.NAME: m for m in (
     manifest, nnunetv2, msd, totalsegmentator, isic2018, busi, kvasir, coco,
     amos, word, btcv, flare, kits, lits, segthor, chaos, brats, acdc, mnms, promise12, hecktor,
-    jsrt, montgomery, shenzhen, siim, camus, tn3k, ph2, monuseg, glas)}
+    jsrt, montgomery, shenzhen, siim, camus, tn3k, ph2, monuseg, glas, lgg, msd_hippocampus)}
 
 #: Detection tiers, most specific first: an explicit medglip manifest beats a named data set that
 #: also ships an MSD-style dataset.json (AMOS, WORD), which beats a generic dataset.json layout,
@@ -42,7 +43,7 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("manifest",), ("amos", "word"), ("nnunetv2", "msd"),
     ("totalsegmentator", "isic2018", "busi", "kvasir", "btcv", "flare", "kits", "lits", "segthor", "chaos",
      "brats", "acdc", "mnms", "promise12", "hecktor", "jsrt", "montgomery", "shenzhen", "siim", "camus", "tn3k",
-     "ph2", "monuseg", "glas"),
+     "ph2", "monuseg", "glas", "lgg", "msd_hippocampus"),
     ("coco",))
 
 _LOOKED_FOR = {
@@ -50,7 +51,8 @@ _LOOKED_FOR = {
     "nnunetv2": "dataset.json with channel_names/file_ending + imagesTr/labelsTr (nnU-Net v2)",
     "msd": "dataset.json with modality/training (Medical Segmentation Decathlon)",
     "totalsegmentator": "<case>/ct.nii.gz + <case>/segmentations/ (TotalSegmentator)",
-    "isic2018": "ISIC2018_Task1-2_<Split>_Input + ISIC2018_Task1_<Split>_GroundTruth",
+    "isic2018": "ISIC2018_Task1-2_<Split>_Input + ISIC2018_Task1_<Split>_GroundTruth, or ISIC-2017_<Split>_Data + "
+                "ISIC-2017_<Split>_Part1_GroundTruth (+ _Part3_GroundTruth.csv diagnoses)",
     "busi": "benign/ malignant/ normal/ with *_mask.png (BUSI)",
     "kvasir": "images/ + masks/ with kavsir_bboxes.json (Kvasir-SEG) or Original/ + Ground Truth/ (CVC-ClinicDB)",
     "amos": "dataset.json naming AMOS or imagesTr/amos_*.nii.gz (AMOS 2022)",
@@ -72,7 +74,9 @@ _LOOKED_FOR = {
     "siim": "train-rle.csv + dicom-images-train/**/*.dcm (SIIM-ACR pneumothorax)",
     "camus": "patientNNNN/patientNNNN_2CH_ED_gt.mhd|.nii.gz (CAMUS)",
     "tn3k": "trainval-image/ + trainval-mask/ (TN3K)",
-    "ph2": "IMDnnn/IMDnnn_Dermoscopic_Image + IMDnnn_lesion (PH2)",
+    "ph2": "IMDnnn/IMDnnn_Dermoscopic_Image + IMDnnn_lesion (+ PH2_dataset.txt diagnoses) (PH2)",
+    "lgg": "kaggle_3m/TCGA_<inst>_<id>_<date>/<patient>_<n>.tif + <patient>_<n>_mask.tif (LGG, Buda et al.)",
+    "msd_hippocampus": "imagesTr/hippocampus_*.nii.gz + labelsTr/ without dataset.json (MSD Task04 Hippocampus)",
     "monuseg": "Tissue Images/*.tif + Annotations/*.xml (MoNuSeg)",
     "glas": "train_N.bmp + train_N_anno.bmp + Grade.csv (GlaS)",
     "coco": "annotations/instances_<split>.json or a COCO *.json",

@@ -135,6 +135,10 @@ EXPECTED: dict[str, dict[str, tuple[str, str, str | None]]] = {
         "Anterior": ("anterior hippocampus", "substructure", None),
         "Posterior": ("posterior hippocampus", "substructure", None),
     },
+    "msd_hippocampus": {
+        "Anterior": ("anterior hippocampus", "substructure", None),
+        "Posterior": ("posterior hippocampus", "substructure", None),
+    },
     "msd_task05_prostate": {
         "PZ": ("peripheral zone", "substructure", None),
         "TZ": ("transition zone", "substructure", None),
@@ -181,6 +185,9 @@ EXPECTED: dict[str, dict[str, tuple[str, str, str | None]]] = {
         "NETC": ("non-enhancing tumor", "lesion", "right"),
         "SNFH": ("peritumoral edema", "lesion", "right"),
         "ET": ("enhancing tumor", "lesion", "right"),
+    },
+    "lgg_mri": {  # 2D slices without spacing: a lesion's side is not measured
+        "FLAIR abnormality": ("lower-grade glioma", "lesion", None),
     },
     "acdc": {
         "RV": ("right ventricle", "substructure", "right"),
@@ -234,10 +241,14 @@ EXPECTED: dict[str, dict[str, tuple[str, str, str | None]]] = {
         "skin lesion": ("skin lesion", "lesion", None),
     },
     "isic2017": {
-        "skin lesion": ("skin lesion", "lesion", None),
+        "melanoma": ("melanoma", "lesion", None),
+        "nevus": ("nevus", "lesion", None),
+        "seborrheic keratosis": ("seborrheic keratosis", "lesion", None),
     },
     "ph2": {
-        "lesion": ("skin lesion", "lesion", None),
+        "common nevus": ("common nevus", "lesion", None),
+        "atypical nevus": ("atypical nevus", "lesion", None),
+        "melanoma": ("melanoma", "lesion", None),
     },
     "monuseg": {
         "nucleus": ("cell nucleus", "organ", None),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from layouts import DIRECTIONS, ellipsoid, lps_affine, save_nifti
+from layouts_lesions import make_msd_hippocampus
 
 SHAPE = (40, 40, 4)
 SPACING = (1.5, 1.5, 3.0)
@@ -223,7 +224,7 @@ WRITERS_3D = {
     "amos22": amos, "btcv": btcv, "word": word, "flare22": flare22, "abdomenct1k": abdomenct1k, "kits23": kits,
     "kits19": kits, "lits": lits, "ct_org": lits, **dict.fromkeys(_MSD, msd), "segthor": segthor,
     "hecktor2022": hecktor, "brats2021": brats, "brats2023_gli": brats, "acdc": acdc, "mnms": mnms,
-    "promise12": promise12,
+    "promise12": promise12, "msd_hippocampus": lambda e, root, s: make_msd_hippocampus(root),
 }
 
 

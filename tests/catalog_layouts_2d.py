@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from catalog_layouts import SHAPE, SPACING, numbered, volume
 from layouts import blob_image, make_busi, make_isic2018, make_kvasir, save_png
+from layouts_lesions import make_isic2017, make_lgg, make_ph2
 from PIL import Image
 
 
@@ -180,24 +181,6 @@ def cvc_clinicdb(entry, root, sides):
     return ds
 
 
-def isic2017(entry, root, sides):
-    ds = root / "ISIC2017"
-    for split in ("Training", "Validation"):
-        img, masks = blob_image(len(split), [(32, 32, 12)])
-        save_png(ds / f"ISIC-2017_{split}_Data" / f"ISIC_000000{len(split) % 10}.jpg", img, "JPEG")
-        save_png(ds / f"ISIC-2017_{split}_Part1_GroundTruth" / f"ISIC_000000{len(split) % 10}_segmentation.png",
-                 (masks[0] * 255).astype(np.uint8))
-    return ds
-
-
-def ph2(entry, root, sides):
-    d = root / "PH2Dataset" / "PH2 Dataset images" / "IMD002"
-    img, masks = blob_image(2, [(32, 32, 14)])
-    save_png(d / "IMD002_Dermoscopic_Image" / "IMD002.bmp", img, "BMP")
-    save_png(d / "IMD002_lesion" / "IMD002_lesion.bmp", (masks[0] * 255).astype(np.uint8), "BMP")
-    return root / "PH2Dataset"
-
-
 def monuseg(entry, root, sides):
     ds = root / "MoNuSeg 2018 Training Data"
     tile = "TCGA-18-5592-01Z-00-DX1"
@@ -233,6 +216,7 @@ WRITERS_2D = {
     "chaos": chaos, "jsrt": jsrt, "montgomery": montgomery, "shenzhen": shenzhen, "siim_acr": siim,
     "busi": lambda e, root, s: make_busi(root), "camus": camus, "tn3k": tn3k,
     "kvasir_seg": lambda e, root, s: make_kvasir(root, n_cases=1), "cvc_clinicdb": cvc_clinicdb,
-    "isic2018": lambda e, root, s: make_isic2018(root, n_train=1, n_val=1, n_test=0), "isic2017": isic2017,
-    "ph2": ph2, "monuseg": monuseg, "glas": glas,
+    "isic2018": lambda e, root, s: make_isic2018(root, n_train=1, n_val=1, n_test=0),
+    "isic2017": lambda e, root, s: make_isic2017(root, training=False), "ph2": lambda e, root, s: make_ph2(root),
+    "monuseg": monuseg, "glas": glas, "lgg_mri": lambda e, root, s: make_lgg(root),
 }

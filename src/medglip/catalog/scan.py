@@ -29,13 +29,20 @@ class ScanHit:
 
 
 def identify(path: Path, layout: str, catalog: tuple[CatalogEntry, ...]) -> CatalogEntry | None:
-    """The catalogue entry of a folder whose layout is ``layout``: by layout, then by folder name."""
+    """The catalogue entry of a folder whose layout is ``layout``: by layout, then by folder name,
+    then by the names of what the folder holds (a copy called ``isic-dermoscopy`` holding
+    ``ISIC-2017_Validation_Data/`` is ISIC 2017, not ISIC 2018, which shares its layout)."""
     same = [e for e in catalog if e.layout == layout]
     named = [e for e in same if e.matches_folder(path.name)]
     if len(named) == 1:
         return named[0]
     if len(same) == 1 and not named:
         return same[0]
+    if not named and len(same) > 1 and path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
+        held = [e for e in same if any(e.matches_folder(name) for name in inside)]
+        if len(held) == 1:
+            return held[0]
     return None
 
 

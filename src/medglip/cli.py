@@ -319,6 +319,8 @@ def ground(
                             score_threshold="calibrated" if score_threshold is None else score_threshold,
                             top_k=top_k)
         payload = res.to_json()
+        for note in res.untrained:
+            console.print(f"[yellow]untrained[/]: {note}")
         if isinstance(res, VolumeGroundingResult):
             for obj in res.objects:
                 console.print(f"{obj.phrase}: score {obj.score:.2f}, slices {obj.slices[0]}–{obj.slices[1]}, "
@@ -459,6 +461,8 @@ def vqa(
     except MedglipError as exc:
         _fail(str(exc))
     typer.echo(res.answer.text)
+    for note in res.context.untrained:
+        console.print(f"[yellow]untrained[/]: {note}")
     console.print(f"[dim]{res.question.kind} question; grounded {list(res.question.phrases)}; "
                   f"evidence: {', '.join(f'box {n}' for n in res.answer.evidence) or 'none'} (via {res.answer.via})[/]")
     console.print(res.context.text_block("plain"), markup=False)
@@ -700,6 +704,27 @@ def pack(
         _fail(str(exc))
     size = sum(f.stat().st_size for f in written.rglob("*") if f.is_file())
     console.print(f"[green]packed[/]: {written} ({size / 1e6:.1f} MB)")
+
+
+@app.command(name="source-report")
+def source_report_cmd(
+    dataset: Path = typer.Argument(..., help="A recipe dataset; its test split holds each source's test patients."),
+    checkpoint: Optional[Path] = _CHECKPOINT,
+    out: Path = typer.Option(Path("sources"), help="Folder for sources.json / sources.md and per-source files."),
+    split: str = typer.Option("test"),
+    masks: str = typer.Option("auto", help="Masks for mask Dice: head, medsam, auto or none."),
+) -> None:
+    """Per source: Acc@0.5, mIoU, AP50, mask Dice, absent-phrase FP rate and VQA vs its ceiling.
+
+    Example: medglip source-report runs/data-v1 --checkpoint runs/run-v1 --out runs/test-v1"""
+    from .protocol import source_report
+
+    _setup_logging(False)
+    try:
+        source_report(_run_dir(checkpoint), dataset, out, split=split, masks=masks)
+    except MedglipError as exc:
+        _fail(str(exc))
+    console.print((out / "sources.md").read_text())
 
 
 @app.command(name="vqa-eval")

@@ -28,8 +28,11 @@ from .grounded import GroundedContext
 def context_from(result: GroundingResult | VolumeGroundingResult, **kwargs: Any) -> GroundedContext:
     """:func:`context_from_result` or :func:`context_from_volume`, whichever ``result`` is."""
     if isinstance(result, VolumeGroundingResult):
-        return context_from_volume(result, **kwargs)
-    return context_from_result(result, **kwargs)
+        ctx = context_from_volume(result, **kwargs)
+    else:
+        ctx = context_from_result(result, **kwargs)
+    ctx.untrained = tuple(result.untrained)  # the model's own caution travels with its findings
+    return ctx
 
 
 __all__ = ["Finding", "GroundedContext", "context_from", "context_from_result", "context_from_volume",

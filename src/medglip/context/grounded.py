@@ -60,6 +60,8 @@ class GroundedContext:
     score_threshold: float = FINDING_THRESHOLD
     volume: dict | None = None
     ontology: Ontology | None = field(default=None, repr=False, compare=False)
+    #: what the model was never trained on among this call's phrases and modality (one line each)
+    untrained: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
@@ -98,6 +100,7 @@ class GroundedContext:
             "orientation": self.orientation, "asked": list(self.asked),
             "findings": [f.to_json() for f in self.findings], "absent": list(self.absent),
             "score_threshold": round(float(self.score_threshold), 4), "volume": _plain(self.volume),
+            "untrained": list(self.untrained),
         }
 
     def text_block(self, style: str = "qwen") -> str:

@@ -29,7 +29,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence, Union
+from typing import Any, Literal, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -37,11 +37,11 @@ import torch
 from ..core.orient import PLANES, plan_slices
 from ..core.pipeline import boxes_to_original, model_pixels, picture, slice_pixels, to_tensor
 from ..core.rules import FINDING_THRESHOLD, LINK_IOU
-from ..core.text import clean_phrase
+from ..core.text import clean_phrase, phrase_key
 from ..errors import MedglipError
 from ..model import GroundingModel, TextFeatures, load_checkpoint
 from ..model.mask_head import paste_masks
-from ..model.shipped import shipped_run
+from ..model.shipped import shipped_run, trained_on
 from ..model.prompt import Prompt, chunk_phrases, make_prompt
 from .inputs import InputImage, Volume, check_modality, read_image_input, read_input, read_volume_input, resolve_modality
 from .masks import NO_HEAD, KeepBoxes, Masks, select_boxes
@@ -126,11 +126,13 @@ class Grounder:
         cache_size: prompts (phrase tuples) whose text features are kept (LRU).
         batch_size: images per forward pass.
         known_phrases: the phrases the model was trained on (reports look for these by default).
+        trained_on: ``{modality: [phrase, ...]}`` the model was trained on (``RUN/categories.json``);
+            results name what a call asks beyond it (:meth:`untrained`). Empty: not known, nothing named.
     """
 
     def __init__(self, model: GroundingModel, *, device: str | torch.device = "cpu",
                  refiner: str | Any | None = "auto", cache_size: int = 64, batch_size: int = 8,
-                 known_phrases: Sequence[str] = ()) -> None:
+                 known_phrases: Sequence[str] = (), trained_on: Mapping[str, Sequence[str]] | None = None) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.config = model.config
@@ -146,6 +148,8 @@ class Grounder:
         self._cache: OrderedDict[tuple[str, ...], list[_Chunk]] = OrderedDict()
         #: the phrases the checkpoint was trained on (RUN/categories.json), the default of reports
         self.known_phrases: tuple[str, ...] = tuple(known_phrases)
+        self.trained_on: dict[str, frozenset[str]] = {
+            str(m): frozenset(phrase_key(p) for p in ps) for m, ps in (trained_on or {}).items()}
         self.cache_hits = 0
         self.cache_misses = 0
 
@@ -161,6 +165,7 @@ class Grounder:
         except FileNotFoundError as e:
             raise MedglipError(f"cannot load checkpoint {run_dir}: {e}") from None
         kwargs.setdefault("known_phrases", _trained_phrases(Path(run_dir)))
+        kwargs.setdefault("trained_on", trained_on(run_dir))
         return cls(model, device=device, refiner=refiner, **kwargs)
 
     # ------------------------------------------------------------------------------ text cache
@@ -275,6 +280,8 @@ class Grounder:
                             [p.modality[0] for p in prepared], self._chunks(names), head_masks=keep)
         return_list = [self._collect(x, p, names, d, masks=source, score_threshold=score_threshold, top_k=top_k)
                        for x, p, d in zip(inputs, prepared, dets)]
+        for r in return_list:
+            r.untrained = self.untrained(names, r.modality)
         return return_list if batched else return_list[0]
 
     @torch.no_grad()
@@ -323,6 +330,27 @@ class Grounder:
                                       score_threshold=score_threshold, plane=plane)
         return self.ground(item, phrases, modality=modality, masks=masks, score_threshold=score_threshold,
                            top_k=top_k)
+
+    def untrained(self, phrases: Sequence[str], modality: str) -> tuple[str, ...]:
+        """One line for a modality, and one per phrase, that the model was never trained on (in that
+        modality); empty when the checkpoint does not record what it was trained on."""
+        if not self.trained_on:
+            return ()
+        if modality not in self.trained_on:
+            known = ", ".join(sorted(self.trained_on))
+            return (f"this model was never trained on {modality} images (only {known}): its boxes here are "
+                    "not calibrated",)
+        anywhere = frozenset().union(*self.trained_on.values())
+        out = []
+        for p in phrases:
+            key = phrase_key(p)
+            if key in self.trained_on[modality]:
+                continue
+            where = sorted(m for m, ps in self.trained_on.items() if key in ps)
+            out.append(f"'{p}' was never a training phrase of this model: its boxes are not calibrated"
+                       if key not in anywhere else
+                       f"'{p}' was trained on {', '.join(where)} images only, not {modality}: its boxes are not calibrated")
+        return tuple(out)
 
     def threshold_for(self, phrase: str) -> float:
         """The checkpoint's calibrated score threshold of ``phrase`` (see the module docstring)."""
@@ -496,8 +524,10 @@ class Grounder:
                 out.append(res)
             return out
 
-        return ground_slices(detect, vol, names, modality=code, modality_source=where, plane=plane,
-                             batch_size=self.batch_size, link_iou=link_iou, input_config=cfg)
+        result = ground_slices(detect, vol, names, modality=code, modality_source=where, plane=plane,
+                               batch_size=self.batch_size, link_iou=link_iou, input_config=cfg)
+        result.untrained = self.untrained(names, code)
+        return result
 
     def _classify_volume(self, vol: Volume, plan: Any) -> str:
         """Majority vote of the modality classifier over three central slices (only those are cut)."""

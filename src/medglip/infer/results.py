@@ -68,6 +68,8 @@ class GroundingResult:
             an image (e.g. ground truth).
         raw: the raw values of the input (for pictures in windows that are not input channels).
         dicom_headers: a DICOM input's header (no pixel data), what a DICOM-SEG of the masks references.
+        untrained: one line per phrase or modality of this call the model was never trained on
+            (:meth:`medglip.infer.Grounder.untrained`): its boxes are not as trustworthy as the rest.
     """
 
     phrases: tuple[str, ...]
@@ -80,6 +82,7 @@ class GroundingResult:
     pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
     raw: np.ndarray | None = field(default=None, repr=False, compare=False)
     dicom_headers: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    untrained: tuple[str, ...] = ()
 
     def picture(self, window: Any = None) -> np.ndarray:
         """The image as people see it: CT in one window (soft tissue unless ``window`` names another),
@@ -121,6 +124,7 @@ class GroundingResult:
             "modality": self.modality,
             "modality_source": self.modality_source,
             "phrases": [g.to_json(masks_as_rle=masks_as_rle) for g in self.groundings],
+            "untrained": list(self.untrained),
             **self.extra,
         }
 

@@ -108,6 +108,7 @@ class VolumeGroundingResult:
         geometry: its LPS geometry.
         modality: modality code used; ``modality_source``: caller / metadata / classifier.
         slice_results: per-slice 2D results (index = slice index).
+        untrained: one line per phrase or modality the model was never trained on (as for 2D results).
     """
 
     phrases: tuple[str, ...]
@@ -123,6 +124,7 @@ class VolumeGroundingResult:
     volume: Volume | None = field(default=None, repr=False, compare=False)
     plan: SlicePlan | None = field(default=None, repr=False, compare=False)
     input_config: InputConfig | None = field(default=None, repr=False, compare=False)
+    untrained: tuple[str, ...] = ()
 
     def slice_pixels(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
         """The model pixels of display slice ``index`` and their intensity record (what the model saw)."""
@@ -177,6 +179,7 @@ class VolumeGroundingResult:
             "slice_axis": self.slice_axis, "shape": list(self.shape), "geometry": self.geometry.to_json(),
             "modality": self.modality, "modality_source": self.modality_source,
             "objects": [o.to_json() for o in self.objects],
+            "untrained": list(self.untrained),
         }
 
 

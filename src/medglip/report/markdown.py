@@ -48,8 +48,9 @@ def render_markdown(ctx: GroundedContext, found: list[str], missing: list[str], 
              f"- **Modality:** {ctx.modality}",
              f"- **Image:** {_image_line(ctx)}",
              f"- **Orientation:** {_ORIENTATION.get(ctx.orientation, ctx.orientation)}",
-             f"- **Looked for:** {', '.join(ctx.asked)} (score at least {ctx.score_threshold:.2f})",
-             "", "## Findings", ""]
+             f"- **Looked for:** {', '.join(ctx.asked)} (score at least {ctx.score_threshold:.2f})"]
+    lines += [f"- **Caution:** {note}" for note in ctx.untrained]
+    lines += ["", "## Findings", ""]
     lines += [f"- {s}" for s in found] or ["- None above the score threshold."]
     lines += ["", "## Not identified", ""]
     lines += [f"- {s}" for s in missing] or ["- Every phrase looked for was found."]

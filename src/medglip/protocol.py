@@ -23,7 +23,7 @@ import logging
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -55,11 +55,24 @@ def lesion_patients(dataset_dir: Path, split: str = "train") -> list[tuple[str, 
 
 def make_fold(dataset_dir: Path, held: tuple[str, str], out: Path, split: str = "train") -> Path:
     """An overlay dataset: ``train`` = the split without the ``held`` case, ``test`` = that case."""
+    return _overlay(dataset_dir, out, split, {
+        "train": lambda im: (str(im.get("source")), str(im.get("case_id"))) != held,
+        "test": lambda im: (str(im.get("source")), str(im.get("case_id"))) == held})
+
+
+def source_subset(dataset_dir: Path, source: str, out: Path, split: str = "test") -> Path:
+    """An overlay dataset whose ``test`` split is the ``split`` images of one source."""
+    return _overlay(dataset_dir, out, split, {"test": lambda im: str(im.get("source")) == source})
+
+
+def _overlay(dataset_dir: Path, out: Path, split: str, keep: dict[str, Callable[[dict], bool]]) -> Path:
+    """A dataset folder whose splits are the ``split`` images each ``keep`` predicate selects; the
+    images are a link to the original's (nothing is copied)."""
     dataset_dir, out = Path(dataset_dir).resolve(), Path(out)
     coco = _load(dataset_dir / "annotations" / f"{split}.json")
     parts: dict[str, dict] = {}
-    for name, keep in (("train", lambda c: c != held), ("test", lambda c: c == held)):
-        images = [im for im in coco["images"] if keep((str(im.get("source")), str(im.get("case_id"))))]
+    for name, wanted in keep.items():
+        images = [im for im in coco["images"] if wanted(im)]
         ids = {int(im["id"]) for im in images}
         parts[name] = {**coco, "images": images, "annotations": [a for a in coco["annotations"]
                                                                   if int(a["image_id"]) in ids]}
@@ -139,16 +152,18 @@ def _pairs(coco: dict, preds: list[dict], queries: dict[int, list[str]]) -> tupl
     return present, absent
 
 
-def evaluate_run(run: Path, dataset_dir: Path, split: str, out: Path, *, masks: bool | str = False
-                 ) -> tuple[dict[str, Any], list, list]:
-    """Evaluate ``run`` on a split with every dataset phrase asked on every image; ``masks``: none,
-    ``head`` (the checkpoint's mask head), ``medsam`` (LiteMedSAM) or ``auto`` → mask Dice."""
+def evaluate_run(run: Path, dataset_dir: Path, split: str, out: Path, *, masks: bool | str = False,
+                 phrases: str = "all") -> tuple[dict[str, Any], list, list]:
+    """Evaluate ``run`` on a split; ``phrases``: which absent phrases are asked on each image
+    (:func:`medglip.evaluate.plan_queries`: ``all`` every dataset phrase, ``case`` those of the same
+    patient and the image's known-absent ones); ``masks``: none, ``head`` (the checkpoint's mask head),
+    ``medsam`` (LiteMedSAM) or ``auto`` → mask Dice."""
     from .evaluate import evaluate, predict_dataset
     from .infer import Grounder, mask_option
 
     refiner, asked = mask_option(masks)
     g = Grounder.from_pretrained(run, refiner=refiner)
-    preds, queries = predict_dataset(g, dataset_dir, split=split, phrases="all", masks=asked, max_per_phrase=5)
+    preds, queries = predict_dataset(g, dataset_dir, split=split, phrases=phrases, masks=asked, max_per_phrase=5)
     metrics = evaluate(dataset_dir, preds, split=split, queries=queries, out=out,
                        score_threshold=g.threshold_for("*"))
     present, absent = _pairs(_load(Path(dataset_dir) / "annotations" / f"{split}.json"), preds, queries)
@@ -157,14 +172,16 @@ def evaluate_run(run: Path, dataset_dir: Path, split: str, out: Path, *, masks: 
 
 def set_thresholds(run: Path, thresholds: dict[str, float]) -> None:
     """Write calibrated thresholds into ``run/config.json`` (the model the run publishes); the rest
-    of the file (the weights' SHA-256 included) is kept, and the result is validated."""
+    of the file (the weights' SHA-256 included) is kept, the settings are sealed again (their SHA-256,
+    :mod:`medglip.model.run_checks`), and the result is validated."""
     from .model.checkpoint import read_config
+    from .model.run_checks import seal
 
     read_config(run)  # a valid checkpoint config to start from
     path = Path(run) / "config.json"
     doc = read_json(path)
     doc["finding_thresholds"] = [[str(p), round(float(t), 4)] for p, t in sorted(thresholds.items())]
-    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(seal(doc), indent=2) + "\n")
     read_config(run)  # still valid
 
 
@@ -173,7 +190,7 @@ def calibrate(run: str | Path, dataset_dir: str | Path, out: str | Path, *, spli
     """Per-phrase score thresholds of ``run`` chosen on a validation split (never the test patients) and
     written into ``run/config.json``; ``OUT/calibration.json`` keeps the metrics and pairs they came from."""
     run, out = Path(run), Path(out)
-    metrics, present, absent = evaluate_run(run, Path(dataset_dir), split, out / "eval")
+    metrics, present, absent = evaluate_run(run, Path(dataset_dir), split, out / "eval", phrases="case")
     thresholds = choose_thresholds(present, absent, max_fpr=max_fpr)
     set_thresholds(run, thresholds)
     summary = {"run": str(run), "dataset": str(dataset_dir), "split": split, "max_fpr": max_fpr,
@@ -294,3 +311,46 @@ def heldout_report(run: str | Path, dataset_dir: str | Path, out: str | Path, *,
                      f" | {_pct(v.get('accuracy_predicted'))} ({_pct(v.get('accuracy_ground_truth'))}) |")
     atomic_write_text(out / "heldout.md", "\n".join(lines) + "\n")
     return report
+
+
+def source_report(run: str | Path, dataset_dir: str | Path, out: str | Path, *, split: str = "test",
+                  masks: bool | str = "auto") -> dict[str, Any]:
+    """Per source of a recipe dataset, on its ``split`` patients: Acc@0.5, mIoU, AP50, mask Dice,
+    absent-phrase FP rate (absent phrases of the same patient and known-absent ones) and VQA next to
+    its ceiling, with the run's calibrated thresholds. Writes ``OUT/sources.json`` / ``sources.md``."""
+    from .infer import Grounder
+    from .vqa import evaluate_vqa
+
+    run, dataset_dir, out = Path(run), Path(dataset_dir), Path(out)
+    coco = _load(dataset_dir / "annotations" / f"{split}.json")
+    sources = sorted({str(im.get("source")) for im in coco["images"]})
+    g = Grounder.from_pretrained(run, refiner=None)
+    rows = []
+    for source in sources:
+        data = source_subset(dataset_dir, source, out / source / "data", split=split)
+        metrics, _, _ = evaluate_run(run, data, "test", out / source / "eval", masks=masks, phrases="case")
+        vqa = evaluate_vqa(g, data, split="test", out=out / source / "vqa")
+        sub = _load(data / "annotations" / "test.json")
+        rows.append({"source": source, "patients": len({_patient(dataset_dir, *c) for c in
+                                                             {(im.get("source"), im.get("case_id")) for im in sub["images"]}}),
+                     "images": len(sub["images"]), "overall": metrics["overall"], "vqa": vqa["overall"]})
+    report = {"run": str(run), "dataset": str(dataset_dir), "split": split, "sources": rows,
+              "thresholds": dict(read_json(run / "config.json").get("finding_thresholds") or [])}
+    atomic_write_json(out / "sources.json", report, indent=1)
+    lines = ["| source | patients | images | Acc@0.5 | mIoU | AP50 | mask Dice | absent-phrase FP | VQA (ceiling) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        o, v = r["overall"], r["vqa"]
+        lines.append(f"| {r['source']} | {r['patients']} | {r['images']} | " + " | ".join(_pct(o.get(k)) for k in _KEYS) +
+                     f" | {_pct(v.get('accuracy_predicted'))} ({_pct(v.get('accuracy_ground_truth'))}) |")
+    atomic_write_text(out / "sources.md", "\n".join(lines) + "\n")
+    return report
+
+
+def _patient(dataset_dir: Path, source: Any, case: Any) -> str:
+    """The patient of a dataset case (its record's ``patient``, else the case itself)."""
+    try:
+        patient = _load(dataset_dir / "records" / source / f"{case}.json").get("patient")
+    except (OSError, ValueError):
+        patient = None
+    return f"{source}/{patient or case}"

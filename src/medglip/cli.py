@@ -257,10 +257,14 @@ def train(
         [], "--modality-weight", help="MODALITY=W multiplies its images' sampling weights; repeatable."),
     copy_paste: Optional[float] = typer.Option(None, help="Lesion copy-paste probability (default 0.5)."),
     elastic: float = typer.Option(0.0, help="Elastic deformation probability (image, masks and boxes together)."),
+    coarse_phrases: float = typer.Option(0.0, help="Probability that a lesion is asked by a coarser lesion term "
+                                         "of the ontology ('lower-grade glioma' as 'brain tumor')."),
     contrastive_weight: float = _CONTRAST, mlm_weight: float = _MLM, mask_weight: float = _MASK_W,
     freeze: list[str] = _FREEZE,
 ) -> None:
-    """Train (or fine-tune) the grounding model. Multi-GPU / multi-node: torchrun ... -m medglip train ..."""
+    """Train (or fine-tune) the grounding model. Multi-GPU / multi-node: torchrun ... -m medglip train ...
+
+    Example: medglip train runs/data-v1 --out runs/run-v1 --image-size 256 --max-steps 1500 --freeze text_encoder"""
     from .train import TrainConfig
     from .train import train as run_train
 
@@ -272,7 +276,8 @@ def train(
                           model_overrides=overrides, init_from=str(init_from) if init_from else None,
                           checkpoint_every=checkpoint_every, device=device, amp=amp, seed=seed,
                           num_workers=num_workers, source_weights=_weights(source_weight, "--source-weight"),
-                          modality_weights=_weights(modality_weight, "--modality-weight"), elastic_prob=elastic, **more,
+                          modality_weights=_weights(modality_weight, "--modality-weight"), elastic_prob=elastic,
+                          coarse_phrase_prob=coarse_phrases, **more,
                           contrastive_weight=contrastive_weight, mlm_weight=mlm_weight,
                           mask_weight=mask_weight, freeze=tuple(freeze))
         run = run_train(dataset, out, cfg, resume=resume)

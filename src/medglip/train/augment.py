@@ -60,6 +60,11 @@ class AugmentConfig:
         elastic_displacement: its typical (standard deviation) pixel displacement, as a fraction of
             the image's long side.
         elastic_sigma: its smoothness, the Gaussian's sigma as a fraction of the long side.
+        coarse_phrase_prob: probability that a lesion phrase of an image is asked by one of its
+            coarser lesion terms instead ("lower-grade glioma" as "glioma" or "brain tumor",
+            "melanoma" as "skin lesion"; the ontology's hierarchy): Med-GLIP's hierarchical phrases, so
+            a model trained on fine labels also answers the words users type. Never for organs or
+            sub-structures (the anterior hippocampus alone is no box of "hippocampus").
     """
 
     flip_prob: float = 0.5
@@ -73,6 +78,7 @@ class AugmentConfig:
     elastic_prob: float = 0.0
     elastic_displacement: float = 0.01
     elastic_sigma: float = 0.05
+    coarse_phrase_prob: float = 0.0
 
 
 @dataclass

@@ -50,6 +50,8 @@ class TrainConfig:
         zoom_prob, max_zoom: zoom-in augmentation (a random crop holding the boxes).
         copy_paste_prob, paste_scale: lesion copy-paste (``medglip.train.augment``).
         intensity_prob: contrast / brightness / gamma jitter.
+        coarse_phrase_prob: hierarchical phrases: a lesion asked by a coarser lesion term
+            (:class:`~medglip.train.augment.AugmentConfig`); its coarser terms count as trained phrases.
         elastic_prob, elastic_displacement, elastic_sigma: elastic deformation of the image with its
             masks and boxes (``medglip.train.augment.elastic``; displacement std and smoothness as
             fractions of the image's long side). Off by default.
@@ -105,6 +107,7 @@ class TrainConfig:
     paste_scale: tuple[float, float] = (0.7, 2.5)
     intensity_prob: float = 0.5
     elastic_prob: float = 0.0
+    coarse_phrase_prob: float = 0.0
     elastic_displacement: float = 0.01
     elastic_sigma: float = 0.05
     ema_decay: float | None = 0.998
@@ -136,6 +139,8 @@ class TrainConfig:
             raise ValueError("batch_size, checkpoint_every and log_every must be >= 1")
         if not 0.0 <= self.elastic_prob <= 1.0:
             raise ValueError(f"elastic_prob must be in [0, 1], not {self.elastic_prob}")
+        if not 0.0 <= self.coarse_phrase_prob <= 1.0:
+            raise ValueError(f"coarse_phrase_prob must be in [0, 1], not {self.coarse_phrase_prob}")
         if self.elastic_displacement < 0 or self.elastic_sigma <= 0:
             raise ValueError("elastic_displacement must be >= 0 and elastic_sigma > 0")
         if min(self.contrastive_weight, self.mlm_weight, self.mask_weight, self.mask_box_jitter) < 0:

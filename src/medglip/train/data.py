@@ -158,6 +158,17 @@ class GroundingDataset(torch.utils.data.Dataset):
                                                             "region": ann.get("region"), "label": ann.get("label")})
                 by_mod[im["modality"]].add(ann["phrase"])
                 self.case_phrases[_case(im)].add(ann["phrase"])
+        #: each lesion phrase's coarser lesion terms (hierarchical phrases), when they are trained
+        self.coarser: dict[str, tuple[str, ...]] = {}
+        if train and augment.coarse_phrase_prob > 0:
+            self.coarser = coarser_lesion_terms(onto, self.phrase_info)
+            for mod in list(by_mod):
+                by_mod[mod] |= {c for p in by_mod[mod] for c in self.coarser.get(p, ())}
+            for fine, coarse in self.coarser.items():
+                for c in coarse:
+                    r = onto.resolve(c)
+                    self.phrase_info.setdefault(c, {"name": c, "hierarchy": list(r.hierarchy), "region": r.region,
+                                                    "label": r.label})
         self.phrases: tuple[str, ...] = tuple(sorted(self.phrase_info))
         if not self.phrases:
             raise MedglipError(f"{ann_path}: no phrases (no categories and no annotations) to build prompts from")
@@ -338,6 +349,11 @@ class GroundingDataset(torch.utils.data.Dataset):
         tensor, meta = to_tensor(img, self.image_size)
         scale = float(meta["scale"])
 
+        if self.coarser and any(p in self.coarser for p in phrases_of_boxes):
+            asked = {p: (str(rng.choice(self.coarser[p])) if p in self.coarser
+                         and rng.random() < self.augment.coarse_phrase_prob else p)
+                     for p in dict.fromkeys(phrases_of_boxes)}
+            phrases_of_boxes = [asked[p] for p in phrases_of_boxes]
         positives = list(dict.fromkeys(phrases_of_boxes))
         n_neg = max(self.negatives_per_image, 0 if positives else 1)
         negatives = self._sample_negatives(rng, info, set(positives), n_neg)
@@ -379,6 +395,21 @@ def letterbox_masks(masks: np.ndarray, size: int) -> torch.Tensor:
         x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False,
                                             antialias=scale < 1)
     out[:, :nh, :nw] = x[:, 0] >= 0.5
+    return out
+
+
+def coarser_lesion_terms(onto: Ontology, phrase_info: dict[str, dict[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """Each lesion phrase's coarser lesion terms, finest first ("lower-grade glioma" → ("glioma",
+    "brain tumor")): the ancestors in its hierarchy that are lesions themselves."""
+    out: dict[str, tuple[str, ...]] = {}
+    for phrase in phrase_info:
+        r = onto.resolve(phrase)
+        if not r.mapped or r.level != "lesion":
+            continue
+        coarse = tuple(a for a in reversed(r.hierarchy[:-1]) if onto.resolve(a).mapped
+                       and onto.resolve(a).level == "lesion" and a != phrase)
+        if coarse:
+            out[phrase] = coarse
     return out
 
 

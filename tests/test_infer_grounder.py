@@ -187,11 +187,11 @@ def test_ground_volume_on_a_real_nrrd(grounder):
 
 
 def test_cached_text_features_give_the_models_own_output(grounder):
-    from medglip.core.pipeline import boxes_to_original, to_tensor
+    from medglip.core.pipeline import boxes_to_original, model_pixels, to_tensor
     img = _image(9, (80, 120))
     res = grounder.ground(img, ["liver", "spleen"], modality="CT")
     res = grounder.ground(img, ["liver", "spleen"], modality="CT")  # from the cache
-    x, meta = to_tensor(img, grounder.config.image_size)
+    x, meta = to_tensor(model_pixels(img, "CT", grounder.input_config)[0], grounder.config.image_size)
     prompts = grounder.model.build_prompts(["liver", "spleen"])
     with torch.no_grad():
         det = grounder.model(x[None], torch.tensor([grounder.config.modalities.index("CT")]), prompts)[0]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .core.geometry import Geometry
+from .core.intensity import CTForm
 
 
 def label_counts(array: np.ndarray) -> np.ndarray:
@@ -72,6 +73,10 @@ class Case:
         image_path: the file(s) the image came from, for provenance and error messages.
         split: split the source itself declares (``"train"``/``"test"``), or None.
         meta: free-form provenance (DICOM tags, source columns, ...), JSON-serialisable.
+        ct_form: for CT, how the image's values relate to Hounsfield units as the source made them
+            (an already-windowed picture with its window, a standardised array with its affine);
+            None: the input pipeline's default (HU; an 8-bit picture of the default picture window,
+            see :func:`medglip.core.pipeline.ct_form_of`).
     """
 
     case_id: str
@@ -87,6 +92,7 @@ class Case:
     split: str | None = None
     spacing_known: bool = True
     meta: dict[str, Any] = field(default_factory=dict)
+    ct_form: CTForm | None = None
 
     @property
     def spatial_ndim(self) -> int:

@@ -168,6 +168,9 @@ class CaseBuilder:
             record["images"] = self._volume(case, key, infos, counts, record["warnings"], absent=absent)
         else:
             record["images"] = self._image2d(case, key, infos, absent=absent)
+        # the form the CT values came in (HU, a windowed picture, a standardised array): what the pipeline mapped
+        record["ct_form"] = next((im["intensity"]["form"] for im in record["images"]
+                                  if im["intensity"].get("form")), None)
         return record
 
     # -- 3D -----------------------------------------------------------------------------------
@@ -195,7 +198,7 @@ class CaseBuilder:
             vol = case.image if ch is None else case.image[..., ch]
             for idx in sorted(positives + negatives):
                 pix, intensity = slice_pixels(vol, plan, idx, case.modality, cfg.input_config,
-                                              what=f"{case.case_id} slice {idx}")
+                                              what=f"{case.case_id} slice {idx}", form=case.ct_form)
                 stem = f"{key.split('/')[-1]}_{plan.plane[:3]}{idx:04d}" + ("" if ch is None else f"_c{ch}")
                 write_png(self.out / "images" / key / f"{stem}.png", pix, compress_level=PNG_LEVEL)
                 anns = []
@@ -242,7 +245,7 @@ class CaseBuilder:
             img = img[..., 0]  # multi-channel non-colour 2D (e.g. nnU-Net 2D): first channel
         if img.ndim == 3 and img.shape[2] == 1:
             img = img[..., 0]
-        pix, intensity = model_pixels(img, case.modality, cfg.input_config, what=case.case_id)
+        pix, intensity = model_pixels(img, case.modality, cfg.input_config, what=case.case_id, form=case.ct_form)
         spacing = case.geometry.spacing if case.spacing_known else None
         anns = []
         for lm, layer in zip(case.labels, infos):

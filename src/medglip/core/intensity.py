@@ -1,11 +1,14 @@
-"""Raw intensities → 8-bit pixels: the named CT windows, percentile ranges, and how to invert them.
+"""Raw intensities → 8-bit pixels: the named CT windows, the forms CT values arrive in, percentile ranges.
 
 The CT windows are defined here and nowhere else (the ontology names them per structure, the input
-pipeline stacks three of them as the model's channels, pictures show one of them).
+pipeline stacks three of them as the model's channels, pictures show one of them). :class:`CTForm`
+says how a CT image's stored values relate to Hounsfield units (HU volumes, already-windowed
+pictures, standardised arrays); the input pipeline maps every form back to HU through it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +28,99 @@ CT_WINDOWS: dict[str, tuple[float, float]] = {
 DEFAULT_DISPLAY_WINDOW = "soft_tissue"
 #: Percentiles of the non-background values that map to 0 and 255 for every non-CT modality.
 PERCENTILES: tuple[float, float] = (0.5, 99.5)
+#: The HU window an 8-bit CT picture is taken to show when nothing says which (``read_input(ct_window=)``
+#: and ``Grounder.ground(ct_window=)`` override it): the lung window (W1500 L-600), the one chest CT
+#: findings (nodules, tumours, infection) are read, published and exported in.
+DEFAULT_PICTURE_WINDOW = "lung"
+
+CT_FORM_KINDS: tuple[str, ...] = ("hu", "windowed", "standardised")
+
+
+@dataclass(frozen=True)
+class CTForm:
+    """How the stored values of a CT image relate to Hounsfield units (the input pipeline's one key).
+
+    - ``hu``: the values ARE Hounsfield units (NIfTI / NRRD volumes, DICOM after its rescale).
+    - ``windowed``: a picture of the HU window ``window = (low, high)``: value 0 shows ``low``, value
+      ``white`` (255 for 8 bits) shows ``high``, linearly between (``HU = low + value / white ×
+      (high - low)``). A value at 0 or ``white`` stands for everything beyond its end of the window
+      (saturated: what lay outside the window is not in the picture).
+    - ``standardised``: an array a source standardised (z-scores): ``HU ≈ offset + scale × value``, the
+      affine the source's adapter documents; values equal to ``background`` (the outside of a mask the
+      source multiplied in) are ``background_hu`` (air: -1000 HU).
+
+    Build with :meth:`windowed` / :meth:`standardised`; ``CTForm()`` is HU.
+    """
+
+    kind: str = "hu"
+    window: tuple[float, float] | None = None
+    white: float = 255.0
+    offset: float = 0.0
+    scale: float = 1.0
+    background: float | None = None
+    background_hu: float = -1000.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in CT_FORM_KINDS:
+            raise MedglipError(f"unknown CT form {self.kind!r}; expected one of {', '.join(CT_FORM_KINDS)}")
+        if self.kind == "windowed":
+            if self.window is None:
+                raise MedglipError("a windowed CT picture needs its HU window (low, high)")
+            object.__setattr__(self, "window", parse_window(tuple(self.window)))
+            if not (np.isfinite(self.white) and self.white > 0):
+                raise MedglipError(f"the white value of a windowed CT picture must be > 0, got {self.white!r}")
+        if self.kind == "standardised" and not (np.isfinite(self.scale) and self.scale > 0
+                                                 and np.isfinite(self.offset)):
+            raise MedglipError(f"a standardised CT array needs a finite offset and a scale > 0 (HU per unit), "
+                               f"got offset {self.offset!r}, scale {self.scale!r}")
+
+    @classmethod
+    def windowed(cls, window: str | tuple[float, float] | list[float], white: float = 255.0) -> "CTForm":
+        """A picture of ``window`` (a :data:`CT_WINDOWS` name, ``"low,high"`` or a pair)."""
+        return cls(kind="windowed", window=parse_window(window), white=float(white))
+
+    @classmethod
+    def standardised(cls, offset: float, scale: float, *, background: float | None = None,
+                     background_hu: float = -1000.0) -> "CTForm":
+        """A standardised array: ``HU ≈ offset + scale × value``; ``background`` values are ``background_hu``."""
+        return cls(kind="standardised", offset=float(offset), scale=float(scale),
+                   background=None if background is None else float(background), background_hu=float(background_hu))
+
+    def to_hu(self, values: np.ndarray) -> np.ndarray:
+        """Approximate HU of ``values`` (float32; the array itself for ``hu``)."""
+        if self.kind == "hu":
+            return values
+        x = np.array(values, dtype=np.float32, copy=True)
+        if self.kind == "windowed":
+            lo, hi = self.window
+            x *= np.float32((hi - lo) / self.white)
+            x += np.float32(lo)
+            return x
+        outside = None if self.background is None else np.asarray(values) == self.background
+        x *= np.float32(self.scale)
+        x += np.float32(self.offset)
+        if outside is not None:
+            x[outside] = np.float32(self.background_hu)
+        return x
+
+    def to_json(self) -> dict[str, Any]:
+        if self.kind == "windowed":
+            return {"kind": "windowed", "window": list(self.window), "white": self.white}
+        if self.kind == "standardised":
+            return {"kind": "standardised", "offset": self.offset, "scale": self.scale,
+                    "background": self.background, "background_hu": self.background_hu}
+        return {"kind": "hu"}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "CTForm":
+        kind = d.get("kind", "hu")
+        if kind == "windowed":
+            return cls.windowed(tuple(d["window"]), d.get("white", 255.0))
+        if kind == "standardised":
+            return cls.standardised(d["offset"], d["scale"], background=d.get("background"),
+                                    background_hu=d.get("background_hu", -1000.0))
+        return cls(kind=kind)
+
 
 def parse_window(spec: str | tuple[float, float] | list[float]) -> tuple[float, float]:
     """A window name of :data:`CT_WINDOWS`, ``"low,high"`` text or a ``(low, high)`` pair → HU bounds.

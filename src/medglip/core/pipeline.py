@@ -6,10 +6,15 @@ service alike (nothing else derives windows or normalisation):
 1. :func:`model_pixels`: raw values → uint8 *model pixels*, configured by :class:`InputConfig`
    (saved in every checkpoint's ``config.json`` and every built dataset's ``build_config.json``):
 
-   - CT (Hounsfield units): the three windows of ``InputConfig.ct_windows`` (lung, soft tissue,
-     bone by default) stacked as the three channels ``(H, W, 3)``. No window is chosen per image,
-     so nothing has to be guessed at inference;
-   - 8-bit images (PNG / JPEG pictures, ``uint8`` arrays) and bool masks: as they are;
+   - CT: its values mapped to Hounsfield units by their :class:`~medglip.core.intensity.CTForm`
+     (HU as they are; an already-windowed picture back through its window; a standardised array
+     through the affine its source documents), then the three windows of ``InputConfig.ct_windows``
+     (lung, soft tissue, bone by default) stacked as the three channels ``(H, W, 3)``. So CT reaches
+     the model as one kind of input whatever form it arrived in, and no window is chosen per image.
+     An 8-bit grey CT picture whose form nobody declares is taken as a picture of
+     :data:`~medglip.core.intensity.DEFAULT_PICTURE_WINDOW` (the lung window); other grey CT arrays
+     are HU. See :func:`ct_form_of`;
+   - other 8-bit images (PNG / JPEG pictures, ``uint8`` arrays) and bool masks: as they are;
    - everything else (MR, radiographs, ultrasound, 16-bit or float pictures): the
      ``InputConfig.percentiles`` of the image's own non-background values map to 0 and 255, per
      image (per slice for volumes), so one slice gives the same pixels on its own and inside its
@@ -41,8 +46,8 @@ import numpy as np
 
 from ..errors import MedglipError
 from .intensity import (
-    CT_WINDOWS, DEFAULT_DISPLAY_WINDOW, PERCENTILES, looks_like_hu, parse_window, percentile_range, raw_range,
-    window_to_uint8,
+    CT_WINDOWS, DEFAULT_DISPLAY_WINDOW, DEFAULT_PICTURE_WINDOW, PERCENTILES, CTForm, looks_like_hu, parse_window,
+    percentile_range, raw_range, window_to_uint8,
 )
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: dataset-build workers never load it
@@ -53,7 +58,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: The CT windows stacked as the model's three input channels, by default.
 DEFAULT_INPUT_WINDOWS: tuple[str, str, str] = ("lung", "soft_tissue", "bone")
 #: Version of the input pipeline; configs of an older version are converted or refused by their loaders.
-PIPELINE_VERSION = 2
+#: 3: CT forms (8-bit CT pictures and standardised arrays mapped to HU before the windows; 2 took them as
+#: they are). A version-2 config keeps version 2's pixels, so its checkpoints see what they were trained on.
+PIPELINE_VERSION = 3
+#: The first version that maps CT forms (:func:`ct_form_of`).
+CT_FORMS_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -134,18 +143,69 @@ def image_channels(array: np.ndarray, what: str = "image") -> np.ndarray:
     return out
 
 
-def is_ct_input(array: np.ndarray, modality: str | None) -> bool:
-    """Whether :func:`model_pixels` windows ``array`` as CT: a grey non-8-bit image of modality CT
-    (or of unknown modality whose values look like Hounsfield units)."""
+def _equal_channels(a: np.ndarray) -> bool:
+    """An ``(H, W, 3)`` image whose three channels are equal (a grey picture saved as RGB)."""
+    return a.ndim == 3 and a.shape[2] == 3 and np.array_equal(a[..., 0], a[..., 1]) \
+        and np.array_equal(a[..., 0], a[..., 2])
+
+
+def ct_form_of(array: np.ndarray, modality: str | None, config: InputConfig = InputConfig(),
+               form: CTForm | None = None) -> CTForm | None:
+    """The :class:`CTForm` in which :func:`model_pixels` takes ``array`` (channels as
+    :func:`image_channels` leaves them), or None when it is no CT input.
+
+    - Grey non-8-bit values of modality CT, or of unknown modality that look like Hounsfield units,
+      are CT: ``form`` when given (modality CT), else HU.
+    - An 8-bit grey image of modality CT (an RGB one with equal channels counts as grey) is CT too:
+      ``form`` when given, else a picture of :data:`DEFAULT_PICTURE_WINDOW`. 8-bit pictures of unknown
+      modality are not (nothing says they are CT).
+    - Colour images and masks never are.
+
+    With ``config.version`` below :data:`CT_FORMS_VERSION` (checkpoints and datasets made before the
+    forms) the old rule holds: only grey non-8-bit images are CT, always as HU, ``form`` ignored.
+    """
     a = np.asarray(array)
-    if a.dtype in (np.uint8, np.bool_) or a.ndim != 2:
-        return False
-    return modality == "CT" or (modality is None and looks_like_hu(a))
+    if a.dtype == np.bool_:
+        return None
+    grey = a.ndim == 2
+    if config.version < CT_FORMS_VERSION:
+        if a.dtype == np.uint8 or not grey:
+            return None
+        return CTForm() if modality == "CT" or (modality is None and looks_like_hu(a)) else None
+    if a.dtype == np.uint8:
+        if modality != "CT" or not (grey or _equal_channels(a)):
+            return None
+        return form if form is not None else CTForm.windowed(DEFAULT_PICTURE_WINDOW)
+    if not grey:
+        return None
+    if modality == "CT":
+        return form if form is not None else CTForm()
+    return CTForm() if modality is None and looks_like_hu(a) else None
+
+
+def is_ct_input(array: np.ndarray, modality: str | None, config: InputConfig = InputConfig()) -> bool:
+    """Whether :func:`model_pixels` windows ``array`` as CT (:func:`ct_form_of` finds a form)."""
+    return ct_form_of(array, modality, config) is not None
+
+
+def _ct_hu(a: np.ndarray, form: CTForm) -> np.ndarray:
+    """The approximate HU of a CT image ``a`` of ``form`` (an equal-channel RGB picture as grey).
+    HU input is returned as it is, so its pixels stay exactly those of pipeline version 2."""
+    grey = a[..., 0] if a.ndim == 3 else a
+    return form.to_hu(grey)
+
+
+def _ct_record(a: np.ndarray, form: CTForm, windows: list[list[float]], config: InputConfig) -> dict[str, Any]:
+    """The ``ct_windows`` intensity record; from version 3 on it says which form the values had."""
+    rec: dict[str, Any] = {"mode": "ct_windows", "windows": windows, **raw_range(a)}
+    if config.version >= CT_FORMS_VERSION:
+        rec["form"] = form.to_json()
+    return rec
 
 
 def model_pixels(raw: np.ndarray, modality: str | None, config: InputConfig = InputConfig(), *,
-                 what: str = "image", neighbours: tuple[np.ndarray, np.ndarray] | None = None
-                 ) -> tuple[np.ndarray, dict[str, Any]]:
+                 what: str = "image", neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+                 form: CTForm | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Raw values of one 2D image → uint8 model pixels and the ``intensity`` record saying how.
 
     Args:
@@ -155,10 +215,12 @@ def model_pixels(raw: np.ndarray, modality: str | None, config: InputConfig = In
         what: names the input in errors.
         neighbours: with ``config.context_slices > 0``, the raw slices ``k - d`` and ``k + d`` of a
             volume (:func:`slice_pixels` finds them); None: ``raw`` stands in for both.
+        form: how a CT image's values relate to HU (None: :func:`ct_form_of`'s default for its dtype).
 
     Returns:
         ``(pixels, intensity)``: pixels ``(H, W, 3)`` for CT, colour and the 2.5D input, ``(H, W)``
-        for grey; ``intensity["mode"]`` is ``ct_windows`` (with ``windows``, one per channel),
+        for grey; ``intensity["mode"]`` is ``ct_windows`` (with ``windows``, one per channel, and
+        ``form``, the :class:`CTForm` as JSON),
         ``identity``, ``scale`` or ``percentile`` (with ``low`` / ``high``: ``raw = low + pixel /
         255 * (high - low)``); a 2.5D input's record adds ``"context": [-d, 0, d]`` (the slice of
         each channel; its centre channel is the image's own).
@@ -168,17 +230,19 @@ def model_pixels(raw: np.ndarray, modality: str | None, config: InputConfig = In
         another shape.
     """
     if config.context_slices:
-        return _context_pixels(raw, modality, config, what, neighbours)
+        return _context_pixels(raw, modality, config, what, neighbours, form)
     a = image_channels(raw, what)
     if a.dtype == np.bool_:
         return a.astype(np.uint8) * 255, {"mode": "identity", "low": 0.0, "high": 1.0}
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise MedglipError(f"{what}: unsupported pixel type {a.dtype}: expected a numeric image")
+    ct = ct_form_of(a, modality, config, form)
+    if ct is not None:  # every CT form → HU → the same three windows
+        hu = _ct_hu(a, ct)
+        pix = np.stack([window_to_uint8(hu, lo, hi) for lo, hi in config.ct_windows], axis=-1)
+        return pix, _ct_record(a, ct, [list(w) for w in config.ct_windows], config)
     if a.dtype == np.uint8:
         return np.ascontiguousarray(a), {"mode": "identity", "low": 0.0, "high": 255.0}
-    if is_ct_input(a, modality):
-        pix = np.stack([window_to_uint8(a, lo, hi) for lo, hi in config.ct_windows], axis=-1)
-        return pix, {"mode": "ct_windows", "windows": [list(w) for w in config.ct_windows], **raw_range(a)}
     if a.ndim == 3 and np.issubdtype(a.dtype, np.floating) and np.nanmin(a) >= 0 and np.nanmax(a) <= 1:
         pix = np.clip(np.rint(np.nan_to_num(a) * 255), 0, 255).astype(np.uint8)
         return pix, {"mode": "scale", "low": 0.0, "high": 1.0}
@@ -193,42 +257,45 @@ def _percentile_record(a: np.ndarray, config: InputConfig) -> dict[str, Any]:
 
 
 def _context_pixels(raw: np.ndarray, modality: str | None, config: InputConfig, what: str,
-                    neighbours: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, dict[str, Any]]:
+                    neighbours: tuple[np.ndarray, np.ndarray] | None,
+                    form: CTForm | None) -> tuple[np.ndarray, dict[str, Any]]:
     """The 2.5D input (``config.context_slices = d``): three slices as the channels, each mapped
-    with the centre slice's mapping."""
+    with the centre slice's mapping (CT: its form, then the middle window)."""
     flat = config.replace(context_slices=0)
     a = image_channels(raw, what)
     if a.ndim == 3 or a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.number)):
-        return model_pixels(raw, modality, flat, what=what)  # colour (or an error): no neighbours to stack
+        return model_pixels(raw, modality, flat, what=what, form=form)  # colour (or an error): no neighbours
     below, above = (a, a) if neighbours is None else (image_channels(n, what) for n in neighbours)
     if below.shape != a.shape or above.shape != a.shape:
         raise MedglipError(f"{what}: neighbouring slices of shape {below.shape} / {above.shape} differ from "
                            f"the slice's {a.shape}")
     d = config.context_slices
     context = {"context": [-d, 0, d]}
+    ct = ct_form_of(a, modality, config, form)
+    if ct is not None:
+        lo, hi = config.ct_windows[1]
+        rec = {**_ct_record(a, ct, [[lo, hi]] * 3, config), **context}
+        return np.stack([window_to_uint8(_ct_hu(x, ct), lo, hi) for x in (below, a, above)], axis=-1), rec
     if a.dtype == np.uint8:
         return np.stack([below, a, above], axis=-1), {"mode": "identity", "low": 0.0, "high": 255.0, **context}
-    if is_ct_input(a, modality):
-        lo, hi = config.ct_windows[1]
-        rec = {"mode": "ct_windows", "windows": [[lo, hi]] * 3, **raw_range(a), **context}
-    else:
-        rec = {**_percentile_record(a, config), **context}
-        lo, hi = rec["low"], rec["high"]
+    rec = {**_percentile_record(a, config), **context}
+    lo, hi = rec["low"], rec["high"]
     return np.stack([window_to_uint8(x, lo, hi) for x in (below, a, above)], axis=-1), rec
 
 
 def slice_pixels(volume: np.ndarray, plan: Any, index: int, modality: str | None, config: InputConfig, *,
-                 what: str = "slice") -> tuple[np.ndarray, dict[str, Any]]:
+                 what: str = "slice", form: CTForm | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Model pixels of display slice ``index`` of ``volume`` (``(i, j, k[, C])``) cut by ``plan``
-    (a :class:`~medglip.core.orient.SlicePlan`): :func:`model_pixels` of that slice, with its
-    neighbours ``index ± config.context_slices`` (clamped to the volume) for the 2.5D input."""
+    (a :class:`~medglip.core.orient.SlicePlan`): :func:`model_pixels` of that slice (``form``: the
+    volume's CT form), with its neighbours ``index ± config.context_slices`` (clamped to the
+    volume) for the 2.5D input."""
     centre = plan.view(volume, index)
     d = config.context_slices
     if not d:
-        return model_pixels(centre, modality, config, what=what)
+        return model_pixels(centre, modality, config, what=what, form=form)
     last = plan.n_slices - 1
     neighbours = (plan.view(volume, max(0, index - d)), plan.view(volume, min(last, index + d)))
-    return model_pixels(centre, modality, config, what=what, neighbours=neighbours)
+    return model_pixels(centre, modality, config, what=what, neighbours=neighbours, form=form)
 
 
 def picture(pixels: np.ndarray, intensity: dict[str, Any] | None = None, *, window: Any = None,
@@ -240,7 +307,8 @@ def picture(pixels: np.ndarray, intensity: dict[str, Any] | None = None, *, wind
         intensity: their ``intensity`` record (None: the pixels are shown as they are).
         window: for CT, a window name / ``"low,high"`` / pair; default :data:`DEFAULT_DISPLAY_WINDOW`.
             A window among the input channels is that channel; another one needs ``raw``.
-        raw: the raw values, to show a window that is not an input channel.
+        raw: the raw values, to show a window that is not an input channel (mapped to HU by the
+            record's ``form`` first).
 
     A 2.5D input (``intensity["context"]``) is shown as its centre slice.
 
@@ -255,7 +323,8 @@ def picture(pixels: np.ndarray, intensity: dict[str, Any] | None = None, *, wind
     if wanted in windows and pixels.ndim == 3:
         return np.ascontiguousarray(pixels[..., 1 if context else windows.index(wanted)])
     if raw is not None:
-        return window_to_uint8(image_channels(raw), *wanted)
+        form = CTForm.from_json(intensity["form"]) if intensity.get("form") else CTForm()
+        return window_to_uint8(_ct_hu(image_channels(raw), form), *wanted)
     names = {v: k for k, v in CT_WINDOWS.items()}
     raise MedglipError(f"CT window {window!r} is not one of this image's channels "
                        f"({', '.join(names.get(w, f'{w[0]:g},{w[1]:g}') for w in windows)}) and its raw values "

@@ -240,8 +240,8 @@ class Grounder:
 
     # ------------------------------------------------------------------------------ 2D
     def ground(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
-               masks: Masks = False, score_threshold: Threshold = "calibrated", top_k: int | None = None
-               ) -> GroundingResult | list[GroundingResult]:
+               masks: Masks = False, score_threshold: Threshold = "calibrated", top_k: int | None = None,
+               ct_window: Any = None) -> GroundingResult | list[GroundingResult]:
         """Ground ``phrases`` in one image or a list of images.
 
         Args:
@@ -257,6 +257,10 @@ class Grounder:
                 checkpoint's threshold of each phrase, a number, or None (the whole ranking above the
                 model's ``config.score_threshold`` floor, for evaluation).
             top_k: keep at most this many boxes per phrase.
+            ct_window: the HU window 8-bit CT pictures show (a name such as ``"soft_tissue"``,
+                ``"low,high"`` or a pair); None: :data:`medglip.core.intensity.DEFAULT_PICTURE_WINDOW`
+                (lung). Their pixels are mapped back to HU through it, then through the model's
+                windows, as every CT input is (:func:`medglip.core.pipeline.ct_form_of`).
 
         Returns:
             :class:`GroundingResult` (or a list): per phrase ``boxes`` (K, 4) xyxy in original
@@ -273,7 +277,7 @@ class Grounder:
         names = clean_phrases(phrases)
         caller = self._check_modality(modality)
         source = self.mask_source(masks)
-        inputs = [read_image_input(x) for x in items]
+        inputs = [read_image_input(x, ct_window=ct_window) for x in items]
         prepared = self._prepare(inputs, caller)
         keep = KeepBoxes(self.threshold_for, names, score_threshold, top_k) if source == "head" else None
         dets = self._detect([p.tensor for p in prepared], [p.meta for p in prepared],
@@ -320,11 +324,11 @@ class Grounder:
 
     def ground_file(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
                     masks: Masks = False, score_threshold: Threshold = "calibrated", plane: str = "axial",
-                    top_k: int | None = None) -> GroundingResult | VolumeGroundingResult:
+                    top_k: int | None = None, ct_window: Any = None) -> GroundingResult | VolumeGroundingResult:
         """Ground a 2D image or a volume, whichever ``image`` is (read once): :meth:`ground` (with
         ``top_k``) or :meth:`ground_volume` (with ``plane``). The one entry point of the CLI, VQA,
         reports and the service."""
-        item = read_input(image)
+        item = read_input(image, ct_window=ct_window)
         if isinstance(item, Volume):
             return self.ground_volume(item, phrases, modality=modality, masks=masks,
                                       score_threshold=score_threshold, plane=plane)
@@ -384,15 +388,16 @@ class Grounder:
                 unknown.append(i)
                 continue
             self._known(code, where, x.source)
-            pix, rec = model_pixels(x.raw, code, cfg, what=x.source)
+            pix, rec = model_pixels(x.raw, code, cfg, what=x.source, form=x.ct_form)
             out[i] = _Prepared(pix, rec, *to_tensor(pix, size), (code, where))
         if unknown:  # the classifier looks at the pixels made without a modality (HU-like → CT windows)
-            first = [model_pixels(inputs[i].raw, None, cfg, what=inputs[i].source) for i in unknown]
+            first = [model_pixels(inputs[i].raw, None, cfg, what=inputs[i].source, form=inputs[i].ct_form)
+                     for i in unknown]
             tensors = [to_tensor(p, size) for p, _ in first]
             for i, (pix, rec), (t, meta), code in zip(unknown, first, tensors, self._classify([t for t, _ in tensors])):
                 self._known(code, "classifier", inputs[i].source)
                 if code == "CT" and rec["mode"] != "ct_windows" or code != "CT" and rec["mode"] == "ct_windows":
-                    pix, rec = model_pixels(inputs[i].raw, code, cfg, what=inputs[i].source)
+                    pix, rec = model_pixels(inputs[i].raw, code, cfg, what=inputs[i].source, form=inputs[i].ct_form)
                     t, meta = to_tensor(pix, size)
                 out[i] = _Prepared(pix, rec, t, meta, (code, "classifier"))
         return [p for p in out if p is not None]
@@ -478,7 +483,8 @@ class Grounder:
     # ------------------------------------------------------------------------------ 3D
     def ground_volume(self, path_or_array: Any, phrases: Sequence[str] | str, *, geometry: Any = None,
                       modality: str | None = None, plane: str = "axial", masks: Masks = False,
-                      score_threshold: Threshold = "calibrated", link_iou: float = LINK_IOU) -> VolumeGroundingResult:
+                      score_threshold: Threshold = "calibrated", link_iou: float = LINK_IOU,
+                      ct_window: Any = None) -> VolumeGroundingResult:
         """Ground ``phrases`` slice by slice in a volume and link the boxes into 3D objects.
 
         Args:
@@ -488,6 +494,7 @@ class Grounder:
             phrases, modality, masks, score_threshold: as in :meth:`ground`.
             plane: ``axial`` / ``coronal`` / ``sagittal`` display slices.
             link_iou: IoU needed to link boxes of neighbouring slices (one missing slice is bridged).
+            ct_window: for an 8-bit CT volume, the window its pictures show (as in :meth:`ground`).
 
         Returns:
             :class:`VolumeGroundingResult`: per object phrase, score (mean of its slice scores),
@@ -498,7 +505,7 @@ class Grounder:
         caller = self._check_modality(modality)
         if plane not in PLANES:
             raise MedglipError(f"unknown plane {plane!r}; expected axial, coronal or sagittal")
-        vol = read_volume_input(path_or_array, geometry)
+        vol = read_volume_input(path_or_array, geometry, ct_window=ct_window)
         try:
             plan = plan_slices(vol.geometry, vol.array.shape, plane)
         except ValueError as exc:
@@ -512,7 +519,7 @@ class Grounder:
         def detect(ks: range, _phrases: Sequence[str]) -> list[GroundingResult]:
             prepared = []
             for k in ks:  # views of the volume, never a copy of it
-                pix, rec = slice_pixels(vol.array, plan, k, code, cfg, what=f"{vol.source}[{k}]")
+                pix, rec = slice_pixels(vol.array, plan, k, code, cfg, what=f"{vol.source}[{k}]", form=vol.ct_form)
                 prepared.append(_Prepared(pix, rec, *to_tensor(pix, size), (code, where)))
             dets = self._detect([p.tensor for p in prepared], [p.meta for p in prepared], [code] * len(prepared),
                                 chunks, head_masks=keep)
@@ -533,7 +540,7 @@ class Grounder:
         """Majority vote of the modality classifier over three central slices (only those are cut)."""
         n = plan.n_slices
         picks = sorted({n // 2, max(0, n // 2 - n // 4), min(n - 1, n // 2 + n // 4)})
-        tensors = [to_tensor(slice_pixels(vol.array, plan, k, None, self.input_config)[0],
+        tensors = [to_tensor(slice_pixels(vol.array, plan, k, None, self.input_config, form=vol.ct_form)[0],
                              self.config.image_size)[0] for k in picks]
         votes = self._classify(tensors)
         return max(set(votes), key=votes.count)

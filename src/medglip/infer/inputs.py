@@ -12,10 +12,16 @@ with their geometry; the model's input pipeline (:mod:`medglip.core.pipeline`) m
 
 Modality resolution (:func:`resolve_modality`): the caller's ``modality`` wins, then the file's
 metadata (DICOM Modality), then the model's modality classifier.
+
+CT forms: an 8-bit grey CT picture (PNG / JPEG / ``uint8``) is taken as a picture of a CT window, the
+one the caller names (``ct_window=``, kept as the input's ``ct_form``) or else
+:data:`~medglip.core.intensity.DEFAULT_PICTURE_WINDOW` (lung); every other CT input is Hounsfield units.
+The pipeline maps either to HU and through the model's windows (:func:`medglip.core.pipeline.ct_form_of`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +30,7 @@ from typing import Any, Callable, Union
 import numpy as np
 
 from ..core.geometry import Geometry
+from ..core.intensity import CTForm
 from ..core.orient import PLANES, plan_slices
 from ..core.pipeline import image_channels
 from ..errors import MedglipError
@@ -50,6 +57,8 @@ class InputImage:
             for a slice of a volume file, ``plane``, ``pixel_to_voxel`` and ``pixel_to_world``.
         dicom_headers: for a DICOM file, its header without pixel data (what a DICOM-SEG written
             about this image references); empty otherwise.
+        ct_form: if it is CT, how its values relate to HU (an 8-bit picture of the window the caller
+            named); None: the pipeline's default for its dtype.
     """
 
     raw: np.ndarray
@@ -57,6 +66,7 @@ class InputImage:
     source: str = "array"
     meta: dict[str, Any] = field(default_factory=dict)
     dicom_headers: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    ct_form: CTForm | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -78,6 +88,7 @@ class Volume:
             (multi-frame files: file frame of each ``k``).
         dicom_headers: the DICOM source datasets without pixel data (one per slice in ``k`` order for
             a series, one for a multi-frame file), referenced by the DICOM-SEG and SR medglip writes.
+        ct_form: as for :class:`InputImage` (an 8-bit volume of pictures of a named window).
     """
 
     array: np.ndarray
@@ -86,24 +97,40 @@ class Volume:
     source: str = "array"
     meta: dict[str, Any] = field(default_factory=dict)
     dicom_headers: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    ct_form: CTForm | None = None
 
 
 # ------------------------------------------------------------------------------ reading
-def read_input(image: Any, *, geometry: Geometry | None = None, expect: str | None = None) -> InputImage | Volume:
+def read_input(image: Any, *, geometry: Geometry | None = None, expect: str | None = None,
+               ct_window: Any = None) -> InputImage | Volume:
     """Read ``image`` once into an :class:`InputImage` (2D) or a :class:`Volume` (more than one slice).
 
     Args:
         image: a path, a numpy array (2D; or 3D ``(i, j, k)`` — a volume), a PIL image, or an
-            :class:`InputImage` / :class:`Volume` (returned as they are).
+            :class:`InputImage` / :class:`Volume` (returned as they are, but for ``ct_window``).
         geometry: the geometry of a 3D array (default: 1 mm identity, axial along ``k``, with a
             warning); for a volume file it replaces the file's.
         expect: for numpy arrays, ``"2d"`` or ``"volume"`` settles how a 3D array is taken; None:
             ``(H, W, 3|4)`` and channels-first colour are images, other 3D arrays volumes.
+        ct_window: the HU window an 8-bit CT picture shows (a window name such as ``"soft_tissue"``,
+            ``"low,high"`` or a pair); None: :data:`~medglip.core.intensity.DEFAULT_PICTURE_WINDOW`.
+            Only for 8-bit inputs (other CT values are HU).
 
     Raises:
         MedglipError: unreadable or unsupported files (a :class:`~medglip.errors.ReadError` naming
-            the file), empty arrays, unsupported types.
+            the file), empty arrays, unsupported types, a ``ct_window`` for an input that is not 8-bit.
     """
+    item = _read_input(image, geometry, expect)
+    if ct_window is None:
+        return item
+    values = item.array if isinstance(item, Volume) else item.raw
+    if values.dtype != np.uint8:
+        raise MedglipError(f"{item.source}: ct_window= describes an 8-bit CT picture, but this input holds "
+                           f"{values.dtype} values (taken as Hounsfield units): leave ct_window out")
+    return dataclasses.replace(item, ct_form=CTForm.windowed(ct_window))
+
+
+def _read_input(image: Any, geometry: Geometry | None, expect: str | None) -> InputImage | Volume:
     if isinstance(image, (InputImage, Volume)):
         return image
     if isinstance(image, (str, Path)):
@@ -122,9 +149,9 @@ def read_input(image: Any, *, geometry: Geometry | None = None, expect: str | No
                        "a PIL image or a file path")
 
 
-def read_image_input(image: Any) -> InputImage:
+def read_image_input(image: Any, *, ct_window: Any = None) -> InputImage:
     """:func:`read_input` for what must be 2D; a volume raises a :class:`MedglipError` saying what to do."""
-    item = read_input(image, expect="2d")
+    item = read_input(image, expect="2d", ct_window=ct_window)
     if isinstance(item, Volume):
         shape = tuple(item.array.shape)
         raise MedglipError(
@@ -134,9 +161,9 @@ def read_image_input(image: Any) -> InputImage:
     return item
 
 
-def read_volume_input(image: Any, geometry: Geometry | None = None) -> Volume:
+def read_volume_input(image: Any, geometry: Geometry | None = None, *, ct_window: Any = None) -> Volume:
     """:func:`read_input` for what must be a volume; a 2D input raises a :class:`MedglipError`."""
-    item = read_input(image, geometry=geometry, expect="volume")
+    item = read_input(image, geometry=geometry, expect="volume", ct_window=ct_window)
     if isinstance(item, InputImage):
         raise MedglipError(f"{item.source}: a 2D image of shape {item.raw.shape}; use Grounder.ground for 2D images")
     return item

@@ -133,7 +133,7 @@ class VolumeGroundingResult:
 
             raise MedglipError(f"the volume result of {self.source} carries no volume to draw")
         return slice_pixels(self.volume.array, self.plan, int(index), self.modality, self.input_config,
-                            what=f"{self.source}[{index}]")
+                            what=f"{self.source}[{index}]", form=self.volume.ct_form)
 
     def picture(self, index: int | None = None, window: Any = None) -> np.ndarray:
         """Display slice ``index`` (default: the middle one) as people see it (CT in one window)."""

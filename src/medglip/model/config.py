@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.intensity import CT_WINDOWS
-from ..core.pipeline import PIPELINE_VERSION, InputConfig
+from ..core.pipeline import CT_FORMS_VERSION, PIPELINE_VERSION, InputConfig
 from ..core.rules import FINDING_THRESHOLD
 from ..modality import MODALITIES
 
@@ -90,7 +90,8 @@ class ModelConfig:
         intensity_percentiles: percentiles of an image's non-background values mapped to 0 / 255
             for other non-8-bit inputs.
         input_version: the pipeline version; a ``config.json`` without it predates the pipeline and
-            is converted on load (see :meth:`from_dict`).
+            is converted on load (see :meth:`from_dict`); one of version 2 keeps version 2's input
+            (8-bit CT pictures as they are, no CT forms: :func:`medglip.core.pipeline.ct_form_of`).
         context_slices: the 2.5D input: grey volume slices as slices ``(k - d, k, k + d)`` in the
             three channels (0: off). A model trains only on a dataset built with the same value.
 
@@ -301,7 +302,7 @@ class ModelConfig:
                         "soft-tissue channels (its old inference input); retrain for the multi-window input",
                         kw["name"])
             kw["ct_windows"] = (CT_WINDOWS["soft_tissue"],) * 3
-            kw["input_version"] = PIPELINE_VERSION
+            kw["input_version"] = CT_FORMS_VERSION - 1  # 8-bit pictures as they are, as those models saw them
         if kw.get("input_version", PIPELINE_VERSION) > PIPELINE_VERSION:
             raise ValueError(f"this config was written by a newer medglip (input pipeline version "
                              f"{kw['input_version']} > {PIPELINE_VERSION}): upgrade medglip")

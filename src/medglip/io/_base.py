@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core.geometry import Geometry
 from ..errors import ReadError
-from .policy import check_bytes
+from .policy import check_bytes, check_confined
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,9 @@ def check_geometry(path: str | Path, geometry: Geometry) -> Geometry:
 
 
 def check_file(path: str | Path) -> Path:
-    """Raise :class:`ReadError` for a missing, non-regular or empty file; return it as a Path."""
-    p = Path(path)
+    """Raise :class:`ReadError` for a missing, non-regular or empty file, or one outside the read policy's
+    ``root``; return it as a Path."""
+    p = check_confined(path)
     if not p.exists():
         raise ReadError(p, "file not found")
     if p.is_file() and p.stat().st_size == 0:

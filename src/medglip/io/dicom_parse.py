@@ -13,6 +13,10 @@ hour of parsing for a 1 MB zip. :func:`parse_dicom` calls pydicom's own ``read_p
   has two in a row) and at :data:`~medglip.io.policy.MAX_DICOM_ELEMENTS` elements, and checks the
   :class:`~medglip.io.policy.ReadPolicy` deadline every few thousand reads;
 - ``defer_size`` so that large values (the pixel data) are not read while parsing.
+
+pydicom opens no other file for a dataset: references to other files (a DICOMDIR's ReferencedFileID, a
+Pixel Data Provider URL) are never followed, and a deferred value is read by re-opening this same file
+(through :class:`GuardedFile`, which also keeps every open inside the read policy's ``root``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 
 from ..errors import ReadError
-from .policy import check_deadline, current_policy
+from .policy import check_confined, check_deadline, current_policy
 
 #: values larger than this are read only when used (the pixel data), not while parsing
 DEFER_SIZE = 2 << 20
@@ -48,7 +52,7 @@ class GuardedFile(io.RawIOBase):
         super().__init__()
         if mode != "rb":
             raise ValueError("GuardedFile is read-only")
-        self.name = str(path)
+        self.name = str(check_confined(path))
         self._f = open(self.name, "rb")  # noqa: SIM115 - closed in close()
         self.limit = 2 * (limit or current_policy().max_elements)
         self.reads = 0

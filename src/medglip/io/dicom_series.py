@@ -24,7 +24,7 @@ from ..modality import guess_modality
 from ._base import ImageData, check_file
 from .dicom import check_dicom_size, dicom_errors, dicom_pixels, open_dicom, read_dicom_file
 from .dicom_geometry import slice_geometry
-from .policy import check_deadline
+from .policy import check_confined, check_deadline
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,10 @@ def list_dicom_series(folder: str | Path, *, recursive: bool = False) -> dict[st
     files = sorted(folder.rglob("*") if recursive else folder.iterdir())
     series: dict[str, list[tuple[Path, Any]]] = {}
     for f in files:
-        if not f.is_file() or f.name.upper() == "DICOMDIR" or f.name.startswith(".") or not _is_dicom(f):
+        if f.name.upper() == "DICOMDIR" or f.name.startswith("."):
+            continue  # a DICOMDIR only references files; the series is read from the files themselves
+        check_confined(f)  # a link out of the folder a service confines reads to is refused, not followed
+        if not f.is_file() or not _is_dicom(f):
             continue
         try:
             ds = open_dicom(f, headers_only=True)

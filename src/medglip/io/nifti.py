@@ -4,6 +4,9 @@ nibabel's affine maps voxel indices to RAS+ world; LPS is the same with x and y 
 LPS affine is ``diag(-1, -1, 1, 1) @ affine``. Spacing is the column norms of that affine (equal to
 the header zooms for a well-formed file), direction its normalised columns. The array is returned in
 nibabel's index order ``(i, j, k[, ...])`` with ``scl_slope``/``scl_inter`` applied by nibabel.
+
+Only single-file NIfTI is read (``n+1`` / ``n+2`` magic), from the file given alone: a ``.hdr`` / ``.img``
+pair or an Analyze 7.5 header, whose pixels are in another file, is refused.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 from ..core.geometry import Geometry
 from ..errors import ReadError
 from ._base import ImageData, check_geometry, check_size, condense_error
-from .policy import check_deadline, current_policy, working_dtype
+from .policy import check_confined, check_deadline, current_policy, working_dtype
 
 try:  # ISA-L inflates a .nii.gz about twice as fast as zlib (what makes NIfTI as quick as NRRD)
     from isal import igzip as _gzip
@@ -76,32 +79,56 @@ def _read_in_slabs(img: nib.Nifti1Image, shape: tuple[int, ...], dtype: np.dtype
     return out
 
 
+#: bytes of the header :func:`_single_file_class` looks at (NIfTI-2's 540 and its 4 extension flag bytes)
+_PEEK = 544
+
+
+def _single_file_class(path: Path, head: bytes) -> type:
+    """The nibabel class of a SINGLE-FILE NIfTI header (``n+1`` / ``n+2``). A ``ni1`` / ``ni2`` header or an
+    Analyze 7.5 one keeps its pixels in another file (``.img``): refused, so nothing but ``path`` is read."""
+    sizes = {struct.unpack(o + "i", head[:4])[0] for o in "<>"} if len(head) >= 348 else set()
+    if 348 in sizes:
+        klass, magic, single, pair = nib.Nifti1Image, head[344:348], b"n+1\x00", b"ni1\x00"
+    elif 540 in sizes and len(head) >= 540:
+        klass, magic, single, pair = nib.Nifti2Image, head[4:8], b"n+2\x00", b"ni2\x00"
+    else:
+        raise ReadError(path, "not a readable NIfTI file (no NIfTI-1 / NIfTI-2 header)")
+    if magic == pair:
+        raise ReadError(path, "a NIfTI header whose pixels are in a separate .img file (a .hdr/.img pair): the "
+                              "other file is not read; convert the pair to a single .nii / .nii.gz")
+    if magic != single:
+        raise ReadError(path, "not a readable NIfTI file: no single-file NIfTI magic (an Analyze 7.5 header, whose "
+                              "pixels are in a separate .img file, is not read)")
+    return klass
+
+
 def _load(path: Path) -> tuple[Any, Any]:
-    """``(nibabel image, file to close or None)``: ``nib.load``, except that a ``.nii.gz`` is inflated
-    by ISA-L (``isal``) when it is installed."""
-    if not path.name.lower().endswith(".gz") or _gzip is gzip:
-        return nib.load(str(path)), None
-    f = _gzip.open(path, "rb")
+    """``(nibabel image, file to close or None)`` of the single-file NIfTI ``path``, built from ``path``
+    alone (never ``nib.load``, which picks a class by file name and reads the ``.img`` of a ``.hdr``); a
+    ``.nii.gz`` is inflated by ISA-L (``isal``) when it is installed."""
+    gz = path.name.lower().endswith(".gz")
+    f = (_gzip.open if gz else open)(path, "rb")
     try:
-        head = f.read(4)
-        f.seek(0)
-        sizes = {struct.unpack(o + "i", head)[0] for o in "<>"} if len(head) == 4 else set()
-        klass = nib.Nifti1Image if 348 in sizes else nib.Nifti2Image if 540 in sizes else None
-        if klass is None:  # not NIfTI-1/2: nibabel says what it is
-            f.close()
-            return nib.load(str(path)), None
-        holder = nib.FileHolder(filename=str(path), fileobj=f)
-        return klass.from_file_map({"image": holder, "header": holder}), f
+        klass = _single_file_class(path, f.read(_PEEK))
+        if gz and _gzip is not gzip:
+            f.seek(0)
+            holder = nib.FileHolder(filename=str(path), fileobj=f)
+            return klass.from_file_map({"image": holder, "header": holder}), f
     except BaseException:
         f.close()
         raise
+    f.close()
+    holder = nib.FileHolder(filename=str(path))
+    return klass.from_file_map({"image": holder, "header": holder}), None
 
 
 def read_nifti(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
     """Read a NIfTI file; 2D NIfTI becomes ``(i, j, 1)``, 4D keeps the 4th axis as channels."""
-    path = Path(path)
+    path = check_confined(path)
     try:
         img, opened = _load(path)
+    except ReadError:
+        raise
     except EOFError as exc:  # the compressed stream ends inside the header
         raise ReadError(path, f"not a readable NIfTI file, file truncated? ({condense_error(exc)})") from None
     except Exception as exc:  # nibabel raises ImageFileError, gzip/zlib/EOF errors, ...

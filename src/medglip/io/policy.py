@@ -12,7 +12,12 @@ A service reading untrusted uploads wraps its calls in :func:`read_policy`; ever
   says the caller gave up, checked between slabs, tiles, slices and DICOM elements (large NIfTI
   images are then read in slabs even when nothing is converted);
 - bounds the number of DICOM elements it parses (``max_elements``), so a header followed by a gigabyte
-  of zeros (millions of empty elements) is refused in milliseconds instead of parsed for half an hour.
+  of zeros (millions of empty elements) is refused in milliseconds instead of parsed for half an hour;
+- opens no file a header names (NRRD ``data file``, MetaImage ``ElementDataFile``) when ``data_files`` is
+  ``"refuse"``, and otherwise only a regular file beside the header (:func:`data_file`): never an absolute
+  path, a sub-folder, ``..`` or a link out of the header's folder (the default, for ``.mhd`` + ``.raw``);
+- opens nothing outside ``root`` when it is set (:func:`check_confined`; symbolic links resolved): a
+  service sets it to the request's own temporary folder.
 
 The policy lives in a :mod:`contextvars` variable: it follows the code into threads started with a copy
 of the caller's context (``contextvars.copy_context().run``) and is the permissive default elsewhere.
@@ -23,12 +28,14 @@ of the caller's context (``contextvars.copy_context().run``) and is the permissi
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 
@@ -51,6 +58,9 @@ class ReadPolicy:
             raise (any :class:`~medglip.errors.MedglipError`) to refuse the read.
         max_elements: most DICOM elements parsed per file.
         cancelled: ``cancelled()`` true stops the read like a passed deadline (the caller gave up).
+        data_files: ``"beside"``: a header may name a separate data file only as a plain file name in its
+            own folder (``scan.mhd`` + ``scan.raw``); ``"refuse"``: no separate data file at all (uploads).
+        root: every file a reader opens must lie inside this folder once links are resolved (None: anywhere).
     """
 
     max_bytes: int | None = None
@@ -59,6 +69,12 @@ class ReadPolicy:
     charge: Callable[[int, str], None] | None = None
     max_elements: int = MAX_DICOM_ELEMENTS
     cancelled: Callable[[], bool] | None = None
+    data_files: Literal["beside", "refuse"] = "beside"
+    root: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.data_files not in ("beside", "refuse"):
+            raise ValueError(f"ReadPolicy.data_files must be 'beside' or 'refuse', not {self.data_files!r}")
 
     @property
     def interruptible(self) -> bool:
@@ -120,3 +136,52 @@ def check_bytes(path: str | Path, shape: tuple[int, ...], itemsize: int) -> int:
     if policy.charge is not None:
         policy.charge(nbytes, str(path))
     return nbytes
+
+
+def check_confined(path: str | Path) -> Path:
+    """Refuse (``ReadError``) a file outside the policy's ``root`` (links resolved); returns the path."""
+    p = Path(path)
+    root = _POLICY.get().root
+    if root is not None:
+        try:
+            inside = p.resolve().is_relative_to(Path(root).resolve())
+        except (OSError, RuntimeError, ValueError):  # a link loop, an impossible name
+            inside = False
+        if not inside:
+            raise ReadError(p, "outside the folder this read is confined to: not opened")
+    return p
+
+
+def data_file(header: str | Path, name: str) -> Path:
+    """The file a header's data-file field ``name`` may make a reader open (see ``ReadPolicy.data_files``).
+
+    Raises:
+        ReadError: under ``data_files="refuse"`` always (naming the field's value); otherwise when ``name``
+            is not a plain file name in the header's own folder, or names something that is not a regular
+            file (``/dev/stdin``, a FIFO: ITK would block reading it).
+    """
+    header = Path(header)
+    shown = repr(name[:80] + ("..." if len(name) > 80 else ""))
+    if _POLICY.get().data_files == "refuse":
+        raise ReadError(header, f"the header names a separate data file ({shown}); only self-contained files "
+                                "are read here (the pixel data in the same file as the header)")
+    target = Path(name) if os.path.isabs(name) else header.parent / name
+    try:
+        mode = os.stat(target).st_mode
+    except (OSError, ValueError):  # missing, or an impossible name (NUL bytes): judged by its name below
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise ReadError(header, f"the header's data file {target} is not a regular file")
+    plain = name[2:] if name.startswith("./") else name
+    if not plain or plain in (".", "..") or "/" in plain or "\\" in plain or "\0" in plain:
+        raise ReadError(header, f"the header names a data file outside its own folder ({shown}); a separate "
+                                "data file must be a plain file name beside the header")
+    target = header.parent / plain
+    if mode is not None:
+        try:
+            beside = target.resolve().parent == header.resolve().parent
+        except (OSError, RuntimeError):
+            beside = False
+        if not beside:
+            raise ReadError(header, f"the header's data file {shown} is a link out of the header's folder")
+    return check_confined(target)

@@ -30,27 +30,31 @@ from PIL import Image
 from ..core.files import atomic_write_bytes
 from ..errors import ReadError
 from ._base import ImageData, check_size, condense_error, geometry_2d
+from .policy import check_confined
 
 log = logging.getLogger(__name__)
 
 _PIL_LOCK = threading.Lock()
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: the only Pillow decoders a picture may reach (Pillow would otherwise pick any of its ~40 formats by
+#: content: EPS runs Ghostscript, others are rarely exercised code); Pillow's JPEG opener also gives MPOs
+PIL_FORMATS = ("PNG", "JPEG", "BMP", "GIF")
 
 
 def open_pil(path: str | Path, *, max_pixels: int | None = None) -> Image.Image:
     """Open a picture lazily, check its declared size against our limit, then decode it fully.
 
     Pillow's own decompression-bomb guard is replaced by :func:`check_size` (so the limit is
-    configurable and the error is a :class:`ReadError`).
+    configurable and the error is a :class:`ReadError`); only the decoders of :data:`PIL_FORMATS` are used.
     """
-    path = Path(path)
+    path = check_confined(path)
     with _PIL_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                im = Image.open(str(path))
+                im = Image.open(str(path), formats=PIL_FORMATS)
         except Exception as exc:  # UnidentifiedImageError, OSError, SyntaxError, ...
             raise ReadError(path, f"not a readable image ({condense_error(exc)})") from None
         finally:
@@ -234,7 +238,8 @@ def read_raster(path: str | Path, *, max_pixels: int | None = None) -> ImageData
 
         im.close()  # Pillow's 8-bit reduction is not used: free it before ITK decodes the 16 bits
         # the pixel count was checked by open_pil; read_itk counts values (3 or 4 per pixel)
-        data = read_itk(path, fmt="png", max_pixels=None if max_pixels is None else 4 * max_pixels)
+        data = read_itk(path, fmt="png", max_pixels=None if max_pixels is None else 4 * max_pixels,
+                        image_io="PNGImageIO")
         arr = data.array
         if arr.ndim == 3 and arr.shape[-1] in (2, 4):
             arr = arr[..., :-1]

@@ -6,6 +6,9 @@ The first series of the file is read. Axes are interpreted from tifffile's axes 
 trailing samples axis kept as channels. Spacing comes from the resolution tags when the unit is
 centimetre (or ImageJ metadata gives a length unit); otherwise unit spacing and
 ``spacing_known=False``. The z spacing of a stack comes from ImageJ's ``spacing`` when present.
+
+Only the file given is read: the series kinds of tifffile that open other files of the folder (an OME-TIFF
+whose XML names other files, Micro-Manager ``_MMStack`` and NDTiff sets) are read as this one file.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import tifffile
 from ..core.geometry import Geometry
 from ..errors import ReadError
 from ._base import ImageData, check_size, condense_error, geometry_2d
-from .policy import check_deadline, working_dtype
+from .policy import check_confined, check_deadline, working_dtype
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +85,10 @@ def _read_converted(series: tifffile.TiffPageSeries, shape: tuple[int, ...], dty
 
 def read_tiff(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
     """Read a TIFF file as 2D or 3D :class:`ImageData` (see module docstring)."""
-    path = Path(path)
+    path = check_confined(path)
     try:
-        tif = tifffile.TiffFile(str(path))
+        # multi-file series off: an OME-XML <UUID FileName="..."> would open any TIFF the server can read
+        tif = tifffile.TiffFile(str(path), _multifile=False, is_mmstack=False, is_ndtiff=False)
     except Exception as exc:
         raise ReadError(path, f"not a readable TIFF file ({condense_error(exc)})") from None
     with tif:

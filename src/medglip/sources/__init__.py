@@ -26,6 +26,7 @@ from . import (acdc, amos, brats, btcv, busi, camus, chaos, coco, flare, glas, h
                lits, manifest, mnms, montgomery, monuseg, msd, nnunetv2, ph2, promise12, segthor, shenzhen, siim,
                tn3k, totalsegmentator, word)
 from . import lgg, msd_hippocampus
+from . import covid_infnet, lidc_pylidc, msd_lung_slices
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 LAYOUTS: dict[str, ModuleType] = {m.NAME: m for m in (
     manifest, nnunetv2, msd, totalsegmentator, isic2018, busi, kvasir, coco,
     amos, word, btcv, flare, kits, lits, segthor, chaos, brats, acdc, mnms, promise12, hecktor,
-    jsrt, montgomery, shenzhen, siim, camus, tn3k, ph2, monuseg, glas, lgg, msd_hippocampus)}
+    jsrt, montgomery, shenzhen, siim, camus, tn3k, ph2, monuseg, glas, lgg, msd_hippocampus,
+    covid_infnet, msd_lung_slices, lidc_pylidc)}
 
 #: Detection tiers, most specific first: an explicit medglip manifest beats a named data set that
 #: also ships an MSD-style dataset.json (AMOS, WORD), which beats a generic dataset.json layout,
@@ -43,7 +45,7 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("manifest",), ("amos", "word"), ("nnunetv2", "msd"),
     ("totalsegmentator", "isic2018", "busi", "kvasir", "btcv", "flare", "kits", "lits", "segthor", "chaos",
      "brats", "acdc", "mnms", "promise12", "hecktor", "jsrt", "montgomery", "shenzhen", "siim", "camus", "tn3k",
-     "ph2", "monuseg", "glas", "lgg", "msd_hippocampus"),
+     "ph2", "monuseg", "glas", "lgg", "msd_hippocampus", "covid_infnet", "msd_lung_slices", "lidc_pylidc"),
     ("coco",))
 
 _LOOKED_FOR = {
@@ -77,6 +79,10 @@ _LOOKED_FOR = {
     "ph2": "IMDnnn/IMDnnn_Dermoscopic_Image + IMDnnn_lesion (+ PH2_dataset.txt diagnoses) (PH2)",
     "lgg": "kaggle_3m/TCGA_<inst>_<id>_<date>/<patient>_<n>.tif + <patient>_<n>_mask.tif (LGG, Buda et al.)",
     "msd_hippocampus": "imagesTr/hippocampus_*.nii.gz + labelsTr/ without dataset.json (MSD Task04 Hippocampus)",
+    "covid_infnet": "TrainingSet/LungInfection-Train/Doctor-label/{Imgs,GT} + TestingSet/LungInfection-Test "
+                    "(MedSeg COVID-19 CT, Inf-Net layout)",
+    "msd_lung_slices": "images/1NNNN_<z>.jpg + masks/1NNNN_<z>.jpg (MSD Task06 lung tumour JPEG slices)",
+    "lidc_pylidc": "Image/LIDC-IDRI-PPPP/PPPP_NInnn_slicesss.npy + Mask/ (LIDC-IDRI, pylidc preprocessing)",
     "monuseg": "Tissue Images/*.tif + Annotations/*.xml (MoNuSeg)",
     "glas": "train_N.bmp + train_N_anno.bmp + Grade.csv (GlaS)",
     "coco": "annotations/instances_<split>.json or a COCO *.json",

@@ -106,6 +106,25 @@ def test_a_windowed_picture_gives_the_hu_slices_pixels_inside_its_window(window)
     assert old.ndim == 2 and old_rec["mode"] == "identity" and np.array_equal(old, pic)
 
 
+def test_a_source_may_say_what_its_saturated_dark_pixels_stand_for():
+    """MSD's JPEG slices saturate everything below 0 HU: declared as air, the air outside the body gets
+    exactly the HU slice's pixels (left at the window's end, 0 HU, it would be soft-tissue grey)."""
+    hu, lungs = chest_hu()
+    pic = window_to_uint8(hu, 0.0, 255.0)
+    want, _ = model_pixels(hu, "CT")
+    got, rec = model_pixels(pic, "CT", form=CTForm.windowed((0, 255), below_hu=-1000.0))
+    assert rec["form"]["below_hu"] == -1000.0
+    air = hu == -1000.0
+    assert np.array_equal(got[air], want[air])
+    inside = (hu > 0.5) & (hu < 255)  # below 0.5 HU the picture rounds to 0: taken as air
+    assert np.abs(got.astype(int) - want.astype(int))[inside].max() <= 2
+    edge, _ = model_pixels(pic, "CT", form=CTForm.windowed((0, 255)))
+    assert np.all(edge[air][:, 1] == 102)  # 0 HU in the soft-tissue window: grey, not air
+    with pytest.raises(MedglipError, match="below_hu"):
+        CTForm.windowed((0, 255), below_hu=50.0)
+    assert CTForm.from_json(CTForm.windowed((0, 255), below_hu=-1000.0).to_json()).below_hu == -1000.0
+
+
 def test_a_picture_of_one_of_the_input_windows_is_that_channel_exactly():
     hu, _ = chest_hu()
     pic = window_to_uint8(hu, *CT_WINDOWS["lung"])

@@ -44,7 +44,9 @@ class CTForm:
     - ``windowed``: a picture of the HU window ``window = (low, high)``: value 0 shows ``low``, value
       ``white`` (255 for 8 bits) shows ``high``, linearly between (``HU = low + value / white ×
       (high - low)``). A value at 0 or ``white`` stands for everything beyond its end of the window
-      (saturated: what lay outside the window is not in the picture).
+      (saturated: what lay outside the window is not in the picture); it is taken as the window's end,
+      unless the source knows what its saturated dark pixels mostly are: ``below_hu`` (e.g. air, -1000,
+      for a narrow window of a chest slice whose 0 pixels are mostly air and lung).
     - ``standardised``: an array a source standardised (z-scores): ``HU ≈ offset + scale × value``, the
       affine the source's adapter documents; values equal to ``background`` (the outside of a mask the
       source multiplied in) are ``background_hu`` (air: -1000 HU).
@@ -59,6 +61,7 @@ class CTForm:
     scale: float = 1.0
     background: float | None = None
     background_hu: float = -1000.0
+    below_hu: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in CT_FORM_KINDS:
@@ -69,15 +72,21 @@ class CTForm:
             object.__setattr__(self, "window", parse_window(tuple(self.window)))
             if not (np.isfinite(self.white) and self.white > 0):
                 raise MedglipError(f"the white value of a windowed CT picture must be > 0, got {self.white!r}")
+            if self.below_hu is not None and not (np.isfinite(self.below_hu) and self.below_hu <= self.window[0]):
+                raise MedglipError(f"below_hu ({self.below_hu!r}) must be a HU value at or below the window's low end "
+                                   f"{self.window[0]:g}")
         if self.kind == "standardised" and not (np.isfinite(self.scale) and self.scale > 0
                                                  and np.isfinite(self.offset)):
             raise MedglipError(f"a standardised CT array needs a finite offset and a scale > 0 (HU per unit), "
                                f"got offset {self.offset!r}, scale {self.scale!r}")
 
     @classmethod
-    def windowed(cls, window: str | tuple[float, float] | list[float], white: float = 255.0) -> "CTForm":
-        """A picture of ``window`` (a :data:`CT_WINDOWS` name, ``"low,high"`` or a pair)."""
-        return cls(kind="windowed", window=parse_window(window), white=float(white))
+    def windowed(cls, window: str | tuple[float, float] | list[float], white: float = 255.0, *,
+                 below_hu: float | None = None) -> "CTForm":
+        """A picture of ``window`` (a :data:`CT_WINDOWS` name, ``"low,high"`` or a pair); ``below_hu``:
+        the HU its saturated dark pixels (value 0) stand for (None: the window's low end)."""
+        return cls(kind="windowed", window=parse_window(window), white=float(white),
+                   below_hu=None if below_hu is None else float(below_hu))
 
     @classmethod
     def standardised(cls, offset: float, scale: float, *, background: float | None = None,
@@ -95,6 +104,8 @@ class CTForm:
             lo, hi = self.window
             x *= np.float32((hi - lo) / self.white)
             x += np.float32(lo)
+            if self.below_hu is not None:
+                x[np.asarray(values) <= 0] = np.float32(self.below_hu)
             return x
         outside = None if self.background is None else np.asarray(values) == self.background
         x *= np.float32(self.scale)
@@ -105,7 +116,10 @@ class CTForm:
 
     def to_json(self) -> dict[str, Any]:
         if self.kind == "windowed":
-            return {"kind": "windowed", "window": list(self.window), "white": self.white}
+            out = {"kind": "windowed", "window": list(self.window), "white": self.white}
+            if self.below_hu is not None:  # absent: the window's end (records written before it read the same)
+                out["below_hu"] = self.below_hu
+            return out
         if self.kind == "standardised":
             return {"kind": "standardised", "offset": self.offset, "scale": self.scale,
                     "background": self.background, "background_hu": self.background_hu}
@@ -115,7 +129,7 @@ class CTForm:
     def from_json(cls, d: dict[str, Any]) -> "CTForm":
         kind = d.get("kind", "hu")
         if kind == "windowed":
-            return cls.windowed(tuple(d["window"]), d.get("white", 255.0))
+            return cls.windowed(tuple(d["window"]), d.get("white", 255.0), below_hu=d.get("below_hu"))
         if kind == "standardised":
             return cls.standardised(d["offset"], d["scale"], background=d.get("background"),
                                     background_hu=d.get("background_hu", -1000.0))

@@ -14,8 +14,11 @@ patient slices (a mirrored chest swaps the patient's sides) and are skipped.
 
 CT form: the generator wrote the float HU slice with ``cv2.imwrite`` unchanged, which saturates it to
 0..255: a picture of the window :data:`WINDOW` ``(0, 255)`` HU, pixel = HU. Everything below 0 HU
-(air, aerated lung, fat, and ground-glass or sub-solid tumour) is 0, which is unknowable: the lung
-channel of these slices shows no lung structure.
+(air, aerated lung, fat, and ground-glass or sub-solid tumour) is 0, which is unknowable. Most of it
+(75-80 % of each slice's pixels) is air and aerated lung, so a 0 pixel is taken as air (``below_hu``
+-1000): the slices then look like HU chest CT in all three input channels (air and lung dark, the
+body bright), where the window's end (0 HU) would turn air and lung into a flat soft-tissue grey. The
+price: fat and sub-solid tumour become air too, and tissue near 0 HU is speckled with air by noise.
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ log = logging.getLogger(__name__)
 
 NAME = "msd_lung_slices"
 LABEL = "lung tumour"
-#: Pixel value = HU, saturated to 0..255 (see the module docstring).
+#: Pixel value = HU, saturated to 0..255; a 0 pixel is taken as air (see the module docstring).
 WINDOW: tuple[float, float] = (0.0, 255.0)
-CT_FORM = CTForm.windowed(WINDOW)
+CT_FORM = CTForm.windowed(WINDOW, below_hu=-1000.0)
 _SLICE = re.compile(r"^(1\d{4})_(\d+)$")
 
 

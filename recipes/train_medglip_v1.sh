@@ -12,7 +12,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-$repo/../runs}
-STEPS=${STEPS:-1500}
+STEPS=${STEPS:-1600}
 BATCH=${BATCH:-8}
 DEVICE=${DEVICE:-auto}
 WORKERS=${WORKERS:-2}
@@ -31,8 +31,8 @@ python3 "$repo/recipes/split_pyradiomics.py" "$WORK/pyradiomics" "$WORK/pyradiom
 medglip build-recipe "$RECIPE" "$data" --workers "$WORKERS"
 
 # 3. training (resumes from the last checkpoint; the schedule is fixed by --max-steps)
-medglip train "$data" --out "$run" --preset default --image-size 256 --batch-size "$BATCH" \
-  --max-steps "$STEPS" --freeze text_encoder --checkpoint-every 100 --device "$DEVICE" --resume
+medglip train "$data" --out "$run" --preset default --image-size 256 --batch-size "$BATCH" --lr 2e-4 \
+  --max-steps "$STEPS" --freeze text_encoder --coarse-phrases 0.5 --checkpoint-every 100 --device "$DEVICE" --resume
 
 # 4. thresholds on the validation patients
 medglip calibrate "$run" "$data" --out "$WORK/calibration-$name"

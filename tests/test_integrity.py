@@ -1,5 +1,6 @@
 """Model integrity and a full disk (issue 14): SHA-256 of weight files verified at load and on resume,
-training stops on a non-finite loss and keeps the last good checkpoint, ENOSPC is one line."""
+settings validated and sealed (a hand-edited config.json is refused naming the file and field), training
+stops on a non-finite loss and keeps the last good checkpoint, ENOSPC is one line."""
 
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def test_a_truncated_or_missing_weight_file_is_refused_by_name(run, tmp_path):
 def test_an_old_checkpoint_without_hashes_loads_with_a_warning(run, tmp_path, caplog):
     old = _copy(run, tmp_path / "old")
     cfg = json.loads((old / "config.json").read_text())
-    del cfg["sha256"]
+    del cfg["sha256"], cfg["settings_sha256"]  # saved before either was recorded
     (old / "config.json").write_text(json.dumps(cfg))
     with caplog.at_level(logging.WARNING, logger="medglip.model.checkpoint"):
         model = load_checkpoint(old)
@@ -89,6 +90,77 @@ def test_the_service_refuses_a_damaged_model_at_start_up(run, tmp_path):
     corrupt_file(bad / "model.safetensors", offset=4096, size=4096)
     with pytest.raises(MedglipError, match=r"served/model\.safetensors is damaged"):
         Grounder.from_pretrained(bad, refiner=None)
+
+
+def _edited(run: Path, dest: Path, **changes) -> Path:
+    """A copy of ``run`` whose config.json has ``changes`` (its seal left as it was: an edit by hand)."""
+    out = _copy(run, dest)
+    doc = json.loads((out / "config.json").read_text())
+    doc.update(changes)
+    (out / "config.json").write_text(json.dumps(doc, indent=2))
+    return out
+
+
+@pytest.mark.parametrize("field, value, say", [
+    ("image_size", -128, "an integer in 32..4096"),          # the probe's three: every request answered 500
+    ("image_size", 1e9, "an integer in 32..4096"),
+    ("max_text_len", -5, "an integer in 8..8192"),
+    ("image_size", "512", "an integer in 32..4096"),
+    ("nms_iou", 7.5, "a number in [0, 1]"),
+    ("mask_head", "yes", "true or false"),
+    ("modalities", ["CT", "XYZ"], "modality codes"),
+    ("backbone", "hf-hub:timm/resnet18", "no 'hf-hub:' or path"),                 # timm would fetch it
+    ("backbone", "local-dir:/tmp/elsewhere", "no 'hf-hub:' or path"),             # or read a folder anywhere
+    ("backbone_kwargs", {"checkpoint_path": "/tmp/evil.pth"}, "not allowed"),      # timm would unpickle it
+    ("backbone_kwargs", {"drop_rate": 5}, "drop_rate must be a number in [0, 1]"),
+    ("finding_thresholds", [["liver", "high"]], "[phrase, threshold] pairs"),
+])
+def test_edited_settings_are_refused_on_load_naming_the_file_and_field(run, tmp_path, field, value, say):
+    bad = _edited(run, tmp_path / "edited", **{field: value})
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(bad)
+    assert "edited/config.json" in str(exc.value) and field in str(exc.value) and say in str(exc.value), exc.value
+
+
+def test_the_service_refuses_edited_settings_at_start_up(run, tmp_path, monkeypatch):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, *a, **k: None)  # started: it would have served
+    bad = _edited(run, tmp_path / "served", image_size=-128)
+    result = CliRunner().invoke(app, ["serve", "--checkpoint", str(bad)])
+    assert result.exit_code == 2, result.output
+    assert "served/config.json" in result.output and "image_size" in result.output
+
+
+def test_the_settings_are_sealed_and_a_valid_edit_is_refused_too(run, tmp_path, caplog):
+    from medglip.protocol import set_thresholds
+
+    doc = json.loads((run / "config.json").read_text())
+    assert len(doc["settings_sha256"]) == 64
+    edited = _edited(run, tmp_path / "valid-edit", score_threshold=0.5)  # a valid value, not the saved one
+    with pytest.raises(CheckpointError, match=r"valid-edit/config\.json: its settings were changed after"):
+        load_checkpoint(edited)
+    calibrated = _copy(run, tmp_path / "calibrated")  # changing them on purpose reseals them
+    set_thresholds(calibrated, {"liver": 0.4, "*": 0.3})
+    assert load_checkpoint(calibrated).config.finding_threshold("liver") == 0.4
+    unsealed = _copy(run, tmp_path / "unsealed")  # saved before the seal: loads, with a warning
+    doc = json.loads((unsealed / "config.json").read_text())
+    del doc["settings_sha256"]
+    (unsealed / "config.json").write_text(json.dumps(doc))
+    with caplog.at_level(logging.WARNING, logger="medglip.model.checkpoint"):
+        load_checkpoint(unsealed)
+    assert "records no SHA-256 of its settings" in caplog.text
+
+
+def test_a_checkpoint_file_linked_from_outside_its_folder_is_refused(run, tmp_path):
+    import os
+
+    linked = _copy(run, tmp_path / "linked")
+    elsewhere = tmp_path / "store.safetensors"
+    (linked / "model.safetensors").rename(elsewhere)
+    os.symlink(elsewhere, linked / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"linked/model\.safetensors is a link out of the checkpoint folder"):
+        load_checkpoint(linked)
 
 
 def _cfg(**kw) -> TrainConfig:

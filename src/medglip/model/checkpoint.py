@@ -27,6 +27,7 @@ from ..errors import MedglipError
 from .compact import COMPACT, CompactMismatch, compact_state, rebuild
 from .config import ModelConfig
 from .grounding import GroundingModel
+from .run_checks import outside_run, seal, unseal
 from .text import text_encoder_from_folder
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def save_checkpoint(model: torch.nn.Module, directory: str | Path, *, compact: b
         atomic_write_file(out / WEIGHTS, lambda tmp: save_model(m, str(tmp), metadata={"format": "pt",
                                                                                         "medglip": "GroundingModel"}))
     config[HASHES] = {WEIGHTS: file_sha256(out / WEIGHTS)}
-    atomic_write_text(out / CONFIG, json.dumps(config, indent=2) + "\n")
+    atomic_write_text(out / CONFIG, json.dumps(seal(config), indent=2) + "\n")
     text_dir = out / TEXT_DIR
     text_dir.mkdir(exist_ok=True)
     m.text_encoder.config.save_pretrained(text_dir)
@@ -118,14 +119,22 @@ def read_config(directory: str | Path) -> tuple[ModelConfig, dict[str, str]]:
         raise CheckpointError(f"{path} is not readable JSON ({exc}): the checkpoint is damaged") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is not a model config (a JSON object): the checkpoint is damaged")
+    sealed = unseal(data)  # checked after the values, so that a bad value is named
     hashes = data.pop(HASHES, None) or {}
     data.pop(COMPACT, None)  # read by load_checkpoint
     if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
         raise CheckpointError(f"{path}: its {HASHES!r} entry is not {{file: SHA-256}}: the checkpoint is damaged")
     try:
-        return ModelConfig.from_dict(data), hashes
+        config = ModelConfig.from_dict(data)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a valid model config ({exc})") from None
+    if sealed == "changed":
+        raise CheckpointError(f"{path}: its settings were changed after the checkpoint was saved (they no longer match "
+                              "the SHA-256 recorded in it); restore the file, or use another checkpoint")
+    if sealed == "missing":
+        log.warning("%s records no SHA-256 of its settings (saved by an older medglip): a change to them cannot be "
+                    "noticed; save the checkpoint again to record one", path)
+    return config, hashes
 
 
 def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu", strict: bool = True
@@ -140,6 +149,10 @@ def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu"
     for name in (WEIGHTS, CONFIG, TEXT_DIR):
         if not (d / name).exists():
             raise CheckpointMissing(f"{d / name} is missing: not a medglip checkpoint folder")
+    stray = outside_run(d, (WEIGHTS, CONFIG, TEXT_DIR))
+    if stray is not None:
+        raise CheckpointError(f"{stray} is a link out of the checkpoint folder {d}: a checkpoint is loaded from its "
+                              "own folder only")
     config, hashes = read_config(d)
     if hashes:
         verify_files(d, hashes, d / CONFIG)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +47,32 @@ TINYVIT_BACKBONE = "litemedsam_tinyvit"
 TINYVIT_LEVELS = 4
 #: its input side must be a multiple of this (the network needs 4; the pyramid's coarsest level 32)
 TINYVIT_SIZE_MULTIPLE = 32
+
+#: Allowed ranges of the integer settings. A ``config.json`` is data from disk: a value outside them (or
+#: of another type) is refused with the field named, instead of a model that fails every request.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "image_size": (32, 4096), "fpn_channels": (1, 4096), "fpn_levels": (3, 5), "input_version": (0, 1000),
+    "context_slices": (0, 64), "text_hidden_size": (1, 16_384), "text_layers": (1, 128), "text_heads": (1, 256),
+    "text_intermediate_size": (1, 65_536), "max_text_len": (8, 8192), "fusion_layers": (0, 64),
+    "fusion_heads": (1, 256), "head_convs": (0, 64), "head_groups": (1, 4096), "atss_topk": (1, 1000),
+    "pre_nms_top_k": (1, 100_000), "detections_per_image": (1, 10_000), "mask_roi_size": (2, 256),
+    "mask_convs": (0, 64), "mask_levels": (1, 5),
+}
+#: Allowed ranges of the real-valued settings (ints accepted; NaN and infinities never).
+FLOAT_RANGES: dict[str, tuple[float, float]] = {
+    "fusion_layer_scale": (0.0, 10.0), "prior_prob": (1e-6, 1.0 - 1e-6), "anchor_scale": (1e-3, 1e3),
+    "focal_alpha": (0.0, 1.0), "focal_gamma": (0.0, 10.0), "cls_loss_weight": (0.0, 1e3),
+    "box_loss_weight": (0.0, 1e3), "ctr_loss_weight": (0.0, 1e3), "modality_loss_weight": (0.0, 1e3),
+    "score_threshold": (0.0, 1.0), "nms_iou": (0.0, 1.0), "text_lr_factor": (0.0, 100.0),
+}
+_BOOL_FIELDS = ("backbone_frozen_bn", "mask_head", "mask_image_skip", "mlm_head")
+#: ``timm.create_model`` arguments a config may pass to its backbones, with their ranges: numbers only. An
+#: argument naming a file (``checkpoint_path``, ``pretrained_cfg_overlay``) would make building the model
+#: open, and unpickle, a file outside the run folder.
+BACKBONE_KWARGS: dict[str, tuple[float, float]] = {"drop_rate": (0.0, 1.0), "drop_path_rate": (0.0, 1.0),
+                                                   "drop_block_rate": (0.0, 1.0)}
+#: a timm model name: no ``hf-hub:`` / ``local-dir:`` scheme, no path (either makes timm fetch or open files)
+_BACKBONE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
 
 
 @dataclass(frozen=True)
@@ -194,6 +222,13 @@ class ModelConfig:
     text_lr_factor: float = 0.1
 
     def __post_init__(self) -> None:
+        for name in ("backbone_out_indices", "modalities", "own_encoder_modalities", "ct_windows",
+                     "intensity_percentiles", "finding_thresholds", "backbone_kwargs"):
+            value = getattr(self, name)  # lists (JSON, overrides) as the tuples the fields hold
+            if isinstance(value, dict):
+                value = tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+            object.__setattr__(self, name, _freeze(value))
+        self._check_values()
         if self.image_encoders not in ("per_modality", "shared"):
             raise ValueError(f"image_encoders must be 'per_modality' or 'shared', not {self.image_encoders!r}")
         for src, what in ((self.backbone_weights, "backbone_weights"), (self.text_weights, "text_weights")):
@@ -205,6 +240,8 @@ class ModelConfig:
             raise ValueError("fpn_levels must be >= len(backbone_out_indices)")
         if self.backbone == TINYVIT_BACKBONE:
             self._check_tinyvit()
+        if not self.backbone_out_indices:
+            raise ValueError("backbone_out_indices must name at least one feature level")
         unknown = set(self.own_encoder_modalities) - set(self.modalities)
         if unknown:
             raise ValueError(f"own_encoder_modalities {sorted(unknown)} not in modalities {self.modalities}")
@@ -223,6 +260,65 @@ class ModelConfig:
                                    and self.mask_convs >= 0):
             raise ValueError("mask_levels must be 1..fpn_levels, mask_roi_size >= 2 and mask_convs >= 0")
         self.input_config  # validates the windows and percentiles
+
+    def _check_values(self) -> None:
+        """Types and ranges of every field (ValueError naming the field): a config read from a checkpoint's
+        ``config.json`` may have been edited by hand, and must fail here rather than on every request."""
+        def bad(name: str, want: str) -> ValueError:
+            return ValueError(f"{name} must be {want}, got {getattr(self, name)!r}")
+
+        for name, (lo, hi) in INT_RANGES.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise bad(name, f"an integer in {lo}..{hi}")
+        for name, (lo, hi) in FLOAT_RANGES.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and lo <= v <= hi):
+                raise bad(name, f"a number in [{lo:g}, {hi:g}]")
+        for name in _BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "true or false")
+        for name in ("name", "backbone", "text_encoder", "text_tokenizer"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or len(v) > 1000 or any(not c.isprintable() for c in v):
+                raise bad(name, "a printable string of at most 1000 characters")
+        if not _BACKBONE_NAME.fullmatch(self.backbone):
+            raise bad("backbone", "a timm model name (letters, digits, '_', '.', '-'; no 'hf-hub:' or path)")
+        for name in ("text_encoder", "text_tokenizer"):
+            v = getattr(self, name)
+            if self.text_weights == "package" and v and not v.isidentifier():
+                raise bad(name, "a package module name when text_weights is 'package'")
+        idx = self.backbone_out_indices
+        if not isinstance(idx, tuple) or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i <= 16
+                                             for i in idx):
+            raise bad("backbone_out_indices", "a list of feature indices in 0..16")
+        kwargs = self.backbone_kwargs
+        if not isinstance(kwargs, tuple) or not all(isinstance(kv, tuple) and len(kv) == 2 for kv in kwargs):
+            raise bad("backbone_kwargs", "a mapping of timm arguments")
+        for key, value in kwargs:
+            lo, hi = BACKBONE_KWARGS.get(key, (None, None))
+            if lo is None:
+                raise ValueError(f"backbone_kwargs: {key!r} is not allowed; allowed: {', '.join(BACKBONE_KWARGS)} "
+                                 "(numbers only)")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+                raise ValueError(f"backbone_kwargs: {key} must be a number in [{lo:g}, {hi:g}], got {value!r}")
+        for name in ("modalities", "own_encoder_modalities"):
+            v = getattr(self, name)
+            if not isinstance(v, tuple) or any(m not in MODALITIES for m in v) or len(set(v)) != len(v):
+                raise bad(name, f"distinct modality codes out of {', '.join(MODALITIES)}")
+        if not self.modalities:
+            raise bad("modalities", "at least one modality code")
+        windows, pct = self.ct_windows, self.intensity_percentiles
+        numbers = [x for w in windows for x in (w if isinstance(w, tuple) else (w,))] if isinstance(windows, tuple) \
+            else [windows]
+        for name, values in (("ct_windows", numbers), ("intensity_percentiles", pct if isinstance(pct, tuple) else [pct])):
+            if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in values):
+                raise bad(name, "finite numbers")
+        table = self.finding_thresholds
+        if not isinstance(table, tuple) or not all(
+                isinstance(row, tuple) and len(row) == 2 and isinstance(row[0], str) and not isinstance(row[1], bool)
+                and isinstance(row[1], (int, float)) and math.isfinite(row[1]) for row in table):
+            raise bad("finding_thresholds", "a list of [phrase, threshold] pairs")
 
     def _check_tinyvit(self) -> None:
         """The constraints of the ``litemedsam_tinyvit`` backbone (:mod:`medglip.model.tinyvit`)."""

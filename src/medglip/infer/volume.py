@@ -23,6 +23,7 @@ Coordinates of an object:
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -44,6 +45,11 @@ log = logging.getLogger(__name__)
 #: Indices, not pixels: the detector cuts its own views (the 2.5D input reads the neighbours too;
 #: the Grounder's makes the model pixels of each with the input pipeline).
 SliceDetector = Callable[[range, Sequence[str]], list[GroundingResult]]
+
+#: Called by :func:`ground_volume` after each slice batch with the number of slices just grounded, in the
+#: caller's context. A service sets it to count a request's slices and to lend the model
+#: to other clients' work between batches (``medglip.serve.batcher``); it may raise to stop the volume.
+BETWEEN_BATCHES: ContextVar[Callable[[int], None] | None] = ContextVar("medglip_between_slice_batches", default=None)
 
 
 @dataclass
@@ -276,12 +282,15 @@ def ground_volume(detect: SliceDetector, volume: Volume, phrases: Sequence[str],
         raise MedglipError(f"{volume.source}: {exc}") from None
     log.info("grounding %d %s slices of %s", plan.n_slices, plane, volume.source)
     results: list[GroundingResult] = []
+    between = BETWEEN_BATCHES.get()
     for s in range(0, plan.n_slices, max(1, batch_size)):
         ks = range(s, min(plan.n_slices, s + max(1, batch_size)))
         got = detect(ks, phrases)
         if len(got) != len(ks):
             raise RuntimeError(f"slice detector returned {len(got)} results for {len(ks)} slices")
         results += got
+        if between is not None:
+            between(len(ks))
     names = tuple(g.phrase for g in results[0]) if results else tuple(phrases)
     objects = link_volume(results, names, plan, volume.geometry, link_iou=link_iou, max_gap=max_gap)
     return VolumeGroundingResult(

@@ -71,7 +71,7 @@ def create_app(grounder: Any, *, config: ServiceConfig = ServiceConfig(), llm: A
     app.include_router(router)
     counters = service.counters
     app.add_middleware(DeadlineMiddleware, timeout=config.request_timeout_s, budget=service.budget,
-                       max_request_bytes=config.max_request_bytes, counters=counters)
+                       max_request_bytes=config.max_request_bytes, counters=counters, max_slices=config.max_slices)
     app.add_middleware(AccessMiddleware, access=access, counters=counters)
     app.add_middleware(LimitBodyMiddleware, max_body=config.max_upload_bytes + FORM_OVERHEAD, counters=counters,
                        body_timeout=config.body_timeout_s)

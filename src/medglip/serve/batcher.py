@@ -1,39 +1,50 @@
-"""One worker thread owns the Grounder; requests reach it through a bounded queue.
+"""One model, shared fairly: requests reach the Grounder through per-client queues served in turn.
 
-The :class:`~medglip.infer.Grounder` is not thread-safe, so every model call of the service runs on
-the single worker thread of a :class:`Batcher`:
+The :class:`~medglip.infer.Grounder` is not thread-safe, so exactly one thread at a time runs it:
 
 - :meth:`Batcher.submit_ground` queues one 2D image with its prompt. The worker takes the first
   waiting job, then waits up to ``batch_wait_ms`` for more jobs with the SAME batching key
   ``(phrases, modality, masks, score_threshold, top_k)`` and grounds them all in ONE call
   ``grounder.ground([img1, img2, ...], phrases, ...)`` (at most ``max_batch`` images). Jobs with
-  another key that arrive meanwhile keep their order and run next. The wait is skipped when the
-  queue is empty and no request is on its way (:meth:`Batcher.announce` / :meth:`Batcher.withdraw`
-  bracket the reading of an upload), so a lone client pays no batching delay.
+  another key keep their place. The wait is skipped when no same-key job waits and no request is on
+  its way (:meth:`Batcher.announce` / :meth:`Batcher.withdraw` bracket the reading of an upload), so a
+  lone client pays no batching delay.
 - :meth:`Batcher.submit_call` queues any other work (a volume, a whole VQA / report step): a
-  function of the grounder, run alone.
+  function of the grounder, run on a thread of its own that holds the model only while the worker
+  lets it (below).
+
+Fair shares. Every job belongs to its request's client (:attr:`~.budget.RequestScope.client`: the API
+key's name, else the client's address). Waiting jobs sit in one queue per client and the worker serves
+the clients in turn, one job (or one batch) per turn, so a client with many requests cannot make
+another wait behind all of them. A long call (a volume of many slices) is shared too: after each slice
+batch (:data:`medglip.infer.volume.BETWEEN_BATCHES`) it hands the model back when another client is
+waiting, and goes on at its client's next turn, so a second client's request waits for one slice
+batch, not for the whole volume. A client may have at most ``max_client_jobs`` jobs waiting
+(:class:`ServerBusy` for that client only; the others still get in) and all clients together
+``max_queue``.
 
 Each job has a :class:`concurrent.futures.Future`; asyncio handlers await it with
 :func:`asyncio.wrap_future` (delivery through ``loop.call_soon_threadsafe``), plain threads call
 ``.result()``. An exception fails only its own job: when a batch fails, its images are retried one
-by one so that only the bad one gets the error. A full queue raises :class:`ServerBusy`.
+by one so that only the bad one gets the error.
 
 Deadlines and cancellation: a job remembers the :class:`~.budget.RequestScope` of the request that
 submitted it (and runs in a copy of that request's context). A job whose request has been cancelled
-or is past its deadline is dropped before it runs (:class:`~.budget.Cancelled`), and a running one
-is stopped at the next forward pass of the model: :meth:`Batcher.install_stop_hooks` registers a
-``torch.nn.Module`` forward pre-hook on the model and its direct children that raises
-:class:`~.budget.Cancelled` on the worker thread once every job of the running batch has stopped.
-Work outside the forward passes (reading and slicing a volume, post-processing) is stopped by a
-watchdog thread: ``watchdog_s`` seconds after the running jobs stopped it interrupts the worker
-(:mod:`.interrupt`). ``stats()`` reports ``cancelled``, ``interrupted``, ``longest_job_s`` and ``busy_s``.
+or is past its deadline is dropped before it runs (:class:`~.budget.Cancelled`), a call stops at its
+next slice batch, and running model work is stopped at the next forward pass of the model:
+:meth:`Batcher.install_stop_hooks` registers a ``torch.nn.Module`` forward pre-hook on the model and
+its direct children that raises :class:`~.budget.Cancelled` on the thread holding the model once every
+job it runs has stopped. Work outside the forward passes (reading and slicing a volume,
+post-processing) is stopped by a watchdog thread: ``watchdog_s`` seconds after the running jobs stopped
+it interrupts the thread holding the model (:mod:`.interrupt`). ``stats()`` reports ``cancelled``,
+``interrupted``, ``handed_over`` (times a call lent the model to another client), ``longest_job_s``
+(the longest time one job held the model at a stretch) and ``busy_s``.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -41,6 +52,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
+from ..infer.volume import BETWEEN_BATCHES
 from ..io.policy import ReadTimeout
 from .budget import Cancelled, current_scope
 from .interrupt import WorkerStopped, clear_in_thread, raise_in_thread
@@ -52,12 +64,12 @@ log = logging.getLogger(__name__)
 
 
 class ServerBusy(Exception):
-    """The request queue is full (the service answers 503 with ``Retry-After``)."""
+    """The request queue (or this client's share of it) is full (the service answers 503 with ``Retry-After``)."""
 
 
 @dataclass
 class _Job:
-    """One unit of work: a 2D image to ground (``key`` set) or a function of the grounder."""
+    """One unit of work: a 2D image to ground (``key`` set) or a function of the grounder (``fn``)."""
 
     future: Future
     key: tuple[Hashable, ...] | None = None
@@ -66,45 +78,102 @@ class _Job:
     queued_at: float = field(default_factory=time.monotonic)
     scope: Any = None  # the submitting request's RequestScope (None outside requests)
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    call: "_Call | None" = None  # a started call: its thread, paused between slice batches
 
     @property
     def stopped(self) -> bool:
         return self.scope is not None and self.scope.stopped
 
+    @property
+    def client(self) -> str:
+        return getattr(self.scope, "client", "") or ""
 
-_STOP = object()
+
+class _FairQueue:
+    """Waiting jobs: one FIFO per client, the clients served in turn (guarded by the batcher's lock)."""
+
+    def __init__(self) -> None:
+        self.fifos: dict[str, deque[_Job]] = {}
+        self.turns: deque[str] = deque()  # clients with waiting jobs, the next one first
+        self.size = 0
+
+    def push(self, job: _Job, *, front: bool = False) -> None:
+        """Queue ``job`` at the end of its client's FIFO (``front``: at its head, for a paused call)."""
+        fifo = self.fifos.setdefault(job.client, deque())
+        fifo.appendleft(job) if front else fifo.append(job)
+        if job.client not in self.turns:
+            self.turns.append(job.client)
+        self.size += 1
+
+    def pop(self) -> _Job | None:
+        """The next client's oldest job; that client's turn comes again after the others'."""
+        if not self.turns:
+            return None
+        client = self.turns.popleft()
+        return self._take(client, self.fifos[client][0])
+
+    def take(self, key: tuple[Hashable, ...]) -> _Job | None:
+        """The first waiting 2D job with batching key ``key`` (clients in turn order), taken out of its queue."""
+        for client in self.turns:
+            for job in self.fifos[client]:
+                if job.key == key:
+                    return self._take(client, job)
+        return None
+
+    def _take(self, client: str, job: _Job) -> _Job:
+        fifo = self.fifos[client]
+        fifo.remove(job)
+        self.size -= 1
+        if not fifo:
+            del self.fifos[client]
+            if client in self.turns:
+                self.turns.remove(client)
+        elif client not in self.turns:
+            self.turns.append(client)  # served: its next job waits for the other clients' turns
+        return job
+
+    def count(self, client: str) -> int:
+        return len(self.fifos.get(client, ()))
+
+    def others(self, client: str) -> bool:
+        """Whether a client other than ``client`` has a job waiting."""
+        return any(c != client for c in self.turns)
 
 
 class Batcher:
-    """The worker thread and its queue (see the module docstring).
+    """The model worker, its fair queue and the threads of call jobs (see the module docstring).
 
     Args:
         grounder: the object all jobs run against (its ``ground`` is called with lists of images).
         max_batch: most images per batched ``ground`` call.
         batch_wait_ms: how long to wait for same-key jobs after the first one of a batch.
-        max_queue: most jobs waiting; :meth:`submit_ground` / :meth:`submit_call` raise
-            :class:`ServerBusy` beyond it.
+        max_queue: most jobs waiting, all clients together; :meth:`submit_ground` / :meth:`submit_call`
+            raise :class:`ServerBusy` beyond it.
+        max_client_jobs: most jobs one client may have waiting (its fair share of the queue).
+        watchdog_s: seconds after the running jobs stopped before the thread holding the model is interrupted.
     """
 
     def __init__(self, grounder: Any, *, max_batch: int = 8, batch_wait_ms: float = 10.0, max_queue: int = 256,
-                 watchdog_s: float = 0.5) -> None:
+                 max_client_jobs: int | None = None, watchdog_s: float = 0.5) -> None:
         self.grounder = grounder
         self.max_batch = max(1, int(max_batch))
         self.batch_wait = max(0.0, float(batch_wait_ms)) / 1000.0
         self.max_queue = max(1, int(max_queue))
-        self._queue: queue.Queue = queue.Queue(maxsize=self.max_queue)
-        self._pending: deque[_Job] = deque()  # taken off the queue while batching, other key
+        self.max_client_jobs = self.max_queue if max_client_jobs is None else max(1, int(max_client_jobs))
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = _FairQueue()
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._incoming = 0  # requests announced (being read / decoded) but not queued yet
-        self._running: list[_Job] = []  # the jobs the worker is running now
-        self._stopped_since: float | None = None  # when the watchdog first saw them all stopped
+        self._running: list[_Job] = []  # the jobs the model works for now
+        self._holder: threading.Thread | None = None  # the thread running the model now (worker or a call's)
+        self._stopped_since: float | None = None  # when the watchdog first saw the running jobs all stopped
         self.watchdog_s = float(watchdog_s)
         self._hooks: list[Any] = []
         self.counters: dict[str, float] = {"jobs": 0, "done": 0, "failed": 0, "rejected_busy": 0, "batches": 0,
                                            "batched_images": 0, "largest_batch": 0, "calls": 0, "cancelled": 0,
-                                           "interrupted": 0, "longest_job_s": 0.0, "busy_s": 0.0}
+                                           "interrupted": 0, "handed_over": 0, "longest_job_s": 0.0, "busy_s": 0.0}
 
     # ------------------------------------------------------------------------------ submit
     def submit_ground(self, image: Any, phrases: tuple[str, ...], *, modality: str | None = None,
@@ -114,7 +183,8 @@ class Batcher:
         return self._put(_Job(Future(), key=key, image=image))
 
     def submit_call(self, fn: Callable[[Any], Any]) -> Future:
-        """Queue ``fn(grounder)`` to run alone on the worker; the future holds its return value."""
+        """Queue ``fn(grounder)`` to run with the model to itself (lent to others between slice batches);
+        the future holds its return value."""
         return self._put(_Job(Future(), fn=fn))
 
     def _put(self, job: _Job) -> Future:
@@ -122,14 +192,19 @@ class Batcher:
             raise ServerBusy("the service is shutting down")
         job.scope = current_scope()
         self._ensure_started()
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            with self._lock:
+        with self._cond:
+            full = None
+            if self._waiting.size >= self.max_queue:
+                full = f"server busy: {self.max_queue} requests are already waiting"
+            elif self._waiting.count(job.client) >= self.max_client_jobs:
+                full = (f"server busy: this client already has {self.max_client_jobs} requests waiting for the model "
+                        "(max_client_queue)")
+            if full is not None:
                 self.counters["rejected_busy"] += 1
-            raise ServerBusy(f"server busy: {self.max_queue} requests are already waiting") from None
-        with self._lock:
+                raise ServerBusy(full)
+            self._waiting.push(job)
             self.counters["jobs"] += 1
+            self._cond.notify_all()
         return job.future
 
     def announce(self) -> None:
@@ -139,22 +214,24 @@ class Batcher:
 
     def withdraw(self) -> None:
         """The announced request was queued or gave up."""
-        with self._lock:
+        with self._cond:
             self._incoming = max(0, self._incoming - 1)
+            self._cond.notify_all()
 
     # ------------------------------------------------------------------------------ state
     @property
     def queue_depth(self) -> int:
-        """Jobs waiting (not yet taken into a batch)."""
-        return self._queue.qsize() + len(self._pending)
+        """Jobs waiting for the model (paused calls included)."""
+        return self._waiting.size
 
     def stats(self) -> dict[str, float]:
         """A copy of the counters plus the current queue depth."""
         with self._lock:
             out = dict(self.counters)
+            out["queue_depth"] = self._waiting.size
+            out["clients_waiting"] = len(self._waiting.turns)
         out["longest_job_s"] = round(out["longest_job_s"], 3)
         out["busy_s"] = round(out["busy_s"], 3)
-        out["queue_depth"] = self.queue_depth
         out["max_queue"] = self.max_queue
         return out
 
@@ -167,32 +244,32 @@ class Batcher:
                                  daemon=True).start()
 
     def _watchdog(self, worker: threading.Thread) -> None:
-        """Interrupt the worker ``watchdog_s`` after every running job has stopped (module docstring)."""
+        """Interrupt the thread holding the model ``watchdog_s`` after every running job has stopped."""
         period = min(0.1, max(0.01, self.watchdog_s / 5))
         while worker.is_alive():
             time.sleep(period)
-            with self._lock:  # the worker leaves a job under this lock: no interrupt can hit the next one
-                jobs = self._running
-                if not jobs or not (self._stopped or all(j.stopped for j in jobs)):
+            with self._lock:  # threads leave a job under this lock: no interrupt can hit the next one
+                jobs, holder = self._running, self._holder
+                if not jobs or holder is None or not (self._stopped or all(j.stopped for j in jobs)):
                     self._stopped_since = None
                     continue
                 now = time.monotonic()
                 if self._stopped_since is None:
                     self._stopped_since = now
-                elif now - self._stopped_since >= self.watchdog_s and raise_in_thread(worker, WorkerStopped):
+                elif now - self._stopped_since >= self.watchdog_s and raise_in_thread(holder, WorkerStopped):
                     self.counters["interrupted"] += 1
                     self._stopped_since = now + 3600  # once per job; it is leaving
 
     def install_stop_hooks(self, model: Any) -> int:
-        """Let the worker stop a running job whose request was cancelled or passed its deadline: a forward
-        pre-hook on ``model`` (a ``torch.nn.Module``) and on each of its direct children raises
-        :class:`~.budget.Cancelled` on this batcher's worker thread once every running job has stopped.
+        """Let the batcher stop running model work whose request was cancelled or passed its deadline: a
+        forward pre-hook on ``model`` (a ``torch.nn.Module``) and on each of its direct children raises
+        :class:`~.budget.Cancelled` on the thread holding the model once every job it runs has stopped.
         Returns the number of hooks (0 when ``model`` is no module)."""
         if not hasattr(model, "register_forward_pre_hook"):
             return 0
 
         def hook(module: Any, args: Any) -> None:
-            if threading.current_thread() is self._thread:
+            if threading.current_thread() is self._holder:
                 self._check_running()
 
         for m in [model, *getattr(model, "children", lambda: [])()]:
@@ -202,48 +279,53 @@ class Batcher:
     def _check_running(self) -> None:
         jobs = self._running
         if jobs and (self._stopped or all(j.stopped for j in jobs)):
-            reasons = {j.scope.reason or "deadline passed" for j in jobs}
+            reasons = {j.scope.reason or "deadline passed" for j in jobs if j.scope is not None} or {"shutting down"}
             raise Cancelled(f"stopped on the model worker: {', '.join(sorted(reasons))}")
 
     def close(self, timeout: float | None = 5.0) -> None:
-        """Stop the worker: the running job is stopped (watchdog), queued ones fail, later submissions
+        """Stop the worker: the running job is stopped (watchdog), waiting ones fail, later submissions
         raise :class:`ServerBusy`."""
-        self._stopped = True
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
         for h in self._hooks:
             h.remove()
         self._hooks = []
         thread = self._thread
         if thread is not None and thread.is_alive():
-            self._queue.put(_STOP)
             thread.join(timeout)
 
     # ------------------------------------------------------------------------------ worker
-    def _next(self, timeout: float | None) -> Any:
-        """The next job: an earlier set-aside one first, else from the queue (None on timeout)."""
-        if self._pending:
-            return self._pending.popleft()
-        try:
-            return self._queue.get(timeout=timeout) if timeout is None or timeout > 0 else self._queue.get_nowait()
-        except queue.Empty:
-            return None
+    def _next(self) -> _Job | None:
+        """The next client's next job (blocks); None once the batcher is closing."""
+        with self._cond:
+            while self._waiting.size == 0 and not self._stopped:
+                self._cond.wait()
+            return None if self._stopped else self._waiting.pop()
 
     def _run(self) -> None:
         while True:
             try:
-                job = self._next(None)
-                if job is _STOP:
+                job = self._next()
+                if job is None:
                     self._fail_pending()
                     return
+                if job.call is not None:  # a paused call: its turn again
+                    self._resume(job)
+                    continue
                 if not job.future.set_running_or_notify_cancel():
                     continue  # the client went away while the job waited
                 if self._drop_if_stopped(job):
                     continue
                 if job.key is None:
-                    self._timed([job], self._run_call, job)
+                    with self._lock:
+                        self.counters["calls"] += 1
+                    job.call = _Call(self, job)
+                    self._resume(job)
                 else:
                     batch = [j for j in self._collect(job) if not self._drop_if_stopped(j)]
                     if batch:
-                        self._timed(batch, self._run_batch, batch)
+                        self._timed(batch)
             except WorkerStopped:  # the watchdog's interrupt landed while a job was being left
                 self._leave_job()
 
@@ -258,58 +340,78 @@ class Batcher:
         job.future.set_exception(Cancelled(f"dropped before running: {why}"))
         return True
 
-    def _timed(self, jobs: list[_Job], fn: Callable[..., None], arg: Any) -> None:
-        """Run ``fn(arg)`` with ``jobs`` marked as running (for the stop hooks and the watchdog) and time it."""
+    def _timed(self, batch: list[_Job]) -> None:
+        """Ground ``batch`` on this (the worker) thread, marked as running for the stop hooks and the watchdog."""
         with self._lock:
-            self._running = jobs
+            self._running, self._holder = batch, self._thread
         t0 = time.monotonic()
         try:
-            jobs[0].context.run(fn, arg)
+            batch[0].context.run(self._run_batch, batch)
         finally:
             self._leave_job()
-            dt = time.monotonic() - t0
-            with self._lock:
-                self.counters["busy_s"] += dt
-                self.counters["longest_job_s"] = max(self.counters["longest_job_s"], dt)
+            self._count_time(time.monotonic() - t0)
+
+    def _count_time(self, dt: float) -> None:
+        with self._lock:
+            self.counters["busy_s"] += dt
+            self.counters["longest_job_s"] = max(self.counters["longest_job_s"], dt)
 
     def _leave_job(self) -> None:
         """The worker is done with its jobs: unresolved ones fail, a pending interrupt is withdrawn."""
         with self._lock:
-            jobs, self._running = self._running, []
+            jobs, self._running, self._holder = self._running, [], None
             if self._thread is not None:
                 clear_in_thread(self._thread)
         for job in jobs:
             if not job.future.done():
                 self._finish(job, error=WorkerStopped())
 
+    def _resume(self, job: _Job) -> None:
+        """Lend the model to a call until it pauses (then it waits for its client's next turn) or ends."""
+        call = job.call
+        assert call is not None
+        with self._lock:
+            self._running, self._holder = [job], call.thread
+        t0 = time.monotonic()
+        call.resume()
+        self._count_time(time.monotonic() - t0)
+        with self._lock:  # the call handed back under this lock already; this covers a call that died
+            self._running, self._holder = [], None
+        if call.ended:
+            if not job.future.done():  # its thread died before it could answer (an interrupt in its last lines)
+                self._finish(job, error=WorkerStopped())
+            return
+        with self._cond:
+            self._waiting.push(job, front=True)
+            self.counters["handed_over"] += 1
+
+    def _hand_back(self, call: "_Call") -> None:
+        """(a call's thread) Stop being the model's holder; a pending interrupt for it is withdrawn (under the
+        lock the watchdog decides by, so none can follow)."""
+        with self._lock:
+            if self._holder is call.thread:
+                self._running, self._holder = [], None
+            clear_in_thread(call.thread)
+
+    def others_waiting(self, job: _Job) -> bool:
+        with self._lock:
+            return self._waiting.others(job.client)
+
     def _collect(self, first: _Job) -> list[_Job]:
-        """``first`` plus same-key jobs arriving within ``batch_wait`` (others keep their order)."""
+        """``first`` plus same-key jobs waiting or arriving within ``batch_wait`` (others keep their place)."""
         batch = [first]
-        others: list[_Job] = []
-        for job in list(self._pending):  # set aside earlier: same key joins now
-            if len(batch) >= self.max_batch:
-                break
-            if job.key == first.key:
-                self._pending.remove(job)
-                if job.future.set_running_or_notify_cancel():
-                    batch.append(job)
         deadline = time.monotonic() + self.batch_wait
-        while len(batch) < self.max_batch:
-            left = deadline - time.monotonic()
-            if self._incoming == 0 and self._queue.empty():
-                break  # nothing on its way: waiting would only add latency
-            try:
-                job = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is not _STOP and job.key == first.key:
-                if job.future.set_running_or_notify_cancel():
-                    batch.append(job)
-            else:
-                others.append(job)
-                if job is _STOP:
-                    break
-        self._pending.extend(others)
+        with self._cond:
+            while len(batch) < self.max_batch and not self._stopped:
+                job = self._waiting.take(first.key)
+                if job is not None:
+                    if job.future.set_running_or_notify_cancel():
+                        batch.append(job)
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0 or self._incoming == 0:
+                    break  # nothing of this key on its way: waiting would only add latency
+                self._cond.wait(left)
         return batch
 
     def _run_batch(self, batch: list[_Job]) -> None:
@@ -339,17 +441,9 @@ class Batcher:
         for job, res in zip(batch, results):
             self._finish(job, result=res)
 
-    def _run_call(self, job: _Job) -> None:
-        with self._lock:
-            self.counters["calls"] += 1
-        try:
-            result = job.fn(self.grounder)
-        except Exception as exc:
-            self._finish(job, error=exc)
-        else:
-            self._finish(job, result=result)
-
     def _finish(self, job: _Job, *, result: Any = None, error: BaseException | None = None) -> None:
+        if job.future.done():
+            return
         with self._lock:
             stopped = isinstance(error, STOPPED) or job.stopped  # e.g. its upload was removed as the request ended
             self.counters["done" if error is None else "cancelled" if stopped else "failed"] += 1
@@ -361,10 +455,66 @@ class Batcher:
             job.future.set_result(result)
 
     def _fail_pending(self) -> None:
-        """On stop: fail whatever is still waiting."""
+        """On stop: fail whatever is still waiting; paused calls are resumed to end their threads."""
         while True:
-            job = self._next(0)
+            with self._cond:
+                job = self._waiting.pop()
             if job is None:
                 return
-            if job is not _STOP and job.future.set_running_or_notify_cancel():
+            if job.call is not None:
+                self._resume(job)  # its pause sees the batcher closing and raises: the thread ends
+            elif job.future.set_running_or_notify_cancel():
                 job.future.set_exception(ServerBusy("the service is shutting down"))
+
+
+class _Call:
+    """The thread of one call job. It runs only while the worker lends it the model (:meth:`resume`), and
+    between slice batches (:data:`~medglip.infer.volume.BETWEEN_BATCHES`) it counts the request's slices,
+    stops when the request has, and hands the model back when another client's job is waiting."""
+
+    def __init__(self, batcher: Batcher, job: _Job) -> None:
+        self.batcher, self.job = batcher, job
+        self._go, self._back = threading.Semaphore(0), threading.Semaphore(0)
+        self.ended = False
+        self.thread = threading.Thread(target=job.context.run, args=(self._main,), name="medglip-model-call",
+                                       daemon=True)
+        self.thread.start()
+
+    def resume(self) -> None:
+        """(the worker) Let the call run until it pauses or ends."""
+        self._go.release()
+        while not self._back.acquire(timeout=0.5):
+            if not self.thread.is_alive():  # ended without handing back (an interrupt in its last lines)
+                self.ended = True
+                return
+
+    def _main(self) -> None:
+        self._go.acquire()
+        BETWEEN_BATCHES.set(self.pause)  # in the job's own context (this thread runs in it)
+        try:
+            result = self.job.fn(self.batcher.grounder)
+        except BaseException as exc:  # noqa: BLE001 - the job's answer, whatever stopped it
+            self.batcher._finish(self.job, error=exc)
+        else:
+            self.batcher._finish(self.job, result=result)
+        finally:
+            self.ended = True
+            self.batcher._hand_back(self)
+            self._back.release()
+
+    def pause(self, slices: int) -> None:
+        """(this call's thread, after a slice batch) see the class docstring."""
+        job, batcher = self.job, self.batcher
+        if job.scope is not None:
+            job.scope.charge_slices(slices)  # WorkLimit past max_slices
+            job.scope.check()
+        if batcher._stopped:
+            raise Cancelled("stopped: the service is shutting down")
+        if not batcher.others_waiting(job):
+            return
+        batcher._hand_back(self)
+        self._back.release()
+        self._go.acquire()
+        if job.stopped or batcher._stopped:
+            raise Cancelled(f"stopped while waiting for the model: {job.scope.reason if job.scope else 'shutting down'}")
+

@@ -12,7 +12,12 @@ worker jobs):
   in the shared :class:`MemoryBudget` and raises :class:`MemoryBusy` (503) when there is no room.
   The reservation is returned when the request has ended AND the last thread or job working for it
   has finished (:meth:`RequestScope.hold` / :meth:`RequestScope.release`), so memory still in use by
-  abandoned work stays counted.
+  abandoned work stays counted;
+- ``client``: who sent it (``key:<API key name>``, else ``ip:<address>``): the model worker shares its
+  time between clients by it (:mod:`.batcher`);
+- ``charge_slices(n)``: the model worker counts the volume slices it grounds for the request and stops
+  it past ``max_slices`` (:class:`WorkLimit`, 413): the slices a request may cost are bounded however
+  small its file (the routes refuse a volume declaring more before any work, :mod:`.work`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ class MemoryBusy(MedglipError):
 
 class Cancelled(MedglipError):
     """The work of a request was stopped: its client went away or its deadline passed (answer: 504)."""
+
+
+class WorkLimit(MedglipError):
+    """A request asks the model for more work than one request may cost (slices, model passes; answer: 413)."""
 
 
 class MemoryBudget:
@@ -76,6 +85,9 @@ class RequestScope:
     cancelled: threading.Event = field(default_factory=threading.Event)
     reason: str = ""
     reserved: int = 0
+    client: str = ""
+    max_slices: int | None = None
+    slices: int = 0
     _holds: int = 0
     _closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -120,6 +132,15 @@ class RequestScope:
                                  f"{self.budget.total / MiB:,.0f} MiB this server allows (max_inflight_bytes); "
                                  "retry shortly")
             self.reserved += extra
+
+    def charge_slices(self, n: int) -> None:
+        """Count ``n`` more grounded slices; :class:`WorkLimit` past ``max_slices`` (called by the model worker)."""
+        with self._lock:
+            self.slices += int(n)
+            over = self.max_slices is not None and self.slices > self.max_slices
+        if over:
+            raise WorkLimit(f"{self.what}: its grounding reached {self.slices:,} slices, above this server's limit of "
+                            f"{self.max_slices:,} slices per request (max_slices); its work was stopped")
 
     def hold(self) -> None:
         """A thread or worker job starts working for this request."""

@@ -35,6 +35,14 @@ class ServiceConfig:
         max_batch: most images the worker grounds in one batched call.
         batch_wait_ms: how long the worker waits for more same-prompt requests after the first.
         max_queue: requests waiting for the worker; beyond that the service answers 503.
+        max_client_queue: requests ONE client (API key, else address) may have waiting for the worker; beyond
+            that this client gets 503 while the others still get in (its fair share of the queue).
+        max_slices: display slices one request may ground (a volume along its plane; a VQA or report on
+            a volume counts the same); a volume declaring more answers 413 before any work, and work that
+            reaches it is stopped. The bound does not depend on the file's bytes: a 600-byte .nii.gz may
+            declare 32 000 slices.
+        max_model_passes: slices (or images) x prompt chunks one request may put through the model's
+            fusion and head; more answers 413 before any work (fewer phrases, or a smaller volume, fit).
     """
 
     max_upload_bytes: int = 64 * MiB
@@ -51,10 +59,14 @@ class ServiceConfig:
     max_batch: int = 8
     batch_wait_ms: float = 10.0
     max_queue: int = 256
+    max_client_queue: int = 64
+    max_slices: int = 2048
+    max_model_passes: int = 8192
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "max_voxels", "max_request_bytes", "max_inflight_bytes",
-                     "io_workers", "max_phrases", "max_phrase_chars", "max_question_chars", "max_batch", "max_queue"):
+                     "io_workers", "max_phrases", "max_phrase_chars", "max_question_chars", "max_batch", "max_queue",
+                     "max_client_queue", "max_slices", "max_model_passes"):
             _positive_int(self, name)
         if self.max_inflight_bytes < self.max_request_bytes:
             raise MedglipError(f"ServiceConfig.max_inflight_bytes ({self.max_inflight_bytes:,}) must be at least "

@@ -3,9 +3,9 @@
 - :class:`LimitBodyMiddleware`: 413 for over-large request bodies (from ``Content-Length`` before
   reading anything, or while streaming), 408 when a body stalls for ``body_timeout`` seconds, and the
   response counters (``requests``, ``2xx``, ``4xx``, ``5xx``).
-- :class:`DeadlineMiddleware`: every ``/v1`` request gets a :class:`~.budget.RequestScope` and a
-  :class:`~medglip.io.policy.ReadPolicy` (decoded-byte limit and memory charge, float32, deadline) in
-  its context; past the deadline the request is cancelled and answers 504; when the client
+- :class:`DeadlineMiddleware`: every ``/v1`` request gets a :class:`~.budget.RequestScope` (its client,
+  for the worker's fair shares; its slice limit) and a :class:`~medglip.io.policy.ReadPolicy`
+  (decoded-byte limit and memory charge, float32, deadline, no separate data files) in its context; past the deadline the request is cancelled and answers 504; when the client
   disconnects the request is cancelled (no answer). Cancelling marks the scope, so queued worker jobs
   are dropped and running ones stop at their next check.
 """
@@ -125,6 +125,16 @@ class LimitBodyMiddleware:
                                    f"{self.max_body - FORM_OVERHEAD:,} bytes (max_upload_bytes)")
 
 
+def client_of(scope: Scope) -> str:
+    """Who sent a request, for the worker's fair shares: ``key:<name>`` of its API key (set by the access
+    layer), else ``ip:<address>`` (behind a proxy, the forwarded address when ``forwarded_allow_ips`` is set)."""
+    caller = scope.get("state", {}).get("caller")
+    if caller and caller != "anonymous":
+        return f"key:{caller}"
+    client = scope.get("client")
+    return f"ip:{client[0]}" if client else "ip:-"
+
+
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
@@ -143,23 +153,27 @@ class DeadlineMiddleware:
         budget: the shared :class:`~.budget.MemoryBudget` of decoded bytes.
         max_request_bytes: the read policy's ``max_bytes`` (largest decoded image of one request).
         counters: gets ``deadline_exceeded`` and ``client_gone``.
+        max_slices: the scope's ``max_slices`` (volume slices the worker grounds for one request).
     """
 
     def __init__(self, app: Any, *, timeout: float, budget: MemoryBudget, max_request_bytes: int,
-                 counters: dict[str, int]) -> None:
+                 counters: dict[str, int], max_slices: int | None = None) -> None:
         self.app = app
         self.timeout = float(timeout)
         self.budget = budget
         self.max_request_bytes = int(max_request_bytes)
         self.counters = counters
+        self.max_slices = max_slices
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self.app(scope, receive, send)
             return
-        req = RequestScope(self.budget, time.monotonic() + self.timeout, f"{scope['method']} {scope['path']}")
+        req = RequestScope(self.budget, time.monotonic() + self.timeout, f"{scope['method']} {scope['path']}",
+                           client=client_of(scope), max_slices=self.max_slices)
+        # an upload is read as itself: no header may make a reader open another file of the server
         policy = ReadPolicy(max_bytes=self.max_request_bytes, float32=True, deadline=req.deadline + GRACE_S,
-                            charge=req.charge, cancelled=req.cancelled.is_set)
+                            charge=req.charge, cancelled=req.cancelled.is_set, data_files="refuse")
         body_done, disconnected = anyio.Event(), anyio.Event()
         started = False
 

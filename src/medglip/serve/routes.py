@@ -3,7 +3,8 @@
 Every blocking step (saving and unpacking the upload, reading and decoding it, the request-side parts
 of VQA and reports) runs on the service's bounded I/O pool (:meth:`.service.Service.run`); the model
 runs on the worker (:mod:`.batcher`). Deadlines, cancellation and the memory budget come from the
-request's scope (:class:`~.middleware.DeadlineMiddleware`). Each route notes what was asked in the
+request's scope (:class:`~.middleware.DeadlineMiddleware`); the work an upload asks of the model (slices,
+model passes) is checked before anything is queued (:func:`.work.check_work`, 413). Each route notes what was asked in the
 audit record (:func:`.access.audit_note`: phrases, sizes, the upload's hash; no image data, file name
 or question text).
 """
@@ -25,6 +26,7 @@ from .exports import OutputsField, check_outputs, exported
 from .images import read_upload
 from .service import Service, WorkerGrounder, busy, http_error, jsonable, png_base64
 from .uploads import Upload, save_upload
+from .work import check_work
 
 router = APIRouter(prefix="/v1")
 
@@ -61,6 +63,14 @@ def _service(request: Request) -> Service:
     return request.app.state.service
 
 
+def _read_bounded(upload: Upload, svc: Service, phrases: Any, *, expect: str = "any", plane: str = "axial") -> Any:
+    """The upload read (:func:`.images.read_upload`) and the work it asks for checked (:func:`.work.check_work`:
+    413 above ``max_slices`` / ``max_model_passes``), before anything is queued for the model."""
+    item = read_upload(upload, svc, expect=expect)
+    check_work(item, tuple(phrases or ()), svc, filename=upload.filename, plane=plane)
+    return item
+
+
 async def _save(request: Request, svc: Service, file: Any, *, allow_zip: bool = False) -> Upload:
     """The upload saved (and unpacked) on the I/O pool; its hash, kind and size go to the audit record."""
     upload = await save_upload(file, svc.config, allow_zip=allow_zip, pool=svc.pool)
@@ -93,7 +103,7 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     try:
         upload = await _save(request, svc, file)
         try:
-            image = await svc.run(lambda: read_upload(upload, svc, expect="2d"))
+            image = await svc.run(lambda: _read_bounded(upload, svc, names, expect="2d"))
         finally:
             upload.cleanup()
         future = svc.batcher.submit_ground(image, names, modality=code, masks=masks, score_threshold=thr, top_k=k)
@@ -139,7 +149,7 @@ async def ground_volume(
     masks = masks or bool(wanted and set(wanted) - {"volume"})
     upload = await _save(request, svc, file, allow_zip=True)
     try:
-        volume = await svc.run(lambda: read_upload(upload, svc, expect="volume"))
+        volume = await svc.run(lambda: _read_bounded(upload, svc, names, expect="volume", plane=pl))
         future = svc.submit(lambda g: g.ground_volume(volume, names, modality=code, plane=pl, score_threshold=thr,
                                                       masks=masks))
         result = await svc.wait(future, upload)
@@ -186,7 +196,7 @@ async def vqa(request: Request, file: FileField,
     audit_note(request, phrases=list(parsed.phrases))
     upload = await _save(request, svc, file, allow_zip=True)
     try:
-        image = await svc.run(lambda: read_upload(upload, svc))
+        image = await svc.run(lambda: _read_bounded(upload, svc, parsed.phrases))
         worker = WorkerGrounder(svc.batcher)
 
         def run() -> dict[str, Any]:
@@ -228,7 +238,8 @@ async def report(request: Request, file: FileField,
         raise bad("prose", "this server has no language model configured (MEDGLIP_LLM_ENDPOINT, MEDGLIP_LLM_MODEL)")
     upload = await _save(request, svc, file, allow_zip=True)
     try:
-        image = await svc.run(lambda: read_upload(upload, svc))
+        looked_for = svc.grounder.known_phrases if names is None else names
+        image = await svc.run(lambda: _read_bounded(upload, svc, looked_for))
         worker = WorkerGrounder(svc.batcher)
 
         def run() -> dict[str, Any]:

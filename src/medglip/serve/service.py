@@ -2,7 +2,8 @@
 
 - :class:`Service`: awaits worker futures and maps failures to HTTP: a
   :class:`~medglip.errors.MedglipError` (the user's input) → 422 with its message (temporary paths
-  replaced by the upload's file name), a failing LLM endpoint (``medglip.vqa.LLMError``) → 502 that
+  replaced by the upload's file name), more work than one request may cost (:class:`~.budget.WorkLimit`) →
+  413, a failing LLM endpoint (``medglip.vqa.LLMError``) → 502 that
   says only how it failed (never its address, credentials or reply, which go to the log, redacted),
   a full queue or memory budget → 503 with ``Retry-After``, work stopped by the request's deadline →
   504, a decompression bomb → 413, anything else → 500 with a generic message while the traceback
@@ -34,7 +35,7 @@ from PIL import Image
 from ..errors import MedglipError
 from ..io.policy import ReadTimeout
 from .batcher import Batcher, ServerBusy
-from .budget import Cancelled, MemoryBudget, MemoryBusy, current_scope
+from .budget import Cancelled, MemoryBudget, MemoryBusy, WorkLimit, current_scope
 from .config import ServiceConfig
 from .pool import WorkPool
 from .uploads import Upload, reader_message
@@ -61,7 +62,7 @@ class Service:
     @classmethod
     def create(cls, grounder: Any, config: ServiceConfig, llm: Any = None) -> "Service":
         batcher = Batcher(grounder, max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms,
-                          max_queue=config.max_queue)
+                          max_queue=config.max_queue, max_client_jobs=config.max_client_queue)
         try:
             batcher.install_stop_hooks(grounder.model)
         except AttributeError:  # a grounder without a model: jobs stop only between calls
@@ -135,6 +136,8 @@ def http_error(exc: BaseException, upload: Upload | None = None) -> BaseExceptio
         return exc
     if isinstance(exc, (ServerBusy, MemoryBusy)):
         return busy(exc)
+    if isinstance(exc, WorkLimit):
+        return HTTPException(413, str(exc))
     if isinstance(exc, (Cancelled, ReadTimeout)):
         return HTTPException(504, f"deadline: the request's work was stopped ({_reason(exc)})")
     if isinstance(exc, Image.DecompressionBombError):

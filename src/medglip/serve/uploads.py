@@ -7,14 +7,16 @@ the audit log). The copy and the unpacking of a ``.zip`` of a DICOM series (file
 actual bytes up to ``max_request_bytes`` + 64 MiB) run on the service's I/O pool, never on the event
 loop. :func:`check_image` then reads the file with :func:`medglip.io.read_image` under the request's
 read policy (decoded bytes checked from the header before allocating; PNG decompression bombs are
-refused the same way) and checks its shape against ``max_pixels`` / ``max_voxels`` (413 naming the
-shape and the limit). Errors are :class:`fastapi.HTTPException` whose message names the upload's file
+refused the same way), confined to the upload's own folder with no separate data files (a NRRD / MetaImage
+header naming another file is refused by the reader, 422), and checks its shape against ``max_pixels`` /
+``max_voxels`` (413 naming the shape and the limit). Errors are :class:`fastapi.HTTPException` whose message names the upload's file
 name, never the temporary path; library error texts go to the log, not to the client.
 :func:`sweep_stale_workdirs` removes the folders of server processes that no longer run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -32,7 +34,7 @@ from fastapi import HTTPException
 from starlette.datastructures import UploadFile
 
 from ..errors import MedglipError, ReadError
-from ..io.policy import ReadTimeout
+from ..io.policy import ReadTimeout, current_policy, read_policy
 from .budget import Cancelled, MemoryBusy, current_scope
 from .config import ServiceConfig
 
@@ -302,18 +304,11 @@ def check_image(upload: Upload, config: ServiceConfig, *, expect: str = "any") -
         limit = config.max_voxels
     else:
         limit = max(config.max_voxels, 4 * config.max_pixels)
-    if upload.kind in ("nrrd", "mha"):
-        from ..io.itk import detached_data_files
-
-        try:
-            detached = detached_data_files(upload.path)
-        except MedglipError as exc:
-            raise HTTPException(422, reader_message(exc, upload)) from None
-        if detached is not None:  # it would read files of this server: only self-contained uploads
-            raise HTTPException(422, f"file {upload.filename!r}: its header names a separate data file; upload a "
-                                     "self-contained .nrrd / .mha (data in the same file)")
+    # the upload is read as itself, from its own folder: no separate data file, nothing outside workdir
+    confined = dataclasses.replace(current_policy(), data_files="refuse", root=upload.workdir)
     try:
-        img = read_image(upload.path, max_pixels=limit)
+        with read_policy(confined):
+            img = read_image(upload.path, max_pixels=limit)
     except (MemoryBusy, Cancelled, ReadTimeout):
         raise  # 503 / 504, not the file's fault
     except ReadError as exc:

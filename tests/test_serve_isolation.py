@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import threading
 import time
 
@@ -19,8 +20,9 @@ from PIL import Image
 import attacks
 from fakes import tiny_grounder
 from medglip.infer.volume import BETWEEN_BATCHES
-from medglip.serve import AccessConfig, Batcher, ServerBusy, ServiceConfig, create_app
+from medglip.serve import AccessConfig, Batcher, ServerBusy, ServerSettings, ServiceConfig, create_app
 from medglip.serve.budget import CURRENT, RequestScope, WorkLimit
+from test_serve_security import running
 
 KEY = "test-key-0123456789abcdef"
 OTHER_KEY = "other-key-fedcba9876543210"
@@ -205,3 +207,23 @@ def test_a_clients_quick_request_is_not_starved_by_anothers_long_volume(grounder
     assert quick.status_code == 200 and long.status_code == 200, (quick.text, long.text)
     assert not long_done_first and waited < 1.5, waited  # bob waited for a slice batch, not for alice's volume
     assert app.state.service.batcher.stats()["handed_over"] >= 1
+
+
+# ------------------------------------------------------------------------------------------ 4. logs
+def test_secrets_in_query_strings_and_headers_never_reach_a_log(grounder, capfd, caplog):
+    app = create_app(grounder, access=AccessConfig(api_keys=(("ward", KEY),)))
+    with caplog.at_level(logging.INFO), running(app, ServerSettings(), log_level="info") as port:
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/healthz?api_key={KEY}&token=tok-123456&x=1").status_code == 200
+        r = httpx.post(f"{base}/v1/ground?key=abc-secret-987&access_token=zz-998877", headers={"X-API-Key": KEY},
+                       data={"phrases": "liver", "modality": "CT"}, files={"file": ("p.png", _png())}, timeout=60)
+        assert r.status_code == 200
+        logging.getLogger("medglip.serve").warning("a client sent %s and %r", f"Authorization: Bearer {KEY}",
+                                                   [(b"x-api-key", KEY.encode())])
+        logging.getLogger("some.library").info("GET https://host/path?apikey=lib-secret-42&page=2")
+    out = capfd.readouterr()
+    text = out.out + out.err + caplog.text
+    assert "GET /healthz?api_key=[redacted]&token=[redacted]&x=1" in text, text[-2000:]
+    assert "apikey=[redacted]&page=2" in text and "Authorization: [redacted]" in text
+    for secret in (KEY, "tok-123456", "abc-secret-987", "zz-998877", "lib-secret-42"):
+        assert secret not in text, secret

@@ -194,13 +194,13 @@ def test_a_deadline_answers_504_and_releases_the_worker(grounder, small_volume):
 
 # ----------------------------------------------------------------------------------- a real server
 @contextmanager
-def running(app, settings: ServerSettings):
+def running(app, settings: ServerSettings, *, log_level: str = "warning"):
     import uvicorn
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, settings, log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, settings, log_level=log_level))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     t0 = time.monotonic()

@@ -35,6 +35,7 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from ..errors import MedglipError
+from . import redact
 from .config import AccessConfig
 from .middleware import send_json
 
@@ -113,6 +114,7 @@ class AccessMiddleware:
         self.app = app
         self.access = access
         self.digests = [(name, hashlib.sha256(key.encode()).digest()) for name, key in access.api_keys]
+        redact.register(*(key for _, key in access.api_keys))  # a key quoted anywhere in a log is redacted
         self.buckets = _Buckets(access.rate_per_minute, access.rate_burst) if access.rate_per_minute else None
         self.allowed_origins = set(access.cors_origins)
         self.counters = counters if counters is not None else {}

@@ -12,7 +12,8 @@ package's ``static/`` folder: no build step, nothing from the internet), ``/open
 The ASGI layers, outermost first: CORS (only with an allow-list) → :class:`LimitBodyMiddleware` (413,
 408, counters) → :class:`~.access.AccessMiddleware` (API keys 401, cross-site 403, rate limits 429,
 audit log) → :class:`DeadlineMiddleware` (deadline 504, client-gone cancellation, read policy) → the
-routes. README "Security" says what is promised and how it is tested.
+routes. Log records of the whole process are redacted from the first app on (:mod:`.redact`).
+docs/security.md says what is promised and how it is tested.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from . import redact
 from .access import AccessMiddleware
 from .config import AccessConfig, ServerSettings, ServiceConfig
 from .forms import flatten_validation_errors
@@ -54,6 +56,8 @@ def create_app(grounder: Any, *, config: ServiceConfig = ServiceConfig(), llm: A
         llm: a ``medglip.vqa.ChatClient`` for open questions and prose reports, or None.
         access: API keys, rate limits, CORS origins, ``/docs``, audit log (:class:`AccessConfig`).
     """
+    redact.install()  # every log record of the process from now on: no key, token or password in a log
+    redact.register(getattr(llm, "api_key", None))
     service = Service.create(grounder, config, llm)
 
     @asynccontextmanager

@@ -17,6 +17,7 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from . import redact
 from .config import ServerSettings
 
 
@@ -72,6 +73,7 @@ def uvicorn_config(app: Any, host: str, port: int, settings: ServerSettings, *, 
     import uvicorn
 
     proxied = settings.forwarded_allow_ips is not None
+    redact.install()  # uvicorn's access log writes each request line, query string included
     return uvicorn.Config(app, host=host, port=port, log_level=log_level,
                           http=header_timeout_protocol(settings.header_timeout_s),
                           timeout_keep_alive=settings.timeout_keep_alive,

@@ -542,6 +542,12 @@ def serve(
     max_request_mb: float = typer.Option(512.0, help="Largest decoded image of one request (MiB; float64 read as float32)."),
     max_inflight_mb: float = typer.Option(1024.0, help="Decoded MiB of all requests in flight; above it 503."),
     request_timeout: float = typer.Option(120.0, help="Deadline of every request, seconds (504)."),
+    max_client_queue: int = typer.Option(64, min=1, help="Jobs ONE client (API key, else address) may have waiting; "
+                                                         "beyond it that client gets 503, the others still get in."),
+    max_slices: int = typer.Option(2048, min=1, help="Volume slices one request may ground (413 above it, before any "
+                                                     "work; a few-hundred-byte file may declare 32000)."),
+    max_model_passes: int = typer.Option(8192, min=1, help="Slices (or images) x prompt chunks one request may put "
+                                                           "through the model (413 above it)."),
     body_timeout: float = typer.Option(15.0, help="Longest pause in a request body, seconds (408)."),
     header_timeout: float = typer.Option(10.0, help="Seconds a client has to send its request headers."),
     keep_alive: int = typer.Option(5, help="Idle keep-alive seconds."),
@@ -549,7 +555,7 @@ def serve(
     io_workers: int = typer.Option(4, help="Threads that unpack, parse and decode uploads."),
     api_keys_file: Optional[Path] = typer.Option(None, help="API keys, one 'name key' per line (else MEDGLIP_API_KEYS=name:key,...)."),
     rate_limit: int = typer.Option(0, help="Requests per minute per API key (per client address without keys); 0: none."),
-    rate_burst: int = typer.Option(10, help="Requests a key may send at once above its rate."),
+    rate_burst: int = typer.Option(20, min=1, help="Requests a key may send at once before its per-minute rate applies."),
     cors_origin: list[str] = typer.Option([], help="Web origin whose pages may call the service; repeatable."),
     docs: bool = typer.Option(False, help="Serve /docs (Swagger UI, which the browser fetches from a CDN)."),
     audit_log: Optional[Path] = typer.Option(None, help="Append the audit log (JSON lines) to this file."),
@@ -558,7 +564,7 @@ def serve(
     llm_key: Optional[str] = _LLM_KEY,
     device: str = typer.Option("cpu"),
 ) -> None:
-    """The HTTP service and its web page at / (README "Security": keys, limits, TLS proxy)."""
+    """The HTTP service and its web page at / (docs/security.md: keys, limits, TLS proxy, what an upload can do)."""
     from .serve import AccessConfig, ServerSettings, ServiceConfig, load_api_keys, serve as run_server
 
     _setup_logging(False)
@@ -571,7 +577,8 @@ def serve(
     try:
         llm = _llm_client(llm_endpoint, llm_model, llm_key)
         config = ServiceConfig(max_upload_bytes=int(max_upload_mb * mib), max_batch=max_batch,
-                               batch_wait_ms=batch_wait_ms, max_queue=max_queue,
+                               batch_wait_ms=batch_wait_ms, max_queue=max_queue, max_client_queue=max_client_queue,
+                               max_slices=max_slices, max_model_passes=max_model_passes,
                                max_request_bytes=int(max_request_mb * mib), max_inflight_bytes=int(max_inflight_mb * mib),
                                request_timeout_s=request_timeout, body_timeout_s=body_timeout, io_workers=io_workers)
         access = AccessConfig(api_keys=load_api_keys(api_keys_file), rate_per_minute=rate_limit, rate_burst=rate_burst,

@@ -12,6 +12,7 @@ import pytest
 
 import medglip
 from medglip.build import BuildConfig, build
+from medglip.model.run_checks import seal
 
 SAMPLES = Path(medglip.__file__).parent / "samples" / "pyradiomics"
 
@@ -70,7 +71,8 @@ def test_ground_volume_gives_voxel_and_world_boxes(run):
     if not floorless.exists():
         shutil.copytree(run / "run", floorless)
         cfg = json.loads((floorless / "config.json").read_text())
-        (floorless / "config.json").write_text(json.dumps({**cfg, "score_threshold": 0.0}))
+        # a deliberate change of the settings: sealed again, as medglip calibrate does
+        (floorless / "config.json").write_text(json.dumps(seal({**cfg, "score_threshold": 0.0})))
     _cli("ground", str(SAMPLES / "breast1_image.nrrd"), "-p", "breast lesion", "--checkpoint", str(floorless),
          "--modality", "MR", "--json", str(out), "--score-threshold", "0")
     res = json.loads(out.read_text())

@@ -17,6 +17,7 @@ from medglip.infer import Grounder
 from medglip.model import GroundingModel, get_preset, load_checkpoint, save_checkpoint
 from medglip.model import shipped
 from medglip.model.checkpoint import CheckpointError, file_sha256
+from medglip.model.run_checks import seal
 
 # the real package weights (EfficientNet-Lite0, MiniLM) at a small input: the base a compact file is stored against
 SMALL = dict(image_size=64, modalities=("CT", "MR"), own_encoder_modalities=("CT", "MR"), score_threshold=0.0)
@@ -82,7 +83,7 @@ def test_compact_refuses_a_damaged_file_or_other_package_weights(compact_run, tm
     other = Path(shutil.copytree(compact_run, tmp_path / "other"))
     cfg = json.loads((other / "config.json").read_text())
     cfg["compact"]["base_sha256"] = "0" * 64
-    (other / "config.json").write_text(json.dumps(cfg))
+    (other / "config.json").write_text(json.dumps(seal(cfg)))  # resealed: only the base check can refuse it
     with pytest.raises(CheckpointError, match="not those the model was stored against"):
         load_checkpoint(other)
     # a stored tensor the model does not have (hash re-recorded, so only the content check can refuse it)
@@ -92,7 +93,7 @@ def test_compact_refuses_a_damaged_file_or_other_package_weights(compact_run, tm
     save_file(stored, str(extra / "model.safetensors"))
     cfg = json.loads((extra / "config.json").read_text())
     cfg["sha256"] = {"model.safetensors": file_sha256(extra / "model.safetensors")}
-    (extra / "config.json").write_text(json.dumps(cfg))
+    (extra / "config.json").write_text(json.dumps(seal(cfg)))
     with pytest.raises(CheckpointError, match="does not have"):
         load_checkpoint(extra)
 

@@ -69,6 +69,20 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _print_rows(header: tuple[str, ...], rows: list[tuple[str, ...]], table: Table) -> None:
+    """``table`` on a terminal; full rows as tab-separated values (a header line first) when stdout is a
+    pipe or a file, where a table would be cut to 80 columns ("Tota…"), as git and kubectl do."""
+    if _stdout_is_terminal():
+        Console().print(table)
+        return
+    for row in (header, *rows):
+        typer.echo("\t".join(" ".join(str(cell).split()) for cell in row))
+
+
 def _load_mapping(path: Optional[Path]) -> dict[str, dict[str, str]]:
     if path is None:
         return {}
@@ -106,7 +120,9 @@ def build(
     shard: Optional[str] = typer.Option(None, help="Only build shard K/N of the cases (K 0-based); merge when all are done."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Build a hierarchical grounding dataset (COCO + ODVG + masks + card). Re-run the same command to resume."""
+    """Build a hierarchical grounding dataset (COCO + ODVG + masks + card). Re-run the same command to resume.
+
+    Example: medglip build src/medglip/samples/pyradiomics out/pyradiomics --negative-ratio 0.5"""
     from .build import BuildConfig, Shard
     from .build import build as run_build
 
@@ -167,7 +183,10 @@ def build(
 
 @app.command()
 def merge(out: Path = typer.Argument(..., help="A build output folder whose shards have all finished.")) -> None:
-    """Merge the per-case records of a (sharded) build into annotations, card and report."""
+    """Merge the per-case records of a (sharded) build into annotations, card and report (once every
+    `--shard K/N` of `medglip build` or `medglip build-recipe` has finished).
+
+    Example: medglip merge out/heldout"""
     from .build import merge as run_merge
 
     _setup_logging(False)
@@ -194,7 +213,9 @@ def show(
     negatives: bool = typer.Option(False, help="Include images without findings."),
     seed: int = typer.Option(0),
 ) -> None:
-    """Draw images of a built dataset with their boxes, masks and phrases to PNG."""
+    """Draw images of a built dataset with their boxes, masks and phrases to PNG.
+
+    Example: medglip show medglip-demo/dataset --split test --n 12 --out pics"""
     from .show import show as run_show
 
     try:
@@ -213,7 +234,9 @@ def resolve(
     context: list[str] = typer.Option([], help="Other label names of the same case."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Show how label names map onto the ontology (phrase, hierarchy, level, laterality)."""
+    """Show how label names map onto the ontology (phrase, hierarchy, level, laterality).
+
+    Example: medglip resolve gluteus_maximus_left Kidney_R GTVp "enhancing tumor" --source BraTS2021"""
     from .ontology import load_ontology
 
     onto = load_ontology()
@@ -225,11 +248,13 @@ def resolve(
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return
-    table = Table("source name", "phrase", "level", "class", "region", "hierarchy")
+    header = ("source name", "phrase", "level", "class", "region", "hierarchy")
+    table = Table(*header)
     for r in rows:
         table.add_row(r["name"], r["phrase"] if r["mapped"] else f"[yellow]{r['phrase']} (unmapped)",
                       r["level"], r["class"], r["region"], " › ".join(r["hierarchy"]))
-    Console().print(table)
+    _print_rows(header, [(r["name"], r["phrase"] if r["mapped"] else f"{r['phrase']} (unmapped)", r["level"],
+                          r["class"], r["region"], " › ".join(r["hierarchy"])) for r in rows], table)
 
 
 @app.command()
@@ -264,7 +289,7 @@ def train(
 ) -> None:
     """Train (or fine-tune) the grounding model. Multi-GPU / multi-node: torchrun ... -m medglip train ...
 
-    Example: medglip train runs/data-v1 --out runs/run-v1 --image-size 256 --max-steps 1500 --freeze text_encoder"""
+    Example: medglip train out/pyradiomics --out runs/pyr --image-size 256 --max-steps 600"""
     from .train import TrainConfig
     from .train import train as run_train
 
@@ -309,7 +334,9 @@ def ground(
     window: Optional[str] = _WINDOW,
     device: str = typer.Option("cpu"),
 ) -> None:
-    """Find the regions named by phrases in an image (or a volume); --out writes NIfTI / DICOM-SEG / SR masks."""
+    """Find the regions named by phrases in an image (or a volume); --out writes NIfTI / DICOM-SEG / SR masks.
+
+    Example: medglip ground src/medglip/samples/pyradiomics/brain2_image.nrrd -p "brain tumor" --modality MR --out brain2-masks"""
     from .infer import Grounder, VolumeGroundingResult
 
     _setup_logging(False)
@@ -378,7 +405,9 @@ def eval_(
     max_per_phrase: int = typer.Option(100, help="Boxes kept per (image, phrase) (and refined into masks)."),
     device: str = typer.Option("cpu"),
 ) -> None:
-    """COCO AP/AP50/AP75, Acc@0.5, mIoU, Dice and absent-phrase FP rate, by modality and hierarchy level."""
+    """COCO AP/AP50/AP75, Acc@0.5, mIoU, Dice and absent-phrase FP rate, by modality and hierarchy level.
+
+    Example: medglip eval medglip-demo/dataset --json eval/metrics.json --masks head"""
     from .evaluate import evaluate, predict_dataset
     from .infer import Grounder
 
@@ -454,7 +483,9 @@ def vqa(
     llm_key: Optional[str] = _LLM_KEY,
     device: str = typer.Option("cpu"),
 ) -> None:
-    """Answer a question about an image from grounding (closed questions) or through a VLM (open ones)."""
+    """Answer a question about an image from grounding (closed questions) or through a VLM (open ones).
+
+    Example: medglip vqa src/medglip/samples/pyradiomics/brain2_image.nrrd "Is there a brain tumor?" --modality MR"""
     from .infer import Grounder
     from .vqa import ask
 
@@ -503,7 +534,9 @@ def report(
     llm_key: Optional[str] = _LLM_KEY,
     device: str = typer.Option("cpu"),
 ) -> None:
-    """A structured findings report (Markdown + JSON + overlay) from grounding an image or a volume."""
+    """A structured findings report (Markdown + JSON + overlay) from grounding an image or a volume.
+
+    Example: medglip report src/medglip/samples/pyradiomics/brain2_image.nrrd -f "brain tumor" --modality MR --out brain2-report"""
     from .infer import Grounder
     from .report import make_report, write_report
 
@@ -569,7 +602,9 @@ def serve(
     llm_key: Optional[str] = _LLM_KEY,
     device: str = typer.Option("cpu"),
 ) -> None:
-    """The HTTP service and its web page at / (docs/security.md: keys, limits, TLS proxy, what an upload can do)."""
+    """The HTTP service and its web page at / (docs/security.md: keys, limits, TLS proxy, what an upload can do).
+
+    Example: medglip serve --host 127.0.0.1 --port 8000"""
     from .serve import AccessConfig, ServerSettings, ServiceConfig, load_api_keys, serve as run_server
 
     _setup_logging(False)
@@ -645,7 +680,9 @@ def lopo(
     masks: str = typer.Option("none", help="Also the folds' mask Dice: head, medsam, auto or none."),
 ) -> None:
     """Leave-one-patient-out on the training patients: per-fold metrics, calibrated score thresholds, and
-    the final model with them in its config (lung2 / brain2 stay held out: `medglip heldout` measures them)."""
+    the final model with them in its config (lung2 / brain2 stay held out: `medglip heldout` measures them).
+
+    Example: medglip lopo data/ds-all --out runs/heldout --max-steps 400 --image-size 256 --warmup-steps 40 --mask-weight 0"""
     from .protocol import lopo as run_lopo
 
     _setup_logging(False)
@@ -672,7 +709,9 @@ def heldout(
     masks: str = typer.Option("none", help="Also masks (mask Dice): head (the checkpoint's mask head), medsam "
                                            "(LiteMedSAM), auto or none."),
 ) -> None:
-    """Per held-out patient: Acc@0.5, mIoU, AP50, mask Dice, absent-phrase FP rate and VQA vs its ceiling."""
+    """Per held-out patient: Acc@0.5, mIoU, AP50, mask Dice, absent-phrase FP rate and VQA vs its ceiling.
+
+    Example: medglip heldout data/ds-all --checkpoint runs/heldout/final --masks medsam"""
     from .protocol import heldout_report
 
     _setup_logging(False)
@@ -753,7 +792,9 @@ def vqa_eval(
     score_threshold: Optional[float] = typer.Option(None, help="Default: the checkpoint's calibrated thresholds."),
     device: str = typer.Option("cpu"),
 ) -> None:
-    """VQA accuracy on questions generated from a dataset's ground truth: predicted grounding vs the ceiling."""
+    """VQA accuracy on questions generated from a dataset's ground truth: predicted grounding vs the ceiling.
+
+    Example: medglip vqa-eval medglip-demo/dataset --out vqa-eval"""
     from .infer import Grounder
     from .vqa import evaluate_vqa
 
@@ -780,7 +821,9 @@ def build_recipe_cmd(
     shard: Optional[str] = typer.Option(None, help="Only build shard K/N of the recipe's cases; merge when all are done."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Build several sources into one dataset. Re-run to resume; add a source and re-run to build just it."""
+    """Build several sources into one dataset. Re-run to resume; add a source and re-run to build just it.
+
+    Example: medglip build-recipe src/medglip/samples/heldout/recipe.yaml out/heldout"""
     from .build import Shard, build_recipe, load_recipe
 
     _setup_logging(verbose)
@@ -823,7 +866,10 @@ def catalog(
     scan: Optional[Path] = typer.Option(None, help="Find the catalogue's data sets in this folder (and 2 levels below)."),
     recipe_out: Optional[Path] = typer.Option(None, help="With --scan: write a starter recipe for what was found."),
 ) -> None:
-    """List the public data sets medglip knows (layout, real labels, licence, where to get them), or find them on disk."""
+    """List the public data sets medglip knows (layout, real labels, licence, where to get them), or find them on disk.
+    On a terminal a table; in a pipe or a file, full rows as tab-separated values with a header line.
+
+    Example: medglip catalog --modality MR"""
     from .catalog import load_catalog
     from .catalog import scan as find
     from .modality import normalise_modality
@@ -841,10 +887,11 @@ def catalog(
         if as_json:
             typer.echo(json.dumps(rows, indent=1))
         else:
-            table = Table("folder", "layout", "catalogue data set")
+            header = ("folder", "layout", "catalogue data set")
+            table = Table(*header)
             for r in rows:
                 table.add_row(r["path"], r["layout"], r["dataset"] or "[yellow]not in the catalogue")
-            Console().print(table)
+            _print_rows(header, [(r["path"], r["layout"], r["dataset"] or "not in the catalogue") for r in rows], table)
         if recipe_out:
             from .build.recipe import starter_recipe
 
@@ -869,7 +916,10 @@ def catalog(
     for e in entries:
         names = ", ".join(e.label_names[:4]) + (f", … ({len(e.labels)})" if len(e.labels) > 4 else "")
         table.add_row(e.id, e.name, " ".join(e.modalities), e.layout, names, e.licence)
-    Console().print(table)
+    # in a pipe or a file: every label, every word of the licence
+    _print_rows(("id", "name", "modalities", "layout", "labels", "licence"),
+                [(e.id, e.name, " ".join(e.modalities), e.layout, ", ".join(e.label_names), e.licence)
+                 for e in entries], table)
     console.print(f"{len(entries)} data set(s); `medglip catalog --json` gives urls and citations")
 
 

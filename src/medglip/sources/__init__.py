@@ -107,9 +107,12 @@ def detect_layout(root: str | Path) -> str:
                 log.info("%s: layouts %s match; using the most specific, %s", root, matches, hits[0])
             return hits[0]
         if len(hits) > 1:
-            raise LayoutError(f"{root}: ambiguous layout, matches {', '.join(hits)}; pass layout= to choose")
+            raise LayoutError(f"{root}: ambiguous layout, matches {', '.join(hits)}; pass --layout NAME "
+                              "(layout= in Python) to choose")
     looked = "\n".join(f"  - {name}: {what}" for name, what in _LOOKED_FOR.items())
-    raise LayoutError(f"{root}: no known dataset layout found; looked for:\n{looked}")
+    raise LayoutError(f"{root}: no known dataset layout found; pass --layout NAME (layout= in Python; `medglip "
+                      "catalog` names each data set's) or list the cases in a medglip_manifest.json "
+                      f"(docs/datasets.md#your-own-data-a-manifest); looked for:\n{looked}")
 
 
 def get_layout(name: str) -> ModuleType:

@@ -122,7 +122,7 @@ def build(
 ) -> None:
     """Build a hierarchical grounding dataset (COCO + ODVG + masks + card). Re-run the same command to resume.
 
-    Example: medglip build src/medglip/samples/pyradiomics out/pyradiomics --negative-ratio 0.5"""
+    Example: medglip build src/medglip/samples/pyradiomics out/pyradiomics --negative-ratio 0.5 --split 1,0,0"""
     from .build import BuildConfig, Shard
     from .build import build as run_build
 

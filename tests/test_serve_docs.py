@@ -1,6 +1,6 @@
-"""The documented defaults of `medglip serve` are its defaults: README and docs/security.md write them as
-``--option`` [value]; the command's options, and the config classes they fill, must agree (the README
-said --rate-burst [20], the AccessConfig 20 and --help 10)."""
+"""The documented defaults of `medglip serve` are its defaults: README, docs/security.md and docs/service.md
+write them as ``--option`` [value] (or in a table row); the command's options, and the config classes they
+fill, must agree (the README said --rate-burst [20], the AccessConfig 20 and --help 10)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from medglip.cli import app
 from medglip.serve import AccessConfig, ServerSettings, ServiceConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = (ROOT / "README.md", ROOT / "docs" / "security.md")
+DOCS = (ROOT / "README.md", ROOT / "docs" / "security.md", ROOT / "docs" / "service.md")
 MiB = 2**20
-#: "`--option` [value]" or "`--option N` [value]"
-DOCUMENTED = re.compile(r"`(--[a-z0-9-]+)(?: [A-Z]+)?` \[([^\]]+)\]")
+#: "`--option` [value]" or "`--option N` [value]" in prose; "| `--option` | value |" in a table
+DOCUMENTED = re.compile(r"`(--[a-z0-9-]+)(?: [A-Z]+)?`\s+\[([^\]]+)\]|\| `(--[a-z0-9-]+)` \| ([^|]+) \|")
 #: option → (config class, field, factor from the option's unit to the field's)
 FIELDS = {
     "--max-upload-mb": (ServiceConfig, "max_upload_bytes", MiB), "--max-batch": (ServiceConfig, "max_batch", 1),
@@ -52,7 +52,8 @@ def test_every_documented_default_is_the_commands():
     defaults = serve_defaults()
     seen = []
     for doc in DOCS:
-        for option, value in DOCUMENTED.findall(doc.read_text(encoding="utf-8")):
+        for m in DOCUMENTED.finditer(doc.read_text(encoding="utf-8")):
+            option, value = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
             assert option in defaults, f"{doc.name} documents {option}, which medglip serve does not have"
             assert _number(value) == float(defaults[option] or 0), \
                 f"{doc.name} says {option} [{value}]; medglip serve --help says {defaults[option]}"

@@ -540,10 +540,10 @@ def test_train_config_hands_every_augmentation_setting_to_the_dataset() -> None:
 
     cfg = TrainConfig(flip_prob=0.1, min_scale=0.7, zoom_prob=0.2, max_zoom=1.3, copy_paste_prob=0.4,
                       paste_scale=[0.6, 2.0], intensity_prob=0.3, elastic_prob=0.25, elastic_displacement=0.02,
-                      elastic_sigma=0.07)
+                      elastic_sigma=0.07, coarse_phrase_prob=0.45)
     aug = cfg.augment_config()
     shared = [f.name for f in fields(AugmentConfig) if hasattr(cfg, f.name)]
-    assert len(shared) == 10 and all(getattr(aug, n) == (tuple(v) if isinstance(v := getattr(cfg, n), list) else v)
+    assert len(shared) == 11 and all(getattr(aug, n) == (tuple(v) if isinstance(v := getattr(cfg, n), list) else v)
                                      for n in shared)
     assert aug.paste_scale == (0.6, 2.0) and aug.copy_paste_max == AugmentConfig().copy_paste_max
 

@@ -116,3 +116,25 @@ def test_grounder_and_cli_default_to_the_shipped_model(compact_run, monkeypatch,
     r = CliRunner().invoke(app, ["ground", str(img), "-p", "brain tumor", "--modality", "MR", "--json", str(out)])
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())
+
+
+def test_weights_that_only_drifted_by_rounding_are_the_packages(tmp_path):
+    """An EMA of an encoder that never trained differs from the packages' weights by float32 rounding:
+    it is not stored (and loads as the packages' weights); a real change is."""
+    torch.manual_seed(0)
+    m = GroundingModel(get_preset("default", **SMALL)).eval()
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.startswith("image_encoder.backbones.CT."):
+                p.mul_(1 + 2.0 ** -20)  # rounding-sized drift
+            if name.startswith("image_encoder.backbones.MR.") and p.ndim > 1:
+                p.mul_(1 + 2.0 ** -9)   # a change float16 can tell
+    run = save_checkpoint(m, tmp_path / "run", compact=True)
+    names = set(load_file(str(run / "model.safetensors")))
+    assert not any(n.startswith("image_encoder.backbones.CT.") for n in names)
+    assert any(n.startswith("image_encoder.backbones.MR.") for n in names)
+    loaded = load_checkpoint(run)
+    base = GroundingModel(get_preset("default", **SMALL)).state_dict()
+    for n, t in loaded.state_dict().items():
+        if n.startswith("image_encoder.backbones.CT."):
+            assert torch.equal(t, base[n])

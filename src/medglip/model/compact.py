@@ -70,16 +70,30 @@ def tensors_sha256(state: dict[str, torch.Tensor], names: list[str]) -> str:
     return h.hexdigest()
 
 
+#: a floating tensor within this relative distance of the packages' is theirs: float16, the storage
+#: precision, resolves 2**-11; an EMA of weights that never trained (the encoder of a modality absent
+#: from the data) drifts from them by float32 rounding alone, far below it
+SAME_RTOL = 2.0 ** -12
+
+
+def _same(trained: torch.Tensor, base: torch.Tensor) -> bool:
+    if torch.equal(trained, base):
+        return True
+    if not trained.is_floating_point():
+        return False
+    return bool(((trained - base).abs() <= SAME_RTOL * base.abs()).all())
+
+
 def _unchanged(state: dict[str, torch.Tensor], base: dict[str, torch.Tensor], again: dict[str, torch.Tensor]
                ) -> list[str]:
-    """Names whose trained value equals the packages' AND whose base value does not depend on the seed
-    (a random-initialised tensor left untouched cannot be rebuilt, so it is stored)."""
+    """Names whose trained value is the packages' (:func:`_same`) AND whose base value does not depend on
+    the seed (a random-initialised tensor left untouched cannot be rebuilt, so it is stored)."""
     out = []
     for name, value in state.items():
         b = base.get(name)
         if b is None or b.shape != value.shape or b.dtype != value.dtype:
             continue
-        if torch.equal(b, again[name]) and torch.equal(b, value.detach().cpu()):
+        if torch.equal(b, again[name]) and _same(value.detach().cpu(), b):
             out.append(name)
     return sorted(out)
 
@@ -110,7 +124,7 @@ def compact_state(model: GroundingModel, *, dtype: torch.dtype = torch.float16
         stored[name] = t.contiguous()
     record = {"format": FORMAT, "dtype": str(dtype).removeprefix("torch."), "packages": _package_versions(),
               "base_tensors": len(skip), "stored_tensors": len(stored),
-              "base_sha256": tensors_sha256(state, skip)}
+              "base_sha256": tensors_sha256(base, skip)}
     log.info("compact: %d tensors (%.1f M values) stored, %d from the packages", len(stored),
              sum(t.numel() for t in stored.values()) / 1e6, len(skip))
     return stored, record

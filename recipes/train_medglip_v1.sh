@@ -12,7 +12,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-$repo/../runs}
-STEPS=${STEPS:-1600}
+STEPS=${STEPS:-2000}
 BATCH=${BATCH:-8}
 DEVICE=${DEVICE:-auto}
 WORKERS=${WORKERS:-2}

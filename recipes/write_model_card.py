@@ -47,14 +47,15 @@ def _images(data: Path) -> dict[str, dict[str, int]]:
     return out
 
 
-def card(work: Path, name: str) -> str:
+def card(work: Path, name: str, *, train_seconds: float | None = None, note: str = "") -> str:
     data, run = work / f"data-{name}", work / f"run-{name}"
     info = _load(data / "annotations" / "train.json").get("info", {}).get("sources", {})
     patients, images = _patients(data), _images(data)
     train_cfg = _load(run / "train_config.json")["config"]
     thresholds = dict(_load(run / "config.json").get("finding_thresholds") or [])
     cats = _load(run / "categories.json")
-    seconds = (run / "model.safetensors").stat().st_mtime - (run / "train_config.json").stat().st_mtime
+    # a resumed run rewrites train_config.json: pass the wall time when the run was resumed
+    seconds = train_seconds or (run / "model.safetensors").stat().st_mtime - (run / "train_config.json").stat().st_mtime
     steps = int(train_cfg["max_steps"])
     lines = [f"# Model card: {name}", "",
              "The grounding model medglip ships (`Grounder.from_pretrained()`, `medglip ground IMAGE -p PHRASE`).",
@@ -76,16 +77,16 @@ def card(work: Path, name: str) -> str:
         lic = info.get(source, {}).get("licence", "")
         lines.append(f"| {source} | {lic} | " + " / ".join(str(len(p.get(s, ()))) for s in SPLITS) + " | "
                      + " / ".join(str(i.get(s, 0)) for s in SPLITS) + " |")
-    lines += ["", "Weights licence: the most restrictive of the training data's, **CC BY-NC-SA 4.0** "
-              "(LGG) — non-commercial, share-alike, with attribution (cite the datasets in each source's "
-              "NOTICE). `recipes/medglip-v1-permissive.yaml` trains on the sources that allow commercial use "
-              "only.", "",
+    lines += ["", "Weights licence: the most restrictive of the training data's: **CC BY-NC-SA 4.0** "
+              "(LGG), together with the PH2 terms (research and benchmarking) — non-commercial, share-alike, "
+              "with attribution (cite the datasets in each source's NOTICE). `recipes/medglip-v1-permissive.yaml` "
+              "trains on the sources that allow commercial use only.", "",
               "## Training", "",
               f"`recipes/train_medglip_v1.sh`: {steps} steps of {train_cfg['batch_size']} images at "
               f"lr {train_cfg['lr']}, text encoder frozen, hierarchical phrases p={train_cfg.get('coarse_phrase_prob')}, "
               f"copy-paste {train_cfg.get('copy_paste_prob')}, mask loss {train_cfg.get('mask_weight')}, EMA "
               f"{train_cfg.get('ema_decay')}; {seconds / 60:.0f} min on 2 CPU cores "
-              f"({steps / seconds:.2f} steps/s).", "",
+              f"({steps / seconds:.2f} steps/s). {note}".rstrip(), "",
               "Per-phrase score thresholds, chosen on the validation patients (best recall with at most 10 % "
               "absent-phrase false positives): " + ", ".join(f"{p} {t:.2f}" for p, t in sorted(thresholds.items())),
               ""]
@@ -115,8 +116,10 @@ def main() -> None:
     ap.add_argument("work", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--name", default="medglip-v1")
+    ap.add_argument("--train-seconds", type=float, default=None, help="wall time of training (a resumed run)")
+    ap.add_argument("--note", default="", help="a sentence on how the run went (resumes, schedule changes)")
     a = ap.parse_args()
-    a.out.write_text(card(a.work, a.name))
+    a.out.write_text(card(a.work, a.name, train_seconds=a.train_seconds, note=a.note))
     print(f"wrote {a.out}")
 
 

@@ -129,7 +129,7 @@ def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, *, 
     Args:
         checkpoint: a training run folder (``model.safetensors`` + ``config.json`` + ``text_encoder/``);
             its weights are checked against the SHA-256 recorded at save time.
-        host, port: where uvicorn listens (keep 127.0.0.1 behind a TLS reverse proxy, README "Security").
+        host, port: where uvicorn listens (keep 127.0.0.1 behind a TLS reverse proxy, docs/security.md).
         device: torch device of the model.
         masks: False loads no mask refiner: requests with ``masks=true`` / ``medsam`` then answer 422
             (``masks=head`` still works when the checkpoint has a mask head).

@@ -1,4 +1,4 @@
-"""Settings of the HTTP service (docs/grounded_api.md, README "Security"): limits and batching
+"""Settings of the HTTP service (docs/grounded_api.md, docs/security.md): limits and batching
 (:class:`ServiceConfig`), who may call it (:class:`AccessConfig`) and the HTTP server (:class:`ServerSettings`)."""
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class ServiceConfig:
 
 @dataclass(frozen=True)
 class AccessConfig:
-    """Who may call the service and what is recorded (README "Security").
+    """Who may call the service and what is recorded (docs/security.md).
 
     Attributes:
         api_keys: ``(name, key)`` pairs; when any is given, every endpoint but ``/``, ``/static/``

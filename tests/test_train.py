@@ -586,3 +586,20 @@ def test_frozen_parts_keep_their_weights_and_statistics(dataset: Path, tmp_path:
     assert not moved & {"image_encoder.backbones", "text_encoder"} and "head" in moved
     with pytest.raises(ValueError, match="'backbone'"):
         _cfg(freeze=("backbone",))
+
+
+def test_ema_keeps_weights_that_never_trained_exact() -> None:
+    """The EMA of a weight that never moves (an encoder of a modality absent from the data) is the weight
+    itself, bit for bit: x·d + x·(1 − d) would drift by rounding and make a compact checkpoint store it."""
+    from medglip.train.ema import make_ema, update_ema
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 64))
+    ema = make_ema(model, decay=0.998)
+    still = model[1].weight.detach().clone()
+    for _ in range(50):
+        with torch.no_grad():
+            model[0].weight.add_(0.01)
+        update_ema(ema, model)
+    assert torch.equal(ema.module[1].weight, still)
+    assert not torch.equal(ema.module[0].weight, model[0].weight)  # the trained one is averaged

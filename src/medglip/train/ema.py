@@ -2,7 +2,8 @@
 
 The decay at the ``n``-th update is ``min(decay, (1 + n) / (10 + n))``: short runs (hundreds of
 steps on a CPU) are not dominated by the random initial weights. Buffers (BatchNorm statistics)
-and frozen parameters are copied from the model, not averaged.
+and frozen parameters are copied from the model, not averaged; a parameter equal to its average
+(one that never trained) stays exactly as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from torch.optim.swa_utils import AveragedModel
 
 def _ema_fn(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     def fn(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        if torch.equal(averaged, current):
+            # a weight that has not moved (the encoder of a modality absent from the data) stays exact:
+            # x·d + x·(1 − d) drifts from x by rounding, and a compact checkpoint would store it
+            return averaged
         k = float(n)
         d = min(decay, (1.0 + k) / (10.0 + k))
         return averaged * d + current * (1.0 - d)

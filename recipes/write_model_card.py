@@ -26,16 +26,13 @@ def _pct(v: object) -> str:
 
 def _patients(data: Path) -> dict[str, dict[str, set[str]]]:
     """source → split → patients (a record's patient, else its case)."""
-    report = _load(data / "build_report.json")
+    from medglip.protocol import patient_of
+
     out: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for split, keys in report["splits"].items():
+    for split, keys in _load(data / "build_report.json")["splits"].items():
         for key in keys:
             source, case = key.split("/", 1)
-            try:
-                patient = _load(data / "records" / source / f"{case}.json").get("patient") or case
-            except (OSError, ValueError):
-                patient = case
-            out[source][split].add(str(patient))
+            out[source][split].add(patient_of(data, source, case))
     return out
 
 

@@ -305,10 +305,7 @@ def heldout_report(run: str | Path, dataset_dir: str | Path, out: str | Path, *,
     atomic_write_json(out / "heldout.json", report, indent=1)
     lines = ["| held-out patient | Acc@0.5 | mIoU | AP50 | mask Dice | absent-phrase FP | VQA (ceiling) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        o, v = r["overall"], r["vqa"]
-        lines.append(f"| {r['patient']} | " + " | ".join(_pct(o.get(k)) for k in _KEYS) +
-                     f" | {_pct(v.get('accuracy_predicted'))} ({_pct(v.get('accuracy_ground_truth'))}) |")
+    lines += [f"| {r['patient']} | {_metric_cells(r)} |" for r in rows]
     atomic_write_text(out / "heldout.md", "\n".join(lines) + "\n")
     return report
 
@@ -331,7 +328,7 @@ def source_report(run: str | Path, dataset_dir: str | Path, out: str | Path, *, 
         metrics, _, _ = evaluate_run(run, data, "test", out / source / "eval", masks=masks, phrases="case")
         vqa = evaluate_vqa(g, data, split="test", out=out / source / "vqa")
         sub = _load(data / "annotations" / "test.json")
-        rows.append({"source": source, "patients": len({_patient(dataset_dir, *c) for c in
+        rows.append({"source": source, "patients": len({patient_of(dataset_dir, *c) for c in
                                                              {(im.get("source"), im.get("case_id")) for im in sub["images"]}}),
                      "images": len(sub["images"]), "overall": metrics["overall"], "vqa": vqa["overall"]})
     report = {"run": str(run), "dataset": str(dataset_dir), "split": split, "sources": rows,
@@ -339,16 +336,20 @@ def source_report(run: str | Path, dataset_dir: str | Path, out: str | Path, *, 
     atomic_write_json(out / "sources.json", report, indent=1)
     lines = ["| source | patients | images | Acc@0.5 | mIoU | AP50 | mask Dice | absent-phrase FP | VQA (ceiling) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        o, v = r["overall"], r["vqa"]
-        lines.append(f"| {r['source']} | {r['patients']} | {r['images']} | " + " | ".join(_pct(o.get(k)) for k in _KEYS) +
-                     f" | {_pct(v.get('accuracy_predicted'))} ({_pct(v.get('accuracy_ground_truth'))}) |")
+    lines += [f"| {r['source']} | {r['patients']} | {r['images']} | {_metric_cells(r)} |" for r in rows]
     atomic_write_text(out / "sources.md", "\n".join(lines) + "\n")
     return report
 
 
-def _patient(dataset_dir: Path, source: Any, case: Any) -> str:
-    """The patient of a dataset case (its record's ``patient``, else the case itself)."""
+def _metric_cells(row: dict[str, Any]) -> str:
+    """A report row's Markdown cells: the grounding metrics of ``_KEYS``, then VQA (its ceiling)."""
+    o, v = row["overall"], row["vqa"]
+    return " | ".join(_pct(o.get(k)) for k in _KEYS) + \
+        f" | {_pct(v.get('accuracy_predicted'))} ({_pct(v.get('accuracy_ground_truth'))})"
+
+
+def patient_of(dataset_dir: Path, source: Any, case: Any) -> str:
+    """The patient of a dataset case, ``source/patient`` (its record's ``patient``, else the case itself)."""
     try:
         patient = _load(dataset_dir / "records" / source / f"{case}.json").get("patient")
     except (OSError, ValueError):

@@ -24,7 +24,6 @@ A list in, a list out: every result carries the pixels the model saw (``result.p
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from ..core.text import clean_phrase, phrase_key
 from ..errors import MedglipError
 from ..model import GroundingModel, TextFeatures, load_checkpoint
 from ..model.mask_head import paste_masks
-from ..model.shipped import shipped_run, trained_on
+from ..model.shipped import shipped_run, trained_on, trained_phrases
 from ..model.prompt import Prompt, chunk_phrases, make_prompt
 from .inputs import InputImage, Volume, check_modality, read_image_input, read_input, read_volume_input, resolve_modality
 from .masks import NO_HEAD, KeepBoxes, Masks, select_boxes
@@ -103,15 +102,6 @@ def calibrated_threshold(grounder: Any, phrases: Any) -> float:
     return min((float(grounder.threshold_for(p)) for p in phrases), default=FINDING_THRESHOLD)
 
 
-def _trained_phrases(run_dir: Path) -> tuple[str, ...]:
-    """The training phrases ``medglip train`` wrote to ``RUN/categories.json`` (none for bare checkpoints)."""
-    try:
-        phrases = json.loads((run_dir / "categories.json").read_text()).get("phrases", [])
-    except (OSError, ValueError, AttributeError):
-        return ()
-    return tuple(p for p in phrases if isinstance(p, str) and p.strip())
-
-
 class Grounder:
     """Ground phrases in 2D images and 3D volumes with a :class:`~medglip.model.GroundingModel`.
 
@@ -164,7 +154,7 @@ class Grounder:
             model = load_checkpoint(run_dir, device=device)
         except FileNotFoundError as e:
             raise MedglipError(f"cannot load checkpoint {run_dir}: {e}") from None
-        kwargs.setdefault("known_phrases", _trained_phrases(Path(run_dir)))
+        kwargs.setdefault("known_phrases", trained_phrases(run_dir))
         kwargs.setdefault("trained_on", trained_on(run_dir))
         return cls(model, device=device, refiner=refiner, **kwargs)
 

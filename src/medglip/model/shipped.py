@@ -34,14 +34,25 @@ def shipped_run() -> Path:
     return SHIPPED_DIR
 
 
-def trained_on(run_dir: str | Path) -> dict[str, list[str]]:
-    """``{modality: [phrase, ...]}`` a run was trained on (``categories.json`` ``phrases_by_modality``; empty when
-    the run does not record it)."""
+def _categories(run_dir: str | Path) -> dict:
+    """``RUN/categories.json`` as ``medglip train`` wrote it (empty for a bare checkpoint or a bad file)."""
     try:
         data = json.loads((Path(run_dir) / "categories.json").read_text())
     except (OSError, ValueError):
         return {}
-    by = data.get("phrases_by_modality") if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def trained_phrases(run_dir: str | Path) -> tuple[str, ...]:
+    """The phrases a run was trained on (``categories.json`` ``phrases``; none for bare checkpoints)."""
+    phrases = _categories(run_dir).get("phrases")
+    return tuple(p for p in phrases if isinstance(p, str) and p.strip()) if isinstance(phrases, list) else ()
+
+
+def trained_on(run_dir: str | Path) -> dict[str, list[str]]:
+    """``{modality: [phrase, ...]}`` a run was trained on (``categories.json`` ``phrases_by_modality``; empty when
+    the run does not record it)."""
+    by = _categories(run_dir).get("phrases_by_modality")
     if not isinstance(by, dict):
         return {}
     return {str(m): [str(p) for p in v if isinstance(p, str)] for m, v in by.items() if isinstance(v, list)}

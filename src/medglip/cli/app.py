@@ -7,7 +7,6 @@ import logging
 import sys
 from typing import Any, Callable
 
-import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -75,7 +74,7 @@ def fill_help(text: str | None) -> str | None:
 class Command(TyperCommand):
     """A sub-command whose help names what the registries hold now, not what they held when it was written."""
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         for item in (self, *self.params):
             template = item.__dict__.setdefault("_help_template", item.help)  # the text as written
             item.help = fill_help(template)
@@ -86,7 +85,7 @@ class Group(TyperGroup):
     """The command group with the one error handler: a :class:`MedglipError` from any command is one red
     ``error:`` line and exit status 2 (no traceback: the message names the thing at fault)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except MedglipError as exc:

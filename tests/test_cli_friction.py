@@ -70,9 +70,11 @@ def test_ground_prints_one_rounded_line_per_finding_not_the_json(cli, tmp_path):
     assert f"{len(objects)} finding(s)" in r.stderr
 
 
-def test_ground_json_goes_to_a_file_or_alone_to_stdout(cli, tmp_path):
+def test_ground_json_goes_to_a_file_or_alone_to_stdout(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     r = cli(*_volume_args(tmp_path, "--json", "-"))
     payload = json.loads(r.stdout)  # nothing but the JSON
+    assert not (tmp_path / "-").exists()  # `-` is stdout, not a file of that name
     assert {o["phrase"] for o in payload["objects"]} == {"brain tumor", "brain"}
     r = cli(*_volume_args(tmp_path, "--json", str(tmp_path / "g.json")))
     assert json.loads((tmp_path / "g.json").read_text())["objects"] == payload["objects"]

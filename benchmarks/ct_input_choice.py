@@ -30,7 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-from medglip.build import BuildConfig, run_build
+from medglip.build import BuildConfig
+from medglip.build.runner import run_build
 from medglip.build.recipe import load_recipe
 from medglip.build.recipe_build import build_recipe
 from medglip.core.intensity import CT_WINDOWS

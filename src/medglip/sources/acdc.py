@@ -81,8 +81,9 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
                 meta = {"patient": m["patient"], "frame": frame, "phase": phases.get(frame),
                         "group": info.get("Group")}
                 image = d / f"{m['patient']}_frame{m['frame']}{ext}"
-                refs.append(CaseRef(stem[: -len("_gt")], root.name, NAME, (image,), (p,), code, split,
-                                    V.options(LABELS, listed="ACDC", meta=meta)))
+                refs.append(CaseRef(case_id=stem[: -len("_gt")], source=root.name, layout=NAME, image_paths=(image,),
+                                    label_paths=(p,), modality=code, split=split,
+                                    options=V.options(LABELS, listed="ACDC", meta=meta)))
     if not refs:
         raise LayoutError(f"{root}: no patientXXX/patientXXX_frameNN_gt.nii.gz files (ACDC)")
     return sorted(refs, key=lambda r: r.case_id)

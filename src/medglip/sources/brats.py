@@ -81,7 +81,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
                          meta={"patient": m["patient"] if m else d.name})
         images = tuple(files.get(s, d / f"{d.name}_{s}.nii.gz") for s in seqs)
         labels = (files["seg"],) if "seg" in files else ()
-        refs.append(CaseRef(d.name, root.name, NAME, images, labels, code, None, opts))
+        refs.append(CaseRef(case_id=d.name, source=root.name, layout=NAME, image_paths=images, label_paths=labels,
+                            modality=code, options=opts))
     return refs
 
 

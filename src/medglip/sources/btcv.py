@@ -59,7 +59,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
                 continue
             lab = raw / sub / "label" / p.name.replace("img", "label", 1)
             labels = (lab,) if split == "train" or lab.exists() else ()
-            refs.append(CaseRef(C.split_ext(p.name)[0], root.name, NAME, (p,), labels, code, split, opts))
+            refs.append(CaseRef(case_id=C.split_ext(p.name)[0], source=root.name, layout=NAME, image_paths=(p,),
+                                label_paths=labels, modality=code, split=split, options=opts))
     if not refs:
         raise LayoutError(f"{raw / 'Training' / 'img'}: no imgNNNN.nii.gz files (BTCV)")
     return sorted(refs, key=lambda r: r.case_id)

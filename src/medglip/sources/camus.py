@@ -54,8 +54,9 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             if not m:
                 continue
             meta = {"patient": m["patient"], "view": m["view"], "phase": m["phase"]}
-            refs.append(CaseRef(stem[: -len("_gt")], root.name, NAME, (d / f"{stem[:-3]}{ext}",), (p,), code, split,
-                                V.options(LABELS, listed="CAMUS", meta=meta, as_2d=True)))
+            refs.append(CaseRef(case_id=stem[: -len("_gt")], source=root.name, layout=NAME,
+                                image_paths=(d / f"{stem[:-3]}{ext}",), label_paths=(p,), modality=code, split=split,
+                                options=V.options(LABELS, listed="CAMUS", meta=meta, as_2d=True)))
     if not refs:
         raise LayoutError(f"{root}: no patientNNNN_{{2CH,4CH}}_{{ED,ES}}_gt files (CAMUS)")
     return sorted(refs, key=lambda r: r.case_id)

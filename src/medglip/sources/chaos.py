@@ -83,7 +83,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         pngs = tuple(C.files_in(ground, (".png",)))
         opts = (("ground", pngs), ("meta", json.dumps({"patient": patient, "sequence": cid.split("_", 2)[-1]})),
                 ("mr", mod == "MR"))
-        refs.append(CaseRef(cid, root.name, NAME, files, (ground,) if pngs else (), code, None, opts))
+        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=files,
+                            label_paths=(ground,) if pngs else (), modality=code, options=opts))
     return refs
 
 

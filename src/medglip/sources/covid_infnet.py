@@ -88,7 +88,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             image = images.get(n, root / imgs / f"{n}.jpg")
             labels = (masks.get(n, root / gts / f"{n}.png"),) + ((classes[n],) if n in classes else ())
             meta = json.dumps({"slice": n})
-            refs.append(CaseRef(str(n), root.name, NAME, (image,), labels, code, split, (("meta", meta),)))
+            refs.append(CaseRef(case_id=str(n), source=root.name, layout=NAME, image_paths=(image,),
+                                label_paths=labels, modality=code, split=split, options=(("meta", meta),)))
     if not refs:
         raise LayoutError(f"{root}: the Inf-Net COVID folders hold no <n>.jpg slices")
     return refs

@@ -74,7 +74,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         cid = m["case"]
         table, release = labels_for(cid)
         lab = lab_dir / f"{cid}{ext}"
-        refs.append(CaseRef(cid, root.name, NAME, (p,), (lab,), code, None, V.options(table, listed=release)))
+        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(p,), label_paths=(lab,),
+                            modality=code, options=V.options(table, listed=release)))
     if not refs:
         raise LayoutError(f"{img_dir}: no <case>_0000.nii.gz images")
     return sorted(refs, key=lambda r: r.case_id)

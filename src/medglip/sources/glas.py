@@ -68,8 +68,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         anno = root / f"{p.stem}_anno.bmp"
         meta = {"patient": f"patient {info['patient']}" if info.get("patient") else p.stem, "grade": info.get("grade")}
         opts = (("gland", name), ("meta", json.dumps(meta)))
-        refs.append(CaseRef(p.stem, root.name, NAME, (p,), (anno,), code,
-                            "train" if m["split"] == "train" else "test", opts))
+        refs.append(CaseRef(case_id=p.stem, source=root.name, layout=NAME, image_paths=(p,), label_paths=(anno,),
+                            modality=code, split="train" if m["split"] == "train" else "test", options=opts))
     if not refs:
         raise LayoutError(f"{root}: no train_N.bmp / testA_N.bmp images (GlaS)")
     return sorted(refs, key=lambda r: r.case_id)

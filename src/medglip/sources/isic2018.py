@@ -130,7 +130,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             diagnosis, problem = table.get(cid, (None, None))
             opts = (("mask_names", (diagnosis or LABEL,) * len(labels)), ("threshold", 127),
                     ("meta", json.dumps({"diagnosis": diagnosis} if diagnosis else {})), ("problem", problem))
-            refs.append(CaseRef(cid, year, NAME, (ipath,), labels, code, split, opts))
+            refs.append(CaseRef(case_id=cid, source=year, layout=NAME, image_paths=(ipath,), label_paths=labels,
+                                modality=code, split=split, options=opts))
     return sorted(refs, key=lambda r: (r.case_id, r.split or ""))
 
 

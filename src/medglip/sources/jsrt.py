@@ -73,7 +73,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             continue
         found = sorted(masks.get(p.stem, []), key=lambda nm: STRUCTURES.index(nm[0]))
         opts = (("mask_names", tuple(n for n, _ in found)),)
-        refs.append(CaseRef(p.stem, root.name, NAME, (p,), tuple(q for _, q in found), code, None, opts))
+        refs.append(CaseRef(case_id=p.stem, source=root.name, layout=NAME, image_paths=(p,),
+                            label_paths=tuple(q for _, q in found), modality=code, options=opts))
     return refs
 
 

@@ -47,8 +47,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     refs = []
     for d in sorted(p for p in cases.iterdir() if p.is_dir() and p.name.startswith("case_")):
         seg = d / "segmentation.nii.gz"
-        refs.append(CaseRef(d.name, root.name, NAME, (d / "imaging.nii.gz",), (seg,) if seg.exists() else (),
-                            code, None, opts))
+        refs.append(CaseRef(case_id=d.name, source=root.name, layout=NAME, image_paths=(d / "imaging.nii.gz",),
+                            label_paths=(seg,) if seg.exists() else (), modality=code, options=opts))
     return refs
 
 

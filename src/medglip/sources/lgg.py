@@ -75,8 +75,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             meta = {"patient": d.name, "slice": n, "channel": CHANNELS[FLAIR]}
             opts = (("channel", FLAIR), ("mask_names", (LABEL,)), ("may_be_empty", True),
                     ("meta", json.dumps(meta, sort_keys=True)), ("threshold", 0))  # 0 / 255 masks: > 0 is tumour
-            refs.append(CaseRef(f"{d.name}_{n}", root.name, NAME, (img,), (d / f"{d.name}_{n}_mask.tif",), code,
-                                None, opts))
+            refs.append(CaseRef(case_id=f"{d.name}_{n}", source=root.name, layout=NAME, image_paths=(img,),
+                                label_paths=(d / f"{d.name}_{n}_mask.tif",), modality=code, options=opts))
     if not refs:
         raise LayoutError(f"{root}: the LGG patient folders hold no <patient>_<n>.tif slices")
     return refs

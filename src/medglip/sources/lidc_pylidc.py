@@ -90,7 +90,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             mask = mask_dir / img.parent.relative_to(image_dir) / (img.name.replace(f"_{kind}", "_MA" if kind == "NI" else "_CM", 1))
             clean = kind == "CN"
             opts = (("clean", clean), ("nodule", int(nodule)), ("patient", f"LIDC-IDRI-{pid}"), ("slice", int(sl)))
-            refs.append(CaseRef(img.stem, root.name, NAME, (img,), (mask,), code, None, opts))
+            refs.append(CaseRef(case_id=img.stem, source=root.name, layout=NAME, image_paths=(img,),
+                                label_paths=(mask,), modality=code, options=opts))
     if not refs:
         raise LayoutError(f"{root}: Image/ holds no PPPP_NInnn_slicesss.npy files (LIDC-IDRI pylidc preprocessing)")
     return sorted(refs, key=lambda r: (r.option("patient"), r.option("clean"), r.case_id))

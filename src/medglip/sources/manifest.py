@@ -83,8 +83,9 @@ def _case_ref(entry: Any, i: int, data: dict, mpath: Path, source: str, modality
     if not isinstance(absent, list) or not all(isinstance(a, str) and a.strip() for a in absent):
         raise LayoutError(f"{where}: 'absent' must be a list of phrases, got {absent!r}")
     opts = (("labels", names), ("license", data.get("license")), ("absent", tuple(absent)))
-    return CaseRef(str(entry["id"]), source, NAME, (base / entry["image"],),
-                   tuple(base / f for f in label_files), code, entry.get("split"), opts)
+    return CaseRef(case_id=str(entry["id"]), source=source, layout=NAME, image_paths=(base / entry["image"],),
+                   label_paths=tuple(base / f for f in label_files), modality=code, split=entry.get("split"),
+                   options=opts)
 
 
 def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:

@@ -83,8 +83,9 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
                     "phase_from": "csv" if phase in frames else "annotated frames"}
             opts = (("frame", frames.get(phase)), ("labels", tuple(LABELS.items())), ("meta", json.dumps(meta)),
                     ("order", order))
-            refs.append(CaseRef(f"{d.name}_{phase}", root.name, NAME, (d / f"{d.name}_sa.nii.gz",),
-                                (d / f"{d.name}_sa_gt.nii.gz",), code, split, opts))
+            refs.append(CaseRef(case_id=f"{d.name}_{phase}", source=root.name, layout=NAME,
+                                image_paths=(d / f"{d.name}_sa.nii.gz",), label_paths=(d / f"{d.name}_sa_gt.nii.gz",),
+                                modality=code, split=split, options=opts))
     return sorted(refs, key=lambda r: r.case_id)
 
 

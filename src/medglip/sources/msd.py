@@ -94,7 +94,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         pairs += [(p, None, "test") for p in C.files_in(root / "imagesTs", C.VOLUME_EXTS)]
     if not pairs:
         raise LayoutError(f"{root}: no cases in dataset.json 'training'/'test' nor in imagesTr/labelsTr")
-    refs = [CaseRef(_case_id(img), source, NAME, _image_files(img), (lab,) if lab else (), code, split, options)
+    refs = [CaseRef(case_id=_case_id(img), source=source, layout=NAME, image_paths=_image_files(img),
+                    label_paths=(lab,) if lab else (), modality=code, split=split, options=options)
             for img, lab, split in pairs]
     return sorted(refs, key=lambda r: (r.case_id, r.split or ""))
 

@@ -73,8 +73,10 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         case, z = _SLICE.match(stem).groups()
         meta = json.dumps({"patient": case, "slice": int(z)}, sort_keys=True)
         opts = (("gray", True), ("mask_names", (LABEL,)), ("meta", meta), ("threshold", 127))
-        refs.append(CaseRef(stem, root.name, NAME, (images.get(stem, root / "images" / f"{stem}.jpg"),),
-                            (masks.get(stem, root / "masks" / f"{stem}.jpg"),), code, None, opts))
+        refs.append(CaseRef(case_id=stem, source=root.name, layout=NAME,
+                            image_paths=(images.get(stem, root / "images" / f"{stem}.jpg"),),
+                            label_paths=(masks.get(stem, root / "masks" / f"{stem}.jpg"),), modality=code, split=None,
+                            options=opts))
     if not refs:
         raise LayoutError(f"{root}: images/ holds no <case>_<z>.jpg slices (MSD Task06 lung slices)")
     return refs

@@ -152,7 +152,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         diagnosis = table.get(d.name)
         meta = {"diagnosis": diagnosis} if diagnosis else {}
         opts = (("mask_names", (diagnosis or LABEL,)), ("meta", json.dumps(meta)), ("threshold", 127))
-        refs.append(CaseRef(d.name, root.name, NAME, (img,), (mask,), code, None, opts))
+        refs.append(CaseRef(case_id=d.name, source=root.name, layout=NAME, image_paths=(img,), label_paths=(mask,),
+                            modality=code, options=opts))
     if table and any(r.option("mask_names") == (LABEL,) for r in refs):
         log.warning("%s: %d case(s) without a diagnosis in PH2_dataset.txt/.xlsx stay 'lesion'", root,
                     sum(r.option("mask_names") == (LABEL,) for r in refs))

@@ -91,7 +91,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         for p in sorted((root / d).rglob("*.dcm")) if (root / d).is_dir() else []:
             rows = tuple(codes.get(p.stem, ()))
             labels = (csv_path,) if rows else ()
-            refs.append(CaseRef(p.stem, root.name, NAME, (p,), labels, code, split, (("rle", rows),)))
+            refs.append(CaseRef(case_id=p.stem, source=root.name, layout=NAME, image_paths=(p,), label_paths=labels,
+                                modality=code, split=split, options=(("rle", rows),)))
     if not refs:
         raise LayoutError(f"{root}: no DICOM files under {' / '.join(_IMAGE_DIRS)}")
     return sorted(refs, key=lambda r: r.case_id)

@@ -74,7 +74,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         row = meta.get(d.name, {})
         segs = tuple(C.files_in(d / "segmentations", (".nii.gz", ".nii")))
         opts = (("row", tuple(sorted(row.items()))), ("structures", tuple(structures)))
-        refs.append(CaseRef(d.name, root.name, NAME, (d / image_name,), segs, code, row.get("split") or None, opts))
+        refs.append(CaseRef(case_id=d.name, source=root.name, layout=NAME, image_paths=(d / image_name,),
+                            label_paths=segs, modality=code, split=row.get("split") or None, options=opts))
     return refs
 
 

@@ -47,7 +47,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         for p in C.files_in(root / f"images{tag}", C.VOLUME_EXTS):
             lab = root / f"labels{tag}" / p.name
             labels = (lab,) if lab.exists() or split != "test" else ()
-            refs.append(CaseRef(C.split_ext(p.name)[0], root.name, NAME, (p,), labels, code, split, opts))
+            refs.append(CaseRef(case_id=C.split_ext(p.name)[0], source=root.name, layout=NAME, image_paths=(p,),
+                                label_paths=labels, modality=code, split=split, options=opts))
     if not refs:
         raise LayoutError(f"{root}: no imagesTr/imagesVal/imagesTs word_*.nii.gz files (WORD)")
     return sorted(refs, key=lambda r: r.case_id)

@@ -22,8 +22,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "acdc"
+TIER = Tier.FOLDER
+LOOKS_FOR = "patientXXX/patientXXX_frameNN_gt.nii.gz + Info.cfg (ACDC)"  # what `detect` looks for
 LABELS: dict[int, str] = {1: "RV", 2: "MYO", 3: "LV"}
 _GT = re.compile(r"^(?P<patient>patient\d+)_frame(?P<frame>\d+)_gt$")
 

@@ -28,10 +28,13 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "amos"
+TIER = Tier.NAMED_DATASET_JSON
+LOOKS_FOR = "dataset.json naming AMOS or imagesTr/amos_*.nii.gz (AMOS 2022)"  # what `detect` looks for
 MR_FROM = 501  #: AMOS case numbers from here on are MR scans
 _NUM = re.compile(r"amos_(\d+)")
 

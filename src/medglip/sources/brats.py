@@ -20,8 +20,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "brats"
+TIER = Tier.FOLDER
+LOOKS_FOR = "BraTS*/<case>_flair|-t2f.nii.gz ... + seg (BraTS)"  # what `detect` looks for
 LABELS_2021: dict[int, str] = {1: "NCR", 2: "ED", 4: "ET"}
 LABELS_2020: dict[int, str] = {1: "NCR/NET", 2: "ED", 4: "ET"}
 LABELS_2023: dict[int, str] = {1: "NETC", 2: "SNFH", 3: "ET"}

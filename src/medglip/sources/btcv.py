@@ -20,8 +20,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "btcv"
+TIER = Tier.FOLDER
+LOOKS_FOR = "RawData/Training/img/imgNNNN.nii.gz + label/ (BTCV)"  # what `detect` looks for
 LABELS: dict[int, str] = {
     1: "spleen", 2: "right kidney", 3: "left kidney", 4: "gallbladder", 5: "esophagus", 6: "liver",
     7: "stomach", 8: "aorta", 9: "inferior vena cava", 10: "portal vein and splenic vein", 11: "pancreas",

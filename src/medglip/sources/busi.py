@@ -21,10 +21,13 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "busi"
+TIER = Tier.FOLDER
+LOOKS_FOR = "benign/ malignant/ normal/ with *_mask.png (BUSI)"  # what `detect` looks for
 CLASSES: dict[str, str | None] = {
     "benign": "benign breast lesion", "malignant": "malignant breast lesion", "normal": None,
 }

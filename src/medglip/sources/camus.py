@@ -20,8 +20,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "camus"
+TIER = Tier.FOLDER
+LOOKS_FOR = "patientNNNN/patientNNNN_2CH_ED_gt.mhd|.nii.gz (CAMUS)"  # what `detect` looks for
 LABELS: dict[int, str] = {1: "LV endocardium", 2: "LV epicardium", 3: "left atrium"}
 _GT = re.compile(r"^(?P<patient>patient\d+)_(?P<view>[24]CH)_(?P<phase>ED|ES)_gt$")
 

@@ -30,8 +30,11 @@ import numpy as np
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 NAME = "chaos"
+TIER = Tier.FOLDER
+LOOKS_FOR = "CT/<patient>/DICOM_anon + Ground/*.png, MR/<patient>/T1DUAL|T2SPIR/... (CHAOS)"  # what `detect` looks for
 CT_LABELS: dict[int, str] = {255: "liver"}
 MR_LABELS: dict[int, str] = {63: "liver", 126: "right kidney", 189: "left kidney", 252: "spleen"}
 _MR_RANGES = ((55, 70, 63), (110, 135, 126), (175, 200, 189), (240, 255, 252))

@@ -28,10 +28,13 @@ from ..case import Case, CaseRef
 from ..core.masks import decode_segmentation
 from ..errors import CaseError, LayoutError, MedglipError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "coco"
+TIER = Tier.GENERIC_JSON
+LOOKS_FOR = "annotations/instances_<split>.json or a COCO *.json"  # what `detect` looks for
 _KEYS = ("images", "annotations", "categories")
 
 

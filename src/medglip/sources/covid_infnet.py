@@ -43,10 +43,14 @@ from ..case import Case, CaseRef, LabelMap
 from ..core.intensity import CTForm
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "covid_infnet"
+TIER = Tier.FOLDER
+LOOKS_FOR = ("TrainingSet/LungInfection-Train/Doctor-label/{Imgs,GT} + TestingSet/LungInfection-Test (MedSeg "
+             "COVID-19 CT, Inf-Net layout)")  # what `detect` looks for
 #: The HU window the slices are pictures of (estimated; see the module docstring).
 WINDOW: tuple[float, float] = (-1070.0, 250.0)
 CT_FORM = CTForm.windowed(WINDOW)

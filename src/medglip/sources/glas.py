@@ -24,10 +24,13 @@ import numpy as np
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "glas"
+TIER = Tier.FOLDER
+LOOKS_FOR = "train_N.bmp + train_N_anno.bmp + Grade.csv (GlaS)"  # what `detect` looks for
 _IMAGE = re.compile(r"^(?P<split>train|testA|testB)_\d+$")
 
 

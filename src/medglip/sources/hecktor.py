@@ -18,8 +18,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "hecktor"
+TIER = Tier.FOLDER
+LOOKS_FOR = "imagesTr/<case>__CT.nii.gz + labelsTr/<case>.nii.gz (HECKTOR 2022)"  # what `detect` looks for
 LABELS: dict[int, str] = {1: "GTVp", 2: "GTVn"}
 
 

@@ -27,8 +27,11 @@ from ..case import Case, CaseRef
 from ..core.geometry import Geometry
 from ..errors import CaseError, LayoutError, ReadError
 from . import _common as C
+from ._registry import Tier
 
 NAME = "jsrt"
+TIER = Tier.FOLDER
+LOOKS_FOR = "All247images/*.IMG + SCR masks/<structure>/*.gif (JSRT + SCR)"  # what `detect` looks for
 STRUCTURES: tuple[str, ...] = ("heart", "left clavicle", "left lung", "right clavicle", "right lung")
 PIXEL_MM = 0.175  #: JSRT pixel size at 2048 x 2048
 _MAX_SIDE = 8192

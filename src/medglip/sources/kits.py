@@ -18,8 +18,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "kits"
+TIER = Tier.FOLDER
+LOOKS_FOR = "case_XXXXX/imaging.nii.gz + segmentation.nii.gz (KiTS)"  # what `detect` looks for
 LABELS: dict[int, str] = {1: "kidney", 2: "tumor", 3: "cyst"}
 
 

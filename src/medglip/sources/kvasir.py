@@ -18,10 +18,13 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "kvasir"
+TIER = Tier.FOLDER
+LOOKS_FOR = "images/ + masks/ with kavsir_bboxes.json (Kvasir-SEG) or Original/ + Ground Truth/ (CVC-ClinicDB)"  # what `detect` looks for
 LABEL = "polyp"
 _PAIRS = (("images", "masks"), ("Original", "Ground Truth"))
 

@@ -25,8 +25,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 NAME = "lgg"
+TIER = Tier.FOLDER
+LOOKS_FOR = "kaggle_3m/TCGA_<inst>_<id>_<date>/<patient>_<n>.tif + <patient>_<n>_mask.tif (LGG, Buda et al.)"  # what `detect` looks for
 LABEL = "FLAIR abnormality"
 #: The sequences of the three TIFF channels (dataset README), and the one the case keeps.
 CHANNELS: tuple[str, ...] = ("pre-contrast", "FLAIR", "post-contrast")

@@ -41,10 +41,13 @@ from ..case import Case, CaseRef, LabelMap
 from ..core.intensity import CTForm
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "lidc_pylidc"
+TIER = Tier.FOLDER
+LOOKS_FOR = "Image/LIDC-IDRI-PPPP/PPPP_NInnn_slicesss.npy + Mask/ (LIDC-IDRI, pylidc preprocessing)"  # what `detect` looks for
 LABEL = "lung nodule"
 #: HU of the in-mask aerated-lung mode and of the chest-wall soft-tissue mode (see the module docstring).
 LUNG_HU, WALL_HU = -880.0, 30.0

@@ -19,8 +19,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "lits"
+TIER = Tier.FOLDER
+LOOKS_FOR = "volume-N.nii + segmentation-N.nii (LiTS) or labels-N.nii.gz (CT-ORG)"  # what `detect` looks for
 LITS_LABELS: dict[int, str] = {1: "liver", 2: "tumor"}
 CTORG_LABELS: dict[int, str] = {1: "liver", 2: "bladder", 3: "lungs", 4: "kidneys", 5: "bone", 6: "brain"}
 _VOLUME = re.compile(r"^volume-(?P<n>\d+)$")

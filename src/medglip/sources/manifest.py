@@ -28,10 +28,13 @@ from typing import Any
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "manifest"
+TIER = Tier.MANIFEST
+LOOKS_FOR = "medglip_manifest.json (or manifest.json with 'medglip_manifest')"  # what `detect` looks for
 FILE_NAMES = ("medglip_manifest.json", "manifest.json")
 
 

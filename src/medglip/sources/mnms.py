@@ -25,10 +25,13 @@ import numpy as np
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "mnms"
+TIER = Tier.FOLDER
+LOOKS_FOR = "Training/Labeled/<code>/<code>_sa_gt.nii.gz (M&Ms)"  # what `detect` looks for
 LABELS: dict[int, str] = {1: "LV", 2: "MYO", 3: "RV"}
 _SPLITS = (("Training", "train"), ("Validation", "val"), ("Testing", "test"))
 

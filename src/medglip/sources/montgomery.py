@@ -20,8 +20,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 NAME = "montgomery"
+TIER = Tier.FOLDER
+LOOKS_FOR = "CXR_png/MCUCXR_*.png + ManualMask/leftMask|rightMask (Montgomery)"  # what `detect` looks for
 MASKS: tuple[str, ...] = ("leftMask", "rightMask")
 
 

@@ -22,8 +22,11 @@ import numpy as np
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 NAME = "monuseg"
+TIER = Tier.FOLDER
+LOOKS_FOR = "Tissue Images/*.tif + Annotations/*.xml (MoNuSeg)"  # what `detect` looks for
 LABEL = "nucleus"
 _IMAGE_EXTS = (".tif", ".tiff", ".png")
 

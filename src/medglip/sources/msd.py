@@ -20,10 +20,13 @@ from pathlib import Path
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "msd"
+TIER = Tier.DATASET_JSON
+LOOKS_FOR = "dataset.json with modality/training (Medical Segmentation Decathlon)"  # what `detect` looks for
 
 
 def detect(root: Path) -> bool:

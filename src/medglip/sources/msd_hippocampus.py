@@ -22,8 +22,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "msd_hippocampus"
+TIER = Tier.FOLDER
+LOOKS_FOR = "imagesTr/hippocampus_*.nii.gz + labelsTr/ without dataset.json (MSD Task04 Hippocampus)"  # what `detect` looks for
 #: MSD Task04's own label table and modality (its dataset.json).
 LABELS: dict[int, str] = {1: "Anterior", 2: "Posterior"}
 MODALITY = "MR"

@@ -33,10 +33,13 @@ from ..core.intensity import CTForm
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "msd_lung_slices"
+TIER = Tier.FOLDER
+LOOKS_FOR = "images/1NNNN_<z>.jpg + masks/1NNNN_<z>.jpg (MSD Task06 lung tumour JPEG slices)"  # what `detect` looks for
 LABEL = "lung tumour"
 #: Pixel value = HU, saturated to 0..255; a 0 pixel is taken as air (see the module docstring).
 WINDOW: tuple[float, float] = (0.0, 255.0)

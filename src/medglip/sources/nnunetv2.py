@@ -35,10 +35,13 @@ import numpy as np
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "nnunetv2"
+TIER = Tier.DATASET_JSON
+LOOKS_FOR = "dataset.json with channel_names/file_ending + imagesTr/labelsTr (nnU-Net v2)"  # what `detect` looks for
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
 
 

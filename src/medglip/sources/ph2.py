@@ -28,10 +28,13 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "ph2"
+TIER = Tier.FOLDER
+LOOKS_FOR = "IMDnnn/IMDnnn_Dermoscopic_Image + IMDnnn_lesion (+ PH2_dataset.txt diagnoses) (PH2)"  # what `detect` looks for
 LABEL = "lesion"
 #: PH2's clinical diagnosis codes (Readme / PH2_dataset.txt legend).
 DIAGNOSES: dict[int, str] = {0: "common nevus", 1: "atypical nevus", 2: "melanoma"}

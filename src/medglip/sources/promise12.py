@@ -19,8 +19,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "promise12"
+TIER = Tier.FOLDER
+LOOKS_FOR = "CaseNN.mhd + CaseNN_segmentation.mhd (PROMISE12)"  # what `detect` looks for
 LABELS: dict[int, str] = {1: "prostate"}
 _CASE = re.compile(r"^Case\d+$")
 

@@ -17,8 +17,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "segthor"
+TIER = Tier.FOLDER
+LOOKS_FOR = "Patient_XX/Patient_XX.nii.gz + GT.nii.gz (SegTHOR)"  # what `detect` looks for
 LABELS: dict[int, str] = {1: "esophagus", 2: "heart", 3: "trachea", 4: "aorta"}
 
 

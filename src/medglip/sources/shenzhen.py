@@ -20,8 +20,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 NAME = "shenzhen"
+TIER = Tier.FOLDER
+LOOKS_FOR = "CXR_png/CHNCXR_*.png + mask/<id>_mask.png (Shenzhen)"  # what `detect` looks for
 LABEL = "lung"
 
 

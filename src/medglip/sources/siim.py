@@ -24,8 +24,11 @@ import numpy as np
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 NAME = "siim"
+TIER = Tier.FOLDER
+LOOKS_FOR = "train-rle.csv + dicom-images-train/**/*.dcm (SIIM-ACR pneumothorax)"  # what `detect` looks for
 LABEL = "pneumothorax"
 _CSVS = ("train-rle.csv", "stage_2_train.csv")
 _IMAGE_DIRS = ("dicom-images-train", "stage_2_images", "dicom-images-test")

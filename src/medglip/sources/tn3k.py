@@ -17,8 +17,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 NAME = "tn3k"
+TIER = Tier.FOLDER
+LOOKS_FOR = "trainval-image/ + trainval-mask/ (TN3K)"  # what `detect` looks for
 LABEL = "thyroid nodule"
 _SPLITS = (("trainval", "train"), ("test", "test"))
 

@@ -22,10 +22,13 @@ import numpy as np
 from ..case import Case, CaseRef
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "totalsegmentator"
+TIER = Tier.FOLDER
+LOOKS_FOR = "<case>/ct.nii.gz + <case>/segmentations/ (TotalSegmentator)"  # what `detect` looks for
 _IMAGES = {"ct.nii.gz": "CT", "mri.nii.gz": "MR"}
 
 

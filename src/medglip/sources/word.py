@@ -20,8 +20,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "word"
+TIER = Tier.NAMED_DATASET_JSON
+LOOKS_FOR = "imagesTr/word_*.nii.gz + imagesVal/ + labelsVal/ (WORD)"  # what `detect` looks for
 LABELS: dict[int, str] = {
     1: "Liver", 2: "Spleen", 3: "Kidney (L)", 4: "Kidney (R)", 5: "Stomach", 6: "Gallbladder", 7: "Esophagus",
     8: "Pancreas", 9: "Duodenum", 10: "Colon", 11: "Intestine", 12: "Adrenal", 13: "Rectum", 14: "Bladder",

@@ -1,0 +1,160 @@
+"""Adapted runs stored as a delta: only the tensors adaptation changed, against the model it started from.
+
+An adapted run folder (``medglip adapt``) holds::
+
+    RUN/model.safetensors   the changed tensors (floating ones as float16), and low-rank factors
+                            ``<tensor>::lora_a`` (r, n) / ``<tensor>::lora_b`` (m, r) whose product,
+                            reshaped, is added to that tensor of the base
+    RUN/config.json         the adapted ModelConfig, "sha256" of the weights, and "adapted_from": {...}
+
+``adapted_from`` records ``format``, ``base`` (``{"kind": "shipped", "name": ...}`` or ``{"kind": "run",
+"path": <absolute>, "relative": <from RUN>}``), ``base_sha256`` (the SHA-256 of every tensor of the base
+model, :func:`state_sha256`) and counts. Loading loads the base (itself any checkpoint, a compact or
+adapted one included), checks that hash, then lays the stored tensors over it — so a moved, replaced
+or retrained base is refused by name instead of giving a silently different model.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .compact import tensors_sha256
+from .config import ModelConfig
+from .grounding import GroundingModel
+
+log = logging.getLogger(__name__)
+
+#: the key of ``config.json`` that marks an adapted (delta) run
+DELTA = "adapted_from"
+FORMAT = 1
+#: suffixes of the two low-rank factors of a tensor in the weights file
+LORA_A, LORA_B = "::lora_a", "::lora_b"
+
+LowRank = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+class DeltaMismatch(ValueError):
+    """The base model of an adapted run is missing or is not the one it was adapted from, or the
+    stored tensors do not fit it."""
+
+
+def state_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 of every tensor of ``model`` (name, dtype, shape, bytes; in name order)."""
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    return tensors_sha256(state, sorted(state))
+
+
+def low_rank_delta(a: torch.Tensor, b: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``b @ a`` reshaped to ``shape`` (a conv weight (out, in, kh, kw) from (out, r) @ (r, in·kh·kw))."""
+    return (b.float() @ a.float()).reshape(shape)
+
+
+def _half(name: str, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    t = t.detach().cpu()
+    if t.is_floating_point():
+        t16 = t.to(dtype)
+        if not torch.isfinite(t16).all() and torch.isfinite(t).all():
+            raise ValueError(f"tensor {name} overflows {dtype}")
+        t = t16
+    return t.contiguous()
+
+
+def delta_state(model: GroundingModel, base: GroundingModel, base_ref: dict[str, Any], *,
+                low_rank: LowRank | None = None, dtype: torch.dtype = torch.float16
+                ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors of ``model`` that differ from ``base`` (floating ones as ``dtype``), the low-rank
+    factors ``low_rank`` (``{tensor name: (A (r, n), B (m, r))}``, the change of that tensor being
+    ``B @ A``) and the ``adapted_from`` record (module docstring; ``base_ref`` is its ``base``)."""
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    base_state = {k: v.detach() for k, v in base.state_dict().items()}
+    stored: dict[str, torch.Tensor] = {}
+    for name, t in sorted(state.items()):
+        b = base_state.get(name)
+        if b is None or b.shape != t.shape or b.dtype != t.dtype or not torch.equal(t.cpu(), b.cpu()):
+            stored[name] = _half(name, t, dtype)
+    for name, (a, b) in sorted((low_rank or {}).items()):
+        if name not in state:
+            raise ValueError(f"low-rank factors for {name}, which the model does not have")
+        if a.ndim != 2 or b.ndim != 2 or b.shape[1] != a.shape[0] or b.shape[0] * a.shape[1] != state[name].numel():
+            raise ValueError(f"low-rank factors of {name} do not give its shape {tuple(state[name].shape)}")
+        stored[name + LORA_A] = _half(name, a, dtype)
+        stored[name + LORA_B] = _half(name, b, dtype)
+    record = {"format": FORMAT, "dtype": str(dtype).removeprefix("torch."), "base": dict(base_ref),
+              "base_sha256": state_sha256(base), "stored_tensors": len(stored) - 2 * len(low_rank or {}),
+              "low_rank_tensors": len(low_rank or {})}
+    log.info("delta: %d tensors (%.2f M values) stored against the base", len(stored),
+             sum(t.numel() for t in stored.values()) / 1e6)
+    return stored, record
+
+
+def base_dir(record: Any, run_dir: Path) -> Path:
+    """The folder of an adapted run's base model.
+
+    Raises:
+        DeltaMismatch: a malformed record, or a base that is not where it was (nor at the same
+            place relative to the run).
+    """
+    from .shipped import shipped_run
+
+    if not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("base"), dict) \
+            or not isinstance(record.get("base_sha256"), str):
+        raise DeltaMismatch(f"its {DELTA!r} entry is not a format-{FORMAT} record")
+    base = record["base"]
+    if base.get("kind") == "shipped":
+        return shipped_run()
+    if base.get("kind") != "run" or not isinstance(base.get("path"), str):
+        raise DeltaMismatch(f"its base {base!r} is neither the shipped model nor a run folder")
+    candidates = [Path(base["path"])]
+    if isinstance(base.get("relative"), str):
+        candidates.append(Path(run_dir) / base["relative"])
+    for c in candidates:
+        if (c / "config.json").is_file():
+            if c.resolve() == Path(run_dir).resolve():
+                raise DeltaMismatch("its base is the run itself")
+            return c
+    raise DeltaMismatch(f"the run it was adapted from is missing ({base['path']}): put that run back there "
+                        "(or beside it at the same relative path)")
+
+
+def rebuild_delta(config: ModelConfig, stored: dict[str, torch.Tensor], record: Any, run_dir: Path, *,
+                  load: Callable[[Path], GroundingModel]) -> GroundingModel:
+    """The model of an adapted run: its base (``load(base folder)``), checked against the recorded
+    SHA-256, with the stored tensors and low-rank changes laid over it (eval mode, CPU).
+
+    Raises:
+        DeltaMismatch: see :func:`base_dir`; a base whose tensors differ from those recorded; a stored
+            tensor the model lacks or of another shape.
+    """
+    where = base_dir(record, run_dir)
+    base = load(where)
+    got = state_sha256(base)
+    if got != record["base_sha256"]:
+        raise DeltaMismatch(f"the base model {where} is not the one this run was adapted from (its tensors' SHA-256 "
+                            f"is {got[:16]}…, the run records {record['base_sha256'][:16]}…)")
+    model = GroundingModel(config, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
+                           backbones=dict(base.image_encoder.backbones), load_weights=False)
+    target = model.state_dict()
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    plain = {k: v for k, v in stored.items() if not k.endswith((LORA_A, LORA_B))}
+    if unexpected or set(missing) - set(plain):
+        raise DeltaMismatch(f"the adapted model does not fit its base: {sorted(unexpected)[:3]} "
+                            f"{sorted(set(missing) - set(plain))[:3]}")
+    unknown = sorted(set(plain) - set(target))
+    if unknown:
+        raise DeltaMismatch(f"it stores tensors this model does not have: {unknown[:5]}")
+    with torch.no_grad():
+        for name, t in plain.items():
+            if t.shape != target[name].shape:
+                raise DeltaMismatch(f"tensor {name} has shape {tuple(t.shape)}, the model {tuple(target[name].shape)}")
+            target[name].copy_(t.to(target[name].dtype))  # state_dict tensors share the model's storage
+        for key in sorted(k for k in stored if k.endswith(LORA_A)):
+            name = key[: -len(LORA_A)]
+            b = stored.get(name + LORA_B)
+            if name not in target or b is None:
+                raise DeltaMismatch(f"low-rank factors of {name} that the model lacks (or without their pair)")
+            target[name].add_(low_rank_delta(stored[key], b, target[name].shape).to(target[name].dtype))
+    return model.eval()

@@ -7,8 +7,8 @@ An adapted run folder (``medglip adapt``) holds::
                             reshaped, is added to that tensor of the base
     RUN/config.json         the adapted ModelConfig, "sha256" of the weights, and "adapted_from": {...}
 
-``adapted_from`` records ``format``, ``base`` (``{"kind": "shipped", "name": ...}`` or ``{"kind": "run",
-"path": <absolute>, "relative": <from RUN>}``), ``base_sha256`` (the SHA-256 of every tensor of the base
+``adapted_from`` records ``format``, ``base`` (``{"kind": "shipped", "name": ..., "path": <absolute>}`` or
+``{"kind": "run", "path": <absolute>, "relative": <from RUN>}``), ``base_sha256`` (the SHA-256 of every tensor of the base
 model, :func:`state_sha256`) and counts. Loading loads the base (itself any checkpoint, a compact or
 adapted one included), checks that hash, then lays the stored tensors over it — so a moved, replaced
 or retrained base is refused by name instead of giving a silently different model.
@@ -17,8 +17,9 @@ or retrained base is refused by name instead of giving a silently different mode
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -98,24 +99,27 @@ def base_dir(record: Any, run_dir: Path) -> Path:
         DeltaMismatch: a malformed record, or a base that is not where it was (nor at the same
             place relative to the run).
     """
-    from .shipped import shipped_run
-
     if not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("base"), dict) \
             or not isinstance(record.get("base_sha256"), str):
         raise DeltaMismatch(f"its {DELTA!r} entry is not a format-{FORMAT} record")
     base = record["base"]
-    if base.get("kind") == "shipped":
-        return shipped_run()
-    if base.get("kind") != "run" or not isinstance(base.get("path"), str):
+    if base.get("kind") not in ("shipped", "run") or not isinstance(base.get("path"), str):
         raise DeltaMismatch(f"its base {base!r} is neither the shipped model nor a run folder")
     candidates = [Path(base["path"])]
-    if isinstance(base.get("relative"), str):
+    name = base.get("name")
+    if base["kind"] == "shipped" and isinstance(name, str) and name and Path(name).name == name:
+        # the installed package's copy (medglip.model.shipped keeps it there; not imported: it imports the loader)
+        candidates.append(Path(__file__).resolve().parents[1] / "weights" / name)
+    if base["kind"] == "run" and isinstance(base.get("relative"), str):
         candidates.append(Path(run_dir) / base["relative"])
     for c in candidates:
         if (c / "config.json").is_file():
             if c.resolve() == Path(run_dir).resolve():
                 raise DeltaMismatch("its base is the run itself")
             return c
+    if base["kind"] == "shipped":
+        raise DeltaMismatch(f"the shipped model it was adapted from ({base.get('name')}) is missing: install the "
+                            "medglip version it came with")
     raise DeltaMismatch(f"the run it was adapted from is missing ({base['path']}): put that run back there "
                         "(or beside it at the same relative path)")
 

@@ -2,9 +2,11 @@
 
 An adapted run folder (``medglip adapt``) holds::
 
-    RUN/model.safetensors   the changed tensors (floating ones as float16), and low-rank factors
-                            ``<tensor>::lora_a`` (r, n) / ``<tensor>::lora_b`` (m, r) whose product,
-                            reshaped, is added to that tensor of the base
+    RUN/model.safetensors   what changed: ``<tensor>::diff``, the change of a floating tensor of the base
+                            (float16: a change keeps its own relative precision, however small);
+                            ``<tensor>``, the value of a tensor the base lacks (a tuned phrase's offset) or
+                            of an integer buffer; low-rank factors ``<tensor>::lora_a`` (r, n) /
+                            ``<tensor>::lora_b`` (m, r) whose product, reshaped, is added to that tensor
     RUN/config.json         the adapted ModelConfig, "sha256" of the weights, and "adapted_from": {...}
 
 ``adapted_from`` records ``format``, ``base`` (``{"kind": "shipped", "name": ..., "path": <absolute>}`` or
@@ -32,8 +34,8 @@ log = logging.getLogger(__name__)
 #: the key of ``config.json`` that marks an adapted (delta) run
 DELTA = "adapted_from"
 FORMAT = 1
-#: suffixes of the two low-rank factors of a tensor in the weights file
-LORA_A, LORA_B = "::lora_a", "::lora_b"
+#: suffixes of a tensor's change and of its two low-rank factors in the weights file
+DIFF, LORA_A, LORA_B = "::diff", "::lora_a", "::lora_b"
 
 LowRank = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -67,15 +69,22 @@ def _half(name: str, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def delta_state(model: GroundingModel, base: GroundingModel, base_ref: dict[str, Any], *,
                 low_rank: LowRank | None = None, dtype: torch.dtype = torch.float16
                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The tensors of ``model`` that differ from ``base`` (floating ones as ``dtype``), the low-rank
-    factors ``low_rank`` (``{tensor name: (A (r, n), B (m, r))}``, the change of that tensor being
-    ``B @ A``) and the ``adapted_from`` record (module docstring; ``base_ref`` is its ``base``)."""
-    state = {k: v.detach() for k, v in model.state_dict().items()}
-    base_state = {k: v.detach() for k, v in base.state_dict().items()}
+    """What ``model`` changed of ``base`` (module docstring: changes of floating tensors as ``dtype``, new
+    tensors and integer buffers as they are), the low-rank factors ``low_rank`` (``{tensor name: (A (r, n),
+    B (m, r))}``, the change of that tensor being ``B @ A``) and the ``adapted_from`` record (``base_ref`` is
+    its ``base``). A change that ``dtype`` rounds to zero everywhere is not stored."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    base_state = {k: v.detach().cpu() for k, v in base.state_dict().items()}
     stored: dict[str, torch.Tensor] = {}
     for name, t in sorted(state.items()):
         b = base_state.get(name)
-        if b is None or b.shape != t.shape or b.dtype != t.dtype or not torch.equal(t.cpu(), b.cpu()):
+        if b is not None and b.shape == t.shape and b.dtype == t.dtype and torch.equal(t, b):
+            continue
+        if b is not None and b.shape == t.shape and b.dtype == t.dtype and t.is_floating_point():
+            diff = _half(name, t.float() - b.float(), dtype)
+            if bool(diff.any()):
+                stored[name + DIFF] = diff
+        else:
             stored[name] = _half(name, t, dtype)
     for name, (a, b) in sorted((low_rank or {}).items()):
         if name not in state:
@@ -143,18 +152,22 @@ def rebuild_delta(config: ModelConfig, stored: dict[str, torch.Tensor], record: 
                            backbones=dict(base.image_encoder.backbones), load_weights=False)
     target = model.state_dict()
     missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-    plain = {k: v for k, v in stored.items() if not k.endswith((LORA_A, LORA_B))}
+    plain = {k: v for k, v in stored.items() if not k.endswith((DIFF, LORA_A, LORA_B))}
+    diffs = {k[: -len(DIFF)]: v for k, v in stored.items() if k.endswith(DIFF)}
     if unexpected or set(missing) - set(plain):
         raise DeltaMismatch(f"the adapted model does not fit its base: {sorted(unexpected)[:3]} "
                             f"{sorted(set(missing) - set(plain))[:3]}")
-    unknown = sorted(set(plain) - set(target))
+    unknown = sorted((set(plain) | set(diffs)) - set(target))
     if unknown:
         raise DeltaMismatch(f"it stores tensors this model does not have: {unknown[:5]}")
     with torch.no_grad():
-        for name, t in plain.items():
+        for name, t in [*plain.items(), *diffs.items()]:
             if t.shape != target[name].shape:
                 raise DeltaMismatch(f"tensor {name} has shape {tuple(t.shape)}, the model {tuple(target[name].shape)}")
+        for name, t in plain.items():
             target[name].copy_(t.to(target[name].dtype))  # state_dict tensors share the model's storage
+        for name, d in diffs.items():
+            target[name].add_(d.to(target[name].dtype))
         for key in sorted(k for k in stored if k.endswith(LORA_A)):
             name = key[: -len(LORA_A)]
             b = stored.get(name + LORA_B)

@@ -154,7 +154,7 @@ def run_steps(model: GroundingModel, params: Sequence[torch.nn.Parameter], datas
             elapsed = time.perf_counter() - t0
             if csv_log is not None:
                 csv_log.append({"step": step, "epoch": epoch, "loss": last, "lr": optimizer.param_groups[0]["lr"],
-                                "grad_norm": float(norm), **{k: float(v) for k, v in losses.items()}})
+                                "grad_norm": float(norm), **{k: float(v.detach()) for k, v in losses.items()}})
             pace = elapsed / step
             by_budget = step + int(max(0.0, s.budget_s - elapsed) / pace)
             total = max(step, min(s.max_steps, by_budget) if s.max_steps else by_budget)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..build import BuildConfig, build
+from ..dataset import BuildConfig, build
 from ..core.text import clean_phrase, phrase_key
 from ..errors import MedglipError
 from ..modality import normalise_modality

@@ -16,7 +16,8 @@ weights, and measured on each source's test patients and on lung2, the never-tra
 
     python benchmarks/ct_input_choice.py --work ../runs/ct-choice --steps 400
 
-Every stage resumes (datasets case by case, training from its last checkpoint). Needs ../shared/data
+Every stage resumes (datasets case by case, training from its last checkpoint; a finished training or
+measurement is kept). Needs ../shared/data
 and the pyradiomics cases that recipes/train_medglip_v1.sh fetches (``--pyradiomics``).
 """
 from __future__ import annotations
@@ -30,11 +31,11 @@ import sys
 import time
 from pathlib import Path
 
-from medglip.build import BuildConfig
-from medglip.build.runner import run_build
-from medglip.build.recipe import load_recipe
-from medglip.build.recipe_build import build_recipe
 from medglip.core.intensity import CT_WINDOWS
+from medglip.dataset import BuildConfig, build
+from medglip.dataset.recipe import load_recipe
+
+from medglip.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 CT_SOURCES = ("covid_ct", "msd_lung_slices", "lidc_nodules")
@@ -73,15 +74,22 @@ def run_choice(name: str, work: Path, lung1: Path, lung2: Path, steps: int) -> d
     recipe = dataclasses.replace(recipe, name=f"ct-{name}", sources=tuple(sources), settings=settings)
     data, run, held = root / "data", root / "run", root / "heldout-data"
     t0 = time.time()
-    build_recipe(recipe, data, workers=2)
-    run_build(BuildConfig(source=str(lung2), ct_windows=windows, input_version=version, split_ratios=(0.0, 0.0, 1.0)),
+    build(recipe, data, workers=2)
+    build(BuildConfig(source=str(lung2), ct_windows=windows, input_version=version, split_ratios=(0.0, 0.0, 1.0)),
               held, workers=1)
-    medglip("train", str(data), "--out", str(run), "--preset", "default", "--image-size", "256", "--batch-size", "8",
-            "--lr", "2e-4", "--max-steps", str(steps), "--freeze", "text_encoder", "--coarse-phrases", "0.5",
-            "--checkpoint-every", "100", "--device", "cpu", "--resume")
+    # The model takes the choice's input (its CT windows and pipeline version), which `medglip train` leaves
+    # at the preset's; everything else is `medglip train --preset default --image-size 256 --batch-size 8
+    # --lr 2e-4 --freeze text_encoder --coarse-phrases 0.5 --checkpoint-every 100`.
+    config = TrainConfig(preset="default", max_steps=steps, batch_size=8, lr=2e-4, checkpoint_every=100,
+                         coarse_phrase_prob=0.5, freeze=("text_encoder",), device="cpu",
+                         model_overrides=(("image_size", 256), ("ct_windows", windows), ("input_version", version)))
+    if not (run / "model.safetensors").is_file():  # a finished run is kept; an interrupted one resumes
+        train(data, run, config, resume=(run / "checkpoints").is_dir())
     minutes = (time.time() - t0) / 60
-    medglip("source-report", str(data), "--checkpoint", str(run), "--out", str(root / "test"), "--masks", "none")
-    medglip("heldout", str(held), "--checkpoint", str(run), "--out", str(root / "lung2"), "--masks", "none")
+    if not (root / "test" / "sources.json").is_file():
+        medglip("source-report", str(data), "--checkpoint", str(run), "--out", str(root / "test"), "--masks", "none")
+    if not (root / "lung2" / "heldout.json").is_file():
+        medglip("heldout", str(held), "--checkpoint", str(run), "--out", str(root / "lung2"), "--masks", "none")
     return {"choice": name, "pipeline_version": version, "windows": [list(w) for w in windows],
             "steps": steps, "minutes": round(minutes, 1),
             "test": json.loads((root / "test" / "sources.json").read_text()),
@@ -97,7 +105,12 @@ def main() -> None:
     args = ap.parse_args()
     lung1 = one_case_folder(args.pyradiomics, args.work / "lung1", "lung1")
     lung2 = one_case_folder(args.pyradiomics, args.work / "lung2", "lung2")
-    results = [run_choice(c, args.work, lung1, lung2, args.steps) for c in args.choices.split(",")]
+    for choice in args.choices.split(","):
+        result = run_choice(choice, args.work, lung1, lung2, args.steps)
+        (args.work / choice / "result.json").write_text(json.dumps(result, indent=1))
+    # every choice measured so far, whichever invocation measured it
+    results = [json.loads((args.work / c / "result.json").read_text()) for c in CHOICES
+               if (args.work / c / "result.json").is_file()]
     (args.work / "ct_input_choice.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1)[:4000])
 

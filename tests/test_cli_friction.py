@@ -43,7 +43,7 @@ def cli(oracle, monkeypatch):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """The shipped samples built: brain1 and breast1 train, brain2 (declared test) held out."""
-    from medglip.build import BuildConfig, build
+    from medglip.dataset import BuildConfig, build
 
     out = tmp_path_factory.mktemp("friction") / "ds"
     build(BuildConfig(source=str(SAMPLES), layout="manifest", split_ratios=(1, 0, 0), negative_ratio=0.5), out)

@@ -96,9 +96,9 @@ def build(
     """Build a hierarchical grounding dataset (COCO + ODVG + masks + card). Re-run the same command to resume.
 
     Example: medglip build src/medglip/samples/pyradiomics out/pyradiomics --negative-ratio 0.5 --split 1,0,0"""
-    from ..build import BuildConfig, Shard
-    from ..build import build as run_build
-    from ..build.config import mapping_to_tuple
+    from ..dataset import BuildConfig, Shard
+    from ..dataset import build as run_build
+    from ..dataset.config import mapping_to_tuple
     from ..core.pipeline import InputConfig
     from ..modality import normalise_modality
 
@@ -130,7 +130,7 @@ def build_recipe_cmd(
     """Build several sources into one dataset. Re-run to resume; add a source and re-run to build just it.
 
     Example: medglip build-recipe src/medglip/samples/heldout/recipe.yaml out/heldout"""
-    from ..build import Shard, build_recipe, load_recipe
+    from ..dataset import Shard, build_recipe, load_recipe
 
     verbose_logging(verbose)
     plan = load_recipe(recipe)
@@ -146,7 +146,7 @@ def merge(out: Path = typer.Argument(..., help="A build output folder whose shar
     `--shard K/N` of `medglip build` or `medglip build-recipe` has finished).
 
     Example: medglip merge out/heldout"""
-    from ..build import merge as run_merge
+    from ..dataset import merge as run_merge
 
     if not (out / "build_config.json").exists():
         raise CliError(f"{out}: not a medglip build folder (no build_config.json)")
@@ -265,7 +265,7 @@ def _scan(hits: list, scan: Path, recipe_out: Optional[Path], as_json: bool) -> 
             table.add_row(r["path"], r["layout"], r["dataset"] or "[yellow]not in the catalogue")
         print_rows(header, [(r["path"], r["layout"], r["dataset"] or "not in the catalogue") for r in rows], table)
     if recipe_out:
-        from ..build.recipe import starter_recipe
+        from ..dataset.recipe import starter_recipe
 
         text = starter_recipe(hits, name=scan.resolve().name).to_yaml()
         recipe_out.write_text(text, encoding="utf-8")

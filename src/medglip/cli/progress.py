@@ -23,7 +23,7 @@ def _columns(what: str) -> tuple:
 
 @contextmanager
 def build_progress() -> Iterator[tuple[Callable[[int], None], Callable[[str, Optional[str]], None]]]:
-    """``(on_start, on_progress)`` of :func:`medglip.build.build` / ``build_recipe``, drawn as a bar of cases."""
+    """``(on_start, on_progress)`` of :func:`medglip.dataset.build`, drawn as a bar of cases."""
     with Progress(*_columns("building"), console=console, transient=False) as progress:
         task = progress.add_task("cases", total=None, last="")
 

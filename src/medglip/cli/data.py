@@ -1,15 +1,16 @@
-"""Dataset commands: build, build-recipe, merge, show, resolve, catalog."""
+"""Dataset commands: build (a dataset folder or a recipe; build-recipe its hidden alias), merge, show, resolve,
+catalog."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
-from .app import CliError, command, console, verbose_logging
+from .app import CliError, command, console, fail, verbose_logging
 from .options import config, phrase_option, window_value
 from .output import print_rows
 from .progress import build_progress
@@ -41,12 +42,11 @@ def _split_ratios(split: str) -> tuple[float, ...]:
     return ratios
 
 
-def _report_build(out: Path, result, *, sources: int | None = None) -> None:
-    """The summary of a build or a recipe build; exit status 1 when a case (or source) failed."""
-    built = getattr(result, "built_by_source", None)
-    by_source = f" ({', '.join(f'{k} {v}' for k, v in sorted(built.items())) or 'none'})" if built is not None else ""
+def _report_build(out: Path, result: Any, *, sources: int | None = None) -> None:
+    """What a build built, by source; one ``error:`` line and exit status 1 when a case or a source failed."""
+    by_source = ", ".join(f"{k} {v}" for k, v in sorted(result.built_by_source.items())) or "none"
     of = f" in {sources} source(s)" if sources is not None else ""
-    console.print(f"built {len(result.done)} case(s){by_source}, {len(result.skipped)} already done, "
+    console.print(f"built {len(result.done)} case(s) ({by_source}), {len(result.skipped)} already done, "
                   f"{len(result.failed)} failed, of {result.n_cases}{of}")
     if result.merged:
         m = result.merged
@@ -55,20 +55,57 @@ def _report_build(out: Path, result, *, sources: int | None = None) -> None:
             console.print(f"[yellow]labels not in the ontology (kept as written):[/] {', '.join(m.unmapped)}")
     elif result.pending:
         console.print(f"{result.pending} case(s) of other shards remain: run `medglip merge {out}` when all shards finished")
-    failed_sources = getattr(result, "failed_sources", {})
-    for sid, reason in sorted(failed_sources.items()):
+    for sid, reason in sorted(result.failed_sources.items()):
         console.print(f"[red]source not built[/] {sid}: {reason}")
     if result.failed:
         console.print(f"[red]failures[/] (see {out / 'build_report.json'}):")
         for key, reason in sorted(result.failed.items()):
             console.print(f"  {key}: {reason}")
-    if result.failed or failed_sources or (result.merged and result.merged.failures):
-        raise typer.Exit(1)
+    merge_failures = result.merged.failures if result.merged else 0
+    if result.failed or result.failed_sources or merge_failures:
+        what = [f"{n} {noun}" for n, noun in ((len(result.failed), "case(s) failed"),
+                                              (len(result.failed_sources), "source(s) not built"),
+                                              (merge_failures, "failure(s) in the merge")) if n]
+        fail(f"{', '.join(what)} (see {out / 'build_report.json'}); fix them and re-run the same command: "
+             "what was built is kept", code=1)
+
+
+#: the options that say how ONE source is built; a recipe says it for each of its sources
+_SOURCE_OPTIONS = ("layout", "modality", "plane", "ct_windows", "context_slices", "display_window", "channels",
+                   "min_area", "min_pixels", "negative_ratio", "split", "test_case", "seed", "label_map",
+                   "include_unlabeled")
+
+
+def _given(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
+    """Those of the options ``names`` set on the command line or by the environment, as their flags."""
+    flags = {p.name: p.opts[0] for p in ctx.command.params}
+    # by name: typer's context is of its own copy of click, whose ParameterSource is not click's
+    return [flags[n] for n in names
+            if getattr(ctx.get_parameter_source(n), "name", None) in ("COMMANDLINE", "ENVIRONMENT")]
+
+
+def run_build(job: Any, out: Path, *, workers: int, shard: Optional[str]) -> None:
+    """Build ``job`` (a BuildConfig or a Recipe) into ``out`` under a bar of cases, then say what was built
+    (the one driver of ``build`` and its alias ``build-recipe``)."""
+    from ..dataset import Recipe, Shard
+    from ..dataset import build as build_job
+
+    shard_obj = config(Shard.parse, spec=shard) if shard else None
+    with build_progress() as (on_start, on_progress):
+        result = build_job(job, out, workers=workers, shard=shard_obj, on_progress=on_progress, on_start=on_start)
+    _report_build(out, result, sources=len(job.sources) if isinstance(job, Recipe) else None)
+
+
+_WORKERS = typer.Option(1, min=1, help="Worker processes (cases of all sources in parallel).")
+_SHARD = typer.Option(None, help="Only build shard K/N of the cases (K 0-based; a recipe's sources in order); "
+                                 "`medglip merge OUT` when all are done.")
 
 
 @command()
 def build(
-    source: Path = typer.Argument(..., help="Dataset root, in one of the layouts of --layout."),
+    ctx: typer.Context,
+    source: Path = typer.Argument(..., metavar="SOURCE_OR_RECIPE", help="A dataset folder (in one of the layouts of "
+                                  "--layout), or a recipe YAML listing several (docs/building.md)."),
     out: Path = typer.Argument(..., help="Output folder of the grounding dataset."),
     layout: str = typer.Option("auto", help="Source layout: {layouts}."),
     modality: Optional[str] = typer.Option(None, help="Force a modality ({modalities}) on every case."),
@@ -89,61 +126,64 @@ def build(
     seed: int = typer.Option(0, help="Seed of the case split and of negative sampling."),
     label_map: Optional[Path] = typer.Option(None, help="YAML/JSON {source: {source_label: phrase}} applied before the ontology."),
     include_unlabeled: bool = typer.Option(False, help="Also slice cases that have no label file."),
-    workers: int = typer.Option(1, min=1, help="Worker processes (cases in parallel)."),
-    shard: Optional[str] = typer.Option(None, help="Only build shard K/N of the cases (K 0-based); merge when all are done."),
+    workers: int = _WORKERS,
+    shard: Optional[str] = _SHARD,
     verbose: bool = _VERBOSE,
 ) -> None:
-    """Build a hierarchical grounding dataset (COCO + ODVG + masks + card). Re-run the same command to resume.
+    """Build a hierarchical grounding dataset (COCO + ODVG + masks + card) from one dataset folder or from a
+    recipe of several (whose YAML holds their settings: the options from --layout to --include-unlabeled are a
+    folder's). Re-run the same command to resume; add a source to a recipe and re-run to build just it.
 
     Example: medglip build src/medglip/samples/pyradiomics out/pyradiomics --negative-ratio 0.5 --split 1,0,0"""
-    from ..dataset import BuildConfig, Shard
-    from ..dataset import build as run_build
-    from ..dataset.config import mapping_to_tuple
     from ..core.pipeline import InputConfig
+    from ..dataset import BuildConfig
+    from ..dataset.config import mapping_to_tuple
+    from ..dataset.plan import job_for
     from ..modality import normalise_modality
 
     verbose_logging(verbose)
-    ratios = _split_ratios(split)
-    windows = config(InputConfig.from_window_names, names=tuple(w.strip().replace(":", ",") for w in ct_windows.split(",")))
-    cfg = config(BuildConfig, source=str(source), layout=layout,
-                 modality=normalise_modality(modality) if modality else None, plane=plane,
-                 ct_windows=windows.ct_windows, context_slices=context_slices, display_window=display_window,
-                 channels=channels, min_area_mm2=min_area, min_pixels=min_pixels, negative_ratio=negative_ratio,
-                 split_ratios=ratios, test_cases=tuple(test_case), seed=seed,
-                 label_mapping=mapping_to_tuple(_load_mapping(label_map)), include_unlabeled=include_unlabeled)
-    shard_obj = config(Shard.parse, spec=shard) if shard else None
-    if not source.exists():
-        raise CliError(f"{source}: no such dataset folder")
-    with build_progress() as (on_start, on_progress):
-        result = run_build(cfg, out, workers=workers, shard=shard_obj, on_progress=on_progress, on_start=on_start)
-    _report_build(out, result)
+    if source.is_file():  # a recipe: its sources' settings are in it
+        given = _given(ctx, _SOURCE_OPTIONS)
+        if given:
+            raise CliError(f"{source} is a recipe: its sources' build settings are written in it (`settings:` and "
+                           f"per source); {', '.join(given)} apply to a dataset folder only")
+        cfg = BuildConfig(source=str(source))  # not used for a recipe
+    else:
+        windows = config(InputConfig.from_window_names,
+                         names=tuple(w.strip().replace(":", ",") for w in ct_windows.split(",")))
+        cfg = config(BuildConfig, source=str(source), layout=layout,
+                     modality=normalise_modality(modality) if modality else None, plane=plane,
+                     ct_windows=windows.ct_windows, context_slices=context_slices, display_window=display_window,
+                     channels=channels, min_area_mm2=min_area, min_pixels=min_pixels, negative_ratio=negative_ratio,
+                     split_ratios=_split_ratios(split), test_cases=tuple(test_case), seed=seed,
+                     label_mapping=mapping_to_tuple(_load_mapping(label_map)), include_unlabeled=include_unlabeled)
+    run_build(job_for(source, cfg), out, workers=workers, shard=shard)
 
 
-@command(name="build-recipe")
+@command(name="build-recipe", hidden=True)
 def build_recipe_cmd(
-    recipe: Path = typer.Argument(..., help="Recipe YAML listing the sources (see docs/dataset_format.md)."),
+    recipe: Path = typer.Argument(..., help="Recipe YAML listing the sources (docs/building.md)."),
     out: Path = typer.Argument(..., help="Output folder of the one grounding dataset."),
-    workers: int = typer.Option(1, min=1, help="Worker processes (cases of all sources in parallel)."),
-    shard: Optional[str] = typer.Option(None, help="Only build shard K/N of the recipe's cases; merge when all are done."),
+    workers: int = _WORKERS,
+    shard: Optional[str] = _SHARD,
     verbose: bool = _VERBOSE,
 ) -> None:
-    """Build several sources into one dataset. Re-run to resume; add a source and re-run to build just it.
+    """The former name of `medglip build RECIPE OUT`, kept as an alias.
 
     Example: medglip build-recipe src/medglip/samples/heldout/recipe.yaml out/heldout"""
-    from ..dataset import Shard, build_recipe, load_recipe
+    from ..dataset import BuildConfig
+    from ..dataset.plan import job_for
 
     verbose_logging(verbose)
-    plan = load_recipe(recipe)
-    shard_obj = config(Shard.parse, spec=shard) if shard else None
-    with build_progress() as (on_start, on_progress):
-        res = build_recipe(plan, out, workers=workers, shard=shard_obj, on_start=on_start, on_progress=on_progress)
-    _report_build(out, res, sources=len(plan.sources))
+    if not recipe.is_file():
+        raise CliError(f"{recipe}: not a recipe file (`medglip build {recipe} OUT` builds a dataset folder)")
+    run_build(job_for(recipe, BuildConfig(source=str(recipe))), out, workers=workers, shard=shard)
 
 
 @command()
 def merge(out: Path = typer.Argument(..., help="A build output folder whose shards have all finished.")) -> None:
     """Merge the per-case records of a (sharded) build into annotations, card and report (once every
-    `--shard K/N` of `medglip build` or `medglip build-recipe` has finished).
+    `--shard K/N` of `medglip build` has finished).
 
     Example: medglip merge out/heldout"""
     from ..dataset import merge as run_merge
@@ -270,4 +310,4 @@ def _scan(hits: list, scan: Path, recipe_out: Optional[Path], as_json: bool) -> 
         text = starter_recipe(hits, name=scan.resolve().name).to_yaml()
         recipe_out.write_text(text, encoding="utf-8")
         console.print(f"[green]wrote[/] {recipe_out} ({len(hits)} source(s)); build it with "
-                      f"`medglip build-recipe {recipe_out} OUT`")
+                      f"`medglip build {recipe_out} OUT`")

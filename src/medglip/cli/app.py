@@ -1,5 +1,6 @@
 """The ``medglip`` application: its one error handler, its one logging set-up, and help text filled in
-from the registries it describes (layouts, CT windows, presets, modalities) when it is shown."""
+from the registries it describes (layouts, CT windows, presets, modalities, adaptation methods) when it is
+shown."""
 
 from __future__ import annotations
 
@@ -53,8 +54,18 @@ def _registry_values() -> dict[str, Callable[[], str]]:
 
         return ", ".join(MODALITIES)
 
+    def adapt_methods() -> str:
+        from ..train.adapt import DEFAULT_METHOD, METHODS
+
+        return ", ".join([f"auto ({DEFAULT_METHOD})", *METHODS])
+
+    def adapt_budget() -> str:
+        from ..train.adapt import DEFAULT_BUDGET_MINUTES
+
+        return f"{DEFAULT_BUDGET_MINUTES:g}"
+
     return {"layouts": layouts, "windows": windows, "window_names": window_names, "presets": presets,
-            "modalities": modalities}
+            "modalities": modalities, "adapt_methods": adapt_methods, "adapt_budget": adapt_budget}
 
 
 REGISTRIES = _registry_values()

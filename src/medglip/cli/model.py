@@ -1,4 +1,4 @@
-"""Model commands: train, lopo, calibrate, pack, eval, heldout, source-report, vqa-eval."""
+"""Model commands: train, adapt, lopo, calibrate, pack, eval, heldout, source-report, vqa-eval."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import typer
 from rich.table import Table
 
 from .app import command, console
-from .options import (CHECKPOINT, CONTEXT, CONTRAST, FREEZE, MASK_W, MLM, PRESET, load_grounder, run_dir,
-                      train_config)
-from .progress import train_progress
+from .options import (CHECKPOINT, CONTEXT, CONTRAST, FREEZE, MASK_W, MLM, PRESET, load_grounder, phrase_option,
+                      run_dir, train_config)
+from .output import print_rows
+from .progress import adapt_progress, train_progress
 
 _SOURCE_WEIGHT = typer.Option([], "--source-weight", help="SOURCE=W: a source's sampling weight (overrides the "
                               "recipe's); repeatable.")
@@ -63,6 +64,48 @@ def train(
     console.print(f"[green]trained[/]: {run} (loss curve {run / 'loss.png'}; the dataset's card: "
                   f"{run / 'dataset_card.json'})", highlight=False)
 
+
+@command()
+def adapt(
+    data: Path = typer.Argument(..., help="A built dataset, or a folder `medglip build` takes (then built into "
+                                          "RUN/data)."),
+    out: Path = typer.Option(..., "--out", help="The run folder (new): what changed against the start model, its "
+                             "thresholds and card (ADAPT_CARD.md); every command loads it with --checkpoint RUN."),
+    phrase: Optional[list[str]] = phrase_option("A phrase to adapt; repeatable (default: every phrase the training "
+                                                "cases mark)."),
+    start: str = typer.Option("shipped", "--from", help="The start model: shipped, or a run folder (medglip train "
+                                                        "or adapt output)."),
+    method: str = typer.Option("auto", help="What trains: {adapt_methods}."),
+    budget_minutes: Optional[float] = typer.Option(None, help="Training time in minutes (default {adapt_budget})."),
+    max_steps: Optional[int] = typer.Option(None, min=1, help="Also stop after this many steps."),
+    modality: Optional[str] = typer.Option(None, help="The data's modality ({modalities}) when the data does not "
+                                                      "say it."),
+    reference: Optional[Path] = typer.Option(None, help="A built dataset whose test split (the start model's test "
+                                                        "patients) measures forgetting."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1."),
+    seed: int = typer.Option(0, help="Seed of the data order and augmentation."),
+) -> None:
+    """Adapt the shipped model (or a run) to a small labelled set in minutes: a progress bar with the time left
+    of the budget, then the method, steps, time, run folder and each adapted phrase's calibrated threshold.
+
+    Example: medglip adapt src/medglip/samples/pyradiomics --out runs/adapted -p "brain tumor" --budget-minutes 5"""
+    from ..train.adapt import adapt as run_adapt
+
+    budget = {} if budget_minutes is None else {"budget_minutes": budget_minutes}
+    with adapt_progress() as progress:
+        result = run_adapt(data, out=out, phrases=phrase or None, start=start, method=method, max_steps=max_steps,
+                           modality=modality, device=device, seed=seed, reference=reference, progress=progress,
+                           **budget)
+    console.print(f"[green]adapted[/] {', '.join(result.phrases)}: method {result.method}, {result.steps} step(s) in "
+                  f"{result.seconds:.1f} s; run folder {result.run} (load it with --checkpoint {result.run}; its card: "
+                  f"{result.run / 'ADAPT_CARD.md'})", highlight=False)
+    print_rows(("phrase", "threshold"), [(p, f"{t:.2f}") for p, t in result.thresholds.items()])
+    console.print(f"thresholds chosen on the {result.calibration_split} split", highlight=False)
+    if result.forgetting is not None:
+        from ..train.adapt_card import forgetting_text
+
+        plain = forgetting_text(result.forgetting).replace("**", "").replace("`", "")  # the card's words, unmarked
+        console.print(f"forgetting: {plain}", highlight=False, markup=False)
 
 @command()
 def lopo(

@@ -1,10 +1,11 @@
-"""Progress bars on stderr: cases of a build, steps of a training run (with elapsed and remaining time)."""
+"""Progress bars on stderr: cases of a build, steps of a training run or an adaptation (with elapsed and
+remaining time)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
@@ -63,3 +64,25 @@ def train_progress(out: Console | None = None) -> TrainProgress | None:
     """The training bar on a terminal; None elsewhere (a log file gets the loop's periodic lines instead)."""
     out = out or console
     return TrainBar(out) if out.is_terminal else None
+
+
+@contextmanager
+def adapt_progress() -> Iterator[Callable[[Any], None] | None]:
+    """The ``progress`` callback of :func:`medglip.train.adapt.adapt` on a terminal (None elsewhere): a bar of
+    steps whose total follows the budget's estimate, with the elapsed time and what is left of the budget as
+    adapt reckons them (not rich's guess from the bar)."""
+    if not console.is_terminal:
+        yield None
+        return
+    from ..train.progress import clock
+
+    with Progress(TextColumn("[bold]adapting"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[elapsed]} elapsed, {task.fields[left]} left"),
+                  TextColumn("{task.fields[last]}"), console=console, transient=False) as bar:
+        task = bar.add_task("steps", total=None, elapsed=clock(0), left=clock(None), last="")
+
+        def on_step(p: Any) -> None:  # an AdaptProgress
+            bar.update(task, total=p.total, completed=p.step, elapsed=clock(p.elapsed_s), left=clock(p.remaining_s),
+                       last=f"loss {p.loss:.4f}")
+
+        yield on_step

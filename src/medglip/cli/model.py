@@ -98,7 +98,7 @@ def adapt(
                            **budget)
     console.print(f"[green]adapted[/] {', '.join(result.phrases)}: method {result.method}, {result.steps} step(s) in "
                   f"{result.seconds:.1f} s; run folder {result.run} (load it with --checkpoint {result.run}; its card: "
-                  f"{result.run / 'ADAPT_CARD.md'})", highlight=False)
+                  f"{result.run / 'ADAPT_CARD.md'})", highlight=False, soft_wrap=True)
     print_rows(("phrase", "threshold"), [(p, f"{t:.2f}") for p, t in result.thresholds.items()])
     console.print(f"thresholds chosen on the {result.calibration_split} split", highlight=False)
     if result.forgetting is not None:
@@ -106,6 +106,7 @@ def adapt(
 
         plain = forgetting_text(result.forgetting).replace("**", "").replace("`", "")  # the card's words, unmarked
         console.print(f"forgetting: {plain}", highlight=False, markup=False)
+
 
 @command()
 def lopo(

@@ -161,8 +161,8 @@ def evaluate_run(run: Path, dataset_dir: Path, split: str, out: Path, *, masks: 
     from .evaluate import evaluate, predict_dataset
     from .infer import Grounder, mask_option
 
-    refiner, asked = mask_option(masks)
-    g = Grounder.from_pretrained(run, refiner=refiner)
+    asked = mask_option(masks)
+    g = Grounder.from_pretrained(run)
     preds, queries = predict_dataset(g, dataset_dir, split=split, phrases=phrases, masks=asked, max_per_phrase=5)
     metrics = evaluate(dataset_dir, preds, split=split, queries=queries, out=out,
                        score_threshold=g.threshold_for("*"))

@@ -337,6 +337,7 @@ def ground(
     """Find the regions named by phrases in an image (or a volume); --out writes NIfTI / DICOM-SEG / SR masks.
 
     Example: medglip ground src/medglip/samples/pyradiomics/brain2_image.nrrd -p "brain tumor" --modality MR --out brain2-masks"""
+    from .context import result_json
     from .infer import Grounder, VolumeGroundingResult
 
     _setup_logging(False)
@@ -350,7 +351,7 @@ def ground(
         res = g.ground_file(image, phrase, modality=modality, masks=masks,
                             score_threshold="calibrated" if score_threshold is None else score_threshold,
                             top_k=top_k)
-        payload = res.to_json()
+        payload = result_json(res)  # with the findings (ids F1, ...) every surface shows
         for note in res.untrained:
             console.print(f"[yellow]untrained[/]: {note}")
         if isinstance(res, VolumeGroundingResult):

@@ -337,6 +337,7 @@ def ground(
     """Find the regions named by phrases in an image (or a volume); --out writes NIfTI / DICOM-SEG / SR masks.
 
     Example: medglip ground src/medglip/samples/pyradiomics/brain2_image.nrrd -p "brain tumor" --modality MR --out brain2-masks"""
+    from .context import result_json
     from .infer import Grounder, VolumeGroundingResult
 
     _setup_logging(False)
@@ -345,12 +346,12 @@ def ground(
     try:
         checkpoint = _run_dir(checkpoint)
         options = _export_options(outputs, max_voxels, checkpoint) if out is not None else None
-        refiner, masks = _mask_option("auto" if out is not None and masks.strip().lower() == "none" else masks)
-        g = Grounder.from_pretrained(checkpoint, device=device, refiner=refiner)
+        masks = _mask_option("auto" if out is not None and masks.strip().lower() == "none" else masks)
+        g = Grounder.from_pretrained(checkpoint, device=device)
         res = g.ground_file(image, phrase, modality=modality, masks=masks,
                             score_threshold="calibrated" if score_threshold is None else score_threshold,
                             top_k=top_k)
-        payload = res.to_json()
+        payload = result_json(res)  # with the findings (ids F1, ...) every surface shows
         for note in res.untrained:
             console.print(f"[yellow]untrained[/]: {note}")
         if isinstance(res, VolumeGroundingResult):
@@ -413,8 +414,8 @@ def eval_(
 
     _setup_logging(False)
     try:
-        refiner, masks = _mask_option(masks)
-        g = Grounder.from_pretrained(_run_dir(checkpoint), device=device, refiner=refiner)
+        masks = _mask_option(masks)
+        g = Grounder.from_pretrained(_run_dir(checkpoint), device=device)
         preds, queries = predict_dataset(g, dataset, split=split, phrases=phrases, masks=masks,
                                          max_per_phrase=max_per_phrase)
         out_dir = json_out.parent if str(json_out.parent) else Path(".")
@@ -494,8 +495,8 @@ def vqa(
         _fail(f"{image}: no such file or folder")
     try:
         llm = _llm_client(llm_endpoint, llm_model, llm_key)
-        refiner, masks = _mask_option(masks)
-        g = Grounder.from_pretrained(_run_dir(checkpoint), device=device, refiner=refiner)
+        masks = _mask_option(masks)
+        g = Grounder.from_pretrained(_run_dir(checkpoint), device=device)
         res = ask(g, image, question, modality=modality, llm=llm, score_threshold=score_threshold, masks=masks)
         if visual_prompt is not None:
             res.visual_prompt(masks=bool(masks)).save(visual_prompt)
@@ -549,9 +550,9 @@ def report(
             from .vqa import LLMNotConfigured
             raise LLMNotConfigured("--prose needs a chat API: pass --llm-endpoint URL --llm-model NAME "
                                    "(or set MEDGLIP_LLM_ENDPOINT and MEDGLIP_LLM_MODEL)")
-        refiner, masks = _mask_option(masks)
+        masks = _mask_option(masks)
         checkpoint = _run_dir(checkpoint)
-        g = Grounder.from_pretrained(checkpoint, device=device, refiner=refiner)
+        g = Grounder.from_pretrained(checkpoint, device=device)
         rep = make_report(g, image, findings or None, modality=modality, masks=masks,
                           score_threshold=score_threshold, llm=llm, window=window,
                           exports=_export_options(outputs, None, checkpoint) if masks else None)

@@ -96,8 +96,8 @@ def evaluate_run(run: Path, dataset_dir: Path, split: str, out: Path, *, masks: 
     from ..infer import Grounder, mask_option
     from .run import evaluate, predict_dataset, read_split
 
-    refiner, asked = mask_option(masks)
-    g = Grounder.from_pretrained(run, refiner=refiner)
+    asked = mask_option(masks)  # the one setting that chooses masks; LiteMedSAM is built only if asked
+    g = Grounder.from_pretrained(run)
     preds, queries = predict_dataset(g, dataset_dir, split=split, phrases=phrases, masks=asked, max_per_phrase=5)
     metrics = evaluate(dataset_dir, preds, split=split, queries=queries, out=out,
                        score_threshold=g.threshold_for("*"))

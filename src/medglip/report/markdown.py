@@ -22,11 +22,11 @@ def _cell(text: str) -> str:
 
 def _row(f: Finding) -> str:
     box = ", ".join(f"{v:.0f}" for v in f.box)
-    sizes = f.extent_mm if f.extent_mm is not None else f.size_mm
-    size = TIMES.join(format_number(v) for v in sizes) if sizes is not None else DASH
+    size = TIMES.join(format_number(v) for v in f.size_mm) if f.size_mm is not None else DASH
     slices = DASH if f.slices is None else (f"{f.slices[0]}" if f.slices[0] == f.slices[1]
                                             else f"{f.slices[0]}{DASH}{f.slices[1]}")
-    return f"| {f.number} | {_cell(f.phrase)} | {f.score:.2f} | {box} | {size} | {slices} |"
+    return (f"| {f.id} | {_cell(f.phrase)} | {f.score:.2f} | {box} | {size} | {f.size_source} | {slices} | "
+            f"{_cell(f.location)} |")
 
 
 def _image_line(ctx: GroundedContext) -> str:
@@ -52,11 +52,12 @@ def render_markdown(ctx: GroundedContext, found: list[str], missing: list[str], 
     lines += [f"- **Caution:** {note}" for note in ctx.untrained]
     lines += ["", "## Findings", ""]
     lines += [f"- {s}" for s in found] or ["- None above the score threshold."]
-    lines += ["", "## Not identified", ""]
-    lines += [f"- {s}" for s in missing] or ["- Every phrase looked for was found."]
-    size_head = "Extent (mm, LPS x × y × z)" if ctx.volume is not None else "Size (mm, w × h)"
-    lines += ["", "## Boxes", "", f"| # | Phrase | Score | Box (px, x0, y0, x1, y1) | {size_head} | Slices |",
-              "|---|---|---|---|---|---|"]
+    if missing:  # no section when every phrase was found (nothing to list)
+        lines += ["", "## Not identified", ""] + [f"- {s}" for s in missing]
+    size_head = "Size (mm, LPS x × y × z)" if ctx.volume is not None else "Size (mm, w × h)"
+    lines += ["", "## Findings table", "",
+              f"| Id | Phrase | Score | Box (px, x0, y0, x1, y1) | {size_head} | Size from | Slices | Location |",
+              "|---|---|---|---|---|---|---|---|"]
     lines += [_row(f) for f in ctx.findings]  # header only when nothing was found
     if overlay_name:
         lines += ["", "## Overlay", "", f"![overlay]({overlay_name})"]

@@ -121,20 +121,20 @@ def _version() -> str:
 
 
 def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, *, device: str = "cpu",
-          masks: bool = True, refiner: Any = "auto", config: ServiceConfig = ServiceConfig(), llm: Any = None,
+          masks: bool = True, refiner: Any = "medsam", config: ServiceConfig = ServiceConfig(), llm: Any = None,
           llm_from_env: bool = True, log_level: str = "info", access: AccessConfig = AccessConfig(),
           server: ServerSettings = ServerSettings()) -> None:
-    """Load ``checkpoint`` once (``Grounder.from_pretrained(checkpoint, refiner="auto")``) and serve it.
+    """Load ``checkpoint`` once (``Grounder.from_pretrained(checkpoint)``) and serve it.
 
     Args:
         checkpoint: a training run folder (``model.safetensors`` + ``config.json`` + ``text_encoder/``);
             its weights are checked against the SHA-256 recorded at save time.
         host, port: where uvicorn listens (keep 127.0.0.1 behind a TLS reverse proxy, docs/security.md).
         device: torch device of the model.
-        masks: False loads no mask refiner: requests with ``masks=true`` / ``medsam`` then answer 422
-            (``masks=head`` still works when the checkpoint has a mask head).
-        refiner: the Grounder's refiner when ``masks`` is True (``"auto"``: the checkpoint's mask head
-            when it has one, else LiteMedSAM, built on first use; ``"medsam"``, ``"head"``).
+        masks: False offers no LiteMedSAM: requests with ``masks=medsam`` (and ``true`` on a checkpoint
+            without a mask head) then answer 422; the checkpoint's mask head still answers.
+        refiner: what ``masks=medsam`` runs when ``masks`` is True (``"medsam"``: LiteMedSAM, built on
+            first use, or a stand-in object); each request's ``masks`` field chooses the source.
         config: service limits.
         llm: a ChatClient; None with ``llm_from_env`` reads ``MEDGLIP_LLM_ENDPOINT`` / ``_MODEL`` / ``_API_KEY``.
         log_level: uvicorn's log level.

@@ -106,6 +106,8 @@ def test_ground_ask_report_and_errors_in_the_page(server, png):
 def _drive(page, server, png):
     assert page.title().startswith("medglip")
     page.wait_for_function("() => document.getElementById('model-info').textContent.includes('tiny')")
+    page.wait_for_function("() => document.body.dataset.model === 'ready'")
+    assert not page.is_checked("#masks")  # this server has no mask refiner: the page does not ask for masks
     page.set_input_files("#file", str(png))
     page.fill("#phrases", PHRASES)
     page.select_option("#modality", "CT")

@@ -36,22 +36,25 @@ def png(tmp_path_factory) -> Path:
 
 
 def test_model_endpoint_lists_the_trained_phrases_by_modality_as_the_model_spells_them(grounder):
-    g = Grounder(grounder.model, known_phrases=("liver", "Brain Tumor", "left kidney"),
+    g = Grounder(grounder.model, refiner=None, known_phrases=("liver", "Brain Tumor", "left kidney"),
                  trained_on={"CT": ["liver", "left kidney"], "MR": ["brain tumor"], "US": []})
     with TestClient(create_app(g)) as c:
         got = c.get("/v1/model").json()
     assert got["trained_phrases"] == ["liver", "Brain Tumor", "left kidney"]
     assert got["phrases_by_modality"] == {"CT": ["liver", "left kidney"], "MR": ["Brain Tumor"]}
     assert got["modalities"] == list(grounder.config.modalities) and got["mask_head"] is grounder.has_mask_head
+    assert got["masks"] is None  # created without a refiner: masks=true would be refused
 
 
 def test_model_endpoint_of_the_shipped_model_is_its_categories_json(one_torch_thread):
     cats = json.loads((SHIPPED_DIR / "categories.json").read_text())
-    with TestClient(create_app(Grounder.from_pretrained(refiner=None))) as c:
+    with TestClient(create_app(Grounder.from_pretrained())) as c:
         got = c.get("/v1/model").json()
+    assert got["masks"] == "head"  # the shipped model has a mask head
     assert got["trained_phrases"] == cats["phrases"]
     assert got["phrases_by_modality"] == {m: ps for m, ps in cats["phrases_by_modality"].items() if ps}
     assert "liver" not in got["trained_phrases"]
+    assert got["ct_windows"]["lung"] == [-1350.0, 150.0] and got["default_ct_window"] in got["ct_windows"]
 
 
 def test_a_misdirected_upload_names_the_endpoint_that_takes_it(grounder, png, tmp_path):

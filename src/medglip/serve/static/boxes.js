@@ -49,7 +49,7 @@ const medglipBoxes = (() => {
     const drawn = [];
     const px = Math.max(1, Math.round(canvas.width / 360));
     ctx.lineWidth = 2 * px;
-    ctx.font = `bold ${12 * px}px system-ui, sans-serif`;
+    ctx.font = `bold ${14 * px}px system-ui, sans-serif`;
     ctx.textBaseline = "bottom";
     for (const f of findings) {
       if (!f.voxelBox) continue;

@@ -111,11 +111,17 @@ def test_the_page_grounds_a_volume_opens_on_its_top_finding_and_renders_the_repo
 
             # the findings read apart: id, slice range, size and its source
             items = page.eval_on_selector_all("#findings button.finding", "bs => bs.map(b => b.textContent)")
-            assert len(items) == len(objects) and len(set(items)) == len(items)
-            for i, (text, o) in enumerate(zip(items, objects), start=1):
-                a, b = o["slices"]
-                assert f"F{i}" in text and (f"slice {a}" if a == b else f"slices {a}–{b}") in text and " mm (" in text
-            top_id = f"F{top + 1}"
+            if "findings" in want:  # the findings model: the server's ids, order and words
+                listed = [(f["id"], f["slices"], f["size_source"]) for f in want["findings"]]
+                top_id = max(want["findings"], key=lambda f: f["score"])["id"]
+            else:
+                listed = [(f"F{i}", o["slices"], "mask") for i, o in enumerate(objects, start=1)]
+                top_id = f"F{top + 1}"
+            ids = page.eval_on_selector_all("#findings button.finding span.id", "ss => ss.map(s => s.textContent)")
+            assert ids == [name for name, _, _ in listed]
+            assert len(items) == len(listed) and len(set(items)) == len(items)
+            for text, (name, (a, b), source) in zip(items, listed):
+                assert (f"slice {a}" if a == b else f"slices {a}–{b}") in text and f" mm ({source})" in text
             assert top_id in [b["id"] for b in page.evaluate("() => window.medglipViewer.boxes()")]
 
             page.screenshot(path=str(shots / "volume.png"))

@@ -82,28 +82,28 @@ function addRow(tbody, cells) {
   tbody.appendChild(tr);
 }
 
+// The rows of a 2D answer: id (the server's F1, ... when it sends findings), phrase, score, box, and the size
+// and location in words when the server measured them.
 function showGrounding(result) {
   const tbody = $("results").querySelector("tbody");
   tbody.replaceChildren();
   $("box-header").textContent = "Box (x0, y0, x1, y1)";
-  let n = 0;
-  for (const p of result.phrases) {
-    p.boxes.forEach((box, i) => {
-      n += 1;
-      addRow(tbody, [String(n), p.phrase, fmt(p.scores[i], 3), box.map((v) => fmt(v, 1)).join(", ")]);
-    });
+  const found = medglipFindings.ofImage(result);
+  for (const f of found) {
+    const where = [f.size ? `${f.size} (${f.sizeSource})` : "", f.location || f.side || ""].filter(Boolean).join(" · ");
+    addRow(tbody, [f.id, f.phrase, fmt(f.score, 3), f.box ? f.box.map((v) => fmt(v, 1)).join(", ") : "", where]);
   }
   setImage("overlay-img", result.overlay_png);
   if (window.medglipViewer) window.medglipViewer.hide();
-  return n;
+  return found.length;
 }
 
 function showVolume(result) {
   const tbody = $("results").querySelector("tbody");
   tbody.replaceChildren();
-  $("box-header").textContent = "Finding (slices, size, side)";
+  $("box-header").textContent = "Slices, size, side";
   const found = medglipFindings.ofVolume(result);
-  for (const f of found) addRow(tbody, [f.id, f.phrase, fmt(f.score, 3), medglipFindings.details(f)]);
+  for (const f of found) addRow(tbody, [f.id, f.phrase, fmt(f.score, 3), medglipFindings.details(f), f.location]);
   setImage("overlay-img", null);
   return found.length;
 }
@@ -180,7 +180,7 @@ function groundForm(endpoint) {
   if (endpoint === "/v1/ground") {
     form.append("masks", masks ? "true" : "false");
     form.append("overlay", "true");
-    form.append("top_k", "5");  // the best five boxes per phrase: a readable table and overlay
+    // no top_k: the page shows the boxes the grounder keeps, as the CLI, the report and VQA do
     if (masks) form.append("outputs", "auto");  // masks.png + labels.json (+ seg.dcm for DICOM)
   } else {
     // the volume as NIfTI for the viewer; with masks also the label map, DICOM-SEG and SR (DICOM input)
@@ -223,7 +223,8 @@ async function ground() {
 
 async function ask() {
   showError("");
-  const form = baseForm(null);
+  // the phrases of the last grounding too: a server with the findings model then cites that call's ids (F1, ...)
+  const form = baseForm($("phrases").value.trim() ? "phrases" : null);
   form.append("question", $("question").value);
   form.append("masks", $("masks").checked ? "true" : "false");
   setBusy("answering…");
@@ -236,7 +237,8 @@ async function ask() {
     for (const number of result.answer.evidence || []) {
       const f = byNumber.get(number);
       const li = document.createElement("li");
-      li.textContent = f ? `${number}. ${f.phrase} (score ${fmt(f.score, 2)}): ${f.location}` : `finding ${number}`;
+      const name = f && f.id ? f.id : String(number);
+      li.textContent = f ? `${name}. ${f.phrase} (score ${fmt(f.score, 2)}): ${f.location}` : `finding ${number}`;
       list.appendChild(li);
     }
     setImage("prompt-img", result.visual_prompt_png);

@@ -1,7 +1,9 @@
-// The findings of a /v1/ground-volume answer as the page lists and draws them, one per object (label n of the
-// label map = object n): from the answer's `findings` (id, phrase, score, size_mm, size_source, side, slices,
-// location) when the server sends them, else from `objects` and the label map's sidecar (`labels`).
-// Sizes and sides are the server's; without `findings` the size is the mask's extent (labels) or the box's.
+// The findings of an answer as the page lists and draws them. With the server's `findings` (id, phrase, score,
+// size_mm, size_source, side, slices, location, location_mm: the findings model every surface renders) the
+// page shows those, in their order and with their ids; a volume's finding is tied to its object (and so to its
+// label in the label map: label n = object n) by phrase, slice range and world box, since findings are ordered
+// by phrase and score, not as the objects. Without `findings` (an older server) each object is a finding
+// F1, F2, ... in object order, its size the mask's extent (labels) or the box's, its side unknown.
 "use strict";
 
 const medglipFindings = (() => {
@@ -34,37 +36,77 @@ const medglipFindings = (() => {
     return worldBox ? worldBox[0].map((v, a) => (v + worldBox[1][a]) / 2) : null;
   }
 
-  // [{id, number, phrase, score, slices, size, sizeSource, side, location, color, centre, voxelBox, hasMask}]
+  // the object a server finding describes: same phrase and slices, the nearest world box (then score)
+  function objectOf(s, objects, used) {
+    let best = -1;
+    let cost = Infinity;
+    objects.forEach((o, j) => {
+      if (used.has(j) || o.phrase !== s.phrase) return;
+      if (s.slices && o.slices && (s.slices[0] !== o.slices[0] || s.slices[1] !== o.slices[1])) return;
+      let c = Math.abs((o.score || 0) - (s.score || 0));
+      if (s.world_box_mm && o.world_box_mm) {
+        for (let k = 0; k < 2; k += 1) for (let a = 0; a < 3; a += 1) c += Math.abs(o.world_box_mm[k][a] - s.world_box_mm[k][a]);
+      }
+      if (c < cost) { cost = c; best = j; }
+    });
+    return best;
+  }
+
+  // [{id, label, phrase, score, slices, size, sizeSource, side, location, color, centre, voxelBox, hasMask}];
+  // `label` is the finding's value in the label map (its object's number), `id` its name on every surface
   function ofVolume(result) {
     const objects = result.objects || [];
     const labels = (result.labels && result.labels.labels) || [];
     const geometry = result.geometry || null;
     const byLabel = new Map(labels.map((e) => [e.label, e]));
     const server = Array.isArray(result.findings) ? result.findings : null;
-    const n = server ? Math.max(server.length, objects.length) : objects.length;
-    const out = [];
-    for (let i = 0; i < n; i += 1) {
-      const o = objects[i] || {};
-      const s = (server && server[i]) || {};
-      const lab = byLabel.get(i + 1);
+    const used = new Set();
+    const pairs = server
+      ? server.map((s) => { const j = objectOf(s, objects, used); if (j >= 0) used.add(j); return [s, j]; })
+      : objects.map((o, j) => [{}, j]);
+    return pairs.map(([s, j], i) => {
+      const o = objects[j] || {};
+      const lab = j >= 0 ? byLabel.get(j + 1) : undefined;
       const hasMask = Boolean(lab && lab.voxels);
-      const size = s.size_mm !== undefined ? s.size_mm
-        : (hasMask && lab.extent_mm ? lab.extent_mm : boxExtent(o.voxel_box, geometry));
-      const sizeSource = s.size_source || (s.size_mm === undefined && hasMask && lab.extent_mm ? "mask" : "box");
-      out.push({
+      const fromServer = s.size_mm !== undefined && s.size_mm !== null;
+      const size = fromServer ? s.size_mm : (hasMask && lab.extent_mm ? lab.extent_mm : boxExtent(o.voxel_box, geometry));
+      return {
         id: s.id || `F${i + 1}`,
-        number: i + 1,
+        label: j + 1,
         phrase: s.phrase !== undefined ? s.phrase : o.phrase,
         score: s.score !== undefined ? s.score : o.score,
         slices: s.slices || o.slices || null,
         size: sizeText(size),
-        sizeSource,
+        sizeSource: s.size_source || (!fromServer && hasMask && lab.extent_mm ? "mask" : "box"),
         side: s.side || null,
         location: typeof s.location === "string" ? s.location : "",
         color: lab ? lab.color : PALETTE[i % PALETTE.length],
-        centre: hasMask && lab.centre_world_mm ? lab.centre_world_mm : centreOf(o.world_box_mm),
+        centre: hasMask && lab.centre_world_mm ? lab.centre_world_mm : (s.location_mm || centreOf(o.world_box_mm)),
         voxelBox: o.voxel_box || null,
         hasMask,
+      };
+    });
+  }
+
+  // The rows of a /v1/ground answer: [{id, phrase, score, box, size, sizeSource, side, location}], from its
+  // `findings` when it has them (size in mm, else in pixels), else one per box in the order of `phrases`.
+  function ofImage(result) {
+    if (Array.isArray(result.findings)) {
+      return result.findings.map((s, i) => {
+        const mmSize = s.size_mm !== undefined && s.size_mm !== null;
+        return {
+          id: s.id || `F${i + 1}`, phrase: s.phrase, score: s.score, box: s.box || null,
+          size: mmSize ? sizeText(s.size_mm) : (s.size_px ? sizeText(s.size_px).replace(/ mm$/, " px") : ""),
+          sizeSource: s.size_source || "box", side: s.side || null, slices: null,
+          location: typeof s.location === "string" ? s.location : "",
+        };
+      });
+    }
+    const out = [];
+    for (const p of result.phrases || []) {
+      p.boxes.forEach((box, i) => {
+        out.push({ id: String(out.length + 1), phrase: p.phrase, score: p.scores[i], box, size: "", sizeSource: "",
+          side: null, slices: null, location: "" });
       });
     }
     return out;
@@ -75,16 +117,16 @@ const medglipFindings = (() => {
     return findings.reduce((best, f) => (best === null || f.score > best.score ? f : best), null);
   }
 
-  // "F1 · slices 6–8 · 15 × 14 × 3 mm (mask) · left"
+  // "slices 6–8 · 15 × 14 × 3 mm (mask) · left"
   function details(f) {
-    const parts = [f.id];
+    const parts = [];
     if (f.slices) parts.push(f.slices[0] === f.slices[1] ? `slice ${f.slices[0]}` : `slices ${f.slices[0]}–${f.slices[1]}`);
     if (f.size) parts.push(`${f.size} (${f.sizeSource})`);
     if (f.side) parts.push(f.side);
     return parts.join(" · ");
   }
 
-  return { ofVolume, top, details, sizeText };
+  return { ofVolume, ofImage, top, details, sizeText };
 })();
 
 window.medglipFindings = medglipFindings;

@@ -76,10 +76,10 @@ const medglipViewer = (() => {
 
   function labelLut() {
     const lut = { R: [0], G: [0], B: [0], A: [0], I: [0], labels: [""] };
-    for (const f of findings.filter((x) => x.hasMask)) {
+    for (const f of findings.filter((x) => x.hasMask).sort((a, b) => a.label - b.label)) {
       lut.R.push(f.color[0]); lut.G.push(f.color[1]); lut.B.push(f.color[2]);
       lut.A.push(hidden.has(f.id) ? 0 : 255);
-      lut.I.push(f.number); lut.labels.push(`${f.id}: ${f.phrase}`);
+      lut.I.push(f.label); lut.labels.push(`${f.id}: ${f.phrase}`);
     }
     return lut;
   }
@@ -113,7 +113,7 @@ const medglipViewer = (() => {
       text = `voxel (${vox.join(", ")}) · LPS (${lps.map((v) => fmt(v, 1)).join(", ")}) mm`;
       const values = data.values || [];
       const lab = values.length > 1 && values[1] ? Math.round(values[1].value) : 0;
-      const hit = findings.find((f) => f.number === lab);
+      const hit = lab > 0 ? findings.find((f) => f.label === lab) : null;
       box.dataset.label = String(lab);
       if (hit) text += ` · ${hit.id}: ${hit.phrase}`;
     }
@@ -198,17 +198,20 @@ const medglipViewer = (() => {
       b.type = "button";
       b.className = "finding";
       b.dataset.id = f.id;
-      b.dataset.label = String(f.number);
+      b.dataset.label = String(f.label);
       const sw = document.createElement("span");
       sw.className = "swatch";
       sw.style.backgroundColor = `rgb(${f.color.join(",")})`;
+      const tag = document.createElement("span");
+      tag.className = "id";
+      tag.textContent = f.id;
       const name = document.createElement("span");
       name.className = "phrase";
       name.textContent = `${f.phrase} (score ${fmt(f.score, 2)})`;
       const details = document.createElement("span");
       details.className = "details";
       details.textContent = medglipFindings.details(f);
-      b.append(sw, name, details);
+      b.append(sw, tag, name, details);
       if (f.location) {
         const where = document.createElement("span");
         where.className = "where";

@@ -88,6 +88,7 @@ function showGrounding(result) {
   const tbody = $("results").querySelector("tbody");
   tbody.replaceChildren();
   $("box-header").textContent = "Box (x0, y0, x1, y1)";
+  $("where-header").textContent = "Size, location";
   const found = medglipFindings.ofImage(result);
   for (const f of found) {
     const where = [f.size ? `${f.size} (${f.sizeSource})` : "", f.location || f.side || ""].filter(Boolean).join(" · ");
@@ -102,6 +103,7 @@ function showVolume(result) {
   const tbody = $("results").querySelector("tbody");
   tbody.replaceChildren();
   $("box-header").textContent = "Slices, size, side";
+  $("where-header").textContent = "Location";
   const found = medglipFindings.ofVolume(result);
   for (const f of found) addRow(tbody, [f.id, f.phrase, fmt(f.score, 3), medglipFindings.details(f), f.location]);
   setImage("overlay-img", null);

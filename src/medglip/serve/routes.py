@@ -231,8 +231,9 @@ async def report(request: Request, file: FileField,
                  prose: Annotated[bool, Form(description="Also return `prose`: the server's language model "
                                                          "rewrites the report (needs an LLM endpoint).")] = False
                  ) -> JSONResponse:
-    """One sentence per finding or absent phrase, as JSON and `markdown`, plus `overlay_png`: the image (a
-    volume's key slice) with the numbered boxes, base64."""
+    """One sentence per finding or absent phrase, as JSON, `markdown` and `html` (an escaped HTML fragment
+    built from the report's data), plus `overlay_png`: the image (a volume's key slice) with the numbered
+    boxes, base64."""
     from ..report import make_report
 
     svc = _service(request)
@@ -257,6 +258,7 @@ async def report(request: Request, file: FileField,
                               llm=svc.llm if prose else None)
             out = rep.to_json()
             out["markdown"] = rep.markdown
+            out["html"] = rep.html  # escaped HTML from the report's data, for the page
             out["overlay_png"] = png_base64(rep.overlay)
             return out
 

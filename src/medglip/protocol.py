@@ -22,14 +22,18 @@ import json
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .core.files import atomic_write_json, atomic_write_text, read_json
 from .core.rules import FINDING_THRESHOLD
 from .errors import MedglipError
+
+if TYPE_CHECKING:
+    from .evaluate.run import PhraseSet
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +145,11 @@ def _pairs(coco: dict, preds: list[dict], queries: dict[int, list[str]]) -> tupl
     present, absent = [], []
     for iid, asked in queries.items():
         for phrase in asked:
-            p = top.get((int(iid), phrase))
-            score = 0.0 if p is None else float(p["score"])
+            best = top.get((int(iid), phrase))
+            score = 0.0 if best is None else float(best["score"])
             if (int(iid), phrase) in gt:
-                hit = p is not None and float(box_iou(xywh_to_xyxy([p["bbox"]]),
-                                                      xywh_to_xyxy(gt[(int(iid), phrase)])).max()) >= 0.5
+                hit = best is not None and float(box_iou(xywh_to_xyxy([best["bbox"]]),
+                                                         xywh_to_xyxy(gt[(int(iid), phrase)])).max()) >= 0.5
                 present.append((phrase, score, hit))
             else:
                 absent.append((phrase, score))
@@ -153,7 +157,7 @@ def _pairs(coco: dict, preds: list[dict], queries: dict[int, list[str]]) -> tupl
 
 
 def evaluate_run(run: Path, dataset_dir: Path, split: str, out: Path, *, masks: bool | str = False,
-                 phrases: str = "all") -> tuple[dict[str, Any], list, list]:
+                 phrases: PhraseSet = "all") -> tuple[dict[str, Any], list, list]:
     """Evaluate ``run`` on a split; ``phrases``: which absent phrases are asked on each image
     (:func:`medglip.evaluate.plan_queries`: ``all`` every dataset phrase, ``case`` those of the same
     patient and the image's known-absent ones); ``masks``: none, ``head`` (the checkpoint's mask head),
@@ -328,8 +332,8 @@ def source_report(run: str | Path, dataset_dir: str | Path, out: str | Path, *, 
         metrics, _, _ = evaluate_run(run, data, "test", out / source / "eval", masks=masks, phrases="case")
         vqa = evaluate_vqa(g, data, split="test", out=out / source / "vqa")
         sub = _load(data / "annotations" / "test.json")
-        rows.append({"source": source, "patients": len({patient_of(dataset_dir, *c) for c in
-                                                             {(im.get("source"), im.get("case_id")) for im in sub["images"]}}),
+        cases = {(im.get("source"), im.get("case_id")) for im in sub["images"]}
+        rows.append({"source": source, "patients": len({patient_of(dataset_dir, *c) for c in cases}),
                      "images": len(sub["images"]), "overall": metrics["overall"], "vqa": vqa["overall"]})
     report = {"run": str(run), "dataset": str(dataset_dir), "split": split, "sources": rows,
               "thresholds": dict(read_json(run / "config.json").get("finding_thresholds") or [])}

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import medglip
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.io import read_image
 
 

@@ -55,7 +55,7 @@ def main() -> None:
 
     import SimpleITK as sitk
 
-    from medglip.build import BuildConfig, build
+    from medglip.dataset import BuildConfig, build
     from medglip.catalog import get_entry
     from medglip.core.orient import plan_slices
     from medglip.io import read_image

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import medglip
-from medglip.build import build_recipe, load_recipe, merge
+from medglip.dataset import build_recipe, load_recipe, merge
 from medglip.io import read_image
 
 SAMPLES = Path(medglip.__file__).parent / "samples" / "pyradiomics"

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from medglip import sources as S
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.core.orient import plan_slices
 from medglip.errors import MedglipError
 from medglip.ontology import load_ontology

@@ -91,7 +91,7 @@ def main() -> None:
     rows: list[dict] = []
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
-        from medglip.build import BuildConfig, build
+        from medglip.dataset import BuildConfig, build
         from medglip.demo import SAMPLES
 
         ds = Path(tmp) / "ds"

@@ -72,7 +72,7 @@ def _side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
 
 def draw(checkpoint: Path | None, out: Path, work: Path, device: str = "cpu",
          score_threshold: float | str = "calibrated") -> Path:
-    from medglip.build import build_recipe, load_recipe
+    from medglip.dataset import build_recipe, load_recipe
     from medglip.core.draw import BACKGROUND, fit_text, font
     from medglip.infer import Grounder
     from medglip.model.shipped import SHIPPED_NAME

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import medglip
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.core.draw import font
 from medglip.core.orient import plan_slices
 from medglip.export import export_volume

@@ -17,7 +17,7 @@ from PIL import Image
 
 import layouts
 import medglip
-from medglip.build import BuildConfig, Shard, build, merge
+from medglip.dataset import BuildConfig, Shard, build, merge
 from medglip.core.masks import decode_segmentation
 from medglip.errors import MedglipError
 

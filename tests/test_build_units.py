@@ -7,11 +7,11 @@ import itertools
 import numpy as np
 import pytest
 
-from medglip.build.config import BuildConfig
-from medglip.build.instances import instances_from_slice
+from medglip.dataset.config import BuildConfig
+from medglip.dataset.instances import instances_from_slice
 from medglip.core.masks import decode_segmentation, encode_rle
 from medglip.core.intensity import parse_window, percentile_range, window_to_uint8
-from medglip.build.merge import assign_splits, odvg_line
+from medglip.dataset.merging import assign_splits, odvg_line
 from medglip.core.orient import axis_codes, plan_slices
 from medglip.core.geometry import Geometry
 

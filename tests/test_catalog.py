@@ -17,9 +17,9 @@ import pytest
 from catalog_expected import EXPECTED, TOTALSEG_NAMES
 from catalog_layouts import write
 
-from medglip.build.process import CaseBuilder
-from medglip.build.recipe import parse_recipe
-from medglip.build.recipe_build import source_refs
+from medglip.dataset.process import CaseBuilder
+from medglip.dataset.recipe import parse_recipe
+from medglip.dataset.plan import source_refs
 from medglip.catalog import get_entry, load_catalog
 from medglip.catalog.scan import identify, scan
 from medglip.modality import MODALITIES
@@ -89,8 +89,8 @@ def test_catalogue_entry_builds_with_its_real_names(tmp_path, entry_id):
 
 
 def test_scan_finds_datasets_and_the_starter_recipe_builds(tmp_path):
-    from medglip.build import build_recipe
-    from medglip.build.recipe import load_recipe, starter_recipe
+    from medglip.dataset import build_recipe
+    from medglip.dataset.recipe import load_recipe, starter_recipe
 
     data = tmp_path / "data"
     for eid in ("msd_task09_spleen", "kits23", "montgomery"):

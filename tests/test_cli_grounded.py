@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import medglip
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.model import GroundingModel, get_preset, save_checkpoint
 
 SAMPLES = Path(medglip.__file__).parent / "samples" / "pyradiomics"

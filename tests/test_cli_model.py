@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import medglip
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.model.run_checks import seal
 
 SAMPLES = Path(medglip.__file__).parent / "samples" / "pyradiomics"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.core.geometry import Geometry
 from medglip.core.orient import plan_slices
 from medglip.context import (

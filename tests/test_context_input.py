@@ -11,7 +11,7 @@ import torch
 from layouts import make_manifest
 from PIL import Image
 
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.core.geometry import Geometry
 from medglip.core.intensity import CT_WINDOWS, window_to_uint8
 from medglip.core.orient import plan_slices

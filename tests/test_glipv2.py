@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import medglip
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.core.masks import dice
 from medglip.errors import MedglipError
 from medglip.model import PRESETS, GroundingModel, ModelConfig, build_prompts, load_checkpoint, save_checkpoint

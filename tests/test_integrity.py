@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import medglip
 from attacks import corrupt_file
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.cli import app
 from medglip.errors import MedglipError
 from medglip.model import GroundingModel, get_preset, load_checkpoint, save_checkpoint
@@ -225,7 +225,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(dat
 
 
 def test_a_full_disk_during_build_is_one_line_naming_the_folder(tmp_path, monkeypatch):
-    from medglip.build import runner
+    from medglip.dataset import runner
 
     def full(path, *args, **kwargs):
         if "records" in str(path) or "failures" in str(path):

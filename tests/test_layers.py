@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"core", "errors", "modality"},
     {"io", "ontology", "case"},
     {"sources", "catalog"},
-    {"build", "model"},
+    {"dataset", "build", "model"},  # build: the deprecated alias of dataset
     {"train", "infer", "evaluate", "export"},
     {"context"},
     {"vqa", "report"},

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.core.boxes import box_iou
 from medglip.infer import Grounder
 

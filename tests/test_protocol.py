@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import medglip
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.protocol import choose_thresholds, heldout_report, lesion_patients, lopo, make_fold
 from medglip.train import TrainConfig
 

@@ -14,7 +14,7 @@ import layouts
 import pytest
 from catalog_layouts import write
 
-from medglip.build import Shard, build_recipe, load_recipe, merge, parse_recipe
+from medglip.dataset import Shard, build_recipe, load_recipe, merge, parse_recipe
 from medglip.catalog import get_entry
 from medglip.errors import MedglipError, RecipeError
 from medglip.modality import MODALITIES
@@ -173,7 +173,7 @@ def test_bad_case_and_bad_source_are_reported_and_the_rest_builds(tmp_path):
     assert {(i["source"], i["case_id"]) for i in imgs} >= {("ct", "case_000"), ("ct", "case_002")}
     assert "Sources not built" in (out / "card.md").read_text()
     # a single-source build refuses to write into the recipe's folder
-    from medglip.build import BuildConfig, build
+    from medglip.dataset import BuildConfig, build
 
     with pytest.raises(MedglipError, match="recipe build"):
         build(BuildConfig(source=str(ct)), out)

@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 import medglip
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.cli import app
 from medglip.infer import Grounder
 from medglip.model import GroundingModel, get_preset, save_checkpoint

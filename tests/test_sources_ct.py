@@ -15,8 +15,8 @@ from layouts_ct import COVID_SLICES, LIDC_NODULES, MSD_SLICES, chest, make_covid
 from PIL import Image
 
 from medglip import sources as S
-from medglip.build.config import BuildConfig
-from medglip.build.process import CaseBuilder
+from medglip.dataset.config import BuildConfig
+from medglip.dataset.process import CaseBuilder
 from medglip.core.intensity import CTForm
 from medglip.core.pipeline import model_pixels
 from medglip.errors import CaseError, ReadError

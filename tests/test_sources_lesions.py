@@ -14,8 +14,8 @@ from layouts_lesions import (LGG_POST, LGG_PRE, LGG_SLICES, PH2_CASES, make_isic
 from PIL import Image
 
 from medglip import sources as S
-from medglip.build.config import BuildConfig
-from medglip.build.process import CaseBuilder
+from medglip.dataset.config import BuildConfig
+from medglip.dataset.process import CaseBuilder
 from medglip.errors import CaseError
 from medglip.ontology import coding_for, load_ontology
 
@@ -103,7 +103,7 @@ def test_an_empty_mask_of_a_layout_that_allows_no_negatives_still_fails(tmp_path
 
 
 def test_negative_slices_reach_training_and_evaluation_as_absent_phrases(tmp_path):
-    from medglip.build import build
+    from medglip.dataset import build
     from medglip.evaluate import plan_queries
     from medglip.evaluate.metrics import compute_metrics
     from medglip.modality import MODALITIES

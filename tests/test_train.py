@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 import medglip
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.errors import MedglipError
 from medglip.model import PRESETS, build_prompts, load_checkpoint
 from medglip.model.text import load_tokenizer

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from layouts_lesions import make_lgg
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.modality import MODALITIES
 from medglip.train import TrainConfig
 from medglip.train.augment import AugmentConfig

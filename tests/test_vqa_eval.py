@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.context import result_from_annotations
 from medglip.demo import SAMPLES
 from medglip.infer import Grounder

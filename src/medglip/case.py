@@ -116,7 +116,7 @@ class Case:
                 raise ValueError(f"{self.label_path}: label array must be integer, got {lm.array.dtype}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CaseRef:
     """A cheap, picklable handle on a case: listed without reading pixels, loaded in a worker.
 

@@ -123,8 +123,8 @@ def build(
     """Build a hierarchical grounding dataset (COCO + ODVG + masks + card). Re-run the same command to resume.
 
     Example: medglip build src/medglip/samples/pyradiomics out/pyradiomics --negative-ratio 0.5 --split 1,0,0"""
-    from .build import BuildConfig, Shard
-    from .build import build as run_build
+    from .dataset import BuildConfig, Shard
+    from .dataset import build as run_build
 
     _setup_logging(verbose)
     try:
@@ -134,7 +134,7 @@ def build(
     except ValueError:
         _fail(f"--split must be three comma-separated fractions like 0.8,0.1,0.1, got {split!r}")
     try:
-        from .build.config import mapping_to_tuple
+        from .dataset.config import mapping_to_tuple
         from .modality import normalise_modality
 
         from .core.pipeline import InputConfig
@@ -187,7 +187,7 @@ def merge(out: Path = typer.Argument(..., help="A build output folder whose shar
     `--shard K/N` of `medglip build` or `medglip build-recipe` has finished).
 
     Example: medglip merge out/heldout"""
-    from .build import merge as run_merge
+    from .dataset import merge as run_merge
 
     _setup_logging(False)
     if not (out / "build_config.json").exists():
@@ -824,7 +824,7 @@ def build_recipe_cmd(
     """Build several sources into one dataset. Re-run to resume; add a source and re-run to build just it.
 
     Example: medglip build-recipe src/medglip/samples/heldout/recipe.yaml out/heldout"""
-    from .build import Shard, build_recipe, load_recipe
+    from .dataset import Shard, build_recipe, load_recipe
 
     _setup_logging(verbose)
     try:
@@ -893,7 +893,7 @@ def catalog(
                 table.add_row(r["path"], r["layout"], r["dataset"] or "[yellow]not in the catalogue")
             _print_rows(header, [(r["path"], r["layout"], r["dataset"] or "not in the catalogue") for r in rows], table)
         if recipe_out:
-            from .build.recipe import starter_recipe
+            from .dataset.recipe import starter_recipe
 
             try:
                 text = starter_recipe(hits, name=scan.resolve().name).to_yaml()

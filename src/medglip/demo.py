@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from .build import BuildConfig, build
+from .dataset import BuildConfig, build
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def run_demo(out: Path, *, train: bool = False, workers: int = 1, steps: int = 2
 
 def _shipped_demo(out: Path, *, workers: int, console: Console) -> dict[str, Path]:
     """The shipped model on the held-out sample patients (module docstring)."""
-    from .build import build_recipe, load_recipe
+    from .dataset import build_recipe, load_recipe
     from .evaluate import evaluate, predict_dataset
     from .infer import Grounder
     from .report import make_report, write_report

@@ -21,24 +21,17 @@ import dataclasses
 import json
 import logging
 import os
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .core.files import atomic_write_json, atomic_write_text, read_json
-from .core.rules import FINDING_THRESHOLD
 from .errors import MedglipError
-
-if TYPE_CHECKING:
-    from .evaluate.run import PhraseSet
+from .evaluate.calibration import GRID, choose_thresholds, evaluate_run, set_thresholds  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
-
-#: Candidate thresholds of :func:`choose_thresholds`.
-GRID = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.01))
 
 
 def _load(path: Path) -> dict:
@@ -90,103 +83,6 @@ def _overlay(dataset_dir: Path, out: Path, split: str, keep: dict[str, Callable[
     if cfg.is_file():
         atomic_write_text(out / "build_config.json", cfg.read_text(encoding="utf-8"))
     return out
-
-
-def choose_thresholds(present: Sequence[tuple[str, float, bool]], absent: Sequence[tuple[str, float]],
-                      *, min_pairs: int = 5, max_fpr: float | None = None) -> dict[str, float]:
-    """Score thresholds from pooled held-out scores, maximising Youden's J (TPR − FPR), or, with
-    ``max_fpr``, the TPR among the thresholds whose absent-phrase false-positive rate is at most ``max_fpr``.
-
-    Args:
-        present: ``(phrase, top score, hit)`` of every present pair (hit: top box IoU ≥ 0.5); a
-            present pair counts as found when ``hit`` and its score reaches the threshold.
-        absent: ``(phrase, top score)`` of every queried absent pair (score 0 when nothing came).
-        min_pairs: a phrase gets its own threshold only with this many present AND absent pairs.
-        max_fpr: the false-positive budget (e.g. 0.1); None: Youden's J.
-
-    Returns:
-        ``{"*": t, phrase: t, ...}`` (ties: the highest threshold, fewest false positives).
-    """
-    def best(pos: list[tuple[float, bool]], neg: list[float]) -> float:
-        if not pos or not neg:
-            return FINDING_THRESHOLD
-        scores = []
-        for t in GRID:
-            tpr = sum(hit and s >= t for s, hit in pos) / len(pos)
-            fpr = sum(s >= t for s in neg) / len(neg)
-            if max_fpr is None:
-                scores.append((tpr - fpr, t))
-            elif fpr <= max_fpr:
-                scores.append((tpr, t))
-        return max(scores)[1] if scores else float(GRID[-1])
-
-    out = {"*": best([(s, h) for _, s, h in present], [s for _, s in absent])}
-    for phrase in sorted({p for p, _, _ in present}):
-        pos = [(s, h) for p, s, h in present if p == phrase]
-        neg = [s for p, s in absent if p == phrase]
-        if len(pos) >= min_pairs and len(neg) >= min_pairs:
-            out[phrase] = best(pos, neg)
-    return out
-
-
-def _pairs(coco: dict, preds: list[dict], queries: dict[int, list[str]]) -> tuple[list, list]:
-    """``present`` / ``absent`` pair scores of one evaluated split (see :func:`choose_thresholds`)."""
-    from .core.boxes import box_iou, xywh_to_xyxy
-
-    name = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
-    gt: dict[tuple[int, str], list] = defaultdict(list)
-    for a in coco["annotations"]:
-        gt[(int(a["image_id"]), name[int(a["category_id"])])].append(a["bbox"])
-    top: dict[tuple[int, str], dict] = {}
-    for p in preds:
-        key = (int(p["image_id"]), p["phrase"])
-        if key not in top or p["score"] > top[key]["score"]:
-            top[key] = p
-    present, absent = [], []
-    for iid, asked in queries.items():
-        for phrase in asked:
-            best = top.get((int(iid), phrase))
-            score = 0.0 if best is None else float(best["score"])
-            if (int(iid), phrase) in gt:
-                hit = best is not None and float(box_iou(xywh_to_xyxy([best["bbox"]]),
-                                                         xywh_to_xyxy(gt[(int(iid), phrase)])).max()) >= 0.5
-                present.append((phrase, score, hit))
-            else:
-                absent.append((phrase, score))
-    return present, absent
-
-
-def evaluate_run(run: Path, dataset_dir: Path, split: str, out: Path, *, masks: bool | str = False,
-                 phrases: PhraseSet = "all") -> tuple[dict[str, Any], list, list]:
-    """Evaluate ``run`` on a split; ``phrases``: which absent phrases are asked on each image
-    (:func:`medglip.evaluate.plan_queries`: ``all`` every dataset phrase, ``case`` those of the same
-    patient and the image's known-absent ones); ``masks``: none, ``head`` (the checkpoint's mask head),
-    ``medsam`` (LiteMedSAM) or ``auto`` → mask Dice."""
-    from .evaluate import evaluate, predict_dataset
-    from .infer import Grounder, mask_option
-
-    refiner, asked = mask_option(masks)
-    g = Grounder.from_pretrained(run, refiner=refiner)
-    preds, queries = predict_dataset(g, dataset_dir, split=split, phrases=phrases, masks=asked, max_per_phrase=5)
-    metrics = evaluate(dataset_dir, preds, split=split, queries=queries, out=out,
-                       score_threshold=g.threshold_for("*"))
-    present, absent = _pairs(_load(Path(dataset_dir) / "annotations" / f"{split}.json"), preds, queries)
-    return metrics, present, absent
-
-
-def set_thresholds(run: Path, thresholds: dict[str, float]) -> None:
-    """Write calibrated thresholds into ``run/config.json`` (the model the run publishes); the rest
-    of the file (the weights' SHA-256 included) is kept, the settings are sealed again (their SHA-256,
-    :mod:`medglip.model.run_checks`), and the result is validated."""
-    from .model.checkpoint import read_config
-    from .model.run_checks import seal
-
-    read_config(run)  # a valid checkpoint config to start from
-    path = Path(run) / "config.json"
-    doc = read_json(path)
-    doc["finding_thresholds"] = [[str(p), round(float(t), 4)] for p, t in sorted(thresholds.items())]
-    atomic_write_text(path, json.dumps(seal(doc), indent=2) + "\n")
-    read_config(run)  # still valid
 
 
 def calibrate(run: str | Path, dataset_dir: str | Path, out: str | Path, *, split: str = "val",

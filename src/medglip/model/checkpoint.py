@@ -26,6 +26,7 @@ from ..core.files import atomic_write_file, atomic_write_text
 from ..errors import MedglipError
 from .compact import COMPACT, CompactMismatch, compact_state, rebuild
 from .config import ModelConfig
+from .delta import DELTA, DeltaMismatch, LowRank, delta_state, rebuild_delta
 from .grounding import GroundingModel
 from .run_checks import outside_run, seal, unseal
 from .text import text_encoder_from_folder
@@ -82,15 +83,28 @@ def _unwrap(model: torch.nn.Module) -> GroundingModel:
     return m
 
 
-def save_checkpoint(model: torch.nn.Module, directory: str | Path, *, compact: bool = False) -> Path:
+def save_checkpoint(model: torch.nn.Module, directory: str | Path, *, compact: bool = False,
+                    base: tuple[GroundingModel, dict[str, Any]] | None = None, low_rank: LowRank | None = None
+                    ) -> Path:
     """Write ``model`` (a GroundingModel, possibly DDP/compile-wrapped) to ``directory``, with the
     SHA-256 of its weight file in ``config.json``. ``compact``: only the tensors that differ from the
-    packages' pretrained weights, in float16 (:mod:`medglip.model.compact`; e.g. the model medglip ships)."""
+    packages' pretrained weights, in float16 (:mod:`medglip.model.compact`; e.g. the model medglip ships).
+    ``base``: ``(start model, its reference)``: only the tensors that differ from the start model, and
+    the ``low_rank`` changes ``{tensor: (A, B)}`` (:mod:`medglip.model.delta`; ``medglip adapt``)."""
     m = _unwrap(model)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     config = json.loads(m.config.to_json())
-    if compact:
+    if compact and base is not None:
+        raise ValueError("a checkpoint is stored against the packages' weights (compact) or a base model, not both")
+    if base is not None:
+        stored, record = delta_state(m, base[0], base[1], low_rank=low_rank)
+        atomic_write_file(out / WEIGHTS, lambda tmp: save_file(stored, str(tmp), metadata={
+            "format": "pt", "medglip": "GroundingModel-delta"}))
+        config[DELTA] = record
+    elif low_rank:
+        raise ValueError("low-rank changes are stored against a base model: pass base=")
+    elif compact:
         stored, record = compact_state(m)
         atomic_write_file(out / WEIGHTS, lambda tmp: save_file(stored, str(tmp), metadata={
             "format": "pt", "medglip": "GroundingModel-compact"}))
@@ -122,6 +136,7 @@ def read_config(directory: str | Path) -> tuple[ModelConfig, dict[str, str]]:
     sealed = unseal(data)  # checked after the values, so that a bad value is named
     hashes = data.pop(HASHES, None) or {}
     data.pop(COMPACT, None)  # read by load_checkpoint
+    data.pop(DELTA, None)  # read by load_checkpoint
     if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
         raise CheckpointError(f"{path}: its {HASHES!r} entry is not {{file: SHA-256}}: the checkpoint is damaged")
     try:
@@ -159,7 +174,10 @@ def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu"
     else:
         log.warning("checkpoint %s records no SHA-256 of %s (saved by an older medglip): its weights cannot be "
                     "verified; save it again to record one", d, WEIGHTS)
-    record = json.loads((d / CONFIG).read_text()).get(COMPACT)
+    doc = json.loads((d / CONFIG).read_text())
+    if doc.get(DELTA) is not None:
+        return _load_delta(d, config, doc[DELTA], bool(hashes)).to(device)
+    record = doc.get(COMPACT)
     if record is not None:
         if not hashes:
             raise CheckpointError(f"{d / CONFIG}: a compact checkpoint must record the SHA-256 of {WEIGHTS}")
@@ -181,3 +199,20 @@ def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu"
     if missing or unexpected:
         log.warning("checkpoint %s: missing %s, unexpected %s", d, missing, unexpected)
     return model.to(device).eval()
+
+
+def _load_delta(d: Path, config: ModelConfig, record: Any, hashed: bool) -> GroundingModel:
+    """The model of an adapted run (:mod:`medglip.model.delta`): its base, checked, with the changes laid over it."""
+    if not hashed:
+        raise CheckpointError(f"{d / CONFIG}: an adapted run must record the SHA-256 of {WEIGHTS}")
+    try:
+        stored = load_file(str(d / WEIGHTS))
+    except Exception as exc:  # safetensors: SafetensorError (truncated, bad header)
+        raise CheckpointError(f"{d / WEIGHTS} cannot be loaded ({type(exc).__name__}): truncated or not a "
+                              "checkpoint file") from None
+    try:
+        return rebuild_delta(config, stored, record, d, load=load_checkpoint)
+    except DeltaMismatch as exc:
+        raise CheckpointError(f"{d / CONFIG}: adapted run refused: {exc}") from None
+    except CheckpointError as exc:
+        raise CheckpointError(f"{d}: its base model cannot be loaded: {exc}") from None

@@ -152,6 +152,10 @@ class ModelConfig:
             with the input pixels of the box.
         mlm_head: a masked-language-modelling head tied to the text encoder's word embeddings.
 
+    Adaptation (``medglip adapt``):
+        tuned_phrases: phrases with a learned text-feature offset (prompt tuning,
+            :mod:`medglip.model.phrase_offsets`); empty: none (every model trained by ``medglip train``).
+
     Fusion / assignment / loss weights: see the field names.
     text_lr_factor: the trainer multiplies the learning rate of the text encoder by this.
     """
@@ -218,12 +222,14 @@ class ModelConfig:
     mask_levels: int = 3
     mask_image_skip: bool = True
     mlm_head: bool = False
+    # adaptation
+    tuned_phrases: tuple[str, ...] = ()
     # trainer hint
     text_lr_factor: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("backbone_out_indices", "modalities", "own_encoder_modalities", "ct_windows",
-                     "intensity_percentiles", "finding_thresholds", "backbone_kwargs"):
+                     "intensity_percentiles", "finding_thresholds", "backbone_kwargs", "tuned_phrases"):
             value = getattr(self, name)  # lists (JSON, overrides) as the tuples the fields hold
             if isinstance(value, dict):
                 value = tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
@@ -316,6 +322,10 @@ class ModelConfig:
         for name, values in (("ct_windows", numbers), ("intensity_percentiles", percentiles)):
             if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in values):
                 raise bad(name, "finite numbers")
+        tuned = self.tuned_phrases
+        if not isinstance(tuned, tuple) or any(not isinstance(p, str) or not p.strip() or len(p) > 200
+                                               or not p.isprintable() for p in tuned):
+            raise bad("tuned_phrases", "a list of phrases (printable, at most 200 characters each)")
         table = self.finding_thresholds
         if not isinstance(table, tuple) or not all(
                 isinstance(row, tuple) and len(row) == 2 and isinstance(row[0], str) and not isinstance(row[1], bool)

@@ -30,6 +30,7 @@ from .losses import assign, grounding_losses
 from .mask_head import MaskHead
 from .mlm import MLMHead
 from .modality import ModalityClassifier, modality_loss
+from .phrase_offsets import PhraseOffsets
 from .prompt import Prompt, build_prompts, token_batch
 from .tasks import AuxiliaryTasks, contrast_loss, mask_head_loss, mlm_loss_of
 from .text import build_text_encoder, pretrained_mlm_head_state, text_hidden_size
@@ -117,6 +118,8 @@ class GroundingModel(nn.Module):
         d = config.fpn_channels
         self.image_encoder = ImageEncoder(config, backbones=backbones, load_weights=load_weights)
         self.text_proj = nn.Linear(text_hidden_size(text_encoder), d)
+        self.phrase_offsets = (PhraseOffsets(phrases=config.tuned_phrases, hidden=text_hidden_size(text_encoder))
+                               if config.tuned_phrases else None)
         self.fusion = Fusion(dim=d, layers=config.fusion_layers, heads=config.fusion_heads,
                              layer_scale=config.fusion_layer_scale)
         self.head = GroundingHead(channels=d, convs=config.head_convs, groups=config.head_groups,
@@ -158,9 +161,11 @@ class GroundingModel(nn.Module):
         order = []
         for p in prompts:
             order.append(uniq.setdefault(id(p), len(uniq)))
-        _, ids, att = token_batch(prompts)
+        distinct, ids, att = token_batch(prompts)
         ids, att = ids.to(device), att.to(device)
         hidden = self.text_encoder(input_ids=ids, attention_mask=att).last_hidden_state
+        if self.phrase_offsets is not None:  # prompt tuning (ModelConfig.tuned_phrases)
+            hidden = self.phrase_offsets(hidden, distinct)
         idx = torch.tensor(order, device=device)
         return TextFeatures(hidden=hidden[idx], mask=att[idx].bool(),
                             phrase_token_masks=[p.phrase_token_mask for p in prompts])
@@ -366,6 +371,30 @@ class GroundingModel(nn.Module):
             k = batched_nms(boxes, sc, p_idx, c.nms_iou)[: c.detections_per_image]
             results.append({"boxes": boxes[k], "scores": sc[k], "phrase_ids": p_idx[k].long()})
         return results
+
+    def with_tuned_phrases(self, phrases: list[str] | tuple[str, ...]) -> "GroundingModel":
+        """This model with a learned text-feature offset (zero at first) for each of ``phrases`` besides
+        those it tunes already (``ModelConfig.tuned_phrases``); every other weight, and the offsets it
+        has, are kept (the modules are shared with ``self``). ``self`` when nothing is new."""
+        from ..core.text import phrase_key
+
+        have = list(self.config.tuned_phrases)
+        known = {phrase_key(p) for p in have}
+        new = [p for p in dict.fromkeys(phrases) if phrase_key(p) not in known]
+        if not new:
+            return self
+        model = GroundingModel(self.config.replace(tuned_phrases=tuple(have + new)), text_encoder=self.text_encoder,
+                               tokenizer=self.tokenizer, backbones=dict(self.image_encoder.backbones),
+                               load_weights=False)
+        state = {k: v for k, v in self.state_dict().items() if k != "phrase_offsets.offsets"}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or set(missing) != {"phrase_offsets.offsets"}:
+            raise ValueError(f"weights do not carry over: {sorted(unexpected) + sorted(set(missing) - {'phrase_offsets.offsets'})}")
+        if self.phrase_offsets is not None:
+            with torch.no_grad():
+                model.phrase_offsets.offsets[: len(have)] = self.phrase_offsets.offsets
+        model.tasks = self.tasks
+        return model.to(next(self.parameters()).device).train(self.training)
 
     def num_parameters(self) -> dict[str, int]:
         """Parameter counts by part (``total`` included)."""

@@ -22,8 +22,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "acdc"
+TIER = Tier.FOLDER
+LOOKS_FOR = "patientXXX/patientXXX_frameNN_gt.nii.gz + Info.cfg (ACDC)"  # what `detect` looks for
 LABELS: dict[int, str] = {1: "RV", 2: "MYO", 3: "LV"}
 _GT = re.compile(r"^(?P<patient>patient\d+)_frame(?P<frame>\d+)_gt$")
 
@@ -81,8 +84,9 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
                 meta = {"patient": m["patient"], "frame": frame, "phase": phases.get(frame),
                         "group": info.get("Group")}
                 image = d / f"{m['patient']}_frame{m['frame']}{ext}"
-                refs.append(CaseRef(stem[: -len("_gt")], root.name, NAME, (image,), (p,), code, split,
-                                    V.options(LABELS, listed="ACDC", meta=meta)))
+                refs.append(CaseRef(case_id=stem[: -len("_gt")], source=root.name, layout=NAME, image_paths=(image,),
+                                    label_paths=(p,), modality=code, split=split,
+                                    options=V.options(LABELS, listed="ACDC", meta=meta)))
     if not refs:
         raise LayoutError(f"{root}: no patientXXX/patientXXX_frameNN_gt.nii.gz files (ACDC)")
     return sorted(refs, key=lambda r: r.case_id)

@@ -28,10 +28,13 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "amos"
+TIER = Tier.NAMED_DATASET_JSON
+LOOKS_FOR = "dataset.json naming AMOS or imagesTr/amos_*.nii.gz (AMOS 2022)"  # what `detect` looks for
 MR_FROM = 501  #: AMOS case numbers from here on are MR scans
 _NUM = re.compile(r"amos_(\d+)")
 
@@ -101,7 +104,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         if 15 in names and num in sexes:
             names[15] = "prostate" if sexes[num] == "M" else "uterus"
         opts = V.options(names, listed=f"{path.name}", meta={"patient": cid})
-        refs.append(CaseRef(cid, root.name, NAME, (img,), (lab,) if lab else (), code, split, opts))
+        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(img,),
+                            label_paths=(lab,) if lab else (), modality=code, split=split, options=opts))
     if not refs:
         raise LayoutError(f"{root}: no AMOS cases in dataset.json nor in imagesTr/imagesVa/imagesTs")
     return sorted(refs, key=lambda r: r.case_id)

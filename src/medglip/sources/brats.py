@@ -20,8 +20,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "brats"
+TIER = Tier.FOLDER
+LOOKS_FOR = "BraTS*/<case>_flair|-t2f.nii.gz ... + seg (BraTS)"  # what `detect` looks for
 LABELS_2021: dict[int, str] = {1: "NCR", 2: "ED", 4: "ET"}
 LABELS_2020: dict[int, str] = {1: "NCR/NET", 2: "ED", 4: "ET"}
 LABELS_2023: dict[int, str] = {1: "NETC", 2: "SNFH", 3: "ET"}
@@ -81,7 +84,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
                          meta={"patient": m["patient"] if m else d.name})
         images = tuple(files.get(s, d / f"{d.name}_{s}.nii.gz") for s in seqs)
         labels = (files["seg"],) if "seg" in files else ()
-        refs.append(CaseRef(d.name, root.name, NAME, images, labels, code, None, opts))
+        refs.append(CaseRef(case_id=d.name, source=root.name, layout=NAME, image_paths=images, label_paths=labels,
+                            modality=code, options=opts))
     return refs
 
 

@@ -21,10 +21,13 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "busi"
+TIER = Tier.FOLDER
+LOOKS_FOR = "benign/ malignant/ normal/ with *_mask.png (BUSI)"  # what `detect` looks for
 CLASSES: dict[str, str | None] = {
     "benign": "benign breast lesion", "malignant": "malignant breast lesion", "normal": None,
 }
@@ -64,7 +67,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             mpaths = tuple(p for _, p in sorted(masks.get(cid, [(0, folder / f"{cid}_mask.png")])))
             opts = (("gray", True), ("mask_names", (label,) * len(mpaths)), ("meta", json.dumps({"busi_class": cls, "no_finding": cls == "normal"})),
                     ("threshold", 127))
-            refs.append(CaseRef(cid, root.name, NAME, (ipath,), mpaths, code, None, opts))
+            refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(ipath,), label_paths=mpaths,
+                                modality=code, options=opts))
     if not refs:
         raise LayoutError(f"{root}: no benign/ malignant/ normal/ folders with images (BUSI)")
     return sorted(refs, key=lambda r: r.case_id)

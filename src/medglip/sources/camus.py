@@ -20,8 +20,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "camus"
+TIER = Tier.FOLDER
+LOOKS_FOR = "patientNNNN/patientNNNN_2CH_ED_gt.mhd|.nii.gz (CAMUS)"  # what `detect` looks for
 LABELS: dict[int, str] = {1: "LV endocardium", 2: "LV epicardium", 3: "left atrium"}
 _GT = re.compile(r"^(?P<patient>patient\d+)_(?P<view>[24]CH)_(?P<phase>ED|ES)_gt$")
 
@@ -54,8 +57,9 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             if not m:
                 continue
             meta = {"patient": m["patient"], "view": m["view"], "phase": m["phase"]}
-            refs.append(CaseRef(stem[: -len("_gt")], root.name, NAME, (d / f"{stem[:-3]}{ext}",), (p,), code, split,
-                                V.options(LABELS, listed="CAMUS", meta=meta, as_2d=True)))
+            refs.append(CaseRef(case_id=stem[: -len("_gt")], source=root.name, layout=NAME,
+                                image_paths=(d / f"{stem[:-3]}{ext}",), label_paths=(p,), modality=code, split=split,
+                                options=V.options(LABELS, listed="CAMUS", meta=meta, as_2d=True)))
     if not refs:
         raise LayoutError(f"{root}: no patientNNNN_{{2CH,4CH}}_{{ED,ES}}_gt files (CAMUS)")
     return sorted(refs, key=lambda r: r.case_id)

@@ -30,8 +30,11 @@ import numpy as np
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 NAME = "chaos"
+TIER = Tier.FOLDER
+LOOKS_FOR = "CT/<patient>/DICOM_anon + Ground/*.png, MR/<patient>/T1DUAL|T2SPIR/... (CHAOS)"  # what `detect` looks for
 CT_LABELS: dict[int, str] = {255: "liver"}
 MR_LABELS: dict[int, str] = {63: "liver", 126: "right kidney", 189: "left kidney", 252: "spleen"}
 _MR_RANGES = ((55, 70, 63), (110, 135, 126), (175, 200, 189), (240, 255, 252))
@@ -83,7 +86,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         pngs = tuple(C.files_in(ground, (".png",)))
         opts = (("ground", pngs), ("meta", json.dumps({"patient": patient, "sequence": cid.split("_", 2)[-1]})),
                 ("mr", mod == "MR"))
-        refs.append(CaseRef(cid, root.name, NAME, files, (ground,) if pngs else (), code, None, opts))
+        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=files,
+                            label_paths=(ground,) if pngs else (), modality=code, options=opts))
     return refs
 
 

@@ -16,6 +16,7 @@ are layered into further maps. ``case.meta`` records ``annotation_ids`` (value â
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -27,10 +28,13 @@ from ..case import Case, CaseRef
 from ..core.masks import decode_segmentation
 from ..errors import CaseError, LayoutError, MedglipError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "coco"
+TIER = Tier.GENERIC_JSON
+LOOKS_FOR = "annotations/instances_<split>.json or a COCO *.json"  # what `detect` looks for
 _KEYS = ("images", "annotations", "categories")
 
 
@@ -100,14 +104,14 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             opts = (("annotations", json.dumps(anns)),
                     ("categories", tuple((c, cats.get(c, f"category_{c}")) for c in used)),
                     ("image_id", int(im["id"])), ("size", (im.get("height"), im.get("width"))))
-            refs.append(CaseRef(Path(im["file_name"]).stem, root.name, NAME, (img_dir / im["file_name"],),
-                                (jpath,), code, split, opts))
+            refs.append(CaseRef(case_id=Path(im["file_name"]).stem, source=root.name, layout=NAME,
+                                image_paths=(img_dir / im["file_name"],), label_paths=(jpath,), modality=code,
+                                split=split, options=opts))
     counts: dict[str, int] = {}
     for r in refs:
         counts[r.case_id] = counts.get(r.case_id, 0) + 1
     refs = [r if counts[r.case_id] == 1 else
-            CaseRef(f"{r.case_id}_{r.option('image_id')}", r.source, r.layout, r.image_paths, r.label_paths,
-                    r.modality, r.split, r.options) for r in refs]
+            dataclasses.replace(r, case_id=f"{r.case_id}_{r.option('image_id')}") for r in refs]
     return sorted(refs, key=lambda r: r.case_id)
 
 

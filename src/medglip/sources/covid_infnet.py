@@ -43,10 +43,14 @@ from ..case import Case, CaseRef, LabelMap
 from ..core.intensity import CTForm
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "covid_infnet"
+TIER = Tier.FOLDER
+LOOKS_FOR = ("TrainingSet/LungInfection-Train/Doctor-label/{Imgs,GT} + TestingSet/LungInfection-Test (MedSeg "
+             "COVID-19 CT, Inf-Net layout)")  # what `detect` looks for
 #: The HU window the slices are pictures of (estimated; see the module docstring).
 WINDOW: tuple[float, float] = (-1070.0, 250.0)
 CT_FORM = CTForm.windowed(WINDOW)
@@ -88,7 +92,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             image = images.get(n, root / imgs / f"{n}.jpg")
             labels = (masks.get(n, root / gts / f"{n}.png"),) + ((classes[n],) if n in classes else ())
             meta = json.dumps({"slice": n})
-            refs.append(CaseRef(str(n), root.name, NAME, (image,), labels, code, split, (("meta", meta),)))
+            refs.append(CaseRef(case_id=str(n), source=root.name, layout=NAME, image_paths=(image,),
+                                label_paths=labels, modality=code, split=split, options=(("meta", meta),)))
     if not refs:
         raise LayoutError(f"{root}: the Inf-Net COVID folders hold no <n>.jpg slices")
     return refs

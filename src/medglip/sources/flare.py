@@ -22,8 +22,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "flare"
+TIER = Tier.FOLDER
+LOOKS_FOR = "images/ + labels/ (FLARE22) or Image/ + Mask/ (AbdomenCT-1K) with <case>_0000.nii.gz"  # what `detect` looks for
 FLARE22_LABELS: dict[int, str] = {
     1: "liver", 2: "right kidney", 3: "spleen", 4: "pancreas", 5: "aorta", 6: "inferior vena cava",
     7: "right adrenal gland", 8: "left adrenal gland", 9: "gallbladder", 10: "esophagus", 11: "stomach",
@@ -74,7 +77,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         cid = m["case"]
         table, release = labels_for(cid)
         lab = lab_dir / f"{cid}{ext}"
-        refs.append(CaseRef(cid, root.name, NAME, (p,), (lab,), code, None, V.options(table, listed=release)))
+        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(p,), label_paths=(lab,),
+                            modality=code, options=V.options(table, listed=release)))
     if not refs:
         raise LayoutError(f"{img_dir}: no <case>_0000.nii.gz images")
     return sorted(refs, key=lambda r: r.case_id)

@@ -24,10 +24,13 @@ import numpy as np
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "glas"
+TIER = Tier.FOLDER
+LOOKS_FOR = "train_N.bmp + train_N_anno.bmp + Grade.csv (GlaS)"  # what `detect` looks for
 _IMAGE = re.compile(r"^(?P<split>train|testA|testB)_\d+$")
 
 
@@ -68,8 +71,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         anno = root / f"{p.stem}_anno.bmp"
         meta = {"patient": f"patient {info['patient']}" if info.get("patient") else p.stem, "grade": info.get("grade")}
         opts = (("gland", name), ("meta", json.dumps(meta)))
-        refs.append(CaseRef(p.stem, root.name, NAME, (p,), (anno,), code,
-                            "train" if m["split"] == "train" else "test", opts))
+        refs.append(CaseRef(case_id=p.stem, source=root.name, layout=NAME, image_paths=(p,), label_paths=(anno,),
+                            modality=code, split="train" if m["split"] == "train" else "test", options=opts))
     if not refs:
         raise LayoutError(f"{root}: no train_N.bmp / testA_N.bmp images (GlaS)")
     return sorted(refs, key=lambda r: r.case_id)

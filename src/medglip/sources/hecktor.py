@@ -18,8 +18,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "hecktor"
+TIER = Tier.FOLDER
+LOOKS_FOR = "imagesTr/<case>__CT.nii.gz + labelsTr/<case>.nii.gz (HECKTOR 2022)"  # what `detect` looks for
 LABELS: dict[int, str] = {1: "GTVp", 2: "GTVn"}
 
 
@@ -50,8 +53,9 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         cid = p.name[: -len("__CT.nii.gz")]
         lab = base / "labelsTr" / f"{cid}.nii.gz"
         meta = {"patient": cid, "centre": cid.split("-")[0], "pet": str(p.with_name(f"{cid}__PT.nii.gz"))}
-        refs.append(CaseRef(cid, root.name, NAME, (p,), (lab,) if lab.exists() else (), code, None,
-                            V.options(LABELS, listed="HECKTOR 2022", meta=meta)))
+        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(p,),
+                            label_paths=(lab,) if lab.exists() else (), modality=code, split=None,
+                            options=V.options(LABELS, listed="HECKTOR 2022", meta=meta)))
     return refs
 
 

@@ -32,10 +32,14 @@ from ..case import Case, CaseRef
 from ..errors import CaseError, LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "isic2018"
+TIER = Tier.FOLDER
+LOOKS_FOR = ("ISIC2018_Task1-2_<Split>_Input + ISIC2018_Task1_<Split>_GroundTruth, or ISIC-2017_<Split>_Data + "
+             "ISIC-2017_<Split>_Part1_GroundTruth (+ _Part3_GroundTruth.csv diagnoses)")  # what `detect` looks for
 LABEL = "skin lesion"
 _INPUT = re.compile(r"^(?P<year>ISIC-?\d{4})_(?:Task1(?:-2)?_)?(?P<split>Training|Validation|Test)_(?:Input|Data)$")
 _TRUTH = re.compile(r"^(?P<year>ISIC-?\d{4})_(?:Task1_)?(?P<split>Training|Validation|Test)_(?:Part1_)?GroundTruth$")
@@ -130,7 +134,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             diagnosis, problem = table.get(cid, (None, None))
             opts = (("mask_names", (diagnosis or LABEL,) * len(labels)), ("threshold", 127),
                     ("meta", json.dumps({"diagnosis": diagnosis} if diagnosis else {})), ("problem", problem))
-            refs.append(CaseRef(cid, year, NAME, (ipath,), labels, code, split, opts))
+            refs.append(CaseRef(case_id=cid, source=year, layout=NAME, image_paths=(ipath,), label_paths=labels,
+                                modality=code, split=split, options=opts))
     return sorted(refs, key=lambda r: (r.case_id, r.split or ""))
 
 

@@ -27,8 +27,11 @@ from ..case import Case, CaseRef
 from ..core.geometry import Geometry
 from ..errors import CaseError, LayoutError, ReadError
 from . import _common as C
+from ._registry import Tier
 
 NAME = "jsrt"
+TIER = Tier.FOLDER
+LOOKS_FOR = "All247images/*.IMG + SCR masks/<structure>/*.gif (JSRT + SCR)"  # what `detect` looks for
 STRUCTURES: tuple[str, ...] = ("heart", "left clavicle", "left lung", "right clavicle", "right lung")
 PIXEL_MM = 0.175  #: JSRT pixel size at 2048 x 2048
 _MAX_SIDE = 8192
@@ -73,7 +76,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             continue
         found = sorted(masks.get(p.stem, []), key=lambda nm: STRUCTURES.index(nm[0]))
         opts = (("mask_names", tuple(n for n, _ in found)),)
-        refs.append(CaseRef(p.stem, root.name, NAME, (p,), tuple(q for _, q in found), code, None, opts))
+        refs.append(CaseRef(case_id=p.stem, source=root.name, layout=NAME, image_paths=(p,),
+                            label_paths=tuple(q for _, q in found), modality=code, options=opts))
     return refs
 
 

@@ -18,8 +18,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "kits"
+TIER = Tier.FOLDER
+LOOKS_FOR = "case_XXXXX/imaging.nii.gz + segmentation.nii.gz (KiTS)"  # what `detect` looks for
 LABELS: dict[int, str] = {1: "kidney", 2: "tumor", 3: "cyst"}
 
 
@@ -47,8 +50,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     refs = []
     for d in sorted(p for p in cases.iterdir() if p.is_dir() and p.name.startswith("case_")):
         seg = d / "segmentation.nii.gz"
-        refs.append(CaseRef(d.name, root.name, NAME, (d / "imaging.nii.gz",), (seg,) if seg.exists() else (),
-                            code, None, opts))
+        refs.append(CaseRef(case_id=d.name, source=root.name, layout=NAME, image_paths=(d / "imaging.nii.gz",),
+                            label_paths=(seg,) if seg.exists() else (), modality=code, options=opts))
     return refs
 
 

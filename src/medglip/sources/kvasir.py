@@ -18,10 +18,13 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "kvasir"
+TIER = Tier.FOLDER
+LOOKS_FOR = "images/ + masks/ with kavsir_bboxes.json (Kvasir-SEG) or Original/ + Ground Truth/ (CVC-ClinicDB)"  # what `detect` looks for
 LABEL = "polyp"
 _PAIRS = (("images", "masks"), ("Original", "Ground Truth"))
 
@@ -72,7 +75,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         opts: list[tuple[str, object]] = [("mask_names", (LABEL,)), ("threshold", 127)]
         if isinstance(bboxes, dict) and cid in bboxes:
             opts.append(("meta", json.dumps({"source_bboxes": bboxes[cid]})))
-        refs.append(CaseRef(cid, source, NAME, (ipath,), (mpath,), code, None, tuple(sorted(opts))))
+        refs.append(CaseRef(case_id=cid, source=source, layout=NAME, image_paths=(ipath,), label_paths=(mpath,),
+                            modality=code, options=tuple(sorted(opts))))
     return refs
 
 

@@ -25,8 +25,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 NAME = "lgg"
+TIER = Tier.FOLDER
+LOOKS_FOR = "kaggle_3m/TCGA_<inst>_<id>_<date>/<patient>_<n>.tif + <patient>_<n>_mask.tif (LGG, Buda et al.)"  # what `detect` looks for
 LABEL = "FLAIR abnormality"
 #: The sequences of the three TIFF channels (dataset README), and the one the case keeps.
 CHANNELS: tuple[str, ...] = ("pre-contrast", "FLAIR", "post-contrast")
@@ -75,8 +78,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             meta = {"patient": d.name, "slice": n, "channel": CHANNELS[FLAIR]}
             opts = (("channel", FLAIR), ("mask_names", (LABEL,)), ("may_be_empty", True),
                     ("meta", json.dumps(meta, sort_keys=True)), ("threshold", 0))  # 0 / 255 masks: > 0 is tumour
-            refs.append(CaseRef(f"{d.name}_{n}", root.name, NAME, (img,), (d / f"{d.name}_{n}_mask.tif",), code,
-                                None, opts))
+            refs.append(CaseRef(case_id=f"{d.name}_{n}", source=root.name, layout=NAME, image_paths=(img,),
+                                label_paths=(d / f"{d.name}_{n}_mask.tif",), modality=code, options=opts))
     if not refs:
         raise LayoutError(f"{root}: the LGG patient folders hold no <patient>_<n>.tif slices")
     return refs

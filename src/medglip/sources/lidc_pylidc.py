@@ -41,10 +41,13 @@ from ..case import Case, CaseRef, LabelMap
 from ..core.intensity import CTForm
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "lidc_pylidc"
+TIER = Tier.FOLDER
+LOOKS_FOR = "Image/LIDC-IDRI-PPPP/PPPP_NInnn_slicesss.npy + Mask/ (LIDC-IDRI, pylidc preprocessing)"  # what `detect` looks for
 LABEL = "lung nodule"
 #: HU of the in-mask aerated-lung mode and of the chest-wall soft-tissue mode (see the module docstring).
 LUNG_HU, WALL_HU = -880.0, 30.0
@@ -90,7 +93,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             mask = mask_dir / img.parent.relative_to(image_dir) / (img.name.replace(f"_{kind}", "_MA" if kind == "NI" else "_CM", 1))
             clean = kind == "CN"
             opts = (("clean", clean), ("nodule", int(nodule)), ("patient", f"LIDC-IDRI-{pid}"), ("slice", int(sl)))
-            refs.append(CaseRef(img.stem, root.name, NAME, (img,), (mask,), code, None, opts))
+            refs.append(CaseRef(case_id=img.stem, source=root.name, layout=NAME, image_paths=(img,),
+                                label_paths=(mask,), modality=code, options=opts))
     if not refs:
         raise LayoutError(f"{root}: Image/ holds no PPPP_NInnn_slicesss.npy files (LIDC-IDRI pylidc preprocessing)")
     return sorted(refs, key=lambda r: (r.option("patient"), r.option("clean"), r.case_id))

@@ -19,8 +19,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "lits"
+TIER = Tier.FOLDER
+LOOKS_FOR = "volume-N.nii + segmentation-N.nii (LiTS) or labels-N.nii.gz (CT-ORG)"  # what `detect` looks for
 LITS_LABELS: dict[int, str] = {1: "liver", 2: "tumor"}
 CTORG_LABELS: dict[int, str] = {1: "liver", 2: "bladder", 3: "lungs", 4: "kidneys", 5: "bone", 6: "brain"}
 _VOLUME = re.compile(r"^volume-(?P<n>\d+)$")
@@ -55,8 +58,9 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         table, release = (CTORG_LABELS, "CT-ORG") if lab is not None and lab.name.startswith("labels-") \
             else (LITS_LABELS, "LiTS")
         cid = C.split_ext(p.name)[0]
-        refs.append(CaseRef(cid, root.name, NAME, (p,), (lab,) if lab else (), code, None,
-                            V.options(table, listed=release)))
+        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(p,),
+                            label_paths=(lab,) if lab else (), modality=code, split=None,
+                            options=V.options(table, listed=release)))
     ids = [r.case_id for r in refs]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:

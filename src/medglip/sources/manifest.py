@@ -28,10 +28,13 @@ from typing import Any
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "manifest"
+TIER = Tier.MANIFEST
+LOOKS_FOR = "medglip_manifest.json (or manifest.json with 'medglip_manifest')"  # what `detect` looks for
 FILE_NAMES = ("medglip_manifest.json", "manifest.json")
 
 
@@ -83,8 +86,9 @@ def _case_ref(entry: Any, i: int, data: dict, mpath: Path, source: str, modality
     if not isinstance(absent, list) or not all(isinstance(a, str) and a.strip() for a in absent):
         raise LayoutError(f"{where}: 'absent' must be a list of phrases, got {absent!r}")
     opts = (("labels", names), ("license", data.get("license")), ("absent", tuple(absent)))
-    return CaseRef(str(entry["id"]), source, NAME, (base / entry["image"],),
-                   tuple(base / f for f in label_files), code, entry.get("split"), opts)
+    return CaseRef(case_id=str(entry["id"]), source=source, layout=NAME, image_paths=(base / entry["image"],),
+                   label_paths=tuple(base / f for f in label_files), modality=code, split=entry.get("split"),
+                   options=opts)
 
 
 def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:

@@ -25,10 +25,13 @@ import numpy as np
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "mnms"
+TIER = Tier.FOLDER
+LOOKS_FOR = "Training/Labeled/<code>/<code>_sa_gt.nii.gz (M&Ms)"  # what `detect` looks for
 LABELS: dict[int, str] = {1: "LV", 2: "MYO", 3: "RV"}
 _SPLITS = (("Training", "train"), ("Validation", "val"), ("Testing", "test"))
 
@@ -83,8 +86,9 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
                     "phase_from": "csv" if phase in frames else "annotated frames"}
             opts = (("frame", frames.get(phase)), ("labels", tuple(LABELS.items())), ("meta", json.dumps(meta)),
                     ("order", order))
-            refs.append(CaseRef(f"{d.name}_{phase}", root.name, NAME, (d / f"{d.name}_sa.nii.gz",),
-                                (d / f"{d.name}_sa_gt.nii.gz",), code, split, opts))
+            refs.append(CaseRef(case_id=f"{d.name}_{phase}", source=root.name, layout=NAME,
+                                image_paths=(d / f"{d.name}_sa.nii.gz",), label_paths=(d / f"{d.name}_sa_gt.nii.gz",),
+                                modality=code, split=split, options=opts))
     return sorted(refs, key=lambda r: r.case_id)
 
 

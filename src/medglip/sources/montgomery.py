@@ -20,8 +20,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 NAME = "montgomery"
+TIER = Tier.FOLDER
+LOOKS_FOR = "CXR_png/MCUCXR_*.png + ManualMask/leftMask|rightMask (Montgomery)"  # what `detect` looks for
 MASKS: tuple[str, ...] = ("leftMask", "rightMask")
 
 
@@ -49,7 +52,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         found = [(m, base / "ManualMask" / m / p.name) for m in MASKS if (base / "ManualMask" / m / p.name).exists()]
         meta = {"tuberculosis": p.stem.endswith("_1"), "patient": p.stem}
         opts = (("gray", True), ("mask_names", tuple(m for m, _ in found)), ("meta", json.dumps(meta)), ("threshold", 127))
-        refs.append(CaseRef(p.stem, root.name, NAME, (p,), tuple(q for _, q in found), code, None, opts))
+        refs.append(CaseRef(case_id=p.stem, source=root.name, layout=NAME, image_paths=(p,),
+                            label_paths=tuple(q for _, q in found), modality=code, options=opts))
     return refs
 
 

@@ -22,8 +22,11 @@ import numpy as np
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 NAME = "monuseg"
+TIER = Tier.FOLDER
+LOOKS_FOR = "Tissue Images/*.tif + Annotations/*.xml (MoNuSeg)"  # what `detect` looks for
 LABEL = "nucleus"
 _IMAGE_EXTS = (".tif", ".tiff", ".png")
 
@@ -53,7 +56,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     if not pairs:
         raise LayoutError(f"{root}: no 'Tissue Images/*.tif' + 'Annotations/*.xml' pairs (MoNuSeg)")
     code = C.resolve_modality(modality, "PATH", where=str(root))
-    return sorted((CaseRef(img.stem, root.name, NAME, (img,), (xml,), code, split) for img, xml, split in pairs),
+    return sorted((CaseRef(case_id=img.stem, source=root.name, layout=NAME, image_paths=(img,), label_paths=(xml,),
+                           modality=code, split=split) for img, xml, split in pairs),
                   key=lambda r: r.case_id)
 
 

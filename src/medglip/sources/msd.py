@@ -20,10 +20,13 @@ from pathlib import Path
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "msd"
+TIER = Tier.DATASET_JSON
+LOOKS_FOR = "dataset.json with modality/training (Medical Segmentation Decathlon)"  # what `detect` looks for
 
 
 def detect(root: Path) -> bool:
@@ -94,7 +97,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         pairs += [(p, None, "test") for p in C.files_in(root / "imagesTs", C.VOLUME_EXTS)]
     if not pairs:
         raise LayoutError(f"{root}: no cases in dataset.json 'training'/'test' nor in imagesTr/labelsTr")
-    refs = [CaseRef(_case_id(img), source, NAME, _image_files(img), (lab,) if lab else (), code, split, options)
+    refs = [CaseRef(case_id=_case_id(img), source=source, layout=NAME, image_paths=_image_files(img),
+                    label_paths=(lab,) if lab else (), modality=code, split=split, options=options)
             for img, lab, split in pairs]
     return sorted(refs, key=lambda r: (r.case_id, r.split or ""))
 

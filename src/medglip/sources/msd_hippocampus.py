@@ -22,8 +22,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "msd_hippocampus"
+TIER = Tier.FOLDER
+LOOKS_FOR = "imagesTr/hippocampus_*.nii.gz + labelsTr/ without dataset.json (MSD Task04 Hippocampus)"  # what `detect` looks for
 #: MSD Task04's own label table and modality (its dataset.json).
 LABELS: dict[int, str] = {1: "Anterior", 2: "Posterior"}
 MODALITY = "MR"
@@ -57,11 +60,14 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     for cid in sorted(set(images) | set(labels)):
         ext = C.split_ext((images.get(cid) or labels[cid]).name)[1]
         opts = V.options(LABELS, listed="MSD Task04 (dataset.json)", meta={"patient": cid})
-        refs.append(CaseRef(cid, root.name, NAME, (images.get(cid) or root / "imagesTr" / f"{cid}{ext}",),
-                            (labels.get(cid) or root / "labelsTr" / f"{cid}{ext}",), code, "train", opts))
+        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME,
+                            image_paths=(images.get(cid) or root / "imagesTr" / f"{cid}{ext}",),
+                            label_paths=(labels.get(cid) or root / "labelsTr" / f"{cid}{ext}",), modality=code,
+                            split="train", options=opts))
     for cid, path in sorted(tests.items()):
         opts = V.options(LABELS, listed="MSD Task04 (dataset.json)", meta={"patient": cid})
-        refs.append(CaseRef(cid, root.name, NAME, (path,), (), code, "test", opts))
+        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(path,), label_paths=(),
+                            modality=code, split="test", options=opts))
     return sorted(refs, key=lambda r: (r.case_id, r.split or ""))
 
 

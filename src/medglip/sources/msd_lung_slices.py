@@ -33,10 +33,13 @@ from ..core.intensity import CTForm
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "msd_lung_slices"
+TIER = Tier.FOLDER
+LOOKS_FOR = "images/1NNNN_<z>.jpg + masks/1NNNN_<z>.jpg (MSD Task06 lung tumour JPEG slices)"  # what `detect` looks for
 LABEL = "lung tumour"
 #: Pixel value = HU, saturated to 0..255; a 0 pixel is taken as air (see the module docstring).
 WINDOW: tuple[float, float] = (0.0, 255.0)
@@ -73,8 +76,10 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         case, z = _SLICE.match(stem).groups()
         meta = json.dumps({"patient": case, "slice": int(z)}, sort_keys=True)
         opts = (("gray", True), ("mask_names", (LABEL,)), ("meta", meta), ("threshold", 127))
-        refs.append(CaseRef(stem, root.name, NAME, (images.get(stem, root / "images" / f"{stem}.jpg"),),
-                            (masks.get(stem, root / "masks" / f"{stem}.jpg"),), code, None, opts))
+        refs.append(CaseRef(case_id=stem, source=root.name, layout=NAME,
+                            image_paths=(images.get(stem, root / "images" / f"{stem}.jpg"),),
+                            label_paths=(masks.get(stem, root / "masks" / f"{stem}.jpg"),), modality=code, split=None,
+                            options=opts))
     if not refs:
         raise LayoutError(f"{root}: images/ holds no <case>_<z>.jpg slices (MSD Task06 lung slices)")
     return refs

@@ -35,10 +35,13 @@ import numpy as np
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "nnunetv2"
+TIER = Tier.DATASET_JSON
+LOOKS_FOR = "dataset.json with channel_names/file_ending + imagesTr/labelsTr (nnU-Net v2)"  # what `detect` looks for
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
 
 
@@ -118,7 +121,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             if not imgs:
                 raise LayoutError(f"{root / 'dataset.json'}: 'dataset' entry {cid!r} lists no 'images'")
             lab = (root / entry["label"],) if entry.get("label") else ()
-            refs.append(CaseRef(cid, source, NAME, imgs, lab, code, "train", options))
+            refs.append(CaseRef(case_id=cid, source=source, layout=NAME, image_paths=imgs, label_paths=lab,
+                                modality=code, split="train", options=options))
         return sorted(refs, key=lambda r: r.case_id)
     train = _group_channels(root / "imagesTr", ending)
     labels = {p.name[: -len(ending)]: p for p in C.files_in(root / "labelsTr") if p.name.endswith(ending)}
@@ -127,9 +131,11 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     for cid in sorted(set(train) | set(labels)):
         imgs = tuple(train.get(cid, [root / "imagesTr" / f"{cid}_0000{ending}"]))
         lab = labels.get(cid, root / "labelsTr" / f"{cid}{ending}")
-        refs.append(CaseRef(cid, source, NAME, imgs, (lab,), code, "train", options))
+        refs.append(CaseRef(case_id=cid, source=source, layout=NAME, image_paths=imgs, label_paths=(lab,),
+                            modality=code, split="train", options=options))
     for cid, imgs in sorted(_group_channels(root / "imagesTs", ending).items()):
-        refs.append(CaseRef(cid, source, NAME, tuple(imgs), (), code, "test", options))
+        refs.append(CaseRef(case_id=cid, source=source, layout=NAME, image_paths=tuple(imgs), label_paths=(),
+                            modality=code, split="test", options=options))
     return sorted(refs, key=lambda r: (r.case_id, r.split or ""))
 
 

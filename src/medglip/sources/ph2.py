@@ -28,10 +28,13 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "ph2"
+TIER = Tier.FOLDER
+LOOKS_FOR = "IMDnnn/IMDnnn_Dermoscopic_Image + IMDnnn_lesion (+ PH2_dataset.txt diagnoses) (PH2)"  # what `detect` looks for
 LABEL = "lesion"
 #: PH2's clinical diagnosis codes (Readme / PH2_dataset.txt legend).
 DIAGNOSES: dict[int, str] = {0: "common nevus", 1: "atypical nevus", 2: "melanoma"}
@@ -152,7 +155,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         diagnosis = table.get(d.name)
         meta = {"diagnosis": diagnosis} if diagnosis else {}
         opts = (("mask_names", (diagnosis or LABEL,)), ("meta", json.dumps(meta)), ("threshold", 127))
-        refs.append(CaseRef(d.name, root.name, NAME, (img,), (mask,), code, None, opts))
+        refs.append(CaseRef(case_id=d.name, source=root.name, layout=NAME, image_paths=(img,), label_paths=(mask,),
+                            modality=code, options=opts))
     if table and any(r.option("mask_names") == (LABEL,) for r in refs):
         log.warning("%s: %d case(s) without a diagnosis in PH2_dataset.txt/.xlsx stay 'lesion'", root,
                     sum(r.option("mask_names") == (LABEL,) for r in refs))

@@ -19,8 +19,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "promise12"
+TIER = Tier.FOLDER
+LOOKS_FOR = "CaseNN.mhd + CaseNN_segmentation.mhd (PROMISE12)"  # what `detect` looks for
 LABELS: dict[int, str] = {1: "prostate"}
 _CASE = re.compile(r"^Case\d+$")
 
@@ -51,7 +54,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
                 continue
             seg = d / f"{stem}_segmentation.mhd"
             cid = stem if split != "test" else f"Test{stem}"
-            refs.append(CaseRef(cid, root.name, NAME, (p,), (seg,) if seg.exists() else (), code, split, opts))
+            refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(p,),
+                                label_paths=(seg,) if seg.exists() else (), modality=code, split=split, options=opts))
     if not refs:
         raise LayoutError(f"{root}: no CaseNN.mhd files (PROMISE12)")
     return sorted(refs, key=lambda r: r.case_id)

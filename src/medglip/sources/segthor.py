@@ -17,8 +17,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from . import _volumes as V
+from ._registry import Tier
 
 NAME = "segthor"
+TIER = Tier.FOLDER
+LOOKS_FOR = "Patient_XX/Patient_XX.nii.gz + GT.nii.gz (SegTHOR)"  # what `detect` looks for
 LABELS: dict[int, str] = {1: "esophagus", 2: "heart", 3: "trachea", 4: "aorta"}
 
 
@@ -41,11 +44,13 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     train = root if _patient_dirs(root) else root / "train"
     code = C.resolve_modality(modality, "CT", where=str(root))
     opts = V.options(LABELS, listed="SegTHOR")
-    refs = [CaseRef(d.name, root.name, NAME, (d / f"{d.name}.nii.gz",), (d / "GT.nii.gz",), code, "train", opts)
+    refs = [CaseRef(case_id=d.name, source=root.name, layout=NAME, image_paths=(d / f"{d.name}.nii.gz",),
+                    label_paths=(d / "GT.nii.gz",), modality=code, split="train", options=opts)
             for d in _patient_dirs(train)]
     for p in C.files_in(root / "test", (".nii.gz",)):
         if p.name.startswith("Patient_"):
-            refs.append(CaseRef(C.split_ext(p.name)[0], root.name, NAME, (p,), (), code, "test", opts))
+            refs.append(CaseRef(case_id=C.split_ext(p.name)[0], source=root.name, layout=NAME, image_paths=(p,),
+                                label_paths=(), modality=code, split="test", options=opts))
     if not refs:
         raise LayoutError(f"{root}: no Patient_XX/GT.nii.gz folders (SegTHOR)")
     return sorted(refs, key=lambda r: r.case_id)

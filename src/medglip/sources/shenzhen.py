@@ -20,8 +20,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 NAME = "shenzhen"
+TIER = Tier.FOLDER
+LOOKS_FOR = "CXR_png/CHNCXR_*.png + mask/<id>_mask.png (Shenzhen)"  # what `detect` looks for
 LABEL = "lung"
 
 
@@ -56,7 +59,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         labels = (mask,) if mask is not None and mask.exists() else ()
         meta = {"tuberculosis": p.stem.endswith("_1"), "patient": p.stem}
         opts = (("gray", True), ("mask_names", (LABEL,) * len(labels)), ("meta", json.dumps(meta)), ("threshold", 127))
-        refs.append(CaseRef(p.stem, root.name, NAME, (p,), labels, code, None, opts))
+        refs.append(CaseRef(case_id=p.stem, source=root.name, layout=NAME, image_paths=(p,), label_paths=labels,
+                            modality=code, options=opts))
     return refs
 
 

@@ -24,8 +24,11 @@ import numpy as np
 from ..case import Case, CaseRef, LabelMap
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 NAME = "siim"
+TIER = Tier.FOLDER
+LOOKS_FOR = "train-rle.csv + dicom-images-train/**/*.dcm (SIIM-ACR pneumothorax)"  # what `detect` looks for
 LABEL = "pneumothorax"
 _CSVS = ("train-rle.csv", "stage_2_train.csv")
 _IMAGE_DIRS = ("dicom-images-train", "stage_2_images", "dicom-images-test")
@@ -91,7 +94,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         for p in sorted((root / d).rglob("*.dcm")) if (root / d).is_dir() else []:
             rows = tuple(codes.get(p.stem, ()))
             labels = (csv_path,) if rows else ()
-            refs.append(CaseRef(p.stem, root.name, NAME, (p,), labels, code, split, (("rle", rows),)))
+            refs.append(CaseRef(case_id=p.stem, source=root.name, layout=NAME, image_paths=(p,), label_paths=labels,
+                                modality=code, split=split, options=(("rle", rows),)))
     if not refs:
         raise LayoutError(f"{root}: no DICOM files under {' / '.join(_IMAGE_DIRS)}")
     return sorted(refs, key=lambda r: r.case_id)

@@ -17,8 +17,11 @@ from ..case import Case, CaseRef
 from ..errors import LayoutError
 from . import _common as C
 from ._paired import load_pair
+from ._registry import Tier
 
 NAME = "tn3k"
+TIER = Tier.FOLDER
+LOOKS_FOR = "trainval-image/ + trainval-mask/ (TN3K)"  # what `detect` looks for
 LABEL = "thyroid nodule"
 _SPLITS = (("trainval", "train"), ("test", "test"))
 
@@ -40,7 +43,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
                                      *(root / f"{folder}-mask" / (p.stem + e) for e in (".png", ".jpg")))
                          if q.exists()), root / f"{folder}-mask" / p.name)
             opts = (("gray", True), ("mask_names", (LABEL,)), ("threshold", 127))
-            refs.append(CaseRef(f"{folder}_{p.stem}", root.name, NAME, (p,), (mask,), code, split, opts))
+            refs.append(CaseRef(case_id=f"{folder}_{p.stem}", source=root.name, layout=NAME, image_paths=(p,),
+                                label_paths=(mask,), modality=code, split=split, options=opts))
     if not refs:
         raise LayoutError(f"{root}: no trainval-image/ or test-image/ pictures (TN3K)")
     return sorted(refs, key=lambda r: r.case_id)

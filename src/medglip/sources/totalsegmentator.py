@@ -22,10 +22,13 @@ import numpy as np
 from ..case import Case, CaseRef
 from ..errors import CaseError, LayoutError
 from . import _common as C
+from ._registry import Tier
 
 log = logging.getLogger(__name__)
 
 NAME = "totalsegmentator"
+TIER = Tier.FOLDER
+LOOKS_FOR = "<case>/ct.nii.gz + <case>/segmentations/ (TotalSegmentator)"  # what `detect` looks for
 _IMAGES = {"ct.nii.gz": "CT", "mri.nii.gz": "MR"}
 
 
@@ -74,7 +77,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         row = meta.get(d.name, {})
         segs = tuple(C.files_in(d / "segmentations", (".nii.gz", ".nii")))
         opts = (("row", tuple(sorted(row.items()))), ("structures", tuple(structures)))
-        refs.append(CaseRef(d.name, root.name, NAME, (d / image_name,), segs, code, row.get("split") or None, opts))
+        refs.append(CaseRef(case_id=d.name, source=root.name, layout=NAME, image_paths=(d / image_name,),
+                            label_paths=segs, modality=code, split=row.get("split") or None, options=opts))
     return refs
 
 

@@ -428,7 +428,7 @@ def check_input_config(dataset_dir: Path, expected: InputConfig) -> None:
     Raises:
         MedglipError: the dataset predates the input pipeline, or used other CT windows / percentiles.
     """
-    from ..build.config import BuildConfig
+    from ..dataset.config import BuildConfig
 
     path = Path(dataset_dir) / "build_config.json"
     if not path.is_file():

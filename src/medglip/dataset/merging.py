@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..errors import MedglipError
 from .card import write_card
 from .config import BuildConfig
+from .plan import plan_of_folder
 from ..core.files import atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
@@ -137,17 +137,25 @@ def collect(out: Path, keys: list[str], fingerprint: dict[str, str]) -> tuple[li
     return records, failures
 
 
-def merge_source(out_dir: Path | str) -> MergeResult:
-    """Write ``annotations/``, the card and the build report from the records of a one-source build
-    in ``out_dir`` (:func:`medglip.build.merge` also takes recipe builds)."""
+def merge(out_dir: Path | str) -> MergeResult:
+    """Write ``annotations/``, the card and the build report from the per-case records of a build
+    (single-source or recipe; every shard finished): each part split by its own policy, one dataset.
+
+    Raises:
+        MedglipError: ``out_dir`` holds no build, or some case has neither a record nor a failure file.
+    """
     out = Path(out_dir)
-    config = BuildConfig.from_json(read_json(out / "build_config.json"))
-    keys = read_json(out / "cases.json")
-    records, failures = collect(out, keys, dict.fromkeys(keys, config.fingerprint()))
-    split_of = assign_splits(records, config)
-    header = f"Built by medglip {__version__} from `{config.source}` ({config.plane} slices)."
-    return write_dataset(out, records, failures, split_of, n_cases=len(keys), info={"source": config.source},
-                         header=header)
+    plan = plan_of_folder(out).merge_input(out)
+    records: list[dict] = []
+    failures: list[dict] = []
+    split_of: dict[str, str] = {}
+    for part, keys in plan.parts:
+        recs, fails = collect(out, list(keys), dict.fromkeys(keys, part.config.fingerprint()))
+        split_of.update(assign_splits(recs, part.config, mode=part.split))
+        records += recs
+        failures += fails
+    return write_dataset(out, records, failures, split_of, n_cases=sum(len(k) for _, k in plan.parts),
+                         info=plan.info, header=plan.header, report_extra=plan.report_extra, sources=plan.sources)
 
 
 def write_dataset(out: Path, records: list[dict], failures: list[dict], split_of: dict[str, str], *, n_cases: int,

@@ -1,5 +1,8 @@
 """Run a build: list cases, process them in parallel (optionally one shard of them), resume after a crash.
 
+One driver for every build: a single source (a :class:`BuildConfig`) and a recipe (a :class:`Recipe`)
+are both a plan of parts (:mod:`medglip.dataset.plan`) whose cases go through the same steps.
+
 Each case is processed independently and ends with one atomically written ``records/<key>.json``
 (or ``failures/<key>.json``); a case without a record is redone from scratch on the next run, so a
 build killed at any moment and started again with the same command gives exactly what an
@@ -17,19 +20,22 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .. import __version__
 from ..case import CaseRef
+from ..core.files import atomic_write_json, read_json
 from ..errors import MedglipError
 from ..ontology import load_ontology
-from ..sources import list_cases, load_case
+from ..sources import load_case
 from .config import BuildConfig
-from ..core.files import atomic_write_json, read_json
-from .merge import MergeResult, merge_source
+from .merging import MergeResult, merge
+from .plan import Listing, Part, Plan, part_refs, plan_of
 from .process import CaseBuilder
+from .recipe import Recipe
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,19 +55,27 @@ class Shard:
             raise MedglipError(f"--shard {spec}: need 0 <= K < N (K is 0-based)")
         return Shard(k, n)
 
-    def select(self, refs: list[CaseRef]) -> list[CaseRef]:
-        return [r for i, r in enumerate(refs) if i % self.count == self.index]
+    def select(self, items: list[T]) -> list[T]:
+        """Every ``count``-th item of the sorted case list, starting at ``index``."""
+        return [r for i, r in enumerate(items) if i % self.count == self.index]
 
 
 @dataclass
 class BuildResult:
+    """What one run of :func:`build` did (``done``/``skipped``/``failed`` are case keys)."""
+
     out_dir: Path
     n_cases: int
     done: list[str] = field(default_factory=list)      # processed in this run
     skipped: list[str] = field(default_factory=list)   # already done by an earlier run
     failed: dict[str, str] = field(default_factory=dict)
+    failed_sources: dict[str, str] = field(default_factory=dict)  # a recipe's sources that could not be listed
+    built_by_source: dict[str, int] = field(default_factory=dict)
     pending: int = 0                                   # cases of other shards still to do
     merged: MergeResult | None = None
+
+
+RecipeBuildResult = BuildResult  # the name before recipes and single sources shared one driver
 
 
 def _record_path(out: Path, key: str) -> Path:
@@ -102,21 +116,25 @@ def _disk_full_error(out: Path) -> DiskFull:
                     "same command again to resume (finished cases are kept)")
 
 
-_WORKER_BUILDER: CaseBuilder | None = None
+_WORKER_BUILDERS: list[CaseBuilder] = []  # a worker process's builder of each part, by part index
 
 
-def _init_worker(config_json: dict, out_dir: str, threads: int) -> None:
-    global _WORKER_BUILDER
+def _init_worker(configs: list[dict], out_dir: str, threads: int) -> None:
     import SimpleITK as sitk
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    _WORKER_BUILDER = CaseBuilder(config=BuildConfig.from_json(config_json), out_dir=Path(out_dir), ontology=load_ontology())
+    onto = load_ontology()
+    _WORKER_BUILDERS[:] = [CaseBuilder(config=BuildConfig.from_json(c), out_dir=Path(out_dir), ontology=onto)
+                           for c in configs]
 
 
-def _process(ref: CaseRef, builder: CaseBuilder | None = None) -> tuple[str, str | None]:
+def _process_in_worker(item: tuple[int, CaseRef]) -> tuple[str, str | None]:
+    part, ref = item
+    return _process(ref, _WORKER_BUILDERS[part])
+
+
+def _process(ref: CaseRef, builder: CaseBuilder) -> tuple[str, str | None]:
     """Build one case and write its record or failure file. Returns ``(key, error or None)``."""
-    builder = builder or _WORKER_BUILDER
-    assert builder is not None
     out = builder.out
     for path in (_record_path(out, ref.key), _failure_path(out, ref.key)):
         clear_temps(path)  # a run killed while writing this case's files left them; only we write them now
@@ -144,9 +162,9 @@ def _process(ref: CaseRef, builder: CaseBuilder | None = None) -> tuple[str, str
         return ref.key, reason
 
 
-def run_pool(todo: list[CaseRef], fn: Callable[[CaseRef], tuple[str, str | None]], *, workers: int,
+def run_pool(todo: list[T], fn: Callable[[T], tuple[str, str | None]], *, workers: int,
              initializer: Callable[..., None], initargs: tuple, settle: Callable[[str, str | None], None]) -> None:
-    """Run ``fn`` on every ref in ``workers`` spawned processes (set up by ``initializer``),
+    """Run ``fn`` on every item in ``workers`` spawned processes (set up by ``initializer``),
     calling ``settle(key, error)`` as cases finish.
 
     Raises:
@@ -166,99 +184,98 @@ def run_pool(todo: list[CaseRef], fn: Callable[[CaseRef], tuple[str, str | None]
             ) from exc
 
 
-def prepare_out(config: BuildConfig, out: Path, *, layout: str) -> None:
-    """Create ``out`` or check that it was started with the same configuration."""
-    cfg_path = out / "build_config.json"
-    if cfg_path.exists():
-        old = read_json(cfg_path)
-        if old.get("kind") == "recipe":
-            raise MedglipError(f"{out} holds a recipe build ({cfg_path}); build into it with --recipe, "
-                               "or use a new output folder")
-        if old.get("fingerprint") != config.fingerprint():
-            raise MedglipError(
-                f"{out} holds a build made with other settings ({cfg_path}); "
-                "use a new output folder, or delete it to rebuild"
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(cfg_path, {**config.to_json(), "resolved_layout": layout, "fingerprint": config.fingerprint(),
-                                 "medglip_version": __version__}, indent=2)
+def build(job: BuildConfig | Recipe, out_dir: Path | str, *, workers: int = 1, shard: Shard | None = None,
+          on_progress: Callable[[str, str | None], None] | None = None,
+          on_start: Callable[[int], None] | None = None) -> BuildResult:
+    """Build (or resume, or grow) a grounding dataset from one source or a recipe; merge once every
+    case of every shard is settled.
 
-
-def build(config: BuildConfig, out_dir: Path | str, **kwargs: Any) -> BuildResult:
-    """Build (or resume building) a grounding dataset; see :func:`run_build` for the arguments.
+    Args:
+        job: a :class:`BuildConfig` (one source) or a :class:`Recipe` (several; a source that cannot
+            be listed is reported in ``failed_sources`` and skipped).
+        workers: processes working on cases in parallel (each volume is read once, by one worker).
+        shard: only process this shard of the case list (sources in recipe order, cases sorted).
+        on_progress: called with ``(key, error or None)`` after each case.
+        on_start: called with the number of cases this run will process.
 
     Raises:
         DiskFull: the output folder's device filled up (one line naming the folder; re-run to resume).
+        MedglipError: nothing could be listed, or ``out_dir`` holds another build.
     """
     try:
-        return run_build(config, out_dir, **kwargs)
+        return _run(plan_of(job), Path(out_dir), workers=workers, shard=shard, on_progress=on_progress,
+                    on_start=on_start)
     except OSError as exc:
         if _disk_full(exc):
             raise _disk_full_error(Path(out_dir)) from None
         raise
 
 
-def run_build(
-    config: BuildConfig,
-    out_dir: Path | str,
-    *,
-    workers: int = 1,
-    shard: Shard | None = None,
-    on_progress: Callable[[str, str | None], None] | None = None,
-    on_start: Callable[[int], None] | None = None,
-) -> BuildResult:
-    """Build (or resume building) a grounding dataset. See :class:`BuildConfig` for the settings.
+def build_recipe(recipe: Recipe, out_dir: Path | str, **kwargs: Any) -> BuildResult:
+    """:func:`build` of a recipe (the name it had when recipes had a driver of their own)."""
+    return build(recipe, out_dir, **kwargs)
 
-    Args:
-        workers: processes working on cases in parallel (each volume is read once, by one worker).
-        shard: only process this shard of the sorted case list (merge happens once all are done).
-        on_progress: called with ``(key, error or None)`` after each case.
-        on_start: called with the number of cases this run will process.
-    """
-    out = Path(out_dir)
-    from ..sources import detect_layout
 
-    layout = detect_layout(Path(config.source)) if config.layout == "auto" else config.layout
-    refs = list_cases(Path(config.source), layout, modality=config.modality)
-    if not config.include_unlabeled:
-        refs = [r for r in refs if r.label_paths]
-    if not refs:
-        raise MedglipError(f"{config.source}: no labelled case found (layout {layout})")
-    keys = [r.key for r in refs]
-    dupes = sorted({k for k in keys if keys.count(k) > 1})
-    if dupes:
-        raise MedglipError(f"{config.source}: several cases map to the same output key: {dupes[:5]}")
-    prepare_out(config, out, layout=layout)
-    atomic_write_json(out / "cases.json", sorted(keys))
-    mine = shard.select(refs) if shard else refs
-    fp = config.fingerprint()
-    result = BuildResult(out_dir=out, n_cases=len(refs))
-    todo = [r for r in mine if not is_done(out, r.key, fp)]
-    todo_keys = {r.key for r in todo}
-    result.skipped = [r.key for r in mine if r.key not in todo_keys]
+def _list(plan: Plan) -> tuple[list[tuple[Part, CaseRef]], Listing]:
+    """Every part's cases in plan order; a part that cannot be listed stops a single-source build
+    and is recorded (and skipped) in a recipe."""
+    items: list[tuple[Part, CaseRef]] = []
+    listing = Listing(layouts={}, keys={}, failed={})
+    for part in plan.parts:
+        try:
+            refs, listing.layouts[part] = part_refs(part)
+        except MedglipError as exc:
+            if not plan.skips_unlisted:
+                raise
+            listing.failed[part] = str(exc)
+            log.warning("%s", exc)
+            continue
+        items += [(part, r) for r in refs]
+        listing.keys[part] = [r.key for r in refs]
+    if not items:
+        raise MedglipError("no source of the recipe could be listed: " + "; ".join(listing.failed.values()))
+    return items, listing
+
+
+def _run(plan: Plan, out: Path, *, workers: int, shard: Shard | None,
+         on_progress: Callable[[str, str | None], None] | None,
+         on_start: Callable[[int], None] | None) -> BuildResult:
+    items, listing = _list(plan)
+    plan.prepare(out, listing)
+    result = BuildResult(out_dir=out, n_cases=len(items),
+                         failed_sources={p.name: err for p, err in listing.failed.items()})
+    parts = list(listing.keys)
+    fps = {p: p.config.fingerprint() for p in parts}
+    mine = shard.select(items) if shard else items
+    todo = [(p, r) for p, r in mine if not is_done(out, r.key, fps[p])]
+    todo_keys = {r.key for _, r in todo}
+    result.skipped = [r.key for _, r in mine if r.key not in todo_keys]
     if on_start:
         on_start(len(todo))
 
     def settle(key: str, err: str | None) -> None:
         if err is None:
             result.done.append(key)
+            sid = key.split("/", 1)[0]
+            result.built_by_source[sid] = result.built_by_source.get(sid, 0) + 1
         else:
             result.failed[key] = err
         if on_progress:
             on_progress(key, err)
 
     if workers <= 1 or len(todo) <= 1:
-        builder = CaseBuilder(config=config, out_dir=out, ontology=load_ontology())
-        for r in todo:
-            settle(*_process(r, builder))
+        onto = load_ontology()
+        builders = {p: CaseBuilder(config=p.config, out_dir=out, ontology=onto) for p in parts}
+        for p, r in todo:
+            settle(*_process(r, builders[p]))
     else:
-        run_pool(todo, _process, workers=workers, initializer=_init_worker,
-                 initargs=(config.to_json(), str(out), 1), settle=settle)
-    all_keys = read_json(out / "cases.json")
-    settled = [k for k in all_keys if is_done(out, k, fp) or _failure_path(out, k).exists()]
-    result.pending = len(all_keys) - len(settled)
+        run_pool([(parts.index(p), r) for p, r in todo], _process_in_worker, workers=workers,
+                 initializer=_init_worker, initargs=([p.config.to_json() for p in parts], str(out), 1),
+                 settle=settle)
+    settled = [r.key for p, r in items if is_done(out, r.key, fps[p]) or _failure_path(out, r.key).exists()]
+    result.pending = len(items) - len(settled)
     if result.pending == 0:
-        result.merged = merge_source(out)
+        result.merged = merge(out)
     else:
         log.info("%d case(s) of other shards still to build; run `medglip merge %s` once all shards finished",
                  result.pending, out)

@@ -18,7 +18,7 @@ A recipe (``recipe.yaml``)::
         licence: CC BY 4.0
         test_cases: []             # case ids forced into the test split
 
-``settings`` takes the :class:`~medglip.build.BuildConfig` fields shared by all sources (plane,
+``settings`` takes the :class:`~medglip.dataset.BuildConfig` fields shared by all sources (plane,
 ct_windows and context_slices (the input pipeline's: one for the whole dataset), display_window, percentiles, channels, min_area_mm2, min_pixels, negative_ratio, split_ratios, seed,
 include_unlabeled). Split policies: ``auto`` keeps a split the source declares (when it declares at
 least two) and cuts the rest by ratios, by patient; ``declared`` keeps every declared split, even a

@@ -1,0 +1,291 @@
+"""``adapt(DATA, out=RUN)``: adapt the shipped model (or a run) to a small labelled set in minutes on a CPU.
+
+Which parameters train (``method``):
+
+- ``prompt``: a learned text-feature offset per adapted phrase (GLIP's prompt tuning; everything else
+  fixed, so other phrases keep their answers exactly) — :mod:`medglip.model.phrase_offsets`;
+- ``head``: the fusion, the grounding head and the mask head;
+- ``lora``: low-rank adapters on the image encoders of the set's modalities (:mod:`medglip.train.lora`);
+- ``full``: everything the start model's recipe trained (all but the parts it froze: the text encoder).
+
+``auto`` is :data:`DEFAULT_METHOD`, the one that wins on the measured curve at the default budget.
+The data, prompts, augmentation and losses are ``medglip train``'s. The run folder (``OUT``) holds only
+what changed, against the start model and its tensors' SHA-256 (:mod:`medglip.model.delta`), so every
+command loads it with ``--checkpoint OUT``; the thresholds of the adapted phrases are calibrated
+(:mod:`medglip.evaluate.calibration`) and the start model's other thresholds kept; the card
+(``ADAPT_CARD.md``, ``adapt.json``) gives the cases, time and figures (:mod:`medglip.train.adapt_card`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..core.files import atomic_write_json
+from ..errors import MedglipError
+from ..model import GroundingModel, build_prompts, load_checkpoint, save_checkpoint
+from ..model.shipped import SHIPPED_NAME, shipped_run, trained_on, trained_phrases
+from ..model.tasks import AuxiliaryTasks
+from ..ontology import PhraseRelations
+from .adapt_card import Forgetting, forgetting, write_card
+from .adapt_data import AdaptData, prepare
+from .adapt_loop import LoopSettings, ProgressCallback, run_steps
+from .config import TrainConfig
+from .data import GroundingDataset
+from .distributed import resolve_device
+from .lora import LowRankDelta, add_lora, remove_lora
+from .optim import freeze_parts
+
+log = logging.getLogger(__name__)
+
+METHODS = ("prompt", "head", "lora", "full")
+#: what ``method="auto"`` runs: the winner of the measured curve at the default budget
+DEFAULT_METHOD = "head"
+DEFAULT_BUDGET_MINUTES = 10.0
+#: peak learning rate and weight decay per method (prompt: GLIP's prompt-tuning values)
+METHOD_LR = {"prompt": 0.05, "head": 2e-4, "lora": 1e-3, "full": 1e-4}
+METHOD_WEIGHT_DECAY = {"prompt": 0.25, "head": 0.05, "lora": 0.0, "full": 0.05}
+#: LoRA's rank and scale
+LORA_RANK, LORA_ALPHA = 4, 4.0
+
+
+class AdaptError(MedglipError):
+    """``adapt`` cannot run with these arguments (method, budget, output folder, start model)."""
+
+
+@dataclass(frozen=True)
+class AdaptResult:
+    """What :func:`adapt` made.
+
+    Attributes:
+        run: the run folder (``--checkpoint RUN``); method: the method that ran; steps, seconds: training.
+        phrases: the adapted phrases; thresholds: their calibrated thresholds; calibration_split: where.
+        cases: the training cases used; weights_bytes: the size of ``RUN/model.safetensors``.
+        forgetting: the forgetting check (None unless ``reference`` was given).
+    """
+
+    run: Path
+    method: str
+    steps: int
+    seconds: float
+    phrases: tuple[str, ...]
+    thresholds: dict[str, float]
+    calibration_split: str
+    cases: tuple[str, ...]
+    weights_bytes: int
+    forgetting: Forgetting | None
+
+
+def _start(start: str | Path, out: Path) -> tuple[Path, dict[str, Any]]:
+    """The start model's folder and its reference in the run (:mod:`medglip.model.delta`)."""
+    if str(start) == "shipped":
+        folder = shipped_run()
+        return folder, {"kind": "shipped", "name": SHIPPED_NAME, "path": str(folder.resolve())}
+    folder = Path(start)
+    if not (folder / "config.json").is_file():
+        raise AdaptError(f"{folder}: not a run folder (no config.json); start from 'shipped' or a `medglip train` "
+                         "/ `medglip adapt` output")
+    full = folder.resolve()
+    return folder, {"kind": "run", "path": str(full), "relative": os.path.relpath(full, out.resolve())}
+
+
+def _recipe(folder: Path) -> dict[str, Any]:
+    """The TrainConfig fields the start run was trained with (empty for a bare checkpoint)."""
+    try:
+        doc = json.loads((folder / "train_config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    cfg = doc.get("config") if isinstance(doc, dict) else None
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in cfg.items() if k in known} if isinstance(cfg, dict) else {}
+
+
+def _train_config(recipe: dict[str, Any], model: GroundingModel, **changes: Any) -> TrainConfig:
+    keep = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+            for k, v in recipe.items() if k not in ("max_steps", "epochs", "preset", "model_overrides", "init_from")}
+    cfg = TrainConfig(**{**keep, **changes})
+    return dataclasses.replace(cfg, mask_weight=cfg.mask_weight if model.mask_head is not None else 0.0,
+                               mlm_weight=cfg.mlm_weight if model.mlm_head is not None else 0.0)
+
+
+def _setup(model: GroundingModel, method: str, data: AdaptData, freeze: tuple[str, ...]
+           ) -> tuple[GroundingModel, list[torch.nn.Parameter], dict[str, LowRankDelta]]:
+    """The model to train (``prompt`` adds offsets), its trained parameters and LoRA adapters; the modes set
+    (frozen parts in eval mode, so their normalisation statistics stay as they are)."""
+    if method == "prompt":
+        model = model.with_tuned_phrases(list(data.phrases))
+    model.requires_grad_(False).eval()
+    adapters: dict[str, LowRankDelta] = {}
+    if method == "prompt":
+        params = [model.phrase_offsets.offsets.requires_grad_(True)]
+    elif method == "head":
+        parts = [m for m in (model.fusion, model.head, model.mask_head) if m is not None]
+        for m in parts:
+            m.requires_grad_(True).train()
+        params = [p for m in parts for p in m.parameters()]
+    elif method == "lora":
+        keys = sorted({model.config.encoder_for(model.config.modalities.index(m)) for m in data.modalities})
+        for key in keys:
+            adapters.update(add_lora(model.image_encoder.backbones[key], rank=LORA_RANK, alpha=LORA_ALPHA,
+                                     prefix=f"image_encoder.backbones.{key}."))
+        params = [p for d in adapters.values() for p in (d.lora_a, d.lora_b)]
+    else:
+        model.requires_grad_(True).train()
+        freeze_parts(model, tuple(f for f in freeze if f in ("image_backbones", "text_encoder")))
+        params = [p for p in model.parameters() if p.requires_grad]
+    model.training = True  # the model computes its losses; the frozen parts below it stay in eval mode
+    return model, params, adapters
+
+
+def _categories(start: Path, out: Path, data: AdaptData, ds: GroundingDataset) -> None:
+    """``RUN/categories.json``: the start model's phrases and the set's (the Grounder's known phrases)."""
+    phrases = list(dict.fromkeys([*trained_phrases(start), *ds.phrases]))
+    by_mod = {m: list(v) for m, v in trained_on(start).items()}
+    for m, v in ds.phrases_by_modality.items():
+        by_mod[m] = list(dict.fromkeys([*by_mod.get(m, []), *v]))
+    atomic_write_json(out / "categories.json", {"split": "train", "phrases": phrases, "phrases_by_modality": by_mod,
+                                                "categories": ds.categories, "adapted_phrases": list(data.phrases)},
+                      indent=1)
+
+
+def _calibrate(out: Path, data: AdaptData, start_thresholds: dict[str, float]) -> dict[str, Any]:
+    """Thresholds of the adapted phrases chosen on the calibration split; the start model's others kept."""
+    from ..evaluate.calibration import choose_thresholds, evaluate_run, set_thresholds
+
+    _, present, absent = evaluate_run(out, data.dataset, data.calibration_split, out / "calibration",
+                                      phrases="case")
+    mine = set(data.phrases)
+    present = [p for p in present if p[0] in mine]
+    absent = [a for a in absent if a[0] in mine]
+    chosen = choose_thresholds(present, absent)
+    new = {p: float(chosen.get(p, chosen["*"])) for p in data.phrases}
+    set_thresholds(out, {**start_thresholds, **new})
+    return {"split": data.calibration_split, "present_pairs": len(present), "absent_pairs": len(absent),
+            "thresholds": new}
+
+
+def adapt(data: str | Path, *, out: str | Path, phrases: Sequence[str] | None = None,
+          start: str | Path = "shipped", method: str = "auto", budget_minutes: float = DEFAULT_BUDGET_MINUTES,
+          max_steps: int | None = None, modality: str | None = None, device: str = "cpu", seed: int = 0,
+          lr: float | None = None, batch_size: int = 4, reference: str | Path | None = None,
+          progress: ProgressCallback | None = None) -> AdaptResult:
+    """Adapt ``start`` to the labelled set ``data`` and write the run folder ``out`` (module docstring).
+
+    Args:
+        data: a built dataset, or any layout / manifest ``medglip build`` takes (built into ``out/data``).
+        out: the run folder (new, or without a model in it).
+        phrases: the phrases to adapt (default: every phrase the training cases mark).
+        start: ``"shipped"`` or a run folder.
+        method: ``auto`` (:data:`DEFAULT_METHOD`), ``prompt``, ``head``, ``lora`` or ``full``.
+        budget_minutes: the training time; max_steps: also stop after this many steps.
+        modality: the modality of the data (needed when the data does not say it).
+        device, seed: where to compute; data order and augmentation.
+        lr: the peak learning rate (default: :data:`METHOD_LR`); batch_size: images per step.
+        reference: a built dataset whose ``test`` split (the start model's test patients) measures forgetting.
+        progress: ``callback(AdaptProgress)`` after every step (step, total, elapsed, remaining estimate, loss).
+
+    Raises:
+        AdaptError: an unknown method, a budget that is not positive, an output folder holding a model, a
+            start that is not a run.
+        medglip.train.adapt_data.AdaptDataError: no labelled case, a phrase the cases never mark, a modality
+            the data does not say.
+    """
+    t_all = time.perf_counter()
+    if method != "auto" and method not in METHODS:
+        raise AdaptError(f"unknown adaptation method {method!r}; choose auto or one of {', '.join(METHODS)}")
+    resolved = DEFAULT_METHOD if method == "auto" else method
+    if not budget_minutes or budget_minutes <= 0:
+        raise AdaptError(f"the budget must be a positive number of minutes, got {budget_minutes!r}")
+    if max_steps is not None and max_steps < 1:
+        raise AdaptError(f"max_steps must be at least 1, got {max_steps}")
+    out = Path(out)
+    if (out / "model.safetensors").exists():
+        raise AdaptError(f"{out} already holds a model: adapt into a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    start_dir, start_ref = _start(start, out)
+    base = load_checkpoint(start_dir)
+    start_thresholds = dict(base.config.finding_thresholds)
+    t0 = time.perf_counter()
+    adapt_data = prepare(data, out, modality=modality, model_modalities=base.config.modalities, phrases=phrases,
+                         seed=seed)
+    t_data = time.perf_counter() - t0
+
+    recipe = _recipe(start_dir)
+    freeze = tuple(recipe.get("freeze") or ("text_encoder",))
+    model, params, adapters = _setup(copy.deepcopy(base), resolved, adapt_data, freeze)
+    cfg = _train_config(recipe, model, lr=lr or METHOD_LR[resolved], batch_size=max(1, min(batch_size,
+                        adapt_data.train_images)), seed=seed, device=device, ema_decay=None, init_from=str(start_dir),
+                        freeze=freeze if resolved == "full" else (), weight_decay=METHOD_WEIGHT_DECAY[resolved],
+                        max_steps=max_steps)
+    dev = resolve_device(device, 0)
+    model.to(dev)
+    ds = GroundingDataset(adapt_data.dataset, "train", image_size=int(model.config.image_size),
+                          prompt_builder=partial(build_prompts, tokenizer=model.tokenizer, max_len=model.config.max_text_len),
+                          modalities=tuple(model.config.modalities), train=True,
+                          negatives_per_image=cfg.negatives_per_image, negative_vocabulary=cfg.negative_vocabulary,
+                          augment=cfg.augment_config(), seed=seed, input_config=model.config.input_config,
+                          with_masks=cfg.mask_weight > 0)
+    model.tasks = AuxiliaryTasks(contrastive_weight=cfg.contrastive_weight,
+                                 contrastive_temperature=cfg.contrastive_temperature, mlm_weight=cfg.mlm_weight,
+                                 mlm_probability=cfg.mlm_probability, mask_weight=cfg.mask_weight,
+                                 mask_box_jitter=cfg.mask_box_jitter, relations=PhraseRelations(ds.ontology))
+    torch.manual_seed(seed)
+    loop = run_steps(model, params, ds, LoopSettings(lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                                     batch_size=cfg.batch_size, max_steps=max_steps,
+                                                     budget_s=60.0 * float(budget_minutes), grad_clip=cfg.grad_clip,
+                                                     seed=seed, device=str(dev)),
+                     log_path=out / "log.csv", on_step=progress)
+
+    low_rank = remove_lora(model, adapters)  # the encoder's own weights back exactly; the change kept as factors
+    model = model.cpu().eval()
+    save_checkpoint(model, out, base=(base, start_ref), low_rank=low_rank)
+    record = json.loads((out / "config.json").read_text())["adapted_from"]
+    start_ref = {**start_ref, "sha256": record["base_sha256"]}
+    trained = sum(p.numel() for p in params)
+    del base, model
+    _categories(start_dir, out, adapt_data, ds)
+    atomic_write_json(out / "train_config.json", {
+        "medglip_version": __version__, "config": dataclasses.asdict(cfg), "adapt": {
+            "method": resolved, "method_asked": method, "budget_minutes": budget_minutes, "max_steps": max_steps,
+            "steps": loop.steps, "phrases": list(adapt_data.phrases), "start": start_ref,
+            "dataset": str(adapt_data.dataset), "lora": {"rank": LORA_RANK, "alpha": LORA_ALPHA}
+            if resolved == "lora" else None}}, indent=1)
+    card = adapt_data.dataset / "card.json"
+    if card.is_file():
+        shutil.copyfile(card, out / "dataset_card.json")
+
+    t0 = time.perf_counter()
+    calibration = _calibrate(out, adapt_data, start_thresholds)
+    t_cal = time.perf_counter() - t0
+    forgot = forgetting(out, reference, base=start_dir) if reference is not None else None
+    weights = (out / "model.safetensors").stat().st_size
+    info = {"medglip_version": __version__, "method": resolved, "method_asked": method, "start": start_ref,
+            "phrases": list(adapt_data.phrases), "cases": list(adapt_data.cases),
+            "val_cases": list(adapt_data.val_cases), "patients": list(adapt_data.patients),
+            "modalities": list(adapt_data.modalities), "train_images": adapt_data.train_images,
+            "train_boxes": adapt_data.train_boxes, "dataset": str(adapt_data.dataset), "built": adapt_data.built,
+            "steps": loop.steps, "budget_minutes": budget_minutes, "budget_bound": loop.budget_bound,
+            "first_loss": None if loop.first_loss is None else round(loop.first_loss, 4),
+            "last_loss": None if loop.last_loss is None else round(loop.last_loss, 4),
+            "trained_parameters": trained, "stored_tensors": record["stored_tensors"],
+            "low_rank_tensors": record["low_rank_tensors"], "weights_bytes": weights, "calibration": calibration,
+            "times_s": {"data": round(t_data, 1), "train": round(loop.seconds, 1), "calibrate": round(t_cal, 1),
+                        "total": round(time.perf_counter() - t_all, 1)}}
+    write_card(out, info, forgot)
+    return AdaptResult(run=out, method=resolved, steps=loop.steps, seconds=loop.seconds, phrases=adapt_data.phrases,
+                       thresholds=calibration["thresholds"], calibration_split=adapt_data.calibration_split,
+                       cases=adapt_data.cases, weights_bytes=weights, forgetting=forgot)
+

@@ -1,0 +1,179 @@
+"""The optimisation loop of ``medglip adapt``: a few hundred steps at most, bounded by a time budget.
+
+The data, prompts, augmentation and losses are those of ``medglip train`` (:class:`GroundingDataset`,
+:class:`ModalityBatchSampler`, the model's own losses); what differs is that only the given parameters
+train, that the run stops at ``max_steps`` or when the budget is spent (whichever comes first), and
+that the learning-rate schedule follows the spent share of that bound (warm-up, then cosine), so a
+budget-bound run still ends at its lowest rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..errors import MedglipError
+from ..model import GroundingModel
+from .curves import CsvLog, plot_losses
+from .data import GroundingDataset, collate
+from .sampling import ModalityBatchSampler
+
+log = logging.getLogger(__name__)
+
+#: the cosine ends at this share of the peak rate
+MIN_LR_RATIO = 0.01
+
+
+@dataclass(frozen=True)
+class AdaptProgress:
+    """What a progress callback gets after each step.
+
+    Attributes:
+        step: steps done; total: the expected number of steps (``max_steps``, or what the budget allows
+            at the pace so far); elapsed_s: training seconds so far; remaining_s: the estimate of what is
+            left; loss: this step's total loss.
+    """
+
+    step: int
+    total: int
+    elapsed_s: float
+    remaining_s: float
+    loss: float
+
+
+ProgressCallback = Callable[[AdaptProgress], None]
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How the loop runs (keyword-only).
+
+    Attributes:
+        lr, weight_decay: AdamW's peak rate and decay (no decay on 1-D parameters: biases, norms).
+        batch_size: images per step (one modality per batch).
+        max_steps: stop after this many steps (None: only the budget stops it).
+        budget_s: stop once this many seconds of training are spent.
+        warmup_steps: linear warm-up of the rate.
+        grad_clip: clip the gradient norm of the trained parameters (None: no clipping).
+        seed: data order and augmentation.
+        device: where the model computes.
+    """
+
+    lr: float
+    weight_decay: float
+    batch_size: int
+    max_steps: int | None
+    budget_s: float
+    warmup_steps: int = 5
+    grad_clip: float | None = 1.0
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """Steps done, training seconds, whether the budget (not ``max_steps``) stopped it, first / last loss."""
+
+    steps: int
+    seconds: float
+    budget_bound: bool
+    first_loss: float | None
+    last_loss: float | None
+
+
+def _groups(model: GroundingModel, params: Sequence[torch.nn.Parameter], weight_decay: float) -> list[dict]:
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay = [p for p in params if p.ndim > 1 and not names.get(id(p), "").endswith(".bias")]
+    rest = [p for p in params if all(p is not q for q in decay)]
+    return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0})
+            if g["params"]]
+
+
+def _batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    out = dict(batch)
+    out["images"] = batch["images"].to(device)
+    out["targets"] = [{k: v.to(device) for k, v in t.items()} for t in batch["targets"]]
+    return out  # the modality stays on the CPU: the model routes images to encoders there
+
+
+def run_steps(model: GroundingModel, params: Sequence[torch.nn.Parameter], dataset: GroundingDataset,
+              settings: LoopSettings, *, log_path: Path | None = None,
+              on_step: ProgressCallback | None = None) -> LoopResult:
+    """Train ``params`` of ``model`` (already in the right train / eval modes) on ``dataset``.
+
+    Raises:
+        MedglipError: no parameter to train, or a loss that is not a finite number.
+    """
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise MedglipError("adapt: the chosen method leaves no parameter to train")
+    s = settings
+    optimizer = torch.optim.AdamW(_groups(model, params, s.weight_decay), lr=s.lr, betas=(0.9, 0.999), eps=1e-8)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    sampler = ModalityBatchSampler(modalities=[im["modality"] for im in dataset.images], weights=None,
+                                   batch_size=s.batch_size, seed=s.seed)
+    csv_log = CsvLog(log_path) if log_path is not None else None
+    step, first, last, t0 = 0, None, None, time.perf_counter()
+    budget_bound = False
+    epoch = 0
+    while True:
+        dataset.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=0,
+                            generator=torch.Generator().manual_seed(s.seed + epoch))
+        for batch in loader:
+            elapsed = time.perf_counter() - t0
+            spent = max(step / s.max_steps if s.max_steps else 0.0, elapsed / s.budget_s)
+            if step < s.warmup_steps:
+                factor = (step + 1) / s.warmup_steps
+            else:
+                factor = MIN_LR_RATIO + (1.0 - MIN_LR_RATIO) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, spent)))
+            for g, base in zip(optimizer.param_groups, base_lrs):
+                g["lr"] = base * factor
+            batch = _batch_to(batch, torch.device(s.device))
+            optimizer.zero_grad(set_to_none=True)
+            losses = model(batch["images"], batch["modality"], batch["prompts"], batch["targets"])
+            loss = sum(v.float() for v in losses.values())
+            if not math.isfinite(float(loss.detach())):
+                raise MedglipError(f"adapt: step {step + 1}: the loss is {float(loss.detach())}; lower the learning rate (lr=)")
+            loss.backward()
+            grads = [p for p in params if p.grad is not None]
+            norm = torch.nn.utils.clip_grad_norm_(grads, s.grad_clip) if (s.grad_clip and grads) else torch.zeros(())
+            optimizer.step()
+            step += 1
+            last = float(loss.detach())
+            first = last if first is None else first
+            elapsed = time.perf_counter() - t0
+            if csv_log is not None:
+                csv_log.append({"step": step, "epoch": epoch, "loss": last, "lr": optimizer.param_groups[0]["lr"],
+                                "grad_norm": float(norm), **{k: float(v.detach()) for k, v in losses.items()}})
+            pace = elapsed / step
+            by_budget = step + int(max(0.0, s.budget_s - elapsed) / pace)
+            total = max(step, min(s.max_steps, by_budget) if s.max_steps else by_budget)
+            remaining = (total - step) * pace
+            if on_step is not None:
+                on_step(AdaptProgress(step=step, total=total, elapsed_s=elapsed, remaining_s=remaining,
+                                      loss=last))
+            if s.max_steps and step >= s.max_steps:
+                break
+            if elapsed + pace > s.budget_s:  # the next step would overrun the budget
+                budget_bound = True
+                break
+        else:
+            epoch += 1
+            continue
+        break
+    seconds = time.perf_counter() - t0
+    if csv_log is not None and csv_log.rows:
+        plot_losses(csv_log.rows, log_path.parent / "loss.png")
+    log.info("adapt: %d steps in %.0f s (%s), loss %.4f -> %.4f", step, seconds,
+             "budget spent" if budget_bound else "max_steps reached", first or math.nan, last or math.nan)
+    return LoopResult(steps=step, seconds=seconds, budget_bound=budget_bound, first_loss=first, last_loss=last)

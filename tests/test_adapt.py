@@ -1,0 +1,173 @@
+"""medglip adapt: each method trains only its parameters, the run folder stores only what changed against
+its start model (refusing another base), loads as a checkpoint, and bad input is named.
+
+All on CPU with a tiny model (64 px) and the shipped pyradiomics samples (MR: "brain tumor", "breast lesion")."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import medglip
+from medglip.build import BuildConfig, build
+from medglip.errors import MedglipError
+from medglip.model import GroundingModel, get_preset, load_checkpoint, save_checkpoint
+from medglip.model import shipped
+from medglip.model.checkpoint import CheckpointError
+from medglip.train.adapt import AdaptError, adapt
+from medglip.train.adapt_card import forgetting
+from medglip.train.adapt_data import AdaptDataError
+
+SAMPLES = Path(medglip.__file__).parent / "samples" / "pyradiomics"
+TINY = dict(image_size=64, modalities=("CT", "MR"), own_encoder_modalities=("CT", "MR"), mask_head=True)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _model(seed: int) -> GroundingModel:
+    torch.manual_seed(seed)
+    return GroundingModel(get_preset("tiny", **TINY))
+
+
+@pytest.fixture(scope="module")
+def start(tmp_path_factory) -> Path:
+    return save_checkpoint(_model(0), tmp_path_factory.mktemp("start") / "run")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("adapt-ds") / "ds"
+    build(BuildConfig(source=str(SAMPLES), layout="manifest", split_ratios=(1, 0, 0)), out)
+    return out
+
+
+def _changed(start: Path, run: Path) -> set[str]:
+    a, b = load_checkpoint(start).state_dict(), load_checkpoint(run).state_dict()
+    return {k for k in b if k not in a or not torch.equal(a[k], b[k])}
+
+
+# (method, what may change, a tensor name that must have changed)
+PARTS = {
+    "prompt": (("phrase_offsets.",), "phrase_offsets.offsets"),
+    "head": (("fusion.", "head.", "mask_head."), "head."),
+    "lora": (("image_encoder.backbones.MR.",), "image_encoder.backbones.MR."),
+    "full": (("image_encoder.backbones.MR.", "image_encoder.fpn.", "text_proj.", "fusion.", "head.", "mask_head.",
+              "modality_classifier."), "image_encoder.backbones.MR."),
+}
+
+
+@pytest.mark.parametrize("method", sorted(PARTS))
+def test_each_method_changes_only_its_parameters(method, start, dataset, tmp_path):
+    allowed, must = PARTS[method]
+    result = adapt(dataset, out=tmp_path / "run", start=start, method=method, max_steps=2, seed=0)
+    assert result.method == method and result.steps == 2
+    changed = _changed(start, result.run)
+    assert changed and any(k.startswith(must) for k in changed), changed
+    assert all(k.startswith(allowed) for k in changed), sorted(k for k in changed if not k.startswith(allowed))
+    # only what changed is stored (LoRA as low-rank factors of the MR encoder's weights)
+    stored = {k.removesuffix("::diff") for k in load_file(str(result.run / "model.safetensors"))}
+    if method == "lora":
+        assert stored and all(k.startswith("image_encoder.backbones.MR.") and k.endswith(("::lora_a", "::lora_b"))
+                              for k in stored)
+        assert all(k.endswith(".weight") for k in changed)
+    else:
+        assert stored == changed
+
+
+def test_prompt_tuning_leaves_other_phrases_exactly_as_they_were(start, dataset, tmp_path):
+    run = adapt(dataset, out=tmp_path / "run", start=start, method="prompt", phrases=["brain tumor"],
+                max_steps=2).run
+    before, after = load_checkpoint(start), load_checkpoint(run)
+    assert after.config.tuned_phrases == ("brain tumor",)
+    assert after.phrase_offsets.offsets.abs().sum() > 0
+    x, mod = torch.rand(1, 3, 64, 64), torch.tensor([1])
+    for phrases, same in ((["liver", "breast lesion"], True), (["brain tumor"], False)):
+        a = before.encode_text(before.build_prompts(phrases)).hidden
+        b = after.encode_text(after.build_prompts(phrases)).hidden
+        assert torch.equal(a, b) is same
+    old = before(x, mod, before.build_prompts(["liver"]))[0]
+    new = after(x, mod, after.build_prompts(["liver"]))[0]
+    assert torch.equal(old["scores"], new["scores"]) and torch.equal(old["boxes"], new["boxes"])
+
+
+def test_run_folder_loads_everywhere_and_is_small_with_card_and_thresholds(start, dataset, tmp_path):
+    from medglip.infer import Grounder
+
+    seen = []
+    result = adapt(dataset, out=tmp_path / "run", start=start, method="head", max_steps=3, progress=seen.append)
+    assert [p.step for p in seen] == [1, 2, 3] and all(p.total >= p.step and p.remaining_s >= 0 for p in seen)
+    assert seen[-1].remaining_s == 0 and seen[-1].elapsed_s > 0
+    run = result.run
+    full = save_checkpoint(load_checkpoint(run), tmp_path / "full")
+    assert result.weights_bytes < 0.5 * (full / "model.safetensors").stat().st_size
+    g = Grounder.from_pretrained(run, refiner=None)
+    assert {"brain tumor", "breast lesion"} <= set(g.known_phrases)
+    for phrase, t in result.thresholds.items():
+        assert g.threshold_for(phrase) == pytest.approx(t)
+    doc = json.loads((run / "adapt.json").read_text())
+    assert doc["steps"] == 3 and doc["method"] == "head" and doc["cases"] == list(result.cases)
+    assert doc["calibration"]["split"] == "train"  # the set has no validation case: said in the card
+    card = (run / "ADAPT_CARD.md").read_text()
+    assert "pyradiomics/brain1" in card and "on the training cases themselves" in card
+    assert json.loads((run / "config.json").read_text())["adapted_from"]["base"]["kind"] == "run"
+
+
+def test_forgetting_compares_the_start_and_adapted_models(start, dataset, tmp_path):
+    run = adapt(dataset, out=tmp_path / "run", start=start, method="head", max_steps=2).run
+    same = forgetting(start, dataset, base=start, split="train")
+    assert same.drop == 0 and same.within and same.pairs > 0
+    f = forgetting(run, dataset, base=start, split="train")
+    assert f.pairs == same.pairs and f.base_acc50 == same.base_acc50
+    assert f.drop == pytest.approx(f.base_acc50 - f.adapted_acc50, abs=1e-4)
+    assert set(f.by_phrase) == {"brain tumor", "breast lesion"}
+
+
+def test_a_run_refuses_another_base_and_names_a_missing_one(dataset, tmp_path):
+    base = save_checkpoint(_model(1), tmp_path / "base")
+    run = adapt(dataset, out=tmp_path / "run", start=base, method="head", max_steps=1).run
+    load_checkpoint(run)
+    save_checkpoint(_model(2), base)  # the start run retrained in place
+    with pytest.raises(CheckpointError, match="not the one this run was adapted from"):
+        load_checkpoint(run)
+    shutil.rmtree(base)
+    with pytest.raises(CheckpointError, match="adapted from is missing"):
+        load_checkpoint(run)
+
+
+def test_adapts_the_shipped_model_from_a_raw_manifest(start, tmp_path, monkeypatch):
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", start)
+    result = adapt(SAMPLES, out=tmp_path / "run", method="auto", max_steps=1, phrases=["Brain tumor"])
+    assert result.method == "head" and result.phrases == ("brain tumor",)
+    assert (tmp_path / "run" / "data" / "annotations" / "train.json").is_file()
+    assert json.loads((result.run / "config.json").read_text())["adapted_from"]["base"]["kind"] == "shipped"
+    load_checkpoint(result.run)
+
+
+def test_bad_input_is_named(start, dataset, tmp_path):
+    with pytest.raises(AdaptDataError, match="never mark 'liver'.*brain tumor"):
+        adapt(dataset, out=tmp_path / "a", start=start, phrases=["liver"], max_steps=1)
+    with pytest.raises(AdaptError, match="budget must be a positive"):
+        adapt(dataset, out=tmp_path / "b", start=start, budget_minutes=0)
+    with pytest.raises(AdaptError, match="unknown adaptation method 'linear'"):
+        adapt(dataset, out=tmp_path / "c", start=start, method="linear")
+    empty = Path(shutil.copytree(dataset, tmp_path / "empty"))
+    coco = json.loads((empty / "annotations" / "train.json").read_text())
+    (empty / "annotations" / "train.json").write_text(json.dumps({**coco, "annotations": []}))
+    with pytest.raises(AdaptDataError, match="no labelled case"):
+        adapt(empty, out=tmp_path / "d", start=start, max_steps=1)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for f in ("brain1_image.nrrd", "brain1_label.nrrd"):
+        shutil.copy(SAMPLES / f, raw / f)
+    (raw / "medglip_manifest.json").write_text(json.dumps({"medglip_manifest": 1, "cases": [
+        {"id": "b1", "image": "brain1_image.nrrd", "label": "brain1_label.nrrd", "labels": {"1": "brain tumor"}}]}))
+    with pytest.raises(AdaptDataError, match="does not say the modality"):
+        adapt(raw, out=tmp_path / "e", start=start, max_steps=1)
+    with pytest.raises(AdaptDataError, match="not CT as asked"):
+        adapt(dataset, out=tmp_path / "f", start=start, modality="CT", max_steps=1)
+    assert issubclass(AdaptDataError, MedglipError) and issubclass(AdaptError, MedglipError)

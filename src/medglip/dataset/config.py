@@ -71,7 +71,7 @@ class BuildConfig:
                 parse_window(self.display_window)
             except MedglipError as exc:
                 raise ValueError(f"display_window: {exc} (or 'auto')") from None
-        self.input_config  # validates ct_windows and percentiles
+        _ = self.input_config  # the property validates ct_windows and percentiles
         if len(self.split_ratios) != 3 or any(r < 0 for r in self.split_ratios) or sum(self.split_ratios) <= 0:
             raise ValueError(f"split_ratios must be three non-negative fractions, got {self.split_ratios}")
         if self.negative_ratio < 0:
@@ -96,7 +96,7 @@ class BuildConfig:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "BuildConfig":
+    def from_json(cls, d: dict) -> BuildConfig:
         known = {f.name for f in fields(cls)}
         if "input_version" not in d:
             raise MedglipError("this dataset was built before medglip's input pipeline (its images hold one "

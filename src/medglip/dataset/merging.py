@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.files import atomic_write_json, atomic_write_text, read_json
 from ..errors import MedglipError
 from .card import write_card
 from .config import BuildConfig
 from .plan import plan_of_folder
-from ..core.files import atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .coco import RECALL_GRID, CocoEvaluation, CocoResult, dt_coco, gt_coco
-from .groundtruth import GroundTruth
 from .grounding import AbsentPair, PresentPair, group_predictions, score_absent_pairs, score_present_pairs
+from .groundtruth import GroundTruth
 from .predictions import EvaluationError, validate_predictions, validate_queries
 
 log = logging.getLogger(__name__)

@@ -232,8 +232,8 @@ def adapt(data: str | Path, *, out: str | Path, phrases: Sequence[str] | None = 
                         max_steps=max_steps)
     dev = resolve_device(device, 0)
     model.to(dev)
-    ds = GroundingDataset(adapt_data.dataset, "train", image_size=int(model.config.image_size),
-                          prompt_builder=partial(build_prompts, tokenizer=model.tokenizer, max_len=model.config.max_text_len),
+    prompts = partial(build_prompts, tokenizer=model.tokenizer, max_len=model.config.max_text_len)
+    ds = GroundingDataset(adapt_data.dataset, "train", image_size=int(model.config.image_size), prompt_builder=prompts,
                           modalities=tuple(model.config.modalities), train=True,
                           negatives_per_image=cfg.negatives_per_image, negative_vocabulary=cfg.negative_vocabulary,
                           augment=cfg.augment_config(), seed=seed, input_config=model.config.input_config,

@@ -136,14 +136,15 @@ def run_steps(model: GroundingModel, params: Sequence[torch.nn.Parameter], datas
                 factor = (step + 1) / s.warmup_steps
             else:
                 factor = MIN_LR_RATIO + (1.0 - MIN_LR_RATIO) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, spent)))
-            for g, base in zip(optimizer.param_groups, base_lrs):
+            for g, base in zip(optimizer.param_groups, base_lrs, strict=True):
                 g["lr"] = base * factor
             batch = _batch_to(batch, torch.device(s.device))
             optimizer.zero_grad(set_to_none=True)
             losses = model(batch["images"], batch["modality"], batch["prompts"], batch["targets"])
             loss = sum(v.float() for v in losses.values())
             if not math.isfinite(float(loss.detach())):
-                raise MedglipError(f"adapt: step {step + 1}: the loss is {float(loss.detach())}; lower the learning rate (lr=)")
+                raise MedglipError(f"adapt: step {step + 1}: the loss is {float(loss.detach())}; "
+                                   "lower the learning rate (lr=)")
             loss.backward()
             grads = [p for p in params if p.grad is not None]
             norm = torch.nn.utils.clip_grad_norm_(grads, s.grad_clip) if (s.grad_clip and grads) else torch.zeros(())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
+from typing import cast
 
 from ..core.intensity import parse_window
 from ..core.orient import PLANES
@@ -80,8 +81,10 @@ class BuildConfig:
     @property
     def input_config(self) -> InputConfig:
         """The input pipeline the build writes its images with."""
-        return InputConfig(ct_windows=tuple(tuple(float(v) for v in w) for w in self.ct_windows),
-                           percentiles=tuple(self.percentiles), version=self.input_version,
+        # cast: InputConfig itself checks that each window and the percentiles are (low, high) pairs
+        windows = cast(tuple[tuple[float, float], ...], tuple(tuple(float(v) for v in w) for w in self.ct_windows))
+        return InputConfig(ct_windows=windows, percentiles=cast(tuple[float, float], tuple(self.percentiles)),
+                           version=self.input_version,
                            context_slices=self.context_slices)
 
     @property

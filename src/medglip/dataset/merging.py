@@ -61,8 +61,8 @@ def assign_splits(records: list[dict], config: BuildConfig, *, mode: str = "auto
     for r in records:
         if _forced(r, forced):
             split[r["key"]] = "test"
-        elif declared.get(r["key"]):
-            split[r["key"]] = declared[r["key"]]
+        elif declared_split := declared.get(r["key"]):
+            split[r["key"]] = declared_split
         else:
             group = f"{r['source']}/patient/{r['patient']}" if r.get("patient") else r["key"]
             groups.setdefault(group, []).append(r["key"])

@@ -94,7 +94,7 @@ def _ratios(value: Any) -> tuple[float, float, float]:
         raise ValueError(f"split fractions must be three numbers, got {value!r}") from None
     if len(r) != 3 or any(x < 0 for x in r) or sum(r) <= 0:
         raise ValueError(f"split fractions must be three non-negative numbers, got {value!r}")
-    return r  # type: ignore[return-value]
+    return r
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -66,7 +66,7 @@ def dt_coco(gt: GroundTruth, predictions: Sequence[dict], *, segm: bool = False)
 
     With ``segm=True`` only predictions that carry a ``segmentation`` are kept (mask AP).
     """
-    anns = []
+    anns: list[dict] = []
     for pred in predictions:
         cid = gt.category_by_phrase.get(pred["phrase"])
         if cid is None or (segm and "segmentation" not in pred):

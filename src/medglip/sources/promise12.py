@@ -29,8 +29,9 @@ _CASE = re.compile(r"^Case\d+$")
 
 
 def _folders(root: Path) -> list[tuple[Path, str | None]]:
-    subs = [(d, "test" if d.name.startswith("Test") else "train") for d in sorted(root.iterdir())
-            if d.is_dir() and (d.name.startswith("TrainingData") or d.name.startswith("TestData"))]
+    subs: list[tuple[Path, str | None]] = [
+        (d, "test" if d.name.startswith("Test") else "train") for d in sorted(root.iterdir())
+        if d.is_dir() and (d.name.startswith("TrainingData") or d.name.startswith("TestData"))]
     return subs or [(root, None)]
 
 

@@ -130,7 +130,10 @@ def _setup(model: GroundingModel, method: str, data: AdaptData, freeze: tuple[st
     model.requires_grad_(False).eval()
     adapters: dict[str, LowRankDelta] = {}
     if method == "prompt":
-        params = [model.phrase_offsets.offsets.requires_grad_(True)]
+        tuned = model.phrase_offsets
+        assert tuned is not None  # with_tuned_phrases added them
+        tuned.offsets.requires_grad_(True)
+        params = [tuned.offsets]
     elif method == "head":
         parts = [m for m in (model.fusion, model.head, model.mask_head) if m is not None]
         for m in parts:

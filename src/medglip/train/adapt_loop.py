@@ -173,7 +173,7 @@ def run_steps(model: GroundingModel, params: Sequence[torch.nn.Parameter], datas
             continue
         break
     seconds = time.perf_counter() - t0
-    if csv_log is not None and csv_log.rows:
+    if log_path is not None and csv_log is not None and csv_log.rows:
         plot_losses(csv_log.rows, log_path.parent / "loss.png")
     log.info("adapt: %d steps in %.0f s (%s), loss %.4f -> %.4f", step, seconds,
              "budget spent" if budget_bound else "max_steps reached", first or math.nan, last or math.nan)

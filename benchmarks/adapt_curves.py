@@ -68,6 +68,17 @@ def main() -> None:
     log = args.work / "adapt_curves.jsonl"
     done = {json.loads(line)["name"] for line in log.read_text().splitlines()} if log.exists() else set()
     for source in args.sources.split(","):
+        name = f"{source}-0-base"  # the start model on the same test patients: the curve's k = 0
+        if name not in done:
+            data = few_shot_set(args.data, source, 1, args.work / "data" / f"{source}-1")
+            metrics, _, _ = evaluate_run(args.base, data, "test", args.work / "runs" / name / "eval-test",
+                                         phrases="case")
+            o = metrics["overall"]
+            row = {"name": name, "source": source, "patients": 0, "method": "none", "acc50": o["acc50"],
+                   "miou": o["miou"], "ap50": o["AP50"], "absent_fp": o["absent_fp_rate"]}
+            print(json.dumps(row), flush=True)
+            with log.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
         for k in (int(s) for s in args.shots.split(",")):
             data = few_shot_set(args.data, source, k, args.work / "data" / f"{source}-{k}")
             for method in args.methods.split(","):

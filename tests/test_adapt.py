@@ -171,3 +171,26 @@ def test_bad_input_is_named(start, dataset, tmp_path):
     with pytest.raises(AdaptDataError, match="not CT as asked"):
         adapt(dataset, out=tmp_path / "f", start=start, modality="CT", max_steps=1)
     assert issubclass(AdaptDataError, MedglipError) and issubclass(AdaptError, MedglipError)
+
+
+def test_batches_that_cannot_reach_the_trained_parameters_are_named_not_a_torch_error(start, dataset):
+    # prompt tuning of a phrase no training prompt holds (no negatives either): no batch has a gradient
+    # path to the offsets; the loop must say so rather than crash inside backward()
+    from functools import partial
+
+    from medglip.model import build_prompts
+    from medglip.train.adapt_loop import LoopSettings, run_steps
+    from medglip.train.data import GroundingDataset
+
+    model = load_checkpoint(start).with_tuned_phrases(["liver"])
+    model.requires_grad_(False).eval()
+    model.training = True  # as adapt does: the model computes its losses, its parts stay in eval mode
+    params = [model.phrase_offsets.offsets.requires_grad_(True)]
+    ds = GroundingDataset(dataset, "train", image_size=64,
+                          prompt_builder=partial(build_prompts, tokenizer=model.tokenizer, max_len=32),
+                          modalities=tuple(model.config.modalities), train=True, negatives_per_image=0,
+                          input_config=model.config.input_config, with_masks=True)
+    settings = LoopSettings(lr=0.05, weight_decay=0.0, batch_size=1, max_steps=3, budget_s=60.0, warmup_steps=1,
+                            grad_clip=1.0, seed=0, device="cpu")
+    with pytest.raises(MedglipError, match="never reach the trained parameters"):
+        run_steps(model, params, ds, settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import sys
@@ -34,6 +35,20 @@ def test_a_source_and_its_one_source_recipe_go_through_the_same_steps(tmp_path):
     assert isinstance(plan_of_folder(tmp_path / "recipe"), RecipePlan)
     again = build(recipe, tmp_path / "recipe")
     assert again.done == [] and len(again.skipped) == 3
+
+
+def test_a_recipe_with_every_shared_setting_changed_merges_from_its_folder(tmp_path):
+    # the merge reads the plan back from build_config.json: every setting a recipe shares must survive
+    # the round trip, or the merge looks for records stamped with another fingerprint
+    src = layouts.make_kvasir(tmp_path / "data")
+    recipe = parse_recipe({"name": "older", "sources": [{"id": "polyps", "path": str(src), "catalog": False}],
+                           "settings": {"min_pixels": 5, "negative_ratio": 0.3}})
+    # as a benchmark builds an older input pipeline: the settings changed in Python, not in the YAML
+    recipe = dataclasses.replace(recipe, settings=dataclasses.replace(recipe.settings, input_version=2))
+    result = build(recipe, tmp_path / "recipe")
+    assert result.merged and sum(result.merged.images.values()) == 3
+    back = plan_of_folder(tmp_path / "recipe")
+    assert isinstance(back, RecipePlan) and back.recipe.settings == recipe.settings
 
 
 def test_job_for_reads_a_recipe_file_or_takes_a_folder(tmp_path):

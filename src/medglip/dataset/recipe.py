@@ -47,7 +47,7 @@ SPLIT_MODES = ("auto", "declared", "ratios", "train", "val", "test")
 _SOURCE_KEYS = {"id", "path", "catalog", "layout", "modality", "label_map", "split", "weight", "licence", "url",
                 "test_cases"}
 _SHARED = ("plane", "ct_windows", "context_slices", "display_window", "percentiles", "channels", "min_area_mm2",
-           "min_pixels", "negative_ratio", "split_ratios", "seed", "include_unlabeled")
+           "min_pixels", "negative_ratio", "split_ratios", "seed", "include_unlabeled", "input_version")
 
 
 @dataclass(frozen=True, kw_only=True)

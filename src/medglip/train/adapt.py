@@ -232,7 +232,10 @@ def adapt(data: str | Path, *, out: str | Path, phrases: Sequence[str] | None = 
     cfg = _train_config(recipe, model, lr=lr or METHOD_LR[resolved], batch_size=max(1, min(batch_size,
                         adapt_data.train_images)), seed=seed, device=device, ema_decay=None, init_from=str(start_dir),
                         freeze=freeze if resolved == "full" else (), weight_decay=METHOD_WEIGHT_DECAY[resolved],
-                        max_steps=max_steps)
+                        max_steps=max_steps,
+                        # prompt tuning learns the named phrases' offsets: a phrase asked by a coarser term
+                        # would train nothing
+                        **({"coarse_phrase_prob": 0.0} if resolved == "prompt" else {}))
     dev = resolve_device(device, 0)
     model.to(dev)
     prompts = partial(build_prompts, tokenizer=model.tokenizer, max_len=model.config.max_text_len)

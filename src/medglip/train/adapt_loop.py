@@ -121,7 +121,7 @@ def run_steps(model: GroundingModel, params: Sequence[torch.nn.Parameter], datas
     sampler = ModalityBatchSampler(modalities=[im["modality"] for im in dataset.images], weights=None,
                                    batch_size=s.batch_size, seed=s.seed)
     csv_log = CsvLog(log_path) if log_path is not None else None
-    step, first, last, t0 = 0, None, None, time.perf_counter()
+    step, skipped, first, last, t0 = 0, 0, None, None, time.perf_counter()
     budget_bound = False
     epoch = 0
     while True:
@@ -145,6 +145,12 @@ def run_steps(model: GroundingModel, params: Sequence[torch.nn.Parameter], datas
             if not math.isfinite(float(loss.detach())):
                 raise MedglipError(f"adapt: step {step + 1}: the loss is {float(loss.detach())}; "
                                    "lower the learning rate (lr=)")
+            if not loss.requires_grad:  # nothing of this batch reaches the trained parameters (prompt
+                skipped += 1            # tuning: no tuned phrase among its prompts); it cannot teach them
+                if skipped > 10 * (step + 1) or time.perf_counter() - t0 > s.budget_s:
+                    raise MedglipError("adapt: the batches never reach the trained parameters (prompt tuning: "
+                                       "no adapted phrase is among the training prompts)")
+                continue
             loss.backward()
             grads = [p for p in params if p.grad is not None]
             norm = torch.nn.utils.clip_grad_norm_(grads, s.grad_clip) if (s.grad_clip and grads) else torch.zeros(())

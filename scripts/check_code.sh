@@ -47,7 +47,7 @@ lines = out.read_text().splitlines()
 ours = [ln for ln in lines if ": error:" in ln or ": note:" in ln]
 kept = [ln for ln in ours if any(Path(ln.split(":", 1)[0]).is_relative_to(r) for r in roots)]
 crashed = not ours and not any(ln.startswith("Success") for ln in lines)
-print("\n".join(kept if not crashed else lines))
+print("\n".join(kept if not crashed else lines) or "no mypy problems in the paths given")
 out.write_text("\n".join(ln for ln in kept if ": error:" in ln) + "\n")
 sys.exit(1 if crashed or any(": error:" in ln for ln in kept) else 0)
 EOF

@@ -132,7 +132,10 @@ def _setup(model: GroundingModel, method: str, data: AdaptData, freeze: tuple[st
     model.requires_grad_(False).eval()
     adapters: dict[str, LowRankDelta] = {}
     if method == "prompt":
-        params = [model.phrase_offsets.offsets.requires_grad_(True)]
+        tuned = model.phrase_offsets
+        assert tuned is not None  # with_tuned_phrases added them
+        tuned.offsets.requires_grad_(True)
+        params = [tuned.offsets]
     elif method == "head":
         parts = [m for m in (model.fusion, model.head, model.mask_head) if m is not None]
         for m in parts:
@@ -237,8 +240,8 @@ def adapt(data: str | Path, *, out: str | Path, phrases: Sequence[str] | None = 
                         **({"coarse_phrase_prob": 0.0} if resolved == "prompt" else {}))
     dev = resolve_device(device, 0)
     model.to(dev)
-    ds = GroundingDataset(adapt_data.dataset, "train", image_size=int(model.config.image_size),
-                          prompt_builder=partial(build_prompts, tokenizer=model.tokenizer, max_len=model.config.max_text_len),
+    prompts = partial(build_prompts, tokenizer=model.tokenizer, max_len=model.config.max_text_len)
+    ds = GroundingDataset(adapt_data.dataset, "train", image_size=int(model.config.image_size), prompt_builder=prompts,
                           modalities=tuple(model.config.modalities), train=True,
                           negatives_per_image=cfg.negatives_per_image, negative_vocabulary=cfg.negative_vocabulary,
                           augment=cfg.augment_config(), seed=seed, input_config=model.config.input_config,

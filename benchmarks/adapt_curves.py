@@ -12,7 +12,9 @@ Forgetting: Acc@0.5 of base and adapted on ``--reference``'s test split (the bas
         --data ../runs/data-medglip-v1 --reference ../runs/ct-choice/three_windows/data \\
         --sources msd_hippocampus,lgg_mri --shots 1,3,5,10 --methods head --budget-minutes 3
 
-Results are appended to ``WORK/adapt_curves.jsonl`` (one line per run; a run already there is skipped).
+``--methods scratch`` trains the preset from its package weights on the same k patients for as many steps
+as ``full`` took in the same budget (run ``full`` first). Results are appended to ``WORK/adapt_curves.jsonl``
+(one line per run; a run already there is skipped).
 """
 from __future__ import annotations
 
@@ -53,6 +55,30 @@ def few_shot_set(data: Path, source: str, k: int, out: Path, seed: int = 0) -> P
     return out
 
 
+def scratch(args: argparse.Namespace, source: str, k: int, data: Path, run: Path, name: str,
+            done: set[str]) -> dict:
+    """``medglip train`` from the preset's package weights on the same k patients, for as many steps as
+    full fine-tuning took in the same budget (the same compute, without the start model)."""
+    from medglip.train import TrainConfig, train
+
+    full = f"{source}-{k}-full-{args.budget_minutes:g}min"
+    rows = [json.loads(line) for line in (args.work / "adapt_curves.jsonl").read_text().splitlines()]
+    steps = next((r["steps"] for r in rows if r["name"] == full), None)
+    if steps is None:
+        raise SystemExit(f"{name}: measure {full} first (its steps set the from-scratch run's)")
+    t0 = time.time()
+    if not (run / "model.safetensors").is_file():
+        train(data, run, TrainConfig(preset="default", model_overrides=(("image_size", 256),), max_steps=steps,
+                                     batch_size=4, lr=2e-4, freeze=("text_encoder",), coarse_phrase_prob=0.5,
+                                     checkpoint_every=10**6, device="cpu"))
+    minutes = (time.time() - t0) / 60
+    metrics, _, _ = evaluate_run(run, data, "test", run / "eval-test", phrases="case")
+    o = metrics["overall"]
+    return {"name": name, "source": source, "patients": k, "method": "scratch", "budget_minutes": args.budget_minutes,
+            "steps": steps, "total_min": round(minutes, 1), "acc50": o["acc50"], "miou": o["miou"], "ap50": o["AP50"],
+            "absent_fp": o["absent_fp_rate"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", type=Path, required=True)
@@ -86,6 +112,12 @@ def main() -> None:
                 if name in done:
                     continue
                 run = args.work / "runs" / name
+                if method == "scratch":
+                    row = scratch(args, source, k, data, run, name, done)
+                    print(json.dumps(row), flush=True)
+                    with log.open("a") as fh:
+                        fh.write(json.dumps(row) + "\n")
+                    continue
                 t0 = time.time()
                 r = adapt(data, out=run, start=args.base, method=method, budget_minutes=args.budget_minutes)
                 minutes = (time.time() - t0) / 60
@@ -94,7 +126,7 @@ def main() -> None:
                 o = metrics["overall"]
                 row = {"name": name, "source": source, "patients": k, "method": method,
                        "budget_minutes": args.budget_minutes, "steps": r.steps, "train_s": round(r.seconds),
-                       "total_min": round(minutes, 1), "train_images": len(r.cases), "acc50": o["acc50"],
+                       "total_min": round(minutes, 1), "train_cases": len(r.cases), "acc50": o["acc50"],
                        "miou": o["miou"], "ap50": o["AP50"], "absent_fp": o["absent_fp_rate"],
                        "forgetting": {"base": f.base_acc50, "adapted": f.adapted_acc50, "drop": f.drop},
                        "weights_bytes": r.weights_bytes}

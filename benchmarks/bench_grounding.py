@@ -74,7 +74,7 @@ def main() -> None:
     print("|---:|---:|---:|---:|")
     base = None
     for n, ps in phrases.items():
-        dt = _best(lambda: g.ground(slice_, ps, modality="CT", score_threshold=None), args.repeat)
+        dt = _best(lambda: g.ground_one(slice_, ps, modality="CT", score_threshold=None), args.repeat)
         base = base or dt
         print(f"| {n} | {len(g._chunks(tuple(ps)))} | {dt:.3f} | {dt / base:.2f} |", flush=True)
 

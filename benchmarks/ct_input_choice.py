@@ -96,23 +96,46 @@ def run_choice(name: str, work: Path, lung1: Path, lung2: Path, steps: int) -> d
             "lung2": json.loads((root / "lung2" / "heldout.json").read_text())}
 
 
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f} %"
+
+
+def table(results: list[dict]) -> str:
+    """One row per choice: Acc@0.5 / mIoU / AP50 on each CT source's test patients and on lung2."""
+    sources = sorted({s["source"] for r in results for s in r["test"]["sources"]})
+    head = ["choice"] + [f"{s} Acc@0.5 / mIoU / AP50" for s in sources] + ["lung2 Acc@0.5 / mIoU / AP50"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for r in results:
+        by = {s["source"]: s["overall"] for s in r["test"]["sources"]}
+        cells = [r["choice"]]
+        for s in sources:
+            o = by.get(s)
+            cells.append("–" if o is None else " / ".join(_pct(o[k]) for k in ("acc50", "miou", "AP50")))
+        lung2 = r["lung2"]["patients"][0]["overall"]
+        cells.append(" / ".join(_pct(lung2[k]) for k in ("acc50", "miou", "AP50")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=REPO.parent / "runs" / "ct-choice")
     ap.add_argument("--pyradiomics", type=Path, default=REPO.parent / "runs" / "pyradiomics")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--choices", default=",".join(CHOICES))
+    ap.add_argument("--table-only", action="store_true", help="only write the table of the choices measured so far")
     args = ap.parse_args()
-    lung1 = one_case_folder(args.pyradiomics, args.work / "lung1", "lung1")
-    lung2 = one_case_folder(args.pyradiomics, args.work / "lung2", "lung2")
-    for choice in args.choices.split(","):
+    for choice in [] if args.table_only else args.choices.split(","):
+        lung1 = one_case_folder(args.pyradiomics, args.work / "lung1", "lung1")
+        lung2 = one_case_folder(args.pyradiomics, args.work / "lung2", "lung2")
         result = run_choice(choice, args.work, lung1, lung2, args.steps)
         (args.work / choice / "result.json").write_text(json.dumps(result, indent=1))
     # every choice measured so far, whichever invocation measured it
     results = [json.loads((args.work / c / "result.json").read_text()) for c in CHOICES
                if (args.work / c / "result.json").is_file()]
     (args.work / "ct_input_choice.json").write_text(json.dumps(results, indent=1))
-    print(json.dumps(results, indent=1)[:4000])
+    (args.work / "ct_input_choice.md").write_text(table(results))
+    print(table(results))
 
 
 if __name__ == "__main__":

@@ -57,17 +57,19 @@ def _volume_args(tmp_path: Path, *more: str) -> list[str]:
 
 def test_ground_prints_one_rounded_line_per_finding_not_the_json(cli, tmp_path):
     r = cli(*_volume_args(tmp_path, "--json", str(tmp_path / "g.json")))
-    objects = json.loads((tmp_path / "g.json").read_text())["objects"]
-    assert {o["phrase"] for o in objects} == {"brain tumor", "brain"}
+    payload = json.loads((tmp_path / "g.json").read_text())
+    objects, findings = payload["objects"], payload["findings"]  # the findings every surface shows
+    assert {o["phrase"] for o in objects} == {f["phrase"] for f in findings} == {"brain tumor", "brain"}
     lines = r.stdout.splitlines()  # CliRunner's stdout is a pipe: tab-separated rows
     assert lines[0].split("\t") == ["finding", "phrase", "score", "where", "size"]
     rows = [ln.split("\t") for ln in lines[1:]]
-    assert [row[:2] for row in rows] == [[f"F{n}", o["phrase"]] for n, o in enumerate(objects, 1)] + [["–", "liver"]]
-    for row, o in zip(rows, objects):
-        assert float(row[2]) == round(o["score"], 2) and row[3].startswith("slice") and row[4].endswith(" mm")
+    assert [row[:2] for row in rows] == [[f["id"], f["phrase"]] for f in findings] + [["–", "liver"]]
+    for row, f in zip(rows, findings):
+        assert float(row[2]) == round(f["score"], 2) and "slice" in row[3] and row[4].endswith(" mm")
+        assert row[3].count("left") + row[3].count("right") <= 1  # the side said once
     assert rows[-1][2] == "not found"
     assert "{" not in r.stdout and not re.search(r"\d\.\d{3,}", r.stdout)  # no JSON, no float32 noise
-    assert f"{len(objects)} finding(s)" in r.stderr
+    assert f"{len(findings)} finding(s)" in r.stderr
 
 
 def test_ground_json_goes_to_a_file_or_alone_to_stdout(cli, tmp_path, monkeypatch):

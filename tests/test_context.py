@@ -78,14 +78,21 @@ def test_sizes_in_mm_from_the_argument_the_extra_and_pixel_to_world():
     mask[0, 20:30, 10:14] = True  # 40 pixels
     res = _result({"brain tumor": [(box, 0.9)]}, extra={"pixel_spacing": [0.7, 0.9]}, masks={"brain tumor": mask})
     f = context_from_result(res, pixel_spacing=(0.5, 2.0)).findings[0]  # the argument wins: (row, col)
-    assert f.size_px == (30.0, 10.0) and f.size_mm == pytest.approx((60.0, 5.0))
+    # one source: the mask (4 columns x 10 rows) when there is one, not the box
+    assert f.size_source == "mask" and f.size_px == (4.0, 10.0) and f.size_mm == pytest.approx((8.0, 5.0))
     assert f.mask_area_px == 40 and f.mask_area_mm2 == pytest.approx(40 * 0.5 * 2.0)
     f = context_from_result(res).findings[0]
-    assert f.size_mm == pytest.approx((30 * 0.9, 10 * 0.7)) and f.longest_mm == pytest.approx(27.0)
+    assert f.size_mm == pytest.approx((4 * 0.9, 10 * 0.7)) and f.longest_mm == pytest.approx(7.0)
+    no_mask = context_from_result(_result({"brain tumor": [(box, 0.9)]}, extra={"pixel_spacing": [0.7, 0.9]}))
+    f = no_mask.findings[0]
+    assert f.size_source == "box" and f.size_mm == pytest.approx((30 * 0.9, 10 * 0.7))
+    assert f.id == "F1" and f.to_json()["id"] == "F1" and f.to_json()["size_source"] == "box"
     # column step (0.3, 0.4, 0) → 0.5 mm per column; row step (0, 0, 1.5) → 1.5 mm per row
     m = [[0.3, 0.0, 0.0, 5.0], [0.4, 0.0, 0.0, -3.0], [0.0, 1.5, 0.0, 7.0]]
     ctx = context_from_result(_result({"brain tumor": [(box, 0.9)]}, extra={"pixel_to_world": m}))
     assert ctx.pixel_spacing == pytest.approx((1.5, 0.5)) and ctx.findings[0].size_mm == pytest.approx((15.0, 15.0))
+    # location in mm: the box centre (pixel 24.5, 24.5) through pixel_to_world
+    assert ctx.findings[0].location_mm == pytest.approx((0.3 * 24.5 + 5.0, 0.4 * 24.5 - 3.0, 1.5 * 24.5 + 7.0))
     bare = context_from_result(_result({"brain tumor": [(box, 0.9)]}, masks={"brain tumor": mask}))
     assert bare.pixel_spacing is None and bare.findings[0].size_mm is None
     assert bare.findings[0].mask_area_mm2 is None and bare.findings[0].longest_mm is None
@@ -278,14 +285,15 @@ def test_context_from_a_linked_volume_has_slices_extent_and_world_side():
     assert f.score == pytest.approx(np.mean([0.8, 0.9, 1.0, 1.1]))
     # 5 × 6 × 4 voxels of 0.5 × 0.8 × 2 mm
     assert f.extent_mm == pytest.approx((2.5, 4.8, 8.0)) and f.longest_mm == pytest.approx(8.0)
-    assert f.size_mm is None and f.world_box_mm is not None
+    assert f.size_mm == f.extent_mm and f.size_source == "box" and f.world_box_mm is not None  # one size: the boxes here
+    assert f.location_mm == pytest.approx(tuple(np.mean(f.world_box_mm, axis=0))) and "slices 3–6" in f.location
     # x = 10 − 0.5 i: object centre x = 3.5, volume centre (i = 9.5) x = 5.25 → patient's right
     assert f.side == "right"
     assert ctx.image_size == (16, 20) and ctx.pixel_spacing == pytest.approx((0.8, 0.5))
     assert ctx.volume == {"shape": [20, 16, 10], "n_slices": 10, "key_slice": 6, "slice_axis": 2}
     js = ctx.to_json()
     assert json.loads(json.dumps(js)) == js and js["findings"][0]["slices"] == [3, 6]
-    assert "slices 3-6" in ctx.text_block("plain")
+    assert "slices 3–6" in ctx.text_block("plain")
 
 
 def test_volume_visual_prompt_draws_only_findings_on_the_slice():

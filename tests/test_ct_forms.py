@@ -237,12 +237,12 @@ def test_the_grounder_feeds_the_model_what_the_builder_writes_for_each_form(tmp_
         cfg = get_preset("tiny", score_threshold=0.0, finding_thresholds=(("*", 0.0),), input_version=version)
         runs[version] = save_checkpoint(GroundingModel(cfg).eval(), tmp_path / f"v{version}")
     g = Grounder.from_pretrained(runs[3])
-    res = g.ground(soft, ["lung nodule"], modality="CT", ct_window="soft_tissue")
+    res = g.ground_one(soft, ["lung nodule"], modality="CT", ct_window="soft_tissue")
     assert np.array_equal(res.pixels, model_pixels(soft, "CT", form=CTForm.windowed("soft_tissue"))[0])
     assert np.array_equal(res.pixels[..., 1], soft)
-    res = g.ground(soft, ["lung nodule"], modality="CT")  # undeclared: the default picture window
+    res = g.ground_one(soft, ["lung nodule"], modality="CT")  # undeclared: the default picture window
     assert np.array_equal(res.pixels[..., 0], soft)
-    assert np.array_equal(g.ground(hu, ["lung nodule"], modality="CT").pixels, model_pixels(hu, "CT")[0])
+    assert np.array_equal(g.ground_one(hu, ["lung nodule"], modality="CT").pixels, model_pixels(hu, "CT")[0])
     old = Grounder.from_pretrained(runs[2])
     assert old.input_config.version == 2
-    assert np.array_equal(old.ground(soft, ["lung nodule"], modality="CT").pixels, soft)
+    assert np.array_equal(old.ground_one(soft, ["lung nodule"], modality="CT").pixels, soft)

@@ -233,7 +233,7 @@ def test_2d_dicom_gives_a_png_label_image_json_and_a_seg(brain, tmp_path):
 
     g = tiny_grounder(tmp_path / "run2d")
     slice_file = sorted(brain["inputs"]["series"].iterdir())[12]
-    res = g.ground(slice_file, ["brain tumor", "brain"], masks=True, top_k=3)
+    res = g.ground_one(slice_file, ["brain tumor", "brain"], masks=True, top_k=3)
     bundle = export_image(res)
     paths = bundle.write(tmp_path / "out")
     assert set(paths) == {"masks.png", "labels.json", "seg.dcm"}
@@ -256,7 +256,7 @@ def test_2d_dicom_gives_a_png_label_image_json_and_a_seg(brain, tmp_path):
         r = subprocess.run([DCIODVFY, str(paths["seg.dcm"])], capture_output=True, text=True, timeout=120)
         assert not [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("Error")], r.stderr
     with pytest.raises(MedglipError, match="'seg' needs DICOM input"):
-        export_image(g.ground(res.raw, ["brain"], masks=True), options=ExportOptions(outputs=("png", "seg")))
+        export_image(g.ground_one(res.raw, ["brain"], masks=True), options=ExportOptions(outputs=("png", "seg")))
 
 
 def test_a_multi_frame_source_with_sloppy_decimals_gives_a_valid_seg(brain, tmp_path):

@@ -348,10 +348,10 @@ def test_grounder_masks_from_the_head(head_run, tmp_path):
     img = (np.random.default_rng(0).random((90, 140)) * 255).astype(np.uint8)
     g = Grounder.from_pretrained(head_run, refiner=BoxFillRefiner())
     assert g.has_mask_head and g.mask_source("head") == "head" and g.mask_source("medsam") == "medsam"
-    assert g.mask_source(True) == "medsam"  # a refiner given explicitly is the default source
-    assert Grounder.from_pretrained(head_run).mask_source(True) == "head"  # refiner="auto": the head first
-    res = g.ground(img, ["brain tumor", "left kidney"], modality="MR", masks="head", top_k=3)
-    plain = g.ground(img, ["brain tumor", "left kidney"], modality="MR", top_k=3)
+    assert g.mask_source(True) == "head"  # True: the checkpoint's head, whatever refiner the Grounder holds
+    assert Grounder.from_pretrained(head_run, refiner=None).mask_source(True) == "head"
+    res = g.ground_one(img, ["brain tumor", "left kidney"], modality="MR", masks="head", top_k=3)
+    plain = g.ground_one(img, ["brain tumor", "left kidney"], modality="MR", top_k=3)
     for gr, ref in zip(res, plain):
         assert np.array_equal(gr.boxes, ref.boxes) and 1 <= len(gr) <= 3
         assert gr.masks.shape == (len(gr), 90, 140) and gr.masks.dtype == bool
@@ -360,9 +360,9 @@ def test_grounder_masks_from_the_head(head_run, tmp_path):
             if len(ys):
                 assert xs.min() >= np.floor(box[0]) and xs.max() < np.ceil(box[2])
                 assert ys.min() >= np.floor(box[1]) and ys.max() < np.ceil(box[3])
-    assert g.ground(img, ["brain tumor"], modality="MR", masks="auto", top_k=2)[0].masks.shape[1:] == (90, 140)
+    assert g.ground_one(img, ["brain tumor"], modality="MR", masks="auto", top_k=2)[0].masks.shape[1:] == (90, 140)
     # box prompts → masks: the head's masks of given boxes (the fused features of the phrase alone)
-    alone = g.ground(img, ["brain tumor"], modality="MR", masks="head", top_k=3)[0]
+    alone = g.ground_one(img, ["brain tumor"], modality="MR", masks="head", top_k=3)[0]
     given = g.masks_for_boxes(img, alone.boxes, "brain tumor", modality="MR")
     assert given.shape == alone.masks.shape and (given == alone.masks).mean() > 0.97  # boxes clipped: ≈ equal
     assert g.masks_for_boxes(img, alone.boxes[:1], "brain tumor", modality="MR", source="medsam").shape == (1, 90, 140)
@@ -375,22 +375,27 @@ def test_grounder_masks_from_the_head(head_run, tmp_path):
     assert not g_old.has_mask_head and g_old.mask_source(True) == "medsam"
     assert Grounder.from_pretrained(old).mask_source(True) == "medsam"  # "auto" without a head: LiteMedSAM
     with pytest.raises(MedglipError, match="no mask head"):
-        g_old.ground(img, ["liver"], modality="CT", masks="head")
+        g_old.ground_one(img, ["liver"], modality="CT", masks="head")
+    with pytest.warns(DeprecationWarning, match="refiner='head'"):  # it chose masks; masks= does now
+        only_head = Grounder.from_pretrained(head_run, refiner="head")
+    assert only_head.mask_source(True) == "head"
+    with pytest.raises(MedglipError, match="refiner=None"):
+        only_head.mask_source("medsam")
     with pytest.raises(MedglipError, match="no mask head"):
-        Grounder.from_pretrained(old, refiner="head")
+        Grounder.from_pretrained(old, refiner=None).mask_source(True)
     with pytest.raises(MedglipError, match="masks must be"):
-        g.ground(img, ["liver"], modality="CT", masks="sam2")
+        g.ground_one(img, ["liver"], modality="CT", masks="sam2")
     with pytest.raises(MedglipError, match="LiteMedSAM"):
-        Grounder.from_pretrained(head_run, refiner=None).ground(img, ["liver"], modality="CT", masks="medsam")
+        Grounder.from_pretrained(head_run, refiner=None).ground_one(img, ["liver"], modality="CT", masks="medsam")
 
 
 def test_eval_with_head_masks_reports_dice_and_mask_ap(head_run, dataset):
     from medglip.evaluate import evaluate, predict_dataset
     from medglip.infer import Grounder, mask_option
 
-    refiner, masks = mask_option("head")
-    assert (refiner, masks) == (None, "head")
-    g = Grounder.from_pretrained(head_run, refiner=refiner)
+    masks = mask_option("head")
+    assert masks == "head" and mask_option(True) == "auto" and mask_option("none") is False
+    g = Grounder.from_pretrained(head_run, refiner=None)
     preds, queries = predict_dataset(g, dataset, split="train", phrases="case", masks=masks, max_per_phrase=2)
     assert preds and all("segmentation" in p for p in preds)
     metrics = evaluate(dataset, preds, split="train", queries=queries)
@@ -415,7 +420,7 @@ def test_service_masks_field(head_run):
         r = post("head")
         assert r.status_code == 200, r.text
         assert len(r.json()["phrases"][0]["masks"]) == len(r.json()["phrases"][0]["boxes"]) > 0
-        assert post("true").status_code == 422  # served without a refiner: only the head, asked by name
+        assert post("true").status_code == 200  # True: the checkpoint's head, no LiteMedSAM needed
         r = post("medsam")
         assert r.status_code == 422 and "masks" in r.json()["detail"]
         assert post("maybe").status_code == 422

@@ -57,7 +57,7 @@ def _image(seed=0, shape=(90, 140)):
 
 def test_ground_returns_boxes_in_original_pixels_per_phrase(grounder):
     img = _image()
-    res = grounder.ground(img, ["brain tumor", "left  kidney."], modality="MR", masks=True, top_k=5)
+    res = grounder.ground_one(img, ["brain tumor", "left  kidney."], modality="MR", masks=True, top_k=5)
     assert isinstance(res, GroundingResult)
     assert res.phrases == ("brain tumor", "left kidney") and res.image_size == (90, 140)
     assert res.modality == "MR" and res.modality_source == "caller"
@@ -95,23 +95,23 @@ def test_boxes_are_mapped_back_from_the_letterboxed_input(grounder, monkeypatch)
 
 def test_score_threshold_and_top_k(grounder):
     img = _image(2)
-    res = grounder.ground(img, ["liver"], modality="CT")
+    res = grounder.ground_one(img, ["liver"], modality="CT")
     s = res[0].scores
     thr = float(np.median(s))
-    cut = grounder.ground(img, ["liver"], modality="CT", score_threshold=thr)
+    cut = grounder.ground_one(img, ["liver"], modality="CT", score_threshold=thr)
     assert len(cut[0]) == int((s >= thr).sum()) and np.all(cut[0].scores >= thr)
-    assert len(grounder.ground(img, ["liver"], modality="CT", top_k=0)[0]) == 0
+    assert len(grounder.ground_one(img, ["liver"], modality="CT", top_k=0)[0]) == 0
 
 
 def test_text_features_are_cached_per_phrase_tuple(grounder):
     calls = _encoder_calls(grounder)
     img = _image(3)
-    grounder.ground(img, ["liver", "spleen"], modality="CT")
+    grounder.ground_one(img, ["liver", "spleen"], modality="CT")
     assert calls[0] == 1
-    grounder.ground(_image(4), ["liver", "spleen"], modality="CT")
+    grounder.ground_one(_image(4), ["liver", "spleen"], modality="CT")
     grounder.ground([img, img], ["liver", "spleen"], modality="CT")
     assert calls[0] == 1 and grounder.cache_hits == 2
-    grounder.ground(img, ["spleen", "liver"], modality="CT")
+    grounder.ground_one(img, ["spleen", "liver"], modality="CT")
     assert calls[0] == 2 and grounder.cache_misses == 2
 
 
@@ -119,8 +119,8 @@ def test_a_batch_equals_single_calls_and_mixes_input_types(grounder, tmp_path):
     a, b = _image(5, (70, 100)), _image(6, (120, 80))
     Image.fromarray(b).save(tmp_path / "b.png")
     batch = grounder.ground([a, tmp_path / "b.png"], ["liver", "lesion"], modality="CT")
-    singles = [grounder.ground(a, ["liver", "lesion"], modality="CT"),
-               grounder.ground(Image.fromarray(b), ["liver", "lesion"], modality="CT")]
+    singles = [grounder.ground_one(a, ["liver", "lesion"], modality="CT"),
+               grounder.ground_one(Image.fromarray(b), ["liver", "lesion"], modality="CT")]
     assert isinstance(batch, list) and len(batch) == 2
     for rb, rs in zip(batch, singles):
         assert rb.image_size == rs.image_size
@@ -133,18 +133,18 @@ def test_a_batch_equals_single_calls_and_mixes_input_types(grounder, tmp_path):
 
 def test_modality_from_dicom_then_classifier(grounder):
     import pydicom.data as pydicom_data
-    res = grounder.ground(pydicom_data.get_testdata_file("CT_small.dcm"), ["liver"])
+    res = grounder.ground_one(pydicom_data.get_testdata_file("CT_small.dcm"), ["liver"])
     assert (res.modality, res.modality_source) == ("CT", "metadata")
-    res = grounder.ground(_image(7), ["liver"])
+    res = grounder.ground_one(_image(7), ["liver"])
     assert res.modality_source == "classifier" and res.modality in grounder.config.modalities
-    res = grounder.ground(pydicom_data.get_testdata_file("CT_small.dcm"), ["liver"], modality="MR")
+    res = grounder.ground_one(pydicom_data.get_testdata_file("CT_small.dcm"), ["liver"], modality="MR")
     assert (res.modality, res.modality_source) == ("MR", "caller")
 
 
 def test_many_phrases_are_chunked_and_all_answered(grounder):
     calls = _encoder_calls(grounder)
     phrases = [f"structure number {i} of the upper abdomen" for i in range(12)]
-    res = grounder.ground(_image(8), phrases, modality="CT", top_k=2)
+    res = grounder.ground_one(_image(8), phrases, modality="CT", top_k=2)
     assert res.phrases == tuple(phrases) and all(len(g) == 2 for g in res)
     assert calls[0] >= 2  # several prompts (tiny preset: 64 tokens)
 
@@ -152,22 +152,22 @@ def test_many_phrases_are_chunked_and_all_answered(grounder):
 def test_bad_inputs_raise_medglip_errors_naming_the_problem(grounder, run_dir, tmp_path):
     img = _image()
     with pytest.raises(MedglipError, match="no phrases"):
-        grounder.ground(img, [])
+        grounder.ground_one(img, [])
     with pytest.raises(MedglipError, match="empty phrase"):
-        grounder.ground(img, ["liver", "  "])
+        grounder.ground_one(img, ["liver", "  "])
     with pytest.raises(MedglipError, match="unknown modality 'banana'"):
-        grounder.ground(img, ["liver"], modality="banana")
+        grounder.ground_one(img, ["liver"], modality="banana")
     with pytest.raises(MedglipError, match="ground_volume"):
-        grounder.ground(SAMPLES / "brain1_image.nrrd", ["brain tumor"])
+        grounder.ground_one(SAMPLES / "brain1_image.nrrd", ["brain tumor"])
     with pytest.raises(MedglipError, match="ground_volume"):
-        grounder.ground(np.zeros((10, 12, 14), np.float32), ["brain tumor"])
+        grounder.ground_one(np.zeros((10, 12, 14), np.float32), ["brain tumor"])
     with pytest.raises(MedglipError, match="not a medglip checkpoint"):
         Grounder.from_pretrained(tmp_path)
     with pytest.raises(MedglipError, match="refiner"):
-        Grounder.from_pretrained(run_dir, refiner=None).ground(img, ["liver"], masks=True, modality="CT")
+        Grounder.from_pretrained(run_dir, refiner=None).ground_one(img, ["liver"], masks=True, modality="CT")
     restricted = Grounder(GroundingModel(get_preset("tiny", modalities=("CT", "MR"), own_encoder_modalities=("CT",))))
     with pytest.raises(MedglipError, match="not one this model knows"):
-        restricted.ground(img, ["liver"], modality="US")
+        restricted.ground_one(img, ["liver"], modality="US")
 
 
 def test_ground_volume_on_a_real_nrrd(grounder):
@@ -189,8 +189,8 @@ def test_ground_volume_on_a_real_nrrd(grounder):
 def test_cached_text_features_give_the_models_own_output(grounder):
     from medglip.core.pipeline import boxes_to_original, model_pixels, to_tensor
     img = _image(9, (80, 120))
-    res = grounder.ground(img, ["liver", "spleen"], modality="CT")
-    res = grounder.ground(img, ["liver", "spleen"], modality="CT")  # from the cache
+    res = grounder.ground_one(img, ["liver", "spleen"], modality="CT")
+    res = grounder.ground_one(img, ["liver", "spleen"], modality="CT")  # from the cache
     x, meta = to_tensor(model_pixels(img, "CT", grounder.input_config)[0], grounder.config.image_size)
     prompts = grounder.model.build_prompts(["liver", "spleen"])
     with torch.no_grad():
@@ -218,11 +218,11 @@ def test_results_carry_the_dicom_pixel_spacing(grounder):
     import pydicom
     import pydicom.data
     path = pydicom.data.get_testdata_file("CT_small.dcm")
-    res = grounder.ground(path, ["liver"])
+    res = grounder.ground_one(path, ["liver"])
     assert res.extra["pixel_spacing"] == pytest.approx([float(v) for v in pydicom.dcmread(path).PixelSpacing])
-    assert "pixel_spacing" not in grounder.ground(_image(), ["liver"], modality="CT").extra
+    assert "pixel_spacing" not in grounder.ground_one(_image(), ["liver"], modality="CT").extra
 
 
 def test_a_phrase_the_tokenizer_cannot_read_is_a_medglip_error(grounder):
     with pytest.raises(MedglipError, match="ĸ"):
-        grounder.ground(_image(), ["liver", "ĸ"], modality="CT")
+        grounder.ground_one(_image(), ["liver", "ĸ"], modality="CT")

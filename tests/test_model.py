@@ -352,7 +352,7 @@ def test_glip_alignment_mean_token_scores_and_the_alignment_gate():
     images, mod = torch.randn(1, 3, 128, 128), torch.tensor([0])
     feats = model.encode_images(images, mod)
     tf = model.encode_text([prompt])
-    out, *_ = model._head(feats, tf)
+    out = model._head(feats, tf).out
     probs = out["logits"][0].sigmoid()
     ptm = prompt.phrase_token_mask
     assert ptm[0].sum() >= 2  # "left kidney": several tokens
@@ -361,7 +361,8 @@ def test_glip_alignment_mean_token_scores_and_the_alignment_gate():
     dets = model.detect(feats, tf, (128, 128))[0]
     assert len(dets["scores"]) > 0
     # mean aggregation: each score is sqrt(mean token prob × centerness) of its phrase
-    out, centres, *_ = model._head(feats, tf)
+    h = model._head(feats, tf)
+    out, centres = h.out, h.centres
     probs = out["logits"][0].sigmoid()
     mean0 = probs[:, ptm[0]].mean(1)
     top = (mean0 * out["centerness"][0].sigmoid()).sqrt().max()

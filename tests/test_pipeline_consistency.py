@@ -149,7 +149,7 @@ def _same(a: tuple[np.ndarray, float], b: tuple[np.ndarray, float], what: str) -
 
 def test_the_lesion_is_found_with_the_same_box_and_score_in_the_built_slice_and_the_raw_volumes(case, trained):
     g = trained["grounder"]
-    on_png = g.ground(trained["png"], [PHRASE], modality="CT")
+    on_png = g.ground_one(trained["png"], [PHRASE], modality="CT")
     assert on_png.extra["intensity"]["mode"] == "identity"  # the PNG already holds the model pixels
     top = _top(on_png)
     assert box_iou(top[0][None], case["gt_box"][None])[0, 0] >= 0.5 and top[1] >= 0.3, \
@@ -163,7 +163,7 @@ def test_the_lesion_is_found_with_the_same_box_and_score_in_the_built_slice_and_
         from PIL import Image
         assert np.array_equal(pixels, np.asarray(Image.open(trained["png"])))  # bit for bit the built PNG
     for name in ("slice_nifti", "slice_dicom"):
-        _same(top, _top(g.ground(case[name], [PHRASE], modality=None if name == "slice_dicom" else "CT")), name)
+        _same(top, _top(g.ground_one(case[name], [PHRASE], modality=None if name == "slice_dicom" else "CT")), name)
 
 
 def test_vqa_and_reports_give_the_same_findings_for_a_slice_alone_and_in_its_volume(case, trained):

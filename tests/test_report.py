@@ -51,7 +51,7 @@ def nifti(tmp_path_factory) -> Path:
 def _sentences_cover(report: Report, phrases) -> None:
     for p in phrases:
         name = p[:1].upper() + p[1:]
-        assert any(s.startswith(f"{name} (box ") or s.startswith(f"{name}, 1 of ") for s in report.sentences) \
+        assert any(s.startswith(f"{name} (F") or s.startswith(f"{name}, 1 of ") for s in report.sentences) \
             or f"No {p} identified." in report.sentences
 
 
@@ -64,9 +64,10 @@ def test_report_of_a_png_with_findings_masks_table_and_overlay(grounder, png):
     _sentences_cover(rep, phrases)
     for f in ctx.findings:  # no spacing in a PNG: sizes in pixels, masks summarised
         assert f.size_mm is None and f.mask_area_px is not None
-        assert any(f"(box {f.number}, score {f.score:.2f})" in s and s.endswith(" px).") for s in rep.sentences)
+        assert any(f"({f.id}, score {f.score:.2f})" in s and s.endswith(" px).") for s in rep.sentences)
+        assert f.size_source == "mask" and any(f"from its mask" in s for s in rep.sentences)
     md = rep.markdown
-    assert "| # | Phrase | Score |" in md and "![overlay](report_overlay.png)" in md and "not a diagnosis" in md
+    assert "| Id | Phrase | Score |" in md and "![overlay](report_overlay.png)" in md and "not a diagnosis" in md
     assert md.count("\n| ") == 1 + len(ctx.findings)  # table header + one row per finding
     assert rep.overlay.size == (128, 96) and rep.overlay.mode == "RGB"
     # nothing reaches a threshold of 1: every phrase is reported as not identified
@@ -83,13 +84,15 @@ def test_report_of_a_nifti_volume_gives_slice_ranges_and_extents(grounder, nifti
     assert ctx.findings and ctx.pixel_spacing == pytest.approx((0.9, 0.7))
     for f in ctx.findings:
         a, b = f.slices
-        span = f"on slice {a} (1 slice)" if a == b else f"extending over slices {a}–{b} ({b - a + 1} slices)"
-        assert any(f"(box {f.number}," in s and span in s and "(LPS x × y × z)" in s for s in rep.sentences)
+        span = f"slice {a}" if a == b else f"slices {a}–{b}"  # the slice range is part of the location words
+        n = f"{b - a + 1} slice{'s' if a != b else ''}, "
+        assert span in f.location
+        assert any(f"({f.id}," in s and span in s and n in s and "(LPS x × y × z)" in s for s in rep.sentences)
         assert a <= f.key_slice <= b
         # z extent: whole slices of 3 mm
         assert f.extent_mm[2] == pytest.approx(3.0 * (b - a + 1))
     assert ctx.volume["key_slice"] == max(ctx.findings, key=lambda f: f.score).key_slice
-    assert "| 1 | brain tumor |" in rep.markdown and "Extent (mm" in rep.markdown
+    assert "| F1 | brain tumor |" in rep.markdown and "Size (mm, LPS" in rep.markdown
 
 
 def test_write_report_writes_three_loadable_files_and_the_llm_prose(grounder, png, tmp_path):
@@ -134,12 +137,12 @@ def test_a_phrase_found_on_the_other_side_says_so(grounder, tmp_path, monkeypatc
         return GroundingResult(tuple(phrases), gs, (100, 100), "CT", source=str(path),
                                extra={"pixel_spacing": [0.5, 0.5]}, pixels=np.full((100, 100), 40, np.uint8))
 
-    monkeypatch.setattr(grounder, "ground", fake_ground)
+    monkeypatch.setattr(grounder, "ground_one", fake_ground)
     rep = make_report(grounder, path, ["left kidney", "liver tumor"])
     # CT without geometry: the box on the image's LEFT is on the patient's RIGHT
     assert rep.sentences == [
-        "Left kidney (box 1, score 0.90): patient's right, middle part of the image; found on the patient's "
-        "right, opposite to the side named; 10 × 10 mm.",
+        "Left kidney (F1, score 0.90): patient's right, middle part of the image; found on the patient's "
+        "right, opposite to the side named; 10 × 10 mm, from its box.",
         "No liver tumor identified.",
     ]
-    assert re.search(r"\| 1 \| left kidney \| 0\.90 \| 10, 40, 30, 60 \| 10 × 10 \| – \|", rep.markdown)
+    assert re.search(r"\| F1 \| left kidney \| 0\.90 \| 10, 40, 30, 60 \| 10 × 10 \| box \| – \|", rep.markdown)

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from pydicom.data import get_testdata_file
 
+from medglip.context import result_json
 from medglip.errors import MedglipError
 from medglip.serve import Batcher, ServerBusy, ServiceConfig, create_app
 from fakes import tiny_grounder
@@ -108,8 +109,9 @@ def test_ground_png_equals_the_grounder_and_draws_an_overlay(client, grounder, f
     r = post(client, "/v1/ground", data, files["png"])
     assert r.status_code == 200, r.text
     js = r.json()
-    want = grounder.ground(str(files["png"]), ["liver", "left kidney"], modality="CT", top_k=4, score_threshold=0.01,
-                           masks=True).to_json()
+    want = result_json(grounder.ground_one(str(files["png"]), ["liver", "left kidney"], modality="CT", top_k=4,
+                                           score_threshold=0.01, masks=True))  # with the findings every surface shows
+    assert [f["id"] for f in js["findings"]] == [f"F{i}" for i in range(1, 9)]  # 4 boxes of each phrase
     assert without_source(js) == without_source(json.loads(json.dumps(want)))
     assert js["source"] == "scan.png" and len(js["phrases"][0]["boxes"]) == 4 and "masks" in js["phrases"][0]
     overlay = Image.open(io.BytesIO(base64.b64decode(js["overlay_png"])))
@@ -128,22 +130,23 @@ def test_ground_dicom_uses_its_modality_tag(client, grounder):
     assert r.status_code == 200, r.text
     js = r.json()
     assert js["modality"] == "CT" and js["modality_source"] == "metadata" and js["image_size"] == [128, 128]
-    want = grounder.ground(CT_SMALL, ["liver"], top_k=3).to_json()
+    want = result_json(grounder.ground_one(CT_SMALL, ["liver"], top_k=3))
     assert without_source(js) == without_source(json.loads(json.dumps(want)))
 
 
 def test_ground_one_slice_nifti_keeps_its_world_mapping(client, grounder, files):
     r = post(client, "/v1/ground", {"phrases": "brain tumor", "modality": "MR", "top_k": "2"}, files["nii"])
     assert r.status_code == 200, r.text
-    want = json.loads(json.dumps(grounder.ground(str(files["nii"]), ["brain tumor"], modality="MR", top_k=2).to_json()))
+    want = json.loads(json.dumps(result_json(grounder.ground_one(str(files["nii"]), ["brain tumor"], modality="MR", top_k=2))))
     assert without_source(r.json()) == without_source(want) and "pixel_to_world" in r.json()
 
 
 def test_ground_volume_nrrd_equals_the_grounder(client, grounder):
     r = post(client, "/v1/ground-volume", {"phrases": "brain tumor", "modality": "MR", "score_threshold": "0.05"}, BRAIN)
     assert r.status_code == 200, r.text
-    want = json.loads(json.dumps(grounder.ground_volume(str(BRAIN), ["brain tumor"], modality="MR",
-                                                        score_threshold=0.05).to_json()))
+    want = json.loads(json.dumps(result_json(grounder.ground_volume(str(BRAIN), ["brain tumor"], modality="MR",
+                                                                    score_threshold=0.05))))
+    assert r.json()["findings"] and [f["id"] for f in r.json()["findings"]] == [f"F{i + 1}" for i in range(len(want["objects"]))]
     assert without_source(r.json()) == without_source(want)
     assert r.json()["source"] == "brain1_image.nrrd" and r.json()["shape"] == [256, 256, 25]
 
@@ -348,7 +351,7 @@ def test_concurrent_same_prompt_requests_are_batched(grounder, files):
     stats = app.state.service.batcher.stats()
     assert stats["batches"] == 2 and stats["batched_images"] == 7 and stats["largest_batch"] == 6
     for im, r in zip(others, rest):  # each answer is its own image's (batched convolutions: float noise)
-        want = grounder.ground(np.asarray(im), ["liver", "lesion"], modality="CT").to_json()
+        want = result_json(grounder.ground_one(np.asarray(im), ["liver", "lesion"], modality="CT"))
         for got, exp in zip(r.json()["phrases"], want["phrases"]):
             assert got["phrase"] == exp["phrase"] and len(got["boxes"]) == len(exp["boxes"])
             assert np.allclose(got["scores"][:10], exp["scores"][:10], atol=1e-3)
@@ -506,6 +509,8 @@ def test_report_findings_default_to_the_known_phrases(grounder, files):
         r = post(c, "/v1/report", {"modality": "CT"}, files["png"])
         assert r.status_code == 422 and detail(r).startswith("findings:")
         gated.known_phrases = ("liver", "spleen")
+        # as Grounder.phrases_for of a run whose categories.json does not say per modality: every known phrase
+        gated.phrases_for = lambda modality: gated.known_phrases
         r = post(c, "/v1/report", {"modality": "CT"}, files["png"])
         assert r.status_code == 200 and r.json()["context"]["asked"] == ["liver", "spleen"]
 

@@ -61,8 +61,8 @@ def test_the_viewer_shows_the_volume_with_the_label_map_and_jumps_to_findings(se
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(served["url"] + "/")
             page.set_input_files("#file", str(served["zip"]))
+            page.wait_for_function("() => document.getElementById('file-kind').dataset.kind === 'volume'")
             page.fill("#phrases", "brain tumor, brain")
-            page.check("#volume")
             page.check("#masks")
             page.click("#ground-btn")
             page.wait_for_function("() => document.getElementById('viewer').dataset.ready === '1'")
@@ -76,7 +76,7 @@ def test_the_viewer_shows_the_volume_with_the_label_map_and_jumps_to_findings(se
             items = page.eval_on_selector_all("#findings button.finding", "bs => bs.map(b => b.textContent)")
             assert len(items) == len(labels) and all(e["phrase"] in t for e, t in zip(labels, items))
             links = page.eval_on_selector_all("#downloads a", "as => as.map(a => a.download)")
-            assert set(links) == {"labels.nii.gz", "labels.json", "seg.dcm", "sr.dcm"}
+            assert set(links) == {"labels.nii.gz", "labels.json", "seg.dcm", "sr.dcm", "result.json"}
 
             # axial view on the first finding: its colour is painted where it is, not elsewhere
             page.click("#viewer button.view[data-view='axial']")

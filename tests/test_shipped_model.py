@@ -55,7 +55,7 @@ def test_it_finds_the_tumour_of_a_held_out_patient(shipped):
     for ref in refs:
         case = load_case(ref)
         truth = case.labels[0].array > 0
-        res = shipped.ground(case.image, ["brain tumor"], modality="MR", top_k=1)  # calibrated threshold
+        res = shipped.ground_one(case.image, ["brain tumor"], modality="MR", top_k=1)  # calibrated threshold
         boxes = res["brain tumor"].boxes
         if not truth.any():  # a tumour-free slice of the patient
             free += 1

@@ -40,12 +40,12 @@ def image(tmp_path_factory):
 
 
 def test_known_phrase_in_its_modality_has_no_note(grounder, image):
-    res = grounder.ground(image, ["Brain tumor"], modality="MR")
+    res = grounder.ground_one(image, ["Brain tumor"], modality="MR")
     assert res.untrained == () and res.to_json()["untrained"] == []
 
 
 def test_unknown_phrase_and_phrase_of_another_modality_are_named(grounder, image):
-    res = grounder.ground(image, ["brain tumor", "liver", "skin lesion"], modality="MR")
+    res = grounder.ground_one(image, ["brain tumor", "liver", "skin lesion"], modality="MR")
     notes = res.untrained
     assert len(notes) == 2
     assert "'liver' was never a training phrase" in notes[0]
@@ -55,7 +55,7 @@ def test_unknown_phrase_and_phrase_of_another_modality_are_named(grounder, image
 
 
 def test_unknown_modality_is_one_line(grounder, image):
-    res = grounder.ground(image, ["brain tumor", "liver"], modality="CT")
+    res = grounder.ground_one(image, ["brain tumor", "liver"], modality="CT")
     assert len(res.untrained) == 1 and "never trained on CT images (only DERM, MR)" in res.untrained[0]
 
 
@@ -79,4 +79,4 @@ def test_report_markdown_and_cli_say_it(grounder, run, image, tmp_path):
 
 def test_a_run_that_does_not_record_its_training_says_nothing(tmp_path, image):
     g = tiny_grounder(tmp_path / "bare")
-    assert g.ground(image, ["liver"], modality="CT").untrained == ()
+    assert g.ground_one(image, ["liver"], modality="CT").untrained == ()

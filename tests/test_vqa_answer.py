@@ -57,11 +57,11 @@ def test_presence_in_a_container(ctx):
     a = ask("Is there a tumor in the left lung?", ctx)
     assert a.value is True and a.text.startswith("Yes")
     assert {num(ctx, "lung tumor"), num(ctx, "left lung")} <= set(a.evidence)
-    assert f"box {num(ctx, 'lung tumor')}" in a.text
+    assert f"box F{num(ctx, 'lung tumor')}" in a.text
     b = ask("Is there a tumor in the right lung?", ctx)
     assert b.value is False and b.text.startswith("No lung tumor identified in the right lung")
     # the tumour found elsewhere is cited
-    assert num(ctx, "lung tumor") in b.evidence and f"box {num(ctx, 'lung tumor')}" in b.text
+    assert num(ctx, "lung tumor") in b.evidence and f"box F{num(ctx, 'lung tumor')}" in b.text
 
 
 def test_presence_restricted_to_a_side(ctx):
@@ -98,7 +98,7 @@ def test_a_sided_container_found_on_the_other_side_is_not_used():
     assert c.for_phrase("left lung")[0].side == "right" and c.for_phrase("lung tumor")[0].side == "right"
     a = ask("Is there a tumor in the left lung?", c)
     assert a.value is False and a.text.startswith("No")
-    assert f"box {num(c, 'left lung')}" in a.text and "not used" in a.text
+    assert f"box F{num(c, 'left lung')}" in a.text and "not used" in a.text
     assert ask("Is there a tumor in the right lung?", c).value is True
 
 

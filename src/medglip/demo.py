@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # importing medglip.train imports torch
 
 log = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from .infer import Grounder
+
 SAMPLES = Path(__file__).parent / "samples" / "pyradiomics"
 #: held-out test patients of the shipped model's recipe, in their datasets' own layouts, and the recipe
 #: that builds them (every case in the test split)
@@ -176,14 +179,15 @@ def _vqa_and_findings(grounder, out: Path, report: Path, *, console: Console, t0
             f"grounding and, as the ceiling, from the true boxes (`{out / 'vqa' / 'vqa_metrics.md'}`):\n\n"
             f"| kind | questions | accuracy (predicted) | ceiling (true boxes) |\n|---|---:|---:|---:|\n{rows}\n"
             f"| all | {vqa['n_questions']} | {o['accuracy_predicted']:.1%} | {o['accuracy_ground_truth']:.1%} |\n\n"
-            f"Findings report of the brain2 volume (`{files['md']}`):\n\n" + "\n".join(f"- {t}" for t in rep.sentences) + "\n")
+            f"Findings report of the brain2 volume (`{files['md']}`):\n\n"
+            + "\n".join(f"- {t}" for t in rep.sentences) + "\n")
     report.write_text(report.read_text() + text)
     console.print(text, soft_wrap=True)
     console.print(f"[green]4/4 VQA and report[/]: {out / 'vqa'}, {out / 'findings'} [{time.perf_counter() - t0:.0f} s]")
     return {"vqa": out / "vqa" / "vqa_metrics.json", "findings": files["md"]}
 
 
-def _draw_predictions(dataset: Path, preds: list[dict], dest: Path, grounder: object) -> Path:
+def _draw_predictions(dataset: Path, preds: list[dict], dest: Path, grounder: Grounder) -> Path:
     """One PNG per test image: the ground truth (left) beside the top prediction of each phrase
     scoring at least the grounder's calibrated threshold of that phrase (right, phrase + score)."""
     from PIL import Image

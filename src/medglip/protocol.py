@@ -21,8 +21,9 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from .errors import MedglipError
 from .evaluate.calibration import GRID, choose_thresholds, evaluate_run, set_thresholds  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
+
 
 def _load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
@@ -226,8 +228,8 @@ def source_report(run: str | Path, dataset_dir: str | Path, out: str | Path, *, 
         metrics, _, _ = evaluate_run(run, data, "test", out / source / "eval", masks=masks, phrases="case")
         vqa = evaluate_vqa(g, data, split="test", out=out / source / "vqa")
         sub = _load(data / "annotations" / "test.json")
-        rows.append({"source": source, "patients": len({patient_of(dataset_dir, *c) for c in
-                                                             {(im.get("source"), im.get("case_id")) for im in sub["images"]}}),
+        cases = {(im.get("source"), im.get("case_id")) for im in sub["images"]}
+        rows.append({"source": source, "patients": len({patient_of(dataset_dir, *c) for c in cases}),
                      "images": len(sub["images"]), "overall": metrics["overall"], "vqa": vqa["overall"]})
     report = {"run": str(run), "dataset": str(dataset_dir), "split": split, "sources": rows,
               "thresholds": dict(read_json(run / "config.json").get("finding_thresholds") or [])}

@@ -51,6 +51,8 @@ def render_image(dataset_dir: Path | None, image_record: dict, annotations: list
         modality) below.
     """
     if image is None:
+        if dataset_dir is None:
+            raise MedglipError(f"image {image_record.get('id')}: no picture given and no dataset folder to read it")
         path = Path(dataset_dir) / "images" / image_record["file_name"]
         try:
             with Image.open(path) as im:
@@ -69,7 +71,8 @@ def render_image(dataset_dir: Path | None, image_record: dict, annotations: list
             log.warning("annotation %s: %s; its mask is not drawn", ann.get("id"), exc)
             mask = None
         box = xywh_to_xyxy([ann["bbox"]])[0] if ann.get("bbox") else None
-        marks.append(Mark(box=None if box is None else tuple(float(v) for v in box), colour=ann["category_id"],
+        xyxy = None if box is None else (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+        marks.append(Mark(box=xyxy, colour=ann["category_id"],
                           label=str(ann.get("phrase") or cat.get("name") or ann["category_id"]),
                           note=str(ann.get("level") or cat.get("level") or ""), mask=mask))
     r = image_record
@@ -101,7 +104,7 @@ def contact_sheet(tiles: list[Image.Image], *, tile: int = TILE_SIZE) -> Image.I
     inner = tile - 8
     for k, t in enumerate(tiles):
         f = min(inner / t.width, inner / t.height)
-        t = t.resize((max(1, round(t.width * f)), max(1, round(t.height * f))), Image.LANCZOS)
+        t = t.resize((max(1, round(t.width * f)), max(1, round(t.height * f))), Image.Resampling.LANCZOS)
         x = (k % cols) * tile + (tile - t.width) // 2
         y = (k // cols) * tile + (tile - t.height) // 2
         sheet.paste(t, (x, y))

@@ -89,7 +89,8 @@ def _entry(raw: Any, where: str) -> CatalogEntry:
     missing = [k for k in _REQUIRED if not raw.get(k)]
     unknown = sorted(set(raw) - set(_REQUIRED) - set(_OPTIONAL))
     if missing or unknown:
-        raise CatalogError(f"{where}: missing field(s) {missing}" if missing else f"{where}: unknown field(s) {unknown}")
+        raise CatalogError(f"{where}: missing field(s) {missing}" if missing
+                           else f"{where}: unknown field(s) {unknown}")
     try:
         mods = tuple(normalise_modality(m) for m in raw["modalities"])
     except UnknownModalityError as exc:

@@ -33,11 +33,13 @@ def _slices(v: Any) -> str:
 
 
 def _from_finding(f: dict[str, Any], n: int) -> tuple[str, ...]:
-    where = [str(f[k]) for k in ("side", "location") if f.get(k)]
-    if f.get("slices") is not None:
+    location, side = str(f.get("location") or ""), str(f.get("side") or "")
+    where = [w for w in ((side if side not in location else ""), location) if w]  # "patient's left" says the side
+    if f.get("slices") is not None and "slice" not in " ".join(where):  # the location words may name them
         where.append(_slices(f["slices"]))
+    size = f.get("size_mm") if f.get("size_mm") is not None else f.get("extent_mm")  # a volume's: its extent
     return (str(f.get("id") or f"F{n}"), str(f.get("phrase", "")), _num(f.get("score", 0.0), 2),
-            ", ".join(where), _size_mm(f.get("size_mm")))
+            ", ".join(where), _size_mm(size))
 
 
 def _box_rows(payload: dict[str, Any]) -> list[tuple[str, ...]]:

@@ -55,12 +55,11 @@ def run_dir(checkpoint: Optional[Path]) -> Path:
 
 
 def load_grounder(checkpoint: Optional[Path], *, device: str, masks: str | bool = "none") -> tuple[Any, Any]:
-    """``(grounder, masks)``: the checkpoint's Grounder with the refiner ``--masks`` asks for, and the value
-    of ``masks=`` its grounding calls take."""
+    """``(grounder, masks)``: the checkpoint's Grounder, and the value of ``masks=`` (the one setting that
+    chooses masks) its grounding calls take for ``--masks``."""
     from ..infer import Grounder, mask_option
 
-    refiner, how = mask_option(masks)
-    return Grounder.from_pretrained(run_dir(checkpoint), device=device, refiner=refiner), how
+    return Grounder.from_pretrained(run_dir(checkpoint), device=device), mask_option(masks)
 
 
 def export_options(outputs: Optional[str], max_voxels: Optional[int], checkpoint: Path) -> Any:

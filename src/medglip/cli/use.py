@@ -76,7 +76,9 @@ def ground(
                                  masks="auto" if out is not None and masks.strip().lower() == "none" else masks)
     res = g.ground_file(image, phrase, modality=modality, masks=masks_how,
                         score_threshold="calibrated" if score_threshold is None else score_threshold, top_k=top_k)
-    payload = res.to_json()
+    from ..context import result_json
+
+    payload = result_json(res)  # with the findings (ids F1, ...) every surface shows
     for note in res.untrained:
         console.print(f"[yellow]untrained[/]: {note}")
     if overlay:

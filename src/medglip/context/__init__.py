@@ -6,6 +6,12 @@ for a language model (text blocks, a numbered visual prompt, crops), a VQA answe
 >>> ctx = context_from(res); print(ctx.text_block("qwen"))                      # doctest: +SKIP
 >>> ctx.visual_prompt(res.picture()).save("prompt.png")                        # doctest: +SKIP
 
+One findings model: :func:`context_from` turns a grounding into numbered findings (``F1``, ``F2``, ...:
+every box or object the grounder kept, in phrase order then by score, each with its size from its
+mask else its box, its location in words and in mm); :func:`result_json` is a result's JSON with
+those findings, the JSON the CLI, the service and the page read. Reports and VQA answers cite the
+same ids.
+
 The contract is docs/grounded_api.md. Additions to it: ``Finding.mask`` (the box's mask, for drawing;
 not compared, not in ``to_json``), ``Finding.centre`` / ``n_slices`` / ``on_slice``,
 ``GroundedContext.finding(number)`` / ``is_volume`` / ``ontology``, ``volume["slice_axis"]`` and the
@@ -26,7 +32,8 @@ from .grounded import GroundedContext
 
 
 def context_from(result: GroundingResult | VolumeGroundingResult, **kwargs: Any) -> GroundedContext:
-    """:func:`context_from_result` or :func:`context_from_volume`, whichever ``result`` is."""
+    """:func:`context_from_result` or :func:`context_from_volume`, whichever ``result`` is (by default
+    every box / object the grounder kept: the findings every surface shows)."""
     if isinstance(result, VolumeGroundingResult):
         ctx = context_from_volume(result, **kwargs)
     else:
@@ -35,5 +42,14 @@ def context_from(result: GroundingResult | VolumeGroundingResult, **kwargs: Any)
     return ctx
 
 
+def result_json(result: GroundingResult | VolumeGroundingResult, *, masks_as_rle: bool = True) -> dict[str, Any]:
+    """``result.to_json()`` with ``findings``: the findings model of :func:`context_from` as JSON
+    (``id``, ``phrase``, ``score``, ``size_mm``, ``size_source``, ``side``, ``slices``, ``location``,
+    ``location_mm``, ...; :meth:`Finding.to_json`), what every surface renders."""
+    out = result.to_json(masks_as_rle=masks_as_rle) if isinstance(result, GroundingResult) else result.to_json()
+    out["findings"] = [f.to_json() for f in context_from(result).findings]
+    return out
+
+
 __all__ = ["Finding", "GroundedContext", "context_from", "context_from_result", "context_from_volume",
-           "result_from_annotations"]
+           "result_from_annotations", "result_json"]

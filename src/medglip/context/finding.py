@@ -10,6 +10,11 @@ import numpy as np
 Box = tuple[float, float, float, float]
 
 
+def finding_id(number: int) -> str:
+    """The id of finding ``number`` on every surface: ``"F<number>"``."""
+    return f"F{int(number)}"
+
+
 def _r(v: float | None, nd: int = 2) -> float | None:
     return None if v is None else round(float(v), nd)
 
@@ -23,8 +28,11 @@ class Finding:
     """One box of one phrase (2D) or one linked 3D object (volumes), numbered for the visual prompt.
 
     Attributes are those of docs/grounded_api.md; in short: ``box`` is xyxy pixel edges in the
-    original image (volumes: the object's box on ``key_slice``), ``size_px`` / ``size_mm`` are
-    ``(width, height)``, ``side`` is the patient side of the box centre (``left`` / ``right`` /
+    original image (volumes: the object's box on ``key_slice``); ``size_px`` / ``size_mm`` are
+    ``(width, height)`` (volumes: ``size_mm`` is the LPS ``x, y, z`` extent, as ``extent_mm``), measured
+    on the mask when there is one, else on the box (``size_source``: ``"mask"`` / ``"box"``,
+    :mod:`medglip.context.size`); ``location_mm`` is the LPS mm of the centre when the geometry is
+    known; ``id`` (``"F<number>"``) is how every surface names the finding; ``side`` is the patient side of the box centre (``left`` / ``right`` /
     ``midline`` or None), ``vertical`` the third of the image height holding the centre, ``parent``
     the phrase of the finding whose box holds this one (``parent_number``) or else the ontology parent.
 
@@ -55,12 +63,19 @@ class Finding:
     key_slice: int | None = None
     extent_mm: tuple[float, float, float] | None = None
     world_box_mm: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+    size_source: str = "box"
+    location_mm: tuple[float, float, float] | None = None
     mask: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
+    def id(self) -> str:
+        """``"F<number>"``: the name report sentences, VQA answers, the service and the page all use."""
+        return finding_id(self.number)
+
+    @property
     def longest_mm(self) -> float | None:
-        """The longest side in mm (of ``extent_mm`` for volumes, else ``size_mm``); None without spacing."""
-        sizes = self.extent_mm if self.extent_mm is not None else self.size_mm
+        """The longest side of ``size_mm``; None without spacing."""
+        sizes = self.size_mm if self.size_mm is not None else self.extent_mm
         return None if sizes is None else float(max(sizes))
 
     @property
@@ -80,9 +95,10 @@ class Finding:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (floats rounded to 2 decimals, scores to 3); the mask is left out."""
         return {
-            "number": self.number, "phrase": self.phrase, "label": self.label, "level": self.level,
+            "id": self.id, "number": self.number, "phrase": self.phrase, "label": self.label, "level": self.level,
             "hierarchy": list(self.hierarchy), "laterality": self.laterality, "score": _r(self.score, 3),
             "box": _rt(self.box), "size_px": _rt(self.size_px), "size_mm": _rt(self.size_mm),
+            "size_source": self.size_source,
             "longest_mm": _r(self.longest_mm),
             "mask_area_px": None if self.mask_area_px is None else int(self.mask_area_px),
             "mask_area_mm2": _r(self.mask_area_mm2), "side": self.side, "vertical": self.vertical,
@@ -92,4 +108,5 @@ class Finding:
             "key_slice": None if self.key_slice is None else int(self.key_slice),
             "extent_mm": _rt(self.extent_mm),
             "world_box_mm": None if self.world_box_mm is None else [_rt(c) for c in self.world_box_mm],
+            "location_mm": _rt(self.location_mm),
         }

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..core.rules import FINDING_THRESHOLD, vertical_third
+from ..core.rules import vertical_third
 from ..errors import MedglipError
 from ..infer.results import GroundingResult
 from ..ontology import Ontology, load_ontology
 from .finding import Finding
 from .grounded import GroundedContext
+from .size import centre_mm_2d, size_2d
 from .location import (
     Extent, find_containers, horizontal_words, location_words, orientation_of, resolve_spacing, side_of_box,
     world_matrix,
@@ -44,7 +45,27 @@ def phrase_info(phrase: str, onto: Any) -> PhraseInfo:
     return PhraseInfo(res.label, res.level, tuple(res.hierarchy), res.laterality, res.parent, frozenset(names))
 
 
-def check_threshold(score_threshold: float, max_per_phrase: int) -> tuple[float, int]:
+def check_threshold(score_threshold: float | None, max_per_phrase: int | None,
+                    applied: dict[str, float | None] | None = None) -> tuple[float, float, int | None]:
+    """``(filter, shown, cap)``: the threshold findings are filtered with (None given: 0, i.e. every
+    box the grounder kept), the one a context reports (None given: the lowest the grounder applied,
+    ``applied``), and the cap per phrase (None: none).
+
+    The findings model keeps, by default, exactly what the grounder kept: every surface then shows the
+    same objects after the same threshold and filtering."""
+    if score_threshold is None:
+        used = [float(v) for v in (applied or {}).values() if v is not None]
+        score_threshold, shown = 0.0, min(used, default=0.0)
+    else:
+        shown = None
+    if max_per_phrase is None:
+        thr, _ = _checked(score_threshold, 1)
+        return thr, thr if shown is None else shown, None
+    thr, k = _checked(score_threshold, max_per_phrase)
+    return thr, thr if shown is None else shown, k
+
+
+def _checked(score_threshold: Any, max_per_phrase: Any) -> tuple[float, int]:
     try:
         thr, k = float(score_threshold), int(max_per_phrase)
     except (TypeError, ValueError):
@@ -57,8 +78,8 @@ def check_threshold(score_threshold: float, max_per_phrase: int) -> tuple[float,
     return thr, k
 
 
-def top_indices(scores: np.ndarray, threshold: float, k: int) -> list[int]:
-    """Indices of the at most ``k`` best scores ≥ ``threshold``, best first (ties: original order)."""
+def top_indices(scores: np.ndarray, threshold: float, k: int | None) -> list[int]:
+    """Indices of the at most ``k`` (None: all) best scores ≥ ``threshold``, best first (ties: original order)."""
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     order = np.argsort(-s, kind="stable")
     return [int(i) for i in order if s[i] >= threshold][:k]
@@ -78,24 +99,28 @@ def display_plane(extra: dict[str, Any]) -> str:
 
 
 def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None,
-                        score_threshold: float = FINDING_THRESHOLD, max_per_phrase: int = 3, source: str = "prediction",
-                        ontology: Ontology | None = None) -> GroundedContext:
+                        score_threshold: float | None = None, max_per_phrase: int | None = None,
+                        source: str = "prediction", ontology: Ontology | None = None,
+                        phrases: Sequence[str] | None = None) -> GroundedContext:
     """Findings of a 2D :class:`GroundingResult`.
 
     Args:
         result: the grounding (boxes ``(K, 4)`` xyxy pixel edges, scores ``(K,)``, masks ``(K, H, W)``).
         pixel_spacing: ``(row_mm, col_mm)``; default ``result.extra["pixel_spacing"]``, else derived
             from ``result.extra["pixel_to_world"]``, else sizes in pixels only.
-        score_threshold: boxes below it are dropped; phrases left with none are ``absent``.
-        max_per_phrase: boxes kept per phrase (best first).
+        score_threshold: boxes below it are dropped; phrases left with none are ``absent``. None
+            (default): none dropped, the findings are exactly the boxes the grounder kept (the
+            context reports the lowest threshold it applied, ``result.thresholds``).
+        max_per_phrase: boxes kept per phrase (best first); None (default): all.
         source: ``"prediction"`` or ``"ground truth"`` (stored on every finding).
         ontology: an :class:`~medglip.ontology.Ontology`; default :func:`load_ontology`. The context
             keeps it (its later phrase look-ups use it too).
+        phrases: only these of the result's phrases (default: all).
 
     Sides are measured against the body's midline in ``result.pixels`` when the result has them
     (:func:`medglip.core.rules.patient_side`), else against the image centre.
     """
-    thr, k = check_threshold(score_threshold, max_per_phrase)
+    thr, shown, k = check_threshold(score_threshold, max_per_phrase, result.thresholds)
     onto = ontology or load_ontology()
     extra = dict(result.extra or {})
     h, w = (int(v) for v in result.image_size)
@@ -109,7 +134,7 @@ def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None,
     picked: list[tuple[str, PhraseInfo, tuple[float, float, float, float], float, np.ndarray | None]] = []
     absent: list[str] = []
     for g in result.groundings:
-        if g.phrase in asked:
+        if g.phrase in asked or (phrases is not None and g.phrase not in phrases):
             continue
         asked.append(g.phrase)
         idx = top_indices(g.scores, thr, k)
@@ -129,16 +154,15 @@ def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None,
     for n, ((phrase, info, box, score, mask), holder) in enumerate(zip(picked, holders), start=1):
         x0, y0, x1, y1 = box
         cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-        bw, bh = x1 - x0, y1 - y0
+        size_px, size_mm, size_source = size_2d(box, mask, spacing)
         side = side_of_box(cx, w, result.modality, plane, pixels, m)
         vertical = vertical_third(cy, h)
         container = None if holder is None else picked[holder][0]
         area_px, area_mm2 = mask_areas(mask, spacing)
         findings.append(Finding(
             number=n, phrase=phrase, label=info.label, level=info.level, hierarchy=info.hierarchy,
-            laterality=info.laterality, score=score, box=box, size_px=(bw, bh),
-            size_mm=None if spacing is None else (bw * spacing[1], bh * spacing[0]),
-            mask_area_px=area_px, mask_area_mm2=area_mm2, side=side, vertical=vertical,
+            laterality=info.laterality, score=score, box=box, size_px=size_px, size_mm=size_mm,
+            size_source=size_source, location_mm=centre_mm_2d(box, m), mask_area_px=area_px, mask_area_mm2=area_mm2, side=side, vertical=vertical,
             location=location_words(side=side, horizontal=horizontal_words(cx, w) if orientation == "none" else None,
                                     vertical=vertical, plane=plane, container=container),
             parent=container if container is not None else info.parent,
@@ -146,4 +170,4 @@ def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None,
     return GroundedContext(
         source=str(result.source), modality=result.modality, image_size=(h, w), plane=plane,
         pixel_spacing=spacing, orientation=orientation, asked=tuple(asked), findings=findings,
-        absent=tuple(absent), score_threshold=thr, volume=None, ontology=onto)
+        absent=tuple(absent), score_threshold=shown, volume=None, ontology=onto)

@@ -2,37 +2,49 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from ..core.orient import plan_slices
-from ..core.rules import FINDING_THRESHOLD, vertical_third
+from ..core.rules import vertical_third
 from ..infer.volume import VolumeGroundingResult, VolumeObject
 from ..ontology import Ontology, load_ontology
 from .finding import Finding
 from .from_image import PhraseInfo, check_threshold, mask_areas, phrase_info
 from .grounded import GroundedContext
-from .location import Extent, find_containers, location_words, side_of_box
+from .size import size_3d
+from .location import DASH, Extent, find_containers, location_words, side_of_box
 
 
-def _extent_mm(obj: VolumeObject, voxel_mm: np.ndarray) -> tuple[float, float, float]:
-    """LPS x / y / z extent of an object's voxels, edges included: its world box (voxel centres)
-    plus one voxel along each world axis."""
-    wb = np.asarray(obj.world_box, dtype=np.float64).reshape(2, 3)
-    return tuple(float(v) for v in (wb[1] - wb[0]) + voxel_mm)  # type: ignore[return-value]
+def _mask_bounds(result: VolumeGroundingResult, index: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """First / last voxel index of object ``index``'s 3D mask; (None, None) without slice masks or
+    for an empty mask."""
+    obj = result.objects[index]
+    if not obj.slice_boxes or any(b.mask is None for b in obj.slice_boxes):
+        return None, None
+    om = result.object_mask(index)
+    if om.voxels == 0:
+        return None, None
+    where = np.argwhere(om.mask)
+    lo = np.asarray(om.lo)
+    return lo + where.min(0), lo + where.max(0)
 
 
-def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float = FINDING_THRESHOLD,
-                        max_per_phrase: int = 3, source: str = "prediction",
-                        ontology: Ontology | None = None) -> GroundedContext:
+def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float | None = None,
+                        max_per_phrase: int | None = None, source: str = "prediction",
+                        ontology: Ontology | None = None, phrases: Sequence[str] | None = None) -> GroundedContext:
     """Findings of a :class:`VolumeGroundingResult`: one per object (score = the object's mean score).
 
     Each finding's ``box`` is its best slice box (``key_slice``), ``slices`` its slice range,
-    ``extent_mm`` the LPS extent of its voxels and ``side`` the side of its key-slice box
-    (:func:`medglip.core.rules.patient_side`, against the body's midline on that slice when the
-    result can draw it). ``size_mm`` is None for volumes (``extent_mm`` says it). Containment is
-    tested on the objects' voxel boxes.
+    ``size_mm`` (= ``extent_mm``) the LPS extent of its mask's voxels, else of its boxes' voxels
+    (``size_source``, :mod:`.size`), ``location_mm`` the centre of its world box, and ``side`` the
+    side of its key-slice box (:func:`medglip.core.rules.patient_side`, against the body's midline on
+    that slice when the result can draw it). Containment is tested on the objects' voxel boxes.
+    ``score_threshold`` / ``max_per_phrase``: as in :func:`~.from_image.context_from_result` (by
+    default every object the grounder kept); ``phrases``: only these of the result's phrases.
     """
-    thr, k = check_threshold(score_threshold, max_per_phrase)
+    thr, shown, k = check_threshold(score_threshold, max_per_phrase, result.thresholds)
     onto = ontology or load_ontology()
     geom = result.geometry
     shape = tuple(int(s) for s in result.shape)
@@ -40,13 +52,13 @@ def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float
     image_size = tuple(result.slice_results[0].image_size) if result.slice_results else plan.display_shape
     h = int(image_size[0])
     spacing = plan.pixel_spacing(geom)
-    voxel_mm = np.abs(geom.direction_matrix) @ np.asarray(geom.spacing, dtype=np.float64)
 
     asked: list[str] = []
     absent: list[str] = []
     picked: list[tuple[VolumeObject, PhraseInfo]] = []
+    index = {id(o): i for i, o in enumerate(result.objects)}
     for phrase in result.phrases:
-        if phrase in asked:
+        if phrase in asked or (phrases is not None and phrase not in phrases):
             continue
         asked.append(phrase)
         objs = [o for o in result.objects if o.phrase == phrase and o.score >= thr and o.slice_boxes]
@@ -70,6 +82,9 @@ def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float
         wb = np.asarray(o.world_box, dtype=np.float64).reshape(2, 3)
         side = side_of_box((box[0] + box[2]) / 2.0, int(image_size[1]), result.modality, result.plane,
                            _slice_pixels(result, key.slice_index))
+        size_mm, size_source = size_3d(wb, *_mask_bounds(result, index[id(o)]), geom)
+        a, b = int(o.slices[0]), int(o.slices[1])
+        span = f"slice {a}" if a == b else f"slices {a}{DASH}{b}"
         vertical = vertical_third((box[1] + box[3]) / 2.0, h)
         container = None if holder is None else picked[holder][0].phrase
         mask = None if key.mask is None else np.asarray(key.mask, dtype=bool)
@@ -77,13 +92,14 @@ def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float
         findings.append(Finding(
             number=n, phrase=o.phrase, label=info.label, level=info.level, hierarchy=info.hierarchy,
             laterality=info.laterality, score=float(o.score), box=box, size_px=(box[2] - box[0], box[3] - box[1]),
-            size_mm=None, mask_area_px=area_px, mask_area_mm2=area_mm2, side=side, vertical=vertical,
+            size_mm=size_mm, size_source=size_source, location_mm=tuple(float(v) for v in wb.mean(0)),
+            mask_area_px=area_px, mask_area_mm2=area_mm2, side=side, vertical=vertical,
             location=location_words(side=side, horizontal=None, vertical=vertical, plane=result.plane,
-                                    container=container),
+                                    container=container, slices=span),
             parent=container if container is not None else info.parent,
             parent_number=None if holder is None else holder + 1, source=source,
             slices=(int(o.slices[0]), int(o.slices[1])), key_slice=int(key.slice_index),
-            extent_mm=_extent_mm(o, voxel_mm),
+            extent_mm=size_mm,
             world_box_mm=(tuple(float(v) for v in wb[0]), tuple(float(v) for v in wb[1])),  # type: ignore[arg-type]
             mask=mask))
 
@@ -94,7 +110,7 @@ def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float
     return GroundedContext(
         source=str(result.source), modality=result.modality, image_size=(int(image_size[0]), int(image_size[1])),
         plane=result.plane, pixel_spacing=spacing, orientation="world", asked=tuple(asked), findings=findings,
-        absent=tuple(absent), score_threshold=thr, volume=volume, ontology=onto)
+        absent=tuple(absent), score_threshold=shown, volume=volume, ontology=onto)
 
 
 def _slice_pixels(result: VolumeGroundingResult, index: int) -> np.ndarray | None:

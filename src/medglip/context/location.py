@@ -83,9 +83,14 @@ def horizontal_words(cx: float, width: int) -> str:
     return "image right" if cx > width / 2.0 else "image left"
 
 
+#: the dash of slice ranges in words ("slices 40–52")
+DASH = "–"
+
+
 def location_words(*, side: str | None, horizontal: str | None, vertical: str, plane: str,
-                   container: str | None) -> str:
-    """E.g. ``"patient's left, anterior part of the image, within the brain"``.
+                   container: str | None, slices: str | None = None) -> str:
+    """E.g. ``"patient's left, anterior part of the image, slices 40–52, within the brain"`` (``slices``:
+    a volume finding's slice range in words).
 
     Axial slices say anterior / posterior for the upper / lower thirds (their top is anterior);
     2D images, coronal and sagittal slices and radiographs say upper / lower.
@@ -103,6 +108,8 @@ def location_words(*, side: str | None, horizontal: str | None, vertical: str, p
         parts.append(f"{'anterior' if vertical == 'upper' else 'posterior'} part of the image")
     else:
         parts.append(f"{vertical} part of the image")
+    if slices:
+        parts.append(slices)
     words = ", ".join(parts)
     return f"{words}, within the {container}" if container else words
 

@@ -54,9 +54,8 @@ def format_number(v: float) -> str:
 
 
 def format_size(f: Finding, times: str = " x ") -> str:
-    """``"42 x 37 mm"`` (2D with spacing), ``"42 x 37 x 30 mm"`` (volumes, LPS extent) or ``"42 x 37 px"``."""
-    if f.extent_mm is not None:
-        return times.join(format_number(v) for v in f.extent_mm) + " mm"
+    """``"42 x 37 mm"`` (2D with spacing), ``"42 x 37 x 30 mm"`` (volumes, LPS extent) or ``"42 x 37 px"``:
+    the finding's one size (its mask's, else its box's)."""
     if f.size_mm is not None:
         return times.join(format_number(v) for v in f.size_mm) + " mm"
     return times.join(format_number(v) for v in f.size_px) + " px"
@@ -86,12 +85,12 @@ def llava_box(box: tuple[float, ...], image_size: tuple[int, int]) -> tuple[floa
 
 
 def _details(f: Finding) -> str:
-    """``score 0.91, 42 x 37 mm, patient's left, ... (finding 2); slices 40-52, key slice 45``."""
+    """``score 0.91, 42 x 37 mm, patient's left, ..., slices 40–52, within the liver (finding 2); key slice 45``."""
     text = f"score {f.score:.2f}, {format_size(f)}, {f.location}"
     if f.parent_number is not None:
         text += f" (finding {f.parent_number})"
     if f.slices is not None:
-        text += f"; {format_slices(f)}, key slice {f.key_slice}"
+        text += f"; key slice {f.key_slice}"
     return text
 
 

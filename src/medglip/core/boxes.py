@@ -6,7 +6,7 @@ Boxes are on pixel edges: a box covering columns 3..7 is ``x0 = 3, x1 = 8`` (COC
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -38,10 +38,10 @@ def inside_fraction(lo: Sequence[float], hi: Sequence[float], holder_lo: Sequenc
                     holder_hi: Sequence[float]) -> float:
     """Fraction of the box ``lo..hi`` (any number of axes: 2D pixels, 3D voxels) inside the box
     ``holder_lo..holder_hi``; 0 for an empty box."""
-    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
-    size = float(np.prod(np.clip(hi - lo, 0, None)))
+    b_lo, b_hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    size = float(np.prod(np.clip(b_hi - b_lo, 0, None)))
     if size <= 0:
         return 0.0
-    inter = np.clip(np.minimum(hi, np.asarray(holder_hi, np.float64)) - np.maximum(lo, np.asarray(holder_lo, np.float64)),
-                    0, None)
+    h_lo, h_hi = np.asarray(holder_lo, np.float64), np.asarray(holder_hi, np.float64)
+    inter = np.clip(np.minimum(b_hi, h_hi) - np.maximum(b_lo, h_lo), 0, None)
     return float(np.prod(inter)) / size

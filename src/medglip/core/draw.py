@@ -75,7 +75,7 @@ def box_rect(bbox: list[float], scale: float) -> Rect:
     return x0, y0, max(x0, round((x + w) * scale) - 1), max(y0, round((y + h) * scale) - 1)
 
 
-def fit_text(text: str, fnt: ImageFont.ImageFont, max_width: float) -> str:
+def fit_text(text: str, fnt: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_width: float) -> str:
     """`text`, shortened with an ellipsis until it is at most `max_width` pixels wide."""
     if fnt.getlength(text) <= max_width:
         return text
@@ -94,7 +94,8 @@ def _place_label(size: tuple[int, int], box: Rect, canvas: tuple[int, int], take
     w, h = size
     W, H = canvas
     x = min(max(0, box[0]), max(0, W - w))
-    fits, clamped = [], []
+    fits: list[Rect] = []
+    clamped: list[Rect] = []
     for y in (box[1] - h, box[3] + 1, box[1]):
         r = (x, min(max(0, y), max(0, H - h)), x + w - 1, min(max(0, y), max(0, H - h)) + h - 1)
         (fits if r[1] == y else clamped).append(r)
@@ -165,7 +166,7 @@ def render(picture: np.ndarray | Image.Image, marks: list[Mark], *, plane: str |
     if s <= 0:
         raise MedglipError(f"scale must be positive, got {scale}")
     W, H = max(1, round(w0 * s)), max(1, round(h0 * s))
-    img = base.resize((W, H), Image.NEAREST) if (W, H) != (w0, h0) else base
+    img = base.resize((W, H), Image.Resampling.NEAREST) if (W, H) != (w0, h0) else base
     big, small = font(FONT_SIZE), font(SMALL_FONT_SIZE)
     line_w = max(2, round(s / 3)) if s >= 1 else 1
 
@@ -177,7 +178,7 @@ def render(picture: np.ndarray | Image.Image, marks: list[Mark], *, plane: str |
                 continue
             if m.mask.shape != (h0, w0):
                 raise MedglipError(f"a mask of shape {m.mask.shape} does not match the picture {(h0, w0)}")
-            mimg = Image.fromarray(m.mask.astype(np.uint8) * 255).resize((W, H), Image.NEAREST)
+            mimg = Image.fromarray(m.mask.astype(np.uint8) * 255).resize((W, H), Image.Resampling.NEAREST)
             ms = np.asarray(mimg) > 0
             tint(arr, ms, category_color(m.colour), MASK_ALPHA)
             eroded = np.asarray(mimg.filter(ImageFilter.MinFilter(2 * line_w + 1))) > 0

@@ -64,7 +64,7 @@ class Geometry:
         a = self.affine
         return index @ a[:-1, :-1].T + a[:-1, -1]
 
-    def same_grid(self, other: "Geometry", *, atol: float = 1e-3) -> bool:
+    def same_grid(self, other: Geometry, *, atol: float = 1e-3) -> bool:
         """True when both describe the same voxel grid up to ``atol`` (mm / cosine)."""
         return (
             self.ndim == other.ndim
@@ -74,7 +74,7 @@ class Geometry:
         )
 
     @staticmethod
-    def identity(ndim: int, spacing: tuple[float, ...] | None = None) -> "Geometry":
+    def identity(ndim: int, spacing: tuple[float, ...] | None = None) -> Geometry:
         spacing = tuple(float(s) for s in (spacing or (1.0,) * ndim))
         return Geometry(spacing=spacing, origin=(0.0,) * ndim, direction=tuple(np.eye(ndim).ravel()))
 

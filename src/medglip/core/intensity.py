@@ -8,6 +8,7 @@ pictures, standardised arrays); the input pipeline maps every form back to HU th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,8 +82,8 @@ class CTForm:
                                f"got offset {self.offset!r}, scale {self.scale!r}")
 
     @classmethod
-    def windowed(cls, window: str | tuple[float, float] | list[float], white: float = 255.0, *,
-                 below_hu: float | None = None) -> "CTForm":
+    def windowed(cls, window: str | Sequence[float], white: float = 255.0, *,
+                 below_hu: float | None = None) -> CTForm:
         """A picture of ``window`` (a :data:`CT_WINDOWS` name, ``"low,high"`` or a pair); ``below_hu``:
         the HU its saturated dark pixels (value 0) stand for (None: the window's low end)."""
         return cls(kind="windowed", window=parse_window(window), white=float(white),
@@ -90,7 +91,7 @@ class CTForm:
 
     @classmethod
     def standardised(cls, offset: float, scale: float, *, background: float | None = None,
-                     background_hu: float = -1000.0) -> "CTForm":
+                     background_hu: float = -1000.0) -> CTForm:
         """A standardised array: ``HU ≈ offset + scale × value``; ``background`` values are ``background_hu``."""
         return cls(kind="standardised", offset=float(offset), scale=float(scale),
                    background=None if background is None else float(background), background_hu=float(background_hu))
@@ -101,6 +102,7 @@ class CTForm:
             return values
         x = np.array(values, dtype=np.float32, copy=True)
         if self.kind == "windowed":
+            assert self.window is not None  # __post_init__ refuses a windowed form without one
             lo, hi = self.window
             x *= np.float32((hi - lo) / self.white)
             x += np.float32(lo)
@@ -116,7 +118,8 @@ class CTForm:
 
     def to_json(self) -> dict[str, Any]:
         if self.kind == "windowed":
-            out = {"kind": "windowed", "window": list(self.window), "white": self.white}
+            assert self.window is not None  # __post_init__ refuses a windowed form without one
+            out: dict[str, Any] = {"kind": "windowed", "window": list(self.window), "white": self.white}
             if self.below_hu is not None:  # absent: the window's end (records written before it read the same)
                 out["below_hu"] = self.below_hu
             return out
@@ -126,7 +129,7 @@ class CTForm:
         return {"kind": "hu"}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "CTForm":
+    def from_json(cls, d: dict[str, Any]) -> CTForm:
         kind = d.get("kind", "hu")
         if kind == "windowed":
             return cls.windowed(tuple(d["window"]), d.get("white", 255.0), below_hu=d.get("below_hu"))
@@ -136,7 +139,7 @@ class CTForm:
         return cls(kind=kind)
 
 
-def parse_window(spec: str | tuple[float, float] | list[float]) -> tuple[float, float]:
+def parse_window(spec: str | Sequence[float]) -> tuple[float, float]:
     """A window name of :data:`CT_WINDOWS`, ``"low,high"`` text or a ``(low, high)`` pair → HU bounds.
 
     Raises:

@@ -39,6 +39,7 @@ tissue unless asked otherwise), the other modalities as their model pixels.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +47,16 @@ import numpy as np
 
 from ..errors import MedglipError
 from .intensity import (
-    CT_WINDOWS, DEFAULT_DISPLAY_WINDOW, DEFAULT_PICTURE_WINDOW, PERCENTILES, CTForm, looks_like_hu, parse_window,
-    percentile_range, raw_range, window_to_uint8,
+    CT_WINDOWS,
+    DEFAULT_DISPLAY_WINDOW,
+    DEFAULT_PICTURE_WINDOW,
+    PERCENTILES,
+    CTForm,
+    looks_like_hu,
+    parse_window,
+    percentile_range,
+    raw_range,
+    window_to_uint8,
 )
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: dataset-build workers never load it
@@ -102,22 +111,35 @@ class InputConfig:
         return out
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "InputConfig":
-        return cls(ct_windows=tuple(tuple(float(v) for v in w) for w in d["ct_windows"]),
-                   percentiles=tuple(float(v) for v in d["percentiles"]), version=int(d.get("version", 0)),
+    def from_json(cls, d: dict[str, Any]) -> InputConfig:
+        return cls(ct_windows=tuple(window_pair([float(v) for v in w]) for w in d["ct_windows"]),
+                   percentiles=value_pair([float(v) for v in d["percentiles"]]), version=int(d.get("version", 0)),
                    context_slices=int(d.get("context_slices", 0)))
 
     @classmethod
-    def from_window_names(cls, names: tuple[str, ...], **kw: Any) -> "InputConfig":
+    def from_window_names(cls, names: tuple[str, ...], **kw: Any) -> InputConfig:
         return cls(ct_windows=tuple(parse_window(n) for n in names), **kw)
 
-    def replace(self, **changes: Any) -> "InputConfig":
+    def replace(self, **changes: Any) -> InputConfig:
         return dataclasses.replace(self, **changes)
 
     def window_names(self) -> list[str]:
         """The name of each channel's window (``"low,high"`` for unnamed ones)."""
-        by_value = {v: k for k, v in CT_WINDOWS.items()}
+        by_value: dict[tuple[float, ...], str] = {v: k for k, v in CT_WINDOWS.items()}
         return [by_value.get(tuple(w), f"{w[0]:g},{w[1]:g}") for w in self.ct_windows]
+
+
+def value_pair(values: Sequence[float]) -> tuple[float, float]:
+    """``values`` as a ``(low, high)`` pair, the values themselves (ValueError unless there are two)."""
+    lo, hi = values
+    return lo, hi
+
+
+def window_pair(window: Sequence[float]) -> tuple[float, float]:
+    """A CT window's ``(low, high)`` pair, the values themselves; MedglipError (from :func:`parse_window`,
+    as :class:`InputConfig` raises) unless it is a valid window."""
+    parse_window(tuple(window))
+    return value_pair(window)
 
 
 # ------------------------------------------------------------------------------ model pixels
@@ -325,7 +347,7 @@ def picture(pixels: np.ndarray, intensity: dict[str, Any] | None = None, *, wind
     if raw is not None:
         form = CTForm.from_json(intensity["form"]) if intensity.get("form") else CTForm()
         return window_to_uint8(_ct_hu(image_channels(raw), form), *wanted)
-    names = {v: k for k, v in CT_WINDOWS.items()}
+    names: dict[tuple[float, ...], str] = {v: k for k, v in CT_WINDOWS.items()}
     raise MedglipError(f"CT window {window!r} is not one of this image's channels "
                        f"({', '.join(names.get(w, f'{w[0]:g},{w[1]:g}') for w in windows)}) and its raw values "
                        "are not at hand")

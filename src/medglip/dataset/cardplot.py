@@ -44,8 +44,9 @@ def bar_chart(path: str | Path, counts: Mapping[str, int], *, title: str, max_ba
     peak = max((v for _, v in items), default=0) or 1
     for i, (name, value) in enumerate(items):
         y = top + i * _ROW
-        shown = name if small.getlength(name) <= label_w - 12 else name[: max(4, int(len(name) * (label_w - 12)
-                                                                                     / small.getlength(name)) - 1)] + "…"
+        shown = name
+        if small.getlength(name) > label_w - 12:  # cut to about the characters that fit the label column
+            shown = name[: max(4, int(len(name) * (label_w - 12) / small.getlength(name)) - 1)] + "…"
         d.text((8, y + 4), shown, fill="black", font=small)
         x1 = left + (right - left) * value / peak
         d.rectangle([left, y + 3, max(left + 1, x1), y + _ROW - 3], fill=_BAR)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
+from typing import cast
 
 from ..core.intensity import parse_window
 from ..core.orient import PLANES
@@ -71,7 +72,7 @@ class BuildConfig:
                 parse_window(self.display_window)
             except MedglipError as exc:
                 raise ValueError(f"display_window: {exc} (or 'auto')") from None
-        self.input_config  # validates ct_windows and percentiles
+        _ = self.input_config  # the property validates ct_windows and percentiles
         if len(self.split_ratios) != 3 or any(r < 0 for r in self.split_ratios) or sum(self.split_ratios) <= 0:
             raise ValueError(f"split_ratios must be three non-negative fractions, got {self.split_ratios}")
         if self.negative_ratio < 0:
@@ -80,8 +81,10 @@ class BuildConfig:
     @property
     def input_config(self) -> InputConfig:
         """The input pipeline the build writes its images with."""
-        return InputConfig(ct_windows=tuple(tuple(float(v) for v in w) for w in self.ct_windows),
-                           percentiles=tuple(self.percentiles), version=self.input_version,
+        # cast: InputConfig itself checks that each window and the percentiles are (low, high) pairs
+        windows = cast(tuple[tuple[float, float], ...], tuple(tuple(float(v) for v in w) for w in self.ct_windows))
+        return InputConfig(ct_windows=windows, percentiles=cast(tuple[float, float], tuple(self.percentiles)),
+                           version=self.input_version,
                            context_slices=self.context_slices)
 
     @property
@@ -96,7 +99,7 @@ class BuildConfig:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "BuildConfig":
+    def from_json(cls, d: dict) -> BuildConfig:
         known = {f.name for f in fields(cls)}
         if "input_version" not in d:
             raise MedglipError("this dataset was built before medglip's input pipeline (its images hold one "

@@ -31,7 +31,7 @@ class Instance:
     centroid: tuple[float, float]
 
 
-def _make(value: int, mask: np.ndarray, sl: tuple[slice, slice]) -> Instance:
+def _make(value: int, mask: np.ndarray, sl: tuple[slice, ...]) -> Instance:
     ys, xs = np.nonzero(mask[sl])
     y0, x0 = sl[0].start, sl[1].start
     return Instance(

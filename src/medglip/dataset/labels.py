@@ -16,7 +16,7 @@ class LabelInfo:
     source_label: str
     phrase: str
     label: str
-    class_name: str
+    class_name: str | None  # None for a region-level term, as the ontology resolves it
     region: str
     level: str
     laterality: str | None

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.files import atomic_write_json, atomic_write_text, read_json
 from ..errors import MedglipError
 from .card import write_card
 from .config import BuildConfig
 from .plan import plan_of_folder
-from ..core.files import atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ def assign_splits(records: list[dict], config: BuildConfig, *, mode: str = "auto
     for r in records:
         if _forced(r, forced):
             split[r["key"]] = "test"
-        elif declared.get(r["key"]):
-            split[r["key"]] = declared[r["key"]]
+        elif declared_split := declared.get(r["key"]):
+            split[r["key"]] = declared_split
         else:
             group = f"{r['source']}/patient/{r['patient']}" if r.get("patient") else r["key"]
             groups.setdefault(group, []).append(r["key"])

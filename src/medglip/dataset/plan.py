@@ -158,10 +158,11 @@ class RecipePlan:
         """Create ``out`` (refusing a single-source build's folder) and record sources and cases."""
         cfg_path = out / BUILD_CONFIG
         if cfg_path.exists() and read_json(cfg_path).get("kind") != "recipe":
-            raise MedglipError(f"{out} holds a single-source build ({cfg_path}); use a new output folder for the recipe")
+            raise MedglipError(f"{out} holds a single-source build ({cfg_path}); "
+                               "use a new output folder for the recipe")
         out.mkdir(parents=True, exist_ok=True)
         sources = {}
-        for src, part in zip(self.recipe.sources, self.parts):
+        for src, part in zip(self.recipe.sources, self.parts, strict=True):
             cfg = part.config
             sources[src.id] = {**cfg.to_json(), "fingerprint": cfg.fingerprint(),
                                "resolved_layout": listing.layouts.get(part), "cases": len(listing.keys.get(part, [])),

@@ -22,7 +22,6 @@ from .config import BuildConfig, display_window_spec
 from .instances import Instance, instances_from_slice
 from .labels import LabelInfo, resolve_case_labels
 
-
 #: zlib level of the dataset's PNGs: 1 writes a 512² CT slice about 3× faster than Pillow's default 6
 #: for ~20 % more bytes, and decodes as fast (a dataset is written once, read every epoch).
 PNG_LEVEL = 1
@@ -50,7 +49,7 @@ def check_label_values(case: Case) -> list[np.ndarray]:
                 f"unknown label value(s) {unknown}: the dataset only names {sorted(lm.names)}",
             )
         counts.append(c)
-    named = [sum(int(c[v]) for v in lm.names if v < len(c)) for lm, c in zip(case.labels, counts)]
+    named = [sum(int(c[v]) for v in lm.names if v < len(c)) for lm, c in zip(case.labels, counts, strict=True)]
     if not any(named) and not case.meta.get("no_finding"):
         raise CaseError(", ".join(case.label_path) or case.case_id, "empty mask: no labelled voxel in any label map")
     return counts
@@ -66,7 +65,7 @@ def choose_display_window(cfg: BuildConfig, infos: list[dict[int, LabelInfo]], c
     if display_window_spec(cfg.display_window) is not None:
         return cfg.display_window
     votes: dict[str, int] = {}
-    for layer, c in zip(infos, counts):
+    for layer, c in zip(infos, counts, strict=True):
         for value, info in layer.items():
             if info.ct_window and value < len(c):
                 votes[info.ct_window] = votes.get(info.ct_window, 0) + int(c[value])
@@ -84,7 +83,8 @@ def slice_side(pixels: np.ndarray, x: float, plane: str, modality: str) -> str |
     return patient_side(x, pixels.shape[1], body=body_columns(pixels))
 
 
-def _annotation(inst: Instance, info: LabelInfo, modality: str, side: str | None, crowd: bool = False) -> dict[str, Any]:
+def _annotation(inst: Instance, info: LabelInfo, modality: str, side: str | None,
+                crowd: bool = False) -> dict[str, Any]:
     laterality = info.laterality
     if laterality is None and info.level in ("lesion", "unknown") and side in ("left", "right"):
         laterality = side  # a lesion's side is where it lies
@@ -183,7 +183,7 @@ class CaseBuilder:
         per_slice: list[list[tuple[Instance, LabelInfo]]] = []
         for idx in range(plan.n_slices):
             found: list[tuple[Instance, LabelInfo]] = []
-            for lm, layer in zip(case.labels, infos):
+            for lm, layer in zip(case.labels, infos, strict=True):
                 insts, _ = instances_from_slice(
                     plan.take(lm.array, idx), names=lm.names, per_value=lm.instances,
                     min_pixels=cfg.min_pixels, min_area_mm2=cfg.min_area_mm2,
@@ -248,7 +248,7 @@ class CaseBuilder:
         pix, intensity = model_pixels(img, case.modality, cfg.input_config, what=case.case_id, form=case.ct_form)
         spacing = case.geometry.spacing if case.spacing_known else None
         anns = []
-        for lm, layer in zip(case.labels, infos):
+        for lm, layer in zip(case.labels, infos, strict=True):
             insts, _ = instances_from_slice(
                 lm.array, names=lm.names, per_value=lm.instances, min_pixels=cfg.min_pixels,
                 min_area_mm2=cfg.min_area_mm2, pixel_area_mm2=spacing[0] * spacing[1] if spacing else None)

@@ -19,11 +19,12 @@ A recipe (``recipe.yaml``)::
         test_cases: []             # case ids forced into the test split
 
 ``settings`` takes the :class:`~medglip.dataset.BuildConfig` fields shared by all sources (plane,
-ct_windows and context_slices (the input pipeline's: one for the whole dataset), display_window, percentiles, channels, min_area_mm2, min_pixels, negative_ratio, split_ratios, seed,
-include_unlabeled). Split policies: ``auto`` keeps a split the source declares (when it declares at
-least two) and cuts the rest by ratios, by patient; ``declared`` keeps every declared split, even a
-single one; ``ratios`` (or a ``[train, val, test]`` list) ignores declared splits; ``train`` /
-``val`` / ``test`` put the whole source in one split (an external test set).
+ct_windows and context_slices (the input pipeline's: one for the whole dataset), display_window,
+percentiles, channels, min_area_mm2, min_pixels, negative_ratio, split_ratios, seed, include_unlabeled).
+Split policies: ``auto`` keeps a split the source declares (when it declares at least two) and cuts
+the rest by ratios, by patient; ``declared`` keeps every declared split, even a single one; ``ratios``
+(or a ``[train, val, test]`` list) ignores declared splits; ``train`` / ``val`` / ``test`` put the whole
+source in one split (an external test set).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ RECIPE_VERSION = 1
 SPLIT_MODES = ("auto", "declared", "ratios", "train", "val", "test")
 _SOURCE_KEYS = {"id", "path", "catalog", "layout", "modality", "label_map", "split", "weight", "licence", "url",
                 "test_cases"}
-_SHARED = ("plane", "ct_windows", "context_slices", "display_window", "percentiles", "channels", "min_area_mm2", "min_pixels",
-           "negative_ratio", "split_ratios", "seed", "include_unlabeled", "input_version")
+_SHARED = ("plane", "ct_windows", "context_slices", "display_window", "percentiles", "channels", "min_area_mm2",
+           "min_pixels", "negative_ratio", "split_ratios", "seed", "include_unlabeled", "input_version")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +68,7 @@ class SplitPolicy:
                              f"got {self.mode!r}")
 
     @staticmethod
-    def parse(value: Any) -> "SplitPolicy":
+    def parse(value: Any) -> SplitPolicy:
         """``"auto"``, ``"test"``, ``[0.7, 0.15, 0.15]`` or ``{mode: ratios, ratios: [...]}``."""
         if value is None:
             return SplitPolicy()
@@ -93,7 +94,7 @@ def _ratios(value: Any) -> tuple[float, float, float]:
         raise ValueError(f"split fractions must be three numbers, got {value!r}") from None
     if len(r) != 3 or any(x < 0 for x in r) or sum(r) <= 0:
         raise ValueError(f"split fractions must be three non-negative numbers, got {value!r}")
-    return r  # type: ignore[return-value]
+    return r
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -46,7 +46,7 @@ class Shard:
     count: int
 
     @staticmethod
-    def parse(spec: str) -> "Shard":
+    def parse(spec: str) -> Shard:
         try:
             k, n = (int(x) for x in spec.split("/"))
         except ValueError:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from pathlib import Path
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.files import atomic_write_text, read_json
 from ..core.rules import FINDING_THRESHOLD
+
+if TYPE_CHECKING:
+    from .run import PhraseSet
 
 #: Candidate thresholds of :func:`choose_thresholds`.
 GRID = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.01))
@@ -76,11 +79,11 @@ def pair_scores(coco: dict, preds: list[dict], queries: dict[int, list[str]]) ->
     present, absent = [], []
     for iid, asked in queries.items():
         for phrase in asked:
-            p = top.get((int(iid), phrase))
-            score = 0.0 if p is None else float(p["score"])
+            best = top.get((int(iid), phrase))
+            score = 0.0 if best is None else float(best["score"])
             if (int(iid), phrase) in gt:
-                hit = p is not None and float(box_iou(xywh_to_xyxy([p["bbox"]]),
-                                                      xywh_to_xyxy(gt[(int(iid), phrase)])).max()) >= 0.5
+                hit = best is not None and float(box_iou(xywh_to_xyxy([best["bbox"]]),
+                                                         xywh_to_xyxy(gt[(int(iid), phrase)])).max()) >= 0.5
                 present.append((phrase, score, hit))
             else:
                 absent.append((phrase, score))
@@ -88,7 +91,7 @@ def pair_scores(coco: dict, preds: list[dict], queries: dict[int, list[str]]) ->
 
 
 def evaluate_run(run: Path, dataset_dir: Path, split: str, out: Path, *, masks: bool | str = False,
-                 phrases: str = "all") -> tuple[dict[str, Any], list, list]:
+                 phrases: PhraseSet = "all") -> tuple[dict[str, Any], list, list]:
     """Evaluate ``run`` on a split; ``phrases``: which absent phrases are asked on each image
     (:func:`medglip.evaluate.plan_queries`: ``all`` every dataset phrase, ``case`` those of the same
     patient and the image's known-absent ones); ``masks``: none, ``head`` (the checkpoint's mask head),
@@ -96,8 +99,8 @@ def evaluate_run(run: Path, dataset_dir: Path, split: str, out: Path, *, masks: 
     from ..infer import Grounder, mask_option
     from .run import evaluate, predict_dataset, read_split
 
-    refiner, asked = mask_option(masks)
-    g = Grounder.from_pretrained(run, refiner=refiner)
+    asked = mask_option(masks)  # the one setting that chooses masks; LiteMedSAM is built only if asked
+    g = Grounder.from_pretrained(run)
     preds, queries = predict_dataset(g, dataset_dir, split=split, phrases=phrases, masks=asked, max_per_phrase=5)
     metrics = evaluate(dataset_dir, preds, split=split, queries=queries, out=out,
                        score_threshold=g.threshold_for("*"))

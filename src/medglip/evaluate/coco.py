@@ -66,7 +66,7 @@ def dt_coco(gt: GroundTruth, predictions: Sequence[dict], *, segm: bool = False)
 
     With ``segm=True`` only predictions that carry a ``segmentation`` are kept (mask AP).
     """
-    anns = []
+    anns: list[dict] = []
     for pred in predictions:
         cid = gt.category_by_phrase.get(pred["phrase"])
         if cid is None or (segm and "segmentation" not in pred):
@@ -136,7 +136,7 @@ class CocoEvaluation:
             sub.accumulate()
             sub.summarize()
         log.debug("COCOeval (%s) summary:\n%s", self.iou_type, buf.getvalue())
-        stats = {name: (float(v) if v > -1 else None) for name, v in zip(STAT_NAMES, sub.stats)}
+        stats = {name: (float(v) if v > -1 else None) for name, v in zip(STAT_NAMES, sub.stats, strict=True)}
         # precision: [T, R, K, A, M]; IoU 0.5 is T index 0, area "all" A index 0, maxDets 100 is M index -1
         prec = sub.eval["precision"][0, :, :, 0, -1]
         per_cat = {int(c): prec[:, k].copy() for k, c in enumerate(sub_cats) if prec[0, k] > -1}

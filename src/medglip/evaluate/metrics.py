@@ -28,17 +28,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from .coco import RECALL_GRID, CocoEvaluation, CocoResult, dt_coco, gt_coco
-from .groundtruth import GroundTruth
 from .grounding import AbsentPair, PresentPair, group_predictions, score_absent_pairs, score_present_pairs
+from .groundtruth import GroundTruth
 from .predictions import EvaluationError, validate_predictions, validate_queries
 
 log = logging.getLogger(__name__)
 
 BOX_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
 MASK_STATS = ("AP", "AP50", "AP75")
+
+
+# The pair filters of the groups (``keep(image_id, phrase)`` with the group's key bound by partial).
+def _of_modality(gt: GroundTruth, modality: str, image_id: int, phrase: str) -> bool:
+    return gt.image_modality[image_id] == modality
+
+
+def _of_level(gt: GroundTruth, level: str, image_id: int, phrase: str) -> bool:
+    return gt.level_of(phrase) == level
+
+
+def _of_phrase(wanted: str, image_id: int, phrase: str) -> bool:
+    return phrase == wanted
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -152,18 +166,18 @@ def compute_metrics(
     for modality in sorted(set(gt.image_modality.values())):
         img_ids = gt.images_of_modality(modality)
         by_modality[modality], pr["by_modality"][modality] = ev.group(
-            img_ids=img_ids, cat_ids=None, keep=lambda i, p, m=modality: gt.image_modality[i] == m)
+            img_ids=img_ids, cat_ids=None, keep=partial(_of_modality, gt, modality))
     levels = {gt.level_of(ph) for (_, ph) in gt.boxes} | {gt.level_of(a.phrase) for a in ev.absent}
     by_level: dict[str, Any] = {}
     for level in sorted(levels):
         by_level[level], pr["by_level"][level] = ev.group(
-            img_ids=None, cat_ids=gt.categories_of_level(level), keep=lambda i, p, lv=level: gt.level_of(p) == lv)
+            img_ids=None, cat_ids=gt.categories_of_level(level), keep=partial(_of_level, gt, level))
     phrases = {ph for (_, ph) in gt.boxes} | {a.phrase for a in ev.absent}
     by_phrase: dict[str, Any] = {}
     for phrase in sorted(phrases):
         cid = gt.category_by_phrase.get(phrase)
         by_phrase[phrase], _ = ev.group(img_ids=None, cat_ids=[cid] if cid is not None else [],
-                                        keep=lambda i, p, ph=phrase: p == ph)
+                                        keep=partial(_of_phrase, phrase))
         by_phrase[phrase]["level"] = gt.level_of(phrase)
     return {
         "score_threshold": float(score_threshold),

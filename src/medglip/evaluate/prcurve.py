@@ -63,7 +63,7 @@ def draw_pr_curves(
         colour = COLOURS[k % len(COLOURS)]
         if prec is not None and len(prec) == len(recall):
             pts = [(left + float(r) * (right - left), bottom - min(max(float(p), 0.0), 1.0) * (bottom - top))
-                   for r, p in zip(recall, prec)]
+                   for r, p in zip(recall, prec, strict=True)]
             d.line(pts, fill=colour, width=4 if k == 0 else 2)
     for k, (name, prec) in enumerate(items):
         colour = COLOURS[k % len(COLOURS)]

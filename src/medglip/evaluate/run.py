@@ -7,11 +7,12 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 
 from ..core.rules import FINDING_THRESHOLD
+from ..infer.api import GrounderLike
 from ..infer.results import GroundingResult
 from .metrics import compute_metrics
 from .predictions import EvaluationError, PredictionError, load_predictions
@@ -20,15 +21,6 @@ from .report import write_report
 log = logging.getLogger(__name__)
 
 PhraseSet = Literal["case", "modality", "all"]
-
-
-class SupportsGround(Protocol):
-    """What :func:`predict_dataset` needs of a grounder (``medglip.infer.Grounder`` satisfies it):
-    a list of images in, a list of :class:`~medglip.infer.results.GroundingResult` out."""
-
-    def ground(self, image: Any, phrases: Sequence[str], *, modality: str | None = None,
-               masks: bool | str = False, top_k: int | None = None, score_threshold: Any = None
-               ) -> list[GroundingResult]: ...
 
 
 def read_split(dataset_dir: str | Path, split: str) -> dict:
@@ -136,7 +128,7 @@ def plan_queries(
 
 
 def predict_dataset(
-    grounder: SupportsGround,
+    grounder: GrounderLike,
     dataset_dir: str | Path,
     *,
     split: str = "test",
@@ -154,7 +146,8 @@ def predict_dataset(
     converted with :meth:`GroundingResult.to_predictions`.
 
     Args:
-        grounder: any object with the :class:`SupportsGround` method (``medglip.infer.Grounder``).
+        grounder: a :class:`~medglip.infer.api.GrounderLike` (``medglip.infer.Grounder``); only its
+            list-in, list-out ``ground`` is used.
         dataset_dir: output folder of ``medglip build``.
         split: which split to run on.
         phrases, negatives, seed: see :func:`plan_queries`.

@@ -16,7 +16,8 @@ leaves the output folder as it was.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..infer.volume import VolumeGroundingResult
 from ..ontology import Ontology

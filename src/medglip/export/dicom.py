@@ -3,7 +3,8 @@ checks that a DICOM source can carry them (errors name the series or file at fau
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, overload
 
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
@@ -29,6 +30,12 @@ MM = Code("mm", "UCUM", "mm")
 NO_UNITS = Code("1", "UCUM", "no units")
 
 
+@overload
+def code(c: OntologyCode) -> Code: ...
+@overload
+def code(c: None) -> None: ...
+@overload
+def code(c: OntologyCode | None) -> Code | None: ...
 def code(c: OntologyCode | None) -> Code | None:
     """An ontology code as pydicom's :class:`~pydicom.sr.coding.Code`."""
     return None if c is None else Code(c.value, c.scheme, c.meaning)
@@ -53,7 +60,8 @@ def check_sources(headers: Sequence[Dataset], what: str) -> None:
 
 def segment_specs(items: Sequence[Labelled]) -> tuple[list[SegmentSpec], dict[int, int]]:
     """One segment per non-empty label (numbers 1..S in label order) and ``label → segment``."""
-    specs, numbers = [], {}
+    specs: list[SegmentSpec] = []
+    numbers: dict[int, int] = {}
     for it in items:
         if it.empty:
             continue
@@ -82,7 +90,8 @@ def finding_specs(items: Sequence[Labelled], numbers: dict[int, int]) -> list[Fi
                                                         and c.type.scheme != LOCAL_SCHEME else None)
         ms = [MeasurementSpec(VOLUME, float(e["volume_mm3"]), CUBIC_MM)]
         if e.get("extent_mm"):
-            ms += [MeasurementSpec(n, float(v), MM) for n, v in zip((WIDTH, DEPTH, HEIGHT), e["extent_mm"])]
+            extents = zip((WIDTH, DEPTH, HEIGHT), e["extent_mm"], strict=True)
+            ms += [MeasurementSpec(n, float(v), MM) for n, v in extents]
         ms.append(MeasurementSpec(SCORE, round(it.score, 5), NO_UNITS))
         out.append(FindingSpec(
             tracking_id=it.tracking_id, tracking_uid=it.tracking_uid, finding_type=code(c.type),

@@ -8,7 +8,8 @@ higher score wins in the label image (the SEG keeps every mask whole, one segmen
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

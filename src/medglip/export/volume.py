@@ -7,7 +7,8 @@ JSON sidecar, and for DICOM input a DICOM-SEG and a TID 1500 SR referencing the 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,6 @@ from .bundle import ExportBundle
 from .describe import coding_notes, labelled, sidecar, volume_stats
 from .dicom import check_sources, seg_and_sr
 from .options import FILES, VOLUME_OUTPUTS, ExportOptions
-
 
 
 def export_volume(result: VolumeGroundingResult, *, indices: Sequence[int] | None = None,
@@ -60,7 +60,7 @@ def export_volume(result: VolumeGroundingResult, *, indices: Sequence[int] | Non
     labels, masks = result.label_map(idx, max_voxels=options.max_voxels)
     onto = ontology or load_ontology()
     items = []
-    for n, (i, m) in enumerate(zip(idx, masks), start=1):
+    for n, (i, m) in enumerate(zip(idx, masks, strict=True), start=1):
         obj = result.objects[i]
         stats = volume_stats(m, result.geometry)
         stats.update({"object": i, "max_score": round(float(obj.max_score), 5), "slices": list(obj.slices),

@@ -11,6 +11,8 @@ from typing import Any
 
 _EXPORTS = {
     "Grounder": ".grounder",
+    "GrounderLike": ".api",
+    "Detections": ".detections",
     "GroundingResult": ".results",
     "PhraseGrounding": ".results",
     "VolumeGroundingResult": ".volume",

@@ -1,8 +1,9 @@
 """``Grounder``: the Python entry point for phrase grounding with a trained checkpoint.
 
 >>> g = Grounder.from_pretrained("RUN")                                     # doctest: +SKIP
->>> res = g.ground("scan.dcm", ["brain tumor", "left kidney"], masks=True)  # doctest: +SKIP
->>> res["brain tumor"].boxes, res["brain tumor"].scores, res.picture()       # doctest: +SKIP
+>>> res = g.ground_one("scan.dcm", ["brain tumor", "left kidney"], masks=True)  # doctest: +SKIP
+>>> res["brain tumor"].boxes, res["brain tumor"].scores, res.picture()           # doctest: +SKIP
+>>> many = g.ground(["a.png", "b.png"], ["brain tumor"])                         # doctest: +SKIP
 >>> vol = g.ground_volume("ct.nii.gz", ["liver"])                            # doctest: +SKIP
 >>> vol.objects[0].voxel_box, vol.objects[0].world_box                       # doctest: +SKIP
 
@@ -18,13 +19,17 @@ checkpoint) → images batched by modality, the image encoders and FPN run ONCE 
 and the head once per prompt chunk (text features cached per phrase tuple, LRU) → boxes mapped
 back to original pixels, filtered (``score_threshold``, ``top_k``) → optional masks: from the
 checkpoint's own mask head (``masks="head"``: per prompt chunk on the fused features, for the kept
-boxes only, pasted into the original pixels) or from LiteMedSAM given the boxes (``masks="medsam"``).
-A list in, a list out: every result carries the pixels the model saw (``result.picture()``).
+boxes only, pasted into the original pixels) or from LiteMedSAM given the boxes (``masks="medsam"``);
+``masks=True`` / ``"auto"``: the head when the checkpoint has one, else LiteMedSAM. ``masks`` is the one
+setting that chooses; the constructor's ``refiner`` only supplies LiteMedSAM (or a stand-in, or none).
+A list in, a list out (:meth:`Grounder.ground`; :meth:`Grounder.ground_one` for one image): every
+result carries the pixels the model saw (``result.picture()``).
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +48,7 @@ from ..model.mask_head import paste_masks
 from ..model.shipped import shipped_run, trained_on, trained_phrases
 from ..model.prompt import Prompt, chunk_phrases, make_prompt
 from .inputs import InputImage, Volume, check_modality, read_image_input, read_input, read_volume_input, resolve_modality
+from .detections import Detections
 from .masks import NO_HEAD, KeepBoxes, Masks, select_boxes
 from .medsam import MedSAMRefiner
 from .results import GroundingResult, PhraseGrounding
@@ -108,11 +114,11 @@ class Grounder:
     Args:
         model: the grounding model (put in eval mode).
         device: where the model runs.
-        refiner (keyword-only): where ``masks=True`` takes masks from: ``"auto"`` (default: the
-            checkpoint's mask head when it has one, else LiteMedSAM), ``"head"`` (the mask head; an
-            error for a checkpoint without one), ``"medsam"`` (LiteMedSAM, built on first use), a
-            ready object with ``refine(image, boxes) -> masks`` (used for ``"medsam"`` too), or None
-            (no box refiner: ``masks=True`` and ``"medsam"`` are errors; ``"head"`` still works).
+        refiner (keyword-only): what ``masks="medsam"`` runs (it chooses nothing: the ``masks``
+            argument of each call does): ``"medsam"`` / ``"auto"`` (default: LiteMedSAM, built on
+            first use), a ready object with ``refine(image, boxes) -> masks``, or None (no LiteMedSAM:
+            ``masks="medsam"``, and ``True`` on a checkpoint without a mask head, are errors). The old
+            ``"head"`` is None with a DeprecationWarning.
         cache_size: prompts (phrase tuples) whose text features are kept (LRU).
         batch_size: images per forward pass.
         known_phrases: the phrases the model was trained on (reports look for these by default).
@@ -128,10 +134,12 @@ class Grounder:
         self.config = model.config
         self.input_config = model.config.input_config
         if isinstance(refiner, str) and refiner not in ("auto", "head", "medsam"):
-            raise MedglipError(f"unknown refiner {refiner!r}: use 'auto', 'head', 'medsam' or None")
-        if refiner == "head" and not self.has_mask_head:
-            raise MedglipError(NO_HEAD)
-        self._refiner_spec = refiner
+            raise MedglipError(f"unknown refiner {refiner!r}: use 'medsam', a refiner object or None")
+        if refiner == "head":  # it used to choose masks; masks= of each call does now
+            warnings.warn("Grounder(refiner='head') is deprecated: pass refiner=None and masks='head' (or True) "
+                          "to ground", DeprecationWarning, stacklevel=2)
+            refiner = None
+        self._medsam_allowed = refiner is not None
         self._refiner: Any | None = None if isinstance(refiner, str) else refiner
         self.cache_size = int(cache_size)
         self.batch_size = max(1, int(batch_size))
@@ -194,50 +202,63 @@ class Grounder:
     def refiner(self) -> Any:
         """The box → mask refiner (LiteMedSAM is loaded on first use)."""
         if self._refiner is None:
-            if self._refiner_spec in (None, "head"):
-                raise MedglipError("masks from LiteMedSAM need a mask refiner: create the Grounder with "
-                                   "refiner='medsam' (or 'auto')")
+            if not self._medsam_allowed:
+                raise MedglipError("masks from LiteMedSAM need a mask refiner: this Grounder was created with "
+                                   "refiner=None (use refiner='medsam', or masks='head')")
             self._refiner = MedSAMRefiner(device=self.device)
         return self._refiner
 
     def mask_source(self, masks: Masks) -> str | None:
         """Where a call's masks come from: None (no masks), ``"head"`` or ``"medsam"``.
 
+        ``True`` / ``"auto"`` is the checkpoint's mask head when it has one, else LiteMedSAM: it
+        depends on the checkpoint only, never on how the Grounder was created.
+
         Raises:
             MedglipError: an unknown value, ``"head"`` for a checkpoint without a mask head, or
-                masks from a refiner that this Grounder was created without.
+                LiteMedSAM masks from a Grounder created with ``refiner=None``.
         """
         if masks is None or masks is False or masks == "none":
             return None
         if masks is True or masks == "auto":
-            spec = self._refiner_spec
-            if spec is None:
-                raise MedglipError("masks=True needs a mask source: create the Grounder with refiner='auto', "
-                                   "'head' or 'medsam', or ask for masks='head'")
-            if spec == "head" or (spec == "auto" and self.has_mask_head):
+            if self.has_mask_head:
                 return "head"
+            if not self._medsam_allowed:
+                raise MedglipError("masks=True on a checkpoint without a mask head needs LiteMedSAM, and this "
+                                   "Grounder was created with refiner=None: " + NO_HEAD)
             return "medsam"
         if masks == "head":
             if not self.has_mask_head:
                 raise MedglipError(NO_HEAD)
             return "head"
         if masks == "medsam":
-            if self._refiner is None and self._refiner_spec in (None, "head"):
-                raise MedglipError("masks='medsam' needs LiteMedSAM: create the Grounder with refiner='medsam' "
-                                   "(or 'auto')")
+            if not self._medsam_allowed:
+                raise MedglipError("masks='medsam' needs LiteMedSAM: this Grounder was created with refiner=None "
+                                   "(use refiner='medsam', the default)")
             return "medsam"
         raise MedglipError(f"masks must be true/false, 'auto', 'head', 'medsam' or 'none', not {masks!r}")
 
     # ------------------------------------------------------------------------------ 2D
-    def ground(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
+    def ground_one(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
+                   masks: Masks = False, score_threshold: Threshold = "calibrated", top_k: int | None = None,
+                   ct_window: Any = None) -> GroundingResult:
+        """:meth:`ground` of ONE 2D image: its one result (arguments as there)."""
+        if isinstance(image, (list, tuple)):
+            raise MedglipError(f"ground_one takes one image, got a {type(image).__name__} of {len(image)}: "
+                               "use ground([...]) for several")
+        return self.ground([image], phrases, modality=modality, masks=masks, score_threshold=score_threshold,
+                           top_k=top_k, ct_window=ct_window)[0]
+
+    def ground(self, images: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
                masks: Masks = False, score_threshold: Threshold = "calibrated", top_k: int | None = None,
-               ct_window: Any = None) -> GroundingResult | list[GroundingResult]:
-        """Ground ``phrases`` in one image or a list of images.
+               ct_window: Any = None) -> list[GroundingResult]:
+        """Ground ``phrases`` in a list of 2D images (batched): a list in, a list out, same order.
 
         Args:
-            image: numpy array (H, W[, 3]), PIL image, path (PNG / JPEG / TIFF / 2D DICOM / one-slice
-                NIfTI or NRRD), an :class:`~medglip.infer.inputs.InputImage`, or a list of them
-                (batched; a list of results is returned, in the same order).
+            images: a list of numpy arrays (H, W[, 3]), PIL images, paths (PNG / JPEG / TIFF / 2D
+                DICOM / one-slice NIfTI or NRRD) or :class:`~medglip.infer.inputs.InputImage` s. One
+                image that is not in a list still works for this release, with a DeprecationWarning,
+                and returns one result: use :meth:`ground_one` for that.
             phrases: the phrases to find, e.g. ``["brain tumor", "left kidney"]``.
             modality: CT / MR / XR / US / ENDO / DERM / PATH (or an alias); default: the DICOM
                 Modality tag, else the model's modality classifier.
@@ -253,16 +274,21 @@ class Grounder:
                 windows, as every CT input is (:func:`medglip.core.pipeline.ct_form_of`).
 
         Returns:
-            :class:`GroundingResult` (or a list): per phrase ``boxes`` (K, 4) xyxy in original
-            pixels, ``scores`` (K,), ``masks`` (K, H, W) bool or None; ``pixels`` the model saw.
+            one :class:`GroundingResult` per image: per phrase ``boxes`` (K, 4) xyxy in original
+            pixels, ``scores`` (K,), ``masks`` (K, H, W) bool or None; ``pixels`` the model saw;
+            ``thresholds`` the score threshold applied to each phrase.
 
         Raises:
             MedglipError: no / empty phrases, unknown modality, a 3D input (use :meth:`ground_volume`),
                 unreadable file, masks from a source this Grounder or checkpoint lacks.
         """
-        batched = isinstance(image, (list, tuple))
-        items = list(image) if batched else [image]
-        if batched and not items:
+        if not isinstance(images, (list, tuple)):
+            warnings.warn("Grounder.ground(one image) is deprecated: use ground_one(image, ...) or "
+                          "ground([image, ...])", DeprecationWarning, stacklevel=2)
+            return self.ground_one(images, phrases, modality=modality, masks=masks,  # type: ignore[return-value]
+                                   score_threshold=score_threshold, top_k=top_k, ct_window=ct_window)
+        items = list(images)
+        if not items:
             return []
         names = clean_phrases(phrases)
         caller = self._check_modality(modality)
@@ -272,11 +298,11 @@ class Grounder:
         keep = KeepBoxes(self.threshold_for, names, score_threshold, top_k) if source == "head" else None
         dets = self._detect([p.tensor for p in prepared], [p.meta for p in prepared],
                             [p.modality[0] for p in prepared], self._chunks(names), head_masks=keep)
-        return_list = [self._collect(x, p, names, d, masks=source, score_threshold=score_threshold, top_k=top_k)
-                       for x, p, d in zip(inputs, prepared, dets)]
-        for r in return_list:
+        out = [self._collect(x, p, names, d, masks=source, score_threshold=score_threshold, top_k=top_k)
+               for x, p, d in zip(inputs, prepared, dets)]
+        for r in out:
             r.untrained = self.untrained(names, r.modality)
-        return return_list if batched else return_list[0]
+        return out
 
     @torch.no_grad()
     def masks_for_boxes(self, image: Any, boxes: Any, phrase: str, *, modality: str | None = None,
@@ -322,8 +348,8 @@ class Grounder:
         if isinstance(item, Volume):
             return self.ground_volume(item, phrases, modality=modality, masks=masks,
                                       score_threshold=score_threshold, plane=plane)
-        return self.ground(item, phrases, modality=modality, masks=masks, score_threshold=score_threshold,
-                           top_k=top_k)
+        return self.ground_one(item, phrases, modality=modality, masks=masks, score_threshold=score_threshold,
+                               top_k=top_k)
 
     def untrained(self, phrases: Sequence[str], modality: str) -> tuple[str, ...]:
         """One line for a modality, and one per phrase, that the model was never trained on (in that
@@ -349,6 +375,33 @@ class Grounder:
     def threshold_for(self, phrase: str) -> float:
         """The checkpoint's calibrated score threshold of ``phrase`` (see the module docstring)."""
         return self.config.finding_threshold(phrase)
+
+    def thresholds(self, phrases: Sequence[str], score_threshold: Threshold) -> dict[str, float | None]:
+        """The score threshold a call with ``score_threshold`` applies to each phrase (None: none)."""
+        if score_threshold == "calibrated":
+            return {p: float(self.threshold_for(p)) for p in phrases}
+        return {p: None if score_threshold is None else float(score_threshold) for p in phrases}
+
+    def phrases_for(self, modality: str) -> tuple[str, ...]:
+        """The phrases this model was trained on in ``modality`` (``RUN/categories.json``), in the
+        order of :attr:`known_phrases`; all known phrases when the checkpoint does not say per
+        modality; empty when it lists none."""
+        if not self.trained_on:
+            return self.known_phrases
+        keys = self.trained_on.get(str(modality), frozenset())
+        return tuple(p for p in self.known_phrases if phrase_key(p) in keys)
+
+    def modality_of(self, image: Any, modality: str | None = None) -> str:
+        """The modality code a call would use for ``image`` (a path, array or input already read):
+        the caller's, else its metadata, else the model's classifier (a volume: three central slices)."""
+        caller = self._check_modality(modality)
+        item = read_input(image)
+        if isinstance(item, Volume):
+            plan = plan_slices(item.geometry, item.array.shape, "axial")
+            code, where = resolve_modality(caller, item.modality, lambda: self._classify_volume(item, plan))
+            self._known(code, where, item.source)
+            return code
+        return self._prepare([item], caller)[0].modality[0]
 
     def _check_modality(self, modality: str | None) -> str | None:
         code = check_modality(modality)
@@ -394,14 +447,14 @@ class Grounder:
 
     @torch.no_grad()
     def _detect(self, tensors: list[torch.Tensor], metas: list[dict[str, Any]], modalities: list[str],
-                chunks: list[_Chunk], *, head_masks: KeepBoxes | None = None) -> list[list[tuple]]:
-        """Per image, per prompt chunk: ``(boxes (K, 4) original pixels, scores (K,), phrase indices (K,))``
-        (+ ``masks (K, H, W)`` bool of the mask head with ``head_masks``: only the boxes it keeps).
+                chunks: list[_Chunk], *, head_masks: KeepBoxes | None = None) -> list[list[Detections]]:
+        """Per image, per prompt chunk: :class:`Detections` in original pixels (with ``head_masks``:
+        only the boxes it keeps, each with its mask from the mask head).
 
         Images are batched by modality (each forward pass runs one image encoder on a full batch),
         the image side runs once per image, fusion and the head once per chunk.
         """
-        out: list[list[tuple]] = [[] for _ in tensors]
+        out: list[list[Detections]] = [[] for _ in tensors]
         order = sorted(range(len(tensors)), key=lambda i: (self.config.modalities.index(modalities[i]), i))
         for s in range(0, len(order), self.batch_size):
             idx = order[s: s + self.batch_size]
@@ -422,37 +475,34 @@ class Grounder:
                     else:
                         dets, fused = self.model.detect_with_features(feats, tf, hw)
                     gidx = torch.tensor(ch.indices, dtype=torch.long)
-                    rows = []
-                    for i, det in zip(members, dets):
-                        boxes = boxes_to_original(det["boxes"].float().cpu(), metas[i])
-                        rows.append([boxes.numpy(), det["scores"].float().cpu().numpy(),
-                                     gidx[det["phrase_ids"].cpu()].numpy()])
+                    found = [Detections(boxes=boxes_to_original(det["boxes"].float().cpu(), metas[i]).numpy(),
+                                        scores=det["scores"].float().cpu().numpy(),
+                                        phrase_ids=gidx[det["phrase_ids"].cpu()].numpy())
+                             for i, det in zip(members, dets)]
                     if head_masks is not None:  # masks of the boxes the result keeps, pasted into the original
-                        sel = [torch.as_tensor(head_masks.indices(*r), dtype=torch.long) for r in rows]
+                        sel = [torch.as_tensor(head_masks.indices(d), dtype=torch.long) for d in found]
                         kept = [d["boxes"].float()[k.to(d["boxes"].device)] for d, k in zip(dets, sel)]
                         probs = self.model.predict_masks(fused, feats.images, kept, hw)
-                        for r, k, bx, pr, i in zip(rows, sel, kept, probs, members):
-                            m = paste_masks(pr, bx.cpu() / float(metas[i]["scale"]), metas[i]["orig_size"])
-                            r[:] = [r[0][k.numpy()], r[1][k.numpy()], r[2][k.numpy()], m.numpy()]
-                    for i, r in zip(members, rows):
-                        out[i].append(tuple(r))
+                        found = [d.take(k.numpy()).with_masks(
+                                     paste_masks(pr, bx.cpu() / float(metas[i]["scale"]), metas[i]["orig_size"]).numpy())
+                                 for d, k, bx, pr, i in zip(found, sel, kept, probs, members)]
+                    for i, d in zip(members, found):
+                        out[i].append(d)
         return out
 
-    def _collect(self, x: InputImage | None, p: _Prepared, phrases: tuple[str, ...], dets: list, *,
+    def _collect(self, x: InputImage | None, p: _Prepared, phrases: tuple[str, ...], dets: list[Detections], *,
                  masks: str | None, score_threshold: Threshold, top_k: int | None, source: str | None = None,
                  extra: dict[str, Any] | None = None) -> GroundingResult:
-        boxes = np.concatenate([d[0] for d in dets]).reshape(-1, 4) if dets else np.zeros((0, 4), np.float32)
-        scores = np.concatenate([d[1] for d in dets]) if dets else np.zeros(0, np.float32)
-        pids = np.concatenate([d[2] for d in dets]) if dets else np.zeros(0, np.int64)
         h, w = p.pixels.shape[:2]
-        head = None
-        if masks == "head":
-            head = np.concatenate([d[3] for d in dets]) if dets else np.zeros((0, h, w), bool)
+        d = Detections.concat(dets, (h, w))
+        if masks == "head" and d.masks is None:  # no chunk (cannot happen) or a chunk without masks
+            raise MedglipError("internal: the mask head gave no masks for these detections")  # pragma: no cover
         groundings = []
-        for k, sel in enumerate(select_boxes(self.threshold_for, boxes, scores, pids, phrases, score_threshold, top_k)):
-            groundings.append(PhraseGrounding(phrases[k], boxes[sel].astype(np.float32),
-                                              scores[sel].astype(np.float32),
-                                              None if head is None else head[sel].astype(bool)))
+        for k, sel in enumerate(select_boxes(self.threshold_for, d.boxes, d.scores, d.phrase_ids, phrases,
+                                             score_threshold, top_k)):
+            kept = d.take(sel)
+            groundings.append(PhraseGrounding(phrases[k], kept.boxes, kept.scores,
+                                              kept.masks if masks == "head" else None))
         if masks == "medsam":
             all_boxes = np.concatenate([g.boxes for g in groundings]).reshape(-1, 4)
             m = (self.refiner.refine(picture(p.pixels, p.intensity), all_boxes) if len(all_boxes)
@@ -468,7 +518,8 @@ class Grounder:
         return GroundingResult(phrases, groundings, (h, w), p.modality[0], p.modality[1],
                                source if source is not None else (x.source if x is not None else "array"), info,
                                pixels=p.pixels, raw=None if x is None else x.raw,
-                               dicom_headers=() if x is None else x.dicom_headers)
+                               dicom_headers=() if x is None else x.dicom_headers,
+                               thresholds=self.thresholds(phrases, score_threshold))
 
     # ------------------------------------------------------------------------------ 3D
     def ground_volume(self, path_or_array: Any, phrases: Sequence[str] | str, *, geometry: Any = None,
@@ -524,6 +575,7 @@ class Grounder:
         result = ground_slices(detect, vol, names, modality=code, modality_source=where, plane=plane,
                                batch_size=self.batch_size, link_iou=link_iou, input_config=cfg)
         result.untrained = self.untrained(names, code)
+        result.thresholds = self.thresholds(names, score_threshold)
         return result
 
     def _classify_volume(self, vol: Volume, plan: Any) -> str:

@@ -1,9 +1,10 @@
 """Where a :class:`~medglip.infer.grounder.Grounder`'s masks come from, and which boxes a result keeps.
 
-- :data:`Masks`: the ``masks`` argument of ``ground`` / ``ground_volume`` / ``ground_file``: False
-  (none), True or ``"auto"`` (the Grounder's default source), ``"head"`` (the checkpoint's own mask
-  head), ``"medsam"`` (LiteMedSAM given each box, or the refiner the Grounder was given).
-- :func:`mask_option`: a CLI / protocol option → the Grounder's refiner and the ``masks`` argument.
+- :data:`Masks`: the ``masks`` argument of ``ground`` / ``ground_volume`` / ``ground_file``, the ONE
+  setting that chooses masks: False / ``"none"`` (none), True / ``"auto"`` (the checkpoint's own mask
+  head when it has one, else LiteMedSAM), ``"head"`` (the mask head), ``"medsam"`` (LiteMedSAM given
+  each box, or the stand-in the Grounder was given as ``refiner``).
+- :func:`mask_option`: a CLI / protocol option → the ``masks`` argument.
 - :func:`select_boxes` / :class:`KeepBoxes`: per phrase, the boxes a result keeps (threshold, top-k);
   the Grounder applies it per prompt chunk before the mask head runs, so that only kept boxes get a
   mask, and again on the whole result (the same boxes: each phrase is in exactly one chunk).
@@ -18,6 +19,7 @@ from typing import Any, Literal, Union
 import numpy as np
 
 from ..errors import MedglipError
+from .detections import Detections
 
 #: Where masks come from (see the module docstring).
 Masks = Union[bool, Literal["auto", "head", "medsam", "none"], None]
@@ -27,17 +29,16 @@ NO_HEAD = ("this checkpoint has no mask head (it was trained without one: medgli
            "adds it); use masks='medsam' (LiteMedSAM)")
 
 
-def mask_option(value: Masks) -> tuple[str | None, Masks]:
-    """A mask option of the CLI / protocol (``none``, ``auto``, ``head``, ``medsam``, or a bool) →
-    ``(refiner for Grounder.from_pretrained, masks for ground)``: ``head`` loads no LiteMedSAM.
+def mask_option(value: Masks) -> Masks:
+    """A mask option of the CLI / protocol (``none``, ``auto``, ``head``, ``medsam``, or a bool) → the
+    ``masks`` argument of ``ground`` (False, ``"auto"``, ``"head"`` or ``"medsam"``).
 
     Raises:
         MedglipError: an unknown option.
     """
     key = value if isinstance(value, bool) or value is None else str(value).strip().lower()
-    table: dict[Any, tuple[str | None, Masks]] = {None: (None, False), False: (None, False), "none": (None, False),
-                                                  True: ("auto", True), "auto": ("auto", True),
-                                                  "head": (None, "head"), "medsam": ("medsam", "medsam")}
+    table: dict[Any, Masks] = {None: False, False: False, "none": False, True: "auto", "auto": "auto",
+                               "head": "head", "medsam": "medsam"}
     if key not in table:
         raise MedglipError(f"masks must be none, auto, head or medsam, not {value!r}")
     return table[key]
@@ -70,8 +71,8 @@ class KeepBoxes:
     score_threshold: Any
     top_k: int | None
 
-    def indices(self, boxes: np.ndarray, scores: np.ndarray, pids: np.ndarray) -> np.ndarray:
+    def indices(self, dets: Detections) -> np.ndarray:
         """Sorted indices of the kept detections (boxes in original pixels, phrase indices global)."""
-        sel = select_boxes(self.threshold_for, boxes.reshape(-1, 4), scores, pids, self.phrases,
+        sel = select_boxes(self.threshold_for, dets.boxes, dets.scores, dets.phrase_ids, self.phrases,
                            self.score_threshold, self.top_k)
         return np.sort(np.concatenate(sel)) if sel else np.zeros(0, np.int64)

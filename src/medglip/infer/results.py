@@ -70,6 +70,8 @@ class GroundingResult:
         dicom_headers: a DICOM input's header (no pixel data), what a DICOM-SEG of the masks references.
         untrained: one line per phrase or modality of this call the model was never trained on
             (:meth:`medglip.infer.Grounder.untrained`): its boxes are not as trustworthy as the rest.
+        thresholds: the score threshold the Grounder applied to each phrase (None: none); empty for
+            results not made by a Grounder (e.g. ground truth).
     """
 
     phrases: tuple[str, ...]
@@ -83,6 +85,7 @@ class GroundingResult:
     raw: np.ndarray | None = field(default=None, repr=False, compare=False)
     dicom_headers: tuple[Any, ...] = field(default=(), repr=False, compare=False)
     untrained: tuple[str, ...] = ()
+    thresholds: dict[str, float | None] = field(default_factory=dict)
 
     def picture(self, window: Any = None) -> np.ndarray:
         """The image as people see it: CT in one window (soft tissue unless ``window`` names another),
@@ -125,6 +128,7 @@ class GroundingResult:
             "modality_source": self.modality_source,
             "phrases": [g.to_json(masks_as_rle=masks_as_rle) for g in self.groundings],
             "untrained": list(self.untrained),
+            "thresholds": dict(self.thresholds),
             **self.extra,
         }
 

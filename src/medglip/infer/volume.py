@@ -115,6 +115,7 @@ class VolumeGroundingResult:
         modality: modality code used; ``modality_source``: caller / metadata / classifier.
         slice_results: per-slice 2D results (index = slice index).
         untrained: one line per phrase or modality the model was never trained on (as for 2D results).
+        thresholds: the score threshold applied to each phrase's slice boxes (as for 2D results).
     """
 
     phrases: tuple[str, ...]
@@ -131,6 +132,7 @@ class VolumeGroundingResult:
     plan: SlicePlan | None = field(default=None, repr=False, compare=False)
     input_config: InputConfig | None = field(default=None, repr=False, compare=False)
     untrained: tuple[str, ...] = ()
+    thresholds: dict[str, float | None] = field(default_factory=dict)
 
     def slice_pixels(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
         """The model pixels of display slice ``index`` and their intensity record (what the model saw)."""
@@ -186,6 +188,7 @@ class VolumeGroundingResult:
             "modality": self.modality, "modality_source": self.modality_source,
             "objects": [o.to_json() for o in self.objects],
             "untrained": list(self.untrained),
+            "thresholds": dict(self.thresholds),
         }
 
 

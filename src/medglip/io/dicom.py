@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -78,7 +79,7 @@ def open_dicom(path: str | Path, *, headers_only: bool = False) -> Dataset:
         except Exception as exc:
             raise ReadError(path, f"not a DICOM file ({condense_error(exc)})") from None
         if "SOPClassUID" not in ds and "Rows" not in ds:
-            raise ReadError(path, "not a DICOM file (no DICM marker and no recognisable DICOM elements)")
+            raise ReadError(path, "not a DICOM file (no DICM marker and no recognisable DICOM elements)") from None
         return ds
     except MedglipError:
         raise
@@ -166,18 +167,18 @@ def _rescale(arr: np.ndarray, slopes: list[float], intercepts: list[float]) -> n
     """Apply per-frame slope/intercept to ``(frames, ...)``; keep integers when possible."""
     if all(s == 1.0 for s in slopes) and all(b == 0.0 for b in intercepts):
         return arr
-    integral = all(float(s).is_integer() and float(b).is_integer() for s, b in zip(slopes, intercepts))
+    integral = all(float(s).is_integer() and float(b).is_integer() for s, b in zip(slopes, intercepts, strict=True))
     if integral and np.issubdtype(arr.dtype, np.integer):
         dtypes = _integral_rescale_dtypes(arr, slopes, intercepts)
         if dtypes is not None:  # exact in integers: no float64 copy of the volume
             work_dt, final_dt = dtypes
             out = arr.astype(work_dt)
-            for f, (s, b) in enumerate(zip(slopes, intercepts)):
+            for f, (s, b) in enumerate(zip(slopes, intercepts, strict=True)):
                 out[f] *= int(s)
                 out[f] += int(b)
             return out.astype(final_dt, copy=False)
     work = arr.astype(np.float64 if integral else np.float32)
-    for f, (s, b) in enumerate(zip(slopes, intercepts)):
+    for f, (s, b) in enumerate(zip(slopes, intercepts, strict=True)):
         work[f] = work[f] * s + b
     if integral:
         lo, hi = float(work.min()), float(work.max())
@@ -194,7 +195,7 @@ def _integral_rescale_dtypes(arr: np.ndarray, slopes: list[float], intercepts: l
     values and the products. None when int32 cannot hold them (then the float path is taken)."""
     inter: list[int] = []
     final: list[int] = []
-    for f, (s, b) in enumerate(zip(slopes, intercepts)):
+    for f, (s, b) in enumerate(zip(slopes, intercepts, strict=True)):
         if arr[f].size == 0:
             continue
         lo, hi = int(arr[f].min()), int(arr[f].max())

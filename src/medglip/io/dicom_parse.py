@@ -58,7 +58,7 @@ class GuardedFile(io.RawIOBase):
         self.reads = 0
         self.zero_headers = 0
 
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int = -1) -> bytes:
         self.reads += 1
         if self.reads > self.limit:
             raise ReadError(self.name, f"more than {self.limit // 2:,} DICOM elements: not a DICOM header "

@@ -89,7 +89,8 @@ def read_dicom_seg(path: str | Path, reference: ImageData | None = None, *,
     try:
         pixels = np.asarray(ds.pixel_array)
     except Exception as exc:
-        raise ReadError(path, f"cannot decode SEG pixel data, truncated or corrupt? ({type(exc).__name__}: {exc})") from None
+        raise ReadError(path, "cannot decode SEG pixel data, truncated or corrupt? "
+                              f"({type(exc).__name__}: {exc})") from None
     pixels = pixels.reshape(nframes, rows, cols)
     seg_type = str(ds.get("SegmentationType", "BINARY")).upper()
     if seg_type == "FRACTIONAL":

@@ -141,7 +141,8 @@ def _stack(folder: Path, items: list[tuple[Path, Any]], max_pixels: int | None) 
     meta_extra: dict[str, Any] = {}
     if all(o is not None for o in iops) and all(p is not None for p in ipps):
         ref = np.asarray([float(v) for v in iops[0]])
-        bad = [str(f) for (f, _), o in zip(items, iops) if not np.allclose([float(v) for v in o], ref, atol=1e-3)]
+        bad = [str(f) for (f, _), o in zip(items, iops, strict=True)
+               if not np.allclose([float(v) for v in o], ref, atol=1e-3)]
         if bad:
             raise ReadError(folder, f"slices have different ImageOrientationPatient (e.g. {bad[0]}); "
                                     "not one volume")

@@ -9,8 +9,8 @@ PACS links the report to both; the observer is the device (medglip) and the algo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
@@ -80,7 +80,8 @@ def dicom_sr(sources: Sequence[Dataset], seg: Dataset, findings: Sequence[Findin
     except MemoryError:
         raise
     except Exception as exc:  # malformed values in the sources' headers
-        raise MedglipError(f"{what}: cannot write a DICOM SR about these source images ({condense_error(exc)})") from None
+        raise MedglipError(f"{what}: cannot write a DICOM SR about these source images "
+                           f"({condense_error(exc)})") from None
     alg = hd.sr.AlgorithmIdentification(name=algorithm, version=software_version,
                                         parameters=[str(p)[:64] for p in algorithm_parameters] or None)
     device = hd.sr.ObserverContext(
@@ -114,7 +115,8 @@ def dicom_sr(sources: Sequence[Dataset], seg: Dataset, findings: Sequence[Findin
     except MemoryError:
         raise
     except Exception as exc:
-        raise MedglipError(f"{what}: cannot write a DICOM SR about these source images ({condense_error(exc)})") from None
+        raise MedglipError(f"{what}: cannot write a DICOM SR about these source images "
+                           f"({condense_error(exc)})") from None
     sr.SeriesDescription = "medglip grounding findings"
     for designator, name in (local_schemes or {}).items():
         sr.CodingSchemeIdentificationSequence = list(sr.get("CodingSchemeIdentificationSequence", [])) + [

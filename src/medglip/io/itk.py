@@ -13,6 +13,7 @@ import os
 import re
 import zlib
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import SimpleITK as sitk
@@ -115,7 +116,7 @@ class _TextHeader:
             self.kind = "meta"
             self._parse_meta(head)
 
-    def _refuse(self, why: str) -> None:
+    def _refuse(self, why: str) -> NoReturn:
         raise ReadError(self.path, why)
 
     def _parse_nrrd(self, head: bytes) -> None:
@@ -124,12 +125,12 @@ class _TextHeader:
         lines: list[tuple[str, int]] = []  # (line, offset just past its end of line)
         pos, end = 0, None
         for m in _NRRD_EOL.finditer(head):
-            line = head[pos: m.start()]
+            raw = head[pos: m.start()]
             pos = m.end()
-            if not line:
+            if not raw:
                 end = pos
                 break
-            lines.append((line.decode("latin-1"), pos))
+            lines.append((raw.decode("latin-1"), pos))
         if end is None:
             if not self.whole:
                 self._refuse(f"NRRD header does not end within the first {MAX_HEADER_BYTES:,} bytes")
@@ -361,7 +362,8 @@ def read_itk(path: str | Path, *, fmt: str | None = None, max_pixels: int | None
     try:
         img = reader.Execute()
     except RuntimeError as exc:
-        raise ReadError(path, f"cannot read {fmt} pixel data, file truncated or corrupt? ({condense_error(exc)})") from None
+        raise ReadError(path, f"cannot read {fmt} pixel data, file truncated or corrupt? "
+                              f"({condense_error(exc)})") from None
     out = sitk_to_imagedata(img, path, fmt)
     keys = [k for k in reader.GetMetaDataKeys() if k.lower() in ("modality", "dicom_0008_0060")]
     if keys:

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ._base import check_file
-from .read import read_image
 from .raster import open_pil
+from .read import read_image
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import logging
 import struct
 import zlib
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import nibabel as nib
@@ -26,9 +27,11 @@ from ..errors import ReadError
 from ._base import ImageData, check_geometry, check_size, condense_error
 from .policy import check_confined, check_deadline, current_policy, working_dtype
 
+_gzip: ModuleType
+_inflate_error: type[Exception]
 try:  # ISA-L inflates a .nii.gz about twice as fast as zlib (what makes NIfTI as quick as NRRD)
     from isal import igzip as _gzip
-    from isal.isal_zlib import error as _inflate_error
+    from isal.isal_zlib import error as _inflate_error  # type: ignore[assignment]  # its stub: an instance
 except ImportError:  # pragma: no cover - isal has wheels for the usual platforms
     _gzip, _inflate_error = gzip, zlib.error
 
@@ -83,7 +86,7 @@ def _read_in_slabs(img: nib.Nifti1Image, shape: tuple[int, ...], dtype: np.dtype
 _PEEK = 544
 
 
-def _single_file_class(path: Path, head: bytes) -> type:
+def _single_file_class(path: Path, head: bytes) -> type[nib.Nifti1Image]:
     """The nibabel class of a SINGLE-FILE NIfTI header (``n+1`` / ``n+2``). A ``ni1`` / ``ni2`` header or an
     Analyze 7.5 one keeps its pixels in another file (``.img``): refused, so nothing but ``path`` is read."""
     sizes = {struct.unpack(o + "i", head[:4])[0] for o in "<>"} if len(head) >= 348 else set()

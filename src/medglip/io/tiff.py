@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -29,8 +30,10 @@ log = logging.getLogger(__name__)
 _UNIT_MM = {"micron": 1e-3, "um": 1e-3, "µm": 1e-3, "\\u00B5m": 1e-3, "mm": 1.0, "cm": 10.0, "nm": 1e-6}
 
 
-def _resolution_mm(page: tifffile.TiffPage, ij: dict | None) -> tuple[float, float] | None:
+def _resolution_mm(page: tifffile.TiffPage | tifffile.TiffFrame | None, ij: dict | None) -> tuple[float, float] | None:
     """(row, column) pixel size in mm from resolution tags, or None when unknown/not physical."""
+    if not isinstance(page, tifffile.TiffPage):  # a frame (or a missing page) carries no tags of its own
+        return None
     tags = page.tags
     if "XResolution" not in tags or "YResolution" not in tags:
         return None
@@ -65,6 +68,8 @@ def _read_converted(series: tifffile.TiffPageSeries, shape: tuple[int, ...], dty
         return out
     page = pages[0]
     keyframe = page.keyframe
+    if keyframe is None:
+        raise ReadError(path, "TIFF frame without the page that describes it")
     with page.parent.filehandle.lock:
         keyframe.init_decode()
     result = np.empty(keyframe.shaped, dtype)
@@ -99,7 +104,8 @@ def read_tiff(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
             ij = tif.imagej_metadata
         except Exception as exc:
             raise ReadError(path, f"cannot parse TIFF structure ({condense_error(exc)})") from None
-        spatial = 3 if any(a in axes for a in "ZIQT") and shape[[i for i, a in enumerate(axes) if a in "ZIQT"][0]] > 1 else 2
+        depth_axes = [i for i, a in enumerate(axes) if a in "ZIQT"]
+        spatial = 3 if depth_axes and shape[depth_axes[0]] > 1 else 2
         out_dtype = working_dtype(series.dtype)
         check_size(path, shape, spatial_ndim=spatial, max_pixels=max_pixels, itemsize=out_dtype.itemsize)
         try:
@@ -123,7 +129,7 @@ def read_tiff(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
             arr = np.moveaxis(arr, axes.index(ch), -1)
             axes = axes.replace(ch, "") + ch
     axes = axes.replace("C", "S")
-    meta = {"format": "tiff", "dtype": str(series.dtype), "axes": series.axes}
+    meta: dict[str, Any] = {"format": "tiff", "dtype": str(series.dtype), "axes": series.axes}
     if arr.dtype != series.dtype:
         meta["converted_to"] = str(arr.dtype)
     spacing_known = res is not None
@@ -134,7 +140,7 @@ def read_tiff(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
     if axes in ("ZYX", "ZYXS"):
         arr = np.transpose(arr, (2, 1, 0, 3) if axes == "ZYXS" else (2, 1, 0))
         z = float(ij["spacing"]) if ij and "spacing" in ij and float(ij["spacing"]) > 0 else None
-        if z is not None and res is not None:
+        if ij and z is not None and res is not None:  # (z is known only from ij)
             z *= _UNIT_MM.get(str(ij.get("unit", "")).lower(), 1.0)
         row, col = res if res is not None else (1.0, 1.0)
         geom = Geometry.identity(3, (col, row, z if z is not None else 1.0))

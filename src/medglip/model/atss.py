@@ -25,7 +25,7 @@ def make_anchors(shapes: list[tuple[int, int]], strides: list[int], anchor_scale
         level_sizes: anchors per level.
     """
     centres, boxes, sizes = [], [], []
-    for (h, w), s in zip(shapes, strides):
+    for (h, w), s in zip(shapes, strides, strict=True):
         ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * s
         xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * s
         cy, cx = torch.meshgrid(ys, xs, indexing="ij")
@@ -95,12 +95,12 @@ def atss_assign(anchors: torch.Tensor, level_sizes: list[int], gt_boxes: torch.T
 
 def centerness_target(centres: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """FCOS centerness of anchor ``centres`` (N, 2) inside their boxes (N, 4): (N,) in [0, 1]."""
-    l = centres[:, 0] - boxes[:, 0]
-    t = centres[:, 1] - boxes[:, 1]
-    r = boxes[:, 2] - centres[:, 0]
-    b = boxes[:, 3] - centres[:, 1]
-    lr = torch.stack([l, r], 1).clamp(min=0)
-    tb = torch.stack([t, b], 1).clamp(min=0)
+    left = centres[:, 0] - boxes[:, 0]
+    top = centres[:, 1] - boxes[:, 1]
+    right = boxes[:, 2] - centres[:, 0]
+    bottom = boxes[:, 3] - centres[:, 1]
+    lr = torch.stack([left, right], 1).clamp(min=0)
+    tb = torch.stack([top, bottom], 1).clamp(min=0)
     c = (lr.min(1).values / lr.max(1).values.clamp(min=1e-6)) * (tb.min(1).values / tb.max(1).values.clamp(min=1e-6))
     return c.sqrt()
 

@@ -119,12 +119,16 @@ class Backbone(nn.Module):
         returns: list of FloatTensor (B, channels[i], S / strides[i], S / strides[i]).
     """
 
+    in_scale: torch.Tensor  # buffers (register_buffer)
+    in_shift: torch.Tensor
+
     def __init__(self, *, name: str, weights: str, out_indices: tuple[int, ...],
                  kwargs: dict[str, Any] | None = None, image_size: int = 224, frozen_bn: bool = False,
                  load_weights: bool = True) -> None:
         super().__init__()
         self.frozen_bn = frozen_bn
         import timm
+        from timm.models import FeatureInfo
 
         kw = dict(kwargs or {})
         if "swin" in name:
@@ -150,15 +154,18 @@ class Backbone(nn.Module):
         elif weights == "hub":
             cfg = getattr(self.body, "pretrained_cfg", {}) or {}
             mean, std = tuple(cfg.get("mean", mean)), tuple(cfg.get("std", std))
-        self.channels: list[int] = list(self.body.feature_info.channels())
-        self.strides: list[int] = list(self.body.feature_info.reduction())
+        info = self.body.feature_info
+        if not isinstance(info, FeatureInfo):
+            raise TypeError(f"timm model {name!r} built with features_only=True has no feature_info")
+        self.channels: list[int] = list(info.channels())
+        self.strides: list[int] = list(info.reduction())
         self.nhwc = str(getattr(self.body, "output_fmt", "NCHW")).endswith("NHWC")
         a, b = input_affine(mean, std)
         self.renorm = not (torch.allclose(a, torch.ones(3)) and torch.allclose(b, torch.zeros(3)))
         self.register_buffer("in_scale", a.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("in_shift", b.view(1, 3, 1, 1), persistent=False)
 
-    def train(self, mode: bool = True) -> "Backbone":
+    def train(self, mode: bool = True) -> Backbone:
         super().train(mode)
         if self.frozen_bn:
             freeze_batchnorm(self)

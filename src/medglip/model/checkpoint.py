@@ -116,7 +116,8 @@ def save_checkpoint(model: torch.nn.Module, directory: str | Path, *, compact: b
     atomic_write_text(out / CONFIG, json.dumps(seal(config), indent=2) + "\n")
     text_dir = out / TEXT_DIR
     text_dir.mkdir(exist_ok=True)
-    m.text_encoder.config.save_pretrained(text_dir)
+    text_config: Any = m.text_encoder.config  # a transformers PretrainedConfig (the module is typed nn.Module)
+    text_config.save_pretrained(text_dir)
     m.tokenizer.save_pretrained(text_dir)
     log.info("saved checkpoint to %s", out)
     return out

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.intensity import CT_WINDOWS
-from ..core.pipeline import CT_FORMS_VERSION, PIPELINE_VERSION, InputConfig
+from ..core.pipeline import CT_FORMS_VERSION, PIPELINE_VERSION, InputConfig, value_pair, window_pair
 from ..core.rules import FINDING_THRESHOLD
 from ..modality import MODALITIES
 
@@ -265,7 +265,7 @@ class ModelConfig:
         if self.mask_head and not (1 <= self.mask_levels <= self.fpn_levels and self.mask_roi_size >= 2
                                    and self.mask_convs >= 0):
             raise ValueError("mask_levels must be 1..fpn_levels, mask_roi_size >= 2 and mask_convs >= 0")
-        self.input_config  # validates the windows and percentiles
+        _ = self.input_config  # building it validates the windows and percentiles
 
     def _check_values(self) -> None:
         """Types and ranges of every field (ValueError naming the field): a config read from a checkpoint's
@@ -277,10 +277,10 @@ class ModelConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise bad(name, f"an integer in {lo}..{hi}")
-        for name, (lo, hi) in FLOAT_RANGES.items():
+        for name, (low, high) in FLOAT_RANGES.items():
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and lo <= v <= hi):
-                raise bad(name, f"a number in [{lo:g}, {hi:g}]")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and low <= v <= high):
+                raise bad(name, f"a number in [{low:g}, {high:g}]")
         for name in _BOOL_FIELDS:
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "true or false")
@@ -302,12 +302,13 @@ class ModelConfig:
         if not isinstance(kwargs, tuple) or not all(isinstance(kv, tuple) and len(kv) == 2 for kv in kwargs):
             raise bad("backbone_kwargs", "a mapping of timm arguments")
         for key, value in kwargs:
-            lo, hi = BACKBONE_KWARGS.get(key, (None, None))
-            if lo is None:
+            bounds = BACKBONE_KWARGS.get(key)
+            if bounds is None:
                 raise ValueError(f"backbone_kwargs: {key!r} is not allowed; allowed: {', '.join(BACKBONE_KWARGS)} "
                                  "(numbers only)")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-                raise ValueError(f"backbone_kwargs: {key} must be a number in [{lo:g}, {hi:g}], got {value!r}")
+            low, high = bounds
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError(f"backbone_kwargs: {key} must be a number in [{low:g}, {high:g}], got {value!r}")
         for name in ("modalities", "own_encoder_modalities"):
             v = getattr(self, name)
             if not isinstance(v, tuple) or any(m not in MODALITIES for m in v) or len(set(v)) != len(v):
@@ -317,7 +318,8 @@ class ModelConfig:
         windows, pct = self.ct_windows, self.intensity_percentiles
         numbers = [x for w in windows for x in (w if isinstance(w, tuple) else (w,))] if isinstance(windows, tuple) \
             else [windows]
-        for name, values in (("ct_windows", numbers), ("intensity_percentiles", pct if isinstance(pct, tuple) else [pct])):
+        percentiles = pct if isinstance(pct, tuple) else [pct]
+        for name, values in (("ct_windows", numbers), ("intensity_percentiles", percentiles)):
             if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in values):
                 raise bad(name, "finite numbers")
         tuned = self.tuned_phrases
@@ -357,8 +359,8 @@ class ModelConfig:
     @property
     def input_config(self) -> InputConfig:
         """The input pipeline's configuration (:class:`medglip.core.pipeline.InputConfig`)."""
-        return InputConfig(ct_windows=tuple(tuple(w) for w in self.ct_windows),
-                           percentiles=tuple(self.intensity_percentiles), version=self.input_version,
+        return InputConfig(ct_windows=tuple(window_pair(w) for w in self.ct_windows),
+                           percentiles=value_pair(self.intensity_percentiles), version=self.input_version,
                            context_slices=self.context_slices)
 
     # ------------------------------------------------------------------ derived
@@ -377,7 +379,7 @@ class ModelConfig:
         m = self.modalities[modality_index]
         return m if m in self.own_encoder_modalities else "shared"
 
-    def replace(self, **changes: Any) -> "ModelConfig":
+    def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
     # ------------------------------------------------------------------ JSON
@@ -387,7 +389,7 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         known = {f.name: f for f in dataclasses.fields(cls)}
         extra = set(d) - set(known)
         if extra:
@@ -421,7 +423,7 @@ class ModelConfig:
         return text
 
     @classmethod
-    def from_json(cls, text_or_path: str | Path) -> "ModelConfig":
+    def from_json(cls, text_or_path: str | Path) -> ModelConfig:
         s = str(text_or_path)
         text = s if s.lstrip().startswith("{") else Path(s).read_text()
         return cls.from_dict(json.loads(text))

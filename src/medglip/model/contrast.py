@@ -62,7 +62,7 @@ def gather_phrases(embeddings: torch.Tensor, phrases: list[str]) -> tuple[torch.
     most = max(len(p or []) for p in lists)
     padded = F.pad(embeddings, (0, 0, 0, most - embeddings.shape[0]))
     parts = all_gather(padded.contiguous())
-    emb = torch.cat([part[: len(p or [])] for part, p in zip(parts, lists)])
+    emb = torch.cat([part[: len(p or [])] for part, p in zip(parts, lists, strict=True)])
     return emb, [s for p in lists for s in (p or [])]
 
 

@@ -9,9 +9,9 @@ An adapted run folder (``medglip adapt``) holds::
                             ``<tensor>::lora_b`` (m, r) whose product, reshaped, is added to that tensor
     RUN/config.json         the adapted ModelConfig, "sha256" of the weights, and "adapted_from": {...}
 
-``adapted_from`` records ``format``, ``base`` (``{"kind": "shipped", "name": ..., "path": <absolute>}`` or
-``{"kind": "run", "path": <absolute>, "relative": <from RUN>}``), ``base_sha256`` (the SHA-256 of every tensor of the base
-model, :func:`state_sha256`) and counts. Loading loads the base (itself any checkpoint, a compact or
+``adapted_from`` records ``format``, ``base`` (``{"kind": "shipped", "name": ..., "path": <absolute>}``
+or ``{"kind": "run", "path": <absolute>, "relative": <from RUN>}``), ``base_sha256`` (the SHA-256 of every tensor of
+the base model, :func:`state_sha256`) and counts. Loading loads the base (itself any checkpoint, a compact or
 adapted one included), checks that hash, then lays the stored tensors over it — so a moved, replaced
 or retrained base is refused by name instead of giving a silently different model.
 """

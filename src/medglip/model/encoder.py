@@ -12,6 +12,7 @@ leaves that encoder without gradients, so DDP needs ``find_unused_parameters=Tru
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,14 @@ from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 from .backbone import build_backbone
 from .config import TINYVIT_BACKBONE, ModelConfig
 from .tinyvit import build_tinyvit
+
+
+@runtime_checkable
+class FeatureBackbone(Protocol):
+    """What the encoder needs of a backbone besides being a module: its maps' channels and strides."""
+
+    channels: list[int]
+    strides: list[int]
 
 
 def build_image_backbone(config: ModelConfig, *, load_weights: bool = True) -> nn.Module:
@@ -38,10 +47,12 @@ class ExtraLevels(ExtraFPNBlock):
 
     def __init__(self, *, channels: int, count: int) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, stride=2, padding=1) for _ in range(count))
-        for c in self.convs:
+        convs = [nn.Conv2d(channels, channels, 3, stride=2, padding=1) for _ in range(count)]
+        for c in convs:
             nn.init.kaiming_uniform_(c.weight, a=1)
-            nn.init.zeros_(c.bias)
+            if c.bias is not None:
+                nn.init.zeros_(c.bias)
+        self.convs = nn.ModuleList(convs)
 
     def forward(self, results: list[torch.Tensor], x: list[torch.Tensor], names: list[str]):
         last = results[-1]
@@ -71,11 +82,13 @@ class ImageEncoder(nn.Module):
             backbones = {k: build_image_backbone(config, load_weights=load_weights) for k in config.encoder_keys}
         self.backbones = nn.ModuleDict(backbones)
         first = next(iter(self.backbones.values()))
+        if not isinstance(first, FeatureBackbone):
+            raise TypeError(f"image backbone {type(first).__name__} has no channels and strides (one per map)")
         self.in_strides = list(first.strides)
         extra = config.fpn_levels - len(first.channels)
         self.strides = self.in_strides + [self.in_strides[-1] * 2 ** (i + 1) for i in range(extra)]
-        self.fpn = FeaturePyramidNetwork(first.channels, config.fpn_channels,
-                                         extra_blocks=ExtraLevels(channels=config.fpn_channels, count=extra) if extra else None)
+        extra_blocks = ExtraLevels(channels=config.fpn_channels, count=extra) if extra else None
+        self.fpn = FeaturePyramidNetwork(first.channels, config.fpn_channels, extra_blocks=extra_blocks)
         self.modality_embed = (nn.Embedding(len(config.modalities), config.fpn_channels)
                                if config.image_encoders == "shared" else None)
         if self.modality_embed is not None:
@@ -99,7 +112,7 @@ class ImageEncoder(nn.Module):
             feats = self.backbones[keys[e]](images[idx])
             if outs is None:
                 outs = [f.new_zeros((images.shape[0],) + f.shape[1:]) for f in feats]
-            outs = [o.index_copy(0, idx, f) for o, f in zip(outs, feats)]
+            outs = [o.index_copy(0, idx, f) for o, f in zip(outs, feats, strict=True)]
         assert outs is not None
         return outs
 

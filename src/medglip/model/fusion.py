@@ -12,6 +12,7 @@ the prompt: :meth:`Fusion.prepare` computes it once per image, and every prompt 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -105,9 +106,9 @@ class Fusion(nn.Module):
 
     def prepare(self, features: list[torch.Tensor]) -> FusionInput:
         """The image side of the first layer, computed once per image (needs at least one layer)."""
-        shapes = [tuple(f.shape[-2:]) for f in features]
+        shapes = [(int(f.shape[-2]), int(f.shape[-1])) for f in features]
         tokens = torch.cat([f.flatten(2) for f in features], dim=2).transpose(1, 2).contiguous()  # (B, ΣHW, d)
-        return FusionInput(tokens, shapes, self.layers[0].image_side(tokens))
+        return FusionInput(tokens, shapes, cast(BiFusionLayer, self.layers[0]).image_side(tokens))
 
     def forward(self, features: list[torch.Tensor], text: torch.Tensor, text_mask: torch.Tensor, *,
                 prepared: FusionInput | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:

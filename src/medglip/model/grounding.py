@@ -71,6 +71,26 @@ class TextFeatures:
         return TextFeatures(self.hidden.detach(), self.mask, self.phrase_token_masks)
 
 
+@dataclass(frozen=True)
+class HeadOutput:
+    """What fusion + the head give for B images and their prompts (:meth:`GroundingModel._head`).
+
+    Attributes:
+        out: the head's dict: ``logits`` (B, A, T), ``ltrb`` (B, A, 4), ``centerness`` (B, A) (+
+            ``regions`` / ``tokens`` embeddings when asked for).
+        centres: (A, 2) anchor centres in input pixels; anchors: (A, 4) anchor boxes;
+        level_sizes: anchors per FPN level; text_mask: BoolTensor (B, T) of real tokens;
+        fused: the fused FPN levels (B, d, H_l, W_l), what the mask head reads.
+    """
+
+    out: dict[str, torch.Tensor]
+    centres: torch.Tensor
+    anchors: torch.Tensor
+    level_sizes: list[int]
+    text_mask: torch.Tensor
+    fused: list[torch.Tensor]
+
+
 class GroundingModel(nn.Module):
     """Phrase grounding model.
 
@@ -209,15 +229,15 @@ class GroundingModel(nn.Module):
         if not self.training:
             return self.detect(feats, text_features, tuple(images.shape[-2:]))
         tasks = self.tasks
-        out, centres, anchors, level_sizes, mask, fused = self._head(feats, text_features,
-                                                                     embeddings=tasks.contrastive_weight > 0)
+        h = self._head(feats, text_features, embeddings=tasks.contrastive_weight > 0)
+        out, fused = h.out, h.fused
         if targets is None or len(targets) != b:
             raise ValueError("training needs one target dict per image")
         c = self.config
-        assignments = assign(anchors, level_sizes, targets, c.atss_topk)
+        assignments = assign(h.anchors, h.level_sizes, targets, c.atss_topk)
         losses = grounding_losses(logits=out["logits"], ltrb=out["ltrb"], centerness=out["centerness"],
-                                  centres=centres, anchors=anchors, level_sizes=level_sizes, targets=targets,
-                                  phrase_token_masks=text_features.phrase_token_masks, text_mask=mask,
+                                  centres=h.centres, anchors=h.anchors, level_sizes=h.level_sizes, targets=targets,
+                                  phrase_token_masks=text_features.phrase_token_masks, text_mask=h.text_mask,
                                   topk=c.atss_topk, alpha=c.focal_alpha, gamma=c.focal_gamma,
                                   giou_weighting=c.giou_weighting, assignments=assignments)
         losses = {"loss_cls": losses["loss_cls"] * c.cls_loss_weight,
@@ -265,7 +285,8 @@ class GroundingModel(nn.Module):
             return ImageFeatures(levels, ltrb, ctr, images=images, fusion_input=prepared)
         return ImageFeatures(levels, images=images, fusion_input=prepared)
 
-    def _head(self, img: ImageFeatures, text_features: TextFeatures, *, embeddings: bool = False):
+    def _head(self, img: ImageFeatures, text_features: TextFeatures, *, embeddings: bool = False) -> HeadOutput:
+        """Fusion and the head on features of :meth:`encode_images` (training and inference)."""
         text = self.text_proj(text_features.hidden)
         mask = text_features.mask.to(img.levels[0].device)
         feats, text = self.fusion(img.levels, text, mask, prepared=img.fusion_input)
@@ -273,7 +294,8 @@ class GroundingModel(nn.Module):
         out = self.head(feats, text, mask, self.strides, boxes=boxes, embeddings=embeddings)
         shapes = [tuple(f.shape[-2:]) for f in feats]
         centres, anchors, level_sizes = make_anchors(shapes, self.strides, self.config.anchor_scale, feats[0].device)
-        return out, centres, anchors, level_sizes, mask, feats
+        return HeadOutput(out=out, centres=centres, anchors=anchors, level_sizes=level_sizes, text_mask=mask,
+                          fused=feats)
 
     @torch.no_grad()
     def detect(self, feats: ImageFeatures, text_features: TextFeatures, image_hw: tuple[int, int], *,
@@ -302,8 +324,8 @@ class GroundingModel(nn.Module):
         :meth:`predict_masks` of the boxes a caller keeps."""
         if text_features.hidden.shape[0] != feats.levels[0].shape[0]:
             raise ValueError("text_features batch size differs from the images'")
-        out, centres, _, _, _, fused = self._head(feats, text_features)
-        return self.postprocess(out, centres, text_features.phrase_token_masks, image_hw), fused
+        h = self._head(feats, text_features)
+        return self.postprocess(h.out, h.centres, text_features.phrase_token_masks, image_hw), h.fused
 
     @torch.no_grad()
     def predict_masks(self, fused: list[torch.Tensor], images: torch.Tensor | None, boxes: list[torch.Tensor],

@@ -75,7 +75,8 @@ class GroundingHead(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         if alignment == "scaled":
             nn.init.zeros_(self.token_bias.weight)
             nn.init.zeros_(self.token_bias.bias)
@@ -108,7 +109,7 @@ class GroundingHead(nn.Module):
     def boxes(self, features: list[torch.Tensor], strides: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(ltrb (B, A, 4), centerness logits (B, A))`` of the box tower on ``features``."""
         ltrb, ctr = [], []
-        for level, (f, stride) in enumerate(zip(features, strides)):
+        for level, (f, stride) in enumerate(zip(features, strides, strict=True)):
             b = self.box_tower(f)
             x = (self.scales[level] * self.box(b).float()).clamp(max=8.0)  # fp32: exp overflows fp16
             ltrb.append((x.exp() * (self.anchor_scale * stride / 2)).flatten(2).transpose(1, 2))

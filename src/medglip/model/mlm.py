@@ -74,7 +74,8 @@ class MLMHead(nn.Module):
 
     def load_pretrained(self, state: dict[str, torch.Tensor]) -> None:
         """Copy ``cls.predictions.*`` tensors of a ``BertForMaskedLM`` checkpoint into the head."""
-        own = {_KEYS[k[len(_PREFIX):]]: v for k, v in state.items() if k.startswith(_PREFIX) and k[len(_PREFIX):] in _KEYS}
+        own = {_KEYS[k.removeprefix(_PREFIX)]: v for k, v in state.items()
+               if k.startswith(_PREFIX) and k.removeprefix(_PREFIX) in _KEYS}
         missing = set(_KEYS.values()) - set(own)
         if missing:
             raise ValueError(f"pretrained MLM head lacks {sorted(missing)}")

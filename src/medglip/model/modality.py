@@ -8,6 +8,8 @@ Trained jointly with a cross-entropy term (``loss_modality``) on the modality th
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,7 +23,7 @@ class ModalityClassifier(nn.Module):
         self.input_size = input_size
         chans = [3, width, 2 * width, 4 * width]
         layers: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:]):
+        for cin, cout in pairwise(chans):
             layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(4, cout), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(chans[-1], num_modalities)

@@ -104,7 +104,7 @@ def make_prompt(phrases: Sequence[str], tokenizer, max_len: int) -> Prompt:
         log.warning("prompt %r is longer than %d tokens and was truncated", text[:80], max_len)
     special = set(tokenizer.all_special_ids)
     mask = torch.zeros(len(cleaned), len(ids), dtype=torch.bool)
-    for t, ((s, e), tok) in enumerate(zip(offsets, ids)):
+    for t, ((s, e), tok) in enumerate(zip(offsets, ids, strict=True)):
         if tok in special or e <= s:
             continue
         for p, (ps, pe) in enumerate(spans):

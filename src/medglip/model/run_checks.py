@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 #: the key of ``config.json`` that holds the SHA-256 of its other entries
 SETTINGS_HASH = "settings_sha256"

@@ -47,7 +47,7 @@ class AuxiliaryTasks:
     relations: PhraseRelations | None = None
 
     @classmethod
-    def for_config(cls, config: Any) -> "AuxiliaryTasks":
+    def for_config(cls, config: Any) -> AuxiliaryTasks:
         """The default of a model: its own heads trained at weight 1, no contrast."""
         return cls(mlm_weight=1.0 if config.mlm_head else 0.0, mask_weight=1.0 if config.mask_head else 0.0)
 
@@ -61,7 +61,7 @@ def contrast_loss(tasks: AuxiliaryTasks, *, regions: torch.Tensor, tokens: torch
         raise ValueError("the contrastive loss needs the prompts (their phrases), not only text_features")
     relations = tasks.relations if tasks.relations is not None else _shipped_relations()
     feats, names = [], []
-    for i, ((pos, gt_idx), tgt) in enumerate(zip(assignments, targets)):
+    for i, ((pos, gt_idx), tgt) in enumerate(zip(assignments, targets, strict=True)):
         if pos.numel() == 0:
             continue
         pids = tgt["phrase_ids"].to(pos.device).long()[gt_idx]
@@ -137,7 +137,7 @@ def mask_head_loss(head: MaskHead, fused: list[torch.Tensor], images: torch.Tens
         rois.append(boxes)
         masks.append(mk)
     logits = head(fused, rois, image_hw, images)
-    zero = sum(p.sum() for p in head.parameters()) * 0.0  # every rank's graph reaches the head (DDP)
+    zero = torch.stack([p.sum() for p in head.parameters()]).sum() * 0.0  # every rank's graph reaches the head (DDP)
     if logits.shape[0] == 0:
         return zero
     return mask_loss(logits, mask_targets(masks, rois, head.resolution).to(logits.device)) + zero

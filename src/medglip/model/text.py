@@ -51,7 +51,7 @@ def load_tokenizer(name: str):
 def _drop_pooler(model: nn.Module) -> nn.Module:
     # the pooler is unused by grounding; leaving it would give DDP parameters without gradients
     if getattr(model, "pooler", None) is not None:
-        model.pooler = None
+        model.register_module("pooler", None)
     return model
 
 

@@ -64,7 +64,7 @@ def _fresh_bias_attention(base: type) -> type:
     ``ab`` is a property, gathered from the live biases at each call (a few thousand numbers).
     """
 
-    class FreshBiasAttention(base):  # type: ignore[misc, valid-type]
+    class FreshBiasAttention(base):
         train = nn.Module.train
 
         @property
@@ -94,6 +94,9 @@ class TinyViTBackbone(nn.Module):
         body: the package's ``TinyViT`` without its neck (state-dict keys as in the package, ``neck.*`` less).
     """
 
+    in_scale: torch.Tensor  # buffers (register_buffer)
+    in_shift: torch.Tensor
+
     def __init__(self, *, image_size: int, weights: str, out_indices: tuple[int, ...], frozen_bn: bool = True,
                  load_weights: bool = True) -> None:
         super().__init__()
@@ -120,7 +123,7 @@ class TinyViTBackbone(nn.Module):
         self.register_buffer("in_scale", a.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("in_shift", b.view(1, 3, 1, 1), persistent=False)
 
-    def train(self, mode: bool = True) -> "TinyViTBackbone":
+    def train(self, mode: bool = True) -> TinyViTBackbone:
         super().train(mode)
         if self.frozen_bn:
             freeze_batchnorm(self)

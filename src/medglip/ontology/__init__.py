@@ -17,7 +17,15 @@ from .coding import LOCAL_SCHEME, Coding, coding_for
 from .loader import default_data_files, load_ontology
 from .mapping import ANY_SOURCE, SourceMapping
 from .model import (
-    LEVELS, UNKNOWN_LEVEL, UNMAPPED_CLASS, Code, OntologyClass, OntologyError, Region, Resolution, Term,
+    LEVELS,
+    UNKNOWN_LEVEL,
+    UNMAPPED_CLASS,
+    Code,
+    OntologyClass,
+    OntologyError,
+    Region,
+    Resolution,
+    Term,
     UnknownTermError,
 )
 from .normalise import flip_text, name_key

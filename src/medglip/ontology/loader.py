@@ -27,9 +27,9 @@ from typing import Any
 import yaml
 
 from ..core.intensity import CT_WINDOWS
+from .mapping import SourceMapping
 from .model import LEVELS, Code, OntologyClass, OntologyError, Region, Term
 from .normalise import slug
-from .mapping import SourceMapping
 from .ontology import Ontology
 
 _GROUP_KEYS = {"class", "level", "parent", "lateral", "ct_window", "kind", "terms"}

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .model import OntologyError
+from .model import Laterality, OntologyError
 from .normalise import contains_words, name_key, singular_variants, source_keys, split_laterality
 
 #: Pattern of a user mapping that applies to every source (and to names given without a source).
@@ -65,7 +65,7 @@ def mapping_table(mappings: list[SourceMapping], source: str | None) -> dict[str
     return table
 
 
-def lookup_table(table: Mapping[str, str], keys: list[str]) -> tuple[str, str | None] | None:
+def lookup_table(table: Mapping[str, str], keys: list[str]) -> tuple[str, Laterality | None] | None:
     """Find a name (its key candidates) in a mapping table: ``(canonical, side)`` or None.
 
     A side written in the name but not in the table's key is returned separately ("Tumor_L").
@@ -96,7 +96,8 @@ def parse_user_mappings(mappings: Mapping[str, Mapping[str, str]] | str | Path) 
         except (OSError, yaml.YAMLError) as e:
             raise OntologyError(f"{path}: cannot read label mapping YAML: {e}") from e
     if not isinstance(data, Mapping):
-        raise OntologyError(f"label mappings must be a mapping of source -> {{name: canonical}}, got {type(data).__name__}")
+        raise OntologyError("label mappings must be a mapping of source -> {name: canonical}, "
+                            f"got {type(data).__name__}")
     if "sources" in data and isinstance(data["sources"], list):
         return [SourceMapping(tuple(str(p) for p in s.get("match", [])), dict(s.get("names") or {}))
                 for s in data["sources"]]

@@ -13,8 +13,16 @@ from typing import Any, overload
 from ..modality import guess_modality
 from .mapping import SourceMapping, lookup_table, mapping_table, parse_user_mappings
 from .model import (
-    DEFAULT_CT_WINDOW, UNKNOWN_LEVEL, UNMAPPED_CLASS, Laterality, OntologyClass, OntologyError, Region,
-    Resolution, Term, UnknownTermError,
+    DEFAULT_CT_WINDOW,
+    UNKNOWN_LEVEL,
+    UNMAPPED_CLASS,
+    Laterality,
+    OntologyClass,
+    OntologyError,
+    Region,
+    Resolution,
+    Term,
+    UnknownTermError,
 )
 from .normalise import SPELLING, display_text, flip_text, key_candidates, name_key, singular_variants, split_laterality
 
@@ -206,13 +214,14 @@ class Ontology:
 
     def _tables(self, source: str | None) -> tuple[dict[str, str], dict[str, str]]:
         if source not in self._table_cache:
-            self._table_cache[source] = (mapping_table(self._user_sources, source), mapping_table(self._sources, source))
+            self._table_cache[source] = (mapping_table(self._user_sources, source),
+                                         mapping_table(self._sources, source))
         return self._table_cache[source]
 
     def _static(self, raw: str, source: str | None) -> tuple[Hit, str] | None:
         """Resolve without context words: user and source mappings, then the name itself."""
         keys = key_candidates(raw)
-        for via, table in zip(("user", "source"), self._tables(source)):
+        for via, table in zip(("user", "source"), self._tables(source), strict=True):
             found = lookup_table(table, keys)
             if found is not None:
                 target, side = found
@@ -366,7 +375,7 @@ class Ontology:
             self._unmapped.clear()
 
     # ------------------------------------------------------------------ overrides, flips, text
-    def with_mappings(self, mappings: Mapping[str, Mapping[str, str]] | str | Path) -> "Ontology":
+    def with_mappings(self, mappings: Mapping[str, Mapping[str, str]] | str | Path) -> Ontology:
         """A copy whose user overrides (``{source pattern: {name: canonical}}`` or a YAML file) come
         before every shipped mapping; ``"*"`` as pattern applies to every source."""
         extra = parse_user_mappings(mappings)

@@ -54,7 +54,7 @@ class PhraseRelations:
         self.ontology = ontology
         self._cache: dict[str, _Phrase] = {}
 
-    def __deepcopy__(self, memo: dict) -> "PhraseRelations":
+    def __deepcopy__(self, memo: dict) -> PhraseRelations:
         return self  # a read-only view of the ontology: copies of a model (EMA) share it
 
     def _info(self, phrase: str) -> _Phrase:

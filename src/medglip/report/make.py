@@ -9,20 +9,23 @@ import numpy as np
 from ..context import GroundedContext, context_from
 from ..errors import MedglipError
 from ..export import ExportOptions, export_result, image_objects
-from ..infer.grounder import calibrated_threshold
+from ..infer.api import GrounderLike
+from ..infer.inputs import read_input
 from ..infer.volume import VolumeGroundingResult
-from ..ontology import Ontology
+from ..ontology import Ontology, load_ontology
 from .markdown import render_markdown
 from .model import DEFAULT_OVERLAY, Report
 from .sentences import report_sentences
 
 
-def _phrases(grounder: Any, findings: Sequence[str] | str | None) -> list[str]:
+def _phrases(grounder: GrounderLike, findings: Sequence[str] | str | None, modality: str | None) -> list[str]:
     if findings is None:
-        known = tuple(grounder.known_phrases)
+        known = tuple(grounder.phrases_for(modality)) if modality is not None else tuple(grounder.known_phrases)
         if not known:
-            raise MedglipError("no findings to look for: pass findings=[...] (--findings on the command line); "
-                               "this checkpoint lists no trained phrases (RUN/categories.json)")
+            what = f"no trained phrases of {modality} images" if modality is not None and grounder.known_phrases \
+                else "no trained phrases (RUN/categories.json)"
+            raise MedglipError(f"no findings to look for: pass findings=[...] (--findings on the command line); "
+                               f"this checkpoint lists {what}")
         return list(known)
     items = [findings] if isinstance(findings, str) else list(findings)
     if not items or not all(isinstance(p, str) and p.strip() for p in items):
@@ -30,18 +33,40 @@ def _phrases(grounder: Any, findings: Sequence[str] | str | None) -> list[str]:
     return items
 
 
-def make_report(grounder: Any, image: Any, findings: Sequence[str] | None = None, *, modality: str | None = None,
+def organ_of(phrase: str, onto: Ontology) -> str | None:
+    """The organ (else the region) an ontology phrase belongs to: ``brain`` for "glioma", ``breast``
+    for "breast lesion"; None for an unmapped phrase."""
+    res = onto.resolve(phrase)
+    if not res.mapped or not res.hierarchy:
+        return None
+    return res.hierarchy[1] if len(res.hierarchy) > 2 else res.hierarchy[0]
+
+
+def region_phrases(ctx: GroundedContext, phrases: Sequence[str]) -> list[str]:
+    """Of a report's default phrases, those of the image's region: the organ of the best finding
+    (phrases the ontology cannot place are kept); all of them when nothing was found."""
+    onto = ctx.ontology or load_ontology()
+    best = max(ctx.findings, key=lambda f: f.score, default=None)
+    organ = None if best is None else organ_of(best.phrase, onto)
+    if organ is None:
+        return list(phrases)
+    return [p for p in phrases if organ_of(p, onto) in (organ, None)]
+
+
+def make_report(grounder: GrounderLike, image: Any, findings: Sequence[str] | None = None, *, modality: str | None = None,
                 masks: bool | str = False, score_threshold: float | None = None, llm: Any = None,
                 ontology: Ontology | None = None, window: Any = None,
                 exports: ExportOptions | None = None) -> Report:
     """Ground ``findings`` in ``image`` and describe every finding and every phrase not found.
 
     Args:
-        grounder: a :class:`~medglip.infer.Grounder` (anything with its ``ground_file`` and, for
-            ``findings=None``, ``known_phrases``).
+        grounder: a :class:`~medglip.infer.api.GrounderLike` (``ground_file``; for ``findings=None``
+            also ``modality_of`` and ``phrases_for``).
         image: a 2D file (PNG / JPEG / TIFF / DICOM / one-slice NIfTI), a volume (NIfTI / NRRD / MHA /
             DICOM series folder, grounded slice by slice), or a 2D array / PIL image.
-        findings: the phrases to look for; default the phrases the checkpoint was trained on.
+        findings: the phrases to look for; default: the phrases the checkpoint was trained on in the
+            image's modality, then only those of the image's region (the organ of the best finding,
+            :func:`region_phrases`), so a brain MR is not reported free of breast lesions.
         modality: modality code when known (default: file metadata, else the model's classifier).
         masks: also segment each box: True (the grounder's default source), ``"head"`` (the
             checkpoint's mask head) or ``"medsam"`` (LiteMedSAM); masks are tinted on the overlay.
@@ -58,9 +83,11 @@ def make_report(grounder: Any, image: Any, findings: Sequence[str] | None = None
     Raises:
         MedglipError: no phrases, an unreadable input, a bad threshold, ... (from the grounder too).
     """
-    phrases = _phrases(grounder, findings)
+    item = read_input(image)
+    code = grounder.modality_of(item, modality) if findings is None else None  # what the phrases suit
+    phrases = _phrases(grounder, findings, code)
     if score_threshold is None:
-        thr, asked = calibrated_threshold(grounder, phrases), "calibrated"
+        asked: Any = "calibrated"
     else:
         try:
             thr = asked = float(score_threshold)
@@ -68,8 +95,10 @@ def make_report(grounder: Any, image: Any, findings: Sequence[str] | None = None
             raise MedglipError(f"score_threshold must be a number, got {score_threshold!r}") from None
         if not 0.0 <= thr <= 1.0:
             raise MedglipError(f"score_threshold must be in [0, 1], got {score_threshold!r}")
-    result = grounder.ground_file(image, phrases, modality=modality, masks=masks, score_threshold=asked)
-    ctx = context_from(result, score_threshold=thr, ontology=ontology)
+    result = grounder.ground_file(item, phrases, modality=modality, masks=masks, score_threshold=asked)
+    ctx = context_from(result, ontology=ontology)  # the findings every surface shows
+    if findings is None:
+        ctx = context_from(result, ontology=ontology, phrases=region_phrases(ctx, phrases))
     if isinstance(result, VolumeGroundingResult):
         pixels = result.picture(ctx.volume["key_slice"], window)  # the slice the findings' boxes are on
     else:

@@ -20,13 +20,32 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _row(f: Finding) -> str:
+def table_head(ctx: GroundedContext) -> list[str]:
+    """The column names of the boxes table (the markdown's and the HTML's)."""
+    size_head = "Size (mm, LPS x × y × z)" if ctx.volume is not None else "Size (mm, w × h)"
+    return ["Id", "Phrase", "Score", "Box (px, x0, y0, x1, y1)", size_head, "Size from", "Slices", "Location"]
+
+
+def table_cells(f: Finding) -> list[str]:
+    """One finding's row of the boxes table, as plain text."""
     box = ", ".join(f"{v:.0f}" for v in f.box)
-    sizes = f.extent_mm if f.extent_mm is not None else f.size_mm
-    size = TIMES.join(format_number(v) for v in sizes) if sizes is not None else DASH
+    size = TIMES.join(format_number(v) for v in f.size_mm) if f.size_mm is not None else DASH
     slices = DASH if f.slices is None else (f"{f.slices[0]}" if f.slices[0] == f.slices[1]
                                             else f"{f.slices[0]}{DASH}{f.slices[1]}")
-    return f"| {f.number} | {_cell(f.phrase)} | {f.score:.2f} | {box} | {size} | {slices} |"
+    return [f.id, f.phrase, f"{f.score:.2f}", box, size, f.size_source, slices, f.location]
+
+
+def header_items(ctx: GroundedContext) -> list[tuple[str, str]]:
+    """The report's header as ``(label, plain text)`` pairs: source, modality, image, orientation, what was
+    looked for, and one caution per phrase or modality the model was not trained on."""
+    items = [("Source", str(ctx.source)), ("Modality", ctx.modality), ("Image", _image_line(ctx)),
+             ("Orientation", _ORIENTATION.get(ctx.orientation, ctx.orientation)),
+             ("Looked for", f"{', '.join(ctx.asked)} (score at least {ctx.score_threshold:.2f})")]
+    return items + [("Caution", note) for note in ctx.untrained]
+
+
+def _row(f: Finding) -> str:
+    return "| " + " | ".join(_cell(c) for c in table_cells(f)) + " |"
 
 
 def _image_line(ctx: GroundedContext) -> str:
@@ -43,20 +62,14 @@ def _image_line(ctx: GroundedContext) -> str:
 def render_markdown(ctx: GroundedContext, found: list[str], missing: list[str], *,
                     overlay_name: str | None = "report_overlay.png", title: str = "Grounding report") -> str:
     """The report as markdown; ``overlay_name`` None leaves the overlay out."""
-    lines = [f"# {title}", "",
-             f"- **Source:** `{ctx.source}`",
-             f"- **Modality:** {ctx.modality}",
-             f"- **Image:** {_image_line(ctx)}",
-             f"- **Orientation:** {_ORIENTATION.get(ctx.orientation, ctx.orientation)}",
-             f"- **Looked for:** {', '.join(ctx.asked)} (score at least {ctx.score_threshold:.2f})"]
-    lines += [f"- **Caution:** {note}" for note in ctx.untrained]
+    lines = [f"# {title}", ""]
+    lines += [f"- **{label}:** " + (f"`{text}`" if label == "Source" else text) for label, text in header_items(ctx)]
     lines += ["", "## Findings", ""]
     lines += [f"- {s}" for s in found] or ["- None above the score threshold."]
-    lines += ["", "## Not identified", ""]
-    lines += [f"- {s}" for s in missing] or ["- Every phrase looked for was found."]
-    size_head = "Extent (mm, LPS x × y × z)" if ctx.volume is not None else "Size (mm, w × h)"
-    lines += ["", "## Boxes", "", f"| # | Phrase | Score | Box (px, x0, y0, x1, y1) | {size_head} | Slices |",
-              "|---|---|---|---|---|---|"]
+    if missing:  # no section when every phrase was found (nothing to list)
+        lines += ["", "## Not identified", ""] + [f"- {s}" for s in missing]
+    head = table_head(ctx)
+    lines += ["", "## Findings table", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [_row(f) for f in ctx.findings]  # header only when nothing was found
     if overlay_name:
         lines += ["", "## Overlay", "", f"![overlay]({overlay_name})"]

@@ -9,6 +9,8 @@ from PIL import Image
 
 from ..context import GroundedContext
 from ..export import ExportBundle
+from .html import render_html
+from .sentences import report_sentences
 
 #: file name the markdown refers to for the overlay (``write_report`` renames it with its stem)
 DEFAULT_OVERLAY = "report_overlay.png"
@@ -37,6 +39,12 @@ class Report:
     overlay: Image.Image | None = None
     prose: str | None = None
     exports: ExportBundle | None = None
+
+    @property
+    def html(self) -> str:
+        """The report as an escaped HTML fragment (:func:`.html.render_html`; the overlay not included)."""
+        found, missing = report_sentences(self.context)
+        return render_html(self.context, found, missing, prose=self.prose)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types; the overlay is described by its size (``write_report`` writes the PNG)."""

@@ -1,9 +1,12 @@
 """One plain-English sentence per finding and per phrase not found, from a :class:`GroundedContext`.
 
-2D:      "Brain tumor (box 1, score 0.82): patient's left, anterior part of the image, within the
-          brain; 34 × 28 mm (mask area 610 mm²)."
-volumes: "... ; extending over slices 40–52 (13 slices), 34 × 28 × 39 mm (LPS x × y × z)."
+2D:      "Brain tumor (F1, score 0.82): patient's left, anterior part of the image, within the
+          brain; 34 × 28 mm, from its mask (mask area 610 mm²)."
+volumes: "Brain tumor, 1 of 2 (F1, score 0.82): patient's left, anterior part of the image, slices
+          40–52, within the brain; 13 slices, 34 × 28 × 39 mm (LPS x × y × z), from its box."
 absent:  "No liver tumor identified."
+Every finding of the context gets its sentence ("k of n" counts them all), cited by its id; the
+size is the finding's one size (its mask's, else its box's: :mod:`medglip.context.size`).
 A phrase naming a side ("left kidney") found on the other side adds "found on the patient's right,
 opposite to the side named".
 """
@@ -11,10 +14,12 @@ opposite to the side named".
 from __future__ import annotations
 
 from ..context import Finding, GroundedContext
+from ..context.location import DASH
 from ..context.render import format_number, format_size
 
+__all__ = ["DASH", "TIMES", "absent_sentence", "finding_sentence", "report_sentences", "side_mismatch"]
+
 TIMES = " × "
-DASH = "–"
 
 
 def _capitalised(text: str) -> str:
@@ -39,17 +44,17 @@ def _mask_clause(f: Finding) -> str:
 def finding_sentence(f: Finding, *, index: int = 1, count: int = 1) -> str:
     """The sentence of one finding; ``index`` / ``count`` number it among its phrase's findings."""
     head = _capitalised(f.phrase) + (f", {index} of {count}" if count > 1 else "")
-    parts = [f.location]
+    parts = [f.location]  # side, part of the image, slice range (volumes), containing structure
     if (clause := side_mismatch(f)) is not None:
         parts.append(clause)
+    source = f", from its {f.size_source}"
     if f.slices is not None:
-        a, b = f.slices
-        n = b - a + 1
-        span = f"on slice {a} (1 slice)" if n == 1 else f"extending over slices {a}{DASH}{b} ({n} slices)"
-        parts.append(f"{span}, {format_size(f, TIMES)} (LPS x{TIMES}y{TIMES}z){_mask_clause(f)}")
+        n = f.slices[1] - f.slices[0] + 1
+        parts.append(f"{n} slice{'s' if n != 1 else ''}, {format_size(f, TIMES)} (LPS x{TIMES}y{TIMES}z)"
+                     f"{source}{_mask_clause(f)}")
     else:
-        parts.append(f"{format_size(f, TIMES)}{_mask_clause(f)}")
-    return f"{head} (box {f.number}, score {f.score:.2f}): {'; '.join(p for p in parts if p)}."
+        parts.append(f"{format_size(f, TIMES)}{source}{_mask_clause(f)}")
+    return f"{head} ({f.id}, score {f.score:.2f}): {'; '.join(p for p in parts if p)}."
 
 
 def absent_sentence(phrase: str) -> str:

@@ -4,9 +4,9 @@
 >>> app = create_app(Grounder.from_pretrained("RUN"), config=ServiceConfig(max_batch=8))  # doctest: +SKIP
 
 Endpoints (docs/grounded_api.md): ``POST /v1/ground``, ``/v1/ground-volume``, ``/v1/vqa``,
-``/v1/report`` (multipart/form-data), ``GET|HEAD /healthz``, ``GET|HEAD /`` (the web page, from the
-package's ``static/`` folder: no build step, nothing from the internet), ``/openapi.json`` and, when
-:class:`AccessConfig` ``docs`` is set, ``/docs``. Every error answer is
+``/v1/report`` (multipart/form-data), ``GET /v1/model`` (what the model knows), ``GET|HEAD /healthz``,
+``GET|HEAD /`` (the web page, from the package's ``static/`` folder: no build step, nothing from the
+internet), ``/openapi.json`` and, when :class:`AccessConfig` ``docs`` is set, ``/docs``. Every error answer is
 ``{"detail": "<message naming the field or the file>"}``.
 
 The ASGI layers, outermost first: CORS (only with an allow-list) → :class:`LimitBodyMiddleware` (413,
@@ -34,9 +34,10 @@ from .access import AccessMiddleware
 from .config import AccessConfig, ServerSettings, ServiceConfig
 from .forms import flatten_validation_errors
 from .middleware import FORM_OVERHEAD, DeadlineMiddleware, LimitBodyMiddleware
+from .model_routes import router as model_router
 from .routes import router
 from .service import Service
-from .uploads import sweep_stale_workdirs
+from .uploads import ENDPOINT_HEADER, sweep_stale_workdirs
 
 log = logging.getLogger("medglip.serve")
 
@@ -73,6 +74,7 @@ def create_app(grounder: Any, *, config: ServiceConfig = ServiceConfig(), llm: A
                               "volumes; grounded VQA and findings reports. Upload files as multipart/form-data.")
     app.state.service = service
     app.include_router(router)
+    app.include_router(model_router)
     counters = service.counters
     app.add_middleware(DeadlineMiddleware, timeout=config.request_timeout_s, budget=service.budget,
                        max_request_bytes=config.max_request_bytes, counters=counters, max_slices=config.max_slices)
@@ -83,7 +85,8 @@ def create_app(grounder: Any, *, config: ServiceConfig = ServiceConfig(), llm: A
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(access.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "X-API-Key", "Content-Type"], max_age=600)
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"], max_age=600,
+                           expose_headers=[ENDPOINT_HEADER])
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -121,20 +124,20 @@ def _version() -> str:
 
 
 def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, *, device: str = "cpu",
-          masks: bool = True, refiner: Any = "auto", config: ServiceConfig = ServiceConfig(), llm: Any = None,
+          masks: bool = True, refiner: Any = "medsam", config: ServiceConfig = ServiceConfig(), llm: Any = None,
           llm_from_env: bool = True, log_level: str = "info", access: AccessConfig = AccessConfig(),
           server: ServerSettings = ServerSettings()) -> None:
-    """Load ``checkpoint`` once (``Grounder.from_pretrained(checkpoint, refiner="auto")``) and serve it.
+    """Load ``checkpoint`` once (``Grounder.from_pretrained(checkpoint)``) and serve it.
 
     Args:
         checkpoint: a training run folder (``model.safetensors`` + ``config.json`` + ``text_encoder/``);
             its weights are checked against the SHA-256 recorded at save time.
         host, port: where uvicorn listens (keep 127.0.0.1 behind a TLS reverse proxy, docs/security.md).
         device: torch device of the model.
-        masks: False loads no mask refiner: requests with ``masks=true`` / ``medsam`` then answer 422
-            (``masks=head`` still works when the checkpoint has a mask head).
-        refiner: the Grounder's refiner when ``masks`` is True (``"auto"``: the checkpoint's mask head
-            when it has one, else LiteMedSAM, built on first use; ``"medsam"``, ``"head"``).
+        masks: False offers no LiteMedSAM: requests with ``masks=medsam`` (and ``true`` on a checkpoint
+            without a mask head) then answer 422; the checkpoint's mask head still answers.
+        refiner: what ``masks=medsam`` runs when ``masks`` is True (``"medsam"``: LiteMedSAM, built on
+            first use, or a stand-in object); each request's ``masks`` field chooses the source.
         config: service limits.
         llm: a ChatClient; None with ``llm_from_env`` reads ``MEDGLIP_LLM_ENDPOINT`` / ``_MODEL`` / ``_API_KEY``.
         log_level: uvicorn's log level.

@@ -52,6 +52,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
+from ..infer.api import GrounderLike
 from ..infer.volume import BETWEEN_BATCHES
 from ..io.policy import ReadTimeout
 from .budget import Cancelled, current_scope
@@ -153,7 +154,7 @@ class Batcher:
         watchdog_s: seconds after the running jobs stopped before the thread holding the model is interrupted.
     """
 
-    def __init__(self, grounder: Any, *, max_batch: int = 8, batch_wait_ms: float = 10.0, max_queue: int = 256,
+    def __init__(self, grounder: GrounderLike, *, max_batch: int = 8, batch_wait_ms: float = 10.0, max_queue: int = 256,
                  max_client_jobs: int | None = None, watchdog_s: float = 0.5) -> None:
         self.grounder = grounder
         self.max_batch = max(1, int(max_batch))

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Awaitable, Callable
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
+from ..context import result_json
 from ..errors import MedglipError
 from .access import audit_note
 from .batcher import ServerBusy
@@ -112,7 +113,7 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     finally:
         svc.batcher.withdraw()
     result = await svc.wait(future, upload)
-    out = result.to_json()
+    out = await svc.run(lambda: result_json(result))  # with the findings every surface shows
     if overlay:
         from ..infer.overlay import draw_result
         out["overlay_png"] = await svc.run(lambda: png_base64(draw_result(result)))
@@ -153,7 +154,7 @@ async def ground_volume(
         future = svc.submit(lambda g: g.ground_volume(volume, names, modality=code, plane=pl, score_threshold=thr,
                                                       masks=masks))
         result = await svc.wait(future, upload)
-        out = result.to_json()
+        out = await svc.run(lambda: result_json(result))
         out["source"] = upload.filename
         out = _rename_source(out, upload)
         if wanted is not None:
@@ -178,15 +179,23 @@ async def _exports(result: Any, outputs: tuple[str, ...], upload: Any, svc: Serv
 @guarded
 async def vqa(request: Request, file: FileField,
               question: Annotated[str, Form(description="The question, e.g. 'Is there a tumor in the left kidney?'")],
-              modality: ModalityField = None, masks: MasksField = None) -> JSONResponse:
+              modality: ModalityField = None, masks: MasksField = None,
+              phrases: Annotated[list[str] | None, Form(description="Also ground these, first and in this order "
+                                                                    "(same formats as `phrases` of /v1/ground): send "
+                                                                    "the phrases of a /v1/ground call on the same "
+                                                                    "image and the answer's finding ids (F1, ...) are "
+                                                                    "that call's.")] = None) -> JSONResponse:
     """The question is parsed into ontology phrases, grounded (2D image or volume), and answered from the
-    findings; open questions go to the server's language model when one is configured. Adds
-    `visual_prompt_png`: the image (a volume's key slice) with the numbered boxes, base64."""
+    findings (ids F1, ... as in `context.findings`); open questions go to the server's language model when
+    one is configured. Adds `visual_prompt_png`: the image (a volume's key slice) with the numbered boxes,
+    base64."""
     from ..vqa import ask, parse_question
 
     svc = _service(request)
     text = check_question(question, svc.config)
+    extra = parse_phrases(phrases, svc.config, required=False)
     audit_note(request, question_chars=len(text), modality=modality)
+    svc.check_tokens(extra)
     code = parse_modality(modality, svc.modalities)
     masks = svc.check_masks(parse_masks(masks))
     try:
@@ -196,11 +205,12 @@ async def vqa(request: Request, file: FileField,
     audit_note(request, phrases=list(parsed.phrases))
     upload = await _save(request, svc, file, allow_zip=True)
     try:
-        image = await svc.run(lambda: _read_bounded(upload, svc, parsed.phrases))
+        looked_for = tuple(dict.fromkeys((*(extra or ()), *parsed.phrases)))
+        image = await svc.run(lambda: _read_bounded(upload, svc, looked_for))
         worker = WorkerGrounder(svc.batcher)
 
         def run() -> dict[str, Any]:
-            res = ask(worker, image, text, modality=code, llm=svc.llm, masks=masks)
+            res = ask(worker, image, text, modality=code, llm=svc.llm, masks=masks, phrases=extra)
             out = res.to_json()
             out["visual_prompt_png"] = png_base64(res.visual_prompt(masks=bool(masks)))
             return out
@@ -221,8 +231,9 @@ async def report(request: Request, file: FileField,
                  prose: Annotated[bool, Form(description="Also return `prose`: the server's language model "
                                                          "rewrites the report (needs an LLM endpoint).")] = False
                  ) -> JSONResponse:
-    """One sentence per finding or absent phrase, as JSON and `markdown`, plus `overlay_png`: the image (a
-    volume's key slice) with the numbered boxes, base64."""
+    """One sentence per finding or absent phrase, as JSON, `markdown` and `html` (an escaped HTML fragment
+    built from the report's data), plus `overlay_png`: the image (a volume's key slice) with the numbered
+    boxes, base64."""
     from ..report import make_report
 
     svc = _service(request)
@@ -247,6 +258,7 @@ async def report(request: Request, file: FileField,
                               llm=svc.llm if prose else None)
             out = rep.to_json()
             out["markdown"] = rep.markdown
+            out["html"] = rep.html  # escaped HTML from the report's data, for the page
             out["overlay_png"] = png_base64(rep.overlay)
             return out
 

@@ -33,6 +33,10 @@ from fastapi import HTTPException
 from PIL import Image
 
 from ..errors import MedglipError
+from ..infer.api import GrounderLike
+from ..infer.masks import Masks
+from ..infer.results import GroundingResult
+from ..infer.volume import VolumeGroundingResult
 from ..io.policy import ReadTimeout
 from .batcher import Batcher, ServerBusy
 from .budget import Cancelled, MemoryBudget, MemoryBusy, WorkLimit, current_scope
@@ -49,7 +53,7 @@ INTERNAL = "internal server error while processing the request; the traceback is
 class Service:
     """Everything the endpoints share; ``app.state.service``."""
 
-    grounder: Any
+    grounder: GrounderLike
     config: ServiceConfig
     batcher: Batcher
     llm: Any = None
@@ -60,7 +64,7 @@ class Service:
     pool: WorkPool = field(default_factory=lambda: WorkPool(ServiceConfig().io_workers))
 
     @classmethod
-    def create(cls, grounder: Any, config: ServiceConfig, llm: Any = None) -> "Service":
+    def create(cls, grounder: GrounderLike, config: ServiceConfig, llm: Any = None) -> "Service":
         batcher = Batcher(grounder, max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms,
                           max_queue=config.max_queue, max_client_jobs=config.max_client_queue)
         try:
@@ -171,22 +175,27 @@ def _is_llm_error(exc: BaseException) -> bool:
 
 
 class WorkerGrounder:
-    """A stand-in for the Grounder whose model calls run on the service's worker thread.
+    """A :class:`~medglip.infer.api.GrounderLike` whose model calls run on the service's worker thread.
 
-    ``ground(one_image, ...)`` joins the batches of ``/v1/ground``; lists of images and volumes run
-    as one worker job each; ``ground_file`` dispatches on what was read. ``config``,
-    ``input_config`` and ``known_phrases`` are the real grounder's. Call it from a request thread,
-    never from the worker itself.
+    ``ground_one(image, ...)`` joins the batches of ``/v1/ground``; lists of images, volumes and
+    modality look-ups run as one worker job each; ``ground_file`` dispatches on what was read.
+    ``config``, ``input_config`` and ``known_phrases`` are the real grounder's. Call it from a
+    request thread, never from the worker itself.
     """
 
     def __init__(self, batcher: Batcher) -> None:
         self._batcher = batcher
-        self.config = batcher.grounder.config
-        self.input_config = batcher.grounder.input_config
-        self.known_phrases = tuple(batcher.grounder.known_phrases)
-        self.threshold_for = batcher.grounder.threshold_for
+        inner: GrounderLike = batcher.grounder
+        self.config = inner.config
+        self.input_config = inner.input_config
+        self.known_phrases = tuple(inner.known_phrases)
+        self.threshold_for = inner.threshold_for
+        self.phrases_for = inner.phrases_for
 
-    def ground_file(self, image: Any, phrases: Any, *, modality: str | None = None, masks: bool | str = False,
+    def modality_of(self, image: Any, modality: str | None = None) -> str:
+        return self._call(lambda g: g.modality_of(image, modality))
+
+    def ground_file(self, image: Any, phrases: Any, *, modality: str | None = None, masks: Masks = False,
                     score_threshold: Any = "calibrated", plane: str = "axial", top_k: int | None = None) -> Any:
         from ..infer.inputs import Volume, read_input
 
@@ -194,19 +203,22 @@ class WorkerGrounder:
         if isinstance(item, Volume):
             return self.ground_volume(item, phrases, modality=modality, masks=masks,
                                       score_threshold=score_threshold, plane=plane)
-        return self.ground(item, tuple(phrases), modality=modality, masks=masks, score_threshold=score_threshold,
-                           top_k=top_k)
+        return self.ground_one(item, phrases, modality=modality, masks=masks, score_threshold=score_threshold,
+                               top_k=top_k)
 
-    def ground(self, image: Any, phrases: Any, *, modality: str | None = None, masks: bool | str = False,
-               score_threshold: Any = "calibrated", top_k: int | None = None) -> Any:
-        if isinstance(image, (list, tuple)) or isinstance(phrases, str):
-            return self._call(lambda g: g.ground(image, phrases, modality=modality, masks=masks,
-                                                 score_threshold=score_threshold, top_k=top_k))
-        fut = self._batcher.submit_ground(image, tuple(phrases), modality=modality, masks=masks,
+    def ground_one(self, image: Any, phrases: Any, *, modality: str | None = None, masks: Masks = False,
+                   score_threshold: Any = "calibrated", top_k: int | None = None) -> GroundingResult:
+        names = (phrases,) if isinstance(phrases, str) else tuple(phrases)
+        fut = self._batcher.submit_ground(image, names, modality=modality, masks=masks,
                                           score_threshold=score_threshold, top_k=top_k)
         return _result(fut)
 
-    def ground_volume(self, *args: Any, **kwargs: Any) -> Any:
+    def ground(self, images: Any, phrases: Any, *, modality: str | None = None, masks: Masks = False,
+               score_threshold: Any = "calibrated", top_k: int | None = None) -> list[GroundingResult]:
+        return self._call(lambda g: g.ground(images, phrases, modality=modality, masks=masks,
+                                             score_threshold=score_threshold, top_k=top_k))
+
+    def ground_volume(self, *args: Any, **kwargs: Any) -> VolumeGroundingResult:
         return self._call(lambda g: g.ground_volume(*args, **kwargs))
 
     def _call(self, fn: Any) -> Any:

@@ -284,6 +284,11 @@ def reader_message(exc: BaseException, upload: Upload) -> str:
     return f"file {upload.filename!r}: {clean.strip(' :/')}"
 
 
+#: the header of a 422 for an upload of the wrong dimensionality: the endpoint that takes it (the web page
+#: resends the upload there, so a volume it could not recognise from its first bytes still works)
+ENDPOINT_HEADER = "X-Medglip-Endpoint"
+
+
 def check_image(upload: Upload, config: ServiceConfig, *, expect: str = "any") -> ImageInfo:
     """Read the upload (limits first) and check its size and dimensionality.
 
@@ -334,10 +339,10 @@ def check_image(upload: Upload, config: ServiceConfig, *, expect: str = "any") -
                                  f"{config.max_pixels:,} pixels (max_pixels)")
     if expect == "2d" and volume:
         raise HTTPException(422, f"{name}: a 3D volume of shape {shape}; POST it to /v1/ground-volume "
-                                 "(or send one 2D slice)")
+                                 "(or send one 2D slice)", headers={ENDPOINT_HEADER: "/v1/ground-volume"})
     if expect == "volume" and not volume:
         raise HTTPException(422, f"{name}: a 2D image of shape {shape}; POST it to /v1/ground "
-                                 "(/v1/ground-volume needs several slices)")
+                                 "(/v1/ground-volume needs several slices)", headers={ENDPOINT_HEADER: "/v1/ground"})
     return ImageInfo(shape, volume, img)
 
 

@@ -150,7 +150,7 @@ def layer_masks(
         if idx.size == 0:
             empty[int(value)] = name
             continue
-        for layer, nm in zip(layers, names):
+        for layer, nm in zip(layers, names, strict=True):
             flat = layer.reshape(-1)
             if not flat[idx].any():
                 flat[idx] = value
@@ -165,7 +165,8 @@ def layer_masks(
         layers.append(np.zeros(shape, dtype=dtype))
         names.append({})
     names[0].update(empty)
-    return [LabelMap(layer, dict(sorted(nm.items())), instances=instances) for layer, nm in zip(layers, names)]
+    return [LabelMap(layer, dict(sorted(nm.items())), instances=instances)
+            for layer, nm in zip(layers, names, strict=True)]
 
 
 def collapse_gray(array: np.ndarray) -> np.ndarray:
@@ -187,7 +188,7 @@ def stack_channels(images: list[Any], paths: list[Path]) -> np.ndarray:
     if len(images) == 1:
         return first.array
     parts = []
-    for img, path in zip(images, paths):
+    for img, path in zip(images, paths, strict=True):
         if img.spatial_shape != first.spatial_shape or not img.geometry.same_grid(first.geometry):
             raise CaseError(
                 f"{paths[0]} / {path}",

@@ -46,7 +46,7 @@ def load_pair(ref: CaseRef) -> Case:
     threshold = int(ref.option("threshold", 127))
 
     def masks():
-        for value, (mpath, name) in enumerate(zip(ref.label_paths, names), start=1):
+        for value, (mpath, name) in enumerate(zip(ref.label_paths, names, strict=False), start=1):
             mpath = C.require_file(Path(mpath), "mask file")
             mask = read_mask_2d(mpath, threshold=threshold)
             if mask.shape != image.spatial_shape:

@@ -45,8 +45,9 @@ def _info(path: Path) -> dict[str, str]:
 
 def _splits(root: Path) -> list[tuple[Path, str | None]]:
     for base in (root, root / "database"):
-        found = [(base / sub, split) for sub, split in (("training", "train"), ("testing", "test"))
-                 if (base / sub).is_dir()]
+        found: list[tuple[Path, str | None]] = [(base / sub, split)
+                                                for sub, split in (("training", "train"), ("testing", "test"))
+                                                if (base / sub).is_dir()]
         if found:
             return found
     return [(root, None)]

@@ -12,7 +12,6 @@ as RGB are reduced to one channel. Case ids are the image stems (``"benign (1)"`
 from __future__ import annotations
 
 import json
-
 import logging
 import re
 from pathlib import Path
@@ -65,8 +64,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         for cid in sorted(set(images) | set(masks)):
             ipath = images.get(cid) or folder / f"{cid}.png"
             mpaths = tuple(p for _, p in sorted(masks.get(cid, [(0, folder / f"{cid}_mask.png")])))
-            opts = (("gray", True), ("mask_names", (label,) * len(mpaths)), ("meta", json.dumps({"busi_class": cls, "no_finding": cls == "normal"})),
-                    ("threshold", 127))
+            meta = json.dumps({"busi_class": cls, "no_finding": cls == "normal"})
+            opts = (("gray", True), ("mask_names", (label,) * len(mpaths)), ("meta", meta), ("threshold", 127))
             refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(ipath,), label_paths=mpaths,
                                 modality=code, options=opts))
     if not refs:

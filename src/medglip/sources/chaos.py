@@ -69,7 +69,8 @@ def _series(base: Path) -> list[tuple[str, str, Path, Path, str]]:
                 out.append((f"MR_{d.name}_T1DUAL_{phase}", "MR", d / "T1DUAL" / "DICOM_anon" / phase,
                             d / "T1DUAL" / "Ground", f"MR_{d.name}"))
         if (d / "T2SPIR" / "DICOM_anon").is_dir():
-            out.append((f"MR_{d.name}_T2SPIR", "MR", d / "T2SPIR" / "DICOM_anon", d / "T2SPIR" / "Ground", f"MR_{d.name}"))
+            out.append((f"MR_{d.name}_T2SPIR", "MR", d / "T2SPIR" / "DICOM_anon", d / "T2SPIR" / "Ground",
+                        f"MR_{d.name}"))
     return out
 
 
@@ -114,7 +115,8 @@ def load_case(ref: CaseRef) -> Case:
     headers = [open_dicom(p, headers_only=True) for p in files]
     with dicom_errors(files[0]):
         order, geom, _ = slice_geometry(headers[0].ImageOrientationPatient, [h.ImagePositionPatient for h in headers],
-                                        headers[0].get("PixelSpacing"), headers[0].get("SliceThickness"), files[0].parent)
+                                        headers[0].get("PixelSpacing"), headers[0].get("SliceThickness"),
+                                        files[0].parent)
     slices = [dicom_pixels(open_dicom(files[i]), files[i])[0][0] for i in order]
     vol = np.moveaxis(np.stack(slices, axis=0), (0, 1, 2), (2, 1, 0))
     labels: list[LabelMap] = []
@@ -132,7 +134,8 @@ def load_case(ref: CaseRef) -> Case:
             lab[:, :, k] = (_mr_values(png, pngs[i]) if ref.option("mr") else np.where(png >= 128, 255, 0)).T
         labels.append(LabelMap(lab, dict(MR_LABELS if ref.option("mr") else CT_LABELS)))
     return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=NAME, modality=ref.modality or "", image=np.ascontiguousarray(vol),
-        geometry=geom, labels=labels, image_path=tuple(str(f) for f in files), label_path=tuple(str(p) for p in ref.label_paths),
+        case_id=ref.case_id, source=ref.source, layout=NAME, modality=ref.modality or "",
+        image=np.ascontiguousarray(vol), geometry=geom, labels=labels, image_path=tuple(str(f) for f in files),
+        label_path=tuple(str(p) for p in ref.label_paths),
         split=ref.split, meta=json.loads(ref.option("meta", "{}")),
     ))

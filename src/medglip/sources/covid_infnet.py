@@ -69,7 +69,8 @@ _FOLDERS: dict[str, tuple[str, str, str]] = {
 def detect(root: Path) -> bool:
     """``TrainingSet/LungInfection-Train/`` or ``TestingSet/LungInfection-Test/`` (Inf-Net's Dataset folder)."""
     root = Path(root)
-    return (root / "TrainingSet" / "LungInfection-Train").is_dir() or (root / "TestingSet" / "LungInfection-Test").is_dir()
+    return ((root / "TrainingSet" / "LungInfection-Train").is_dir()
+            or (root / "TestingSet" / "LungInfection-Test").is_dir())
 
 
 def _by_number(folder: Path, exts: tuple[str, ...]) -> dict[int, Path]:
@@ -81,7 +82,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     """One case per slice image of each split, in numeric order; an image without its GT fails on load."""
     root = Path(root)
     if not detect(root):
-        raise LayoutError(f"{root}: no TrainingSet/LungInfection-Train or TestingSet/LungInfection-Test (Inf-Net COVID)")
+        raise LayoutError(f"{root}: no TrainingSet/LungInfection-Train or TestingSet/LungInfection-Test "
+                          "(Inf-Net COVID)")
     code = C.resolve_modality(modality, "CT", where=str(root))
     refs = []
     for split, (imgs, gts, multi) in _FOLDERS.items():

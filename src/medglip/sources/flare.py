@@ -26,7 +26,8 @@ from ._registry import Tier
 
 NAME = "flare"
 TIER = Tier.FOLDER
-LOOKS_FOR = "images/ + labels/ (FLARE22) or Image/ + Mask/ (AbdomenCT-1K) with <case>_0000.nii.gz"  # what `detect` looks for
+#: what `detect` looks for
+LOOKS_FOR = "images/ + labels/ (FLARE22) or Image/ + Mask/ (AbdomenCT-1K) with <case>_0000.nii.gz"
 FLARE22_LABELS: dict[int, str] = {
     1: "liver", 2: "right kidney", 3: "spleen", 4: "pancreas", 5: "aorta", 6: "inferior vena cava",
     7: "right adrenal gland", 8: "left adrenal gland", 9: "gallbladder", 10: "esophagus", 11: "stomach",

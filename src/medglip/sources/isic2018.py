@@ -52,7 +52,9 @@ NEVUS = "nevus"
 
 def _scan(root: Path) -> tuple[dict[str, Path], dict[str, Path], str]:
     """``({split: input folder}, {split: ground-truth folder}, year)`` of the ISIC folders in ``root``."""
-    inputs, truths, year = {}, {}, "ISIC2018"
+    inputs: dict[str, Path] = {}
+    truths: dict[str, Path] = {}
+    year = "ISIC2018"
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         for pattern, out in ((_INPUT, inputs), (_TRUTH, truths)):
             m = pattern.match(d.name)
@@ -127,7 +129,9 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             for p in C.files_in(gt_dir, (".png",)):
                 if p.stem.endswith("_segmentation"):
                     masks[p.stem[: -len("_segmentation")]] = p
-        in_dir = in_dir or root / gt_dir.name.replace("GroundTruth", "Input")
+        if in_dir is None:
+            assert gt_dir is not None  # the split came from the inputs or the ground truths
+            in_dir = root / gt_dir.name.replace("GroundTruth", "Input")
         for cid in sorted(set(images) | set(masks)):
             ipath = images.get(cid) or in_dir / f"{cid}.jpg"
             labels = (masks.get(cid) or gt_dir / f"{cid}_segmentation.png",) if gt_dir else ()

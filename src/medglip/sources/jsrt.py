@@ -103,7 +103,7 @@ def load_case(ref: CaseRef) -> Case:
     ipath = C.require_file(Path(ref.image_paths[0]), "image file")
     raw = read_img(ipath)
     masks = [(n, read_gif_mask(C.require_file(Path(p), "mask file"))) for n, p in
-             zip(ref.option("mask_names", ()), ref.label_paths)]
+             zip(ref.option("mask_names", ()), ref.label_paths, strict=True)]
     block = 1
     if masks:
         mshape = masks[0][1].shape

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 NAME = "kvasir"
 TIER = Tier.FOLDER
-LOOKS_FOR = "images/ + masks/ with kavsir_bboxes.json (Kvasir-SEG) or Original/ + Ground Truth/ (CVC-ClinicDB)"  # what `detect` looks for
+#: what `detect` looks for
+LOOKS_FOR = "images/ + masks/ with kavsir_bboxes.json (Kvasir-SEG) or Original/ + Ground Truth/ (CVC-ClinicDB)"
 LABEL = "polyp"
 _PAIRS = (("images", "masks"), ("Original", "Ground Truth"))
 

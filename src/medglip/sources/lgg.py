@@ -29,7 +29,8 @@ from ._registry import Tier
 
 NAME = "lgg"
 TIER = Tier.FOLDER
-LOOKS_FOR = "kaggle_3m/TCGA_<inst>_<id>_<date>/<patient>_<n>.tif + <patient>_<n>_mask.tif (LGG, Buda et al.)"  # what `detect` looks for
+#: what `detect` looks for
+LOOKS_FOR = "kaggle_3m/TCGA_<inst>_<id>_<date>/<patient>_<n>.tif + <patient>_<n>_mask.tif (LGG, Buda et al.)"
 LABEL = "FLAIR abnormality"
 #: The sequences of the three TIFF channels (dataset README), and the one the case keeps.
 CHANNELS: tuple[str, ...] = ("pre-contrast", "FLAIR", "post-contrast")

@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 NAME = "lidc_pylidc"
 TIER = Tier.FOLDER
-LOOKS_FOR = "Image/LIDC-IDRI-PPPP/PPPP_NInnn_slicesss.npy + Mask/ (LIDC-IDRI, pylidc preprocessing)"  # what `detect` looks for
+#: what `detect` looks for
+LOOKS_FOR = "Image/LIDC-IDRI-PPPP/PPPP_NInnn_slicesss.npy + Mask/ (LIDC-IDRI, pylidc preprocessing)"
 LABEL = "lung nodule"
 #: HU of the in-mask aerated-lung mode and of the chest-wall soft-tissue mode (see the module docstring).
 LUNG_HU, WALL_HU = -880.0, 30.0
@@ -85,12 +86,16 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     if not detect(root):
         raise LayoutError(f"{root}: no Image/LIDC-IDRI-PPPP/ + Mask/ folders (LIDC-IDRI pylidc preprocessing)")
     code = C.resolve_modality(modality, "CT", where=str(root))
-    bases = [(root / "Image", root / "Mask")] + ([_clean_dirs(root)] if _clean_dirs(root) else [])
+    clean_dirs = _clean_dirs(root)
+    bases = [(root / "Image", root / "Mask")] + ([clean_dirs] if clean_dirs else [])
     refs = []
     for image_dir, mask_dir in bases:
         for img in _images(image_dir):
-            pid, kind, nodule, sl = _IMAGE.match(img.stem).groups()
-            mask = mask_dir / img.parent.relative_to(image_dir) / (img.name.replace(f"_{kind}", "_MA" if kind == "NI" else "_CM", 1))
+            match = _IMAGE.match(img.stem)
+            assert match is not None  # _images keeps only these names
+            pid, kind, nodule, sl = match.groups()
+            mask_name = img.name.replace(f"_{kind}", "_MA" if kind == "NI" else "_CM", 1)
+            mask = mask_dir / img.parent.relative_to(image_dir) / mask_name
             clean = kind == "CN"
             opts = (("clean", clean), ("nodule", int(nodule)), ("patient", f"LIDC-IDRI-{pid}"), ("slice", int(sl)))
             refs.append(CaseRef(case_id=img.stem, source=root.name, layout=NAME, image_paths=(img,),

@@ -65,7 +65,7 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise LayoutError(f"{root}: case ids found twice (in two batch folders?): {dup[:5]}")
-    return sorted(refs, key=lambda r: int(_VOLUME.match(r.case_id)["n"]))
+    return sorted(refs, key=lambda r: int(r.case_id.removeprefix("volume-")))  # ids are volume-N (_VOLUME)
 
 
 def load_case(ref: CaseRef) -> Case:

@@ -117,7 +117,8 @@ def load_case(ref: CaseRef) -> Case:
     image = read_image(ipath)
     specs = list(ref.option("labels", ())) or [None] * len(ref.label_paths)
     labels: list[LabelMap] = []
-    for lpath, spec in zip(ref.label_paths, specs):
+    # not strict: a manifest's 'labels' list without label files reads no label
+    for lpath, spec in zip(ref.label_paths, specs, strict=False):
         lpath = C.require_file(Path(lpath), "label file")
         if sniff_format(lpath) == "dicom":
             for array, seg_names in read_dicom_seg(lpath, image):

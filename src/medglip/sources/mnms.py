@@ -111,7 +111,8 @@ def load_case(ref: CaseRef) -> Case:
                             "(put the M&Ms information CSV beside the Training folder)")
         frame = annotated[ref.option("order", 0)]
     if not 0 <= frame < min(n_img, lab4.shape[3]):
-        raise CaseError(f"{ipath} / {lpath}", f"frame {frame} out of range ({n_img} image / {lab4.shape[3]} label frames)")
+        raise CaseError(f"{ipath} / {lpath}",
+                        f"frame {frame} out of range ({n_img} image / {lab4.shape[3]} label frames)")
     lab = integer_labels(lab4[..., frame], str(lpath), 3)
     names = dict(ref.option("labels", ()))
     C.check_label_values(lab, names, path=lpath, listed="M&Ms lists 1 LV, 2 MYO, 3 RV")

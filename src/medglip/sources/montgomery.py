@@ -51,7 +51,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     for p in images:
         found = [(m, base / "ManualMask" / m / p.name) for m in MASKS if (base / "ManualMask" / m / p.name).exists()]
         meta = {"tuberculosis": p.stem.endswith("_1"), "patient": p.stem}
-        opts = (("gray", True), ("mask_names", tuple(m for m, _ in found)), ("meta", json.dumps(meta)), ("threshold", 127))
+        opts = (("gray", True), ("mask_names", tuple(m for m, _ in found)), ("meta", json.dumps(meta)),
+                ("threshold", 127))
         refs.append(CaseRef(case_id=p.stem, source=root.name, layout=NAME, image_paths=(p,),
                             label_paths=tuple(q for _, q in found), modality=code, options=opts))
     return refs

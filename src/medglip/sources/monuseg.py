@@ -70,7 +70,7 @@ def read_regions(path: Path) -> list[np.ndarray]:
     polys = []
     for region in tree.getroot().iter("Region"):
         try:
-            pts = [(float(v.get("X")), float(v.get("Y"))) for v in region.iter("Vertex")]
+            pts = [(float(v.get("X", "")), float(v.get("Y", ""))) for v in region.iter("Vertex")]
         except (TypeError, ValueError):
             raise CaseError(str(path), f"region {region.get('Id')}: a vertex lacks numeric X/Y") from None
         if len(pts) < 3:

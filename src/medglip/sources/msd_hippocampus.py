@@ -26,7 +26,8 @@ from ._registry import Tier
 
 NAME = "msd_hippocampus"
 TIER = Tier.FOLDER
-LOOKS_FOR = "imagesTr/hippocampus_*.nii.gz + labelsTr/ without dataset.json (MSD Task04 Hippocampus)"  # what `detect` looks for
+#: what `detect` looks for
+LOOKS_FOR = "imagesTr/hippocampus_*.nii.gz + labelsTr/ without dataset.json (MSD Task04 Hippocampus)"
 #: MSD Task04's own label table and modality (its dataset.json).
 LABELS: dict[int, str] = {1: "Anterior", 2: "Posterior"}
 MODALITY = "MR"

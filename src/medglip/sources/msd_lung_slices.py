@@ -72,8 +72,9 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
                     root, len(skipped), skipped[0])
     code = C.resolve_modality(modality, "CT", where=str(root))
     refs = []
-    for stem in sorted(set(images) | set(masks), key=lambda s: tuple(int(x) for x in _SLICE.match(s).groups())):
-        case, z = _SLICE.match(stem).groups()
+    # every stem matched _SLICE (<case>_<z>): one underscore
+    for stem in sorted(set(images) | set(masks), key=lambda s: tuple(int(x) for x in s.split("_"))):
+        case, z = stem.split("_")
         meta = json.dumps({"patient": case, "slice": int(z)}, sort_keys=True)
         opts = (("gray", True), ("mask_names", (LABEL,)), ("meta", meta), ("threshold", 127))
         refs.append(CaseRef(case_id=stem, source=root.name, layout=NAME,

@@ -130,11 +130,11 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         raise LayoutError(f"{root}: no imagesTr/<case>_0000{ending} or labelsTr/<case>{ending} files")
     for cid in sorted(set(train) | set(labels)):
         imgs = tuple(train.get(cid, [root / "imagesTr" / f"{cid}_0000{ending}"]))
-        lab = labels.get(cid, root / "labelsTr" / f"{cid}{ending}")
-        refs.append(CaseRef(case_id=cid, source=source, layout=NAME, image_paths=imgs, label_paths=(lab,),
+        label = labels.get(cid, root / "labelsTr" / f"{cid}{ending}")
+        refs.append(CaseRef(case_id=cid, source=source, layout=NAME, image_paths=imgs, label_paths=(label,),
                             modality=code, split="train", options=options))
-    for cid, imgs in sorted(_group_channels(root / "imagesTs", ending).items()):
-        refs.append(CaseRef(case_id=cid, source=source, layout=NAME, image_paths=tuple(imgs), label_paths=(),
+    for cid, channel_files in sorted(_group_channels(root / "imagesTs", ending).items()):
+        refs.append(CaseRef(case_id=cid, source=source, layout=NAME, image_paths=tuple(channel_files), label_paths=(),
                             modality=code, split="test", options=options))
     return sorted(refs, key=lambda r: (r.case_id, r.split or ""))
 

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 NAME = "ph2"
 TIER = Tier.FOLDER
-LOOKS_FOR = "IMDnnn/IMDnnn_Dermoscopic_Image + IMDnnn_lesion (+ PH2_dataset.txt diagnoses) (PH2)"  # what `detect` looks for
+#: what `detect` looks for
+LOOKS_FOR = "IMDnnn/IMDnnn_Dermoscopic_Image + IMDnnn_lesion (+ PH2_dataset.txt diagnoses) (PH2)"
 LABEL = "lesion"
 #: PH2's clinical diagnosis codes (Readme / PH2_dataset.txt legend).
 DIAGNOSES: dict[int, str] = {0: "common nevus", 1: "atypical nevus", 2: "melanoma"}

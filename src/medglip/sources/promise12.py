@@ -29,15 +29,17 @@ _CASE = re.compile(r"^Case\d+$")
 
 
 def _folders(root: Path) -> list[tuple[Path, str | None]]:
-    subs = [(d, "test" if d.name.startswith("Test") else "train") for d in sorted(root.iterdir())
-            if d.is_dir() and (d.name.startswith("TrainingData") or d.name.startswith("TestData"))]
+    subs: list[tuple[Path, str | None]] = [
+        (d, "test" if d.name.startswith("Test") else "train") for d in sorted(root.iterdir())
+        if d.is_dir() and (d.name.startswith("TrainingData") or d.name.startswith("TestData"))]
     return subs or [(root, None)]
 
 
 def detect(root: Path) -> bool:
     """``CaseNN.mhd`` + ``CaseNN_segmentation.mhd`` (in the root or in ``TrainingData_PartN/``)."""
     root = Path(root)
-    return root.is_dir() and any(p.name.endswith("_segmentation.mhd") and _CASE.match(p.name[: -len("_segmentation.mhd")])
+    suffix = "_segmentation.mhd"
+    return root.is_dir() and any(p.name.endswith(suffix) and _CASE.match(p.name[: -len(suffix)])
                                  for d, _ in _folders(root) for p in C.files_in(d, (".mhd",)))
 
 

@@ -71,7 +71,7 @@ def decode_relative_rle(code: str, height: int, width: int, *, where: str) -> np
         raise CaseError(where, "EncodedPixels has an odd number of values (start/length pairs expected)")
     flat = np.zeros(height * width, dtype=bool)
     pos = 0
-    for start, length in zip(nums[0::2], nums[1::2]):
+    for start, length in zip(nums[0::2], nums[1::2], strict=True):
         pos += start
         if start < 0 or length < 0 or pos + length > flat.size:
             raise CaseError(where, f"run {start} {length} runs past the {height}x{width} image")

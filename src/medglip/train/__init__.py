@@ -5,8 +5,8 @@
 """
 
 from .augment import AugmentConfig
-from .data import GroundingDataset, LateralityFlipper, collate
 from .config import TrainConfig
+from .data import GroundingDataset, LateralityFlipper, collate
 from .loop import train
 from .optim import lr_factor, param_groups, resolve_amp
 from .progress import TrainProgress

@@ -128,7 +128,8 @@ def write_card(run: Path, info: dict[str, Any], forgetting_result: Forgetting | 
         (f"Calibrated on the **{info['calibration']['split']}** split"
          + (" — there was no labelled validation case, so on the training cases themselves (optimistic)"
             if info["calibration"]["split"] == "train" else "")
-         + f" ({info['calibration']['present_pairs']} present, {info['calibration']['absent_pairs']} absent pairs)."), "",
+         + f" ({info['calibration']['present_pairs']} present,"
+         f" {info['calibration']['absent_pairs']} absent pairs)."), "",
         *[f"- {p}: {th:.2f}" for p, th in info["calibration"]["thresholds"].items()], "",
         "## Forgetting", "",
         forgetting_text(forgetting_result) if forgetting_result is not None else

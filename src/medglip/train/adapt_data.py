@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..dataset import BuildConfig, build
 from ..core.text import clean_phrase, phrase_key
+from ..dataset import BuildConfig, build
 from ..errors import MedglipError
 from ..modality import normalise_modality
 
@@ -146,8 +146,8 @@ def prepare(data: str | Path, out: Path, *, modality: str | None, model_modaliti
     if phrases:
         missing = [p for p in phrases if phrase_key(p) not in by_key]
         if missing:
-            raise AdaptDataError(f"{data}: the training cases never mark {', '.join(repr(clean_phrase(p)) for p in missing)}"
-                                 f" (they mark: {', '.join(marked)})")
+            never = ", ".join(repr(clean_phrase(p)) for p in missing)
+            raise AdaptDataError(f"{data}: the training cases never mark {never} (they mark: {', '.join(marked)})")
         chosen = tuple(dict.fromkeys(by_key[phrase_key(p)] for p in phrases))
     else:
         chosen = marked

@@ -136,14 +136,15 @@ def run_steps(model: GroundingModel, params: Sequence[torch.nn.Parameter], datas
                 factor = (step + 1) / s.warmup_steps
             else:
                 factor = MIN_LR_RATIO + (1.0 - MIN_LR_RATIO) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, spent)))
-            for g, base in zip(optimizer.param_groups, base_lrs):
+            for g, base in zip(optimizer.param_groups, base_lrs, strict=True):
                 g["lr"] = base * factor
             batch = _batch_to(batch, torch.device(s.device))
             optimizer.zero_grad(set_to_none=True)
             losses = model(batch["images"], batch["modality"], batch["prompts"], batch["targets"])
             loss = sum(v.float() for v in losses.values())
             if not math.isfinite(float(loss.detach())):
-                raise MedglipError(f"adapt: step {step + 1}: the loss is {float(loss.detach())}; lower the learning rate (lr=)")
+                raise MedglipError(f"adapt: step {step + 1}: the loss is {float(loss.detach())}; "
+                                   "lower the learning rate (lr=)")
             if not loss.requires_grad:  # nothing of this batch reaches the trained parameters (prompt
                 skipped += 1            # tuning: no tuned phrase among its prompts); it cannot teach them
                 if skipped > 10 * (step + 1) or time.perf_counter() - t0 > s.budget_s:
@@ -178,7 +179,7 @@ def run_steps(model: GroundingModel, params: Sequence[torch.nn.Parameter], datas
             continue
         break
     seconds = time.perf_counter() - t0
-    if csv_log is not None and csv_log.rows:
+    if log_path is not None and csv_log is not None and csv_log.rows:
         plot_losses(csv_log.rows, log_path.parent / "loss.png")
     log.info("adapt: %d steps in %.0f s (%s), loss %.4f -> %.4f", step, seconds,
              "budget spent" if budget_bound else "max_steps reached", first or math.nan, last or math.nan)

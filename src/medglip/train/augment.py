@@ -28,6 +28,7 @@ Everything is a pure function of a numpy Generator, so an item is the same in ev
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -107,8 +108,8 @@ class LesionBank:
         self.lesions = lesions
 
     @classmethod
-    def collect(cls, images: list[dict], anns_of: dict[int, list[dict]], load, *, region_of: dict[str, str],
-                parent_of: dict[str, str | None], limit: int = 2000, margin: int = 6) -> "LesionBank":
+    def collect(cls, images: list[dict], anns_of: dict[int, list[dict]], load, *, region_of: dict[str, str | None],
+                parent_of: dict[str, str | None], limit: int = 2000, margin: int = 6) -> LesionBank:
         """Cut every lesion annotation (with a segmentation) out of its image (``load(index)``)."""
         out: list[Lesion] = []
         for idx, info in enumerate(images):
@@ -141,7 +142,7 @@ class LesionBank:
         return [les for les in self.lesions if les.modality == modality and (les.region in regions or not regions)]
 
 
-def _resize(a: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
+def _resize(a: np.ndarray, shape: tuple[int, int], order: Literal[0, 1, 3]) -> np.ndarray:
     zoom = (shape[0] / a.shape[0], shape[1] / a.shape[1]) + ((1,) if a.ndim == 3 else ())
     out = ndimage.zoom(a.astype(np.float32), zoom, order=order, mode="nearest")
     return out[: shape[0], : shape[1]]
@@ -336,11 +337,13 @@ def elastic(img: np.ndarray, boxes: np.ndarray, masks: list[np.ndarray | None], 
     bbs = TF.elastic(tv_tensors.BoundingBoxes(torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4)),
                                               format="XYXY", canvas_size=(h, w)), field)
     with_mask = [i for i in range(n) if masks[i] is not None]
-    stack = (TF.elastic(tv_tensors.Mask(torch.from_numpy(np.stack([masks[i] for i in with_mask]).astype(np.uint8))),
-                        field).numpy().astype(bool) if with_mask else None)
+    present = [m for m in masks if m is not None]  # the masks of with_mask, in that order
+    stack = (TF.elastic(tv_tensors.Mask(torch.from_numpy(np.stack(present).astype(np.uint8))),
+                        field).numpy().astype(bool) if present else None)
     out_boxes, out_masks, keep = [], [], []
     for i in range(n):
         if masks[i] is not None:
+            assert stack is not None  # built from this mask and the others present
             m = stack[with_mask.index(i)]
             ys, xs = np.nonzero(m)
             if ys.size == 0:

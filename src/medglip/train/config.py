@@ -7,7 +7,6 @@ from typing import Any
 
 from .augment import AugmentConfig
 
-
 #: Model parts ``TrainConfig.freeze`` can keep fixed.
 FREEZABLE = ("image_backbones", "text_encoder")
 
@@ -125,8 +124,9 @@ class TrainConfig:
         """The augmentation settings of this config (the fields the two share; the rest keep
         :class:`AugmentConfig`'s defaults)."""
         mine = {f.name for f in fields(self)}
-        return AugmentConfig(**{f.name: tuple(v) if isinstance(v := getattr(self, f.name), list) else v
-                                for f in fields(AugmentConfig) if f.name in mine})
+        shared: dict[str, Any] = {f.name: tuple(v) if isinstance(v := getattr(self, f.name), list) else v
+                                  for f in fields(AugmentConfig) if f.name in mine}
+        return AugmentConfig(**shared)
 
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.epochs is not None:

@@ -133,7 +133,7 @@ def plot_losses(rows: Sequence[Mapping[str, float]], path: Path, *, size: tuple[
     for j, (name, s) in enumerate(series.items()):
         colour = _COLOURS[j % len(_COLOURS)]
         sm = _smooth([y for _, y in s], k)
-        pts = [px(x, y) for (x, _), y in zip(s, sm)]
+        pts = [px(x, y) for (x, _), y in zip(s, sm, strict=True)]
         if len(pts) == 1:
             d.ellipse([pts[0][0] - 2, pts[0][1] - 2, pts[0][0] + 2, pts[0][1] + 2], fill=colour)
         else:

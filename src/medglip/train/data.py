@@ -164,7 +164,7 @@ class GroundingDataset(torch.utils.data.Dataset):
             self.coarser = coarser_lesion_terms(onto, self.phrase_info)
             for mod in list(by_mod):
                 by_mod[mod] |= {c for p in by_mod[mod] for c in self.coarser.get(p, ())}
-            for fine, coarse in self.coarser.items():
+            for coarse in self.coarser.values():
                 for c in coarse:
                     r = onto.resolve(c)
                     self.phrase_info.setdefault(c, {"name": c, "hierarchy": list(r.hierarchy), "region": r.region,
@@ -186,7 +186,8 @@ class GroundingDataset(torch.utils.data.Dataset):
         for im in self.images:
             shown[_case(im)] |= {p for p in im.get("absent") or () if p in self.phrase_info}
         self.case_regions: dict[tuple, set[str]] = {
-            case: {self.phrase_info[p].get("region") for p in ps} - {None, ANYWHERE} for case, ps in shown.items()}
+            case: {g for g in (self.phrase_info[p].get("region") for p in ps) if g not in (None, ANYWHERE)}
+            for case, ps in shown.items()}
         self.flipper = LateralityFlipper(onto)
         self.ontology = onto
         self._bank: LesionBank | None = None
@@ -207,9 +208,9 @@ class GroundingDataset(torch.utils.data.Dataset):
         """The image as uint8 (H, W) grey or (H, W, 3) colour."""
         path = self.root / "images" / self.images[index]["file_name"]
         with Image.open(path) as im:
-            if im.mode not in ("L", "RGB"):
-                im = im.convert("RGB" if im.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA") else "L")
-            return np.asarray(im, dtype=np.uint8).copy()
+            pic = im if im.mode in ("L", "RGB") else \
+                im.convert("RGB" if im.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA") else "L")
+            return np.asarray(pic, dtype=np.uint8).copy()
 
     def known_absent(self, info: dict[str, Any], present: set[str]) -> tuple[list[str], list[str]]:
         """The phrases known to be absent from image ``info`` (see the module docstring): those of its
@@ -294,12 +295,15 @@ class GroundingDataset(torch.utils.data.Dataset):
         if self.with_masks or deform:
             decoded = [decode_segmentation(a.get("segmentation"), h, w) for a in anns]
         if deform:
-            img, boxes, decoded, keep = elastic(img, boxes, decoded, rng, displacement=aug.elastic_displacement,
+            assert decoded is not None  # decoded above for the deformation
+            img, boxes, decoded, kept = elastic(img, boxes, decoded, rng, displacement=aug.elastic_displacement,
                                                 sigma=aug.elastic_sigma)
-            anns = [anns[i] for i in keep]
-            phrases_of_boxes = [phrases_of_boxes[i] for i in keep]
-        masks = mask_valid = None
+            anns = [anns[i] for i in kept]
+            phrases_of_boxes = [phrases_of_boxes[i] for i in kept]
+        masks: np.ndarray | None = None
+        mask_valid: list[bool] = []
         if self.with_masks:
+            assert decoded is not None  # decoded above for the masks
             mask_valid = [m is not None for m in decoded]
             masks = np.stack([m if m is not None else np.zeros((h, w), bool) for m in decoded]) if decoded \
                 else np.zeros((0, h, w), bool)

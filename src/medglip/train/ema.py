@@ -8,14 +8,14 @@ and frozen parameters are copied from the model, not averaged; a parameter equal
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.optim.swa_utils import AveragedModel
 
 
-def _ema_fn(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    def fn(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+def _ema_fn(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | int], torch.Tensor]:
+    def fn(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor | int) -> torch.Tensor:
         if torch.equal(averaged, current):
             # a weight that has not moved (the encoder of a modality absent from the data) stays exact:
             # x·d + x·(1 − d) drifts from x by rounding, and a compact checkpoint would store it
@@ -40,8 +40,8 @@ def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
 @torch.no_grad()
 def update_ema(ema: AveragedModel, model: torch.nn.Module) -> None:
     ema.update_parameters(model)
-    for mine, theirs in zip(ema.module.buffers(), model.buffers()):
+    for mine, theirs in zip(ema.module.buffers(), model.buffers(), strict=True):
         mine.copy_(theirs)
-    for mine, theirs in zip(ema.module.parameters(), model.parameters()):
+    for mine, theirs in zip(ema.module.parameters(), model.parameters(), strict=True):
         if not theirs.requires_grad:  # frozen: x·d + x·(1 − d) is not exactly x in floating point
             mine.copy_(theirs)

@@ -15,6 +15,7 @@ a logged warning.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -194,4 +195,4 @@ def publish(folder: Path, run_dir: Path) -> None:
             shutil.copytree(src, tmp)
             swap_in_folder(tmp, dst)
         else:
-            atomic_write_file(dst, lambda path, src=src: shutil.copyfile(src, path))
+            atomic_write_file(dst, functools.partial(shutil.copyfile, src))

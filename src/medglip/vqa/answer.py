@@ -32,13 +32,13 @@ _YES_NO = re.compile(r"^\s*(is|are|does|do|was|were)\b", re.IGNORECASE)
 
 
 def boxes(findings: list["Finding"]) -> str:
-    nums = [str(f.number) for f in findings]
+    nums = [f.id for f in findings]
     return f"box {nums[0]}" if len(nums) == 1 else "boxes " + ", ".join(nums)
 
 
 def _cite(f: "Finding") -> str:
     slices = f", slices {f.slices[0]}-{f.slices[1]}" if f.slices is not None else ""
-    return f"box {f.number}, score {f.score:.2f}{slices}"
+    return f"box {f.id}, score {f.score:.2f}{slices}"
 
 
 def _none(phrase: str, where: str = "") -> str:
@@ -138,7 +138,7 @@ def _location(q: Question, ctx: "GroundedContext") -> Answer:
         return Answer(_with_notes(_none(target, s.where) + ".", s.notes), None, "location", [], "grounding",
                       notes=s.notes)
     best = s.kept[0]
-    parts = [f"box {f.number}: {f.location}" + (f" (slices {f.slices[0]}-{f.slices[1]})" if f.slices else "")
+    parts = [f"box {f.id}: {f.location}"
              for f in s.kept]
     text = f"The {target} is at the {best.location} ({_cite(best)})." if len(s.kept) == 1 else \
         f"{len(s.kept)} {target} findings: " + "; ".join(parts) + "."
@@ -175,7 +175,7 @@ def _size(q: Question, ctx: "GroundedContext") -> Answer:
     notes = list(s.notes)
     if unit == "px":
         notes.append("the pixel spacing is unknown, so the size is in pixels")
-    text = f"The {target} ({_cite(best)}) measures {words} (longest {longest:.0f} {unit}; box extent)."
+    text = f"The {target} ({_cite(best)}) measures {words} (longest {longest:.0f} {unit}; {best.size_source} extent)."
     return Answer(_with_notes(text, notes), round(longest, 2), "size", [best.number], "grounding", unit, notes)
 
 
@@ -194,9 +194,9 @@ def _containment(q: Question, ctx: "GroundedContext") -> Answer:
                     and is_inside(best, f) and f.on_slice(best.key_slice)]
         holder = min(covering, key=lambda f: f.size_px[0] * f.size_px[1], default=None)
     if holder is not None:
-        text = f"The {target} ({_cite(best)}) lies within the {holder.phrase} (box {holder.number})."
+        text = f"The {target} ({_cite(best)}) lies within the {holder.phrase} (box {holder.id})."
         return Answer(text, holder.phrase, "containment", [best.number, holder.number], "grounding")
-    note = f"no grounded structure holds box {best.number}" + (
+    note = f"no grounded structure holds box {best.id}" + (
         f"; the ontology places a {best.label} in the {best.parent}" if best.parent else "")
     return Answer(f"The {target} was found ({_cite(best)}), but {note}.", best.parent, "containment",
                   [best.number], "grounding", notes=[note])
@@ -223,7 +223,7 @@ def _comparison(q: Question, ctx: "GroundedContext") -> Answer:
     unit = "px²" if by_area else "mm"
     what = "box area" if by_area else "longest"
     notes = ["the pixel spacing is unknown, so box areas in pixels are compared"] if by_area else []
-    cite = f"{a} (box {x.number}, {what} {mx:.0f} {unit}) vs {b} (box {y.number}, {what} {my:.0f} {unit})"
+    cite = f"{a} (box {x.id}, {what} {mx:.0f} {unit}) vs {b} (box {y.id}, {what} {my:.0f} {unit})"
     if mx == my:
         return Answer(_with_notes(f"Same size: {cite}.", notes), None, "comparison", [x.number, y.number],
                       "grounding", notes=notes)

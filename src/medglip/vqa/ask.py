@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
 from ..context import GroundedContext, context_from
-from ..infer.grounder import calibrated_threshold
+from ..infer.api import GrounderLike
+from ..infer.grounder import clean_phrases
 from ..infer.inputs import InputImage, Volume, read_input, resolve_modality
 from ..infer.results import GroundingResult
 from ..infer.volume import VolumeGroundingResult
@@ -24,11 +25,10 @@ from .llm import HOW_TO_CONFIGURE, ChatClient
 from .parse import parse_question
 from .question import Answer, Question
 
-#: Boxes kept per phrase: a few for most kinds, more when the question counts them.
-MAX_PER_PHRASE = 3
+#: Findings a generated count question may have (question generation and VQA evaluation).
 MAX_COUNT = 20
 
-_BOX_REF = re.compile(r"\bbox(?:es)?\s+((?:\d+)(?:\s*(?:,|and|&)\s*\d+)*)", re.IGNORECASE)
+_BOX_REF = re.compile(r"\b(?:box(?:es)?\s+|findings?\s+)?(F?\d+(?:\s*(?:,|and|&)\s*F?\d+)*)", re.IGNORECASE)
 
 
 @dataclass
@@ -56,20 +56,23 @@ class VQAResult:
 
 
 def cited_boxes(text: str, numbers: set[int]) -> list[int]:
-    """Finding numbers a text cites ("box 2", "boxes 1, 3 and 4") that exist in ``numbers``."""
+    """Finding numbers a text cites ("box 2", "boxes 1, 3 and 4", "F2", "boxes F1, F3") that exist in
+    ``numbers``."""
     out: list[int] = []
     for m in _BOX_REF.finditer(text):
+        if not m.group(0).lower().startswith(("box", "finding", "f")):
+            continue  # a bare number ("3 cm") cites nothing
         out += [int(n) for n in re.findall(r"\d+", m.group(1)) if int(n) in numbers and int(n) not in out]
     return out
 
 
-def ask(grounder: Any, image: Any, question: str, *, modality: str | None = None, llm: ChatClient | None = None,
-        score_threshold: float | None = None, masks: bool | str = False, ontology: Ontology | None = None
-        ) -> VQAResult:
+def ask(grounder: GrounderLike, image: Any, question: str, *, modality: str | None = None,
+        llm: ChatClient | None = None, score_threshold: float | None = None, masks: bool | str = False,
+        ontology: Ontology | None = None, phrases: Sequence[str] | None = None) -> VQAResult:
     """Answer ``question`` about ``image``.
 
     Args:
-        grounder: a :class:`medglip.infer.Grounder` (anything with its ``ground_file`` method).
+        grounder: a :class:`~medglip.infer.api.GrounderLike` (its ``ground_file`` grounds the image).
         image: a path (2D file, or a volume: NIfTI / NRRD / MetaImage with more than one slice, or a
             DICOM series folder, grounded slice by slice), a numpy array, a PIL image, or an input
             already read (:func:`medglip.infer.inputs.read_input`).
@@ -81,6 +84,13 @@ def ask(grounder: Any, image: Any, question: str, *, modality: str | None = None
         masks: ask the grounder for masks (tinted on the visual prompt, mask areas in the context):
             True (the grounder's default source), ``"head"`` (the checkpoint's mask head) or ``"medsam"``.
         ontology: the ontology questions are linked to and findings described with (default: shipped).
+        phrases: also ground these, first and in this order (the question's own phrases follow when
+            they are not among them): pass the phrases of a ``ground`` call on the same image and the
+            answer's ids (``F1``, ...) are those of that call's findings.
+
+    The findings are every box the grounder keeps (its calibrated threshold of each phrase, no cap
+    per phrase), the same findings model as ``ground``, reports and the service
+    (:func:`medglip.context.context_from`).
 
     Returns:
         :class:`VQAResult` (with the picture its boxes refer to). An open question without ``llm``
@@ -91,15 +101,14 @@ def ask(grounder: Any, image: Any, question: str, *, modality: str | None = None
     """
     onto = ontology or load_ontology()
     q = parse_question(question, modality=modality, ontology=onto)
-    k = MAX_COUNT if q.kind == "count" else MAX_PER_PHRASE
     item = read_input(image)
-    thr = calibrated_threshold(grounder, q.phrases) if score_threshold is None else score_threshold
-    if q.phrases:
-        result = grounder.ground_file(item, list(q.phrases), modality=modality, masks=masks,
+    asked = list(dict.fromkeys([*(clean_phrases(phrases) if phrases else ()), *q.phrases]))
+    if asked:
+        result = grounder.ground_file(item, asked, modality=modality, masks=masks,
                                       score_threshold="calibrated" if score_threshold is None else score_threshold)
     else:  # an open question naming nothing: the language model sees the bare image
         result = _empty_result(grounder, item, modality)
-    ctx = context_from(result, score_threshold=thr, max_per_phrase=k, ontology=onto)
+    ctx = context_from(result, ontology=onto)
     index = int(ctx.volume["key_slice"]) if ctx.volume else None
     pixels = result.picture(index) if isinstance(result, VolumeGroundingResult) else result.picture()
     if q.kind != "open":

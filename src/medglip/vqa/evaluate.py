@@ -20,6 +20,7 @@ from typing import Any
 
 from ..context import context_from_result, result_from_annotations
 from ..context.from_annotations import record_extra
+from ..infer.api import GrounderLike
 from ..infer.grounder import calibrated_threshold
 from ..ontology import Ontology, load_ontology
 from .answer import answer_question
@@ -53,14 +54,14 @@ def is_correct(item: QAItem, answer: Answer) -> bool:
     return answer.value == item.answer
 
 
-def evaluate_vqa(grounder: Any, dataset_dir: str | Path, *, split: str = "test",
+def evaluate_vqa(grounder: GrounderLike, dataset_dir: str | Path, *, split: str = "test",
                  score_threshold: float | None = None, seed: int = 0, out: str | Path | None = None,
                  ontology: Ontology | None = None) -> dict[str, Any]:
     """Accuracy per question kind, from predictions and from the ground truth (the ceiling).
 
     Args:
-        grounder: anything with ``ground(image, phrases, *, modality, score_threshold, top_k)`` returning a
-            :class:`~medglip.infer.GroundingResult` (``medglip.infer.Grounder``).
+        grounder: a :class:`~medglip.infer.api.GrounderLike` (``medglip.infer.Grounder``); its
+            ``ground_one`` grounds each image.
         dataset_dir: output folder of ``medglip build``.
         split: the split to ask about.
         score_threshold: boxes below it are not findings (the ground truth scores 1.0); None: the
@@ -88,9 +89,9 @@ def evaluate_vqa(grounder: Any, dataset_dir: str | Path, *, split: str = "test",
         questions = [parse_question(it.question, ontology=onto, modality=rec.get("modality")) for it in its]
         phrases = list(dict.fromkeys(p for q in questions for p in q.phrases))
         thr = calibrated_threshold(grounder, phrases) if score_threshold is None else float(score_threshold)
-        result = grounder.ground(str(dataset_dir / "images" / rec["file_name"]), phrases,
-                                 modality=rec.get("modality"), top_k=MAX_COUNT,
-                                 score_threshold="calibrated" if score_threshold is None else thr)
+        result = grounder.ground_one(str(dataset_dir / "images" / rec["file_name"]), phrases,
+                                     modality=rec.get("modality"), top_k=MAX_COUNT,
+                                     score_threshold="calibrated" if score_threshold is None else thr)
         result.extra = {**(result.extra or {}), **record_extra(rec)}
         pred = context_from_result(result, score_threshold=thr, max_per_phrase=MAX_COUNT, ontology=onto)
         gt_res = result_from_annotations(rec, by_image[iid], cats, phrases=phrases, pixels=result.pixels)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..context.finding import finding_id
+
 #: What a question can ask. Every kind but ``open`` is answered from the grounding alone.
 QUESTION_KINDS: tuple[str, ...] = (
     "presence", "laterality", "location", "count", "size", "containment", "comparison", "open",
@@ -53,7 +55,8 @@ class Answer:
             count ``int``, size ``float`` (mm, or px when ``unit`` is ``"px"``) or None, containment
             ``str`` or None, comparison ``str`` (the larger phrase) or None, open ``str`` or None.
         kind: the question's kind.
-        evidence: the finding numbers (boxes of the visual prompt) the answer rests on.
+        evidence: the finding numbers (boxes of the visual prompt) the answer rests on; ``to_json``
+            also gives their ids (``evidence_ids``: ``"F<number>"``, as in every surface's findings).
         via: ``grounding`` (closed kinds), ``llm`` (a language model answered) or ``unanswered``.
         unit: ``"mm"`` or ``"px"`` for sizes, else None (an addition to the contract).
         notes: caveats behind the answer ("no pixel spacing", "container not found").
@@ -69,7 +72,8 @@ class Answer:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"text": self.text, "value": self.value, "kind": self.kind,
-                               "evidence": list(self.evidence), "via": self.via}
+                               "evidence": list(self.evidence),
+                               "evidence_ids": [finding_id(n) for n in self.evidence], "via": self.via}
         if self.unit is not None:
             out["unit"] = self.unit
         if self.notes:

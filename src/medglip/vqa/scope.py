@@ -78,7 +78,7 @@ def scope(question: Question, context: GroundedContext, findings: list[Finding])
         if other:  # a "left lung" box on the patient's right is a wrong detection, not a container
             wrong = [h for h in holders if h.side == other]
             if wrong:
-                nums = ", ".join(f"box {h.number}" for h in wrong)
+                nums = ", ".join(f"box {h.id}" for h in wrong)
                 notes.append(f"{nums} for the {question.container} lies on the patient's {other}, so it was not used")
             holders = [h for h in holders if h.side != other]
         if holders:

@@ -79,6 +79,23 @@ def scratch(args: argparse.Namespace, source: str, k: int, data: Path, run: Path
             "absent_fp": o["absent_fp_rate"]}
 
 
+def table(rows: list[dict]) -> str:
+    """The measured runs as markdown, one row per run (k = 0: the start model)."""
+    head = ["source", "patients", "method", "budget (min)", "steps", "Acc@0.5", "mIoU", "AP50",
+            "absent-phrase FP", "forgetting (points)"]
+    out = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for r in sorted(rows, key=lambda r: (r["source"], r["method"] != "none", r["method"], r["patients"],
+                                         r.get("budget_minutes") or 0)):
+        f = r.get("forgetting") or {}
+        drop = f"{100 * f['drop']:.1f}" if f.get("drop") is not None else "–"
+        out.append("| " + " | ".join([
+            r["source"], str(r["patients"]), r["method"], f"{r['budget_minutes']:g}" if r.get("budget_minutes") else "–",
+            str(r.get("steps", "–")), f"{100 * r['acc50']:.1f} %", f"{100 * r['miou']:.1f} %",
+            f"{100 * r['ap50']:.1f} %", f"{100 * r['absent_fp']:.1f} %" if r.get("absent_fp") is not None else "–",
+            drop]) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", type=Path, required=True)
@@ -89,9 +106,13 @@ def main() -> None:
     ap.add_argument("--shots", default="1,3,5,10")
     ap.add_argument("--methods", default="head")
     ap.add_argument("--budget-minutes", type=float, default=3.0)
+    ap.add_argument("--table", action="store_true", help="only print the runs measured so far as markdown")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     log = args.work / "adapt_curves.jsonl"
+    if args.table:
+        print(table([json.loads(line) for line in log.read_text().splitlines()]), end="")
+        return
     done = {json.loads(line)["name"] for line in log.read_text().splitlines()} if log.exists() else set()
     for source in args.sources.split(","):
         name = f"{source}-0-base"  # the start model on the same test patients: the curve's k = 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the model medglip ships, every stage resumable (run it again after a crash or a stop):
 #   1. pyradiomics lung1 / brain1 / breast1 for training, lung2 / brain2 kept apart (never trained on)
-#   2. medglip build-recipe recipes/medglip-v1.yaml  (patient-level train / val / test per source)
+#   2. medglip build recipes/medglip-v1.yaml  (patient-level train / val / test per source)
 #   3. medglip train  (default preset, 256 px, text encoder frozen; resumes from its last checkpoint)
 #   4. medglip calibrate  (per-phrase thresholds on the validation patients)
 #   5. medglip source-report  (each source's test patients, measured once) + lung2 / brain2
@@ -28,7 +28,7 @@ fi
 python3 "$repo/recipes/split_pyradiomics.py" "$WORK/pyradiomics" "$WORK/pyradiomics-train" "$WORK/pyradiomics-heldout"
 
 # 2. the dataset (resumes case by case)
-medglip build-recipe "$RECIPE" "$data" --workers "$WORKERS"
+medglip build "$RECIPE" "$data" --workers "$WORKERS"
 
 # 3. training (resumes from the last checkpoint; the schedule is fixed by --max-steps)
 medglip train "$data" --out "$run" --preset default --image-size 256 --batch-size "$BATCH" --lr 2e-4 \

@@ -221,7 +221,7 @@ def test_cli_catalog_lists_filters_scans_and_writes_a_recipe(tmp_path):
     r = runner.invoke(app, ["catalog", "--scan", str(data), "--recipe-out", str(recipe), "--json"])
     assert r.exit_code == 0, r.output
     assert sorted(h["dataset"] for h in json.loads(r.stdout)) == ["busi", "kits19"]
-    r = runner.invoke(app, ["build-recipe", str(recipe), str(tmp_path / "out")])
+    r = runner.invoke(app, ["build", str(recipe), str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
     assert "dataset ready" in r.output and (tmp_path / "out" / "card_plots" / "annotations_by_source.png").exists()
 

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
-from medglip import cli
+from medglip.cli import output
 from medglip.catalog import load_catalog
 from medglip.cli import app
 from medglip.model import shipped
@@ -37,7 +37,7 @@ def test_catalog_in_a_pipe_prints_full_rows_as_tsv():
 
 
 def test_catalog_on_a_terminal_is_a_table(monkeypatch):
-    monkeypatch.setattr(cli, "_stdout_is_terminal", lambda: True)
+    monkeypatch.setattr(output, "stdout_is_terminal", lambda: True)
     r = runner.invoke(app, ["catalog", "--modality", "XR"])
     assert r.exit_code == 0 and "\t" not in r.stdout and ("┃" in r.stdout or "│" in r.stdout)
 

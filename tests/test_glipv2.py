@@ -456,11 +456,11 @@ def test_old_checkpoints_without_the_new_fields_load_as_before(tmp_path):
 
 
 def test_cli_defaults_are_the_train_config_defaults():
-    from medglip import cli
+    from medglip.cli import options
 
     cfg = TrainConfig()
-    assert cli._CONTRAST.default == cfg.contrastive_weight
-    assert cli._MLM.default == cfg.mlm_weight
-    assert cli._MASK_W.default == cfg.mask_weight
+    assert options.CONTRAST.default == cfg.contrastive_weight
+    assert options.MLM.default == cfg.mlm_weight
+    assert options.MASK_W.default == cfg.mask_weight
     with pytest.raises(ValueError):
         TrainConfig(mask_weight=-1)

@@ -22,6 +22,9 @@ from rich.console import Console
 
 from .dataset import BuildConfig, build
 
+if TYPE_CHECKING:  # importing medglip.train imports torch
+    from .train.progress import TrainProgress
+
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
@@ -34,9 +37,11 @@ HELDOUT = Path(__file__).parent / "samples" / "heldout"
 
 
 def run_demo(out: Path, *, train: bool = False, workers: int = 1, steps: int = 200, image_size: int = 256,
-             train_model: bool = True, console: Console | None = None) -> dict[str, Path]:
+             train_model: bool = True, console: Console | None = None,
+             train_progress: TrainProgress | None = None) -> dict[str, Path]:
     """Run the demo into ``out``; returns the paths of what it wrote. ``train``: the training demo
-    (``train_model=False`` then stops after building and drawing its dataset)."""
+    (``train_model=False`` then stops after building and drawing its dataset; ``train_progress`` is told of
+    its training steps)."""
     console = console or Console(stderr=True)
     if not train:
         return _shipped_demo(Path(out), workers=workers, console=console)
@@ -51,13 +56,14 @@ def run_demo(out: Path, *, train: bool = False, workers: int = 1, steps: int = 2
     if result.failed:
         raise RuntimeError(f"sample cases failed to build: {result.failed}")
     shown = show(out / "dataset", out / "show", split="train", n=12)
-    console.print((out / "dataset" / "card.md").read_text())
-    console.print(f"[green]1/4 dataset[/] {out / 'dataset'}; pictures in {out / 'show'} ({len(shown)} files) "
+    console.print(f"[green]1/4 dataset[/] {out / 'dataset'} (its card: {out / 'dataset' / 'card.md'}); "
+                  f"pictures in {out / 'show'} ({len(shown)} files) "
                   f"[{time.perf_counter() - t0:.0f} s]")
     paths = {"dataset": out / "dataset", "overview": out / "show" / "overview.png"}
     if not train_model:
         return paths
-    paths.update(_train_and_evaluate(out, steps=steps, image_size=image_size, console=console, t0=t0))
+    paths.update(_train_and_evaluate(out, steps=steps, image_size=image_size, console=console, t0=t0,
+                                     progress=train_progress))
     return paths
 
 
@@ -126,7 +132,8 @@ def _forget_stale(out: Path, config: BuildConfig) -> None:
             shutil.rmtree(out / sub, ignore_errors=True)
 
 
-def _train_and_evaluate(out: Path, *, steps: int, image_size: int, console: Console, t0: float) -> dict[str, Path]:
+def _train_and_evaluate(out: Path, *, steps: int, image_size: int, console: Console, t0: float,
+                        progress: TrainProgress | None = None) -> dict[str, Path]:
     from .evaluate import evaluate, predict_dataset
     from .infer import Grounder
     from .train import TrainConfig, train
@@ -135,7 +142,8 @@ def _train_and_evaluate(out: Path, *, steps: int, image_size: int, console: Cons
     cfg = TrainConfig(preset="default", max_steps=steps, batch_size=4, lr=3e-4, warmup_steps=min(20, steps // 5),
                       checkpoint_every=max(steps, 1), log_every=10, model_overrides=(("image_size", image_size),),
                       device="cpu", seed=0, mask_weight=0.0)  # masks from LiteMedSAM: no mask head to train
-    train(out / "dataset", run, cfg, resume=(run / "latest.json").exists() or (run / "checkpoints").exists())
+    train(out / "dataset", run, cfg, resume=(run / "latest.json").exists() or (run / "checkpoints").exists(),
+          progress=progress)
     console.print(f"[green]2/4 trained[/] the default model for {steps} steps: {run} (loss curve {run / 'loss.png'}) "
                   f"[{time.perf_counter() - t0:.0f} s]")
     grounder = Grounder.from_pretrained(run, refiner="medsam")

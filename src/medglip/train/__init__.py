@@ -9,6 +9,7 @@ from .config import TrainConfig
 from .data import GroundingDataset, LateralityFlipper, collate
 from .loop import train
 from .optim import lr_factor, param_groups, resolve_amp
+from .progress import TrainProgress
 
 __all__ = ["AugmentConfig", "GroundingDataset", "LateralityFlipper", "TrainConfig", "collate", "lr_factor",
-           "param_groups", "resolve_amp", "train"]
+           "param_groups", "resolve_amp", "train", "TrainProgress"]

@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -44,6 +43,7 @@ from .data import GroundingDataset, collate
 from .ema import make_ema, update_ema
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, same_on_all_ranks, wrap_model
 from .config import TrainConfig
+from .progress import TrainProgress, clock, seconds_left
 from .optim import freeze_parts, lr_factor, param_groups, resolve_amp
 from .sampling import ModalityBatchSampler, image_weights
 from .state import EMA_DIR, latest_checkpoint, load_state, publish, rng_state, set_rng_state, write_checkpoint
@@ -80,31 +80,9 @@ def _write_run_info(run_dir: Path, dataset_dir: Path, ds: GroundingDataset, conf
     atomic_write_bytes(run_dir / "categories.json", json.dumps(cats, indent=1).encode())
 
 
-class _Progress:
-    """A rich progress bar on stderr when enabled; otherwise nothing."""
-
-    def __init__(self, enabled: bool, total: int, done: int) -> None:
-        self.bar = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                TextColumn("{task.fields[msg]}"), console=Console(stderr=True), transient=False)
-            self.bar.start()
-            self.task = self.bar.add_task("train", total=total, completed=done, msg="")
-
-    def update(self, step: int, msg: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=step, msg=msg)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def train(dataset_dir: str | Path, run_dir: str | Path, config: TrainConfig = TrainConfig(), *,
-          resume: bool = False, on_step: StepCallback | None = None, progress: bool | None = None) -> Path:
+          resume: bool = False, on_step: StepCallback | None = None,
+          progress: TrainProgress | bool | None = None) -> Path:
     """Train a grounding model on a ``medglip build`` output; returns ``run_dir``.
 
     Args:
@@ -115,7 +93,9 @@ def train(dataset_dir: str | Path, run_dir: str | Path, config: TrainConfig = Tr
             losses continue as in an uninterrupted run); starts fresh when there is none.
         on_step: ``callback(step, metrics)`` on rank 0 after each step (metrics: loss, loss_*, lr,
             grad_norm, epoch).
-        progress: show a rich progress bar on rank 0 (None: only when stderr is a terminal).
+        progress: a :class:`~medglip.train.progress.TrainProgress` told of every step on rank 0 (the CLI's
+            progress bar); without one (None, or a bool as before) the loop only logs every
+            ``log_every`` steps, with the elapsed and remaining time.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) each process trains on its shard of every epoch with DDP;
     only rank 0 writes. The process group is created and destroyed here unless the caller made one.
@@ -136,7 +116,7 @@ def train(dataset_dir: str | Path, run_dir: str | Path, config: TrainConfig = Tr
 
 
 def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo, *, resume: bool,
-           on_step: StepCallback | None, progress: bool | None) -> Path:
+           on_step: StepCallback | None, progress: TrainProgress | bool | None) -> Path:
     device = info.device
     ckpt = latest_checkpoint(run_dir) if resume else None
     if not resume and latest_checkpoint(run_dir) is not None:
@@ -255,9 +235,13 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
 
     if config.num_workers > 0:  # tokenizing in forked workers: keep the Rust tokenizer single-threaded
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    bar = _Progress(info.is_main and (sys.stderr.isatty() if progress is None else progress), total, step)
+    hook = progress if info.is_main and isinstance(progress, TrainProgress) else None
+    # a hook shows every step: the periodic line then only goes to the debug log
+    step_level = logging.DEBUG if hook is not None else logging.INFO
     last_saved = step if ckpt is not None else -1
-    t0 = time.perf_counter()
+    t0, first_step = time.perf_counter(), step
+    if hook is not None:
+        hook.start(total=total, done=step)
     try:
         while step < total:
             epoch, skip = divmod(step, steps_per_epoch)
@@ -281,11 +265,14 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
                 if info.is_main:
                     assert csv_log is not None
                     csv_log.append(metrics)
-                    bar.update(step, f"loss {metrics['loss']:.4f}")
+                    if hook is not None:
+                        hook.step(step, dict(metrics))
                     if step % config.log_every == 0 or step == total:
-                        rate = step / max(1e-9, time.perf_counter() - t0)
-                        log.info("step %d/%d loss %.4f lr %.2e (%.2f step/s)", step, total, metrics["loss"],
-                                 metrics["lr"], rate)
+                        elapsed = time.perf_counter() - t0
+                        log.log(step_level, "step %d/%d loss %.4f lr %.2e, %s elapsed, %s left (%.2f step/s)",
+                                step, total, metrics["loss"], metrics["lr"], clock(elapsed),
+                                clock(seconds_left(step, total, first_step, elapsed)),
+                                (step - first_step) / max(1e-9, elapsed))
                         plot_losses(csv_log.rows, run_dir / "loss.png")
                     if on_step is not None:
                         on_step(step, dict(metrics))
@@ -295,7 +282,8 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
                 if step >= total:
                     break
     finally:
-        bar.close()
+        if hook is not None:
+            hook.close()
     if info.is_main:
         if last_saved != step:
             save(step)

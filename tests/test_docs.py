@@ -184,3 +184,16 @@ def test_every_help_shows_an_example_that_would_run(name):
             assert (ROOT / a).exists(), f"{example}: {a} does not exist"
     shown = " ".join(CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "200"}).output.split())
     assert f"Example: {' '.join(example.split())}" in shown
+
+
+def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    # README's Python block, verbatim but for its sample paths made absolute (it runs in a scratch folder,
+    # where it writes brain2-masks/): the public API it shows must keep working
+    block = re.search(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert block, "README.md has no Python example"
+    code = block.group(1).replace('"src/medglip/', f'"{ROOT}/src/medglip/')
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert (tmp_path / "brain2-masks" / "labels.nii.gz").is_file()
+    last = capsys.readouterr().out.strip().splitlines()[-1]  # the LGG slice's boxes and scores: its tumour is found
+    assert re.match(r"\[\[\s*[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s*\]", last), last

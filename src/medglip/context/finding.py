@@ -10,6 +10,12 @@ import numpy as np
 Box = tuple[float, float, float, float]
 
 
+def as_box(values: Any) -> Box:
+    """The xyxy floats of a 4-value box (an array row, a list)."""
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(values).reshape(4))
+    return x0, y0, x1, y1
+
+
 def finding_id(number: int) -> str:
     """The id of finding ``number`` on every surface: ``"F<number>"``."""
     return f"F{int(number)}"
@@ -32,9 +38,10 @@ class Finding:
     ``(width, height)`` (volumes: ``size_mm`` is the LPS ``x, y, z`` extent, as ``extent_mm``), measured
     on the mask when there is one, else on the box (``size_source``: ``"mask"`` / ``"box"``,
     :mod:`medglip.context.size`); ``location_mm`` is the LPS mm of the centre when the geometry is
-    known; ``id`` (``"F<number>"``) is how every surface names the finding; ``side`` is the patient side of the box centre (``left`` / ``right`` /
-    ``midline`` or None), ``vertical`` the third of the image height holding the centre, ``parent``
-    the phrase of the finding whose box holds this one (``parent_number``) or else the ontology parent.
+    known; ``id`` (``"F<number>"``) is how every surface names the finding; ``side`` is the patient
+    side of the box centre (``left`` / ``right`` / ``midline`` or None), ``vertical`` the third of the
+    image height holding the centre, ``parent`` the phrase of the finding whose box holds this one
+    (``parent_number``) or else the ontology parent.
 
     ``mask`` (an addition to the contract): the ``(H, W)`` bool mask of the box when the grounding
     had masks (volumes: the mask on ``key_slice``), else None. It is kept for drawing only: it takes
@@ -50,7 +57,7 @@ class Finding:
     score: float
     box: Box
     size_px: tuple[float, float]
-    size_mm: tuple[float, float] | None = None
+    size_mm: tuple[float, float] | tuple[float, float, float] | None = None  # volumes: the 3D extent
     mask_area_px: int | None = None
     mask_area_mm2: float | None = None
     side: str | None = None

@@ -3,9 +3,11 @@ VQA ceiling) goes through exactly the code that handles predictions."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
 from ..core.boxes import xywh_to_xyxy
 from ..core.masks import decode_segmentation
 from ..errors import MedglipError
@@ -19,6 +21,13 @@ def _phrase(ann: dict, categories: dict[int, dict]) -> str:
     if cat is None or not cat.get("name"):
         raise MedglipError(f"annotation {ann.get('id')}: no phrase and unknown category {ann.get('category_id')!r}")
     return str(cat["name"])
+
+
+def _mask(ann: dict, height: int, width: int) -> np.ndarray:
+    mask = decode_segmentation(ann["segmentation"], height, width)
+    if mask is None:  # only annotations with a segmentation come here
+        raise MedglipError(f"annotation {ann.get('id')}: an empty segmentation")
+    return mask
 
 
 def record_extra(image_record: dict) -> dict[str, Any]:
@@ -69,8 +78,7 @@ def result_from_annotations(image_record: dict, annotations: list[dict], categor
         boxes = xywh_to_xyxy([a["bbox"] for a in anns]).astype(np.float32)
         masks = None
         if with_masks:
-            masks = (np.stack([decode_segmentation(a["segmentation"], h, w) for a in anns]) if anns
-                     else np.zeros((0, h, w), bool))
+            masks = np.stack([_mask(a, h, w) for a in anns]) if anns else np.zeros((0, h, w), bool)
         groundings.append(PhraseGrounding(name, boxes, np.ones(len(anns), np.float32), masks))
 
     extra = record_extra(image_record)

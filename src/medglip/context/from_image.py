@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -11,13 +12,19 @@ from ..core.rules import vertical_third
 from ..errors import MedglipError
 from ..infer.results import GroundingResult
 from ..ontology import Ontology, load_ontology
-from .finding import Finding
+from .finding import Finding, as_box
 from .grounded import GroundedContext
-from .size import centre_mm_2d, size_2d
 from .location import (
-    Extent, find_containers, horizontal_words, location_words, orientation_of, resolve_spacing, side_of_box,
+    Extent,
+    find_containers,
+    horizontal_words,
+    location_words,
+    orientation_of,
+    resolve_spacing,
+    side_of_box,
     world_matrix,
 )
+from .size import centre_mm_2d, size_2d
 
 PLANES = ("2d", "axial", "coronal", "sagittal")
 
@@ -143,7 +150,7 @@ def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None,
             continue
         info = phrase_info(g.phrase, onto)
         for i in idx:
-            box = tuple(float(v) for v in np.asarray(g.boxes[i]).reshape(4))
+            box = as_box(g.boxes[i])
             mask = None
             if g.masks is not None and i < len(g.masks) and g.masks[i].shape == (h, w):
                 mask = np.asarray(g.masks[i], dtype=bool)
@@ -151,7 +158,7 @@ def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None,
 
     holders = find_containers([Extent(p, box[:2], box[2:], info.ancestors) for p, info, box, _, _ in picked])
     findings = []
-    for n, ((phrase, info, box, score, mask), holder) in enumerate(zip(picked, holders), start=1):
+    for n, ((phrase, info, box, score, mask), holder) in enumerate(zip(picked, holders, strict=True), start=1):
         x0, y0, x1, y1 = box
         cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
         size_px, size_mm, size_source = size_2d(box, mask, spacing)
@@ -162,7 +169,8 @@ def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None,
         findings.append(Finding(
             number=n, phrase=phrase, label=info.label, level=info.level, hierarchy=info.hierarchy,
             laterality=info.laterality, score=score, box=box, size_px=size_px, size_mm=size_mm,
-            size_source=size_source, location_mm=centre_mm_2d(box, m), mask_area_px=area_px, mask_area_mm2=area_mm2, side=side, vertical=vertical,
+            size_source=size_source, location_mm=centre_mm_2d(box, m), mask_area_px=area_px, mask_area_mm2=area_mm2,
+            side=side, vertical=vertical,
             location=location_words(side=side, horizontal=horizontal_words(cx, w) if orientation == "none" else None,
                                     vertical=vertical, plane=plane, container=container),
             parent=container if container is not None else info.parent,

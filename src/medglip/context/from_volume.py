@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -10,11 +10,11 @@ from ..core.orient import plan_slices
 from ..core.rules import vertical_third
 from ..infer.volume import VolumeGroundingResult, VolumeObject
 from ..ontology import Ontology, load_ontology
-from .finding import Finding
+from .finding import Finding, as_box
 from .from_image import PhraseInfo, check_threshold, mask_areas, phrase_info
 from .grounded import GroundedContext
-from .size import size_3d
 from .location import DASH, Extent, find_containers, location_words, side_of_box
+from .size import size_3d
 
 
 def _mask_bounds(result: VolumeGroundingResult, index: int) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -76,9 +76,9 @@ def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float
     holders = find_containers(extents)
 
     findings = []
-    for n, ((o, info), holder) in enumerate(zip(picked, holders), start=1):
+    for n, ((o, info), holder) in enumerate(zip(picked, holders, strict=True), start=1):
         key = max(o.slice_boxes, key=lambda s: s.score)  # first of equal bests
-        box = tuple(float(v) for v in np.asarray(key.box).reshape(4))
+        box = as_box(key.box)
         wb = np.asarray(o.world_box, dtype=np.float64).reshape(2, 3)
         side = side_of_box((box[0] + box[2]) / 2.0, int(image_size[1]), result.modality, result.plane,
                            _slice_pixels(result, key.slice_index))
@@ -92,7 +92,7 @@ def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float
         findings.append(Finding(
             number=n, phrase=o.phrase, label=info.label, level=info.level, hierarchy=info.hierarchy,
             laterality=info.laterality, score=float(o.score), box=box, size_px=(box[2] - box[0], box[3] - box[1]),
-            size_mm=size_mm, size_source=size_source, location_mm=tuple(float(v) for v in wb.mean(0)),
+            size_mm=size_mm, size_source=size_source, location_mm=_xyz(wb.mean(0)),
             mask_area_px=area_px, mask_area_mm2=area_mm2, side=side, vertical=vertical,
             location=location_words(side=side, horizontal=None, vertical=vertical, plane=result.plane,
                                     container=container, slices=span),
@@ -100,17 +100,22 @@ def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float
             parent_number=None if holder is None else holder + 1, source=source,
             slices=(int(o.slices[0]), int(o.slices[1])), key_slice=int(key.slice_index),
             extent_mm=size_mm,
-            world_box_mm=(tuple(float(v) for v in wb[0]), tuple(float(v) for v in wb[1])),  # type: ignore[arg-type]
+            world_box_mm=(_xyz(wb[0]), _xyz(wb[1])),
             mask=mask))
 
     best = max(findings, key=lambda f: f.score, default=None)
-    volume = {"shape": list(shape), "n_slices": int(plan.n_slices),
-              "key_slice": int(best.key_slice) if best is not None else int(plan.n_slices // 2),
+    key_slice = best.key_slice if best is not None and best.key_slice is not None else plan.n_slices // 2
+    volume = {"shape": list(shape), "n_slices": int(plan.n_slices), "key_slice": int(key_slice),
               "slice_axis": int(result.slice_axis)}
     return GroundedContext(
         source=str(result.source), modality=result.modality, image_size=(int(image_size[0]), int(image_size[1])),
         plane=result.plane, pixel_spacing=spacing, orientation="world", asked=tuple(asked), findings=findings,
         absent=tuple(absent), score_threshold=shown, volume=volume, ontology=onto)
+
+
+def _xyz(values: np.ndarray) -> tuple[float, float, float]:
+    x, y, z = (float(v) for v in values)
+    return x, y, z
 
 
 def _slice_pixels(result: VolumeGroundingResult, index: int) -> np.ndarray | None:

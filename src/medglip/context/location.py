@@ -11,14 +11,21 @@ orientation a context reports:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..core.boxes import inside_fraction
-from ..core.rules import CONTAINMENT, MIDLINE_FRACTION, RADIOLOGICAL_MODALITIES, body_columns, has_patient_sides, \
-    patient_side
+from ..core.rules import (
+    CONTAINMENT,
+    MIDLINE_FRACTION,
+    RADIOLOGICAL_MODALITIES,
+    body_columns,
+    has_patient_sides,
+    patient_side,
+)
 
 
 def orientation_of(modality: str, has_world: bool) -> str:

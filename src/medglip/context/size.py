@@ -26,13 +26,14 @@ def size_2d(box: Box, mask: np.ndarray | None, spacing: tuple[float, float] | No
             ) -> tuple[tuple[float, float], tuple[float, float] | None, SizeSource]:
     """``(size_px, size_mm or None, source)`` of a 2D finding: the mask's extent, else the box's."""
     x0, y0, x1, y1 = box
-    w, h, source = x1 - x0, y1 - y0, "box"
+    w, h = x1 - x0, y1 - y0
+    source: SizeSource = "box"
     if mask is not None and mask.any():
         rows, cols = np.nonzero(np.any(mask, axis=1))[0], np.nonzero(np.any(mask, axis=0))[0]
         w, h, source = float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1), "mask"
     size_px = (float(w), float(h))
     size_mm = None if spacing is None else (float(w) * spacing[1], float(h) * spacing[0])
-    return size_px, size_mm, source  # type: ignore[return-value]
+    return size_px, size_mm, source
 
 
 def voxel_steps_mm(geometry: Geometry) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..core.rules import FINDING_THRESHOLD
 from ..infer.api import GrounderLike
+from ..infer.masks import Masks
 from ..infer.results import GroundingResult
 from .metrics import compute_metrics
 from .predictions import EvaluationError, PredictionError, load_predictions
@@ -62,7 +63,7 @@ def evaluate(
         The metrics dict of :func:`~medglip.evaluate.metrics.compute_metrics` plus ``dataset`` and ``split``.
     """
     coco = read_split(dataset_dir, split)
-    metrics = {"dataset": str(dataset_dir), "split": split}
+    metrics: dict[str, Any] = {"dataset": str(dataset_dir), "split": split}
     metrics.update(compute_metrics(coco, load_predictions(predictions), queries=queries,
                                    score_threshold=score_threshold))
     o = metrics["overall"]
@@ -134,7 +135,7 @@ def predict_dataset(
     split: str = "test",
     phrases: PhraseSet = "case",
     negatives: bool | int = True,
-    masks: bool | str = False,
+    masks: Masks = False,
     max_per_phrase: int | None = 100,
     seed: int = 0,
 ) -> tuple[list[dict], dict[int, list[str]]]:
@@ -166,8 +167,8 @@ def predict_dataset(
     plan = plan_queries(coco, phrases=phrases, negatives=negatives, seed=seed)
     images = {int(img["id"]): img for img in coco["images"]}
     groups: dict[tuple[str | None, tuple[str, ...]], list[int]] = defaultdict(list)
-    for iid, asked in plan.items():
-        groups[(images[iid].get("modality"), tuple(asked))].append(iid)
+    for iid, names in plan.items():
+        groups[(images[iid].get("modality"), tuple(names))].append(iid)
     predictions: list[dict] = []
     done = 0
     for (modality, asked), ids in groups.items():
@@ -179,7 +180,7 @@ def predict_dataset(
                 isinstance(r, GroundingResult) for r in results):
             raise PredictionError(f"the grounder must return one GroundingResult per image of a list, got "
                                   f"{type(results).__name__} for {len(ids)} images")
-        for iid, res in zip(ids, results):
+        for iid, res in zip(ids, results, strict=True):
             predictions += res.to_predictions(iid, max_per_phrase=max_per_phrase)
         done += len(ids)
         log.info("grounded %d/%d images of %s/%s", done, len(plan), dataset_dir.name, split)

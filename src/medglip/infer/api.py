@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..core.pipeline import InputConfig
@@ -21,8 +22,8 @@ if TYPE_CHECKING:
 class GrounderLike(Protocol):
     """The Grounder's public surface (see :class:`medglip.infer.grounder.Grounder` for each method)."""
 
-    config: "ModelConfig"
-    input_config: "InputConfig"
+    config: ModelConfig
+    input_config: InputConfig
     known_phrases: tuple[str, ...]
 
     def threshold_for(self, phrase: str) -> float: ...
@@ -32,16 +33,16 @@ class GrounderLike(Protocol):
     def modality_of(self, image: Any, modality: str | None = None) -> str: ...
 
     def ground(self, images: Sequence[Any], phrases: Sequence[str] | str, *, modality: str | None = None,
-               masks: "Masks" = False, score_threshold: Any = "calibrated",
-               top_k: int | None = None) -> list["GroundingResult"]: ...
+               masks: Masks = False, score_threshold: Any = "calibrated",
+               top_k: int | None = None) -> list[GroundingResult]: ...
 
     def ground_one(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
-                   masks: "Masks" = False, score_threshold: Any = "calibrated",
-                   top_k: int | None = None) -> "GroundingResult": ...
+                   masks: Masks = False, score_threshold: Any = "calibrated",
+                   top_k: int | None = None) -> GroundingResult: ...
 
     def ground_volume(self, path_or_array: Any, phrases: Sequence[str] | str, **kwargs: Any
-                      ) -> "VolumeGroundingResult": ...
+                      ) -> VolumeGroundingResult: ...
 
     def ground_file(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
-                    masks: "Masks" = False, score_threshold: Any = "calibrated", plane: str = "axial",
-                    top_k: int | None = None) -> "GroundingResult | VolumeGroundingResult": ...
+                    masks: Masks = False, score_threshold: Any = "calibrated", plane: str = "axial",
+                    top_k: int | None = None) -> GroundingResult | VolumeGroundingResult: ...

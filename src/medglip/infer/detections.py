@@ -7,8 +7,8 @@ Selecting boxes returns a new bundle; nothing is edited in place.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -45,19 +45,19 @@ class Detections:
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
-    def take(self, indices: np.ndarray) -> "Detections":
+    def take(self, indices: np.ndarray) -> Detections:
         """The detections at ``indices`` (in that order)."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         return Detections(boxes=self.boxes[idx], scores=self.scores[idx], phrase_ids=self.phrase_ids[idx],
                           masks=None if self.masks is None else self.masks[idx])
 
-    def with_masks(self, masks: np.ndarray) -> "Detections":
+    def with_masks(self, masks: np.ndarray) -> Detections:
         """The same detections with ``masks`` ``(K, H, W)``."""
         return Detections(boxes=self.boxes, scores=self.scores, phrase_ids=self.phrase_ids,
                           masks=np.asarray(masks, dtype=bool))
 
     @staticmethod
-    def concat(parts: Sequence["Detections"], image_size: tuple[int, int]) -> "Detections":
+    def concat(parts: Sequence[Detections], image_size: tuple[int, int]) -> Detections:
         """The detections of several prompt chunks of one image; masks only when every part has them
         (an empty call gives ``(0, H, W)`` masks when ``image_size`` is known and none otherwise)."""
         if not parts:

@@ -31,9 +31,10 @@ from __future__ import annotations
 import logging
 import warnings
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, Union
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -44,11 +45,20 @@ from ..core.rules import FINDING_THRESHOLD, LINK_IOU
 from ..core.text import clean_phrase, phrase_key
 from ..errors import MedglipError
 from ..model import GroundingModel, TextFeatures, load_checkpoint
+from ..model.grounding import image_hw
 from ..model.mask_head import paste_masks
-from ..model.shipped import shipped_run, trained_on, trained_phrases
 from ..model.prompt import Prompt, chunk_phrases, make_prompt
-from .inputs import InputImage, Volume, check_modality, read_image_input, read_input, read_volume_input, resolve_modality
+from ..model.shipped import shipped_run, trained_on, trained_phrases
 from .detections import Detections
+from .inputs import (
+    InputImage,
+    Volume,
+    check_modality,
+    read_image_input,
+    read_input,
+    read_volume_input,
+    resolve_modality,
+)
 from .masks import NO_HEAD, KeepBoxes, Masks, select_boxes
 from .medsam import MedSAMRefiner
 from .results import GroundingResult, PhraseGrounding
@@ -58,7 +68,7 @@ from .volume import ground_volume as ground_slices
 log = logging.getLogger(__name__)
 
 #: A score threshold: a number, ``"calibrated"`` (the checkpoint's, per phrase) or None (no filter).
-Threshold = Union[float, Literal["calibrated"], None]
+Threshold = float | Literal["calibrated"] | None
 
 
 @dataclass
@@ -153,7 +163,7 @@ class Grounder:
 
     @classmethod
     def from_pretrained(cls, run_dir: str | Path | None = None, *, device: str | torch.device = "cpu",
-                        refiner: str | Any | None = "auto", **kwargs: Any) -> "Grounder":
+                        refiner: str | Any | None = "auto", **kwargs: Any) -> Grounder:
         """Load ``RUN/`` (``model.safetensors`` + ``config.json`` + ``text_encoder/``); no hub, no pickle.
         Without ``run_dir``: the model medglip ships (:mod:`medglip.model.shipped`)."""
         if run_dir is None:
@@ -285,6 +295,7 @@ class Grounder:
         if not isinstance(images, (list, tuple)):
             warnings.warn("Grounder.ground(one image) is deprecated: use ground_one(image, ...) or "
                           "ground([image, ...])", DeprecationWarning, stacklevel=2)
+            # the deprecated one-image form keeps answering one result, not a list
             return self.ground_one(images, phrases, modality=modality, masks=masks,  # type: ignore[return-value]
                                    score_threshold=score_threshold, top_k=top_k, ct_window=ct_window)
         items = list(images)
@@ -299,14 +310,14 @@ class Grounder:
         dets = self._detect([p.tensor for p in prepared], [p.meta for p in prepared],
                             [p.modality[0] for p in prepared], self._chunks(names), head_masks=keep)
         out = [self._collect(x, p, names, d, masks=source, score_threshold=score_threshold, top_k=top_k)
-               for x, p, d in zip(inputs, prepared, dets)]
+               for x, p, d in zip(inputs, prepared, dets, strict=True)]
         for r in out:
             r.untrained = self.untrained(names, r.modality)
         return out
 
     @torch.no_grad()
     def masks_for_boxes(self, image: Any, boxes: Any, phrase: str, *, modality: str | None = None,
-                        source: str = "head") -> np.ndarray:
+                        source: Literal["head", "medsam"] = "head") -> np.ndarray:
         """Masks of given boxes (box prompts → masks), e.g. boxes a user drew or true boxes.
 
         Args:
@@ -333,9 +344,10 @@ class Grounder:
         mod = torch.tensor([self.config.modalities.index(p.modality[0])])
         feats = self.model.encode_images(images, mod)
         ch = self._chunks((name,))[0]
-        _, fused = self.model.detect_with_features(feats, ch.features, tuple(images.shape[-2:]))
+        hw = image_hw(images)
+        _, fused = self.model.detect_with_features(feats, ch.features, hw)
         scale = float(p.meta["scale"])
-        probs = self.model.predict_masks(fused, feats.images, [(b * scale).to(self.device)], tuple(images.shape[-2:]))[0]
+        probs = self.model.predict_masks(fused, feats.images, [(b * scale).to(self.device)], hw)[0]
         return paste_masks(probs, b, (h, w)).numpy()
 
     def ground_file(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
@@ -369,7 +381,8 @@ class Grounder:
             where = sorted(m for m, ps in self.trained_on.items() if key in ps)
             out.append(f"'{p}' was never a training phrase of this model: its boxes are not calibrated"
                        if key not in anywhere else
-                       f"'{p}' was trained on {', '.join(where)} images only, not {modality}: its boxes are not calibrated")
+                       f"'{p}' was trained on {', '.join(where)} images only, not {modality}: "
+                       "its boxes are not calibrated")
         return tuple(out)
 
     def threshold_for(self, phrase: str) -> float:
@@ -437,7 +450,8 @@ class Grounder:
             first = [model_pixels(inputs[i].raw, None, cfg, what=inputs[i].source, form=inputs[i].ct_form)
                      for i in unknown]
             tensors = [to_tensor(p, size) for p, _ in first]
-            for i, (pix, rec), (t, meta), code in zip(unknown, first, tensors, self._classify([t for t, _ in tensors])):
+            codes = self._classify([t for t, _ in tensors])
+            for i, (pix, rec), (t, meta), code in zip(unknown, first, tensors, codes, strict=True):
                 self._known(code, "classifier", inputs[i].source)
                 if code == "CT" and rec["mode"] != "ct_windows" or code != "CT" and rec["mode"] == "ct_windows":
                     pix, rec = model_pixels(inputs[i].raw, code, cfg, what=inputs[i].source, form=inputs[i].ct_form)
@@ -466,7 +480,7 @@ class Grounder:
                 mod = torch.full((len(members),), self.config.modalities.index(code), dtype=torch.long)  # CPU: no sync
                 feats = self.model.encode_images(images, mod)  # once per image, whatever the chunks
                 b = len(members)
-                hw = tuple(images.shape[-2:])
+                hw = image_hw(images)
                 for ch in chunks:
                     tf = TextFeatures(hidden=ch.features.hidden.expand(b, -1, -1), mask=ch.features.mask.expand(b, -1),
                                       phrase_token_masks=[ch.features.phrase_token_masks[0]] * b)
@@ -478,15 +492,15 @@ class Grounder:
                     found = [Detections(boxes=boxes_to_original(det["boxes"].float().cpu(), metas[i]).numpy(),
                                         scores=det["scores"].float().cpu().numpy(),
                                         phrase_ids=gidx[det["phrase_ids"].cpu()].numpy())
-                             for i, det in zip(members, dets)]
+                             for i, det in zip(members, dets, strict=True)]
                     if head_masks is not None:  # masks of the boxes the result keeps, pasted into the original
                         sel = [torch.as_tensor(head_masks.indices(d), dtype=torch.long) for d in found]
-                        kept = [d["boxes"].float()[k.to(d["boxes"].device)] for d, k in zip(dets, sel)]
+                        kept = [d["boxes"].float()[k.to(d["boxes"].device)] for d, k in zip(dets, sel, strict=True)]
                         probs = self.model.predict_masks(fused, feats.images, kept, hw)
-                        found = [d.take(k.numpy()).with_masks(
-                                     paste_masks(pr, bx.cpu() / float(metas[i]["scale"]), metas[i]["orig_size"]).numpy())
-                                 for d, k, bx, pr, i in zip(found, sel, kept, probs, members)]
-                    for i, d in zip(members, found):
+                        found = [d.take(k.numpy()).with_masks(paste_masks(
+                                     pr, bx.cpu() / float(metas[i]["scale"]), metas[i]["orig_size"]).numpy())
+                                 for d, k, bx, pr, i in zip(found, sel, kept, probs, members, strict=True)]
+                    for i, d in zip(members, found, strict=True):
                         out[i].append(d)
         return out
 
@@ -565,7 +579,7 @@ class Grounder:
             dets = self._detect([p.tensor for p in prepared], [p.meta for p in prepared], [code] * len(prepared),
                                 chunks, head_masks=keep)
             out = []
-            for k, p, d in zip(ks, prepared, dets):
+            for k, p, d in zip(ks, prepared, dets, strict=True):
                 res = self._collect(None, p, names, d, masks=mask_source, score_threshold=score_threshold, top_k=None,
                                     source=f"{vol.source}[{k}]")
                 res.pixels = None  # the volume result makes slice pixels on demand (volumes can be large)

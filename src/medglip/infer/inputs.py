@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 _VOLUME_META = ("format", "spacing_uniform", "spacing_steps", "frame_order", "positions_missing", "frame_axis")
 
 #: The kinds of 2D input :meth:`Grounder.ground` takes per image (or an :class:`InputImage`).
-ImageLike = Union[np.ndarray, str, Path, Any]
+ImageLike = np.ndarray | str | Path | Any
 
 
 @dataclass

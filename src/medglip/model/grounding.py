@@ -38,6 +38,12 @@ from .text import build_text_encoder, pretrained_mlm_head_state, text_hidden_siz
 log = logging.getLogger(__name__)
 
 
+def image_hw(images: torch.Tensor) -> tuple[int, int]:
+    """``(H, W)`` of a ``(..., H, W)`` image batch: the input side the detections are in."""
+    h, w = images.shape[-2:]
+    return int(h), int(w)
+
+
 @dataclass
 class ImageFeatures:
     """Output of :meth:`GroundingModel.encode_images`: the FPN levels (B, d, H_l, W_l) and, when the
@@ -67,7 +73,7 @@ class TextFeatures:
     mask: torch.Tensor
     phrase_token_masks: list[torch.Tensor]
 
-    def detach(self) -> "TextFeatures":
+    def detach(self) -> TextFeatures:
         return TextFeatures(self.hidden.detach(), self.mask, self.phrase_token_masks)
 
 
@@ -153,7 +159,8 @@ class GroundingModel(nn.Module):
         if config.mlm_head:
             tcfg = getattr(text_encoder, "config", None)
             self.mlm_head = MLMHead(hidden_size=text_hidden_size(text_encoder),
-                                    vocab_size=text_encoder.get_input_embeddings().num_embeddings,
+                                    # a Hugging Face model: nn.Module types the method as Tensor | Module
+                                    vocab_size=text_encoder.get_input_embeddings().num_embeddings,  # type: ignore[operator]
                                     activation=getattr(tcfg, "hidden_act", "gelu"),
                                     eps=float(getattr(tcfg, "layer_norm_eps", 1e-12)))
             state = pretrained_mlm_head_state(config) if load_weights else None
@@ -227,7 +234,7 @@ class GroundingModel(nn.Module):
         given = modality
         feats = self.encode_images(images, modality)
         if not self.training:
-            return self.detect(feats, text_features, tuple(images.shape[-2:]))
+            return self.detect(feats, text_features, image_hw(images))
         tasks = self.tasks
         h = self._head(feats, text_features, embeddings=tasks.contrastive_weight > 0)
         out, fused = h.out, h.fused
@@ -261,7 +268,7 @@ class GroundingModel(nn.Module):
             if self.mask_head is None:
                 raise ValueError("the mask loss needs a model with a mask head (ModelConfig.mask_head=True)")
             losses["loss_mask"] = mask_head_loss(self.mask_head, fused, feats.images, targets,
-                                                 tuple(images.shape[-2:]), jitter=tasks.mask_box_jitter
+                                                 image_hw(images), jitter=tasks.mask_box_jitter
                                                  ) * tasks.mask_weight
         return losses
 
@@ -313,7 +320,7 @@ class GroundingModel(nn.Module):
         dets, fused = self.detect_with_features(feats, text_features, image_hw)
         if masks:
             probs = self.predict_masks(fused, feats.images, [d["boxes"] for d in dets], image_hw)
-            for d, p in zip(dets, probs):
+            for d, p in zip(dets, probs, strict=True):
                 d["masks"] = p
         return dets
 
@@ -348,7 +355,7 @@ class GroundingModel(nn.Module):
         probs = self.mask_head(fused, [bx.float() for bx in boxes], image_hw, images).float().sigmoid()
         return list(probs.split([len(bx) for bx in boxes]))
 
-    def with_parts(self, *, mask_head: bool | None = None, mlm_head: bool | None = None) -> "GroundingModel":
+    def with_parts(self, *, mask_head: bool | None = None, mlm_head: bool | None = None) -> GroundingModel:
         """This model with a mask head / MLM head added (new, randomly initialised) or removed; the
         other weights are kept. ``self`` when nothing changes."""
         changes = {k: bool(v) for k, v in (("mask_head", mask_head), ("mlm_head", mlm_head))
@@ -394,7 +401,7 @@ class GroundingModel(nn.Module):
             results.append({"boxes": boxes[k], "scores": sc[k], "phrase_ids": p_idx[k].long()})
         return results
 
-    def with_tuned_phrases(self, phrases: list[str] | tuple[str, ...]) -> "GroundingModel":
+    def with_tuned_phrases(self, phrases: list[str] | tuple[str, ...]) -> GroundingModel:
         """This model with a learned text-feature offset (zero at first) for each of ``phrases`` besides
         those it tunes already (``ModelConfig.tuned_phrases``); every other weight, and the offsets it
         has, are kept (the modules are shared with ``self``). ``self`` when nothing is new."""
@@ -411,8 +418,9 @@ class GroundingModel(nn.Module):
         state = {k: v for k, v in self.state_dict().items() if k != "phrase_offsets.offsets"}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or set(missing) != {"phrase_offsets.offsets"}:
-            raise ValueError(f"weights do not carry over: {sorted(unexpected) + sorted(set(missing) - {'phrase_offsets.offsets'})}")
-        if self.phrase_offsets is not None:
+            lost = sorted(unexpected) + sorted(set(missing) - {"phrase_offsets.offsets"})
+            raise ValueError(f"weights do not carry over: {lost}")
+        if self.phrase_offsets is not None and model.phrase_offsets is not None:  # the new model tunes `have + new`
             with torch.no_grad():
                 model.phrase_offsets.offsets[: len(have)] = self.phrase_offsets.offsets
         model.tasks = self.tasks

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from ..errors import MedglipError
 from ..export import ExportOptions, export_result, image_objects
 from ..infer.api import GrounderLike
 from ..infer.inputs import read_input
+from ..infer.masks import Masks
 from ..infer.volume import VolumeGroundingResult
 from ..ontology import Ontology, load_ontology
 from .markdown import render_markdown
@@ -53,9 +55,9 @@ def region_phrases(ctx: GroundedContext, phrases: Sequence[str]) -> list[str]:
     return [p for p in phrases if organ_of(p, onto) in (organ, None)]
 
 
-def make_report(grounder: GrounderLike, image: Any, findings: Sequence[str] | None = None, *, modality: str | None = None,
-                masks: bool | str = False, score_threshold: float | None = None, llm: Any = None,
-                ontology: Ontology | None = None, window: Any = None,
+def make_report(grounder: GrounderLike, image: Any, findings: Sequence[str] | None = None, *,
+                modality: str | None = None, masks: Masks = False, score_threshold: float | None = None,
+                llm: Any = None, ontology: Ontology | None = None, window: Any = None,
                 exports: ExportOptions | None = None) -> Report:
     """Ground ``findings`` in ``image`` and describe every finding and every phrase not found.
 
@@ -100,6 +102,7 @@ def make_report(grounder: GrounderLike, image: Any, findings: Sequence[str] | No
     if findings is None:
         ctx = context_from(result, ontology=ontology, phrases=region_phrases(ctx, phrases))
     if isinstance(result, VolumeGroundingResult):
+        assert ctx.volume is not None  # the context of a volume result describes the volume
         pixels = result.picture(ctx.volume["key_slice"], window)  # the slice the findings' boxes are on
     else:
         pixels = result.picture(window)
@@ -117,18 +120,32 @@ def make_report(grounder: GrounderLike, image: Any, findings: Sequence[str] | No
     return report
 
 
+#: how a finding and a grounded object are matched: phrase, slice range (volumes) or box (2D), score
+_ObjectKey = tuple[str, tuple[float, ...], float]
+
+
+def _same_slices(a: _ObjectKey, b: _ObjectKey) -> bool:
+    return a[0] == b[0] and a[1] == b[1] and abs(a[2] - b[2]) < 1e-9
+
+
+def _same_box(a: _ObjectKey, b: _ObjectKey) -> bool:
+    return a[0] == b[0] and bool(np.allclose(a[1], b[1])) and abs(a[2] - b[2]) < 1e-5
+
+
 def finding_indices(ctx: GroundedContext, result: Any) -> list[int]:
     """For each finding (in number order), the index of its object in ``result.objects`` (volumes) or
     in :func:`medglip.export.image_objects` (2D images)."""
+    keys: list[_ObjectKey]
+    wanted: list[_ObjectKey]
     if isinstance(result, VolumeGroundingResult):
         keys = [(o.phrase, tuple(int(v) for v in o.slices), float(o.score)) for o in result.objects]
         wanted = [(f.phrase, tuple(f.slices or ()), float(f.score)) for f in ctx.findings]
-        close = lambda a, b: a[0] == b[0] and a[1] == b[1] and abs(a[2] - b[2]) < 1e-9  # noqa: E731
+        close = _same_slices
     else:
         keys = [(result.groundings[p].phrase, tuple(float(v) for v in result.groundings[p].boxes[i]),
                  float(result.groundings[p].scores[i])) for p, i in image_objects(result)]
         wanted = [(f.phrase, tuple(float(v) for v in f.box), float(f.score)) for f in ctx.findings]
-        close = lambda a, b: a[0] == b[0] and np.allclose(a[1], b[1]) and abs(a[2] - b[2]) < 1e-5  # noqa: E731
+        close = _same_box
     out: list[int] = []
     for w in wanted:
         hit = next((i for i, k in enumerate(keys) if i not in out and close(w, k)), None)

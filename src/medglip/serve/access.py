@@ -29,9 +29,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import MedglipError
@@ -123,7 +124,7 @@ class AccessMiddleware:
         if access.audit_log and not any(getattr(h, "_medglip_audit", False) for h in audit_log.handlers):
             handler = logging.FileHandler(access.audit_log, encoding="utf-8")
             handler.setFormatter(logging.Formatter("%(message)s"))
-            handler._medglip_audit = True  # type: ignore[attr-defined]
+            handler._medglip_audit = True  # type: ignore[attr-defined]  # our mark on a stdlib handler
             audit_log.addHandler(handler)
         audit_log.setLevel(logging.INFO)
 
@@ -176,9 +177,9 @@ class AccessMiddleware:
             wait = self.buckets.take(caller)
             if wait > 0:
                 self.counters["rate_limited"] += 1
+                retry = [(b"retry-after", str(max(1, round(wait))).encode())]
                 await send_json(recording_send, 429, f"rate limit: more than {self.access.rate_per_minute} requests "
-                                f"per minute; retry in {wait:.0f} s", [(b"retry-after", str(max(1, round(wait))).encode())],
-                                close=False)
+                                f"per minute; retry in {wait:.0f} s", retry, close=False)
                 self._audit(scope, who, status, t0)
                 return
         scope.setdefault("state", {})["caller"] = who

@@ -19,10 +19,11 @@ docs/security.md says what is promised and how it is tested.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -95,7 +96,7 @@ def create_app(grounder: Any, *, config: ServiceConfig = ServiceConfig(), llm: A
     @app.head("/healthz", include_in_schema=False)
     @app.get("/healthz", summary="Liveness, model summary and counters")
     async def healthz() -> dict[str, Any]:
-        counters = dict(service.counters)
+        counters: dict[str, float] = dict(service.counters)
         counters.update(service.batcher.stats())
         counters.update(service.budget.stats())
         counters.update(service.pool.stats())
@@ -155,5 +156,6 @@ def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, *, 
         llm = ChatClient.from_env()
     app = create_app(grounder, config=config, llm=llm, access=access)
     log.info("serving %s on http://%s:%d (model %s; %s)", checkpoint, host, port, grounder.config.name,
-             f"{len(access.api_keys)} API key(s)" if access.api_keys else "no API keys: anyone who can connect may call it")
+             f"{len(access.api_keys)} API key(s)" if access.api_keys
+             else "no API keys: anyone who can connect may call it")
     uvicorn.Server(uvicorn_config(app, host, port, server, log_level=log_level)).run()

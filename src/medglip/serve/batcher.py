@@ -48,11 +48,13 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable
+from typing import Any, NamedTuple
 
 from ..infer.api import GrounderLike
+from ..infer.masks import Masks
 from ..infer.volume import BETWEEN_BATCHES
 from ..io.policy import ReadTimeout
 from .budget import Cancelled, current_scope
@@ -68,18 +70,28 @@ class ServerBusy(Exception):
     """The request queue (or this client's share of it) is full (the service answers 503 with ``Retry-After``)."""
 
 
+class _GroundKey(NamedTuple):
+    """What a 2D job asks of the model: jobs with equal keys are grounded in one batch."""
+
+    phrases: tuple[str, ...]
+    modality: str | None
+    masks: Masks
+    score_threshold: float | str | None
+    top_k: int | None
+
+
 @dataclass
 class _Job:
     """One unit of work: a 2D image to ground (``key`` set) or a function of the grounder (``fn``)."""
 
     future: Future
-    key: tuple[Hashable, ...] | None = None
+    key: _GroundKey | None = None
     image: Any = None
     fn: Callable[[Any], Any] | None = None
     queued_at: float = field(default_factory=time.monotonic)
     scope: Any = None  # the submitting request's RequestScope (None outside requests)
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
-    call: "_Call | None" = None  # a started call: its thread, paused between slice batches
+    call: _Call | None = None  # a started call: its thread, paused between slice batches
 
     @property
     def stopped(self) -> bool:
@@ -113,7 +125,7 @@ class _FairQueue:
         client = self.turns.popleft()
         return self._take(client, self.fifos[client][0])
 
-    def take(self, key: tuple[Hashable, ...]) -> _Job | None:
+    def take(self, key: _GroundKey) -> _Job | None:
         """The first waiting 2D job with batching key ``key`` (clients in turn order), taken out of its queue."""
         for client in self.turns:
             for job in self.fifos[client]:
@@ -178,9 +190,11 @@ class Batcher:
 
     # ------------------------------------------------------------------------------ submit
     def submit_ground(self, image: Any, phrases: tuple[str, ...], *, modality: str | None = None,
-                      masks: bool | str = False, score_threshold: float | None = None, top_k: int | None = None) -> Future:
+                      masks: Masks = False, score_threshold: float | str | None = None,
+                      top_k: int | None = None) -> Future:
         """Queue one image; the future's result is its :class:`~medglip.infer.GroundingResult`."""
-        key = (tuple(phrases), modality, masks if isinstance(masks, str) else bool(masks), score_threshold, top_k)
+        key = _GroundKey(tuple(phrases), modality, masks if isinstance(masks, str) else bool(masks), score_threshold,
+                         top_k)
         return self._put(_Job(Future(), key=key, image=image))
 
     def submit_call(self, fn: Callable[[Any], Any]) -> Future:
@@ -324,9 +338,9 @@ class Batcher:
                     job.call = _Call(self, job)
                     self._resume(job)
                 else:
-                    batch = [j for j in self._collect(job) if not self._drop_if_stopped(j)]
+                    batch = [j for j in self._collect(job, job.key) if not self._drop_if_stopped(j)]
                     if batch:
-                        self._timed(batch)
+                        self._timed(batch, job.key)
             except WorkerStopped:  # the watchdog's interrupt landed while a job was being left
                 self._leave_job()
 
@@ -341,13 +355,13 @@ class Batcher:
         job.future.set_exception(Cancelled(f"dropped before running: {why}"))
         return True
 
-    def _timed(self, batch: list[_Job]) -> None:
+    def _timed(self, batch: list[_Job], key: _GroundKey) -> None:
         """Ground ``batch`` on this (the worker) thread, marked as running for the stop hooks and the watchdog."""
         with self._lock:
             self._running, self._holder = batch, self._thread
         t0 = time.monotonic()
         try:
-            batch[0].context.run(self._run_batch, batch)
+            batch[0].context.run(self._run_batch, batch, key)
         finally:
             self._leave_job()
             self._count_time(time.monotonic() - t0)
@@ -386,7 +400,7 @@ class Batcher:
             self._waiting.push(job, front=True)
             self.counters["handed_over"] += 1
 
-    def _hand_back(self, call: "_Call") -> None:
+    def _hand_back(self, call: _Call) -> None:
         """(a call's thread) Stop being the model's holder; a pending interrupt for it is withdrawn (under the
         lock the watchdog decides by, so none can follow)."""
         with self._lock:
@@ -398,13 +412,13 @@ class Batcher:
         with self._lock:
             return self._waiting.others(job.client)
 
-    def _collect(self, first: _Job) -> list[_Job]:
+    def _collect(self, first: _Job, key: _GroundKey) -> list[_Job]:
         """``first`` plus same-key jobs waiting or arriving within ``batch_wait`` (others keep their place)."""
         batch = [first]
         deadline = time.monotonic() + self.batch_wait
         with self._cond:
             while len(batch) < self.max_batch and not self._stopped:
-                job = self._waiting.take(first.key)
+                job = self._waiting.take(key)
                 if job is not None:
                     if job.future.set_running_or_notify_cancel():
                         batch.append(job)
@@ -415,8 +429,8 @@ class Batcher:
                 self._cond.wait(left)
         return batch
 
-    def _run_batch(self, batch: list[_Job]) -> None:
-        phrases, modality, masks, score_threshold, top_k = batch[0].key
+    def _run_batch(self, batch: list[_Job], key: _GroundKey) -> None:
+        phrases, modality, masks, score_threshold, top_k = key
         with self._lock:
             self.counters["batches"] += 1
             self.counters["batched_images"] += len(batch)
@@ -432,14 +446,14 @@ class Batcher:
             log.info("a batch of %d failed (%s); retrying its images one by one", len(batch), exc)
             for job in batch:
                 try:
-                    res = self.grounder.ground([job.image], list(phrases), modality=modality, masks=masks,
-                                               score_threshold=score_threshold, top_k=top_k)
+                    alone = self.grounder.ground([job.image], list(phrases), modality=modality, masks=masks,
+                                                 score_threshold=score_threshold, top_k=top_k)
                 except Exception as one:
                     self._finish(job, error=one)
                 else:
-                    self._finish(job, result=res[0])
+                    self._finish(job, result=alone[0])
             return
-        for job, res in zip(batch, results):
+        for job, res in zip(batch, results, strict=True):
             self._finish(job, result=res)
 
     def _finish(self, job: _Job, *, result: Any = None, error: BaseException | None = None) -> None:
@@ -493,6 +507,7 @@ class _Call:
         self._go.acquire()
         BETWEEN_BATCHES.set(self.pause)  # in the job's own context (this thread runs in it)
         try:
+            assert self.job.fn is not None  # a call job (submit_call): the worker made a _Call of it
             result = self.job.fn(self.batcher.grounder)
         except BaseException as exc:  # noqa: BLE001 - the job's answer, whatever stopped it
             self.batcher._finish(self.job, error=exc)
@@ -517,5 +532,6 @@ class _Call:
         self._back.release()
         self._go.acquire()
         if job.stopped or batcher._stopped:
-            raise Cancelled(f"stopped while waiting for the model: {job.scope.reason if job.scope else 'shutting down'}")
+            why = job.scope.reason if job.scope else "shutting down"
+            raise Cancelled(f"stopped while waiting for the model: {why}")
 

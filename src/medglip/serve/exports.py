@@ -11,7 +11,8 @@ Answer (added to the grounding JSON when ``outputs`` is sent)::
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import Form
 
@@ -58,7 +59,8 @@ async def exported(result: Any, outputs: tuple[str, ...], *, run: Callable[..., 
     every other blocking step, instead of escaping to an unbounded default thread pool."""
     def work() -> dict[str, Any]:
         rest = tuple(o for o in outputs if o != "volume")
-        files, out = {}, {"labels": None, "notes": []}
+        files: dict[str, bytes] = {}
+        out: dict[str, Any] = {"labels": None, "notes": []}
         if rest:
             bundle = export_result(result, options=ExportOptions(outputs=rest, max_voxels=max_voxels))
             files.update(bundle.files)

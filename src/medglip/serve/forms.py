@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal, overload
 
 from fastapi import HTTPException
 
 from ..core.text import clean_phrase
+from ..infer.masks import Masks
 from ..modality import UnknownModalityError, normalise_modality
 from .config import ServiceConfig
 
@@ -45,6 +47,16 @@ def _split(values: Sequence[str], field: str) -> list[Any]:
             raise bad(field, "expected a JSON list of strings")
         return items
     return [p for line in text.splitlines() for p in line.split(",")] if text.strip() else [text]
+
+
+@overload
+def parse_phrases(values: Sequence[str] | None, config: ServiceConfig, *, field: str = ...,
+                  required: Literal[True] = ...) -> tuple[str, ...]: ...
+
+
+@overload
+def parse_phrases(values: Sequence[str] | None, config: ServiceConfig, *, field: str = ...,
+                  required: bool) -> tuple[str, ...] | None: ...
 
 
 def parse_phrases(values: Sequence[str] | None, config: ServiceConfig, *, field: str = "phrases",
@@ -110,11 +122,12 @@ def check_score_threshold(value: float | None) -> float | None:
 
 
 #: What the ``masks`` field accepts (case-insensitive): booleans and the mask sources of the Grounder.
-_MASK_WORDS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False,
-               "off": False, "none": False, "": False, "auto": True, "head": "head", "medsam": "medsam"}
+_MASK_WORDS: dict[str, Masks] = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False,
+                                 "no": False, "off": False, "none": False, "": False, "auto": True, "head": "head",
+                                 "medsam": "medsam"}
 
 
-def parse_masks(value: str | bool | None) -> bool | str:
+def parse_masks(value: str | bool | None) -> Masks:
     """The ``masks`` field: False, True (the service's default source: the checkpoint's mask head when it
     has one, else LiteMedSAM), ``"head"`` or ``"medsam"``; 422 otherwise."""
     if value is None or isinstance(value, bool):

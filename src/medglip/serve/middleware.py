@@ -5,9 +5,10 @@
   response counters (``requests``, ``2xx``, ``4xx``, ``5xx``).
 - :class:`DeadlineMiddleware`: every ``/v1`` request gets a :class:`~.budget.RequestScope` (its client,
   for the worker's fair shares; its slice limit) and a :class:`~medglip.io.policy.ReadPolicy`
-  (decoded-byte limit and memory charge, float32, deadline, no separate data files) in its context; past the deadline the request is cancelled and answers 504; when the client
-  disconnects the request is cancelled (no answer). Cancelling marks the scope, so queued worker jobs
-  are dropped and running ones stop at their next check.
+  (decoded-byte limit and memory charge, float32, deadline, no separate data files) in its context; past
+  the deadline the request is cancelled and answers 504; when the client disconnects the request is
+  cancelled (no answer). Cancelling marks the scope, so queued worker jobs are dropped and running ones
+  stop at their next check.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import anyio
 
@@ -39,7 +41,7 @@ class _BodyStalled(Exception):
     pass
 
 
-async def send_json(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = (), *,
+async def send_json(send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = (), *,
                     close: bool = True) -> None:
     """Answer ``{"detail": detail}`` with ``status`` (and ``Connection: close`` unless told otherwise)."""
     body = json.dumps({"detail": detail}).encode()
@@ -169,10 +171,11 @@ class DeadlineMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self.app(scope, receive, send)
             return
-        req = RequestScope(self.budget, time.monotonic() + self.timeout, f"{scope['method']} {scope['path']}",
+        ends = time.monotonic() + self.timeout
+        req = RequestScope(self.budget, ends, f"{scope['method']} {scope['path']}",
                            client=client_of(scope), max_slices=self.max_slices)
         # an upload is read as itself: no header may make a reader open another file of the server
-        policy = ReadPolicy(max_bytes=self.max_request_bytes, float32=True, deadline=req.deadline + GRACE_S,
+        policy = ReadPolicy(max_bytes=self.max_request_bytes, float32=True, deadline=ends + GRACE_S,
                             charge=req.charge, cancelled=req.cancelled.is_set, data_files="refuse")
         body_done, disconnected = anyio.Event(), anyio.Event()
         started = False

@@ -11,8 +11,8 @@ Answer::
 ``phrases_by_modality`` holds only the modalities the model was trained on (``RUN/categories.json``); a
 model that records no per-modality list answers ``{}`` there and its ``trained_phrases`` only; a bare
 checkpoint answers both empty. ``ct_windows`` are the HU windows medglip names
-(:data:`~medglip.core.intensity.CT_WINDOWS`: the page's window presets for CT). Under ``/v1`` it needs an API key when the server has keys (``/healthz``,
-which is public, only counts the phrases).
+(:data:`~medglip.core.intensity.CT_WINDOWS`: the page's window presets for CT). Under ``/v1`` it needs an
+API key when the server has keys (``/healthz``, which is public, only counts the phrases).
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ async def model(request: Request) -> dict[str, Any]:
     except (MedglipError, AttributeError):
         masks = None
     return {"preset": info["preset"], "image_size": info["image_size"], "modalities": info["modalities"],
-            "mask_head": bool(getattr(grounder, "has_mask_head", False)), "masks": masks, "trained_phrases": list(known),
+            "mask_head": bool(getattr(grounder, "has_mask_head", False)), "masks": masks,
+            "trained_phrases": list(known),
             "phrases_by_modality": {m: ps for m, ps in by.items() if ps},
-            "ct_windows": {name: list(w) for name, w in CT_WINDOWS.items()}, "default_ct_window": DEFAULT_DISPLAY_WINDOW}
+            "ct_windows": {name: list(w) for name, w in CT_WINDOWS.items()},
+            "default_ct_window": DEFAULT_DISPLAY_WINDOW}

@@ -16,8 +16,9 @@ import contextvars
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any
 
 from .budget import current_scope
 

@@ -45,7 +45,7 @@ def header_timeout_protocol(header_timeout: float) -> type[H11Protocol]:
                 self.logger.debug("closing a connection whose request headers took more than %g s", header_timeout)
                 self.transport.close()
 
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._arm()
 

@@ -4,15 +4,16 @@ Every blocking step (saving and unpacking the upload, reading and decoding it, t
 of VQA and reports) runs on the service's bounded I/O pool (:meth:`.service.Service.run`); the model
 runs on the worker (:mod:`.batcher`). Deadlines, cancellation and the memory budget come from the
 request's scope (:class:`~.middleware.DeadlineMiddleware`); the work an upload asks of the model (slices,
-model passes) is checked before anything is queued (:func:`.work.check_work`, 413). Each route notes what was asked in the
-audit record (:func:`.access.audit_note`: phrases, sizes, the upload's hash; no image data, file name
-or question text).
+model passes) is checked before anything is queued (:func:`.work.check_work`, 413). Each route notes what
+was asked in the audit record (:func:`.access.audit_note`: phrases, sizes, the upload's hash; no image
+data, file name or question text).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
@@ -21,9 +22,17 @@ from ..context import result_json
 from ..errors import MedglipError
 from .access import audit_note
 from .batcher import ServerBusy
-from .forms import (bad, check_plane, check_question, check_score_threshold, check_top_k, parse_masks,
-                    parse_modality, parse_phrases)
 from .exports import OutputsField, check_outputs, exported
+from .forms import (
+    bad,
+    check_plane,
+    check_question,
+    check_score_threshold,
+    check_top_k,
+    parse_masks,
+    parse_modality,
+    parse_phrases,
+)
 from .images import read_upload
 from .service import Service, WorkerGrounder, busy, http_error, jsonable, png_base64
 from .uploads import Upload, save_upload
@@ -42,8 +51,9 @@ ModalityField = Annotated[str | None, Form(description="CT, MR, XR, US, ENDO, DE
 MasksField = Annotated[str | None, Form(description="Also return a mask per box (COCO RLE): true (the model's own "
                                                     "mask head when it has one, else LiteMedSAM), head, medsam "
                                                     "(LiteMedSAM given each box) or false.")]
-ThresholdField = Annotated[float | None, Form(ge=0.0, le=1.0, description="Drop boxes scoring below this (0..1); "
-                                                                           "default: the model's calibrated thresholds.")]
+ThresholdField = Annotated[float | None, Form(ge=0.0, le=1.0,
+                                              description="Drop boxes scoring below this (0..1); "
+                                                          "default: the model's calibrated thresholds.")]
 TopKField = Annotated[int | None, Form(ge=1, description="Keep at most this many boxes per phrase.")]
 
 
@@ -96,10 +106,10 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     audit_note(request, phrases=list(names), modality=modality)
     svc.check_tokens(names)
     code = parse_modality(modality, svc.modalities)
-    thr, k = check_score_threshold(score_threshold), check_top_k(top_k)
-    thr = "calibrated" if thr is None else thr
+    given, k = check_score_threshold(score_threshold), check_top_k(top_k)
+    thr = "calibrated" if given is None else given
     wanted = check_outputs(outputs)
-    masks = svc.check_masks(parse_masks(masks) or bool(wanted))
+    source = svc.check_masks(parse_masks(masks) or bool(wanted))
     svc.batcher.announce()
     try:
         upload = await _save(request, svc, file)
@@ -107,7 +117,7 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
             image = await svc.run(lambda: _read_bounded(upload, svc, names, expect="2d"))
         finally:
             upload.cleanup()
-        future = svc.batcher.submit_ground(image, names, modality=code, masks=masks, score_threshold=thr, top_k=k)
+        future = svc.batcher.submit_ground(image, names, modality=code, masks=source, score_threshold=thr, top_k=k)
     except ServerBusy as exc:
         raise busy(exc) from None
     finally:
@@ -144,8 +154,8 @@ async def ground_volume(
     audit_note(request, phrases=list(names), modality=modality, plane=plane)
     svc.check_tokens(names)
     code = parse_modality(modality, svc.modalities)
-    thr, pl = check_score_threshold(score_threshold), check_plane(plane)
-    thr = "calibrated" if thr is None else thr
+    given, pl = check_score_threshold(score_threshold), check_plane(plane)
+    thr = "calibrated" if given is None else given
     wanted = check_outputs(outputs)
     masks = masks or bool(wanted and set(wanted) - {"volume"})
     upload = await _save(request, svc, file, allow_zip=True)
@@ -197,7 +207,7 @@ async def vqa(request: Request, file: FileField,
     audit_note(request, question_chars=len(text), modality=modality)
     svc.check_tokens(extra)
     code = parse_modality(modality, svc.modalities)
-    masks = svc.check_masks(parse_masks(masks))
+    source = svc.check_masks(parse_masks(masks))
     try:
         parsed = await svc.run(lambda: parse_question(text, modality=code))
     except MedglipError as exc:
@@ -210,9 +220,9 @@ async def vqa(request: Request, file: FileField,
         worker = WorkerGrounder(svc.batcher)
 
         def run() -> dict[str, Any]:
-            res = ask(worker, image, text, modality=code, llm=svc.llm, masks=masks, phrases=extra)
+            res = ask(worker, image, text, modality=code, llm=svc.llm, masks=source, phrases=extra)
             out = res.to_json()
-            out["visual_prompt_png"] = png_base64(res.visual_prompt(masks=bool(masks)))
+            out["visual_prompt_png"] = png_base64(res.visual_prompt(masks=bool(source)))
             return out
 
         out = await _in_thread(svc, run, upload)
@@ -244,7 +254,7 @@ async def report(request: Request, file: FileField,
         raise bad("findings", "none given, and this model has no list of trained phrases (RUN/categories.json) "
                               "to report on; send e.g. 'liver, left kidney'")
     code = parse_modality(modality, svc.modalities)
-    masks = svc.check_masks(parse_masks(masks))
+    source = svc.check_masks(parse_masks(masks))
     if prose and svc.llm is None:
         raise bad("prose", "this server has no language model configured (MEDGLIP_LLM_ENDPOINT, MEDGLIP_LLM_MODEL)")
     upload = await _save(request, svc, file, allow_zip=True)
@@ -254,7 +264,7 @@ async def report(request: Request, file: FileField,
         worker = WorkerGrounder(svc.batcher)
 
         def run() -> dict[str, Any]:
-            rep = make_report(worker, image, None if names is None else list(names), modality=code, masks=masks,
+            rep = make_report(worker, image, None if names is None else list(names), modality=code, masks=source,
                               llm=svc.llm if prose else None)
             out = rep.to_json()
             out["markdown"] = rep.markdown

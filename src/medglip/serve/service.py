@@ -64,15 +64,16 @@ class Service:
     pool: WorkPool = field(default_factory=lambda: WorkPool(ServiceConfig().io_workers))
 
     @classmethod
-    def create(cls, grounder: GrounderLike, config: ServiceConfig, llm: Any = None) -> "Service":
+    def create(cls, grounder: GrounderLike, config: ServiceConfig, llm: Any = None) -> Service:
         batcher = Batcher(grounder, max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms,
                           max_queue=config.max_queue, max_client_jobs=config.max_client_queue)
+        model: Any = getattr(grounder, "model", None)  # GrounderLike promises no model (fakes have none)
         try:
-            batcher.install_stop_hooks(grounder.model)
+            batcher.install_stop_hooks(model)
         except AttributeError:  # a grounder without a model: jobs stop only between calls
             pass
         try:
-            tokenizer = copy.deepcopy(grounder.model.tokenizer)
+            tokenizer = copy.deepcopy(model.tokenizer)
         except Exception:  # a grounder without a model / tokenizer: no vocabulary check
             tokenizer = None
         return cls(grounder, config, batcher, llm, tokenizer=tokenizer, budget=MemoryBudget(config.max_inflight_bytes),
@@ -95,7 +96,7 @@ class Service:
             raise HTTPException(422, f"{field}: {', '.join(repr(p) for p in lost)}: no word or symbol the "
                                      "model's vocabulary knows")
 
-    def check_masks(self, masks: bool | str) -> bool | str:
+    def check_masks(self, masks: Masks) -> Masks:
         """422 (naming ``masks``) when the loaded model cannot give masks from that source."""
         check = getattr(self.grounder, "mask_source", None)
         if masks and check is not None:

@@ -9,8 +9,9 @@ loop. :func:`check_image` then reads the file with :func:`medglip.io.read_image`
 read policy (decoded bytes checked from the header before allocating; PNG decompression bombs are
 refused the same way), confined to the upload's own folder with no separate data files (a NRRD / MetaImage
 header naming another file is refused by the reader, 422), and checks its shape against ``max_pixels`` /
-``max_voxels`` (413 naming the shape and the limit). Errors are :class:`fastapi.HTTPException` whose message names the upload's file
-name, never the temporary path; library error texts go to the log, not to the client.
+``max_voxels`` (413 naming the shape and the limit). Errors are :class:`fastapi.HTTPException` whose
+message names the upload's file name, never the temporary path; library error texts go to the log, not to
+the client.
 :func:`sweep_stale_workdirs` removes the folders of server processes that no longer run.
 """
 

@@ -16,7 +16,8 @@ slices it actually grounds for a request and stops it past ``max_slices``
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import HTTPException
 

@@ -16,10 +16,10 @@ The contract is docs/grounded_api.md. Additions to it: ``parse_question(..., mod
 from .answer import answer_question
 from .ask import VQAResult, ask
 from .evaluate import evaluate_vqa, is_correct, write_vqa_metrics
+from .generate import QAItem, generate_questions
 from .llm import ChatClient, LLMError, LLMNotConfigured
 from .parse import parse_question
 from .question import CLOSED_KINDS, QUESTION_KINDS, Answer, Question
-from .generate import QAItem, generate_questions
 
 __all__ = [
     "CLOSED_KINDS", "QUESTION_KINDS", "Answer", "ChatClient", "LLMError", "LLMNotConfigured", "QAItem", "Question",

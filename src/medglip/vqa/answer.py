@@ -31,12 +31,12 @@ if TYPE_CHECKING:
 _YES_NO = re.compile(r"^\s*(is|are|does|do|was|were)\b", re.IGNORECASE)
 
 
-def boxes(findings: list["Finding"]) -> str:
+def boxes(findings: list[Finding]) -> str:
     nums = [f.id for f in findings]
     return f"box {nums[0]}" if len(nums) == 1 else "boxes " + ", ".join(nums)
 
 
-def _cite(f: "Finding") -> str:
+def _cite(f: Finding) -> str:
     slices = f", slices {f.slices[0]}-{f.slices[1]}" if f.slices is not None else ""
     return f"box {f.id}, score {f.score:.2f}{slices}"
 
@@ -49,7 +49,7 @@ def _with_notes(text: str, notes: list[str]) -> str:
     return text + "".join(f" (Note: {n}.)" for n in notes)
 
 
-def answer_question(question: Question, context: "GroundedContext") -> Answer:
+def answer_question(question: Question, context: GroundedContext) -> Answer:
     """Answer ``question`` from ``context`` (see the module docstring); ``open`` → ``via="unanswered"``."""
     if question.kind == "open" or not question.targets:
         return Answer("This is an open question: answering it needs a language model (an LLM endpoint); "
@@ -69,7 +69,7 @@ def answer_question(question: Question, context: "GroundedContext") -> Answer:
     return ans
 
 
-def _presence(q: Question, ctx: "GroundedContext") -> Answer:
+def _presence(q: Question, ctx: GroundedContext) -> Answer:
     target = q.targets[0]
     all_f = ctx.for_phrase(target)
     s = scope(q, ctx, all_f)
@@ -98,7 +98,7 @@ def _presence(q: Question, ctx: "GroundedContext") -> Answer:
     return Answer(_with_notes(text, s.notes), ok, "presence", evidence, "grounding", notes=s.notes)
 
 
-def side_of(findings: list["Finding"]) -> str | None:
+def side_of(findings: list[Finding]) -> str | None:
     """``left`` / ``right`` / ``bilateral`` / ``midline`` of a set of findings (None: sides unknown)."""
     sides = {f.side for f in findings if f.side is not None}
     lateral = sides & {"left", "right"}
@@ -109,7 +109,7 @@ def side_of(findings: list["Finding"]) -> str | None:
     return "midline" if "midline" in sides else None
 
 
-def _laterality(q: Question, ctx: "GroundedContext") -> Answer:
+def _laterality(q: Question, ctx: GroundedContext) -> Answer:
     target = q.targets[0]
     s = scope(replace(q, side=None), ctx, ctx.for_phrase(target))  # the side is the answer, not a filter
     found = s.kept
@@ -131,7 +131,7 @@ def _laterality(q: Question, ctx: "GroundedContext") -> Answer:
     return Answer(_with_notes(text, s.notes), value, "laterality", ev, "grounding", notes=s.notes)
 
 
-def _location(q: Question, ctx: "GroundedContext") -> Answer:
+def _location(q: Question, ctx: GroundedContext) -> Answer:
     target = q.targets[0]
     s = scope(q, ctx, ctx.for_phrase(target))
     if not s.kept:
@@ -146,7 +146,7 @@ def _location(q: Question, ctx: "GroundedContext") -> Answer:
                   notes=s.notes)
 
 
-def _count(q: Question, ctx: "GroundedContext") -> Answer:
+def _count(q: Question, ctx: GroundedContext) -> Answer:
     target = q.targets[0]
     s = scope(q, ctx, ctx.for_phrase(target))
     n = len(s.kept)
@@ -155,7 +155,7 @@ def _count(q: Question, ctx: "GroundedContext") -> Answer:
     return Answer(_with_notes(text, s.notes), n, "count", [f.number for f in s.kept], "grounding", notes=s.notes)
 
 
-def dims(f: "Finding") -> tuple[str, float, str]:
+def dims(f: Finding) -> tuple[str, float, str]:
     """``("42 x 37 mm", longest, unit)`` of a finding: mm when known, else px."""
     if f.extent_mm is not None:
         return " x ".join(f"{v:.0f}" for v in f.extent_mm) + " mm", float(max(f.extent_mm)), "mm"
@@ -164,7 +164,7 @@ def dims(f: "Finding") -> tuple[str, float, str]:
     return " x ".join(f"{v:.0f}" for v in f.size_px) + " px", float(max(f.size_px)), "px"
 
 
-def _size(q: Question, ctx: "GroundedContext") -> Answer:
+def _size(q: Question, ctx: GroundedContext) -> Answer:
     target = q.targets[0]
     s = scope(q, ctx, ctx.for_phrase(target))
     if not s.kept:
@@ -179,7 +179,7 @@ def _size(q: Question, ctx: "GroundedContext") -> Answer:
     return Answer(_with_notes(text, notes), round(longest, 2), "size", [best.number], "grounding", unit, notes)
 
 
-def _containment(q: Question, ctx: "GroundedContext") -> Answer:
+def _containment(q: Question, ctx: GroundedContext) -> Answer:
     target = q.targets[0]
     s = scope(q, ctx, ctx.for_phrase(target))
     if not s.kept:
@@ -202,13 +202,14 @@ def _containment(q: Question, ctx: "GroundedContext") -> Answer:
                   [best.number], "grounding", notes=[note])
 
 
-def _measure(f: "Finding", by_area: bool) -> float:
-    if by_area:
+def _measure(f: Finding, by_area: bool) -> float:
+    mm = f.longest_mm
+    if by_area or mm is None:  # by_area is False only when both findings have a size in mm
         return float(f.size_px[0] * f.size_px[1])
-    return float(f.longest_mm)  # type: ignore[arg-type]
+    return mm
 
 
-def _comparison(q: Question, ctx: "GroundedContext") -> Answer:
+def _comparison(q: Question, ctx: GroundedContext) -> Answer:
     a, b = q.targets[:2]
     fa, fb = ctx.for_phrase(a), ctx.for_phrase(b)
     missing = [p for p, f in ((a, fa), (b, fb)) if not f]

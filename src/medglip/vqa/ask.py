@@ -7,8 +7,9 @@ language model with the numbered visual prompt, or come back unanswered with how
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -17,6 +18,7 @@ from ..context import GroundedContext, context_from
 from ..infer.api import GrounderLike
 from ..infer.grounder import clean_phrases
 from ..infer.inputs import InputImage, Volume, read_input, resolve_modality
+from ..infer.masks import Masks
 from ..infer.results import GroundingResult
 from ..infer.volume import VolumeGroundingResult
 from ..ontology import Ontology, load_ontology
@@ -67,7 +69,7 @@ def cited_boxes(text: str, numbers: set[int]) -> list[int]:
 
 
 def ask(grounder: GrounderLike, image: Any, question: str, *, modality: str | None = None,
-        llm: ChatClient | None = None, score_threshold: float | None = None, masks: bool | str = False,
+        llm: ChatClient | None = None, score_threshold: float | None = None, masks: Masks = False,
         ontology: Ontology | None = None, phrases: Sequence[str] | None = None) -> VQAResult:
     """Answer ``question`` about ``image``.
 
@@ -132,10 +134,11 @@ def _empty_result(grounder: Any, item: InputImage | Volume, modality: str | None
     cfg = grounder.input_config
     if isinstance(item, Volume):
         plan = plan_slices(item.geometry, item.array.shape, "axial")
-        return VolumeGroundingResult((), [], "axial", plan.slice_axis, tuple(int(s) for s in item.array.shape[:3]),
-                                     item.geometry, code, "caller", item.source, volume=item, plan=plan,
-                                     input_config=cfg)
+        ni, nj, nk = (int(s) for s in item.array.shape[:3])
+        return VolumeGroundingResult((), [], "axial", plan.slice_axis, (ni, nj, nk), item.geometry, code, "caller",
+                                     item.source, volume=item, plan=plan, input_config=cfg)
     pixels, intensity = model_pixels(item.raw, code if code != "unknown" else None, cfg, what=item.source)
-    meta = {key: item.meta[key] for key in ("plane", "pixel_to_world", "pixel_spacing") if key in item.meta}
+    meta: dict[str, Any] = {key: item.meta[key] for key in ("plane", "pixel_to_world", "pixel_spacing")
+                            if key in item.meta}
     return GroundingResult((), [], item.size, code, "caller", item.source, {"intensity": intensity, **meta},
                            pixels=pixels, raw=item.raw)

@@ -25,9 +25,9 @@ from ..infer.grounder import calibrated_threshold
 from ..ontology import Ontology, load_ontology
 from .answer import answer_question
 from .ask import MAX_COUNT
+from .generate import QAItem, generate_questions, load_split, size_ok
 from .parse import parse_question
 from .question import QUESTION_KINDS, Answer
-from .generate import QAItem, generate_questions, load_split, size_ok
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +97,13 @@ def evaluate_vqa(grounder: GrounderLike, dataset_dir: str | Path, *, split: str 
         gt_res = result_from_annotations(rec, by_image[iid], cats, phrases=phrases, pixels=result.pixels)
         gt = context_from_result(gt_res, score_threshold=thr, max_per_phrase=MAX_COUNT,
                                  source="ground truth", ontology=onto)
-        for it, q in zip(its, questions):
+        for it, q in zip(its, questions, strict=True):
             a_pred, a_gt = answer_question(q, pred), answer_question(q, gt)
             rows.append({**it.to_json(), "predicted": a_pred.value, "predicted_text": a_pred.text,
                          "correct_predicted": is_correct(it, a_pred), "ground_truth": a_gt.value,
                          "correct_ground_truth": is_correct(it, a_gt)})
     used = calibrated_threshold(grounder, ["*"]) if score_threshold is None else float(score_threshold)
-    metrics = {"dataset": str(dataset_dir), "split": split, "score_threshold": used,
+    metrics: dict[str, Any] = {"dataset": str(dataset_dir), "split": split, "score_threshold": used,
                "calibrated": score_threshold is None,
                "n_questions": len(rows), "by_kind": _by_kind(rows), "overall": _summary(rows), "items": rows}
     o = metrics["overall"]
@@ -116,7 +116,10 @@ def evaluate_vqa(grounder: GrounderLike, dataset_dir: str | Path, *, split: str 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(rows)
-    acc = (lambda key: round(sum(r[key] for r in rows) / n, 4) if n else None)
+
+    def acc(key: str) -> float | None:
+        return round(sum(r[key] for r in rows) / n, 4) if n else None
+
     return {"n": n, "accuracy_predicted": acc("correct_predicted"),
             "accuracy_ground_truth": acc("correct_ground_truth")}
 

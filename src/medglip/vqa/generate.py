@@ -137,8 +137,8 @@ def generate_questions(dataset_dir: str | Path, *, split: str = "test", seed: in
         ctx = None
         if anns:
             gt = result_from_annotations(img, anns, cats, pixels=_pixels(Path(dataset_dir), img))
-            ctx = context_from_result(gt, score_threshold=FINDING_THRESHOLD, max_per_phrase=MAX_COUNT, source="ground truth",
-                                      ontology=onto)
+            ctx = context_from_result(gt, score_threshold=FINDING_THRESHOLD, max_per_phrase=MAX_COUNT,
+                                      source="ground truth", ontology=onto)
         h = int(img["height"])
         spacing = img.get("pixel_spacing")
         for phrase, group in per_phrase.items():

@@ -12,10 +12,10 @@ variables ``MEDGLIP_LLM_ENDPOINT``, ``MEDGLIP_LLM_MODEL`` and ``MEDGLIP_LLM_API_
 
 Secrets: credentials in the endpoint (``http://user:pass@host/v1``) are sent as HTTP Basic auth (unless
 an API key is given: it is sent as a Bearer token instead) and removed from the URL the client uses,
-logs and shows; the API key goes only into the ``Authorization`` header. :class:`LLMError` texts are redacted (no credentials, no query string, no
-``Bearer`` token, no key, even when the upstream reflects them in its reply) and carry a short
-``public`` summary (``"HTTP 500"``, ``"timeout"``, ...) that a service may show its clients; httpx's
-own request log lines are redacted too (:class:`RedactSecrets`).
+logs and shows; the API key goes only into the ``Authorization`` header. :class:`LLMError` texts are
+redacted (no credentials, no query string, no ``Bearer`` token, no key, even when the upstream reflects
+them in its reply) and carry a short ``public`` summary (``"HTTP 500"``, ``"timeout"``, ...) that a
+service may show its clients; httpx's own request log lines are redacted too (:class:`RedactSecrets`).
 """
 
 from __future__ import annotations
@@ -191,10 +191,11 @@ class ChatClient:
         self.max_tokens = max_tokens
 
     def __repr__(self) -> str:  # never print the key
-        return f"ChatClient(url={public_url(self.url)!r}, model={self.model!r}, key={'set' if self.api_key else 'none'})"
+        key = "set" if self.api_key else "none"
+        return f"ChatClient(url={public_url(self.url)!r}, model={self.model!r}, key={key})"
 
     @classmethod
-    def from_env(cls) -> "ChatClient | None":
+    def from_env(cls) -> ChatClient | None:
         """A client from ``MEDGLIP_LLM_ENDPOINT`` / ``_MODEL`` / ``_API_KEY``; None when no endpoint is set.
 
         Raises:
@@ -245,7 +246,7 @@ class ChatClient:
         return _reply_text(data, self.url, resp.status_code, secrets)
 
     # ------------------------------------------------------------------ tasks
-    def answer(self, question: str, context: "GroundedContext", image: "Image.Image") -> str:
+    def answer(self, question: str, context: GroundedContext, image: Image.Image) -> str:
         """Answer ``question`` about ``image`` (the visual prompt: numbered boxes drawn on it)."""
         n = len(context.findings)
         boxes = (f"The image shows {n} numbered box{'es' if n != 1 else ''} (box 1..{n}), one per finding below."
@@ -257,7 +258,7 @@ class ChatClient:
                    {"type": "image_url", "image_url": {"url": image_data_url(image)}}]
         return self.chat([{"role": "system", "content": SYSTEM_ANSWER}, {"role": "user", "content": content}])
 
-    def rewrite_report(self, markdown: str, context: "GroundedContext") -> str:
+    def rewrite_report(self, markdown: str, context: GroundedContext) -> str:
         """Rewrite a draft findings report (markdown) as prose, keeping its facts and box numbers."""
         prompt = (f"Draft report:\n{markdown}\n\nGrounded findings behind it (for reference):\n"
                   f"{context.text_block('plain')}")

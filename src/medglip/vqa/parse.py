@@ -78,6 +78,7 @@ def parse_question(text: str, *, ontology: Ontology | None = None, modality: str
     container = found[container_i][1] if container_i is not None else None
     rest = [r for i, (_, r) in enumerate(found) if i != container_i]
     if not rest:  # only anatomy: the container is itself the subject ("Is the liver visible?")
+        assert container is not None  # found is never empty here, so an empty rest means it held the container
         rest, container = [container], None
     pick = next((r for r in rest if r.level == "lesion"), rest[0])
     target = _specific(onto, pick, container or asked, modality)  # "which lung ... nodule" → lung nodule

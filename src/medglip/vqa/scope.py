@@ -5,8 +5,8 @@ Rules (docs/grounded_api.md, medglip.vqa):
   (a wrong detection), and a finding on the other side never counts as inside it;
 - with a container that WAS found, a finding counts when it lies in one of the container's
   findings: its ``parent_number`` points at it, or at least :data:`medglip.core.rules.CONTAINMENT`
-  of its box lies inside the container's box (2D boxes; for volumes the key-slice boxes). A side asked besides a container
-  of no (or another) side ("a tumor on the left of the brain") is checked too;
+  of its box lies inside the container's box (2D boxes; for volumes the key-slice boxes). A side asked
+  besides a container of no (or another) side ("a tumor on the left of the brain") is checked too;
 - with a container that was NOT found, only the side is checked (the container's side when the
   question names none), and a note says so;
 - with a side only, a finding counts when its ``side`` equals it; ``bilateral`` keeps the findings

@@ -493,8 +493,10 @@ def test_report_equals_make_report_and_names_the_findings(client, grounder, file
                     files={"file": ("scan.png", files["png"].read_bytes())})
     assert r.status_code == 200, r.text
     js = r.json()
-    want = json.loads(json.dumps(make_report(grounder, str(files["png"]), ["liver", "left kidney"], modality="CT").to_json()))
+    rep = make_report(grounder, str(files["png"]), ["liver", "left kidney"], modality="CT")
+    want = json.loads(json.dumps({**rep.to_json(), "html": rep.html}))  # the service adds the page's HTML
     want["markdown"] = want["markdown"].replace(str(files["png"]), "scan.png")
+    want["html"] = want["html"].replace(str(files["png"]), "scan.png")
     assert _strip_sources(js) == _strip_sources(want)
     assert "liver" in js["markdown"] and "left kidney" in js["markdown"] and "`scan.png`" in js["markdown"]
     assert "medglip-serve-" not in r.text  # no temporary path leaks

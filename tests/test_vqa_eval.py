@@ -89,7 +89,10 @@ class TruthGrounder:
     def threshold_for(self, phrase):
         return 0.3
 
-    def ground(self, image, phrases, *, modality=None, masks=False, score_threshold=None, top_k=None):
+    def ground(self, images, phrases, **kwargs):  # list in, list out, as the Grounder
+        return [self.ground_one(image, phrases, **kwargs) for image in images]
+
+    def ground_one(self, image, phrases, *, modality=None, masks=False, score_threshold=None, top_k=None):
         self.calls += 1
         rec = self.records[Path(image).relative_to(self.dataset / "images").as_posix()]
         if self.empty:

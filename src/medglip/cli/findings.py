@@ -7,7 +7,8 @@ volumes: ``objects``), numbered F1, F2, ... in the order the JSON lists them.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 HEADER = ("finding", "phrase", "score", "where", "size")
 NOT_FOUND = "not found"

@@ -3,13 +3,12 @@ remaining time)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .app import console
 
@@ -23,7 +22,7 @@ def _columns(what: str) -> tuple:
 
 
 @contextmanager
-def build_progress() -> Iterator[tuple[Callable[[int], None], Callable[[str, Optional[str]], None]]]:
+def build_progress() -> Iterator[tuple[Callable[[int], None], Callable[[str, str | None], None]]]:
     """``(on_start, on_progress)`` of :func:`medglip.dataset.build`, drawn as a bar of cases."""
     with Progress(*_columns("building"), console=console, transient=False) as progress:
         task = progress.add_task("cases", total=None, last="")
@@ -31,7 +30,7 @@ def build_progress() -> Iterator[tuple[Callable[[int], None], Callable[[str, Opt
         def on_start(n: int) -> None:
             progress.update(task, total=n)
 
-        def on_progress(key: str, err: Optional[str]) -> None:
+        def on_progress(key: str, err: str | None) -> None:
             progress.update(task, advance=1, last=f"[red]failed {key}" if err else key)
 
         yield on_start, on_progress

@@ -33,18 +33,18 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from .. import __version__
+from ..core.files import atomic_write_bytes
 from ..errors import MedglipError
 from ..model import PRESETS, GroundingModel, build_prompts, load_checkpoint, save_checkpoint
 from ..model.tasks import AuxiliaryTasks
 from ..ontology import PhraseRelations
-from ..core.files import atomic_write_bytes
+from .config import TrainConfig
 from .curves import CsvLog, plot_losses
 from .data import GroundingDataset, collate
-from .ema import make_ema, update_ema
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, same_on_all_ranks, wrap_model
-from .config import TrainConfig
-from .progress import TrainProgress, clock, seconds_left
+from .ema import make_ema, update_ema
 from .optim import freeze_parts, lr_factor, param_groups, resolve_amp
+from .progress import TrainProgress, clock, seconds_left
 from .sampling import ModalityBatchSampler, image_weights
 from .state import EMA_DIR, latest_checkpoint, load_state, publish, rng_state, set_rng_state, write_checkpoint
 

@@ -50,11 +50,13 @@ def _report_build(out: Path, result: Any, *, sources: int | None = None) -> None
                   f"{len(result.failed)} failed, of {result.n_cases}{of}")
     if result.merged:
         m = result.merged
-        console.print(f"[green]dataset ready[/] in {out}: images {m.images}, annotations {m.annotations}, cases {m.cases}")
+        console.print(f"[green]dataset ready[/] in {out}: images {m.images}, annotations {m.annotations}, "
+                      f"cases {m.cases}")
         if m.unmapped:
             console.print(f"[yellow]labels not in the ontology (kept as written):[/] {', '.join(m.unmapped)}")
     elif result.pending:
-        console.print(f"{result.pending} case(s) of other shards remain: run `medglip merge {out}` when all shards finished")
+        console.print(f"{result.pending} case(s) of other shards remain: run `medglip merge {out}` when all shards "
+                      "finished")
     for sid, reason in sorted(result.failed_sources.items()):
         console.print(f"[red]source not built[/] {sid}: {reason}")
     if result.failed:
@@ -113,7 +115,9 @@ def build(
     ct_windows: str = typer.Option("lung,soft_tissue,bone", help="The three CT windows stacked as the input channels "
                                    "of CT images, comma separated: {window_names} or LOW:HIGH in HU; a model trains "
                                    "only on data built with its own."),
-    context_slices: int = typer.Option(0, min=0, help="2.5D input: write each grey volume slice k with slices k-N and k+N as its first and last channels (0: off); a model trains only on data built with its own."),
+    context_slices: int = typer.Option(0, min=0, help="2.5D input: write each grey volume slice k with slices k-N "
+                                       "and k+N as its first and last channels (0: off); a model trains only on data "
+                                       "built with its own."),
     display_window: str = typer.Option("auto", "--display-window", "--ct-window", callback=window_value,
                                        help="CT window `medglip show` draws: auto (by the labelled structures), "
                                             "{window_names} or LOW:HIGH in HU. Pictures only."),
@@ -124,7 +128,8 @@ def build(
     split: str = typer.Option("0.8,0.1,0.1", help="train,val,test fractions of cases."),
     test_case: list[str] = typer.Option([], help="Case id (or source/case_id) forced into the test split; repeatable."),
     seed: int = typer.Option(0, help="Seed of the case split and of negative sampling."),
-    label_map: Path | None = typer.Option(None, help="YAML/JSON {source: {source_label: phrase}} applied before the ontology."),
+    label_map: Path | None = typer.Option(None, help="YAML/JSON {source: {source_label: phrase}} applied before the "
+                                          "ontology."),
     include_unlabeled: bool = typer.Option(False, help="Also slice cases that have no label file."),
     workers: int = _WORKERS,
     shard: str | None = _SHARD,

@@ -48,7 +48,7 @@ def _box_rows(payload: dict[str, Any]) -> list[tuple[str, ...]]:
     spacing = payload.get("pixel_spacing")  # (row_mm, col_mm)
     rows = []
     for g in payload.get("phrases", []):
-        for box, score in zip(g.get("boxes", []), g.get("scores", [])):
+        for box, score in zip(g.get("boxes", []), g.get("scores", []), strict=False):
             x0, y0, x1, y1 = box
             where = f"x {round(x0)}–{round(x1)}, y {round(y0)}–{round(y1)} px"
             if spacing:
@@ -65,7 +65,7 @@ def _object_rows(payload: dict[str, Any]) -> list[tuple[str, ...]]:
     for n, obj in enumerate(payload.get("objects", []), start=1):
         lo, hi = obj.get("world_box_mm") or [[0, 0, 0], [0, 0, 0]]
         rows.append((f"F{n}", obj["phrase"], _num(obj["score"], 2), _slices(obj.get("slices")),
-                     _size_mm([abs(b - a) for a, b in zip(lo, hi)])))
+                     _size_mm([abs(b - a) for a, b in zip(lo, hi, strict=False)])))
     return rows
 
 

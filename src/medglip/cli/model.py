@@ -140,7 +140,7 @@ def lopo(
     """Leave-one-patient-out on the training patients: per-fold metrics, calibrated score thresholds, and
     the final model with them in its config (lung2 / brain2 stay held out: `medglip heldout` measures them).
 
-    Example: medglip lopo data/ds-all --out runs/heldout --max-steps 400 --image-size 256 --warmup-steps 40 --mask-weight 0"""
+    Example: medglip lopo data/ds-all --out runs/heldout --max-steps 400 --image-size 256 --warmup-steps 40 --mask-weight 0"""  # noqa: E501  (the example is one line: help shows it, tests/test_docs.py runs it)
     from ..protocol import lopo as run_lopo
 
     cfg = train_config(preset=preset, image_size=image_size, context_slices=context_slices,
@@ -190,11 +190,13 @@ def eval_(
     dataset: Path = typer.Argument(..., help="Built dataset folder."),
     checkpoint: Path | None = CHECKPOINT,
     split: str = typer.Option("test"),
-    json_out: Path = typer.Option(Path("metrics.json"), "--json", help="Metrics JSON (Markdown and PR curve beside it)."),
+    json_out: Path = typer.Option(Path("metrics.json"), "--json",
+                                  help="Metrics JSON (Markdown and PR curve beside it)."),
     masks: str = typer.Option("none", help="Also masks (mask AP, Dice): head (the checkpoint's mask head), medsam "
                                            "(LiteMedSAM given each box), auto, none."),
     phrases: str = typer.Option("case", help="Absent phrases queried per image: case, modality, all."),
-    score_threshold: float | None = typer.Option(None, help="Score above which an absent phrase counts as a false positive (default: the checkpoint's calibrated threshold)."),
+    score_threshold: float | None = typer.Option(None, help="Score above which an absent phrase counts as a false "
+                                                 "positive (default: the checkpoint's calibrated threshold)."),
     max_per_phrase: int = typer.Option(100, help="Boxes kept per (image, phrase) (and refined into masks)."),
     device: str = typer.Option("cpu"),
 ) -> None:
@@ -272,6 +274,7 @@ def vqa_eval(
     for kind, m in sorted(metrics["by_kind"].items()):
         table.add_row(kind, str(m["n"]), f"{m['accuracy_predicted']:.1%}", f"{m['accuracy_ground_truth']:.1%}")
     o = metrics["overall"]
-    table.add_row("all", str(metrics["n_questions"]), f"{o['accuracy_predicted']:.1%}", f"{o['accuracy_ground_truth']:.1%}")
+    table.add_row("all", str(metrics["n_questions"]), f"{o['accuracy_predicted']:.1%}",
+                  f"{o['accuracy_ground_truth']:.1%}")
     console.print(table)
     console.print(f"metrics: {out / 'vqa_metrics.json'} (+ vqa_metrics.md)")

@@ -34,7 +34,8 @@ def montage_slices(objects: list[Any], *, max_slices: int = MAX_SLICES) -> list[
     return sorted(chosen)
 
 
-def draw_volume_result(result: Any, *, window: Any = None, max_slices: int = MAX_SLICES) -> tuple[Image.Image, list[int]]:
+def draw_volume_result(result: Any, *, window: Any = None,
+                       max_slices: int = MAX_SLICES) -> tuple[Image.Image, list[int]]:
     """``(sheet, slices)``: the slices of a :class:`~medglip.infer.VolumeGroundingResult` that hold findings,
     drawn and laid out in a grid (no finding: the middle slice, so the file always shows the volume)."""
     slices = montage_slices(result.objects, max_slices=max_slices)

@@ -38,7 +38,8 @@ CONTEXT = typer.Option(0, min=0, help="2.5D input: slices k-N, k, k+N of a volum
                        "the dataset must be built with the same --context-slices.")
 PRESET = typer.Option("default", help="Model preset: {presets}.")
 LLM_ENDPOINT = typer.Option(None, "--llm-endpoint", envvar="MEDGLIP_LLM_ENDPOINT",
-                            help="OpenAI-compatible API base URL, e.g. http://localhost:8000/v1 (a local medical VLM server).")
+                            help="OpenAI-compatible API base URL, e.g. http://localhost:8000/v1 (a local medical VLM "
+                            "server).")
 LLM_MODEL = typer.Option(None, "--llm-model", envvar="MEDGLIP_LLM_MODEL", help="Model name for the chat API.")
 LLM_KEY = typer.Option(None, "--llm-key", envvar="MEDGLIP_LLM_API_KEY", help="API key (sent as a bearer token).")
 

@@ -65,13 +65,15 @@ def ground(
     masks: str = MASKS,
     out: Path | None = typer.Option(
         None, "--out", help="Write the masks as files viewers open (implies --masks auto): volumes labels.nii.gz + "
-                            "labels.json (+ seg.dcm, sr.dcm for DICOM), 2D images masks.png + labels.json (+ seg.dcm)."),
+                            "labels.json (+ seg.dcm, sr.dcm for DICOM), 2D images masks.png + labels.json "
+                            "(+ seg.dcm)."),
     outputs: str | None = typer.Option(
         None, help="With --out: which of nifti, seg, sr, png, volume (comma separated; default: all the input allows, "
                    "without volume)."),
     max_voxels: int | None = typer.Option(None, help="With --out: refuse label maps above this many voxels "
                                                         "(default 268,435,456)."),
-    score_threshold: float | None = typer.Option(None, help="Default: the checkpoint's calibrated threshold of each phrase."),
+    score_threshold: float | None = typer.Option(None, help="Default: the checkpoint's calibrated threshold of each "
+                                                 "phrase."),
     top_k: int | None = typer.Option(None, help="Boxes kept per phrase (2D images)."),
     window: str | None = WINDOW,
     device: str = typer.Option("cpu"),
@@ -79,7 +81,7 @@ def ground(
     """Find the regions named by phrases in an image (or a volume): a table of the findings; --json for all of it,
     --out for NIfTI / DICOM-SEG / SR masks.
 
-    Example: medglip ground src/medglip/samples/pyradiomics/brain2_image.nrrd -p "brain tumor" --modality MR --out brain2-masks"""
+    Example: medglip ground src/medglip/samples/pyradiomics/brain2_image.nrrd -p "brain tumor" --modality MR --out brain2-masks"""  # noqa: E501  (the example is one line: help shows it, tests/test_docs.py runs it)
     _exists(image)
     checkpoint = run_dir(checkpoint)
     options = export_options(outputs, max_voxels, checkpoint) if out is not None else None
@@ -120,7 +122,8 @@ def vqa(
     checkpoint: Path | None = CHECKPOINT,
     modality: str | None = MODALITY,
     masks: str = MASKS,
-    score_threshold: float | None = typer.Option(None, help="Boxes scoring below this are not findings (default: the checkpoint's calibrated thresholds)."),
+    score_threshold: float | None = typer.Option(None, help="Boxes scoring below this are not findings (default: the "
+                                                 "checkpoint's calibrated thresholds)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write question, answer and grounded context as "
                                                                  "JSON to this file (`--json -`: on stdout, alone)."),
     visual_prompt: Path | None = typer.Option(None, help="Write the numbered-box image the answer cites (PNG)."),
@@ -168,7 +171,8 @@ def report(
                               "(label n = finding n)."),
     outputs: str | None = typer.Option(None, help="With --masks: which of nifti, seg, sr, png, volume (default: "
                                                      "all the input allows, without volume)."),
-    score_threshold: float | None = typer.Option(None, help="Boxes scoring below this are not findings (default: the checkpoint's calibrated thresholds)."),
+    score_threshold: float | None = typer.Option(None, help="Boxes scoring below this are not findings (default: the "
+                                                 "checkpoint's calibrated thresholds)."),
     prose: bool = typer.Option(False, help="Also rewrite the findings into prose with the chat API (--llm-*)."),
     window: str | None = WINDOW,
     llm_endpoint: str | None = LLM_ENDPOINT, llm_model: str | None = LLM_MODEL,
@@ -177,7 +181,7 @@ def report(
 ) -> None:
     """A structured findings report (Markdown + JSON + overlay) from grounding an image or a volume.
 
-    Example: medglip report src/medglip/samples/pyradiomics/brain2_image.nrrd -p "brain tumor" --modality MR --out brain2-report"""
+    Example: medglip report src/medglip/samples/pyradiomics/brain2_image.nrrd -p "brain tumor" --modality MR --out brain2-report"""  # noqa: E501  (the example is one line: help shows it, tests/test_docs.py runs it)
     from ..report import make_report, write_report
 
     _exists(image)
@@ -217,7 +221,8 @@ def serve(
                                                            "through the model (413 above it)."),
     torch_threads: int = typer.Option(0, min=0, help="Intra-op torch threads (0: torch's default)."),
     log_level: str = typer.Option("info", help="Server log level: debug, info, warning, error."),
-    max_request_mb: float = typer.Option(512.0, help="Largest decoded image of one request (MiB; float64 read as float32)."),
+    max_request_mb: float = typer.Option(512.0, help="Largest decoded image of one request (MiB; float64 read as "
+                                         "float32)."),
     max_inflight_mb: float = typer.Option(1024.0, help="Decoded MiB of all requests in flight; above it 503."),
     request_timeout: float = typer.Option(120.0, help="Deadline of every request, seconds (504)."),
     body_timeout: float = typer.Option(15.0, help="Longest pause in a request body, seconds (408)."),
@@ -225,13 +230,17 @@ def serve(
     keep_alive: int = typer.Option(5, help="Idle keep-alive seconds."),
     limit_concurrency: int = typer.Option(64, help="Connections at once; more get 503."),
     io_workers: int = typer.Option(4, help="Threads that unpack, parse and decode uploads."),
-    api_keys_file: Path | None = typer.Option(None, help="API keys, one 'name key' per line (else MEDGLIP_API_KEYS=name:key,...)."),
-    rate_limit: int = typer.Option(0, help="Requests per minute per API key (per client address without keys); 0: none."),
-    rate_burst: int = typer.Option(20, min=1, help="Requests a key may send at once before its per-minute rate applies."),
+    api_keys_file: Path | None = typer.Option(None, help="API keys, one 'name key' per line (else "
+                                              "MEDGLIP_API_KEYS=name:key,...)."),
+    rate_limit: int = typer.Option(0, help="Requests per minute per API key (per client address without keys); "
+                                   "0: none."),
+    rate_burst: int = typer.Option(20, min=1, help="Requests a key may send at once before its per-minute rate "
+                                   "applies."),
     cors_origin: list[str] = typer.Option([], help="Web origin whose pages may call the service; repeatable."),
     docs: bool = typer.Option(False, help="Serve /docs (Swagger UI, which the browser fetches from a CDN)."),
     audit_log: Path | None = typer.Option(None, help="Append the audit log (JSON lines) to this file."),
-    forwarded_allow_ips: str | None = typer.Option(None, help="The TLS proxy's address(es) whose X-Forwarded-* headers are trusted."),
+    forwarded_allow_ips: str | None = typer.Option(None, help="The TLS proxy's address(es) whose X-Forwarded-* "
+                                                   "headers are trusted."),
     llm_endpoint: str | None = LLM_ENDPOINT, llm_model: str | None = LLM_MODEL,
     llm_key: str | None = LLM_KEY,
     device: str = typer.Option("cpu"),

@@ -239,11 +239,12 @@ def resolve(
     from ..ontology import load_ontology
 
     onto = load_ontology()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for nm in name:
-        r = onto.resolve(nm, source=source, context=tuple(context) or tuple(name))
-        rows.append({"name": nm, "phrase": r.phrase, "class": r.class_name, "region": r.region, "level": r.level,
-                     "laterality": r.laterality, "hierarchy": list(r.hierarchy), "mapped": r.mapped})
+        res = onto.resolve(nm, source=source, context=tuple(context) or tuple(name))
+        rows.append({"name": nm, "phrase": res.phrase, "class": res.class_name, "region": res.region,
+                     "level": res.level, "laterality": res.laterality, "hierarchy": list(res.hierarchy),
+                     "mapped": res.mapped})
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return

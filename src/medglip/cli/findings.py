@@ -46,7 +46,7 @@ def _from_finding(f: dict[str, Any], n: int) -> tuple[str, ...]:
 def _box_rows(payload: dict[str, Any]) -> list[tuple[str, ...]]:
     """2D detections: the box (pixels) and its size (mm where the image's pixel spacing is known)."""
     spacing = payload.get("pixel_spacing")  # (row_mm, col_mm)
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for g in payload.get("phrases", []):
         for box, score in zip(g.get("boxes", []), g.get("scores", []), strict=False):
             x0, y0, x1, y1 = box
@@ -61,7 +61,7 @@ def _box_rows(payload: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def _object_rows(payload: dict[str, Any]) -> list[tuple[str, ...]]:
     """Volume objects: their slices and the extent of their world box (mm)."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for n, obj in enumerate(payload.get("objects", []), start=1):
         lo, hi = obj.get("world_box_mm") or [[0, 0, 0], [0, 0, 0]]
         rows.append((f"F{n}", obj["phrase"], _num(obj["score"], 2), _slices(obj.get("slices")),

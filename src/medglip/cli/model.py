@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import typer
 from rich.table import Table
@@ -99,13 +100,14 @@ def adapt(
     of the budget, then the method, steps, time, run folder and each adapted phrase's calibrated threshold.
 
     Example: medglip adapt src/medglip/samples/pyradiomics --out runs/adapted -p "brain tumor" --budget-minutes 5"""
+    from ..train.adapt import DEFAULT_BUDGET_MINUTES
     from ..train.adapt import adapt as run_adapt
 
-    budget = {} if budget_minutes is None else {"budget_minutes": budget_minutes}
+    budget = DEFAULT_BUDGET_MINUTES if budget_minutes is None else budget_minutes
     with adapt_progress() as progress:
         result = run_adapt(data, out=out, phrases=phrase or None, start=start, method=method, max_steps=max_steps,
                            modality=modality, device=device, seed=seed, reference=reference, progress=progress,
-                           **budget)
+                           budget_minutes=budget)
     console.print(f"[green]adapted[/] {', '.join(result.phrases)}: method {result.method}, {result.steps} step(s) in "
                   f"{result.seconds:.1f} s; run folder {result.run} (load it with --checkpoint {result.run}; its card: "
                   f"{result.run / 'ADAPT_CARD.md'})", highlight=False, soft_wrap=True)
@@ -204,9 +206,11 @@ def eval_(
 
     Example: medglip eval medglip-demo/dataset --json eval/metrics.json --masks head"""
     from ..evaluate import evaluate, predict_dataset
+    from ..evaluate.run import PhraseSet
 
     g, masks_how = load_grounder(checkpoint, device=device, masks=masks)
-    preds, queries = predict_dataset(g, dataset, split=split, phrases=phrases, masks=masks_how,
+    # predict_dataset checks the value itself (an error naming it)
+    preds, queries = predict_dataset(g, dataset, split=split, phrases=cast(PhraseSet, phrases), masks=masks_how,
                                      max_per_phrase=max_per_phrase)
     out_dir = json_out.parent if str(json_out.parent) else Path(".")
     metrics = evaluate(dataset, preds, split=split, queries=queries, out=out_dir,

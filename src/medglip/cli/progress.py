@@ -8,7 +8,15 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from .app import console
 
@@ -42,7 +50,7 @@ class TrainBar:
     def __init__(self, out: Console) -> None:
         self._console = out
         self._bar: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
     def start(self, *, total: int, done: int) -> None:
         self._bar = Progress(*_columns("training"), console=self._console, transient=False)
@@ -50,7 +58,7 @@ class TrainBar:
         self._task = self._bar.add_task("steps", total=total, completed=done, last="")
 
     def step(self, step: int, metrics: Mapping[str, float]) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:  # started
             self._bar.update(self._task, completed=step, last=f"loss {metrics.get('loss', float('nan')):.4f}")
 
     def close(self) -> None:

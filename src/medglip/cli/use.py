@@ -96,7 +96,7 @@ def ground(
         console.print(f"[yellow]untrained[/]: {note}")
     if overlay:
         _write_overlay(res, overlay, window)
-    if out is not None:
+    if out is not None and options is not None:  # set together above
         from ..export import export_result
 
         bundle = export_result(res, options=options)

@@ -206,7 +206,7 @@ def show(
     dataset: Path = typer.Argument(..., help="A built dataset folder."),
     out: Path | None = typer.Option(None, help="Folder for the PNGs (default: DATASET/show)."),
     split: str | None = typer.Option(None, help="train, val or test (default: train; with --case, the split "
-                                                   "that holds the case)."),
+                                                "that holds the case)."),
     n: int = typer.Option(8, help="How many images (seeded sample)."),
     case: list[str] = typer.Option([], help="Only these cases, as cases.json names them (source/case) or by case "
                                             "id alone; repeatable."),

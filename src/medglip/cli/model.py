@@ -83,16 +83,16 @@ def adapt(
     out: Path = typer.Option(..., "--out", help="The run folder (new): what changed against the start model, its "
                              "thresholds and card (ADAPT_CARD.md); every command loads it with --checkpoint RUN."),
     phrase: list[str] | None = phrase_option("A phrase to adapt; repeatable (default: every phrase the training "
-                                                "cases mark)."),
+                                             "cases mark)."),
     start: str = typer.Option("shipped", "--from", help="The start model: shipped, or a run folder (medglip train "
                                                         "or adapt output)."),
     method: str = typer.Option("auto", help="What trains: {adapt_methods}."),
     budget_minutes: float | None = typer.Option(None, help="Training time in minutes (default {adapt_budget})."),
     max_steps: int | None = typer.Option(None, min=1, help="Also stop after this many steps."),
     modality: str | None = typer.Option(None, help="The data's modality ({modalities}) when the data does not "
-                                                      "say it."),
+                                                   "say it."),
     reference: Path | None = typer.Option(None, help="A built dataset whose test split (the start model's test "
-                                                        "patients) measures forgetting."),
+                                                     "patients) measures forgetting."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1."),
     seed: int = typer.Option(0, help="Seed of the data order and augmentation."),
 ) -> None:

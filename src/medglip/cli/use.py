@@ -61,7 +61,7 @@ def ground(
     modality: str | None = MODALITY,
     json_out: Path | None = typer.Option(None, "--json", help=_JSON_HELP),
     overlay: Path | None = typer.Option(None, help="Write a PNG with the findings (a volume: a grid of the "
-                                                      "slices that hold them)."),
+                                                   "slices that hold them)."),
     masks: str = MASKS,
     out: Path | None = typer.Option(
         None, "--out", help="Write the masks as files viewers open (implies --masks auto): volumes labels.nii.gz + "
@@ -71,7 +71,7 @@ def ground(
         None, help="With --out: which of nifti, seg, sr, png, volume (comma separated; default: all the input allows, "
                    "without volume)."),
     max_voxels: int | None = typer.Option(None, help="With --out: refuse label maps above this many voxels "
-                                                        "(default 268,435,456)."),
+                                                     "(default 268,435,456)."),
     score_threshold: float | None = typer.Option(None, help="Default: the checkpoint's calibrated threshold of each "
                                                  "phrase."),
     top_k: int | None = typer.Option(None, help="Boxes kept per phrase (2D images)."),
@@ -125,7 +125,7 @@ def vqa(
     score_threshold: float | None = typer.Option(None, help="Boxes scoring below this are not findings (default: the "
                                                  "checkpoint's calibrated thresholds)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write question, answer and grounded context as "
-                                                                 "JSON to this file (`--json -`: on stdout, alone)."),
+                                                              "JSON to this file (`--json -`: on stdout, alone)."),
     visual_prompt: Path | None = typer.Option(None, help="Write the numbered-box image the answer cites (PNG)."),
     llm_endpoint: str | None = LLM_ENDPOINT, llm_model: str | None = LLM_MODEL,
     llm_key: str | None = LLM_KEY,
@@ -170,7 +170,7 @@ def report(
                               "mm²); any but none also writes them beside the report as files viewers open "
                               "(label n = finding n)."),
     outputs: str | None = typer.Option(None, help="With --masks: which of nifti, seg, sr, png, volume (default: "
-                                                     "all the input allows, without volume)."),
+                                                  "all the input allows, without volume)."),
     score_threshold: float | None = typer.Option(None, help="Boxes scoring below this are not findings (default: the "
                                                  "checkpoint's calibrated thresholds)."),
     prose: bool = typer.Option(False, help="Also rewrite the findings into prose with the chat API (--llm-*)."),

@@ -242,7 +242,7 @@ def show(dataset_dir: Path, out_dir: Path | None = None, *, split: str | None = 
     written: list[Path] = []
     rendered: list[Image.Image] = []
     used: set[str] = set()
-    for sp, image, anns, categories in chosen:
+    for _split, image, anns, categories in chosen:
         im = render_image(dataset_dir, image, anns, categories)
         name = _output_name(image)
         if name in used or name == "overview.png":

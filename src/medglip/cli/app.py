@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -86,7 +87,8 @@ class Command(TyperCommand):
     """A sub-command whose help names what the registries hold now, not what they held when it was written."""
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        for item in (self, *self.params):
+        items: tuple[Any, ...] = (self, *self.params)  # each has help (the parameters' base type does not say so)
+        for item in items:
             template = item.__dict__.setdefault("_help_template", item.help)  # the text as written
             item.help = fill_help(template)
         super().format_help(ctx, formatter)

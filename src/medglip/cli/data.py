@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -18,7 +18,7 @@ from .progress import build_progress
 _VERBOSE = typer.Option(False, "--verbose", "-v", hidden=True)  # kept; `medglip -v COMMAND` is the one switch
 
 
-def _load_mapping(path: Optional[Path]) -> dict[str, dict[str, str]]:
+def _load_mapping(path: Path | None) -> dict[str, dict[str, str]]:
     if path is None:
         return {}
     import yaml
@@ -50,11 +50,13 @@ def _report_build(out: Path, result: Any, *, sources: int | None = None) -> None
                   f"{len(result.failed)} failed, of {result.n_cases}{of}")
     if result.merged:
         m = result.merged
-        console.print(f"[green]dataset ready[/] in {out}: images {m.images}, annotations {m.annotations}, cases {m.cases}")
+        console.print(f"[green]dataset ready[/] in {out}: images {m.images}, annotations {m.annotations}, "
+                      f"cases {m.cases}")
         if m.unmapped:
             console.print(f"[yellow]labels not in the ontology (kept as written):[/] {', '.join(m.unmapped)}")
     elif result.pending:
-        console.print(f"{result.pending} case(s) of other shards remain: run `medglip merge {out}` when all shards finished")
+        console.print(f"{result.pending} case(s) of other shards remain: run `medglip merge {out}` when all shards "
+                      "finished")
     for sid, reason in sorted(result.failed_sources.items()):
         console.print(f"[red]source not built[/] {sid}: {reason}")
     if result.failed:
@@ -84,7 +86,7 @@ def _given(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
             if getattr(ctx.get_parameter_source(n), "name", None) in ("COMMANDLINE", "ENVIRONMENT")]
 
 
-def run_build(job: Any, out: Path, *, workers: int, shard: Optional[str]) -> None:
+def run_build(job: Any, out: Path, *, workers: int, shard: str | None) -> None:
     """Build ``job`` (a BuildConfig or a Recipe) into ``out`` under a bar of cases, then say what was built
     (the one driver of ``build`` and its alias ``build-recipe``)."""
     from ..dataset import Recipe, Shard
@@ -108,12 +110,14 @@ def build(
                                   "--layout), or a recipe YAML listing several (docs/building.md)."),
     out: Path = typer.Argument(..., help="Output folder of the grounding dataset."),
     layout: str = typer.Option("auto", help="Source layout: {layouts}."),
-    modality: Optional[str] = typer.Option(None, help="Force a modality ({modalities}) on every case."),
+    modality: str | None = typer.Option(None, help="Force a modality ({modalities}) on every case."),
     plane: str = typer.Option("axial", help="Slicing plane of 3D volumes: axial, coronal, sagittal."),
     ct_windows: str = typer.Option("lung,soft_tissue,bone", help="The three CT windows stacked as the input channels "
                                    "of CT images, comma separated: {window_names} or LOW:HIGH in HU; a model trains "
                                    "only on data built with its own."),
-    context_slices: int = typer.Option(0, min=0, help="2.5D input: write each grey volume slice k with slices k-N and k+N as its first and last channels (0: off); a model trains only on data built with its own."),
+    context_slices: int = typer.Option(0, min=0, help="2.5D input: write each grey volume slice k with slices k-N "
+                                       "and k+N as its first and last channels (0: off); a model trains only on data "
+                                       "built with its own."),
     display_window: str = typer.Option("auto", "--display-window", "--ct-window", callback=window_value,
                                        help="CT window `medglip show` draws: auto (by the labelled structures), "
                                             "{window_names} or LOW:HIGH in HU. Pictures only."),
@@ -124,10 +128,11 @@ def build(
     split: str = typer.Option("0.8,0.1,0.1", help="train,val,test fractions of cases."),
     test_case: list[str] = typer.Option([], help="Case id (or source/case_id) forced into the test split; repeatable."),
     seed: int = typer.Option(0, help="Seed of the case split and of negative sampling."),
-    label_map: Optional[Path] = typer.Option(None, help="YAML/JSON {source: {source_label: phrase}} applied before the ontology."),
+    label_map: Path | None = typer.Option(None, help="YAML/JSON {source: {source_label: phrase}} applied before the "
+                                          "ontology."),
     include_unlabeled: bool = typer.Option(False, help="Also slice cases that have no label file."),
     workers: int = _WORKERS,
-    shard: Optional[str] = _SHARD,
+    shard: str | None = _SHARD,
     verbose: bool = _VERBOSE,
 ) -> None:
     """Build a hierarchical grounding dataset (COCO + ODVG + masks + card) from one dataset folder or from a
@@ -165,7 +170,7 @@ def build_recipe_cmd(
     recipe: Path = typer.Argument(..., help="Recipe YAML listing the sources (docs/building.md)."),
     out: Path = typer.Argument(..., help="Output folder of the one grounding dataset."),
     workers: int = _WORKERS,
-    shard: Optional[str] = _SHARD,
+    shard: str | None = _SHARD,
     verbose: bool = _VERBOSE,
 ) -> None:
     """The former name of `medglip build RECIPE OUT`, kept as an alias.
@@ -199,9 +204,9 @@ def merge(out: Path = typer.Argument(..., help="A build output folder whose shar
 @command()
 def show(
     dataset: Path = typer.Argument(..., help="A built dataset folder."),
-    out: Optional[Path] = typer.Option(None, help="Folder for the PNGs (default: DATASET/show)."),
-    split: Optional[str] = typer.Option(None, help="train, val or test (default: train; with --case, the split "
-                                                   "that holds the case)."),
+    out: Path | None = typer.Option(None, help="Folder for the PNGs (default: DATASET/show)."),
+    split: str | None = typer.Option(None, help="train, val or test (default: train; with --case, the split "
+                                                "that holds the case)."),
     n: int = typer.Option(8, help="How many images (seeded sample)."),
     case: list[str] = typer.Option([], help="Only these cases, as cases.json names them (source/case) or by case "
                                             "id alone; repeatable."),
@@ -224,7 +229,7 @@ def show(
 @command()
 def resolve(
     name: list[str] = typer.Argument(..., help="Source label names, e.g. kidney_left GTVp 'enhancing tumor'."),
-    source: Optional[str] = typer.Option(None, help="Source dataset name (for per-source meanings)."),
+    source: str | None = typer.Option(None, help="Source dataset name (for per-source meanings)."),
     context: list[str] = typer.Option([], help="Other label names of the same case."),
     as_json: bool = typer.Option(False, "--json", help="Print the resolutions as JSON."),
 ) -> None:
@@ -234,11 +239,12 @@ def resolve(
     from ..ontology import load_ontology
 
     onto = load_ontology()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for nm in name:
-        r = onto.resolve(nm, source=source, context=tuple(context) or tuple(name))
-        rows.append({"name": nm, "phrase": r.phrase, "class": r.class_name, "region": r.region, "level": r.level,
-                     "laterality": r.laterality, "hierarchy": list(r.hierarchy), "mapped": r.mapped})
+        res = onto.resolve(nm, source=source, context=tuple(context) or tuple(name))
+        rows.append({"name": nm, "phrase": res.phrase, "class": res.class_name, "region": res.region,
+                     "level": res.level, "laterality": res.laterality, "hierarchy": list(res.hierarchy),
+                     "mapped": res.mapped})
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return
@@ -255,8 +261,8 @@ def resolve(
 def catalog(
     modality: list[str] = typer.Option([], help="Only data sets of this modality ({modalities}); repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON."),
-    scan: Optional[Path] = typer.Option(None, help="Find the catalogue's data sets in this folder (and 2 levels below)."),
-    recipe_out: Optional[Path] = typer.Option(None, help="With --scan: write a starter recipe for what was found."),
+    scan: Path | None = typer.Option(None, help="Find the catalogue's data sets in this folder (and 2 levels below)."),
+    recipe_out: Path | None = typer.Option(None, help="With --scan: write a starter recipe for what was found."),
 ) -> None:
     """List the public data sets medglip knows (layout, real labels, licence, where to get them), or find them on disk.
     On a terminal a table; in a pipe or a file, full rows as tab-separated values with a header line.
@@ -293,7 +299,7 @@ def catalog(
     console.print(f"{len(entries)} data set(s); `medglip catalog --json` gives urls and citations")
 
 
-def _scan(hits: list, scan: Path, recipe_out: Optional[Path], as_json: bool) -> None:
+def _scan(hits: list, scan: Path, recipe_out: Path | None, as_json: bool) -> None:
     """``catalog --scan``: what was found (and ``--recipe-out``: a starter recipe for it)."""
     rows = [{"path": str(h.path), "layout": h.layout, "dataset": h.entry.id if h.entry else None} for h in hits]
     if as_json:

@@ -7,7 +7,8 @@ volumes: ``objects``), numbered F1, F2, ... in the order the JSON lists them.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 HEADER = ("finding", "phrase", "score", "where", "size")
 NOT_FOUND = "not found"
@@ -45,9 +46,9 @@ def _from_finding(f: dict[str, Any], n: int) -> tuple[str, ...]:
 def _box_rows(payload: dict[str, Any]) -> list[tuple[str, ...]]:
     """2D detections: the box (pixels) and its size (mm where the image's pixel spacing is known)."""
     spacing = payload.get("pixel_spacing")  # (row_mm, col_mm)
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for g in payload.get("phrases", []):
-        for box, score in zip(g.get("boxes", []), g.get("scores", [])):
+        for box, score in zip(g.get("boxes", []), g.get("scores", []), strict=False):
             x0, y0, x1, y1 = box
             where = f"x {round(x0)}–{round(x1)}, y {round(y0)}–{round(y1)} px"
             if spacing:
@@ -60,11 +61,11 @@ def _box_rows(payload: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def _object_rows(payload: dict[str, Any]) -> list[tuple[str, ...]]:
     """Volume objects: their slices and the extent of their world box (mm)."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for n, obj in enumerate(payload.get("objects", []), start=1):
         lo, hi = obj.get("world_box_mm") or [[0, 0, 0], [0, 0, 0]]
         rows.append((f"F{n}", obj["phrase"], _num(obj["score"], 2), _slices(obj.get("slices")),
-                     _size_mm([abs(b - a) for a, b in zip(lo, hi)])))
+                     _size_mm([abs(b - a) for a, b in zip(lo, hi, strict=False)])))
     return rows
 
 

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import cast
 
 import typer
 from rich.table import Table
 
 from .app import command, console
-from .options import (CHECKPOINT, CONTEXT, CONTRAST, FREEZE, MASK_W, MLM, PRESET, load_grounder, phrase_option,
-                      run_dir, train_config)
+from .options import (
+    CHECKPOINT,
+    CONTEXT,
+    CONTRAST,
+    FREEZE,
+    MASK_W,
+    MLM,
+    PRESET,
+    load_grounder,
+    phrase_option,
+    run_dir,
+    train_config,
+)
 from .output import print_rows
 from .progress import adapt_progress, train_progress
 
@@ -25,13 +36,13 @@ def train(
     dataset: Path = typer.Argument(..., help="Built dataset folder (medglip build output)."),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoint, logs, loss curve."),
     preset: str = PRESET,
-    max_steps: Optional[int] = typer.Option(None, help="Optimizer steps (default 1000 unless --epochs)."),
-    epochs: Optional[int] = typer.Option(None, help="Passes over the training split."),
+    max_steps: int | None = typer.Option(None, help="Optimizer steps (default 1000 unless --epochs)."),
+    epochs: int | None = typer.Option(None, help="Passes over the training split."),
     batch_size: int = typer.Option(8, help="Images per process per step."),
     lr: float = typer.Option(1e-4, help="Peak learning rate (text encoder: lr × text-lr-factor)."),
-    image_size: Optional[int] = typer.Option(None, help="Input size (long side); default: the preset's."),
+    image_size: int | None = typer.Option(None, help="Input size (long side); default: the preset's."),
     context_slices: int = CONTEXT,
-    init_from: Optional[Path] = typer.Option(None, help="Fine-tune from this run's weights."),
+    init_from: Path | None = typer.Option(None, help="Fine-tune from this run's weights."),
     checkpoint_every: int = typer.Option(500, help="Resumable checkpoint every N steps."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 (under torchrun the local rank picks)."),
     amp: str = typer.Option("auto", help="auto (bf16/fp16 on CUDA, none on CPU), bf16, fp16, none."),
@@ -40,7 +51,7 @@ def train(
     num_workers: int = typer.Option(0, help="DataLoader workers per process."),
     source_weight: list[str] = _SOURCE_WEIGHT,
     modality_weight: list[str] = _MODALITY_WEIGHT,
-    copy_paste: Optional[float] = typer.Option(None, help="Lesion copy-paste probability (default 0.5)."),
+    copy_paste: float | None = typer.Option(None, help="Lesion copy-paste probability (default 0.5)."),
     elastic: float = typer.Option(0.0, help="Elastic deformation probability (image, masks and boxes together)."),
     coarse_phrases: float = typer.Option(0.0, help="Probability that a lesion is asked by a coarser lesion term "
                                          "of the ontology ('lower-grade glioma' as 'brain tumor')."),
@@ -71,17 +82,17 @@ def adapt(
                                           "RUN/data)."),
     out: Path = typer.Option(..., "--out", help="The run folder (new): what changed against the start model, its "
                              "thresholds and card (ADAPT_CARD.md); every command loads it with --checkpoint RUN."),
-    phrase: Optional[list[str]] = phrase_option("A phrase to adapt; repeatable (default: every phrase the training "
-                                                "cases mark)."),
+    phrase: list[str] | None = phrase_option("A phrase to adapt; repeatable (default: every phrase the training "
+                                             "cases mark)."),
     start: str = typer.Option("shipped", "--from", help="The start model: shipped, or a run folder (medglip train "
                                                         "or adapt output)."),
     method: str = typer.Option("auto", help="What trains: {adapt_methods}."),
-    budget_minutes: Optional[float] = typer.Option(None, help="Training time in minutes (default {adapt_budget})."),
-    max_steps: Optional[int] = typer.Option(None, min=1, help="Also stop after this many steps."),
-    modality: Optional[str] = typer.Option(None, help="The data's modality ({modalities}) when the data does not "
-                                                      "say it."),
-    reference: Optional[Path] = typer.Option(None, help="A built dataset whose test split (the start model's test "
-                                                        "patients) measures forgetting."),
+    budget_minutes: float | None = typer.Option(None, help="Training time in minutes (default {adapt_budget})."),
+    max_steps: int | None = typer.Option(None, min=1, help="Also stop after this many steps."),
+    modality: str | None = typer.Option(None, help="The data's modality ({modalities}) when the data does not "
+                                                   "say it."),
+    reference: Path | None = typer.Option(None, help="A built dataset whose test split (the start model's test "
+                                                     "patients) measures forgetting."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1."),
     seed: int = typer.Option(0, help="Seed of the data order and augmentation."),
 ) -> None:
@@ -89,13 +100,14 @@ def adapt(
     of the budget, then the method, steps, time, run folder and each adapted phrase's calibrated threshold.
 
     Example: medglip adapt src/medglip/samples/pyradiomics --out runs/adapted -p "brain tumor" --budget-minutes 5"""
+    from ..train.adapt import DEFAULT_BUDGET_MINUTES
     from ..train.adapt import adapt as run_adapt
 
-    budget = {} if budget_minutes is None else {"budget_minutes": budget_minutes}
+    budget = DEFAULT_BUDGET_MINUTES if budget_minutes is None else budget_minutes
     with adapt_progress() as progress:
         result = run_adapt(data, out=out, phrases=phrase or None, start=start, method=method, max_steps=max_steps,
                            modality=modality, device=device, seed=seed, reference=reference, progress=progress,
-                           **budget)
+                           budget_minutes=budget)
     console.print(f"[green]adapted[/] {', '.join(result.phrases)}: method {result.method}, {result.steps} step(s) in "
                   f"{result.seconds:.1f} s; run folder {result.run} (load it with --checkpoint {result.run}; its card: "
                   f"{result.run / 'ADAPT_CARD.md'})", highlight=False, soft_wrap=True)
@@ -113,8 +125,8 @@ def lopo(
     dataset: Path = typer.Argument(..., help="Built dataset; its train split holds the training patients."),
     out: Path = typer.Option(..., "--out", help="Folder: folds/, lopo.json, lopo.md, final/ (the final run)."),
     preset: str = PRESET,
-    max_steps: Optional[int] = typer.Option(600),
-    batch_size: int = typer.Option(4), lr: float = typer.Option(3e-4), image_size: Optional[int] = typer.Option(256),
+    max_steps: int | None = typer.Option(600),
+    batch_size: int = typer.Option(4), lr: float = typer.Option(3e-4), image_size: int | None = typer.Option(256),
     context_slices: int = CONTEXT,
     warmup_steps: int = typer.Option(100, help="Linear learning-rate warm-up steps."),
     copy_paste: float = typer.Option(0.5, help="Lesion copy-paste probability."),
@@ -130,7 +142,7 @@ def lopo(
     """Leave-one-patient-out on the training patients: per-fold metrics, calibrated score thresholds, and
     the final model with them in its config (lung2 / brain2 stay held out: `medglip heldout` measures them).
 
-    Example: medglip lopo data/ds-all --out runs/heldout --max-steps 400 --image-size 256 --warmup-steps 40 --mask-weight 0"""
+    Example: medglip lopo data/ds-all --out runs/heldout --max-steps 400 --image-size 256 --warmup-steps 40 --mask-weight 0"""  # noqa: E501  (the example is one line: help shows it, tests/test_docs.py runs it)
     from ..protocol import lopo as run_lopo
 
     cfg = train_config(preset=preset, image_size=image_size, context_slices=context_slices,
@@ -178,13 +190,15 @@ def pack(
 @command(name="eval")
 def eval_(
     dataset: Path = typer.Argument(..., help="Built dataset folder."),
-    checkpoint: Optional[Path] = CHECKPOINT,
+    checkpoint: Path | None = CHECKPOINT,
     split: str = typer.Option("test"),
-    json_out: Path = typer.Option(Path("metrics.json"), "--json", help="Metrics JSON (Markdown and PR curve beside it)."),
+    json_out: Path = typer.Option(Path("metrics.json"), "--json",
+                                  help="Metrics JSON (Markdown and PR curve beside it)."),
     masks: str = typer.Option("none", help="Also masks (mask AP, Dice): head (the checkpoint's mask head), medsam "
                                            "(LiteMedSAM given each box), auto, none."),
     phrases: str = typer.Option("case", help="Absent phrases queried per image: case, modality, all."),
-    score_threshold: Optional[float] = typer.Option(None, help="Score above which an absent phrase counts as a false positive (default: the checkpoint's calibrated threshold)."),
+    score_threshold: float | None = typer.Option(None, help="Score above which an absent phrase counts as a false "
+                                                 "positive (default: the checkpoint's calibrated threshold)."),
     max_per_phrase: int = typer.Option(100, help="Boxes kept per (image, phrase) (and refined into masks)."),
     device: str = typer.Option("cpu"),
 ) -> None:
@@ -192,9 +206,11 @@ def eval_(
 
     Example: medglip eval medglip-demo/dataset --json eval/metrics.json --masks head"""
     from ..evaluate import evaluate, predict_dataset
+    from ..evaluate.run import PhraseSet
 
     g, masks_how = load_grounder(checkpoint, device=device, masks=masks)
-    preds, queries = predict_dataset(g, dataset, split=split, phrases=phrases, masks=masks_how,
+    # predict_dataset checks the value itself (an error naming it)
+    preds, queries = predict_dataset(g, dataset, split=split, phrases=cast(PhraseSet, phrases), masks=masks_how,
                                      max_per_phrase=max_per_phrase)
     out_dir = json_out.parent if str(json_out.parent) else Path(".")
     metrics = evaluate(dataset, preds, split=split, queries=queries, out=out_dir,
@@ -210,7 +226,7 @@ def eval_(
 @command()
 def heldout(
     dataset: Path = typer.Argument(..., help="Built dataset; its test split holds the held-out patients."),
-    checkpoint: Optional[Path] = CHECKPOINT,
+    checkpoint: Path | None = CHECKPOINT,
     out: Path = typer.Option(Path("heldout"), help="Folder for heldout.json / heldout.md and per-patient files."),
     split: str = typer.Option("test"),
     masks: str = typer.Option("none", help="Also masks (mask Dice): head (the checkpoint's mask head), medsam "
@@ -228,7 +244,7 @@ def heldout(
 @command(name="source-report")
 def source_report_cmd(
     dataset: Path = typer.Argument(..., help="A recipe dataset; its test split holds each source's test patients."),
-    checkpoint: Optional[Path] = CHECKPOINT,
+    checkpoint: Path | None = CHECKPOINT,
     out: Path = typer.Option(Path("sources"), help="Folder for sources.json / sources.md and per-source files."),
     split: str = typer.Option("test"),
     masks: str = typer.Option("auto", help="Masks for mask Dice: head, medsam, auto or none."),
@@ -245,10 +261,10 @@ def source_report_cmd(
 @command(name="vqa-eval")
 def vqa_eval(
     dataset: Path = typer.Argument(..., help="Built dataset folder."),
-    checkpoint: Optional[Path] = CHECKPOINT,
+    checkpoint: Path | None = CHECKPOINT,
     split: str = typer.Option("test"),
     out: Path = typer.Option(Path("vqa-eval"), help="Folder for vqa_metrics.json / vqa_metrics.md."),
-    score_threshold: Optional[float] = typer.Option(None, help="Default: the checkpoint's calibrated thresholds."),
+    score_threshold: float | None = typer.Option(None, help="Default: the checkpoint's calibrated thresholds."),
     device: str = typer.Option("cpu"),
 ) -> None:
     """VQA accuracy on questions generated from a dataset's ground truth: predicted grounding vs the ceiling.
@@ -262,6 +278,7 @@ def vqa_eval(
     for kind, m in sorted(metrics["by_kind"].items()):
         table.add_row(kind, str(m["n"]), f"{m['accuracy_predicted']:.1%}", f"{m['accuracy_ground_truth']:.1%}")
     o = metrics["overall"]
-    table.add_row("all", str(metrics["n_questions"]), f"{o['accuracy_predicted']:.1%}", f"{o['accuracy_ground_truth']:.1%}")
+    table.add_row("all", str(metrics["n_questions"]), f"{o['accuracy_predicted']:.1%}",
+                  f"{o['accuracy_ground_truth']:.1%}")
     console.print(table)
     console.print(f"metrics: {out / 'vqa_metrics.json'} (+ vqa_metrics.md)")

@@ -3,8 +3,9 @@ training config): each written once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 
@@ -14,7 +15,7 @@ WINDOW_HELP = ("CT window of the picture: {window_names} or LOW:HIGH in HU (defa
                "input does not depend on it.")
 
 
-def window_value(value: Optional[str]) -> Optional[str]:
+def window_value(value: str | None) -> str | None:
     """A CT window option as the library reads it: a name, or ``LOW:HIGH`` (``LOW,HIGH`` kept) → ``LOW,HIGH``."""
     if value is None:
         return None
@@ -37,7 +38,8 @@ CONTEXT = typer.Option(0, min=0, help="2.5D input: slices k-N, k, k+N of a volum
                        "the dataset must be built with the same --context-slices.")
 PRESET = typer.Option("default", help="Model preset: {presets}.")
 LLM_ENDPOINT = typer.Option(None, "--llm-endpoint", envvar="MEDGLIP_LLM_ENDPOINT",
-                            help="OpenAI-compatible API base URL, e.g. http://localhost:8000/v1 (a local medical VLM server).")
+                            help="OpenAI-compatible API base URL, e.g. http://localhost:8000/v1 (a local medical VLM "
+                            "server).")
 LLM_MODEL = typer.Option(None, "--llm-model", envvar="MEDGLIP_LLM_MODEL", help="Model name for the chat API.")
 LLM_KEY = typer.Option(None, "--llm-key", envvar="MEDGLIP_LLM_API_KEY", help="API key (sent as a bearer token).")
 
@@ -47,14 +49,14 @@ def phrase_option(help: str, *, required: bool = False) -> Any:
     return typer.Option(... if required else None, "--phrase", "-p", help=help)
 
 
-def run_dir(checkpoint: Optional[Path]) -> Path:
+def run_dir(checkpoint: Path | None) -> Path:
     """``--checkpoint``, or the shipped model's folder when it is not given."""
     from ..model.shipped import shipped_run
 
     return checkpoint if checkpoint is not None else shipped_run()
 
 
-def load_grounder(checkpoint: Optional[Path], *, device: str, masks: str | bool = "none") -> tuple[Any, Any]:
+def load_grounder(checkpoint: Path | None, *, device: str, masks: str | bool = "none") -> tuple[Any, Any]:
     """``(grounder, masks)``: the checkpoint's Grounder, and the value of ``masks=`` (the one setting that
     chooses masks) its grounding calls take for ``--masks``."""
     from ..infer import Grounder, mask_option
@@ -62,7 +64,7 @@ def load_grounder(checkpoint: Optional[Path], *, device: str, masks: str | bool 
     return Grounder.from_pretrained(run_dir(checkpoint), device=device), mask_option(masks)
 
 
-def export_options(outputs: Optional[str], max_voxels: Optional[int], checkpoint: Path) -> Any:
+def export_options(outputs: str | None, max_voxels: int | None, checkpoint: Path) -> Any:
     """The :class:`~medglip.export.ExportOptions` of ``--outputs`` / ``--max-voxels`` (the checkpoint is
     recorded as the algorithm's parameter in DICOM outputs)."""
     from ..export import ExportOptions, parse_outputs
@@ -71,7 +73,7 @@ def export_options(outputs: Optional[str], max_voxels: Optional[int], checkpoint
                          algorithm_parameters=(("checkpoint", checkpoint.name),))
 
 
-def llm_client(endpoint: Optional[str], model: Optional[str], key: Optional[str]) -> Any:
+def llm_client(endpoint: str | None, model: str | None, key: str | None) -> Any:
     """The OpenAI-compatible client from flags (falling back to MEDGLIP_LLM_* variables), or None."""
     from ..vqa import ChatClient
 
@@ -105,13 +107,13 @@ def weights(values: list[str], option: str) -> tuple[tuple[str, float], ...]:
     return tuple(out)
 
 
-def model_overrides(image_size: Optional[int], context_slices: int) -> tuple[tuple[str, object], ...]:
+def model_overrides(image_size: int | None, context_slices: int) -> tuple[tuple[str, object], ...]:
     """The ModelConfig fields the training commands set."""
     return ((("image_size", image_size),) if image_size else ()) + (
         (("context_slices", context_slices),) if context_slices else ())
 
 
-def train_config(*, preset: str, image_size: Optional[int], context_slices: int, source_weight: list[str],
+def train_config(*, preset: str, image_size: int | None, context_slices: int, source_weight: list[str],
                  modality_weight: list[str], freeze: list[str], **more: Any) -> Any:
     """The :class:`~medglip.train.TrainConfig` of the training commands' options."""
     from ..train import TrainConfig

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, TypeGuard
 
 import typer
 from rich.console import Console
@@ -46,5 +47,5 @@ def write_json(payload: Any, dest: Path | str, *, indent: int | None = 1) -> Non
     console.print(f"json: {dest}", highlight=False)
 
 
-def json_to_stdout(dest: Path | str | None) -> bool:
+def json_to_stdout(dest: Path | str | None) -> TypeGuard[Path | str]:
     return dest is not None and str(dest) == STDOUT

@@ -3,13 +3,20 @@ remaining time)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from .app import console
 
@@ -23,7 +30,7 @@ def _columns(what: str) -> tuple:
 
 
 @contextmanager
-def build_progress() -> Iterator[tuple[Callable[[int], None], Callable[[str, Optional[str]], None]]]:
+def build_progress() -> Iterator[tuple[Callable[[int], None], Callable[[str, str | None], None]]]:
     """``(on_start, on_progress)`` of :func:`medglip.dataset.build`, drawn as a bar of cases."""
     with Progress(*_columns("building"), console=console, transient=False) as progress:
         task = progress.add_task("cases", total=None, last="")
@@ -31,7 +38,7 @@ def build_progress() -> Iterator[tuple[Callable[[int], None], Callable[[str, Opt
         def on_start(n: int) -> None:
             progress.update(task, total=n)
 
-        def on_progress(key: str, err: Optional[str]) -> None:
+        def on_progress(key: str, err: str | None) -> None:
             progress.update(task, advance=1, last=f"[red]failed {key}" if err else key)
 
         yield on_start, on_progress
@@ -43,7 +50,7 @@ class TrainBar:
     def __init__(self, out: Console) -> None:
         self._console = out
         self._bar: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
     def start(self, *, total: int, done: int) -> None:
         self._bar = Progress(*_columns("training"), console=self._console, transient=False)
@@ -51,7 +58,7 @@ class TrainBar:
         self._task = self._bar.add_task("steps", total=total, completed=done, last="")
 
     def step(self, step: int, metrics: Mapping[str, float]) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:  # started
             self._bar.update(self._task, completed=step, last=f"loss {metrics.get('loss', float('nan')):.4f}")
 
     def close(self) -> None:

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from .app import CliError, command, console
 from .findings import HEADER, finding_rows, finding_summary
-from .options import (CHECKPOINT, LLM_ENDPOINT, LLM_KEY, LLM_MODEL, MASKS, MODALITY, WINDOW, export_options,
-                      llm_client, load_grounder, phrase_option, run_dir)
+from .options import (
+    CHECKPOINT,
+    LLM_ENDPOINT,
+    LLM_KEY,
+    LLM_MODEL,
+    MASKS,
+    MODALITY,
+    WINDOW,
+    export_options,
+    llm_client,
+    load_grounder,
+    phrase_option,
+    run_dir,
+)
 from .output import json_to_stdout, print_rows, write_json
 from .progress import train_progress
 
@@ -23,7 +34,7 @@ def _exists(image: Path) -> None:
         raise CliError(f"{image}: no such file or folder")
 
 
-def _write_overlay(result, path: Path, window: Optional[str]) -> None:
+def _write_overlay(result, path: Path, window: str | None) -> None:
     """The picture with the findings: the 2D image, or a sheet of the volume's slices that hold findings."""
     from ..infer import VolumeGroundingResult
 
@@ -46,29 +57,31 @@ def ground(
     image: Path = typer.Argument(..., help="PNG/JPEG/TIFF, DICOM, or a NIfTI/NRRD volume / DICOM series folder "
                                            "(then 3D grounding)."),
     phrase: list[str] = phrase_option("Phrase to ground; repeatable.", required=True),
-    checkpoint: Optional[Path] = CHECKPOINT,
-    modality: Optional[str] = MODALITY,
-    json_out: Optional[Path] = typer.Option(None, "--json", help=_JSON_HELP),
-    overlay: Optional[Path] = typer.Option(None, help="Write a PNG with the findings (a volume: a grid of the "
-                                                      "slices that hold them)."),
+    checkpoint: Path | None = CHECKPOINT,
+    modality: str | None = MODALITY,
+    json_out: Path | None = typer.Option(None, "--json", help=_JSON_HELP),
+    overlay: Path | None = typer.Option(None, help="Write a PNG with the findings (a volume: a grid of the "
+                                                   "slices that hold them)."),
     masks: str = MASKS,
-    out: Optional[Path] = typer.Option(
+    out: Path | None = typer.Option(
         None, "--out", help="Write the masks as files viewers open (implies --masks auto): volumes labels.nii.gz + "
-                            "labels.json (+ seg.dcm, sr.dcm for DICOM), 2D images masks.png + labels.json (+ seg.dcm)."),
-    outputs: Optional[str] = typer.Option(
+                            "labels.json (+ seg.dcm, sr.dcm for DICOM), 2D images masks.png + labels.json "
+                            "(+ seg.dcm)."),
+    outputs: str | None = typer.Option(
         None, help="With --out: which of nifti, seg, sr, png, volume (comma separated; default: all the input allows, "
                    "without volume)."),
-    max_voxels: Optional[int] = typer.Option(None, help="With --out: refuse label maps above this many voxels "
-                                                        "(default 268,435,456)."),
-    score_threshold: Optional[float] = typer.Option(None, help="Default: the checkpoint's calibrated threshold of each phrase."),
-    top_k: Optional[int] = typer.Option(None, help="Boxes kept per phrase (2D images)."),
-    window: Optional[str] = WINDOW,
+    max_voxels: int | None = typer.Option(None, help="With --out: refuse label maps above this many voxels "
+                                                     "(default 268,435,456)."),
+    score_threshold: float | None = typer.Option(None, help="Default: the checkpoint's calibrated threshold of each "
+                                                 "phrase."),
+    top_k: int | None = typer.Option(None, help="Boxes kept per phrase (2D images)."),
+    window: str | None = WINDOW,
     device: str = typer.Option("cpu"),
 ) -> None:
     """Find the regions named by phrases in an image (or a volume): a table of the findings; --json for all of it,
     --out for NIfTI / DICOM-SEG / SR masks.
 
-    Example: medglip ground src/medglip/samples/pyradiomics/brain2_image.nrrd -p "brain tumor" --modality MR --out brain2-masks"""
+    Example: medglip ground src/medglip/samples/pyradiomics/brain2_image.nrrd -p "brain tumor" --modality MR --out brain2-masks"""  # noqa: E501  (the example is one line: help shows it, tests/test_docs.py runs it)
     _exists(image)
     checkpoint = run_dir(checkpoint)
     options = export_options(outputs, max_voxels, checkpoint) if out is not None else None
@@ -83,7 +96,7 @@ def ground(
         console.print(f"[yellow]untrained[/]: {note}")
     if overlay:
         _write_overlay(res, overlay, window)
-    if out is not None:
+    if out is not None and options is not None:  # set together above
         from ..export import export_result
 
         bundle = export_result(res, options=options)
@@ -106,15 +119,16 @@ def ground(
 def vqa(
     image: Path = typer.Argument(..., help="PNG/JPEG/TIFF, DICOM, or a NIfTI/NRRD volume / DICOM series folder."),
     question: str = typer.Argument(..., help='e.g. "Is there a tumor in the left lung?"'),
-    checkpoint: Optional[Path] = CHECKPOINT,
-    modality: Optional[str] = MODALITY,
+    checkpoint: Path | None = CHECKPOINT,
+    modality: str | None = MODALITY,
     masks: str = MASKS,
-    score_threshold: Optional[float] = typer.Option(None, help="Boxes scoring below this are not findings (default: the checkpoint's calibrated thresholds)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write question, answer and grounded context as "
-                                                                 "JSON to this file (`--json -`: on stdout, alone)."),
-    visual_prompt: Optional[Path] = typer.Option(None, help="Write the numbered-box image the answer cites (PNG)."),
-    llm_endpoint: Optional[str] = LLM_ENDPOINT, llm_model: Optional[str] = LLM_MODEL,
-    llm_key: Optional[str] = LLM_KEY,
+    score_threshold: float | None = typer.Option(None, help="Boxes scoring below this are not findings (default: the "
+                                                 "checkpoint's calibrated thresholds)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write question, answer and grounded context as "
+                                                              "JSON to this file (`--json -`: on stdout, alone)."),
+    visual_prompt: Path | None = typer.Option(None, help="Write the numbered-box image the answer cites (PNG)."),
+    llm_endpoint: str | None = LLM_ENDPOINT, llm_model: str | None = LLM_MODEL,
+    llm_key: str | None = LLM_KEY,
     device: str = typer.Option("cpu"),
 ) -> None:
     """Answer a question about an image from grounding (closed questions) or through a VLM (open ones).
@@ -144,29 +158,30 @@ def vqa(
 @command()
 def report(
     image: Path = typer.Argument(..., help="PNG/JPEG/TIFF, DICOM, or a NIfTI/NRRD volume / DICOM series folder."),
-    phrase: Optional[list[str]] = phrase_option(
+    phrase: list[str] | None = phrase_option(
         "Structure or finding to look for; repeatable (default: the checkpoint's training phrases)."),
-    findings: Optional[list[str]] = typer.Option(None, "--findings", "-f", hidden=True),  # the old name of -p
-    checkpoint: Optional[Path] = CHECKPOINT,
+    findings: list[str] | None = typer.Option(None, "--findings", "-f", hidden=True),  # the old name of -p
+    checkpoint: Path | None = CHECKPOINT,
     out: Path = typer.Option(Path("report"), help="Output folder: report.md, report.json, report_overlay.png (and "
                                                   "with --masks the findings' masks: labels.nii.gz / masks.png, "
                                                   "labels.json, seg.dcm, sr.dcm)."),
-    modality: Optional[str] = MODALITY,
+    modality: str | None = MODALITY,
     masks: str = typer.Option("none", "--masks", help="Masks per finding: head, medsam, auto or none (mask areas in "
                               "mm²); any but none also writes them beside the report as files viewers open "
                               "(label n = finding n)."),
-    outputs: Optional[str] = typer.Option(None, help="With --masks: which of nifti, seg, sr, png, volume (default: "
-                                                     "all the input allows, without volume)."),
-    score_threshold: Optional[float] = typer.Option(None, help="Boxes scoring below this are not findings (default: the checkpoint's calibrated thresholds)."),
+    outputs: str | None = typer.Option(None, help="With --masks: which of nifti, seg, sr, png, volume (default: "
+                                                  "all the input allows, without volume)."),
+    score_threshold: float | None = typer.Option(None, help="Boxes scoring below this are not findings (default: the "
+                                                 "checkpoint's calibrated thresholds)."),
     prose: bool = typer.Option(False, help="Also rewrite the findings into prose with the chat API (--llm-*)."),
-    window: Optional[str] = WINDOW,
-    llm_endpoint: Optional[str] = LLM_ENDPOINT, llm_model: Optional[str] = LLM_MODEL,
-    llm_key: Optional[str] = LLM_KEY,
+    window: str | None = WINDOW,
+    llm_endpoint: str | None = LLM_ENDPOINT, llm_model: str | None = LLM_MODEL,
+    llm_key: str | None = LLM_KEY,
     device: str = typer.Option("cpu"),
 ) -> None:
     """A structured findings report (Markdown + JSON + overlay) from grounding an image or a volume.
 
-    Example: medglip report src/medglip/samples/pyradiomics/brain2_image.nrrd -p "brain tumor" --modality MR --out brain2-report"""
+    Example: medglip report src/medglip/samples/pyradiomics/brain2_image.nrrd -p "brain tumor" --modality MR --out brain2-report"""  # noqa: E501  (the example is one line: help shows it, tests/test_docs.py runs it)
     from ..report import make_report, write_report
 
     _exists(image)
@@ -189,7 +204,7 @@ def report(
 
 @command()
 def serve(
-    checkpoint: Optional[Path] = CHECKPOINT,
+    checkpoint: Path | None = CHECKPOINT,
     host: str = typer.Option("127.0.0.1", help="Interface to listen on; keep 127.0.0.1 behind a TLS reverse proxy."),
     port: int = typer.Option(8000),
     masks: bool = typer.Option(True, help="Let requests ask for LiteMedSAM masks (loaded on first use); masks=head "
@@ -206,7 +221,8 @@ def serve(
                                                            "through the model (413 above it)."),
     torch_threads: int = typer.Option(0, min=0, help="Intra-op torch threads (0: torch's default)."),
     log_level: str = typer.Option("info", help="Server log level: debug, info, warning, error."),
-    max_request_mb: float = typer.Option(512.0, help="Largest decoded image of one request (MiB; float64 read as float32)."),
+    max_request_mb: float = typer.Option(512.0, help="Largest decoded image of one request (MiB; float64 read as "
+                                         "float32)."),
     max_inflight_mb: float = typer.Option(1024.0, help="Decoded MiB of all requests in flight; above it 503."),
     request_timeout: float = typer.Option(120.0, help="Deadline of every request, seconds (504)."),
     body_timeout: float = typer.Option(15.0, help="Longest pause in a request body, seconds (408)."),
@@ -214,15 +230,19 @@ def serve(
     keep_alive: int = typer.Option(5, help="Idle keep-alive seconds."),
     limit_concurrency: int = typer.Option(64, help="Connections at once; more get 503."),
     io_workers: int = typer.Option(4, help="Threads that unpack, parse and decode uploads."),
-    api_keys_file: Optional[Path] = typer.Option(None, help="API keys, one 'name key' per line (else MEDGLIP_API_KEYS=name:key,...)."),
-    rate_limit: int = typer.Option(0, help="Requests per minute per API key (per client address without keys); 0: none."),
-    rate_burst: int = typer.Option(20, min=1, help="Requests a key may send at once before its per-minute rate applies."),
+    api_keys_file: Path | None = typer.Option(None, help="API keys, one 'name key' per line (else "
+                                              "MEDGLIP_API_KEYS=name:key,...)."),
+    rate_limit: int = typer.Option(0, help="Requests per minute per API key (per client address without keys); "
+                                   "0: none."),
+    rate_burst: int = typer.Option(20, min=1, help="Requests a key may send at once before its per-minute rate "
+                                   "applies."),
     cors_origin: list[str] = typer.Option([], help="Web origin whose pages may call the service; repeatable."),
     docs: bool = typer.Option(False, help="Serve /docs (Swagger UI, which the browser fetches from a CDN)."),
-    audit_log: Optional[Path] = typer.Option(None, help="Append the audit log (JSON lines) to this file."),
-    forwarded_allow_ips: Optional[str] = typer.Option(None, help="The TLS proxy's address(es) whose X-Forwarded-* headers are trusted."),
-    llm_endpoint: Optional[str] = LLM_ENDPOINT, llm_model: Optional[str] = LLM_MODEL,
-    llm_key: Optional[str] = LLM_KEY,
+    audit_log: Path | None = typer.Option(None, help="Append the audit log (JSON lines) to this file."),
+    forwarded_allow_ips: str | None = typer.Option(None, help="The TLS proxy's address(es) whose X-Forwarded-* "
+                                                   "headers are trusted."),
+    llm_endpoint: str | None = LLM_ENDPOINT, llm_model: str | None = LLM_MODEL,
+    llm_key: str | None = LLM_KEY,
     device: str = typer.Option("cpu"),
 ) -> None:
     """The HTTP service and its web page at / (docs/security.md: keys, limits, TLS proxy, what an upload can do).

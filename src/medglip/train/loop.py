@@ -33,18 +33,18 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from .. import __version__
+from ..core.files import atomic_write_bytes
 from ..errors import MedglipError
 from ..model import PRESETS, GroundingModel, build_prompts, load_checkpoint, save_checkpoint
 from ..model.tasks import AuxiliaryTasks
 from ..ontology import PhraseRelations
-from ..core.files import atomic_write_bytes
+from .config import TrainConfig
 from .curves import CsvLog, plot_losses
 from .data import GroundingDataset, collate
-from .ema import make_ema, update_ema
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, same_on_all_ranks, wrap_model
-from .config import TrainConfig
-from .progress import TrainProgress, clock, seconds_left
+from .ema import make_ema, update_ema
 from .optim import freeze_parts, lr_factor, param_groups, resolve_amp
+from .progress import TrainProgress, clock, seconds_left
 from .sampling import ModalityBatchSampler, image_weights
 from .state import EMA_DIR, latest_checkpoint, load_state, publish, rng_state, set_rng_state, write_checkpoint
 
@@ -197,7 +197,8 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
             ema.n_averaged.fill_(int(state.get("ema_updates", state["step"])))
         set_rng_state(state["rng"])
         step = int(state["step"])
-        for group, base in zip(optimizer.param_groups, scheduler.base_lrs):  # the schedule may be longer now
+        # the schedule may be longer now; the scheduler holds one base lr per group
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
             group["lr"] = base * schedule(step)
     if not same_on_all_ranks(step, info):
         raise MedglipError(f"rank {info.rank} resumes at step {step} but another rank does not: resuming a "
@@ -256,8 +257,10 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
                     update_ema(ema, model)
                 step += 1
                 if not math.isfinite(metrics["loss"]):  # the same on every rank (all-reduced)
-                    kept = (f"the last good checkpoint, {run_dir / 'checkpoints' / f'step-{last_saved:07d}'}, is kept "
-                            f"(and is what {run_dir} holds)") if last_saved > 0 else "no checkpoint had been written yet"
+                    kept = "no checkpoint had been written yet"
+                    if last_saved > 0:
+                        kept = (f"the last good checkpoint, {run_dir / 'checkpoints' / f'step-{last_saved:07d}'}, "
+                                f"is kept (and is what {run_dir} holds)")
                     raise NonFiniteLoss(f"step {step}: the loss is {metrics['loss']} (not a finite number); training "
                                         f"stopped without saving this state; {kept}. Lower --lr, check the data, or "
                                         "resume from the kept checkpoint with --resume")
@@ -308,7 +311,7 @@ def _resume_guard(run_dir: Path, ckpt: Path, fn: Callable[[Path], Any], arg: Pat
 def _config_dict(cfg: Any) -> Any:
     if hasattr(cfg, "to_dict"):
         return json.loads(json.dumps(cfg.to_dict(), default=str))
-    if dataclasses.is_dataclass(cfg):
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):  # an instance, not a dataclass itself
         return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
     return str(cfg)
 
@@ -343,7 +346,7 @@ def _step(ddp_model: torch.nn.Module, model: torch.nn.Module, batch: dict[str, A
     scheduler.step()
     names = sorted(losses)
     vec = torch.stack([loss.detach()] + [losses[n].detach().float() for n in names] + [grad_norm.detach().float()])
-    vec = all_reduce_mean(vec, info).cpu().tolist()
-    out = {"loss": vec[0], **{n: v for n, v in zip(names, vec[1:-1])}, "grad_norm": vec[-1],
+    means = all_reduce_mean(vec, info).cpu().tolist()
+    out = {"loss": means[0], **{n: v for n, v in zip(names, means[1:-1], strict=True)}, "grad_norm": means[-1],
            "lr": float(main_lrs[0] if main_lrs else lr)}
     return out

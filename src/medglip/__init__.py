@@ -8,6 +8,15 @@ from .modality import MODALITIES, normalise_modality
 __version__ = "0.2.0"
 
 __all__ = [
-    "Case", "CaseRef", "Geometry", "LabelMap", "CaseError", "LayoutError", "MedglipError", "ReadError",
-    "MODALITIES", "normalise_modality", "__version__",
+    "Case",
+    "CaseRef",
+    "Geometry",
+    "LabelMap",
+    "CaseError",
+    "LayoutError",
+    "MedglipError",
+    "ReadError",
+    "MODALITIES",
+    "normalise_modality",
+    "__version__",
 ]

@@ -52,9 +52,15 @@ def lesion_patients(dataset_dir: Path, split: str = "train") -> list[tuple[str, 
 
 def make_fold(dataset_dir: Path, held: tuple[str, str], out: Path, split: str = "train") -> Path:
     """An overlay dataset: ``train`` = the split without the ``held`` case, ``test`` = that case."""
-    return _overlay(dataset_dir, out, split, {
-        "train": lambda im: (str(im.get("source")), str(im.get("case_id"))) != held,
-        "test": lambda im: (str(im.get("source")), str(im.get("case_id"))) == held})
+    return _overlay(
+        dataset_dir,
+        out,
+        split,
+        {
+            "train": lambda im: (str(im.get("source")), str(im.get("case_id"))) != held,
+            "test": lambda im: (str(im.get("source")), str(im.get("case_id"))) == held,
+        },
+    )
 
 
 def source_subset(dataset_dir: Path, source: str, out: Path, split: str = "test") -> Path:
@@ -71,8 +77,11 @@ def _overlay(dataset_dir: Path, out: Path, split: str, keep: dict[str, Callable[
     for name, wanted in keep.items():
         images = [im for im in coco["images"] if wanted(im)]
         ids = {int(im["id"]) for im in images}
-        parts[name] = {**coco, "images": images, "annotations": [a for a in coco["annotations"]
-                                                                  if int(a["image_id"]) in ids]}
+        parts[name] = {
+            **coco,
+            "images": images,
+            "annotations": [a for a in coco["annotations"] if int(a["image_id"]) in ids],
+        }
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     for name, part in parts.items():
         atomic_write_json(out / "annotations" / f"{name}.json", part)
@@ -85,23 +94,32 @@ def _overlay(dataset_dir: Path, out: Path, split: str, keep: dict[str, Callable[
     return out
 
 
-def calibrate(run: str | Path, dataset_dir: str | Path, out: str | Path, *, split: str = "val",
-              max_fpr: float | None = 0.1) -> dict[str, Any]:
+def calibrate(
+    run: str | Path, dataset_dir: str | Path, out: str | Path, *, split: str = "val", max_fpr: float | None = 0.1
+) -> dict[str, Any]:
     """Per-phrase score thresholds of ``run`` chosen on a validation split (never the test patients) and
     written into ``run/config.json``; ``OUT/calibration.json`` keeps the metrics and pairs they came from."""
     run, out = Path(run), Path(out)
     metrics, present, absent = evaluate_run(run, Path(dataset_dir), split, out / "eval", phrases="case")
     thresholds = choose_thresholds(present, absent, max_fpr=max_fpr)
     set_thresholds(run, thresholds)
-    summary = {"run": str(run), "dataset": str(dataset_dir), "split": split, "max_fpr": max_fpr,
-               "thresholds": thresholds, "overall_before": metrics.get("overall"),
-               "present_pairs": len(present), "absent_pairs": len(absent)}
+    summary = {
+        "run": str(run),
+        "dataset": str(dataset_dir),
+        "split": split,
+        "max_fpr": max_fpr,
+        "thresholds": thresholds,
+        "overall_before": metrics.get("overall"),
+        "present_pairs": len(present),
+        "absent_pairs": len(absent),
+    }
     atomic_write_json(out / "calibration.json", summary, indent=1)
     return summary
 
 
-def lopo(dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool = True,
-         masks: bool | str = False) -> dict[str, Any]:
+def lopo(
+    dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool = True, masks: bool | str = False
+) -> dict[str, Any]:
     """Leave-one-patient-out on the training patients, thresholds, and the final model (module docstring).
 
     Args:
@@ -114,8 +132,9 @@ def lopo(dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool =
     dataset_dir, out = Path(dataset_dir), Path(out)
     patients = lesion_patients(dataset_dir)
     if len(patients) < 2:
-        raise MedglipError(f"{dataset_dir}: leave-one-patient-out needs at least two training patients with a "
-                           f"lesion, found {patients}")
+        raise MedglipError(
+            f"{dataset_dir}: leave-one-patient-out needs at least two training patients with a lesion, found {patients}"
+        )
     folds, present, absent = [], [], []
     for source, case in patients:
         name = fold_name(source, case)
@@ -126,13 +145,28 @@ def lopo(dataset_dir: str | Path, out: str | Path, config: Any, *, final: bool =
         metrics, pos, neg = evaluate_run(run, data, "test", fdir / "eval", masks=masks)
         present += pos
         absent += neg
-        folds.append({"patient": f"{source}/{case}", "overall": metrics["overall"],
-                      "present": [list(p) for p in pos], "absent": [list(a) for a in neg]})
-        log.info("fold %s: Acc@0.5 %s absent-FP %s", name, metrics["overall"].get("acc50"),
-                 metrics["overall"].get("absent_fp_rate"))
+        folds.append(
+            {
+                "patient": f"{source}/{case}",
+                "overall": metrics["overall"],
+                "present": [list(p) for p in pos],
+                "absent": [list(a) for a in neg],
+            }
+        )
+        log.info(
+            "fold %s: Acc@0.5 %s absent-FP %s",
+            name,
+            metrics["overall"].get("acc50"),
+            metrics["overall"].get("absent_fp_rate"),
+        )
     thresholds = choose_thresholds(present, absent)
-    summary = {"dataset": str(dataset_dir), "train_config": dataclasses.asdict(config), "folds": folds,
-               "thresholds": thresholds, "mean": mean_metrics([f["overall"] for f in folds])}
+    summary = {
+        "dataset": str(dataset_dir),
+        "train_config": dataclasses.asdict(config),
+        "folds": folds,
+        "thresholds": thresholds,
+        "mean": mean_metrics([f["overall"] for f in folds]),
+    }
     if final:
         run = out / "final"
         _fit(dataset_dir, run, config)
@@ -168,21 +202,28 @@ def _pct(v: Any) -> str:
     return "–" if v is None else f"{100 * float(v):.1f} %"
 
 
-def lopo_markdown(summary: dict[str, Any], *, title: str = "Leave-one-patient-out on the training patients"
-                  ) -> str:
-    lines = [f"# {title}", "",
-             "| held-out training patient | Acc@0.5 | mIoU | AP50 | mask Dice | absent-phrase FP rate |",
-             "|---|---:|---:|---:|---:|---:|"]
+def lopo_markdown(summary: dict[str, Any], *, title: str = "Leave-one-patient-out on the training patients") -> str:
+    lines = [
+        f"# {title}",
+        "",
+        "| held-out training patient | Acc@0.5 | mIoU | AP50 | mask Dice | absent-phrase FP rate |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for f in summary["folds"] + [{"patient": "**mean**", "overall": summary["mean"]}]:
         o = f["overall"]
         lines.append(f"| {f['patient']} | " + " | ".join(_pct(o.get(k)) for k in _KEYS) + " |")
-    lines += ["", "Thresholds chosen (Youden's J on the pooled folds): " +
-              ", ".join(f"{p} {t:.2f}" for p, t in summary["thresholds"].items()), ""]
+    lines += [
+        "",
+        "Thresholds chosen (Youden's J on the pooled folds): "
+        + ", ".join(f"{p} {t:.2f}" for p, t in summary["thresholds"].items()),
+        "",
+    ]
     return "\n".join(lines)
 
 
-def heldout_report(run: str | Path, dataset_dir: str | Path, out: str | Path, *, split: str = "test",
-                   masks: bool | str = False) -> dict[str, Any]:
+def heldout_report(
+    run: str | Path, dataset_dir: str | Path, out: str | Path, *, split: str = "test", masks: bool | str = False
+) -> dict[str, Any]:
     """Per held-out patient (a case of ``split``): grounding metrics and VQA accuracy next to its
     ceiling, with the run's calibrated thresholds. Writes ``OUT/heldout.json`` / ``heldout.md``."""
     from .infer import Grounder
@@ -198,20 +239,34 @@ def heldout_report(run: str | Path, dataset_dir: str | Path, out: str | Path, *,
         data = make_fold(dataset_dir, (source, case), out / name / "data", split=split)
         metrics, _, _ = evaluate_run(run, data, "test", out / name / "eval", masks=masks)
         vqa = evaluate_vqa(g, data, split="test", out=out / name / "vqa")
-        rows.append({"patient": f"{source}/{case}", "overall": metrics["overall"], "vqa": vqa["overall"],
-                     "vqa_by_kind": vqa["by_kind"]})
-    report = {"run": str(run), "dataset": str(dataset_dir), "split": split, "patients": rows,
-              "thresholds": dict(read_json(run / "config.json").get("finding_thresholds") or [])}
+        rows.append(
+            {
+                "patient": f"{source}/{case}",
+                "overall": metrics["overall"],
+                "vqa": vqa["overall"],
+                "vqa_by_kind": vqa["by_kind"],
+            }
+        )
+    report = {
+        "run": str(run),
+        "dataset": str(dataset_dir),
+        "split": split,
+        "patients": rows,
+        "thresholds": dict(read_json(run / "config.json").get("finding_thresholds") or []),
+    }
     atomic_write_json(out / "heldout.json", report, indent=1)
-    lines = ["| held-out patient | Acc@0.5 | mIoU | AP50 | mask Dice | absent-phrase FP | VQA (ceiling) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| held-out patient | Acc@0.5 | mIoU | AP50 | mask Dice | absent-phrase FP | VQA (ceiling) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     lines += [f"| {r['patient']} | {_metric_cells(r)} |" for r in rows]
     atomic_write_text(out / "heldout.md", "\n".join(lines) + "\n")
     return report
 
 
-def source_report(run: str | Path, dataset_dir: str | Path, out: str | Path, *, split: str = "test",
-                  masks: bool | str = "auto") -> dict[str, Any]:
+def source_report(
+    run: str | Path, dataset_dir: str | Path, out: str | Path, *, split: str = "test", masks: bool | str = "auto"
+) -> dict[str, Any]:
     """Per source of a recipe dataset, on its ``split`` patients: Acc@0.5, mIoU, AP50, mask Dice,
     absent-phrase FP rate (absent phrases of the same patient and known-absent ones) and VQA next to
     its ceiling, with the run's calibrated thresholds. Writes ``OUT/sources.json`` / ``sources.md``."""
@@ -229,13 +284,27 @@ def source_report(run: str | Path, dataset_dir: str | Path, out: str | Path, *, 
         vqa = evaluate_vqa(g, data, split="test", out=out / source / "vqa")
         sub = _load(data / "annotations" / "test.json")
         cases = {(im.get("source"), im.get("case_id")) for im in sub["images"]}
-        rows.append({"source": source, "patients": len({patient_of(dataset_dir, *c) for c in cases}),
-                     "images": len(sub["images"]), "overall": metrics["overall"], "vqa": vqa["overall"]})
-    report = {"run": str(run), "dataset": str(dataset_dir), "split": split, "sources": rows,
-              "thresholds": dict(read_json(run / "config.json").get("finding_thresholds") or [])}
+        rows.append(
+            {
+                "source": source,
+                "patients": len({patient_of(dataset_dir, *c) for c in cases}),
+                "images": len(sub["images"]),
+                "overall": metrics["overall"],
+                "vqa": vqa["overall"],
+            }
+        )
+    report = {
+        "run": str(run),
+        "dataset": str(dataset_dir),
+        "split": split,
+        "sources": rows,
+        "thresholds": dict(read_json(run / "config.json").get("finding_thresholds") or []),
+    }
     atomic_write_json(out / "sources.json", report, indent=1)
-    lines = ["| source | patients | images | Acc@0.5 | mIoU | AP50 | mask Dice | absent-phrase FP | VQA (ceiling) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| source | patients | images | Acc@0.5 | mIoU | AP50 | mask Dice | absent-phrase FP | VQA (ceiling) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     lines += [f"| {r['source']} | {r['patients']} | {r['images']} | {_metric_cells(r)} |" for r in rows]
     atomic_write_text(out / "sources.md", "\n".join(lines) + "\n")
     return report
@@ -244,8 +313,10 @@ def source_report(run: str | Path, dataset_dir: str | Path, out: str | Path, *, 
 def _metric_cells(row: dict[str, Any]) -> str:
     """A report row's Markdown cells: the grounding metrics of ``_KEYS``, then VQA (its ceiling)."""
     o, v = row["overall"], row["vqa"]
-    return " | ".join(_pct(o.get(k)) for k in _KEYS) + \
-        f" | {_pct(v.get('accuracy_predicted'))} ({_pct(v.get('accuracy_ground_truth'))})"
+    return (
+        " | ".join(_pct(o.get(k)) for k in _KEYS)
+        + f" | {_pct(v.get('accuracy_predicted'))} ({_pct(v.get('accuracy_ground_truth'))})"
+    )
 
 
 def patient_of(dataset_dir: Path, source: Any, case: Any) -> str:

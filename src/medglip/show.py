@@ -30,10 +30,18 @@ log = logging.getLogger(__name__)
 TILE_SIZE = 384  # square tiles of overview.png
 
 
-def render_image(dataset_dir: Path | None, image_record: dict, annotations: list[dict],
-                 categories: dict[int, dict], *, draw_masks: bool = True, draw_boxes: bool = True,
-                 draw_labels: bool = True, scale: float | None = None,
-                 image: Image.Image | None = None) -> Image.Image:
+def render_image(
+    dataset_dir: Path | None,
+    image_record: dict,
+    annotations: list[dict],
+    categories: dict[int, dict],
+    *,
+    draw_masks: bool = True,
+    draw_boxes: bool = True,
+    draw_labels: bool = True,
+    scale: float | None = None,
+    image: Image.Image | None = None,
+) -> Image.Image:
     """Draw one dataset image with its annotations (:func:`medglip.core.draw.render`).
 
     Args:
@@ -59,8 +67,9 @@ def render_image(dataset_dir: Path | None, image_record: dict, annotations: list
                 pixels = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
         except (OSError, ValueError) as exc:
             raise ReadError(path, f"cannot read image {image_record.get('id')}: {exc}") from exc
-        image = Image.fromarray(picture(pixels, image_record.get("intensity"),
-                                        window=image_record.get("display_window")))
+        image = Image.fromarray(
+            picture(pixels, image_record.get("intensity"), window=image_record.get("display_window"))
+        )
     w0, h0 = image.size
     marks = []
     for ann in annotations:
@@ -72,9 +81,15 @@ def render_image(dataset_dir: Path | None, image_record: dict, annotations: list
             mask = None
         box = xywh_to_xyxy([ann["bbox"]])[0] if ann.get("bbox") else None
         xyxy = None if box is None else (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
-        marks.append(Mark(box=xyxy, colour=ann["category_id"],
-                          label=str(ann.get("phrase") or cat.get("name") or ann["category_id"]),
-                          note=str(ann.get("level") or cat.get("level") or ""), mask=mask))
+        marks.append(
+            Mark(
+                box=xyxy,
+                colour=ann["category_id"],
+                label=str(ann.get("phrase") or cat.get("name") or ann["category_id"]),
+                note=str(ann.get("level") or cat.get("level") or ""),
+                mask=mask,
+            )
+        )
     r = image_record
     s = float(scale) if scale is not None else float(auto_scale(w0, h0))
     plane, index = r.get("slice_plane"), r.get("slice_index")
@@ -83,8 +98,16 @@ def render_image(dataset_dir: Path | None, image_record: dict, annotations: list
     line2 = f"{where} | {r.get('modality', '?')} | {w0}x{h0} px" + (f" x{s:g}" if s != 1 else "")
     if r.get("negative") or not annotations:
         line2 += " | no finding" if r.get("negative") else " | no annotations"
-    return render(image, marks, plane=plane, footer=(line1, line2), scale=s, draw_masks=draw_masks,
-                  draw_boxes=draw_boxes, draw_labels=draw_labels)
+    return render(
+        image,
+        marks,
+        plane=plane,
+        footer=(line1, line2),
+        scale=s,
+        draw_masks=draw_masks,
+        draw_boxes=draw_boxes,
+        draw_labels=draw_labels,
+    )
 
 
 def _output_name(image: dict) -> str:
@@ -117,8 +140,9 @@ def load_split(dataset_dir: Path, split: str) -> dict:
     path = ann_dir / f"{split}.json"
     if not path.is_file():
         found = sorted(p.stem for p in ann_dir.glob("*.json")) if ann_dir.is_dir() else []
-        raise MedglipError(f"split {split!r} not found in {ann_dir}; available splits: "
-                           f"{', '.join(found) if found else 'none'}")
+        raise MedglipError(
+            f"split {split!r} not found in {ann_dir}; available splits: {', '.join(found) if found else 'none'}"
+        )
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -156,19 +180,30 @@ def _case_splits(dataset_dir: Path, asked: list[str], split: str | None) -> list
     if unknown:
         listed = [f"{k} ({sp})" for k, sp in sorted(keys.items())]
         more = f", … ({len(listed) - 30} more)" if len(listed) > 30 else ""
-        raise MedglipError(f"unknown case id(s) in {dataset_dir}: {', '.join(unknown)}; its cases (as cases.json "
-                           f"names them; the case id alone works too): {', '.join(listed[:30]) or 'none'}{more}")
+        raise MedglipError(
+            f"unknown case id(s) in {dataset_dir}: {', '.join(unknown)}; its cases (as cases.json "
+            f"names them; the case id alone works too): {', '.join(listed[:30]) or 'none'}{more}"
+        )
     if split is not None:
         elsewhere = [f"{c} is in split {sorted(set(found[c]))[0]!r}" for c in asked if split not in found[c]]
         if elsewhere:
-            raise MedglipError(f"not in split {split!r}: {'; '.join(elsewhere)} (ask for that split, or leave the "
-                               "split out to search every split)")
+            raise MedglipError(
+                f"not in split {split!r}: {'; '.join(elsewhere)} (ask for that split, or leave the "
+                "split out to search every split)"
+            )
         return [split]
     return [sp for sp in SPLITS if any(sp in found[c] for c in asked)]
 
 
-def _select(coco: dict, split: str, *, image_ids: list[int] | None, case_ids: list[str] | None,
-            wanted: set[str] | None, positives_only: bool) -> tuple[list[tuple[dict, list[dict]]], set[str]]:
+def _select(
+    coco: dict,
+    split: str,
+    *,
+    image_ids: list[int] | None,
+    case_ids: list[str] | None,
+    wanted: set[str] | None,
+    positives_only: bool,
+) -> tuple[list[tuple[dict, list[dict]]], set[str]]:
     """The images of one split that pass the filters, each with the annotations to draw, and the phrases the
     split knows (to name an unknown one)."""
     images = {int(im["id"]): im for im in coco.get("images", [])}
@@ -197,9 +232,19 @@ def _select(coco: dict, split: str, *, image_ids: list[int] | None, case_ids: li
     return [(images[i], by_image.get(i, [])) for i in selected], known
 
 
-def show(dataset_dir: Path, out_dir: Path | None = None, *, split: str | None = "train",
-         image_ids: list[int] | None = None, case_ids: list[str] | None = None, phrases: list[str] | None = None,
-         n: int = 8, positives_only: bool = True, grid: bool = True, seed: int = 0) -> list[Path]:
+def show(
+    dataset_dir: Path,
+    out_dir: Path | None = None,
+    *,
+    split: str | None = "train",
+    image_ids: list[int] | None = None,
+    case_ids: list[str] | None = None,
+    phrases: list[str] | None = None,
+    n: int = 8,
+    positives_only: bool = True,
+    grid: bool = True,
+    seed: int = 0,
+) -> list[Path]:
     """Render images of a built dataset to PNG files (plus ``overview.png`` when `grid`).
 
     Selection: images of `split` filtered by `case_ids` (any name :func:`case_names` gives a case:
@@ -224,8 +269,9 @@ def show(dataset_dir: Path, out_dir: Path | None = None, *, split: str | None = 
     for sp in splits:
         coco = load_split(dataset_dir, sp)
         categories = {int(c["id"]): c for c in coco.get("categories", [])}
-        picked, names = _select(coco, sp, image_ids=image_ids, case_ids=case_ids, wanted=wanted,
-                                positives_only=positives_only)
+        picked, names = _select(
+            coco, sp, image_ids=image_ids, case_ids=case_ids, wanted=wanted, positives_only=positives_only
+        )
         known |= names
         chosen += [(sp, im, anns, categories) for im, anns in picked]
     missing = sorted(wanted - known) if wanted is not None else []
@@ -235,8 +281,10 @@ def show(dataset_dir: Path, out_dir: Path | None = None, *, split: str | None = 
         keep = sorted(random.Random(seed).sample(range(len(chosen)), n))
         chosen = [chosen[k] for k in keep]
     if not chosen:
-        raise MedglipError(f"no image of split {'/'.join(splits)!r} matches the selection "
-                           f"(case_ids={case_ids}, phrases={phrases}, positives_only={positives_only})")
+        raise MedglipError(
+            f"no image of split {'/'.join(splits)!r} matches the selection "
+            f"(case_ids={case_ids}, phrases={phrases}, positives_only={positives_only})"
+        )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -13,12 +13,24 @@ import warnings
 from ..dataset import *  # noqa: F401,F403  (the public API under its old name)
 from ..dataset import __all__  # noqa: F401
 
-warnings.warn("medglip.build is renamed medglip.dataset; import from medglip.dataset (the old name goes in the "
-              "next release)", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "medglip.build is renamed medglip.dataset; import from medglip.dataset (the old name goes in the next release)",
+    DeprecationWarning,
+    stacklevel=2,
+)
 
 #: Old submodule name → the module that holds its code now.
-_MOVED = {"card": "card", "cardplot": "cardplot", "config": "config", "instances": "instances", "labels": "labels",
-          "merge": "merging", "process": "process", "recipe": "recipe", "runner": "runner"}
+_MOVED = {
+    "card": "card",
+    "cardplot": "cardplot",
+    "config": "config",
+    "instances": "instances",
+    "labels": "labels",
+    "merge": "merging",
+    "process": "process",
+    "recipe": "recipe",
+    "runner": "runner",
+}
 
 for _old, _new in _MOVED.items():
     sys.modules[f"{__name__}.{_old}"] = importlib.import_module(f"medglip.dataset.{_new}")

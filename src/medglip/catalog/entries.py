@@ -60,10 +60,19 @@ class CatalogEntry:
         return any(fnmatch.fnmatch(low, p.lower()) for p in self.folders)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "modalities": list(self.modalities), "regions": list(self.regions),
-                "layout": self.layout, "labels": [{"value": v, "name": n} for v, n in self.labels],
-                "licence": self.licence, "url": self.url, "citation": self.citation,
-                "folders": list(self.folders), "notes": self.notes}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "modalities": list(self.modalities),
+            "regions": list(self.regions),
+            "layout": self.layout,
+            "labels": [{"value": v, "name": n} for v, n in self.labels],
+            "licence": self.licence,
+            "url": self.url,
+            "citation": self.citation,
+            "folders": list(self.folders),
+            "notes": self.notes,
+        }
 
 
 def default_path() -> Path:
@@ -89,17 +98,27 @@ def _entry(raw: Any, where: str) -> CatalogEntry:
     missing = [k for k in _REQUIRED if not raw.get(k)]
     unknown = sorted(set(raw) - set(_REQUIRED) - set(_OPTIONAL))
     if missing or unknown:
-        raise CatalogError(f"{where}: missing field(s) {missing}" if missing
-                           else f"{where}: unknown field(s) {unknown}")
+        raise CatalogError(
+            f"{where}: missing field(s) {missing}" if missing else f"{where}: unknown field(s) {unknown}"
+        )
     try:
         mods = tuple(normalise_modality(m) for m in raw["modalities"])
     except UnknownModalityError as exc:
         raise CatalogError(f"{where}: {exc}") from None
     as_tuple = lambda v: tuple(str(x) for x in (v if isinstance(v, list) else [v]))  # noqa: E731
-    return CatalogEntry(id=str(raw["id"]), name=str(raw["name"]), modalities=mods, regions=as_tuple(raw["regions"]),
-                        layout=str(raw["layout"]), labels=_labels(raw["labels"], where), licence=str(raw["licence"]),
-                        url=str(raw["url"]), citation=str(raw["citation"]), folders=as_tuple(raw.get("folders") or []),
-                        notes=str(raw.get("notes") or ""))
+    return CatalogEntry(
+        id=str(raw["id"]),
+        name=str(raw["name"]),
+        modalities=mods,
+        regions=as_tuple(raw["regions"]),
+        layout=str(raw["layout"]),
+        labels=_labels(raw["labels"], where),
+        licence=str(raw["licence"]),
+        url=str(raw["url"]),
+        citation=str(raw["citation"]),
+        folders=as_tuple(raw.get("folders") or []),
+        notes=str(raw.get("notes") or ""),
+    )
 
 
 def read_catalog(path: str | Path) -> tuple[CatalogEntry, ...]:

@@ -65,8 +65,15 @@ def _registry_values() -> dict[str, Callable[[], str]]:
 
         return f"{DEFAULT_BUDGET_MINUTES:g}"
 
-    return {"layouts": layouts, "windows": windows, "window_names": window_names, "presets": presets,
-            "modalities": modalities, "adapt_methods": adapt_methods, "adapt_budget": adapt_budget}
+    return {
+        "layouts": layouts,
+        "windows": windows,
+        "window_names": window_names,
+        "presets": presets,
+        "modalities": modalities,
+        "adapt_methods": adapt_methods,
+        "adapt_budget": adapt_budget,
+    }
 
 
 REGISTRIES = _registry_values()
@@ -105,8 +112,13 @@ class Group(TyperGroup):
             fail(str(exc))
 
 
-app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Medical image grounding (Med-GLIP): build datasets, show them, train, ground, report, serve.")
+app = typer.Typer(
+    cls=Group,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Medical image grounding (Med-GLIP): build datasets, show them, train, ground, report, serve.",
+)
 
 
 def command(name: str | None = None, **kw: Any) -> Callable:
@@ -128,13 +140,19 @@ def setup_logging(verbose: bool) -> None:
         hf_logging.disable_progress_bar()
     except ImportError:
         pass
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False, show_time=False)], force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+        force=True,
+    )
 
 
 @app.callback(invoke_without_command=True)
-def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-          verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging (before the command).")) -> None:
+def _main(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging (before the command)."),
+) -> None:
     if version:
         typer.echo(__version__)
         raise typer.Exit()

@@ -39,8 +39,13 @@ def _from_finding(f: dict[str, Any], n: int) -> tuple[str, ...]:
     if f.get("slices") is not None and "slice" not in " ".join(where):  # the location words may name them
         where.append(_slices(f["slices"]))
     size = f.get("size_mm") if f.get("size_mm") is not None else f.get("extent_mm")  # a volume's: its extent
-    return (str(f.get("id") or f"F{n}"), str(f.get("phrase", "")), _num(f.get("score", 0.0), 2),
-            ", ".join(where), _size_mm(size))
+    return (
+        str(f.get("id") or f"F{n}"),
+        str(f.get("phrase", "")),
+        _num(f.get("score", 0.0), 2),
+        ", ".join(where),
+        _size_mm(size),
+    )
 
 
 def _box_rows(payload: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -64,8 +69,15 @@ def _object_rows(payload: dict[str, Any]) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for n, obj in enumerate(payload.get("objects", []), start=1):
         lo, hi = obj.get("world_box_mm") or [[0, 0, 0], [0, 0, 0]]
-        rows.append((f"F{n}", obj["phrase"], _num(obj["score"], 2), _slices(obj.get("slices")),
-                     _size_mm([abs(b - a) for a, b in zip(lo, hi, strict=False)])))
+        rows.append(
+            (
+                f"F{n}",
+                obj["phrase"],
+                _num(obj["score"], 2),
+                _slices(obj.get("slices")),
+                _size_mm([abs(b - a) for a, b in zip(lo, hi, strict=False)]),
+            )
+        )
     return rows
 
 

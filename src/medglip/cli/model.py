@@ -25,10 +25,12 @@ from .options import (
 from .output import print_rows
 from .progress import adapt_progress, train_progress
 
-_SOURCE_WEIGHT = typer.Option([], "--source-weight", help="SOURCE=W: a source's sampling weight (overrides the "
-                              "recipe's); repeatable.")
-_MODALITY_WEIGHT = typer.Option([], "--modality-weight", help="MODALITY=W multiplies its images' sampling weights; "
-                                "repeatable.")
+_SOURCE_WEIGHT = typer.Option(
+    [], "--source-weight", help="SOURCE=W: a source's sampling weight (overrides the recipe's); repeatable."
+)
+_MODALITY_WEIGHT = typer.Option(
+    [], "--modality-weight", help="MODALITY=W multiplies its images' sampling weights; repeatable."
+)
 
 
 @command()
@@ -53,9 +55,14 @@ def train(
     modality_weight: list[str] = _MODALITY_WEIGHT,
     copy_paste: float | None = typer.Option(None, help="Lesion copy-paste probability (default 0.5)."),
     elastic: float = typer.Option(0.0, help="Elastic deformation probability (image, masks and boxes together)."),
-    coarse_phrases: float = typer.Option(0.0, help="Probability that a lesion is asked by a coarser lesion term "
-                                         "of the ontology ('lower-grade glioma' as 'brain tumor')."),
-    contrastive_weight: float = CONTRAST, mlm_weight: float = MLM, mask_weight: float = MASK_W,
+    coarse_phrases: float = typer.Option(
+        0.0,
+        help="Probability that a lesion is asked by a coarser lesion term "
+        "of the ontology ('lower-grade glioma' as 'brain tumor').",
+    ),
+    contrastive_weight: float = CONTRAST,
+    mlm_weight: float = MLM,
+    mask_weight: float = MASK_W,
     freeze: list[str] = FREEZE,
 ) -> None:
     """Train (or fine-tune) the grounding model; a progress bar with elapsed and remaining time on a terminal.
@@ -65,34 +72,61 @@ def train(
     from ..train import train as run_train
 
     more = {"copy_paste_prob": copy_paste} if copy_paste is not None else {}
-    cfg = train_config(preset=preset, image_size=image_size, context_slices=context_slices,
-                       source_weight=source_weight, modality_weight=modality_weight, freeze=freeze,
-                       max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
-                       init_from=str(init_from) if init_from else None, checkpoint_every=checkpoint_every, amp=amp,
-                       num_workers=num_workers, elastic_prob=elastic, coarse_phrase_prob=coarse_phrases,
-                       contrastive_weight=contrastive_weight, mlm_weight=mlm_weight, mask_weight=mask_weight, **more)
+    cfg = train_config(
+        preset=preset,
+        image_size=image_size,
+        context_slices=context_slices,
+        source_weight=source_weight,
+        modality_weight=modality_weight,
+        freeze=freeze,
+        max_steps=max_steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        device=device,
+        seed=seed,
+        init_from=str(init_from) if init_from else None,
+        checkpoint_every=checkpoint_every,
+        amp=amp,
+        num_workers=num_workers,
+        elastic_prob=elastic,
+        coarse_phrase_prob=coarse_phrases,
+        contrastive_weight=contrastive_weight,
+        mlm_weight=mlm_weight,
+        mask_weight=mask_weight,
+        **more,
+    )
     run = run_train(dataset, out, cfg, resume=resume, progress=train_progress())
-    console.print(f"[green]trained[/]: {run} (loss curve {run / 'loss.png'}; the dataset's card: "
-                  f"{run / 'dataset_card.json'})", highlight=False)
+    console.print(
+        f"[green]trained[/]: {run} (loss curve {run / 'loss.png'}; the dataset's card: {run / 'dataset_card.json'})",
+        highlight=False,
+    )
 
 
 @command()
 def adapt(
-    data: Path = typer.Argument(..., help="A built dataset, or a folder `medglip build` takes (then built into "
-                                          "RUN/data)."),
-    out: Path = typer.Option(..., "--out", help="The run folder (new): what changed against the start model, its "
-                             "thresholds and card (ADAPT_CARD.md); every command loads it with --checkpoint RUN."),
-    phrase: list[str] | None = phrase_option("A phrase to adapt; repeatable (default: every phrase the training "
-                                             "cases mark)."),
-    start: str = typer.Option("shipped", "--from", help="The start model: shipped, or a run folder (medglip train "
-                                                        "or adapt output)."),
+    data: Path = typer.Argument(
+        ..., help="A built dataset, or a folder `medglip build` takes (then built into RUN/data)."
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="The run folder (new): what changed against the start model, its "
+        "thresholds and card (ADAPT_CARD.md); every command loads it with --checkpoint RUN.",
+    ),
+    phrase: list[str] | None = phrase_option(
+        "A phrase to adapt; repeatable (default: every phrase the training cases mark)."
+    ),
+    start: str = typer.Option(
+        "shipped", "--from", help="The start model: shipped, or a run folder (medglip train or adapt output)."
+    ),
     method: str = typer.Option("auto", help="What trains: {adapt_methods}."),
     budget_minutes: float | None = typer.Option(None, help="Training time in minutes (default {adapt_budget})."),
     max_steps: int | None = typer.Option(None, min=1, help="Also stop after this many steps."),
-    modality: str | None = typer.Option(None, help="The data's modality ({modalities}) when the data does not "
-                                                   "say it."),
-    reference: Path | None = typer.Option(None, help="A built dataset whose test split (the start model's test "
-                                                     "patients) measures forgetting."),
+    modality: str | None = typer.Option(None, help="The data's modality ({modalities}) when the data does not say it."),
+    reference: Path | None = typer.Option(
+        None, help="A built dataset whose test split (the start model's test patients) measures forgetting."
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1."),
     seed: int = typer.Option(0, help="Seed of the data order and augmentation."),
 ) -> None:
@@ -105,12 +139,27 @@ def adapt(
 
     budget = DEFAULT_BUDGET_MINUTES if budget_minutes is None else budget_minutes
     with adapt_progress() as progress:
-        result = run_adapt(data, out=out, phrases=phrase or None, start=start, method=method, max_steps=max_steps,
-                           modality=modality, device=device, seed=seed, reference=reference, progress=progress,
-                           budget_minutes=budget)
-    console.print(f"[green]adapted[/] {', '.join(result.phrases)}: method {result.method}, {result.steps} step(s) in "
-                  f"{result.seconds:.1f} s; run folder {result.run} (load it with --checkpoint {result.run}; its card: "
-                  f"{result.run / 'ADAPT_CARD.md'})", highlight=False, soft_wrap=True)
+        result = run_adapt(
+            data,
+            out=out,
+            phrases=phrase or None,
+            start=start,
+            method=method,
+            max_steps=max_steps,
+            modality=modality,
+            device=device,
+            seed=seed,
+            reference=reference,
+            progress=progress,
+            budget_minutes=budget,
+        )
+    console.print(
+        f"[green]adapted[/] {', '.join(result.phrases)}: method {result.method}, {result.steps} step(s) in "
+        f"{result.seconds:.1f} s; run folder {result.run} (load it with --checkpoint {result.run}; its card: "
+        f"{result.run / 'ADAPT_CARD.md'})",
+        highlight=False,
+        soft_wrap=True,
+    )
     print_rows(("phrase", "threshold"), [(p, f"{t:.2f}") for p, t in result.thresholds.items()])
     console.print(f"thresholds chosen on the {result.calibration_split} split", highlight=False)
     if result.forgetting is not None:
@@ -126,16 +175,21 @@ def lopo(
     out: Path = typer.Option(..., "--out", help="Folder: folds/, lopo.json, lopo.md, final/ (the final run)."),
     preset: str = PRESET,
     max_steps: int | None = typer.Option(600),
-    batch_size: int = typer.Option(4), lr: float = typer.Option(3e-4), image_size: int | None = typer.Option(256),
+    batch_size: int = typer.Option(4),
+    lr: float = typer.Option(3e-4),
+    image_size: int | None = typer.Option(256),
     context_slices: int = CONTEXT,
     warmup_steps: int = typer.Option(100, help="Linear learning-rate warm-up steps."),
     copy_paste: float = typer.Option(0.5, help="Lesion copy-paste probability."),
     source_weight: list[str] = typer.Option([], "--source-weight", help="SOURCE=W sampling weight; repeatable."),
     modality_weight: list[str] = typer.Option([], "--modality-weight", help="MODALITY=W; repeatable."),
     elastic: float = typer.Option(0.0, help="Elastic deformation probability (image, masks and boxes together)."),
-    device: str = typer.Option("auto"), seed: int = typer.Option(0),
+    device: str = typer.Option("auto"),
+    seed: int = typer.Option(0),
     final: bool = typer.Option(True, help="Also train the final model on every training case."),
-    contrastive_weight: float = CONTRAST, mlm_weight: float = MLM, mask_weight: float = MASK_W,
+    contrastive_weight: float = CONTRAST,
+    mlm_weight: float = MLM,
+    mask_weight: float = MASK_W,
     freeze: list[str] = FREEZE,
     masks: str = typer.Option("none", help="Also the folds' mask Dice: head, medsam, auto or none."),
 ) -> None:
@@ -145,11 +199,25 @@ def lopo(
     Example: medglip lopo data/ds-all --out runs/heldout --max-steps 400 --image-size 256 --warmup-steps 40 --mask-weight 0"""  # noqa: E501  (the example is one line: help shows it, tests/test_docs.py runs it)
     from ..protocol import lopo as run_lopo
 
-    cfg = train_config(preset=preset, image_size=image_size, context_slices=context_slices,
-                       source_weight=source_weight, modality_weight=modality_weight, freeze=freeze,
-                       max_steps=max_steps, batch_size=batch_size, lr=lr, device=device, seed=seed,
-                       copy_paste_prob=copy_paste, warmup_steps=warmup_steps, elastic_prob=elastic,
-                       contrastive_weight=contrastive_weight, mlm_weight=mlm_weight, mask_weight=mask_weight)
+    cfg = train_config(
+        preset=preset,
+        image_size=image_size,
+        context_slices=context_slices,
+        source_weight=source_weight,
+        modality_weight=modality_weight,
+        freeze=freeze,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        device=device,
+        seed=seed,
+        copy_paste_prob=copy_paste,
+        warmup_steps=warmup_steps,
+        elastic_prob=elastic,
+        contrastive_weight=contrastive_weight,
+        mlm_weight=mlm_weight,
+        mask_weight=mask_weight,
+    )
     summary = run_lopo(dataset, out, cfg, final=final, masks=masks)
     console.print((out / "lopo.md").read_text())
     console.print(f"thresholds {summary['thresholds']}; final run: {summary.get('final_run', '-')}")
@@ -192,13 +260,20 @@ def eval_(
     dataset: Path = typer.Argument(..., help="Built dataset folder."),
     checkpoint: Path | None = CHECKPOINT,
     split: str = typer.Option("test"),
-    json_out: Path = typer.Option(Path("metrics.json"), "--json",
-                                  help="Metrics JSON (Markdown and PR curve beside it)."),
-    masks: str = typer.Option("none", help="Also masks (mask AP, Dice): head (the checkpoint's mask head), medsam "
-                                           "(LiteMedSAM given each box), auto, none."),
+    json_out: Path = typer.Option(
+        Path("metrics.json"), "--json", help="Metrics JSON (Markdown and PR curve beside it)."
+    ),
+    masks: str = typer.Option(
+        "none",
+        help="Also masks (mask AP, Dice): head (the checkpoint's mask head), medsam "
+        "(LiteMedSAM given each box), auto, none.",
+    ),
     phrases: str = typer.Option("case", help="Absent phrases queried per image: case, modality, all."),
-    score_threshold: float | None = typer.Option(None, help="Score above which an absent phrase counts as a false "
-                                                 "positive (default: the checkpoint's calibrated threshold)."),
+    score_threshold: float | None = typer.Option(
+        None,
+        help="Score above which an absent phrase counts as a false "
+        "positive (default: the checkpoint's calibrated threshold).",
+    ),
     max_per_phrase: int = typer.Option(100, help="Boxes kept per (image, phrase) (and refined into masks)."),
     device: str = typer.Option("cpu"),
 ) -> None:
@@ -210,16 +285,27 @@ def eval_(
 
     g, masks_how = load_grounder(checkpoint, device=device, masks=masks)
     # predict_dataset checks the value itself (an error naming it)
-    preds, queries = predict_dataset(g, dataset, split=split, phrases=cast(PhraseSet, phrases), masks=masks_how,
-                                     max_per_phrase=max_per_phrase)
+    preds, queries = predict_dataset(
+        g, dataset, split=split, phrases=cast(PhraseSet, phrases), masks=masks_how, max_per_phrase=max_per_phrase
+    )
     out_dir = json_out.parent if str(json_out.parent) else Path(".")
-    metrics = evaluate(dataset, preds, split=split, queries=queries, out=out_dir,
-                       score_threshold=g.threshold_for("*") if score_threshold is None else score_threshold)
+    metrics = evaluate(
+        dataset,
+        preds,
+        split=split,
+        queries=queries,
+        out=out_dir,
+        score_threshold=g.threshold_for("*") if score_threshold is None else score_threshold,
+    )
     if json_out.name != "metrics.json":
         (out_dir / "metrics.json").replace(json_out)
     o = metrics["overall"]
-    console.print(" ".join(f"{k}={o[k]:.3f}" if isinstance(o.get(k), float) else f"{k}={o.get(k)}"
-                           for k in ("AP", "AP50", "AP75", "acc50", "miou", "dice", "absent_fp_rate")))
+    console.print(
+        " ".join(
+            f"{k}={o[k]:.3f}" if isinstance(o.get(k), float) else f"{k}={o.get(k)}"
+            for k in ("AP", "AP50", "AP75", "acc50", "miou", "dice", "absent_fp_rate")
+        )
+    )
     console.print(f"metrics: {json_out} (+ metrics.md, pr_curve.png)")
 
 
@@ -229,8 +315,9 @@ def heldout(
     checkpoint: Path | None = CHECKPOINT,
     out: Path = typer.Option(Path("heldout"), help="Folder for heldout.json / heldout.md and per-patient files."),
     split: str = typer.Option("test"),
-    masks: str = typer.Option("none", help="Also masks (mask Dice): head (the checkpoint's mask head), medsam "
-                                           "(LiteMedSAM), auto or none."),
+    masks: str = typer.Option(
+        "none", help="Also masks (mask Dice): head (the checkpoint's mask head), medsam (LiteMedSAM), auto or none."
+    ),
 ) -> None:
     """Per held-out patient: Acc@0.5, mIoU, AP50, mask Dice, absent-phrase FP rate and VQA vs its ceiling.
 
@@ -278,7 +365,8 @@ def vqa_eval(
     for kind, m in sorted(metrics["by_kind"].items()):
         table.add_row(kind, str(m["n"]), f"{m['accuracy_predicted']:.1%}", f"{m['accuracy_ground_truth']:.1%}")
     o = metrics["overall"]
-    table.add_row("all", str(metrics["n_questions"]), f"{o['accuracy_predicted']:.1%}",
-                  f"{o['accuracy_ground_truth']:.1%}")
+    table.add_row(
+        "all", str(metrics["n_questions"]), f"{o['accuracy_predicted']:.1%}", f"{o['accuracy_ground_truth']:.1%}"
+    )
     console.print(table)
     console.print(f"metrics: {out / 'vqa_metrics.json'} (+ vqa_metrics.md)")

@@ -39,17 +39,26 @@ def _box(box: Any) -> tuple[float, float, float, float]:
     return x0, y0, x1, y1
 
 
-def draw_volume_result(result: Any, *, window: Any = None,
-                       max_slices: int = MAX_SLICES) -> tuple[Image.Image, list[int]]:
+def draw_volume_result(
+    result: Any, *, window: Any = None, max_slices: int = MAX_SLICES
+) -> tuple[Image.Image, list[int]]:
     """``(sheet, slices)``: the slices of a :class:`~medglip.infer.VolumeGroundingResult` that hold findings,
     drawn and laid out in a grid (no finding: the middle slice, so the file always shows the volume)."""
     slices = montage_slices(result.objects, max_slices=max_slices)
     n_slices = result.slice_plan().n_slices
     tiles = []
     for k in slices or [n_slices // 2]:
-        marks = [Mark(box=_box(b.box), colour=result.phrases.index(o.phrase) + 1
-                      if o.phrase in result.phrases else n, label=f"F{n} {o.phrase} {b.score:.2f}", mask=b.mask)
-                 for n, o in enumerate(result.objects, start=1) for b in o.slice_boxes if b.slice_index == k]
+        marks = [
+            Mark(
+                box=_box(b.box),
+                colour=result.phrases.index(o.phrase) + 1 if o.phrase in result.phrases else n,
+                label=f"F{n} {o.phrase} {b.score:.2f}",
+                mask=b.mask,
+            )
+            for n, o in enumerate(result.objects, start=1)
+            for b in o.slice_boxes
+            if b.slice_index == k
+        ]
         what = f"{len(marks)} finding(s)" if marks else "no finding above the score threshold"
         footer = (str(result.source), f"{result.plane} slice {k} of {n_slices} | {result.modality} | {what}")
         tiles.append(render(result.picture(k, window=window), marks, plane=result.plane, footer=footer))

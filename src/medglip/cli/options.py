@@ -11,8 +11,10 @@ import typer
 
 from .app import CliError
 
-WINDOW_HELP = ("CT window of the picture: {window_names} or LOW:HIGH in HU (default soft_tissue). The model's "
-               "input does not depend on it.")
+WINDOW_HELP = (
+    "CT window of the picture: {window_names} or LOW:HIGH in HU (default soft_tissue). The model's "
+    "input does not depend on it."
+)
 
 
 def window_value(value: str | None) -> str | None:
@@ -23,23 +25,39 @@ def window_value(value: str | None) -> str | None:
 
 
 WINDOW = typer.Option(None, "--window", help=WINDOW_HELP, callback=window_value)
-MASKS = typer.Option("none", "--masks", help="Masks per box: head (the checkpoint's own mask head), medsam (LiteMedSAM "
-                     "given each box), auto (head when the checkpoint has one, else LiteMedSAM) or none.")
-CHECKPOINT = typer.Option(None, "--checkpoint", help="A run folder (medglip train output); default: the model "
-                          "medglip ships.")
+MASKS = typer.Option(
+    "none",
+    "--masks",
+    help="Masks per box: head (the checkpoint's own mask head), medsam (LiteMedSAM "
+    "given each box), auto (head when the checkpoint has one, else LiteMedSAM) or none.",
+)
+CHECKPOINT = typer.Option(
+    None, "--checkpoint", help="A run folder (medglip train output); default: the model medglip ships."
+)
 MODALITY = typer.Option(None, help="{modalities} (default: DICOM tag or classifier).")
 # the defaults of TrainConfig (tests/test_glipv2.py checks that they agree)
 CONTRAST = typer.Option(0.0, help="Weight of GLIPv2's inter-image region–word contrastive loss (0: off).")
 MLM = typer.Option(0.0, help="Weight of masked language modelling on the prompts (0: off; > 0 adds an MLM head).")
 MASK_W = typer.Option(1.0, help="Weight of the mask head's loss on the dataset's masks (0: no mask head).")
-FREEZE = typer.Option([], "--freeze", help="Keep a model part as it starts: image_backbones (the pretrained image "
-                      "encoders, GLIP's few-shot setting) or text_encoder; repeatable.")
-CONTEXT = typer.Option(0, min=0, help="2.5D input: slices k-N, k, k+N of a volume as the three channels (0: off); "
-                       "the dataset must be built with the same --context-slices.")
+FREEZE = typer.Option(
+    [],
+    "--freeze",
+    help="Keep a model part as it starts: image_backbones (the pretrained image "
+    "encoders, GLIP's few-shot setting) or text_encoder; repeatable.",
+)
+CONTEXT = typer.Option(
+    0,
+    min=0,
+    help="2.5D input: slices k-N, k, k+N of a volume as the three channels (0: off); "
+    "the dataset must be built with the same --context-slices.",
+)
 PRESET = typer.Option("default", help="Model preset: {presets}.")
-LLM_ENDPOINT = typer.Option(None, "--llm-endpoint", envvar="MEDGLIP_LLM_ENDPOINT",
-                            help="OpenAI-compatible API base URL, e.g. http://localhost:8000/v1 (a local medical VLM "
-                            "server).")
+LLM_ENDPOINT = typer.Option(
+    None,
+    "--llm-endpoint",
+    envvar="MEDGLIP_LLM_ENDPOINT",
+    help="OpenAI-compatible API base URL, e.g. http://localhost:8000/v1 (a local medical VLM server).",
+)
 LLM_MODEL = typer.Option(None, "--llm-model", envvar="MEDGLIP_LLM_MODEL", help="Model name for the chat API.")
 LLM_KEY = typer.Option(None, "--llm-key", envvar="MEDGLIP_LLM_API_KEY", help="API key (sent as a bearer token).")
 
@@ -69,8 +87,9 @@ def export_options(outputs: str | None, max_voxels: int | None, checkpoint: Path
     recorded as the algorithm's parameter in DICOM outputs)."""
     from ..export import ExportOptions, parse_outputs
 
-    return ExportOptions(outputs=parse_outputs(outputs), max_voxels=max_voxels,
-                         algorithm_parameters=(("checkpoint", checkpoint.name),))
+    return ExportOptions(
+        outputs=parse_outputs(outputs), max_voxels=max_voxels, algorithm_parameters=(("checkpoint", checkpoint.name),)
+    )
 
 
 def llm_client(endpoint: str | None, model: str | None, key: str | None) -> Any:
@@ -110,14 +129,29 @@ def weights(values: list[str], option: str) -> tuple[tuple[str, float], ...]:
 def model_overrides(image_size: int | None, context_slices: int) -> tuple[tuple[str, object], ...]:
     """The ModelConfig fields the training commands set."""
     return ((("image_size", image_size),) if image_size else ()) + (
-        (("context_slices", context_slices),) if context_slices else ())
+        (("context_slices", context_slices),) if context_slices else ()
+    )
 
 
-def train_config(*, preset: str, image_size: int | None, context_slices: int, source_weight: list[str],
-                 modality_weight: list[str], freeze: list[str], **more: Any) -> Any:
+def train_config(
+    *,
+    preset: str,
+    image_size: int | None,
+    context_slices: int,
+    source_weight: list[str],
+    modality_weight: list[str],
+    freeze: list[str],
+    **more: Any,
+) -> Any:
     """The :class:`~medglip.train.TrainConfig` of the training commands' options."""
     from ..train import TrainConfig
 
-    return config(TrainConfig, preset=preset, model_overrides=model_overrides(image_size, context_slices),
-                  source_weights=weights(source_weight, "--source-weight"),
-                  modality_weights=weights(modality_weight, "--modality-weight"), freeze=tuple(freeze), **more)
+    return config(
+        TrainConfig,
+        preset=preset,
+        model_overrides=model_overrides(image_size, context_slices),
+        source_weights=weights(source_weight, "--source-weight"),
+        modality_weights=weights(modality_weight, "--modality-weight"),
+        freeze=tuple(freeze),
+        **more,
+    )

@@ -25,8 +25,16 @@ if TYPE_CHECKING:  # importing medglip.train imports torch
 
 
 def _columns(what: str) -> tuple:
-    return (TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("elapsed"), TimeRemainingColumn(), TextColumn("left"), TextColumn("{task.fields[last]}"))
+    return (
+        TextColumn(f"[bold]{what}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("elapsed"),
+        TimeRemainingColumn(),
+        TextColumn("left"),
+        TextColumn("{task.fields[last]}"),
+    )
 
 
 @contextmanager
@@ -83,13 +91,25 @@ def adapt_progress() -> Iterator[Callable[[Any], None] | None]:
         return
     from ..train.progress import clock
 
-    with Progress(TextColumn("[bold]adapting"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[elapsed]} elapsed, {task.fields[left]} left"),
-                  TextColumn("{task.fields[last]}"), console=console, transient=False) as bar:
+    with Progress(
+        TextColumn("[bold]adapting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[elapsed]} elapsed, {task.fields[left]} left"),
+        TextColumn("{task.fields[last]}"),
+        console=console,
+        transient=False,
+    ) as bar:
         task = bar.add_task("steps", total=None, elapsed=clock(0), left=clock(None), last="")
 
         def on_step(p: Any) -> None:  # an AdaptProgress
-            bar.update(task, total=p.total, completed=p.step, elapsed=clock(p.elapsed_s), left=clock(p.remaining_s),
-                       last=f"loss {p.loss:.4f}")
+            bar.update(
+                task,
+                total=p.total,
+                completed=p.step,
+                elapsed=clock(p.elapsed_s),
+                left=clock(p.remaining_s),
+                last=f"loss {p.loss:.4f}",
+            )
 
         yield on_step

@@ -51,5 +51,12 @@ def result_json(result: GroundingResult | VolumeGroundingResult, *, masks_as_rle
     return out
 
 
-__all__ = ["Finding", "GroundedContext", "context_from", "context_from_result", "context_from_volume",
-           "result_from_annotations", "result_json"]
+__all__ = [
+    "Finding",
+    "GroundedContext",
+    "context_from",
+    "context_from_result",
+    "context_from_volume",
+    "result_from_annotations",
+    "result_json",
+]

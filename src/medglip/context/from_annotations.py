@@ -43,9 +43,14 @@ def record_extra(image_record: dict) -> dict[str, Any]:
     return extra
 
 
-def result_from_annotations(image_record: dict, annotations: list[dict], categories: dict[int, dict],
-                            phrases: Sequence[str] | None = None, *, pixels: np.ndarray | None = None
-                            ) -> GroundingResult:
+def result_from_annotations(
+    image_record: dict,
+    annotations: list[dict],
+    categories: dict[int, dict],
+    phrases: Sequence[str] | None = None,
+    *,
+    pixels: np.ndarray | None = None,
+) -> GroundingResult:
     """The ground truth of one image (docs/dataset_format.md) as a :class:`GroundingResult`.
 
     Args:
@@ -85,7 +90,17 @@ def result_from_annotations(image_record: dict, annotations: list[dict], categor
     if image_record.get("intensity") is not None:
         extra["intensity"] = image_record["intensity"]
     if pixels is not None and tuple(np.asarray(pixels).shape[:2]) != (h, w):
-        raise MedglipError(f"pixels of shape {np.asarray(pixels).shape} do not match image record "
-                           f"{image_record.get('id')!r} ({h}, {w})")
-    return GroundingResult(names, groundings, (h, w), str(image_record.get("modality") or ""), "metadata",
-                           str(image_record.get("file_name", "array")), extra, pixels=pixels)
+        raise MedglipError(
+            f"pixels of shape {np.asarray(pixels).shape} do not match image record "
+            f"{image_record.get('id')!r} ({h}, {w})"
+        )
+    return GroundingResult(
+        names,
+        groundings,
+        (h, w),
+        str(image_record.get("modality") or ""),
+        "metadata",
+        str(image_record.get("file_name", "array")),
+        extra,
+        pixels=pixels,
+    )

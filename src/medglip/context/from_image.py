@@ -52,8 +52,9 @@ def phrase_info(phrase: str, onto: Any) -> PhraseInfo:
     return PhraseInfo(res.label, res.level, tuple(res.hierarchy), res.laterality, res.parent, frozenset(names))
 
 
-def check_threshold(score_threshold: float | None, max_per_phrase: int | None,
-                    applied: dict[str, float | None] | None = None) -> tuple[float, float, int | None]:
+def check_threshold(
+    score_threshold: float | None, max_per_phrase: int | None, applied: dict[str, float | None] | None = None
+) -> tuple[float, float, int | None]:
     """``(filter, shown, cap)``: the threshold findings are filtered with (None given: 0, i.e. every
     box the grounder kept), the one a context reports (None given: the lowest the grounder applied,
     ``applied``), and the cap per phrase (None: none).
@@ -76,8 +77,9 @@ def _checked(score_threshold: Any, max_per_phrase: Any) -> tuple[float, int]:
     try:
         thr, k = float(score_threshold), int(max_per_phrase)
     except (TypeError, ValueError):
-        raise MedglipError(f"score_threshold / max_per_phrase must be numbers, got {score_threshold!r}, "
-                           f"{max_per_phrase!r}") from None
+        raise MedglipError(
+            f"score_threshold / max_per_phrase must be numbers, got {score_threshold!r}, {max_per_phrase!r}"
+        ) from None
     if not 0.0 <= thr <= 1.0:
         raise MedglipError(f"score_threshold must be in [0, 1], got {score_threshold!r}")
     if k < 1:
@@ -105,10 +107,16 @@ def display_plane(extra: dict[str, Any]) -> str:
     return plane if plane in PLANES else "2d"  # e.g. "file": a degenerate one-slice volume
 
 
-def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None,
-                        score_threshold: float | None = None, max_per_phrase: int | None = None,
-                        source: str = "prediction", ontology: Ontology | None = None,
-                        phrases: Sequence[str] | None = None) -> GroundedContext:
+def context_from_result(
+    result: GroundingResult,
+    *,
+    pixel_spacing: Any = None,
+    score_threshold: float | None = None,
+    max_per_phrase: int | None = None,
+    source: str = "prediction",
+    ontology: Ontology | None = None,
+    phrases: Sequence[str] | None = None,
+) -> GroundedContext:
     """Findings of a 2D :class:`GroundingResult`.
 
     Args:
@@ -166,16 +174,48 @@ def context_from_result(result: GroundingResult, *, pixel_spacing: Any = None,
         vertical = vertical_third(cy, h)
         container = None if holder is None else picked[holder][0]
         area_px, area_mm2 = mask_areas(mask, spacing)
-        findings.append(Finding(
-            number=n, phrase=phrase, label=info.label, level=info.level, hierarchy=info.hierarchy,
-            laterality=info.laterality, score=score, box=box, size_px=size_px, size_mm=size_mm,
-            size_source=size_source, location_mm=centre_mm_2d(box, m), mask_area_px=area_px, mask_area_mm2=area_mm2,
-            side=side, vertical=vertical,
-            location=location_words(side=side, horizontal=horizontal_words(cx, w) if orientation == "none" else None,
-                                    vertical=vertical, plane=plane, container=container),
-            parent=container if container is not None else info.parent,
-            parent_number=None if holder is None else holder + 1, source=source, mask=mask))
+        findings.append(
+            Finding(
+                number=n,
+                phrase=phrase,
+                label=info.label,
+                level=info.level,
+                hierarchy=info.hierarchy,
+                laterality=info.laterality,
+                score=score,
+                box=box,
+                size_px=size_px,
+                size_mm=size_mm,
+                size_source=size_source,
+                location_mm=centre_mm_2d(box, m),
+                mask_area_px=area_px,
+                mask_area_mm2=area_mm2,
+                side=side,
+                vertical=vertical,
+                location=location_words(
+                    side=side,
+                    horizontal=horizontal_words(cx, w) if orientation == "none" else None,
+                    vertical=vertical,
+                    plane=plane,
+                    container=container,
+                ),
+                parent=container if container is not None else info.parent,
+                parent_number=None if holder is None else holder + 1,
+                source=source,
+                mask=mask,
+            )
+        )
     return GroundedContext(
-        source=str(result.source), modality=result.modality, image_size=(h, w), plane=plane,
-        pixel_spacing=spacing, orientation=orientation, asked=tuple(asked), findings=findings,
-        absent=tuple(absent), score_threshold=shown, volume=None, ontology=onto)
+        source=str(result.source),
+        modality=result.modality,
+        image_size=(h, w),
+        plane=plane,
+        pixel_spacing=spacing,
+        orientation=orientation,
+        asked=tuple(asked),
+        findings=findings,
+        absent=tuple(absent),
+        score_threshold=shown,
+        volume=None,
+        ontology=onto,
+    )

@@ -31,9 +31,15 @@ def _mask_bounds(result: VolumeGroundingResult, index: int) -> tuple[np.ndarray 
     return lo + where.min(0), lo + where.max(0)
 
 
-def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float | None = None,
-                        max_per_phrase: int | None = None, source: str = "prediction",
-                        ontology: Ontology | None = None, phrases: Sequence[str] | None = None) -> GroundedContext:
+def context_from_volume(
+    result: VolumeGroundingResult,
+    *,
+    score_threshold: float | None = None,
+    max_per_phrase: int | None = None,
+    source: str = "prediction",
+    ontology: Ontology | None = None,
+    phrases: Sequence[str] | None = None,
+) -> GroundedContext:
     """Findings of a :class:`VolumeGroundingResult`: one per object (score = the object's mean score).
 
     Each finding's ``box`` is its best slice box (``key_slice``), ``slices`` its slice range,
@@ -80,8 +86,13 @@ def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float
         key = max(o.slice_boxes, key=lambda s: s.score)  # first of equal bests
         box = as_box(key.box)
         wb = np.asarray(o.world_box, dtype=np.float64).reshape(2, 3)
-        side = side_of_box((box[0] + box[2]) / 2.0, int(image_size[1]), result.modality, result.plane,
-                           _slice_pixels(result, key.slice_index))
+        side = side_of_box(
+            (box[0] + box[2]) / 2.0,
+            int(image_size[1]),
+            result.modality,
+            result.plane,
+            _slice_pixels(result, key.slice_index),
+        )
         size_mm, size_source = size_3d(wb, *_mask_bounds(result, index[id(o)]), geom)
         a, b = int(o.slices[0]), int(o.slices[1])
         span = f"slice {a}" if a == b else f"slices {a}{DASH}{b}"
@@ -89,28 +100,60 @@ def context_from_volume(result: VolumeGroundingResult, *, score_threshold: float
         container = None if holder is None else picked[holder][0].phrase
         mask = None if key.mask is None else np.asarray(key.mask, dtype=bool)
         area_px, area_mm2 = mask_areas(mask, spacing)
-        findings.append(Finding(
-            number=n, phrase=o.phrase, label=info.label, level=info.level, hierarchy=info.hierarchy,
-            laterality=info.laterality, score=float(o.score), box=box, size_px=(box[2] - box[0], box[3] - box[1]),
-            size_mm=size_mm, size_source=size_source, location_mm=_xyz(wb.mean(0)),
-            mask_area_px=area_px, mask_area_mm2=area_mm2, side=side, vertical=vertical,
-            location=location_words(side=side, horizontal=None, vertical=vertical, plane=result.plane,
-                                    container=container, slices=span),
-            parent=container if container is not None else info.parent,
-            parent_number=None if holder is None else holder + 1, source=source,
-            slices=(int(o.slices[0]), int(o.slices[1])), key_slice=int(key.slice_index),
-            extent_mm=size_mm,
-            world_box_mm=(_xyz(wb[0]), _xyz(wb[1])),
-            mask=mask))
+        findings.append(
+            Finding(
+                number=n,
+                phrase=o.phrase,
+                label=info.label,
+                level=info.level,
+                hierarchy=info.hierarchy,
+                laterality=info.laterality,
+                score=float(o.score),
+                box=box,
+                size_px=(box[2] - box[0], box[3] - box[1]),
+                size_mm=size_mm,
+                size_source=size_source,
+                location_mm=_xyz(wb.mean(0)),
+                mask_area_px=area_px,
+                mask_area_mm2=area_mm2,
+                side=side,
+                vertical=vertical,
+                location=location_words(
+                    side=side, horizontal=None, vertical=vertical, plane=result.plane, container=container, slices=span
+                ),
+                parent=container if container is not None else info.parent,
+                parent_number=None if holder is None else holder + 1,
+                source=source,
+                slices=(int(o.slices[0]), int(o.slices[1])),
+                key_slice=int(key.slice_index),
+                extent_mm=size_mm,
+                world_box_mm=(_xyz(wb[0]), _xyz(wb[1])),
+                mask=mask,
+            )
+        )
 
     best = max(findings, key=lambda f: f.score, default=None)
     key_slice = best.key_slice if best is not None and best.key_slice is not None else plan.n_slices // 2
-    volume = {"shape": list(shape), "n_slices": int(plan.n_slices), "key_slice": int(key_slice),
-              "slice_axis": int(result.slice_axis)}
+    volume = {
+        "shape": list(shape),
+        "n_slices": int(plan.n_slices),
+        "key_slice": int(key_slice),
+        "slice_axis": int(result.slice_axis),
+    }
     return GroundedContext(
-        source=str(result.source), modality=result.modality, image_size=(int(image_size[0]), int(image_size[1])),
-        plane=result.plane, pixel_spacing=spacing, orientation="world", asked=tuple(asked), findings=findings,
-        absent=tuple(absent), score_threshold=shown, volume=volume, ontology=onto)
+        source=str(result.source),
+        modality=result.modality,
+        image_size=(int(image_size[0]), int(image_size[1])),
+        plane=result.plane,
+        pixel_spacing=spacing,
+        orientation="world",
+        asked=tuple(asked),
+        findings=findings,
+        absent=tuple(absent),
+        score_threshold=shown,
+        volume=volume,
+        ontology=onto,
+    )
 
 
 def _xyz(values: np.ndarray) -> tuple[float, float, float]:

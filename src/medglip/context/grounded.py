@@ -83,8 +83,9 @@ class GroundedContext:
         if exact or not key:
             return exact
         res = (self.ontology or load_ontology()).resolve(key)
-        return [f for f in self.findings
-                if phrase_key(f.label) == phrase_key(res.label) and f.laterality == res.laterality]
+        return [
+            f for f in self.findings if phrase_key(f.label) == phrase_key(res.label) and f.laterality == res.laterality
+        ]
 
     @property
     def is_volume(self) -> bool:
@@ -94,12 +95,17 @@ class GroundedContext:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (see :meth:`Finding.to_json`); masks are not included."""
         return {
-            "source": str(self.source), "modality": self.modality, "image_size": list(self.image_size),
+            "source": str(self.source),
+            "modality": self.modality,
+            "image_size": list(self.image_size),
             "plane": self.plane,
             "pixel_spacing": None if self.pixel_spacing is None else [round(float(v), 4) for v in self.pixel_spacing],
-            "orientation": self.orientation, "asked": list(self.asked),
-            "findings": [f.to_json() for f in self.findings], "absent": list(self.absent),
-            "score_threshold": round(float(self.score_threshold), 4), "volume": _plain(self.volume),
+            "orientation": self.orientation,
+            "asked": list(self.asked),
+            "findings": [f.to_json() for f in self.findings],
+            "absent": list(self.absent),
+            "score_threshold": round(float(self.score_threshold), 4),
+            "volume": _plain(self.volume),
             "untrained": list(self.untrained),
         }
 
@@ -116,7 +122,8 @@ class GroundedContext:
         """
         return visual_prompt(self, pixels, masks=masks, slice_index=slice_index)
 
-    def crops(self, pixels: np.ndarray, *, pad: float = 0.15, min_size: int = 32,
-              slice_index: int | None = None) -> list[tuple[Finding, Image.Image]]:
+    def crops(
+        self, pixels: np.ndarray, *, pad: float = 0.15, min_size: int = 32, slice_index: int | None = None
+    ) -> list[tuple[Finding, Image.Image]]:
         """Each finding's box padded by ``pad`` × its size per side, at least ``min_size`` px, clipped."""
         return crops(self, pixels, pad=pad, min_size=min_size, slice_index=slice_index)

@@ -70,8 +70,9 @@ def world_matrix(extra: dict[str, Any]) -> np.ndarray | None:
     return m if m.shape == (3, 4) and np.all(np.isfinite(m)) else None
 
 
-def side_of_box(cx: float, width: int, modality: str, plane: str, pixels: np.ndarray | None,
-                world: np.ndarray | None = None) -> str | None:
+def side_of_box(
+    cx: float, width: int, modality: str, plane: str, pixels: np.ndarray | None, world: np.ndarray | None = None
+) -> str | None:
     """Patient side of a box centre column ``cx`` (:func:`medglip.core.rules.patient_side`), with the
     body's midline found in ``pixels`` when given, and the column direction of ``world`` (the
     ``pixel_to_world`` matrix) when known; None where the image shows no patient sides."""
@@ -79,8 +80,9 @@ def side_of_box(cx: float, width: int, modality: str, plane: str, pixels: np.nda
         return None
     if world is not None and abs(world[0, 0]) < 1e-9:  # columns do not run left-right (sagittal)
         return None
-    return patient_side(cx, width, body=None if pixels is None else body_columns(pixels),
-                        mirrored=world is not None and world[0, 0] < 0)
+    return patient_side(
+        cx, width, body=None if pixels is None else body_columns(pixels), mirrored=world is not None and world[0, 0] < 0
+    )
 
 
 def horizontal_words(cx: float, width: int) -> str:
@@ -94,8 +96,15 @@ def horizontal_words(cx: float, width: int) -> str:
 DASH = "–"
 
 
-def location_words(*, side: str | None, horizontal: str | None, vertical: str, plane: str,
-                   container: str | None, slices: str | None = None) -> str:
+def location_words(
+    *,
+    side: str | None,
+    horizontal: str | None,
+    vertical: str,
+    plane: str,
+    container: str | None,
+    slices: str | None = None,
+) -> str:
     """E.g. ``"patient's left, anterior part of the image, slices 40–52, within the brain"`` (``slices``:
     a volume finding's slice range in words).
 

@@ -36,13 +36,15 @@ class Context(Protocol):
     score_threshold: float
     volume: dict | None
 
+
 STYLES = ("qwen", "llava", "plain")
 MASK_ALPHA = 0.35  # opacity of mask tints on the visual prompt
 
 _ORIENTATION_NOTE = {
     "world": "sides are the patient's, from the image geometry",
-    "radiological": ("sides are the patient's, assuming the radiological convention "
-                     "(patient's left on the image's right)"),
+    "radiological": (
+        "sides are the patient's, assuming the radiological convention (patient's left on the image's right)"
+    ),
     "none": "no patient sides for this modality (image left / right only)",
 }
 
@@ -98,17 +100,26 @@ def _header(ctx: Context, style: str) -> str:
     h, w = ctx.image_size
     if ctx.volume is not None:
         shape = " x ".join(str(s) for s in ctx.volume.get("shape", ()))
-        what = (f"{ctx.modality} volume ({shape} voxels), {ctx.volume.get('n_slices')} {ctx.plane} slices of "
-                f"{w} x {h} px (width x height); boxes are on each finding's key slice")
+        what = (
+            f"{ctx.modality} volume ({shape} voxels), {ctx.volume.get('n_slices')} {ctx.plane} slices of "
+            f"{w} x {h} px (width x height); boxes are on each finding's key slice"
+        )
     else:
         what = f"{ctx.modality} image, {w} x {h} px (width x height), plane {ctx.plane}"
-    spacing = ("pixel spacing unknown" if ctx.pixel_spacing is None
-               else f"pixel spacing {ctx.pixel_spacing[0]:.3g} x {ctx.pixel_spacing[1]:.3g} mm (row x column)")
-    boxes = {"qwen": "boxes (x0,y0),(x1,y1) scaled to 0-1000",
-             "llava": "boxes [x0, y0, x1, y1] as fractions of the width and height",
-             "plain": "boxes (x0, y0, x1, y1) in pixels"}[style]
-    return (f"{what}; {spacing}; {_ORIENTATION_NOTE.get(ctx.orientation, ctx.orientation)}; {boxes}; "
-            f"findings scoring at least {ctx.score_threshold:.2f}:")
+    spacing = (
+        "pixel spacing unknown"
+        if ctx.pixel_spacing is None
+        else f"pixel spacing {ctx.pixel_spacing[0]:.3g} x {ctx.pixel_spacing[1]:.3g} mm (row x column)"
+    )
+    boxes = {
+        "qwen": "boxes (x0,y0),(x1,y1) scaled to 0-1000",
+        "llava": "boxes [x0, y0, x1, y1] as fractions of the width and height",
+        "plain": "boxes (x0, y0, x1, y1) in pixels",
+    }[style]
+    return (
+        f"{what}; {spacing}; {_ORIENTATION_NOTE.get(ctx.orientation, ctx.orientation)}; {boxes}; "
+        f"findings scoring at least {ctx.score_threshold:.2f}:"
+    )
 
 
 def text_block(ctx: Context, style: str = "qwen") -> str:
@@ -156,8 +167,7 @@ def _shown(ctx: Context, slice_index: int | None) -> tuple[list[Finding], int | 
     return [f for f in ctx.findings if f.on_slice(k)], k
 
 
-def visual_prompt(ctx: Context, pixels: Any, *, masks: bool = True,
-                  slice_index: int | None = None) -> Image.Image:
+def visual_prompt(ctx: Context, pixels: Any, *, masks: bool = True, slice_index: int | None = None) -> Image.Image:
     """RGB copy (same size) with each shown finding's mask tinted, box outlined and number labelled.
 
     The colour of finding ``n`` is ``category_color(n)``; line width and font grow with the image
@@ -180,8 +190,12 @@ def visual_prompt(ctx: Context, pixels: Any, *, masks: bool = True,
     fnt = font(max(12, round(side / 20)))
     for f in shown:
         x0, y0, x1, y1 = f.box
-        r = (max(0, round(x0)), max(0, round(y0)), min(w - 1, max(round(x0), round(x1) - 1)),
-             min(h - 1, max(round(y0), round(y1) - 1)))
+        r = (
+            max(0, round(x0)),
+            max(0, round(y0)),
+            min(w - 1, max(round(x0), round(x1) - 1)),
+            min(h - 1, max(round(y0), round(y1) - 1)),
+        )
         draw.rectangle(r, outline=category_color(f.number), width=line)
     for f in shown:  # labels after all boxes, so no box is drawn over a number
         c = category_color(f.number)
@@ -196,8 +210,9 @@ def visual_prompt(ctx: Context, pixels: Any, *, masks: bool = True,
     return img
 
 
-def crops(ctx: Context, pixels: Any, *, pad: float = 0.15, min_size: int = 32,
-          slice_index: int | None = None) -> list[tuple[Finding, Image.Image]]:
+def crops(
+    ctx: Context, pixels: Any, *, pad: float = 0.15, min_size: int = 32, slice_index: int | None = None
+) -> list[tuple[Finding, Image.Image]]:
     """Each shown finding's box, padded by ``pad`` × its width / height on each side and grown
     around its centre to at least ``min_size`` px per side, clipped to the image."""
     a = _check_pixels(ctx, pixels)

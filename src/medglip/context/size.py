@@ -22,8 +22,9 @@ SizeSource = Literal["mask", "box"]
 Box = tuple[float, float, float, float]
 
 
-def size_2d(box: Box, mask: np.ndarray | None, spacing: tuple[float, float] | None
-            ) -> tuple[tuple[float, float], tuple[float, float] | None, SizeSource]:
+def size_2d(
+    box: Box, mask: np.ndarray | None, spacing: tuple[float, float] | None
+) -> tuple[tuple[float, float], tuple[float, float] | None, SizeSource]:
     """``(size_px, size_mm or None, source)`` of a 2D finding: the mask's extent, else the box's."""
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
@@ -43,15 +44,17 @@ def voxel_steps_mm(geometry: Geometry) -> np.ndarray:
 
 def extent_of_voxels(lo: np.ndarray, hi: np.ndarray, geometry: Geometry) -> tuple[float, float, float]:
     """LPS extent of the voxel-index box ``lo..hi`` (inclusive voxel centres), edges included."""
-    corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])],
-                       dtype=np.float64)
+    corners = np.array(
+        [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])], dtype=np.float64
+    )
     world = geometry.index_to_world(corners)
     ext = world.max(0) - world.min(0) + voxel_steps_mm(geometry)
     return float(ext[0]), float(ext[1]), float(ext[2])
 
 
-def size_3d(world_box: np.ndarray, mask_lo: np.ndarray | None, mask_hi: np.ndarray | None,
-            geometry: Geometry) -> tuple[tuple[float, float, float], SizeSource]:
+def size_3d(
+    world_box: np.ndarray, mask_lo: np.ndarray | None, mask_hi: np.ndarray | None, geometry: Geometry
+) -> tuple[tuple[float, float, float], SizeSource]:
     """``(extent_mm, source)`` of a volume finding: its mask voxels' extent (``mask_lo`` / ``mask_hi``:
     first / last voxel index of the mask, None without a mask or for an empty one), else its box's
     (``world_box``: min / max LPS of the covered voxel centres)."""

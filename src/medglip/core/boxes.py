@@ -34,8 +34,9 @@ def box_iou(a: Sequence[Sequence[float]] | np.ndarray, b: Sequence[Sequence[floa
     return torch.nan_to_num(_tv_box_iou(ta, tb), nan=0.0).numpy()
 
 
-def inside_fraction(lo: Sequence[float], hi: Sequence[float], holder_lo: Sequence[float],
-                    holder_hi: Sequence[float]) -> float:
+def inside_fraction(
+    lo: Sequence[float], hi: Sequence[float], holder_lo: Sequence[float], holder_hi: Sequence[float]
+) -> float:
     """Fraction of the box ``lo..hi`` (any number of axes: 2D pixels, 3D voxels) inside the box
     ``holder_lo..holder_hi``; 0 for an empty box."""
     b_lo, b_hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)

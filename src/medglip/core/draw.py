@@ -28,15 +28,33 @@ BACKGROUND = (24, 24, 24)
 MARKER_COLOR = (255, 230, 0)
 # A fixed qualitative palette (Tableau 10 + extras); a category's colour is PALETTE[id % len].
 PALETTE: tuple[tuple[int, int, int], ...] = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (255, 215, 0),
-    (0, 128, 128), (230, 25, 75), (60, 180, 75), (245, 130, 48), (145, 30, 180),
-    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 190), (170, 110, 40),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (188, 189, 34),
+    (23, 190, 207),
+    (255, 215, 0),
+    (0, 128, 128),
+    (230, 25, 75),
+    (60, 180, 75),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 190),
+    (170, 110, 40),
 )
 # Side markers per slice plane: (top, bottom, left, right) of the image, in the radiological display
 # convention of docs/dataset_format.md (the patient's left on the image's right).
 SIDE_MARKERS: dict[str, tuple[str, str, str, str]] = {
-    "axial": ("A", "P", "R", "L"), "coronal": ("S", "I", "R", "L"), "sagittal": ("S", "I", "A", "P"),
+    "axial": ("A", "P", "R", "L"),
+    "coronal": ("S", "I", "R", "L"),
+    "sagittal": ("S", "I", "A", "P"),
 }
 
 Rect = tuple[int, int, int, int]  # x0, y0, x1, y1, inclusive pixel coordinates
@@ -49,8 +67,7 @@ def category_color(category_id: int) -> tuple[int, int, int]:
 
 def draw_marker(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, anchor: str) -> None:
     """Draw one side marker ("L", "A", ...) in yellow with a black outline at `xy` (PIL text anchor)."""
-    draw.text(xy, text, font=font(FONT_SIZE), anchor=anchor, fill=MARKER_COLOR, stroke_width=2,
-              stroke_fill=(0, 0, 0))
+    draw.text(xy, text, font=font(FONT_SIZE), anchor=anchor, fill=MARKER_COLOR, stroke_width=2, stroke_fill=(0, 0, 0))
 
 
 def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -103,8 +120,6 @@ def _place_label(size: tuple[int, int], box: Rect, canvas: tuple[int, int], take
     return free[0] if free else (fits + clamped)[0]
 
 
-
-
 def ink(c: tuple[int, int, int]) -> tuple[int, int, int]:
     """Black or white text, whichever reads better on the colour ``c``."""
     return (0, 0, 0) if 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2] > 150 else (255, 255, 255)
@@ -144,9 +159,17 @@ class Mark:
     mask: np.ndarray | None = None
 
 
-def render(picture: np.ndarray | Image.Image, marks: list[Mark], *, plane: str | None = None,
-           footer: tuple[str, ...] = (), scale: float | None = None, draw_masks: bool = True,
-           draw_boxes: bool = True, draw_labels: bool = True) -> Image.Image:
+def render(
+    picture: np.ndarray | Image.Image,
+    marks: list[Mark],
+    *,
+    plane: str | None = None,
+    footer: tuple[str, ...] = (),
+    scale: float | None = None,
+    draw_masks: bool = True,
+    draw_boxes: bool = True,
+    draw_labels: bool = True,
+) -> Image.Image:
     """Draw ``marks`` on ``picture``.
 
     Args:
@@ -190,8 +213,11 @@ def render(picture: np.ndarray | Image.Image, marks: list[Mark], *, plane: str |
     canvas = Image.new("RGB", (W, H + (FOOTER_HEIGHT if footer else 0)), BACKGROUND)
     canvas.paste(img, (0, 0))
     draw = ImageDraw.Draw(canvas)
-    boxes = [(m, box_rect([m.box[0], m.box[1], m.box[2] - m.box[0], m.box[3] - m.box[1]], s))
-             for m in marks if m.box is not None]
+    boxes = [
+        (m, box_rect([m.box[0], m.box[1], m.box[2] - m.box[0], m.box[3] - m.box[1]], s))
+        for m in marks
+        if m.box is not None
+    ]
     if draw_boxes:
         for m, r in boxes:
             draw.rectangle(r, outline=category_color(m.colour), width=line_w)
@@ -216,8 +242,12 @@ def render(picture: np.ndarray | Image.Image, marks: list[Mark], *, plane: str |
     markers = SIDE_MARKERS.get(str(plane))
     if markers:
         top, bottom, left, right = markers
-        for xy, text, anchor in (((W // 2, 3), top, "mt"), ((W // 2, H - 3), bottom, "mb"),
-                                 ((4, H // 2), left, "lm"), ((W - 4, H // 2), right, "rm")):
+        for xy, text, anchor in (
+            ((W // 2, 3), top, "mt"),
+            ((W // 2, H - 3), bottom, "mb"),
+            ((4, H // 2), left, "lm"),
+            ((W - 4, H // 2), right, "rm"),
+        ):
             draw_marker(draw, xy, text, anchor)
     for i, line in enumerate(footer[:2]):
         draw.text((4, H + 3 + i * LINE_HEIGHT), fit_text(line, big, W - 8), font=big, fill=(230, 230, 230))

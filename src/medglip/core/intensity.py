@@ -18,12 +18,12 @@ from ..errors import MedglipError
 
 #: Named CT windows as ``(low, high)`` Hounsfield units (window width W, level L in the comment).
 CT_WINDOWS: dict[str, tuple[float, float]] = {
-    "lung": (-1350.0, 150.0),         # W1500 L-600: parenchyma, nodules, airway
-    "mediastinum": (-135.0, 215.0),   # W350 L40: heart, great vessels, mediastinum, effusions
-    "soft_tissue": (-160.0, 240.0),   # W400 L40: abdominal/pelvic organs, muscles, neck
-    "brain": (0.0, 80.0),             # W80 L40: brain parenchyma, intracranial lesions
-    "bone": (-450.0, 1050.0),         # W1500 L300: skeleton
-    "liver": (-45.0, 105.0),          # W150 L30: separates hepatic lesions from parenchyma
+    "lung": (-1350.0, 150.0),  # W1500 L-600: parenchyma, nodules, airway
+    "mediastinum": (-135.0, 215.0),  # W350 L40: heart, great vessels, mediastinum, effusions
+    "soft_tissue": (-160.0, 240.0),  # W400 L40: abdominal/pelvic organs, muscles, neck
+    "brain": (0.0, 80.0),  # W80 L40: brain parenchyma, intracranial lesions
+    "bone": (-450.0, 1050.0),  # W1500 L300: skeleton
+    "liver": (-45.0, 105.0),  # W150 L30: separates hepatic lesions from parenchyma
 }
 #: The window pictures of CT use unless the caller names another.
 DEFAULT_DISPLAY_WINDOW = "soft_tissue"
@@ -74,27 +74,41 @@ class CTForm:
             if not (np.isfinite(self.white) and self.white > 0):
                 raise MedglipError(f"the white value of a windowed CT picture must be > 0, got {self.white!r}")
             if self.below_hu is not None and not (np.isfinite(self.below_hu) and self.below_hu <= self.window[0]):
-                raise MedglipError(f"below_hu ({self.below_hu!r}) must be a HU value at or below the window's low end "
-                                   f"{self.window[0]:g}")
-        if self.kind == "standardised" and not (np.isfinite(self.scale) and self.scale > 0
-                                                 and np.isfinite(self.offset)):
-            raise MedglipError(f"a standardised CT array needs a finite offset and a scale > 0 (HU per unit), "
-                               f"got offset {self.offset!r}, scale {self.scale!r}")
+                raise MedglipError(
+                    f"below_hu ({self.below_hu!r}) must be a HU value at or below the window's low end "
+                    f"{self.window[0]:g}"
+                )
+        if self.kind == "standardised" and not (
+            np.isfinite(self.scale) and self.scale > 0 and np.isfinite(self.offset)
+        ):
+            raise MedglipError(
+                f"a standardised CT array needs a finite offset and a scale > 0 (HU per unit), "
+                f"got offset {self.offset!r}, scale {self.scale!r}"
+            )
 
     @classmethod
-    def windowed(cls, window: str | Sequence[float], white: float = 255.0, *,
-                 below_hu: float | None = None) -> CTForm:
+    def windowed(cls, window: str | Sequence[float], white: float = 255.0, *, below_hu: float | None = None) -> CTForm:
         """A picture of ``window`` (a :data:`CT_WINDOWS` name, ``"low,high"`` or a pair); ``below_hu``:
         the HU its saturated dark pixels (value 0) stand for (None: the window's low end)."""
-        return cls(kind="windowed", window=parse_window(window), white=float(white),
-                   below_hu=None if below_hu is None else float(below_hu))
+        return cls(
+            kind="windowed",
+            window=parse_window(window),
+            white=float(white),
+            below_hu=None if below_hu is None else float(below_hu),
+        )
 
     @classmethod
-    def standardised(cls, offset: float, scale: float, *, background: float | None = None,
-                     background_hu: float = -1000.0) -> CTForm:
+    def standardised(
+        cls, offset: float, scale: float, *, background: float | None = None, background_hu: float = -1000.0
+    ) -> CTForm:
         """A standardised array: ``HU ≈ offset + scale × value``; ``background`` values are ``background_hu``."""
-        return cls(kind="standardised", offset=float(offset), scale=float(scale),
-                   background=None if background is None else float(background), background_hu=float(background_hu))
+        return cls(
+            kind="standardised",
+            offset=float(offset),
+            scale=float(scale),
+            background=None if background is None else float(background),
+            background_hu=float(background_hu),
+        )
 
     def to_hu(self, values: np.ndarray) -> np.ndarray:
         """Approximate HU of ``values`` (float32; the array itself for ``hu``)."""
@@ -124,8 +138,13 @@ class CTForm:
                 out["below_hu"] = self.below_hu
             return out
         if self.kind == "standardised":
-            return {"kind": "standardised", "offset": self.offset, "scale": self.scale,
-                    "background": self.background, "background_hu": self.background_hu}
+            return {
+                "kind": "standardised",
+                "offset": self.offset,
+                "scale": self.scale,
+                "background": self.background,
+                "background_hu": self.background_hu,
+            }
         return {"kind": "hu"}
 
     @classmethod
@@ -134,8 +153,9 @@ class CTForm:
         if kind == "windowed":
             return cls.windowed(tuple(d["window"]), d.get("white", 255.0), below_hu=d.get("below_hu"))
         if kind == "standardised":
-            return cls.standardised(d["offset"], d["scale"], background=d.get("background"),
-                                    background_hu=d.get("background_hu", -1000.0))
+            return cls.standardised(
+                d["offset"], d["scale"], background=d.get("background"), background_hu=d.get("background_hu", -1000.0)
+            )
         return cls(kind=kind)
 
 
@@ -151,8 +171,9 @@ def parse_window(spec: str | Sequence[float]) -> tuple[float, float]:
         try:
             lo, hi = (float(x) for x in spec.split(","))
         except ValueError:
-            raise MedglipError(f"unknown CT window {spec!r}; expected one of {', '.join(CT_WINDOWS)} "
-                               "or 'low,high' in HU") from None
+            raise MedglipError(
+                f"unknown CT window {spec!r}; expected one of {', '.join(CT_WINDOWS)} or 'low,high' in HU"
+            ) from None
     else:
         try:
             lo, hi = (float(v) for v in spec)
@@ -177,8 +198,9 @@ def window_to_uint8(array: np.ndarray, low: float, high: float) -> np.ndarray:
     return x.astype(np.uint8)
 
 
-def percentile_range(array: np.ndarray, lo: float = PERCENTILES[0], hi: float = PERCENTILES[1], *,
-                     max_samples: int = 2_000_000) -> tuple[float, float]:
+def percentile_range(
+    array: np.ndarray, lo: float = PERCENTILES[0], hi: float = PERCENTILES[1], *, max_samples: int = 2_000_000
+) -> tuple[float, float]:
     """Percentiles of the non-background values of an image or volume (a strided sample when big).
 
     Background is the minimum value when it fills more than a third of the array (MR and

@@ -38,8 +38,10 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
             rle = mask_utils.frPyObjects(dict(segmentation), height, width)
         elif isinstance(segmentation, Mapping):
             counts = segmentation["counts"]
-            rle = {"size": [int(v) for v in segmentation["size"]],
-                   "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+            rle = {
+                "size": [int(v) for v in segmentation["size"]],
+                "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+            }
         else:
             raise TypeError(f"a {type(segmentation).__name__}")
         mask = mask_utils.decode(rle).astype(bool)

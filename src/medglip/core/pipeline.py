@@ -104,17 +104,23 @@ class InputConfig:
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
 
     def to_json(self) -> dict[str, Any]:
-        out = {"ct_windows": [list(w) for w in self.ct_windows], "percentiles": list(self.percentiles),
-               "version": self.version}
+        out = {
+            "ct_windows": [list(w) for w in self.ct_windows],
+            "percentiles": list(self.percentiles),
+            "version": self.version,
+        }
         if self.context_slices:  # absent = 0: files written before the 2.5D option read the same
             out["context_slices"] = self.context_slices
         return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> InputConfig:
-        return cls(ct_windows=tuple(window_pair([float(v) for v in w]) for w in d["ct_windows"]),
-                   percentiles=value_pair([float(v) for v in d["percentiles"]]), version=int(d.get("version", 0)),
-                   context_slices=int(d.get("context_slices", 0)))
+        return cls(
+            ct_windows=tuple(window_pair([float(v) for v in w]) for w in d["ct_windows"]),
+            percentiles=value_pair([float(v) for v in d["percentiles"]]),
+            version=int(d.get("version", 0)),
+            context_slices=int(d.get("context_slices", 0)),
+        )
 
     @classmethod
     def from_window_names(cls, names: tuple[str, ...], **kw: Any) -> InputConfig:
@@ -156,8 +162,10 @@ def image_channels(array: np.ndarray, what: str = "image") -> np.ndarray:
     elif a.ndim == 3 and a.shape[0] in (3, 4) and a.shape[2] > 4:
         out = np.moveaxis(a[:3], 0, -1)
     elif a.ndim == 3:
-        raise MedglipError(f"{what} of shape {a.shape} looks like a 3D volume: ground it with "
-                           "Grounder.ground_volume(array, phrases, geometry=...) or pass one 2D slice")
+        raise MedglipError(
+            f"{what} of shape {a.shape} looks like a 3D volume: ground it with "
+            "Grounder.ground_volume(array, phrases, geometry=...) or pass one 2D slice"
+        )
     else:
         raise MedglipError(f"{what} has shape {a.shape}: expected a 2D image (H, W) or (H, W, 3)")
     if out.size == 0 or min(out.shape[:2]) < 1:
@@ -167,12 +175,17 @@ def image_channels(array: np.ndarray, what: str = "image") -> np.ndarray:
 
 def _equal_channels(a: np.ndarray) -> bool:
     """An ``(H, W, 3)`` image whose three channels are equal (a grey picture saved as RGB)."""
-    return a.ndim == 3 and a.shape[2] == 3 and np.array_equal(a[..., 0], a[..., 1]) \
+    return (
+        a.ndim == 3
+        and a.shape[2] == 3
+        and np.array_equal(a[..., 0], a[..., 1])
         and np.array_equal(a[..., 0], a[..., 2])
+    )
 
 
-def ct_form_of(array: np.ndarray, modality: str | None, config: InputConfig = InputConfig(),
-               form: CTForm | None = None) -> CTForm | None:
+def ct_form_of(
+    array: np.ndarray, modality: str | None, config: InputConfig = InputConfig(), form: CTForm | None = None
+) -> CTForm | None:
     """The :class:`CTForm` in which :func:`model_pixels` takes ``array`` (channels as
     :func:`image_channels` leaves them), or None when it is no CT input.
 
@@ -225,9 +238,15 @@ def _ct_record(a: np.ndarray, form: CTForm, windows: list[list[float]], config: 
     return rec
 
 
-def model_pixels(raw: np.ndarray, modality: str | None, config: InputConfig = InputConfig(), *,
-                 what: str = "image", neighbours: tuple[np.ndarray, np.ndarray] | None = None,
-                 form: CTForm | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def model_pixels(
+    raw: np.ndarray,
+    modality: str | None,
+    config: InputConfig = InputConfig(),
+    *,
+    what: str = "image",
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+    form: CTForm | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Raw values of one 2D image → uint8 model pixels and the ``intensity`` record saying how.
 
     Args:
@@ -278,9 +297,14 @@ def _percentile_record(a: np.ndarray, config: InputConfig) -> dict[str, Any]:
     return {"mode": "percentile", "low": lo, "high": hi, "percentiles": list(config.percentiles), **raw_range(a)}
 
 
-def _context_pixels(raw: np.ndarray, modality: str | None, config: InputConfig, what: str,
-                    neighbours: tuple[np.ndarray, np.ndarray] | None,
-                    form: CTForm | None) -> tuple[np.ndarray, dict[str, Any]]:
+def _context_pixels(
+    raw: np.ndarray,
+    modality: str | None,
+    config: InputConfig,
+    what: str,
+    neighbours: tuple[np.ndarray, np.ndarray] | None,
+    form: CTForm | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """The 2.5D input (``config.context_slices = d``): three slices as the channels, each mapped
     with the centre slice's mapping (CT: its form, then the middle window)."""
     flat = config.replace(context_slices=0)
@@ -289,8 +313,9 @@ def _context_pixels(raw: np.ndarray, modality: str | None, config: InputConfig, 
         return model_pixels(raw, modality, flat, what=what, form=form)  # colour (or an error): no neighbours
     below, above = (a, a) if neighbours is None else (image_channels(n, what) for n in neighbours)
     if below.shape != a.shape or above.shape != a.shape:
-        raise MedglipError(f"{what}: neighbouring slices of shape {below.shape} / {above.shape} differ from "
-                           f"the slice's {a.shape}")
+        raise MedglipError(
+            f"{what}: neighbouring slices of shape {below.shape} / {above.shape} differ from the slice's {a.shape}"
+        )
     d = config.context_slices
     context = {"context": [-d, 0, d]}
     ct = ct_form_of(a, modality, config, form)
@@ -305,8 +330,16 @@ def _context_pixels(raw: np.ndarray, modality: str | None, config: InputConfig, 
     return np.stack([window_to_uint8(x, lo, hi) for x in (below, a, above)], axis=-1), rec
 
 
-def slice_pixels(volume: np.ndarray, plan: Any, index: int, modality: str | None, config: InputConfig, *,
-                 what: str = "slice", form: CTForm | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def slice_pixels(
+    volume: np.ndarray,
+    plan: Any,
+    index: int,
+    modality: str | None,
+    config: InputConfig,
+    *,
+    what: str = "slice",
+    form: CTForm | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Model pixels of display slice ``index`` of ``volume`` (``(i, j, k[, C])``) cut by ``plan``
     (a :class:`~medglip.core.orient.SlicePlan`): :func:`model_pixels` of that slice (``form``: the
     volume's CT form), with its neighbours ``index ± config.context_slices`` (clamped to the
@@ -320,8 +353,9 @@ def slice_pixels(volume: np.ndarray, plan: Any, index: int, modality: str | None
     return model_pixels(centre, modality, config, what=what, neighbours=neighbours, form=form)
 
 
-def picture(pixels: np.ndarray, intensity: dict[str, Any] | None = None, *, window: Any = None,
-            raw: np.ndarray | None = None) -> np.ndarray:
+def picture(
+    pixels: np.ndarray, intensity: dict[str, Any] | None = None, *, window: Any = None, raw: np.ndarray | None = None
+) -> np.ndarray:
     """Pixels for people: one CT window in grey, other images as their model pixels.
 
     Args:
@@ -348,9 +382,11 @@ def picture(pixels: np.ndarray, intensity: dict[str, Any] | None = None, *, wind
         form = CTForm.from_json(intensity["form"]) if intensity.get("form") else CTForm()
         return window_to_uint8(_ct_hu(image_channels(raw), form), *wanted)
     names: dict[tuple[float, ...], str] = {v: k for k, v in CT_WINDOWS.items()}
-    raise MedglipError(f"CT window {window!r} is not one of this image's channels "
-                       f"({', '.join(names.get(w, f'{w[0]:g},{w[1]:g}') for w in windows)}) and its raw values "
-                       "are not at hand")
+    raise MedglipError(
+        f"CT window {window!r} is not one of this image's channels "
+        f"({', '.join(names.get(w, f'{w[0]:g},{w[1]:g}') for w in windows)}) and its raw values "
+        "are not at hand"
+    )
 
 
 # ------------------------------------------------------------------------------ tensors
@@ -383,8 +419,11 @@ def to_tensor(pixels: np.ndarray, size: int) -> tuple[torch.Tensor, dict[str, An
     nh, nw = max(1, min(size, round(h * scale))), max(1, min(size, round(w * scale)))
     x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div_(255.0)
     if (nh, nw) != (h, w):
-        x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False,
-                          antialias=scale < 1).squeeze(0).clamp_(0, 1)
+        x = (
+            F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False, antialias=scale < 1)
+            .squeeze(0)
+            .clamp_(0, 1)
+        )
     out = torch.zeros(3, size, size)
     out[:, :nh, :nw] = x
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)

@@ -11,6 +11,20 @@ from .plan import source_refs
 from .recipe import Recipe, RecipeSource, SplitPolicy, load_recipe, parse_recipe
 from .runner import BuildResult, DiskFull, RecipeBuildResult, Shard, build, build_recipe
 
-__all__ = ["BuildConfig", "BuildResult", "DiskFull", "MergeResult", "Shard", "build", "merge",
-           "Recipe", "RecipeSource", "SplitPolicy", "load_recipe", "parse_recipe", "RecipeBuildResult", "build_recipe",
-           "source_refs"]
+__all__ = [
+    "BuildConfig",
+    "BuildResult",
+    "DiskFull",
+    "MergeResult",
+    "Shard",
+    "build",
+    "merge",
+    "Recipe",
+    "RecipeSource",
+    "SplitPolicy",
+    "load_recipe",
+    "parse_recipe",
+    "RecipeBuildResult",
+    "build_recipe",
+    "source_refs",
+]

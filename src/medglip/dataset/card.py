@@ -18,8 +18,13 @@ from .cardplot import bar_chart
 
 _LEVELS = ("region", "organ", "substructure", "lesion", "unknown")
 _BY = ("modality", "region", "class", "level", "phrase", "source")
-PLOTS = {"modality": "Annotations by modality", "region": "Annotations by body region",
-         "level": "Annotations by hierarchy level", "class": "Annotations by class", "source": "Annotations by source"}
+PLOTS = {
+    "modality": "Annotations by modality",
+    "region": "Annotations by body region",
+    "level": "Annotations by hierarchy level",
+    "class": "Annotations by class",
+    "source": "Annotations by source",
+}
 
 
 def card_stats(coco: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -76,8 +81,11 @@ def label_resolutions(records: list[dict]) -> tuple[list[dict], list[dict]]:
                 u = unmapped.setdefault(key, {"name": lab["source_label"], "sources": set(), "cases": 0})
                 u["sources"].add(r["source"])
                 u["cases"] += 1
-    conflicts = [{"name": written[k], "phrases": {p: sorted(s) for p, s in sorted(v.items())}}
-                 for k, v in sorted(phrases.items()) if len(v) > 1]
+    conflicts = [
+        {"name": written[k], "phrases": {p: sorted(s) for p, s in sorted(v.items())}}
+        for k, v in sorted(phrases.items())
+        if len(v) > 1
+    ]
     return conflicts, [{**u, "sources": sorted(u["sources"])} for _, u in sorted(unmapped.items())]
 
 
@@ -92,36 +100,53 @@ def _sources_table(stats: dict[str, Any], sources: dict[str, dict[str, Any]]) ->
     rows = []
     for sid in sorted(set(sources) | set(stats["cases_by_source"])):
         s = sources.get(sid, {})
-        rows.append(f"| {sid} | {s.get('dataset') or '–'} | {s.get('layout') or '–'} | "
-                    f"{stats['cases_by_source'].get(sid, 0):,} | {stats['images_by_source'].get(sid, 0):,} | "
-                    f"{stats['annotations_by_source'].get(sid, 0):,} | {s.get('weight', 1.0):g} | "
-                    f"{s.get('licence') or '–'} |")
+        rows.append(
+            f"| {sid} | {s.get('dataset') or '–'} | {s.get('layout') or '–'} | "
+            f"{stats['cases_by_source'].get(sid, 0):,} | {stats['images_by_source'].get(sid, 0):,} | "
+            f"{stats['annotations_by_source'].get(sid, 0):,} | {s.get('weight', 1.0):g} | "
+            f"{s.get('licence') or '–'} |"
+        )
     failed = "".join(f"- `{sid}`: {s['error']}\n" for sid, s in sorted(sources.items()) if s.get("error"))
     failed = f"\nSources not built (listed but unreadable; fix and rerun to add them):\n\n{failed}" if failed else ""
-    return ("\n### By source\n\n| source | data set | layout | cases | images | annotations | sampling weight | "
-            "licence |\n|---|---|---|---:|---:|---:|---:|---|\n" + "\n".join(rows) + "\n" + failed)
+    return (
+        "\n### By source\n\n| source | data set | layout | cases | images | annotations | sampling weight | "
+        "licence |\n|---|---|---|---:|---:|---:|---:|---|\n" + "\n".join(rows) + "\n" + failed
+    )
 
 
 def _conflicts_md(conflicts: list[dict]) -> str:
     if not conflicts:
         return ""
-    rows = "\n".join(f"| `{c['name']}` | " + "; ".join(f"{p} ({', '.join(s)})" for p, s in c["phrases"].items()) + " |"
-                     for c in conflicts)
-    return ("\n### Label conflicts resolved\n\nThe same source label name, resolved to different phrases by "
-            "source (per-source mappings) or by the organs labelled beside it:\n\n"
-            "| source label | phrase (sources) |\n|---|---|\n" + rows + "\n")
+    rows = "\n".join(
+        f"| `{c['name']}` | " + "; ".join(f"{p} ({', '.join(s)})" for p, s in c["phrases"].items()) + " |"
+        for c in conflicts
+    )
+    return (
+        "\n### Label conflicts resolved\n\nThe same source label name, resolved to different phrases by "
+        "source (per-source mappings) or by the organs labelled beside it:\n\n"
+        "| source label | phrase (sources) |\n|---|---|\n" + rows + "\n"
+    )
 
 
 def _unmapped_md(unmapped: list[dict]) -> str:
     if not unmapped:
         return ""
     rows = "\n".join(f"| `{u['name']}` | {', '.join(u['sources'])} | {u['cases']} |" for u in unmapped)
-    return ("\n### Labels not in the ontology (kept as written)\n\n| source label | sources | cases |\n"
-            "|---|---|---:|\n" + rows + "\n")
+    return (
+        "\n### Labels not in the ontology (kept as written)\n\n| source label | sources | cases |\n"
+        "|---|---|---:|\n" + rows + "\n"
+    )
 
 
-def write_card(out: Path, coco: dict[str, dict[str, Any]], records: list[dict], report: dict[str, Any], *,
-               header: str, sources: dict[str, dict[str, Any]] | None = None) -> dict:
+def write_card(
+    out: Path,
+    coco: dict[str, dict[str, Any]],
+    records: list[dict],
+    report: dict[str, Any],
+    *,
+    header: str,
+    sources: dict[str, dict[str, Any]] | None = None,
+) -> dict:
     """Write ``card.json``, ``card.md`` and ``card_plots/*.png`` into ``out``; returns the card.
 
     Args:
@@ -134,13 +159,22 @@ def write_card(out: Path, coco: dict[str, dict[str, Any]], records: list[dict], 
     plots = {k: f"card_plots/annotations_by_{k}.png" for k in PLOTS if stats[f"annotations_by_{k}"]}
     for k, rel in plots.items():
         bar_chart(out / rel, stats[f"annotations_by_{k}"], title=PLOTS[k])
-    card = {"medglip_version": __version__, "header": header, "failures": report["failed"],
-            "unmapped_labels": report["unmapped_labels"], **stats, "sources": sources or {},
-            "label_conflicts": conflicts, "unmapped": unmapped, "plots": plots}
+    card = {
+        "medglip_version": __version__,
+        "header": header,
+        "failures": report["failed"],
+        "unmapped_labels": report["unmapped_labels"],
+        **stats,
+        "sources": sources or {},
+        "label_conflicts": conflicts,
+        "unmapped": unmapped,
+        "plots": plots,
+    }
     atomic_write_json(out / "card.json", card, indent=1)
     split_rows = "\n".join(
         f"| {s} | {v['cases']} | {v['images']:,} | {v['negative_images']:,} | {v['annotations']:,} |"
-        for s, v in stats["splits"].items())
+        for s, v in stats["splits"].items()
+    )
     md = [
         "# Dataset card\n",
         f"{header} {stats['categories']} phrases; {report['built']} cases built, {report['failed']} failed.\n",

@@ -20,8 +20,7 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def bar_chart(path: str | Path, counts: Mapping[str, int], *, title: str, max_bars: int = 40,
-              width: int = 760) -> Path:
+def bar_chart(path: str | Path, counts: Mapping[str, int], *, title: str, max_bars: int = 40, width: int = 760) -> Path:
     """Draw one horizontal bar per ``name -> count`` (largest first, at most ``max_bars``; the rest
     summed into one "other" bar) with the count written after each bar; save as PNG atomically.
 
@@ -32,7 +31,7 @@ def bar_chart(path: str | Path, counts: Mapping[str, int], *, title: str, max_ba
 
     items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     if len(items) > max_bars:
-        rest = sum(v for _, v in items[max_bars - 1:])
+        rest = sum(v for _, v in items[max_bars - 1 :])
         items = items[: max_bars - 1] + [(f"other ({len(counts) - max_bars + 1})", rest)]
     font, small = _font(15), _font(12)
     label_w = min(280, 12 + max((int(small.getlength(k)) for k, _ in items), default=40))

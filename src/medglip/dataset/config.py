@@ -83,9 +83,12 @@ class BuildConfig:
         """The input pipeline the build writes its images with."""
         # cast: InputConfig itself checks that each window and the percentiles are (low, high) pairs
         windows = cast(tuple[tuple[float, float], ...], tuple(tuple(float(v) for v in w) for w in self.ct_windows))
-        return InputConfig(ct_windows=windows, percentiles=cast(tuple[float, float], tuple(self.percentiles)),
-                           version=self.input_version,
-                           context_slices=self.context_slices)
+        return InputConfig(
+            ct_windows=windows,
+            percentiles=cast(tuple[float, float], tuple(self.percentiles)),
+            version=self.input_version,
+            context_slices=self.context_slices,
+        )
 
     @property
     def mapping(self) -> dict[str, dict[str, str]]:
@@ -102,8 +105,10 @@ class BuildConfig:
     def from_json(cls, d: dict) -> BuildConfig:
         known = {f.name for f in fields(cls)}
         if "input_version" not in d:
-            raise MedglipError("this dataset was built before medglip's input pipeline (its images hold one "
-                               "CT window, normalised per volume): rebuild it with `medglip build`")
+            raise MedglipError(
+                "this dataset was built before medglip's input pipeline (its images hold one "
+                "CT window, normalised per volume): rebuild it with `medglip build`"
+            )
         d = {k: v for k, v in d.items() if k in known}
         for k in ("percentiles", "split_ratios", "test_cases"):
             if k in d:

@@ -21,8 +21,17 @@ from .plan import plan_of_folder
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-_SPLIT_ALIASES = {"train": "train", "training": "train", "tr": "train", "val": "val", "valid": "val",
-                  "validation": "val", "test": "test", "testing": "test", "ts": "test"}
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "tr": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+    "ts": "test",
+}
 
 
 @dataclass
@@ -81,17 +90,33 @@ def assign_splits(records: list[dict], config: BuildConfig, *, mode: str = "auto
 
 
 def _forced(record: dict, forced: set[str]) -> bool:
-    return bool(forced) and (record["case_id"] in forced or record["key"] in forced
-                             or f"{record['source']}/{record['case_id']}" in forced)
+    return bool(forced) and (
+        record["case_id"] in forced or record["key"] in forced or f"{record['source']}/{record['case_id']}" in forced
+    )
 
 
 def _categories(records: list[dict]) -> dict[str, dict[str, Any]]:
     cats: dict[str, dict[str, Any]] = {}
     for r in records:
         for lab in r["labels"]:
-            cats.setdefault(lab["name"], {k: lab[k] for k in (
-                "name", "supercategory", "label", "class", "region", "level", "laterality", "parent",
-                "hierarchy", "mapped")})
+            cats.setdefault(
+                lab["name"],
+                {
+                    k: lab[k]
+                    for k in (
+                        "name",
+                        "supercategory",
+                        "label",
+                        "class",
+                        "region",
+                        "level",
+                        "laterality",
+                        "parent",
+                        "hierarchy",
+                        "mapped",
+                    )
+                },
+            )
     for i, name in enumerate(sorted(cats), start=1):
         cats[name]["id"] = i
     return cats
@@ -107,13 +132,21 @@ def odvg_line(image: dict, anns: list[dict], absent: list[str]) -> dict:
     for p in phrases:
         spans[p] = [len(caption), len(caption) + len(p)]
         caption += p + ". "
-    regions = [{
-        "bbox": [a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]],
-        "phrase": a["phrase"],
-        "tokens_positive": [spans[a["phrase"]]],
-    } for a in anns]
-    return {"filename": image["file_name"], "height": image["height"], "width": image["width"],
-            "modality": image["modality"], "grounding": {"caption": caption.strip(), "regions": regions}}
+    regions = [
+        {
+            "bbox": [a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]],
+            "phrase": a["phrase"],
+            "tokens_positive": [spans[a["phrase"]]],
+        }
+        for a in anns
+    ]
+    return {
+        "filename": image["file_name"],
+        "height": image["height"],
+        "width": image["width"],
+        "modality": image["modality"],
+        "grounding": {"caption": caption.strip(), "regions": regions},
+    }
 
 
 def collect(out: Path, keys: list[str], fingerprint: dict[str, str]) -> tuple[list[dict], list[dict]]:
@@ -154,13 +187,31 @@ def merge(out_dir: Path | str) -> MergeResult:
         split_of.update(assign_splits(recs, part.config, mode=part.split))
         records += recs
         failures += fails
-    return write_dataset(out, records, failures, split_of, n_cases=sum(len(k) for _, k in plan.parts),
-                         info=plan.info, header=plan.header, report_extra=plan.report_extra, sources=plan.sources)
+    return write_dataset(
+        out,
+        records,
+        failures,
+        split_of,
+        n_cases=sum(len(k) for _, k in plan.parts),
+        info=plan.info,
+        header=plan.header,
+        report_extra=plan.report_extra,
+        sources=plan.sources,
+    )
 
 
-def write_dataset(out: Path, records: list[dict], failures: list[dict], split_of: dict[str, str], *, n_cases: int,
-                  info: dict[str, Any], header: str, report_extra: dict[str, Any] | None = None,
-                  sources: dict[str, dict[str, Any]] | None = None) -> MergeResult:
+def write_dataset(
+    out: Path,
+    records: list[dict],
+    failures: list[dict],
+    split_of: dict[str, str],
+    *,
+    n_cases: int,
+    info: dict[str, Any],
+    header: str,
+    report_extra: dict[str, Any] | None = None,
+    sources: dict[str, dict[str, Any]] | None = None,
+) -> MergeResult:
     """Write the COCO + ODVG annotations, ``label_map.json``, ``build_report.json`` and the card.
 
     Args:
@@ -172,8 +223,17 @@ def write_dataset(out: Path, records: list[dict], failures: list[dict], split_of
         sources: per-source facts for the card's source table (weight, licence, layout, ...).
     """
     with _merge_lock(out):
-        return _write_dataset(out, records, failures, split_of, n_cases=n_cases, info=info, header=header,
-                              report_extra=report_extra, sources=sources)
+        return _write_dataset(
+            out,
+            records,
+            failures,
+            split_of,
+            n_cases=n_cases,
+            info=info,
+            header=header,
+            report_extra=report_extra,
+            sources=sources,
+        )
 
 
 @contextmanager
@@ -194,16 +254,32 @@ def _merge_lock(out: Path) -> Iterator[None]:
         yield
 
 
-def _write_dataset(out: Path, records: list[dict], failures: list[dict], split_of: dict[str, str], *, n_cases: int,
-                   info: dict[str, Any], header: str, report_extra: dict[str, Any] | None,
-                   sources: dict[str, dict[str, Any]] | None) -> MergeResult:
+def _write_dataset(
+    out: Path,
+    records: list[dict],
+    failures: list[dict],
+    split_of: dict[str, str],
+    *,
+    n_cases: int,
+    info: dict[str, Any],
+    header: str,
+    report_extra: dict[str, Any] | None,
+    sources: dict[str, dict[str, Any]] | None,
+) -> MergeResult:
     cats = _categories(records)
     coco: dict[str, dict[str, Any]] = {
-        s: {"info": {"description": f"medglip grounding dataset ({s})", "version": "1.0", **info},
-            "licenses": [], "images": [], "annotations": [], "categories": [
-                {"id": c["id"], **{k: v for k, v in c.items() if k != "id"}} for c in
-                sorted(cats.values(), key=lambda c: c["id"])]}
-        for s in SPLITS}
+        s: {
+            "info": {"description": f"medglip grounding dataset ({s})", "version": "1.0", **info},
+            "licenses": [],
+            "images": [],
+            "annotations": [],
+            "categories": [
+                {"id": c["id"], **{k: v for k, v in c.items() if k != "id"}}
+                for c in sorted(cats.values(), key=lambda c: c["id"])
+            ],
+        }
+        for s in SPLITS
+    }
     odvg: dict[str, list[str]] = {s: [] for s in SPLITS}
     image_id = ann_id = 0
     for rec in records:
@@ -212,12 +288,14 @@ def _write_dataset(out: Path, records: list[dict], failures: list[dict], split_o
         for img in rec["images"]:
             image_id += 1
             anns = img["annotations"]
-            coco[s]["images"].append({"id": image_id, **{k: v for k, v in img.items() if k != "annotations"},
-                                      "split": s})
+            coco[s]["images"].append(
+                {"id": image_id, **{k: v for k, v in img.items() if k != "annotations"}, "split": s}
+            )
             for a in anns:
                 ann_id += 1
-                coco[s]["annotations"].append({"id": ann_id, "image_id": image_id,
-                                               "category_id": cats[a["phrase"]]["id"], **a})
+                coco[s]["annotations"].append(
+                    {"id": ann_id, "image_id": image_id, "category_id": cats[a["phrase"]]["id"], **a}
+                )
             odvg[s].append(json.dumps(odvg_line(img, anns, case_phrases), ensure_ascii=False))
     for s in SPLITS:
         atomic_write_json(out / "annotations" / f"{s}.json", coco[s])
@@ -225,7 +303,9 @@ def _write_dataset(out: Path, records: list[dict], failures: list[dict], split_o
     atomic_write_json(out / "annotations" / "label_map.json", {str(c["id"]): n for n, c in cats.items()}, indent=1)
     unmapped = Counter(lab["source_label"] for r in records for lab in r["labels"] if not lab["mapped"])
     report = {
-        "cases": n_cases, "built": len(records), "failed": len(failures),
+        "cases": n_cases,
+        "built": len(records),
+        "failed": len(failures),
         "failures": [{k: f[k] for k in ("key", "files", "error", "reason")} for f in failures],
         "unmapped_labels": dict(sorted(unmapped.items())),
         "warnings": {r["key"]: r["warnings"] for r in records if r["warnings"]},

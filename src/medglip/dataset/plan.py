@@ -121,15 +121,27 @@ class SourcePlan:
         if cfg_path.exists():
             old = read_json(cfg_path)
             if old.get("kind") == "recipe":
-                raise MedglipError(f"{out} holds a recipe build ({cfg_path}); build into it from its recipe, "
-                                   "or use a new output folder")
+                raise MedglipError(
+                    f"{out} holds a recipe build ({cfg_path}); build into it from its recipe, "
+                    "or use a new output folder"
+                )
             if old.get("fingerprint") != fp:
-                raise MedglipError(f"{out} holds a build made with other settings ({cfg_path}); "
-                                   "use a new output folder, or delete it to rebuild")
+                raise MedglipError(
+                    f"{out} holds a build made with other settings ({cfg_path}); "
+                    "use a new output folder, or delete it to rebuild"
+                )
         out.mkdir(parents=True, exist_ok=True)
         (part,) = self.parts
-        atomic_write_json(cfg_path, {**self.config.to_json(), "resolved_layout": listing.layouts[part],
-                                     "fingerprint": fp, "medglip_version": __version__}, indent=2)
+        atomic_write_json(
+            cfg_path,
+            {
+                **self.config.to_json(),
+                "resolved_layout": listing.layouts[part],
+                "fingerprint": fp,
+                "medglip_version": __version__,
+            },
+            indent=2,
+        )
         atomic_write_json(out / CASES, sorted(listing.keys[part]))
 
     def merge_input(self, out: Path) -> MergeInput:
@@ -147,8 +159,9 @@ class RecipePlan:
 
     @cached_property
     def parts(self) -> tuple[Part, ...]:
-        return tuple(Part(id=s.id, config=self.recipe.source_config(s), split=s.split.mode)
-                     for s in self.recipe.sources)
+        return tuple(
+            Part(id=s.id, config=self.recipe.source_config(s), split=s.split.mode) for s in self.recipe.sources
+        )
 
     def part(self, source_id: str) -> Part:
         src = self.recipe.source(source_id)  # raises naming the recipe and the id
@@ -158,18 +171,28 @@ class RecipePlan:
         """Create ``out`` (refusing a single-source build's folder) and record sources and cases."""
         cfg_path = out / BUILD_CONFIG
         if cfg_path.exists() and read_json(cfg_path).get("kind") != "recipe":
-            raise MedglipError(f"{out} holds a single-source build ({cfg_path}); "
-                               "use a new output folder for the recipe")
+            raise MedglipError(
+                f"{out} holds a single-source build ({cfg_path}); use a new output folder for the recipe"
+            )
         out.mkdir(parents=True, exist_ok=True)
         sources = {}
         for src, part in zip(self.recipe.sources, self.parts, strict=True):
             cfg = part.config
-            sources[src.id] = {**cfg.to_json(), "fingerprint": cfg.fingerprint(),
-                               "resolved_layout": listing.layouts.get(part), "cases": len(listing.keys.get(part, [])),
-                               "weight": src.weight, "licence": src.licence, "catalog": src.catalog,
-                               "error": listing.failed.get(part)}
-        atomic_write_json(cfg_path, {"kind": "recipe", "recipe": self.recipe.to_json(), "sources": sources,
-                                     "medglip_version": __version__}, indent=2)
+            sources[src.id] = {
+                **cfg.to_json(),
+                "fingerprint": cfg.fingerprint(),
+                "resolved_layout": listing.layouts.get(part),
+                "cases": len(listing.keys.get(part, [])),
+                "weight": src.weight,
+                "licence": src.licence,
+                "catalog": src.catalog,
+                "error": listing.failed.get(part),
+            }
+        atomic_write_json(
+            cfg_path,
+            {"kind": "recipe", "recipe": self.recipe.to_json(), "sources": sources, "medglip_version": __version__},
+            indent=2,
+        )
         keys = {part.name: listing.keys[part] for part in self.parts if part in listing.keys}
         atomic_write_json(out / RECIPE_CASES, keys, indent=1)
         atomic_write_json(out / CASES, [k for sid in keys for k in keys[sid]])
@@ -178,16 +201,30 @@ class RecipePlan:
         raw = read_json(out / BUILD_CONFIG)
         keys: dict[str, list[str]] = read_json(out / RECIPE_CASES)
         recipe = self.recipe
-        facts = {s.id: {"weight": s.weight, "licence": s.licence, "url": s.url, "dataset": s.catalog,
-                        "layout": (raw["sources"].get(s.id) or {}).get("resolved_layout") or s.layout,
-                        "split": s.split.to_json(), "path": s.path,
-                        "error": (raw["sources"].get(s.id) or {}).get("error")} for s in recipe.sources}
-        header = (f"Built by medglip {__version__} from the recipe `{recipe.name}`: {len(keys)} source(s) "
-                  f"({recipe.settings.plane} slices).")
-        return MergeInput(parts=tuple((p, tuple(keys[p.name])) for p in self.parts if p.name in keys),
-                          info={"recipe": recipe.name, "sources": facts}, header=header,
-                          report_extra={"failed_sources": {sid: s["error"] for sid, s in raw["sources"].items()
-                                                           if s.get("error")}}, sources=facts)
+        facts = {
+            s.id: {
+                "weight": s.weight,
+                "licence": s.licence,
+                "url": s.url,
+                "dataset": s.catalog,
+                "layout": (raw["sources"].get(s.id) or {}).get("resolved_layout") or s.layout,
+                "split": s.split.to_json(),
+                "path": s.path,
+                "error": (raw["sources"].get(s.id) or {}).get("error"),
+            }
+            for s in recipe.sources
+        }
+        header = (
+            f"Built by medglip {__version__} from the recipe `{recipe.name}`: {len(keys)} source(s) "
+            f"({recipe.settings.plane} slices)."
+        )
+        return MergeInput(
+            parts=tuple((p, tuple(keys[p.name])) for p in self.parts if p.name in keys),
+            info={"recipe": recipe.name, "sources": facts},
+            header=header,
+            report_extra={"failed_sources": {sid: s["error"] for sid, s in raw["sources"].items() if s.get("error")}},
+            sources=facts,
+        )
 
 
 Plan = SourcePlan | RecipePlan

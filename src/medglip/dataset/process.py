@@ -83,8 +83,9 @@ def slice_side(pixels: np.ndarray, x: float, plane: str, modality: str) -> str |
     return patient_side(x, pixels.shape[1], body=body_columns(pixels))
 
 
-def _annotation(inst: Instance, info: LabelInfo, modality: str, side: str | None,
-                crowd: bool = False) -> dict[str, Any]:
+def _annotation(
+    inst: Instance, info: LabelInfo, modality: str, side: str | None, crowd: bool = False
+) -> dict[str, Any]:
     laterality = info.laterality
     if laterality is None and info.level in ("lesion", "unknown") and side in ("left", "right"):
         laterality = side  # a lesion's side is where it lies
@@ -122,8 +123,14 @@ def absent_phrases(case: Case, infos: list[dict[int, LabelInfo]]) -> list[str]:
 
 def _image_fields(case: Case, file_name: str, pix: np.ndarray, absent: list[str]) -> dict[str, Any]:
     """The image-record fields every image shares, 2D or sliced."""
-    out = {"file_name": file_name, "width": int(pix.shape[1]), "height": int(pix.shape[0]),
-           "modality": case.modality, "source": case.source, "case_id": case.case_id}
+    out = {
+        "file_name": file_name,
+        "width": int(pix.shape[1]),
+        "height": int(pix.shape[0]),
+        "modality": case.modality,
+        "source": case.source,
+        "case_id": case.case_id,
+    }
     if absent:
         out["absent"] = list(absent)
     return out
@@ -158,9 +165,15 @@ class CaseBuilder:
             "label_path": list(case.label_path),
             "fingerprint": self.cfg.fingerprint(),
             "labels": [
-                {"layer": i, "value": v, **info.category_fields(), "source_label": info.source_label,
-                 "voxels": int(counts[i][v]) if v < len(counts[i]) else 0}
-                for i, layer in enumerate(infos) for v, info in sorted(layer.items())
+                {
+                    "layer": i,
+                    "value": v,
+                    **info.category_fields(),
+                    "source_label": info.source_label,
+                    "voxels": int(counts[i][v]) if v < len(counts[i]) else 0,
+                }
+                for i, layer in enumerate(infos)
+                for v, info in sorted(layer.items())
             ],
             "warnings": [],
         }
@@ -169,25 +182,31 @@ class CaseBuilder:
         else:
             record["images"] = self._image2d(case, key, infos, absent=absent)
         # the form the CT values came in (HU, a windowed picture, a standardised array): what the pipeline mapped
-        record["ct_form"] = next((im["intensity"]["form"] for im in record["images"]
-                                  if im["intensity"].get("form")), None)
+        record["ct_form"] = next(
+            (im["intensity"]["form"] for im in record["images"] if im["intensity"].get("form")), None
+        )
         return record
 
     # -- 3D -----------------------------------------------------------------------------------
     def _volume(self, case: Case, key: str, infos, counts, warnings: list[str], *, absent: list[str]) -> list[dict]:
         cfg = self.cfg
         plan = plan_slices(case.geometry, case.spatial_shape, cfg.plane)
-        channels = [None] if case.image.ndim == 3 else (
-            list(range(case.image.shape[3])) if cfg.channels == "all" else [0])
+        channels = (
+            [None] if case.image.ndim == 3 else (list(range(case.image.shape[3])) if cfg.channels == "all" else [0])
+        )
         sy, sx = plan.pixel_spacing(case.geometry)
         per_slice: list[list[tuple[Instance, LabelInfo]]] = []
         for idx in range(plan.n_slices):
             found: list[tuple[Instance, LabelInfo]] = []
             for lm, layer in zip(case.labels, infos, strict=True):
                 insts, _ = instances_from_slice(
-                    plan.take(lm.array, idx), names=lm.names, per_value=lm.instances,
-                    min_pixels=cfg.min_pixels, min_area_mm2=cfg.min_area_mm2,
-                    pixel_area_mm2=sy * sx if case.spacing_known else None)
+                    plan.take(lm.array, idx),
+                    names=lm.names,
+                    per_value=lm.instances,
+                    min_pixels=cfg.min_pixels,
+                    min_area_mm2=cfg.min_area_mm2,
+                    pixel_area_mm2=sy * sx if case.spacing_known else None,
+                )
                 found += [(i, layer[i.value]) for i in insts]
             per_slice.append(found)
         positives = [i for i, f in enumerate(per_slice) if f]
@@ -197,8 +216,15 @@ class CaseBuilder:
         for ch in channels:
             vol = case.image if ch is None else case.image[..., ch]
             for idx in sorted(positives + negatives):
-                pix, intensity = slice_pixels(vol, plan, idx, case.modality, cfg.input_config,
-                                              what=f"{case.case_id} slice {idx}", form=case.ct_form)
+                pix, intensity = slice_pixels(
+                    vol,
+                    plan,
+                    idx,
+                    case.modality,
+                    cfg.input_config,
+                    what=f"{case.case_id} slice {idx}",
+                    form=case.ct_form,
+                )
                 stem = f"{key.split('/')[-1]}_{plan.plane[:3]}{idx:04d}" + ("" if ch is None else f"_c{ch}")
                 write_png(self.out / "images" / key / f"{stem}.png", pix, compress_level=PNG_LEVEL)
                 anns = []
@@ -207,20 +233,24 @@ class CaseBuilder:
                     if info.laterality and side in ("left", "right") and side != info.laterality:
                         warnings.append(f"slice {idx}: '{info.phrase}' lies on the patient's {side}")
                     anns.append(_annotation(inst, info, case.modality, side))
-                images.append({
-                    **_image_fields(case, f"{key}/{stem}.png", pix, absent),
-                    "slice_axis": plan.slice_axis,
-                    "slice_index": idx,
-                    "slice_plane": plan.plane,
-                    "channel": None if ch is None else (case.channel_names[ch] if ch < len(case.channel_names) else ch),
-                    "pixel_spacing": [sy, sx] if case.spacing_known else None,
-                    "negative": not anns,
-                    "intensity": intensity,
-                    "display_window": display,
-                    "pixel_to_voxel": plan.pixel_to_voxel(idx).round(6).tolist(),
-                    "pixel_to_world": plan.pixel_to_world(idx, case.geometry).round(6).tolist(),
-                    "annotations": anns,
-                })
+                images.append(
+                    {
+                        **_image_fields(case, f"{key}/{stem}.png", pix, absent),
+                        "slice_axis": plan.slice_axis,
+                        "slice_index": idx,
+                        "slice_plane": plan.plane,
+                        "channel": None
+                        if ch is None
+                        else (case.channel_names[ch] if ch < len(case.channel_names) else ch),
+                        "pixel_spacing": [sy, sx] if case.spacing_known else None,
+                        "negative": not anns,
+                        "intensity": intensity,
+                        "display_window": display,
+                        "pixel_to_voxel": plan.pixel_to_voxel(idx).round(6).tolist(),
+                        "pixel_to_world": plan.pixel_to_world(idx, case.geometry).round(6).tolist(),
+                        "annotations": anns,
+                    }
+                )
         return images
 
     def _sample_negatives(self, case: Case, plan: SlicePlan, positives: list[int], key: str) -> list[int]:
@@ -250,23 +280,30 @@ class CaseBuilder:
         anns = []
         for lm, layer in zip(case.labels, infos, strict=True):
             insts, _ = instances_from_slice(
-                lm.array, names=lm.names, per_value=lm.instances, min_pixels=cfg.min_pixels,
-                min_area_mm2=cfg.min_area_mm2, pixel_area_mm2=spacing[0] * spacing[1] if spacing else None)
+                lm.array,
+                names=lm.names,
+                per_value=lm.instances,
+                min_pixels=cfg.min_pixels,
+                min_area_mm2=cfg.min_area_mm2,
+                pixel_area_mm2=spacing[0] * spacing[1] if spacing else None,
+            )
             crowd = set(case.meta.get("crowd_values", ()))  # COCO iscrowd=1 regions stay crowd regions
             anns += [_annotation(i, layer[i.value], case.modality, None, i.value in crowd) for i in insts]
         stem = key.split("/")[-1]
         write_png(self.out / "images" / key / f"{stem}.png", pix, compress_level=PNG_LEVEL)
-        return [{
-            **_image_fields(case, f"{key}/{stem}.png", pix, absent),
-            "slice_axis": None,
-            "slice_index": None,
-            "slice_plane": "2d",
-            "channel": None,
-            "pixel_spacing": [float(s) for s in spacing] if spacing else None,
-            "negative": not anns,
-            "intensity": intensity,
-            "display_window": None,
-            "pixel_to_voxel": None,
-            "pixel_to_world": None,
-            "annotations": anns,
-        }]
+        return [
+            {
+                **_image_fields(case, f"{key}/{stem}.png", pix, absent),
+                "slice_axis": None,
+                "slice_index": None,
+                "slice_plane": "2d",
+                "channel": None,
+                "pixel_spacing": [float(s) for s in spacing] if spacing else None,
+                "negative": not anns,
+                "intensity": intensity,
+                "display_window": None,
+                "pixel_to_voxel": None,
+                "pixel_to_world": None,
+                "annotations": anns,
+            }
+        ]

@@ -44,10 +44,34 @@ from .config import BuildConfig, mapping_to_tuple
 
 RECIPE_VERSION = 1
 SPLIT_MODES = ("auto", "declared", "ratios", "train", "val", "test")
-_SOURCE_KEYS = {"id", "path", "catalog", "layout", "modality", "label_map", "split", "weight", "licence", "url",
-                "test_cases"}
-_SHARED = ("plane", "ct_windows", "context_slices", "display_window", "percentiles", "channels", "min_area_mm2",
-           "min_pixels", "negative_ratio", "split_ratios", "seed", "include_unlabeled", "input_version")
+_SOURCE_KEYS = {
+    "id",
+    "path",
+    "catalog",
+    "layout",
+    "modality",
+    "label_map",
+    "split",
+    "weight",
+    "licence",
+    "url",
+    "test_cases",
+}
+_SHARED = (
+    "plane",
+    "ct_windows",
+    "context_slices",
+    "display_window",
+    "percentiles",
+    "channels",
+    "min_area_mm2",
+    "min_pixels",
+    "negative_ratio",
+    "split_ratios",
+    "seed",
+    "include_unlabeled",
+    "input_version",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,8 +88,9 @@ class SplitPolicy:
 
     def __post_init__(self) -> None:
         if self.mode not in SPLIT_MODES:
-            raise ValueError(f"split must be one of {', '.join(SPLIT_MODES)} or [train, val, test] fractions, "
-                             f"got {self.mode!r}")
+            raise ValueError(
+                f"split must be one of {', '.join(SPLIT_MODES)} or [train, val, test] fractions, got {self.mode!r}"
+            )
 
     @staticmethod
     def parse(value: Any) -> SplitPolicy:
@@ -165,14 +190,23 @@ class Recipe:
         mapping = dict(catalogue_mapping(src.catalog) if src.catalog and src.catalog != src.id else {})
         mapping.update(src.label_map)
         return dataclasses.replace(
-            self.settings, source=src.path, layout=src.layout, modality=src.modality,
+            self.settings,
+            source=src.path,
+            layout=src.layout,
+            modality=src.modality,
             label_mapping=mapping_to_tuple({"*": mapping}) if mapping else (),
-            split_ratios=src.split.ratios or self.settings.split_ratios, test_cases=src.test_cases)
+            split_ratios=src.split.ratios or self.settings.split_ratios,
+            test_cases=src.test_cases,
+        )
 
     def to_json(self) -> dict[str, Any]:
         shared = {k: v for k, v in self.settings.to_json().items() if k in _SHARED}
-        return {"recipe": RECIPE_VERSION, "name": self.name, "settings": shared,
-                "sources": [s.to_json() for s in self.sources]}
+        return {
+            "recipe": RECIPE_VERSION,
+            "name": self.name,
+            "settings": shared,
+            "sources": [s.to_json() for s in self.sources],
+        }
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_json(), sort_keys=False, allow_unicode=True, width=110, default_flow_style=None)
@@ -217,15 +251,18 @@ def _source(raw: Any, i: int, where: str, base_dir: Path) -> RecipeSource:
     path = Path(str(raw["path"])).expanduser()
     try:
         return RecipeSource(
-            id=sid, path=str(path.resolve() if path.is_absolute() else (base_dir / path).resolve()),
+            id=sid,
+            path=str(path.resolve() if path.is_absolute() else (base_dir / path).resolve()),
             layout=str(raw.get("layout") or (entry.layout if entry else "auto")),
             catalog=entry.id if entry else None,
             modality=normalise_modality(raw["modality"]) if raw.get("modality") else None,
             label_map=tuple(sorted((str(k), str(v)) for k, v in label_map.items())),
-            split=SplitPolicy.parse(raw.get("split")), weight=float(raw.get("weight", 1.0)),
+            split=SplitPolicy.parse(raw.get("split")),
+            weight=float(raw.get("weight", 1.0)),
             licence=str(raw["licence"]) if raw.get("licence") else (entry.licence if entry else None),
             url=str(raw["url"]) if raw.get("url") else (entry.url if entry else None),
-            test_cases=tuple(str(c) for c in raw.get("test_cases") or ()))
+            test_cases=tuple(str(c) for c in raw.get("test_cases") or ()),
+        )
     except (ValueError, TypeError, UnknownModalityError) as exc:
         raise RecipeError(f"{at}: {exc}") from None
 
@@ -247,8 +284,9 @@ def parse_recipe(data: Any, *, where: str = "recipe", base_dir: str | Path = "."
             if k in settings:
                 settings[k] = tuple(settings[k])
         if "ct_windows" in settings:  # names ("lung") or [low, high] pairs
-            settings["ct_windows"] = tuple(parse_window(w if isinstance(w, str) else tuple(w))
-                                           for w in settings["ct_windows"])
+            settings["ct_windows"] = tuple(
+                parse_window(w if isinstance(w, str) else tuple(w)) for w in settings["ct_windows"]
+            )
         base = BuildConfig(source=str(data.get("name") or where), **settings)
     except (ValueError, TypeError, MedglipError) as exc:
         raise RecipeError(f"{where}: settings: {exc}") from None
@@ -284,10 +322,16 @@ def starter_recipe(hits: list[Any], *, name: str = "medglip-recipe") -> Recipe:
         while sid in seen:
             sid, n = f"{base}_{n}", n + 1
         seen.add(sid)
-        sources.append(RecipeSource(id=sid, path=str(Path(hit.path).resolve()), layout=hit.layout,
-                                    catalog=hit.entry.id if hit.entry else None,
-                                    licence=hit.entry.licence if hit.entry else None,
-                                    url=hit.entry.url if hit.entry else None))
+        sources.append(
+            RecipeSource(
+                id=sid,
+                path=str(Path(hit.path).resolve()),
+                layout=hit.layout,
+                catalog=hit.entry.id if hit.entry else None,
+                licence=hit.entry.licence if hit.entry else None,
+                url=hit.entry.url if hit.entry else None,
+            )
+        )
     if not sources:
         raise RecipeError("no data set found: nothing to put in a recipe")
     return Recipe(name=name, sources=tuple(sources), settings=BuildConfig(source=name))

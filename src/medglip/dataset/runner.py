@@ -66,12 +66,12 @@ class BuildResult:
 
     out_dir: Path
     n_cases: int
-    done: list[str] = field(default_factory=list)      # processed in this run
-    skipped: list[str] = field(default_factory=list)   # already done by an earlier run
+    done: list[str] = field(default_factory=list)  # processed in this run
+    skipped: list[str] = field(default_factory=list)  # already done by an earlier run
     failed: dict[str, str] = field(default_factory=dict)
     failed_sources: dict[str, str] = field(default_factory=dict)  # a recipe's sources that could not be listed
     built_by_source: dict[str, int] = field(default_factory=dict)
-    pending: int = 0                                   # cases of other shards still to do
+    pending: int = 0  # cases of other shards still to do
     merged: MergeResult | None = None
 
 
@@ -112,8 +112,10 @@ def _disk_full(exc: BaseException) -> bool:
 
 
 def _disk_full_error(out: Path) -> DiskFull:
-    return DiskFull(f"no space left on the device holding {out}: the build stopped; free some space and run the "
-                    "same command again to resume (finished cases are kept)")
+    return DiskFull(
+        f"no space left on the device holding {out}: the build stopped; free some space and run the "
+        "same command again to resume (finished cases are kept)"
+    )
 
 
 _WORKER_BUILDERS: list[CaseBuilder] = []  # a worker process's builder of each part, by part index
@@ -124,8 +126,9 @@ def _init_worker(configs: list[dict], out_dir: str, threads: int) -> None:
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     onto = load_ontology()
-    _WORKER_BUILDERS[:] = [CaseBuilder(config=BuildConfig.from_json(c), out_dir=Path(out_dir), ontology=onto)
-                           for c in configs]
+    _WORKER_BUILDERS[:] = [
+        CaseBuilder(config=BuildConfig.from_json(c), out_dir=Path(out_dir), ontology=onto) for c in configs
+    ]
 
 
 def _process_in_worker(item: tuple[int, CaseRef]) -> tuple[str, str | None]:
@@ -149,11 +152,19 @@ def _process(ref: CaseRef, builder: CaseBuilder) -> tuple[str, str | None]:
         files = [str(p) for p in (*ref.image_paths, *ref.label_paths)]
         reason = str(exc) if isinstance(exc, MedglipError) else f"{type(exc).__name__}: {exc}"
         try:
-            atomic_write_json(_failure_path(out, ref.key), {
-                "key": ref.key, "case_id": ref.case_id, "source": ref.source, "files": files,
-                "error": type(exc).__name__, "reason": reason,
-                "traceback": traceback.format_exc(limit=6),
-            }, indent=1)
+            atomic_write_json(
+                _failure_path(out, ref.key),
+                {
+                    "key": ref.key,
+                    "case_id": ref.case_id,
+                    "source": ref.source,
+                    "files": files,
+                    "error": type(exc).__name__,
+                    "reason": reason,
+                    "traceback": traceback.format_exc(limit=6),
+                },
+                indent=1,
+            )
         except OSError as write_error:
             if _disk_full(write_error):
                 raise _disk_full_error(out) from None
@@ -162,8 +173,15 @@ def _process(ref: CaseRef, builder: CaseBuilder) -> tuple[str, str | None]:
         return ref.key, reason
 
 
-def run_pool(todo: list[T], fn: Callable[[T], tuple[str, str | None]], *, workers: int,
-             initializer: Callable[..., None], initargs: tuple, settle: Callable[[str, str | None], None]) -> None:
+def run_pool(
+    todo: list[T],
+    fn: Callable[[T], tuple[str, str | None]],
+    *,
+    workers: int,
+    initializer: Callable[..., None],
+    initargs: tuple,
+    settle: Callable[[str, str | None], None],
+) -> None:
     """Run ``fn`` on every item in ``workers`` spawned processes (set up by ``initializer``),
     calling ``settle(key, error)`` as cases finish.
 
@@ -171,8 +189,7 @@ def run_pool(todo: list[T], fn: Callable[[T], tuple[str, str | None]], *, worker
         MedglipError: a worker process died (the finished cases are kept; rerun to resume).
     """
     ctx = mp.get_context("spawn")  # no fork: SimpleITK/ITK thread pools are not fork-safe
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=initializer,
-                             initargs=initargs) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=initializer, initargs=initargs) as pool:
         futures = [pool.submit(fn, r) for r in todo]
         try:
             for f in as_completed(futures):
@@ -184,9 +201,15 @@ def run_pool(todo: list[T], fn: Callable[[T], tuple[str, str | None]], *, worker
             ) from exc
 
 
-def build(job: BuildConfig | Recipe, out_dir: Path | str, *, workers: int = 1, shard: Shard | None = None,
-          on_progress: Callable[[str, str | None], None] | None = None,
-          on_start: Callable[[int], None] | None = None) -> BuildResult:
+def build(
+    job: BuildConfig | Recipe,
+    out_dir: Path | str,
+    *,
+    workers: int = 1,
+    shard: Shard | None = None,
+    on_progress: Callable[[str, str | None], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> BuildResult:
     """Build (or resume, or grow) a grounding dataset from one source or a recipe; merge once every
     case of every shard is settled.
 
@@ -203,8 +226,9 @@ def build(job: BuildConfig | Recipe, out_dir: Path | str, *, workers: int = 1, s
         MedglipError: nothing could be listed, or ``out_dir`` holds another build.
     """
     try:
-        return _run(plan_of(job), Path(out_dir), workers=workers, shard=shard, on_progress=on_progress,
-                    on_start=on_start)
+        return _run(
+            plan_of(job), Path(out_dir), workers=workers, shard=shard, on_progress=on_progress, on_start=on_start
+        )
     except OSError as exc:
         if _disk_full(exc):
             raise _disk_full_error(Path(out_dir)) from None
@@ -237,13 +261,20 @@ def _list(plan: Plan) -> tuple[list[tuple[Part, CaseRef]], Listing]:
     return items, listing
 
 
-def _run(plan: Plan, out: Path, *, workers: int, shard: Shard | None,
-         on_progress: Callable[[str, str | None], None] | None,
-         on_start: Callable[[int], None] | None) -> BuildResult:
+def _run(
+    plan: Plan,
+    out: Path,
+    *,
+    workers: int,
+    shard: Shard | None,
+    on_progress: Callable[[str, str | None], None] | None,
+    on_start: Callable[[int], None] | None,
+) -> BuildResult:
     items, listing = _list(plan)
     plan.prepare(out, listing)
-    result = BuildResult(out_dir=out, n_cases=len(items),
-                         failed_sources={p.name: err for p, err in listing.failed.items()})
+    result = BuildResult(
+        out_dir=out, n_cases=len(items), failed_sources={p.name: err for p, err in listing.failed.items()}
+    )
     parts = list(listing.keys)
     fps = {p: p.config.fingerprint() for p in parts}
     mine = shard.select(items) if shard else items
@@ -269,14 +300,22 @@ def _run(plan: Plan, out: Path, *, workers: int, shard: Shard | None,
         for p, r in todo:
             settle(*_process(r, builders[p]))
     else:
-        run_pool([(parts.index(p), r) for p, r in todo], _process_in_worker, workers=workers,
-                 initializer=_init_worker, initargs=([p.config.to_json() for p in parts], str(out), 1),
-                 settle=settle)
+        run_pool(
+            [(parts.index(p), r) for p, r in todo],
+            _process_in_worker,
+            workers=workers,
+            initializer=_init_worker,
+            initargs=([p.config.to_json() for p in parts], str(out), 1),
+            settle=settle,
+        )
     settled = [r.key for p, r in items if is_done(out, r.key, fps[p]) or _failure_path(out, r.key).exists()]
     result.pending = len(items) - len(settled)
     if result.pending == 0:
         result.merged = merge(out)
     else:
-        log.info("%d case(s) of other shards still to build; run `medglip merge %s` once all shards finished",
-                 result.pending, out)
+        log.info(
+            "%d case(s) of other shards still to build; run `medglip merge %s` once all shards finished",
+            result.pending,
+            out,
+        )
     return result

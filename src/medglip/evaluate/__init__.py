@@ -11,6 +11,14 @@ from .report import metrics_markdown, write_report
 from .run import evaluate, plan_queries, predict_dataset, read_split
 
 __all__ = [
-    "compute_metrics", "evaluate", "predict_dataset", "plan_queries", "read_split", "write_report",
-    "metrics_markdown", "validate_predictions", "EvaluationError", "PredictionError",
+    "compute_metrics",
+    "evaluate",
+    "predict_dataset",
+    "plan_queries",
+    "read_split",
+    "write_report",
+    "metrics_markdown",
+    "validate_predictions",
+    "EvaluationError",
+    "PredictionError",
 ]

@@ -26,8 +26,13 @@ if TYPE_CHECKING:
 GRID = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.01))
 
 
-def choose_thresholds(present: Sequence[tuple[str, float, bool]], absent: Sequence[tuple[str, float]],
-                      *, min_pairs: int = 5, max_fpr: float | None = None) -> dict[str, float]:
+def choose_thresholds(
+    present: Sequence[tuple[str, float, bool]],
+    absent: Sequence[tuple[str, float]],
+    *,
+    min_pairs: int = 5,
+    max_fpr: float | None = None,
+) -> dict[str, float]:
     """Score thresholds from pooled held-out scores, maximising Youden's J (TPR − FPR), or, with
     ``max_fpr``, the TPR among the thresholds whose absent-phrase false-positive rate is at most ``max_fpr``.
 
@@ -41,6 +46,7 @@ def choose_thresholds(present: Sequence[tuple[str, float, bool]], absent: Sequen
     Returns:
         ``{"*": t, phrase: t, ...}`` (ties: the highest threshold, fewest false positives).
     """
+
     def best(pos: list[tuple[float, bool]], neg: list[float]) -> float:
         if not pos or not neg:
             return FINDING_THRESHOLD
@@ -82,16 +88,19 @@ def pair_scores(coco: dict, preds: list[dict], queries: dict[int, list[str]]) ->
             best = top.get((int(iid), phrase))
             score = 0.0 if best is None else float(best["score"])
             if (int(iid), phrase) in gt:
-                hit = best is not None and float(box_iou(xywh_to_xyxy([best["bbox"]]),
-                                                         xywh_to_xyxy(gt[(int(iid), phrase)])).max()) >= 0.5
+                hit = (
+                    best is not None
+                    and float(box_iou(xywh_to_xyxy([best["bbox"]]), xywh_to_xyxy(gt[(int(iid), phrase)])).max()) >= 0.5
+                )
                 present.append((phrase, score, hit))
             else:
                 absent.append((phrase, score))
     return present, absent
 
 
-def evaluate_run(run: Path, dataset_dir: Path, split: str, out: Path, *, masks: bool | str = False,
-                 phrases: PhraseSet = "all") -> tuple[dict[str, Any], list, list]:
+def evaluate_run(
+    run: Path, dataset_dir: Path, split: str, out: Path, *, masks: bool | str = False, phrases: PhraseSet = "all"
+) -> tuple[dict[str, Any], list, list]:
     """Evaluate ``run`` on a split; ``phrases``: which absent phrases are asked on each image
     (:func:`medglip.evaluate.plan_queries`: ``all`` every dataset phrase, ``case`` those of the same
     patient and the image's known-absent ones); ``masks``: none, ``head`` (the checkpoint's mask head),
@@ -102,8 +111,7 @@ def evaluate_run(run: Path, dataset_dir: Path, split: str, out: Path, *, masks: 
     asked = mask_option(masks)  # the one setting that chooses masks; LiteMedSAM is built only if asked
     g = Grounder.from_pretrained(run)
     preds, queries = predict_dataset(g, dataset_dir, split=split, phrases=phrases, masks=asked, max_per_phrase=5)
-    metrics = evaluate(dataset_dir, preds, split=split, queries=queries, out=out,
-                       score_threshold=g.threshold_for("*"))
+    metrics = evaluate(dataset_dir, preds, split=split, queries=queries, out=out, score_threshold=g.threshold_for("*"))
     present, absent = pair_scores(read_split(dataset_dir, split), preds, queries)
     return metrics, present, absent
 

@@ -72,8 +72,15 @@ def dt_coco(gt: GroundTruth, predictions: Sequence[dict], *, segm: bool = False)
         if cid is None or (segm and "segmentation" not in pred):
             continue
         x, y, w, h = pred["bbox"]
-        ann = {"id": len(anns) + 1, "image_id": pred["image_id"], "category_id": cid, "bbox": [x, y, w, h],
-               "score": pred["score"], "area": float(w * h), "iscrowd": 0}
+        ann = {
+            "id": len(anns) + 1,
+            "image_id": pred["image_id"],
+            "category_id": cid,
+            "bbox": [x, y, w, h],
+            "score": pred["score"],
+            "area": float(w * h),
+            "iscrowd": 0,
+        }
         if segm:
             ann["segmentation"] = pred["segmentation"]
         anns.append(ann)
@@ -126,8 +133,9 @@ class CocoEvaluation:
             return empty
         n_area, n_img = len(pe.areaRng), len(pe.imgIds)
         sub = copy.copy(self.ev)
-        sub.evalImgs = [self.ev.evalImgs[k * n_area * n_img + a * n_img + i]
-                        for k in kidx for a in range(n_area) for i in iidx]
+        sub.evalImgs = [
+            self.ev.evalImgs[k * n_area * n_img + a * n_img + i] for k in kidx for a in range(n_area) for i in iidx
+        ]
         sub._paramsEval = copy.deepcopy(pe)
         sub._paramsEval.imgIds, sub._paramsEval.catIds = sub_imgs, sub_cats
         sub.params = copy.deepcopy(sub._paramsEval)

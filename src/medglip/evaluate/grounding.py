@@ -84,8 +84,11 @@ def score_present_pairs(
     out = []
     for (image_id, phrase), anns in sorted(gt.boxes.items()):
         preds = by_pair.get((image_id, phrase), [])
-        iou = float(box_iou(xywh_to_xyxy([preds[0]["bbox"]]), xywh_to_xyxy([a["bbox"] for a in anns])).max()) \
-            if preds else 0.0
+        iou = (
+            float(box_iou(xywh_to_xyxy([preds[0]["bbox"]]), xywh_to_xyxy([a["bbox"] for a in anns])).max())
+            if preds
+            else 0.0
+        )
         d = None
         if with_masks:
             if preds:

@@ -66,8 +66,9 @@ def _curve(result: CocoResult) -> list[float] | None:
 class _Evaluator:
     """Holds the validated inputs and computes one group's metrics on demand."""
 
-    def __init__(self, gt: GroundTruth, predictions: list[dict], queries: dict[int, list[str]] | None,
-                 score_threshold: float) -> None:
+    def __init__(
+        self, gt: GroundTruth, predictions: list[dict], queries: dict[int, list[str]] | None, score_threshold: float
+    ) -> None:
         self.gt = gt
         self.predictions = predictions
         self.with_masks = any("segmentation" in p for p in predictions)
@@ -76,11 +77,11 @@ class _Evaluator:
             log.warning("some GT annotations have no segmentation: mask AP is not computed")
         coco_gt = gt_coco(gt)
         self.box = CocoEvaluation(coco_gt, dt_coco(gt, predictions))
-        self.segm = CocoEvaluation(coco_gt, dt_coco(gt, predictions, segm=True), iou_type="segm") \
-            if self.mask_ap else None
+        self.segm = (
+            CocoEvaluation(coco_gt, dt_coco(gt, predictions, segm=True), iou_type="segm") if self.mask_ap else None
+        )
         by_pair = group_predictions(predictions)
-        self.present = score_present_pairs(gt, by_pair, score_threshold=score_threshold,
-                                           with_masks=self.with_masks)
+        self.present = score_present_pairs(gt, by_pair, score_threshold=score_threshold, with_masks=self.with_masks)
         self.absent = score_absent_pairs(gt, by_pair, queries, score_threshold=score_threshold)
 
     def group(
@@ -100,20 +101,23 @@ class _Evaluator:
         absent: list[AbsentPair] = [a for a in self.absent if keep(a.image_id, a.phrase)]
         hits = sum(p.hit for p in present)
         n_fp = sum(a.false_positive for a in absent)
-        out.update({
-            "acc50": hits / len(present) if present else None,
-            "miou": _mean([p.iou for p in present]),
-            "dice": _mean([p.dice for p in present if p.dice is not None]) if self.with_masks else None,
-            "absent_fp_rate": n_fp / len(absent) if absent else None,
-            "n_images": len({p.image_id for p in present} | {a.image_id for a in absent})
-            if img_ids is None else len(img_ids),
-            "n_gt_boxes": sum(len(v) for (i, ph), v in self.gt.boxes.items() if keep(i, ph)),
-            "n_predictions": sum(1 for p in self.predictions if keep(p["image_id"], p["phrase"])),
-            "n_pairs": len(present),
-            "n_hits": int(hits),
-            "n_absent": len(absent),
-            "n_absent_fp": int(n_fp),
-        })
+        out.update(
+            {
+                "acc50": hits / len(present) if present else None,
+                "miou": _mean([p.iou for p in present]),
+                "dice": _mean([p.dice for p in present if p.dice is not None]) if self.with_masks else None,
+                "absent_fp_rate": n_fp / len(absent) if absent else None,
+                "n_images": len({p.image_id for p in present} | {a.image_id for a in absent})
+                if img_ids is None
+                else len(img_ids),
+                "n_gt_boxes": sum(len(v) for (i, ph), v in self.gt.boxes.items() if keep(i, ph)),
+                "n_predictions": sum(1 for p in self.predictions if keep(p["image_id"], p["phrase"])),
+                "n_pairs": len(present),
+                "n_hits": int(hits),
+                "n_absent": len(absent),
+                "n_absent_fp": int(n_fp),
+            }
+        )
         return out, _curve(box)
 
 
@@ -154,30 +158,41 @@ def compute_metrics(
     qs = validate_queries(queries, gt.image_sizes)
     unknown = sum(1 for p in preds if p["phrase"] not in gt.category_by_phrase)
     if unknown:
-        log.warning("%d prediction(s) have phrases that are not categories of this split: they are left out "
-                    "of COCO AP and count only as absent-phrase predictions", unknown)
+        log.warning(
+            "%d prediction(s) have phrases that are not categories of this split: they are left out "
+            "of COCO AP and count only as absent-phrase predictions",
+            unknown,
+        )
     ev = _Evaluator(gt, preds, qs, float(score_threshold))
 
     overall, curve = ev.group(img_ids=None, cat_ids=None, keep=lambda i, p: True)
     overall["n_images"] = len(gt.image_sizes)
-    pr: dict[str, Any] = {"iou": 0.5, "recall": [round(float(r), 2) for r in RECALL_GRID], "overall": curve,
-                          "by_level": {}, "by_modality": {}}
+    pr: dict[str, Any] = {
+        "iou": 0.5,
+        "recall": [round(float(r), 2) for r in RECALL_GRID],
+        "overall": curve,
+        "by_level": {},
+        "by_modality": {},
+    }
     by_modality: dict[str, Any] = {}
     for modality in sorted(set(gt.image_modality.values())):
         img_ids = gt.images_of_modality(modality)
         by_modality[modality], pr["by_modality"][modality] = ev.group(
-            img_ids=img_ids, cat_ids=None, keep=partial(_of_modality, gt, modality))
+            img_ids=img_ids, cat_ids=None, keep=partial(_of_modality, gt, modality)
+        )
     levels = {gt.level_of(ph) for (_, ph) in gt.boxes} | {gt.level_of(a.phrase) for a in ev.absent}
     by_level: dict[str, Any] = {}
     for level in sorted(levels):
         by_level[level], pr["by_level"][level] = ev.group(
-            img_ids=None, cat_ids=gt.categories_of_level(level), keep=partial(_of_level, gt, level))
+            img_ids=None, cat_ids=gt.categories_of_level(level), keep=partial(_of_level, gt, level)
+        )
     phrases = {ph for (_, ph) in gt.boxes} | {a.phrase for a in ev.absent}
     by_phrase: dict[str, Any] = {}
     for phrase in sorted(phrases):
         cid = gt.category_by_phrase.get(phrase)
-        by_phrase[phrase], _ = ev.group(img_ids=None, cat_ids=[cid] if cid is not None else [],
-                                        keep=partial(_of_phrase, phrase))
+        by_phrase[phrase], _ = ev.group(
+            img_ids=None, cat_ids=[cid] if cid is not None else [], keep=partial(_of_phrase, phrase)
+        )
         by_phrase[phrase]["level"] = gt.level_of(phrase)
     return {
         "score_threshold": float(score_threshold),

@@ -11,8 +11,19 @@ from ..core.draw import font
 from ..core.files import atomic_write_file
 
 #: line colours, first for "overall" (black), then one per further curve.
-COLOURS = ((0, 0, 0), (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+COLOURS = (
+    (0, 0, 0),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+)
 
 
 def draw_pr_curves(
@@ -62,8 +73,10 @@ def draw_pr_curves(
         name, prec = items[k]
         colour = COLOURS[k % len(COLOURS)]
         if prec is not None and len(prec) == len(recall):
-            pts = [(left + float(r) * (right - left), bottom - min(max(float(p), 0.0), 1.0) * (bottom - top))
-                   for r, p in zip(recall, prec, strict=True)]
+            pts = [
+                (left + float(r) * (right - left), bottom - min(max(float(p), 0.0), 1.0) * (bottom - top))
+                for r, p in zip(recall, prec, strict=True)
+            ]
             d.line(pts, fill=colour, width=4 if k == 0 else 2)
     for k, (name, prec) in enumerate(items):
         colour = COLOURS[k % len(COLOURS)]

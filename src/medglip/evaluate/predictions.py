@@ -107,8 +107,12 @@ def validate_predictions(
         score = pred["score"]
         if not _is_finite(score):
             raise PredictionError(f"{where}: score must be a finite number, got {score!r}")
-        item: dict[str, Any] = {"image_id": int(image_id), "phrase": phrase.strip(),
-                                "bbox": [x, y, w, h], "score": float(score)}
+        item: dict[str, Any] = {
+            "image_id": int(image_id),
+            "phrase": phrase.strip(),
+            "bbox": [x, y, w, h],
+            "score": float(score),
+        }
         if pred.get("segmentation") is not None:
             item["segmentation"] = _check_rle(pred["segmentation"], image_sizes[int(image_id)], where)
         clean.append(item)

@@ -15,10 +15,17 @@ log = logging.getLogger(__name__)
 
 #: (column title, metric key, format) of the Markdown tables.
 COLUMNS = (
-    ("images", "n_images", "d"), ("GT boxes", "n_gt_boxes", "d"), ("pairs", "n_pairs", "d"),
-    ("AP", "AP", "p"), ("AP50", "AP50", "p"), ("AP75", "AP75", "p"),
-    ("Acc@0.5", "acc50", "p"), ("mIoU", "miou", "p"), ("Dice", "dice", "p"),
-    ("absent FP rate", "absent_fp_rate", "p"), ("absent pairs", "n_absent", "d"),
+    ("images", "n_images", "d"),
+    ("GT boxes", "n_gt_boxes", "d"),
+    ("pairs", "n_pairs", "d"),
+    ("AP", "AP", "p"),
+    ("AP50", "AP50", "p"),
+    ("AP75", "AP75", "p"),
+    ("Acc@0.5", "acc50", "p"),
+    ("mIoU", "miou", "p"),
+    ("Dice", "dice", "p"),
+    ("absent FP rate", "absent_fp_rate", "p"),
+    ("absent pairs", "n_absent", "d"),
 )
 SIZE_COLUMNS = (("APs", "APs", "p"), ("APm", "APm", "p"), ("APl", "APl", "p"), ("AR100", "AR100", "p"))
 MASK_COLUMNS = (("mask AP", "mask_AP", "p"), ("mask AP50", "mask_AP50", "p"), ("mask AP75", "mask_AP75", "p"))
@@ -43,8 +50,10 @@ def metrics_markdown(metrics: Mapping[str, Any], *, title: str = "Grounding eval
     thr = metrics["score_threshold"]
     lines = [f"# {title}", ""]
     if metrics.get("split"):
-        lines.append(f"Split `{metrics['split']}` of `{metrics.get('dataset', '')}`: "
-                     f"{metrics['n_images']} images, {metrics['n_predictions']} predictions.")
+        lines.append(
+            f"Split `{metrics['split']}` of `{metrics.get('dataset', '')}`: "
+            f"{metrics['n_images']} images, {metrics['n_predictions']} predictions."
+        )
     else:
         lines.append(f"{metrics['n_images']} images, {metrics['n_predictions']} predictions.")
     lines += [
@@ -58,8 +67,11 @@ def metrics_markdown(metrics: Mapping[str, Any], *, title: str = "Grounding eval
         "",
     ]
     if metrics.get("n_unknown_phrase_predictions"):
-        lines += [f"{metrics['n_unknown_phrase_predictions']} predictions name phrases that are not categories "
-                  "of this split (not in AP; counted as absent phrases when queried).", ""]
+        lines += [
+            f"{metrics['n_unknown_phrase_predictions']} predictions name phrases that are not categories "
+            "of this split (not in AP; counted as absent phrases when queried).",
+            "",
+        ]
     if not metrics.get("queries_given"):
         lines += ["No queries were given: the absent-phrase false-positive rate is not measured.", ""]
     columns = COLUMNS + SIZE_COLUMNS + (MASK_COLUMNS if metrics.get("masks_evaluated") else ())
@@ -67,9 +79,17 @@ def metrics_markdown(metrics: Mapping[str, Any], *, title: str = "Grounding eval
     for key, head in (("by_modality", "modality"), ("by_level", "level"), ("by_phrase", "phrase")):
         rows = metrics.get(key) or {}
         if rows:
-            lines += [f"## By {head}", ""] + _table(head, rows, columns if key != "by_phrase" else
-                                                    COLUMNS + (MASK_COLUMNS if metrics.get("masks_evaluated")
-                                                               else ())) + [""]
+            lines += (
+                [f"## By {head}", ""]
+                + _table(
+                    head,
+                    rows,
+                    columns
+                    if key != "by_phrase"
+                    else COLUMNS + (MASK_COLUMNS if metrics.get("masks_evaluated") else ()),
+                )
+                + [""]
+            )
     return "\n".join(lines)
 
 

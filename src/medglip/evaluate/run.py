@@ -64,11 +64,21 @@ def evaluate(
     """
     coco = read_split(dataset_dir, split)
     metrics: dict[str, Any] = {"dataset": str(dataset_dir), "split": split}
-    metrics.update(compute_metrics(coco, load_predictions(predictions), queries=queries,
-                                   score_threshold=score_threshold))
+    metrics.update(
+        compute_metrics(coco, load_predictions(predictions), queries=queries, score_threshold=score_threshold)
+    )
     o = metrics["overall"]
-    log.info("%s/%s: AP %s AP50 %s Acc@0.5 %s mIoU %s Dice %s absent-FP %s", dataset_dir, split,
-             o["AP"], o["AP50"], o["acc50"], o["miou"], o["dice"], o["absent_fp_rate"])
+    log.info(
+        "%s/%s: AP %s AP50 %s Acc@0.5 %s mIoU %s Dice %s absent-FP %s",
+        dataset_dir,
+        split,
+        o["AP"],
+        o["AP50"],
+        o["acc50"],
+        o["miou"],
+        o["dice"],
+        o["absent_fp_rate"],
+    )
     if out is not None:
         write_report(metrics, out, title=f"Grounding evaluation: {Path(dataset_dir).name} / {split}")
     return metrics
@@ -174,12 +184,18 @@ def predict_dataset(
     for (modality, asked), ids in groups.items():
         paths = [str(dataset_dir / "images" / images[i]["file_name"]) for i in ids]
         # top_k bounds the boxes per phrase, and so the mask refinements on a slow CPU
-        results = grounder.ground(paths, list(asked), modality=modality, masks=masks, top_k=max_per_phrase,
-                                  score_threshold=None)  # the whole ranking: AP needs low scores too
-        if not isinstance(results, list) or len(results) != len(ids) or not all(
-                isinstance(r, GroundingResult) for r in results):
-            raise PredictionError(f"the grounder must return one GroundingResult per image of a list, got "
-                                  f"{type(results).__name__} for {len(ids)} images")
+        results = grounder.ground(
+            paths, list(asked), modality=modality, masks=masks, top_k=max_per_phrase, score_threshold=None
+        )  # the whole ranking: AP needs low scores too
+        if (
+            not isinstance(results, list)
+            or len(results) != len(ids)
+            or not all(isinstance(r, GroundingResult) for r in results)
+        ):
+            raise PredictionError(
+                f"the grounder must return one GroundingResult per image of a list, got "
+                f"{type(results).__name__} for {len(ids)} images"
+            )
         for iid, res in zip(ids, results, strict=True):
             predictions += res.to_predictions(iid, max_per_phrase=max_per_phrase)
         done += len(ids)

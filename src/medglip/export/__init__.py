@@ -27,13 +27,27 @@ from .options import FILES, OUTPUTS, ExportOptions, parse_outputs
 from .volume import export_volume
 
 
-def export_result(result: Any, *, indices: Sequence[int] | None = None, options: ExportOptions = ExportOptions(),
-                  ontology: Ontology | None = None) -> ExportBundle:
+def export_result(
+    result: Any,
+    *,
+    indices: Sequence[int] | None = None,
+    options: ExportOptions = ExportOptions(),
+    ontology: Ontology | None = None,
+) -> ExportBundle:
     """:func:`export_volume` or :func:`export_image`, whichever ``result`` is."""
     if isinstance(result, VolumeGroundingResult):
         return export_volume(result, indices=indices, options=options, ontology=ontology)
     return export_image(result, indices=indices, options=options, ontology=ontology)
 
 
-__all__ = ["ExportBundle", "ExportOptions", "FILES", "OUTPUTS", "export_image", "export_result", "export_volume",
-           "image_objects", "parse_outputs"]
+__all__ = [
+    "ExportBundle",
+    "ExportOptions",
+    "FILES",
+    "OUTPUTS",
+    "export_image",
+    "export_result",
+    "export_volume",
+    "image_objects",
+    "parse_outputs",
+]

@@ -18,8 +18,10 @@ from ..ontology import Ontology
 from ..ontology.coding import LOCAL_SCHEME, LOCAL_SCHEME_NAME, Coding, coding_for
 
 #: Words of the overlap rule, in the sidecar and the docs.
-OVERLAP_RULE = ("one label per voxel: where objects overlap the higher score wins (equal scores: the lower "
-                "label); each object's own mask is exact in the DICOM-SEG (one segment per object)")
+OVERLAP_RULE = (
+    "one label per voxel: where objects overlap the higher score wins (equal scores: the lower "
+    "label); each object's own mask is exact in the DICOM-SEG (one segment per object)"
+)
 
 
 @dataclass
@@ -59,11 +61,28 @@ def labelled(label: int, phrase: str, score: float, onto: Ontology, stats: dict[
     coding = coding_for(onto, phrase)
     color = category_color(label - 1)
     uid = generate_uid()
-    entry = {"label": label, "phrase": phrase, "score": round(float(score), 5), "color": list(color),
-             "level": coding.level, "hierarchy": list(coding.hierarchy), "codes": coding.to_json(),
-             "tracking_id": f"finding {label}: {phrase}"[:64], "tracking_uid": uid, **stats}
-    return Labelled(label, phrase, float(score), coding, color, uid, entry, empty=not stats.get("voxels", 0)
-                    and not stats.get("pixels", 0))
+    entry = {
+        "label": label,
+        "phrase": phrase,
+        "score": round(float(score), 5),
+        "color": list(color),
+        "level": coding.level,
+        "hierarchy": list(coding.hierarchy),
+        "codes": coding.to_json(),
+        "tracking_id": f"finding {label}: {phrase}"[:64],
+        "tracking_uid": uid,
+        **stats,
+    }
+    return Labelled(
+        label,
+        phrase,
+        float(score),
+        coding,
+        color,
+        uid,
+        entry,
+        empty=not stats.get("voxels", 0) and not stats.get("pixels", 0),
+    )
 
 
 def volume_stats(mask: Any, geometry: Geometry) -> dict[str, Any]:
@@ -79,16 +98,25 @@ def volume_stats(mask: Any, geometry: Geometry) -> dict[str, Any]:
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     world = geometry.index_to_world(corners)
     centre = mask.centroid()
-    out.update({"extent_mm": _round(world.max(0) - world.min(0)), "centre_voxel": _round(centre),
-                "centre_world_mm": _round(geometry.index_to_world(centre)), "voxel_box": box.astype(int).tolist()})
+    out.update(
+        {
+            "extent_mm": _round(world.max(0) - world.min(0)),
+            "centre_voxel": _round(centre),
+            "centre_world_mm": _round(geometry.index_to_world(centre)),
+            "voxel_box": box.astype(int).tolist(),
+        }
+    )
     return out
 
 
 def image_stats(mask: np.ndarray, box: Any, spacing: tuple[float, float] | None) -> dict[str, Any]:
     """Pixels, area (mm² when the spacing is known), centre and box of a 2D mask."""
     n = int(np.count_nonzero(mask))
-    out: dict[str, Any] = {"pixels": n, "box": _round(box, 2),
-                           "area_mm2": None if spacing is None else round(n * spacing[0] * spacing[1], 3)}
+    out: dict[str, Any] = {
+        "pixels": n,
+        "box": _round(box, 2),
+        "area_mm2": None if spacing is None else round(n * spacing[0] * spacing[1], 3),
+    }
     if n:
         rows, cols = np.nonzero(mask)
         out["centre_pixel"] = [round(float(cols.mean()), 3), round(float(rows.mean()), 3)]  # (x, y)
@@ -107,8 +135,11 @@ def sidecar(kind: str, items: list[Labelled], **head: Any) -> dict[str, Any]:
 
 def local_schemes(items: list[Labelled]) -> dict[str, str]:
     """``{designator: name}`` of the local scheme when an exported code uses it."""
-    used = any(it.coding.type.scheme == LOCAL_SCHEME or it.coding.category.scheme == LOCAL_SCHEME for it in items
-               if not it.empty)
+    used = any(
+        it.coding.type.scheme == LOCAL_SCHEME or it.coding.category.scheme == LOCAL_SCHEME
+        for it in items
+        if not it.empty
+    )
     return {LOCAL_SCHEME: LOCAL_SCHEME_NAME} if used else {}
 
 

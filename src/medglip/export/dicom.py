@@ -21,9 +21,9 @@ from .options import ExportOptions
 
 #: measurement names and units of the SR (SNOMED CT / DCM / UCUM, as pydicom's tables spell them)
 VOLUME = Code("118565006", "SCT", "Volume")
-WIDTH = Code("103355008", "SCT", "Width")    # LPS x (patient right-left) extent
-DEPTH = Code("131197000", "SCT", "Depth")    # LPS y (anterior-posterior) extent
-HEIGHT = Code("121207", "DCM", "Height")     # LPS z (inferior-superior) extent
+WIDTH = Code("103355008", "SCT", "Width")  # LPS x (patient right-left) extent
+DEPTH = Code("131197000", "SCT", "Depth")  # LPS y (anterior-posterior) extent
+HEIGHT = Code("121207", "DCM", "Height")  # LPS z (inferior-superior) extent
 SCORE = Code("score", LOCAL_SCHEME, "Grounding score")
 CUBIC_MM = Code("mm3", "UCUM", "cubic millimeter")
 MM = Code("mm", "UCUM", "mm")
@@ -51,8 +51,9 @@ def check_sources(headers: Sequence[Dataset], what: str) -> None:
             raise MedglipError(f"{what}: a source image has no {name}; a DICOM-SEG / SR cannot reference it")
     if "ImagePositionPatient" in headers[0] or "PerFrameFunctionalGroupsSequence" in headers[0]:
         if any(not str(h.get("FrameOfReferenceUID", "") or "") for h in headers):
-            raise MedglipError(f"{what}: the source images have no FrameOfReferenceUID, so a DICOM-SEG cannot be "
-                               "placed on them")
+            raise MedglipError(
+                f"{what}: the source images have no FrameOfReferenceUID, so a DICOM-SEG cannot be placed on them"
+            )
     series = {str(h.SeriesInstanceUID) for h in headers}
     if len(series) > 1:
         raise MedglipError(f"{what}: the source images belong to {len(series)} series; a SEG references one")
@@ -69,12 +70,21 @@ def segment_specs(items: Sequence[Labelled]) -> tuple[list[SegmentSpec], dict[in
         numbers[it.label] = n
         c = it.coding
         lesion_side = c.anatomy is not None and c.category != ANATOMICAL_STRUCTURE
-        specs.append(SegmentSpec(
-            number=n, label=f"{it.label}: {it.phrase}", category=code(c.category), type=code(c.type),
-            type_modifier=None if lesion_side else code(c.laterality), anatomy=code(c.anatomy),
-            anatomy_modifier=code(c.laterality) if lesion_side else None, color=it.color,
-            tracking_id=it.tracking_id, tracking_uid=it.tracking_uid,
-            description=f"score {it.score:.3f}" + (f"; {c.note}" if c.note else "")))
+        specs.append(
+            SegmentSpec(
+                number=n,
+                label=f"{it.label}: {it.phrase}",
+                category=code(c.category),
+                type=code(c.type),
+                type_modifier=None if lesion_side else code(c.laterality),
+                anatomy=code(c.anatomy),
+                anatomy_modifier=code(c.laterality) if lesion_side else None,
+                color=it.color,
+                tracking_id=it.tracking_id,
+                tracking_uid=it.tracking_uid,
+                description=f"score {it.score:.3f}" + (f"; {c.note}" if c.note else ""),
+            )
+        )
     return specs, numbers
 
 
@@ -86,23 +96,41 @@ def finding_specs(items: Sequence[Labelled], numbers: dict[int, int]) -> list[Fi
         if it.label not in numbers:
             continue
         c, e = it.coding, it.entry
-        site = c.anatomy if c.anatomy is not None else (c.type if c.category == ANATOMICAL_STRUCTURE
-                                                        and c.type.scheme != LOCAL_SCHEME else None)
+        site = (
+            c.anatomy
+            if c.anatomy is not None
+            else (c.type if c.category == ANATOMICAL_STRUCTURE and c.type.scheme != LOCAL_SCHEME else None)
+        )
         ms = [MeasurementSpec(VOLUME, float(e["volume_mm3"]), CUBIC_MM)]
         if e.get("extent_mm"):
             extents = zip((WIDTH, DEPTH, HEIGHT), e["extent_mm"], strict=True)
             ms += [MeasurementSpec(n, float(v), MM) for n, v in extents]
         ms.append(MeasurementSpec(SCORE, round(it.score, 5), NO_UNITS))
-        out.append(FindingSpec(
-            tracking_id=it.tracking_id, tracking_uid=it.tracking_uid, finding_type=code(c.type),
-            finding_category=code(c.category), segment_number=numbers[it.label], site=code(site),
-            site_laterality=code(c.laterality) if site is not None else None, measurements=tuple(ms)))
+        out.append(
+            FindingSpec(
+                tracking_id=it.tracking_id,
+                tracking_uid=it.tracking_uid,
+                finding_type=code(c.type),
+                finding_category=code(c.category),
+                segment_number=numbers[it.label],
+                site=code(site),
+                site_laterality=code(c.laterality) if site is not None else None,
+                measurements=tuple(ms),
+            )
+        )
     return out
 
 
-def seg_and_sr(headers: Sequence[Dataset], frames: Callable[[dict[int, int]], tuple[list[Dataset], Any]],
-               items: Sequence[Labelled], *, modality: str | None, options: ExportOptions, want_sr: bool,
-               what: str) -> tuple[dict[str, bytes], dict[int, int]]:
+def seg_and_sr(
+    headers: Sequence[Dataset],
+    frames: Callable[[dict[int, int]], tuple[list[Dataset], Any]],
+    items: Sequence[Labelled],
+    *,
+    modality: str | None,
+    options: ExportOptions,
+    want_sr: bool,
+    what: str,
+) -> tuple[dict[str, bytes], dict[int, int]]:
     """``({"seg.dcm": ..., "sr.dcm": ...}, label → segment)``: one segment per non-empty label, the SR
     (when ``want_sr``) one finding per segment; ``frames(label → segment)`` gives the SEG's source
     headers and pixel array. No non-empty label: nothing."""
@@ -111,15 +139,34 @@ def seg_and_sr(headers: Sequence[Dataset], frames: Callable[[dict[int, int]], tu
         return {}, {}
     params = {k: v for k, v in options.algorithm_parameters}
     sources, pixels = frames(numbers)
-    seg = dicom_seg(sources, pixels, specs, series_uid=generate_uid(), sop_uid=generate_uid(),
-                    series_number=options.seg_series_number, software_version=__version__, algorithm_parameters=params,
-                    local_schemes=local_schemes(list(items)), what=what)
+    seg = dicom_seg(
+        sources,
+        pixels,
+        specs,
+        series_uid=generate_uid(),
+        sop_uid=generate_uid(),
+        series_number=options.seg_series_number,
+        software_version=__version__,
+        algorithm_parameters=params,
+        local_schemes=local_schemes(list(items)),
+        what=what,
+    )
     del pixels
     out = {"seg.dcm": dataset_bytes(seg)}
     if want_sr:
-        sr = dicom_sr(headers, seg, finding_specs(items, numbers), series_uid=generate_uid(), sop_uid=generate_uid(),
-                      modality=modality, series_number=options.sr_series_number, software_version=__version__,
-                      algorithm_parameters=[f"{k}={v}" for k, v in params.items()], device_uid=generate_uid(),
-                      local_schemes={LOCAL_SCHEME: LOCAL_SCHEME_NAME}, what=what)
+        sr = dicom_sr(
+            headers,
+            seg,
+            finding_specs(items, numbers),
+            series_uid=generate_uid(),
+            sop_uid=generate_uid(),
+            modality=modality,
+            series_number=options.sr_series_number,
+            software_version=__version__,
+            algorithm_parameters=[f"{k}={v}" for k, v in params.items()],
+            device_uid=generate_uid(),
+            local_schemes={LOCAL_SCHEME: LOCAL_SCHEME_NAME},
+            what=what,
+        )
         out["sr.dcm"] = dataset_bytes(sr)
     return out, numbers

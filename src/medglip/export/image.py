@@ -29,8 +29,13 @@ def image_objects(result: GroundingResult) -> list[tuple[int, int]]:
     return [(p, i) for p, g in enumerate(result.groundings) for i in range(len(g))]
 
 
-def export_image(result: GroundingResult, *, indices: Sequence[int] | None = None,
-                 options: ExportOptions = ExportOptions(), ontology: Ontology | None = None) -> ExportBundle:
+def export_image(
+    result: GroundingResult,
+    *,
+    indices: Sequence[int] | None = None,
+    options: ExportOptions = ExportOptions(),
+    ontology: Ontology | None = None,
+) -> ExportBundle:
     """The files of a 2D grounding (in memory; :meth:`ExportBundle.write` writes them at once).
 
     Args:
@@ -74,18 +79,34 @@ def export_image(result: GroundingResult, *, indices: Sequence[int] | None = Non
         check_sources(headers, what)
         src = headers[0]
         if (int(src.get("Rows", 0) or 0), int(src.get("Columns", 0) or 0)) != (h, w):
-            raise MedglipError(f"{what}: the image is {h} × {w} but the DICOM source is "
-                               f"{src.get('Rows')} × {src.get('Columns')}; a DICOM-SEG cannot be placed on it")
-        dcm, numbers = seg_and_sr(headers, lambda numbers: (list(headers), _frame(labels, masks, numbers)), items,
-                                  modality=result.modality, options=options, want_sr=False, what=what)
+            raise MedglipError(
+                f"{what}: the image is {h} × {w} but the DICOM source is "
+                f"{src.get('Rows')} × {src.get('Columns')}; a DICOM-SEG cannot be placed on it"
+            )
+        dcm, numbers = seg_and_sr(
+            headers,
+            lambda numbers: (list(headers), _frame(labels, masks, numbers)),
+            items,
+            modality=result.modality,
+            options=options,
+            want_sr=False,
+            what=what,
+        )
         if not dcm:
             bundle.notes.append("no box has a mask pixel: no DICOM-SEG written")
         bundle.files.update(dcm)
         for it in items:
             it.entry["segment"] = numbers.get(it.label)
-    bundle.labels = sidecar("image", items, source=what, modality=result.modality, image_size=[h, w],
-                            pixel_spacing=None if spacing is None else list(spacing),
-                            dtype=str(labels.dtype), label_file=FILES["png"] if "png" in outputs else None)
+    bundle.labels = sidecar(
+        "image",
+        items,
+        source=what,
+        modality=result.modality,
+        image_size=[h, w],
+        pixel_spacing=None if spacing is None else list(spacing),
+        dtype=str(labels.dtype),
+        label_file=FILES["png"] if "png" in outputs else None,
+    )
     bundle.add_json(FILES["json"])
     return bundle
 

@@ -9,8 +9,14 @@ from ..errors import MedglipError
 #: output → file name. ``nifti``: the label map; ``json``: its sidecar (always written); ``seg`` /
 #: ``sr``: DICOM-SEG and Structured Report (DICOM input only); ``png``: the label image of a 2D input;
 #: ``volume``: the input volume itself as NIfTI (for a viewer that reads no DICOM).
-FILES: dict[str, str] = {"nifti": "labels.nii.gz", "json": "labels.json", "seg": "seg.dcm", "sr": "sr.dcm",
-                         "png": "masks.png", "volume": "volume.nii.gz"}
+FILES: dict[str, str] = {
+    "nifti": "labels.nii.gz",
+    "json": "labels.json",
+    "seg": "seg.dcm",
+    "sr": "sr.dcm",
+    "png": "masks.png",
+    "volume": "volume.nii.gz",
+}
 #: the outputs a caller may ask for; ``auto``: every one the input allows except ``volume``
 OUTPUTS: tuple[str, ...] = ("auto", "nifti", "seg", "sr", "png", "volume")
 #: what each kind of input can give (``volume`` only on request)
@@ -67,8 +73,10 @@ class ExportOptions:
                 kind = "a volume" if "nifti" in allowed else "a 2D image"
                 raise MedglipError(f"{what}: {o!r} cannot be made for {kind}; it gives {', '.join(allowed)}")
             if o in ("seg", "sr") and not dicom:
-                raise MedglipError(f"{what}: {o!r} needs DICOM input (a DICOM file or series folder, which it "
-                                   "references); this input is not DICOM")
+                raise MedglipError(
+                    f"{what}: {o!r} needs DICOM input (a DICOM file or series folder, which it "
+                    "references); this input is not DICOM"
+                )
         return tuple(o for o in allowed if o in want)
 
 

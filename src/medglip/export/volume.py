@@ -23,8 +23,13 @@ from .dicom import check_sources, seg_and_sr
 from .options import FILES, VOLUME_OUTPUTS, ExportOptions
 
 
-def export_volume(result: VolumeGroundingResult, *, indices: Sequence[int] | None = None,
-                  options: ExportOptions = ExportOptions(), ontology: Ontology | None = None) -> ExportBundle:
+def export_volume(
+    result: VolumeGroundingResult,
+    *,
+    indices: Sequence[int] | None = None,
+    options: ExportOptions = ExportOptions(),
+    ontology: Ontology | None = None,
+) -> ExportBundle:
     """The files of a volume grounding (in memory; :meth:`ExportBundle.write` writes them at once).
 
     Args:
@@ -50,10 +55,13 @@ def export_volume(result: VolumeGroundingResult, *, indices: Sequence[int] | Non
     check_voxel_budget(result.shape, options.max_voxels, what)
     if "nifti" in outputs and meta.get("spacing_uniform") is False:
         steps = meta.get("spacing_steps") or []
-        raise MedglipError(f"{what}: the slices are not evenly spaced ({min(steps):g}–{max(steps):g} mm between "
-                           "them), so no NIfTI grid holds them exactly; ask for the DICOM-SEG (outputs seg, sr), "
-                           "which places every frame on its own slice" if steps else
-                           f"{what}: the slices are not evenly spaced; ask for the DICOM-SEG instead")
+        raise MedglipError(
+            f"{what}: the slices are not evenly spaced ({min(steps):g}–{max(steps):g} mm between "
+            "them), so no NIfTI grid holds them exactly; ask for the DICOM-SEG (outputs seg, sr), "
+            "which places every frame on its own slice"
+            if steps
+            else f"{what}: the slices are not evenly spaced; ask for the DICOM-SEG instead"
+        )
     if dicom and ("seg" in outputs):
         check_sources(headers, what)
         _check_grid(headers, meta, result.shape, what)
@@ -63,9 +71,15 @@ def export_volume(result: VolumeGroundingResult, *, indices: Sequence[int] | Non
     for n, (i, m) in enumerate(zip(idx, masks, strict=True), start=1):
         obj = result.objects[i]
         stats = volume_stats(m, result.geometry)
-        stats.update({"object": i, "max_score": round(float(obj.max_score), 5), "slices": list(obj.slices),
-                      "world_box_mm": np.round(obj.world_box, 3).tolist(),
-                      "voxels_in_label_map": int(np.count_nonzero(labels[m.slices] == n)) if m.mask.size else 0})
+        stats.update(
+            {
+                "object": i,
+                "max_score": round(float(obj.max_score), 5),
+                "slices": list(obj.slices),
+                "world_box_mm": np.round(obj.world_box, 3).tolist(),
+                "voxels_in_label_map": int(np.count_nonzero(labels[m.slices] == n)) if m.mask.size else 0,
+            }
+        )
         items.append(labelled(n, obj.phrase, obj.score, onto, stats))
     bundle = ExportBundle(notes=coding_notes(items))
     for it in items:
@@ -73,22 +87,38 @@ def export_volume(result: VolumeGroundingResult, *, indices: Sequence[int] | Non
             bundle.notes.append(f"label {it.label} ({it.phrase}): its mask is empty; it has no DICOM segment")
         it.entry["segment"] = None
     if "nifti" in outputs:
-        bundle.files[FILES["nifti"]] = nifti_bytes(labels, result.geometry, level=options.compress_level,
-                                                   description="medglip label map")
+        bundle.files[FILES["nifti"]] = nifti_bytes(
+            labels, result.geometry, level=options.compress_level, description="medglip label map"
+        )
     if "volume" in outputs:
         bundle.files[FILES["volume"]] = volume_nifti(result, level=min(options.compress_level, 1))
     if "seg" in outputs:
-        dcm, numbers = seg_and_sr(headers, _frames(labels, masks, headers, meta, options, what), items,
-                                  modality=result.modality, options=options, want_sr="sr" in outputs, what=what)
+        dcm, numbers = seg_and_sr(
+            headers,
+            _frames(labels, masks, headers, meta, options, what),
+            items,
+            modality=result.modality,
+            options=options,
+            want_sr="sr" in outputs,
+            what=what,
+        )
         if not dcm:
             bundle.notes.append("no object has a mask voxel: no DICOM-SEG / SR written")
         bundle.files.update(dcm)
         for it in items:
             it.entry["segment"] = numbers.get(it.label)
     del labels
-    bundle.labels = sidecar("volume", items, source=what, modality=result.modality, shape=list(result.shape),
-                            geometry=result.geometry.to_json(), plane=result.plane,
-                            dtype="uint16", label_file=FILES["nifti"] if "nifti" in outputs else None)
+    bundle.labels = sidecar(
+        "volume",
+        items,
+        source=what,
+        modality=result.modality,
+        shape=list(result.shape),
+        geometry=result.geometry.to_json(),
+        plane=result.plane,
+        dtype="uint16",
+        label_file=FILES["nifti"] if "nifti" in outputs else None,
+    )
     bundle.add_json(FILES["json"])
     return bundle
 
@@ -99,12 +129,20 @@ def _check_grid(headers: Sequence[Any], meta: dict[str, Any], shape: Sequence[in
     rows, cols = int(h.get("Rows", 0) or 0), int(h.get("Columns", 0) or 0)
     frames = len(headers) if len(headers) > 1 else int(h.get("NumberOfFrames", 1) or 1)
     if (cols, rows, frames) != tuple(int(s) for s in shape[:3]):
-        raise MedglipError(f"{what}: the volume {tuple(shape[:3])} is not the DICOM source's grid "
-                           f"(columns, rows, frames) = {(cols, rows, frames)}; a DICOM-SEG cannot be placed on it")
+        raise MedglipError(
+            f"{what}: the volume {tuple(shape[:3])} is not the DICOM source's grid "
+            f"(columns, rows, frames) = {(cols, rows, frames)}; a DICOM-SEG cannot be placed on it"
+        )
 
 
-def _frames(labels: np.ndarray, masks: Sequence[ObjectMask], headers: Sequence[Any], meta: dict[str, Any],
-            options: ExportOptions, what: str) -> Callable[[dict[int, int]], tuple[list[Any], np.ndarray]]:
+def _frames(
+    labels: np.ndarray,
+    masks: Sequence[ObjectMask],
+    headers: Sequence[Any],
+    meta: dict[str, Any],
+    options: ExportOptions,
+    what: str,
+) -> Callable[[dict[int, int]], tuple[list[Any], np.ndarray]]:
     """``numbers (label → segment) → (sources, pixel array)`` of the SEG: ``(F, rows, cols)`` segment
     numbers when no two objects overlap, else ``(F, rows, cols, S)`` bool; frame ``f`` lies on
     ``sources[f]`` (a series: the slices from the first to the last that hold a mask voxel; a
@@ -131,7 +169,7 @@ def _frames(labels: np.ndarray, masks: Sequence[ObjectMask], headers: Sequence[A
             for dk in range(m.mask.shape[2]):
                 f = frame_of.get(m.lo[2] + dk)
                 if f is not None:
-                    out[f, m.lo[1]:m.hi[1], m.lo[0]:m.hi[0], s] = m.mask[:, :, dk].T
+                    out[f, m.lo[1] : m.hi[1], m.lo[0] : m.hi[0], s] = m.mask[:, :, dk].T
         return sources, out
 
     return make

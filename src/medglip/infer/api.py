@@ -32,17 +32,40 @@ class GrounderLike(Protocol):
 
     def modality_of(self, image: Any, modality: str | None = None) -> str: ...
 
-    def ground(self, images: Sequence[Any], phrases: Sequence[str] | str, *, modality: str | None = None,
-               masks: Masks = False, score_threshold: Any = "calibrated",
-               top_k: int | None = None) -> list[GroundingResult]: ...
+    def ground(
+        self,
+        images: Sequence[Any],
+        phrases: Sequence[str] | str,
+        *,
+        modality: str | None = None,
+        masks: Masks = False,
+        score_threshold: Any = "calibrated",
+        top_k: int | None = None,
+    ) -> list[GroundingResult]: ...
 
-    def ground_one(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
-                   masks: Masks = False, score_threshold: Any = "calibrated",
-                   top_k: int | None = None) -> GroundingResult: ...
+    def ground_one(
+        self,
+        image: Any,
+        phrases: Sequence[str] | str,
+        *,
+        modality: str | None = None,
+        masks: Masks = False,
+        score_threshold: Any = "calibrated",
+        top_k: int | None = None,
+    ) -> GroundingResult: ...
 
-    def ground_volume(self, path_or_array: Any, phrases: Sequence[str] | str, **kwargs: Any
-                      ) -> VolumeGroundingResult: ...
+    def ground_volume(
+        self, path_or_array: Any, phrases: Sequence[str] | str, **kwargs: Any
+    ) -> VolumeGroundingResult: ...
 
-    def ground_file(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
-                    masks: Masks = False, score_threshold: Any = "calibrated", plane: str = "axial",
-                    top_k: int | None = None) -> GroundingResult | VolumeGroundingResult: ...
+    def ground_file(
+        self,
+        image: Any,
+        phrases: Sequence[str] | str,
+        *,
+        modality: str | None = None,
+        masks: Masks = False,
+        score_threshold: Any = "calibrated",
+        plane: str = "axial",
+        top_k: int | None = None,
+    ) -> GroundingResult | VolumeGroundingResult: ...

@@ -38,9 +38,11 @@ class Detections:
         object.__setattr__(self, "phrase_ids", np.asarray(self.phrase_ids, dtype=np.int64).reshape(-1))
         n = len(self.boxes)
         if len(self.scores) != n or len(self.phrase_ids) != n or (self.masks is not None and len(self.masks) != n):
-            raise MedglipError(f"detections disagree in length: {n} boxes, {len(self.scores)} scores, "
-                               f"{len(self.phrase_ids)} phrase ids, "
-                               f"{'no' if self.masks is None else len(self.masks)} masks")
+            raise MedglipError(
+                f"detections disagree in length: {n} boxes, {len(self.scores)} scores, "
+                f"{len(self.phrase_ids)} phrase ids, "
+                f"{'no' if self.masks is None else len(self.masks)} masks"
+            )
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -48,13 +50,18 @@ class Detections:
     def take(self, indices: np.ndarray) -> Detections:
         """The detections at ``indices`` (in that order)."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        return Detections(boxes=self.boxes[idx], scores=self.scores[idx], phrase_ids=self.phrase_ids[idx],
-                          masks=None if self.masks is None else self.masks[idx])
+        return Detections(
+            boxes=self.boxes[idx],
+            scores=self.scores[idx],
+            phrase_ids=self.phrase_ids[idx],
+            masks=None if self.masks is None else self.masks[idx],
+        )
 
     def with_masks(self, masks: np.ndarray) -> Detections:
         """The same detections with ``masks`` ``(K, H, W)``."""
-        return Detections(boxes=self.boxes, scores=self.scores, phrase_ids=self.phrase_ids,
-                          masks=np.asarray(masks, dtype=bool))
+        return Detections(
+            boxes=self.boxes, scores=self.scores, phrase_ids=self.phrase_ids, masks=np.asarray(masks, dtype=bool)
+        )
 
     @staticmethod
     def concat(parts: Sequence[Detections], image_size: tuple[int, int]) -> Detections:
@@ -65,7 +72,10 @@ class Detections:
         with_masks = all(p.masks is not None for p in parts)
         h, w = image_size
         return Detections(
-            boxes=np.concatenate([p.boxes for p in parts]), scores=np.concatenate([p.scores for p in parts]),
+            boxes=np.concatenate([p.boxes for p in parts]),
+            scores=np.concatenate([p.scores for p in parts]),
             phrase_ids=np.concatenate([p.phrase_ids for p in parts]),
-            masks=(np.concatenate([np.asarray(p.masks, bool).reshape(-1, h, w) for p in parts])
-                   if with_masks else None))
+            masks=(
+                np.concatenate([np.asarray(p.masks, bool).reshape(-1, h, w) for p in parts]) if with_masks else None
+            ),
+        )

@@ -136,9 +136,17 @@ class Grounder:
             results name what a call asks beyond it (:meth:`untrained`). Empty: not known, nothing named.
     """
 
-    def __init__(self, model: GroundingModel, *, device: str | torch.device = "cpu",
-                 refiner: str | Any | None = "auto", cache_size: int = 64, batch_size: int = 8,
-                 known_phrases: Sequence[str] = (), trained_on: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(
+        self,
+        model: GroundingModel,
+        *,
+        device: str | torch.device = "cpu",
+        refiner: str | Any | None = "auto",
+        cache_size: int = 64,
+        batch_size: int = 8,
+        known_phrases: Sequence[str] = (),
+        trained_on: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.config = model.config
@@ -146,8 +154,11 @@ class Grounder:
         if isinstance(refiner, str) and refiner not in ("auto", "head", "medsam"):
             raise MedglipError(f"unknown refiner {refiner!r}: use 'medsam', a refiner object or None")
         if refiner == "head":  # it used to choose masks; masks= of each call does now
-            warnings.warn("Grounder(refiner='head') is deprecated: pass refiner=None and masks='head' (or True) "
-                          "to ground", DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "Grounder(refiner='head') is deprecated: pass refiner=None and masks='head' (or True) to ground",
+                DeprecationWarning,
+                stacklevel=2,
+            )
             refiner = None
         self._medsam_allowed = refiner is not None
         self._refiner: Any | None = None if isinstance(refiner, str) else refiner
@@ -157,13 +168,20 @@ class Grounder:
         #: the phrases the checkpoint was trained on (RUN/categories.json), the default of reports
         self.known_phrases: tuple[str, ...] = tuple(known_phrases)
         self.trained_on: dict[str, frozenset[str]] = {
-            str(m): frozenset(phrase_key(p) for p in ps) for m, ps in (trained_on or {}).items()}
+            str(m): frozenset(phrase_key(p) for p in ps) for m, ps in (trained_on or {}).items()
+        }
         self.cache_hits = 0
         self.cache_misses = 0
 
     @classmethod
-    def from_pretrained(cls, run_dir: str | Path | None = None, *, device: str | torch.device = "cpu",
-                        refiner: str | Any | None = "auto", **kwargs: Any) -> Grounder:
+    def from_pretrained(
+        cls,
+        run_dir: str | Path | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        refiner: str | Any | None = "auto",
+        **kwargs: Any,
+    ) -> Grounder:
         """Load ``RUN/`` (``model.safetensors`` + ``config.json`` + ``text_encoder/``); no hub, no pickle.
         Without ``run_dir``: the model medglip ships (:mod:`medglip.model.shipped`)."""
         if run_dir is None:
@@ -191,8 +209,9 @@ class Grounder:
                 try:
                     prompt = make_prompt([phrases[i] for i in group], tok, max_len)
                 except ValueError as e:  # e.g. a phrase of characters the tokenizer only knows as [UNK]
-                    raise MedglipError(f"the text encoder cannot read these phrases: {e}; use words "
-                                       "(e.g. 'liver tumor')") from None
+                    raise MedglipError(
+                        f"the text encoder cannot read these phrases: {e}; use words (e.g. 'liver tumor')"
+                    ) from None
                 chunks.append(_Chunk(prompt, tuple(group), self.model.encode_text([prompt]).detach()))
         self._cache[phrases] = chunks
         while len(self._cache) > self.cache_size:
@@ -213,8 +232,10 @@ class Grounder:
         """The box → mask refiner (LiteMedSAM is loaded on first use)."""
         if self._refiner is None:
             if not self._medsam_allowed:
-                raise MedglipError("masks from LiteMedSAM need a mask refiner: this Grounder was created with "
-                                   "refiner=None (use refiner='medsam', or masks='head')")
+                raise MedglipError(
+                    "masks from LiteMedSAM need a mask refiner: this Grounder was created with "
+                    "refiner=None (use refiner='medsam', or masks='head')"
+                )
             self._refiner = MedSAMRefiner(device=self.device)
         return self._refiner
 
@@ -234,8 +255,10 @@ class Grounder:
             if self.has_mask_head:
                 return "head"
             if not self._medsam_allowed:
-                raise MedglipError("masks=True on a checkpoint without a mask head needs LiteMedSAM, and this "
-                                   "Grounder was created with refiner=None: " + NO_HEAD)
+                raise MedglipError(
+                    "masks=True on a checkpoint without a mask head needs LiteMedSAM, and this "
+                    "Grounder was created with refiner=None: " + NO_HEAD
+                )
             return "medsam"
         if masks == "head":
             if not self.has_mask_head:
@@ -243,25 +266,52 @@ class Grounder:
             return "head"
         if masks == "medsam":
             if not self._medsam_allowed:
-                raise MedglipError("masks='medsam' needs LiteMedSAM: this Grounder was created with refiner=None "
-                                   "(use refiner='medsam', the default)")
+                raise MedglipError(
+                    "masks='medsam' needs LiteMedSAM: this Grounder was created with refiner=None "
+                    "(use refiner='medsam', the default)"
+                )
             return "medsam"
         raise MedglipError(f"masks must be true/false, 'auto', 'head', 'medsam' or 'none', not {masks!r}")
 
     # ------------------------------------------------------------------------------ 2D
-    def ground_one(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
-                   masks: Masks = False, score_threshold: Threshold = "calibrated", top_k: int | None = None,
-                   ct_window: Any = None) -> GroundingResult:
+    def ground_one(
+        self,
+        image: Any,
+        phrases: Sequence[str] | str,
+        *,
+        modality: str | None = None,
+        masks: Masks = False,
+        score_threshold: Threshold = "calibrated",
+        top_k: int | None = None,
+        ct_window: Any = None,
+    ) -> GroundingResult:
         """:meth:`ground` of ONE 2D image: its one result (arguments as there)."""
         if isinstance(image, (list, tuple)):
-            raise MedglipError(f"ground_one takes one image, got a {type(image).__name__} of {len(image)}: "
-                               "use ground([...]) for several")
-        return self.ground([image], phrases, modality=modality, masks=masks, score_threshold=score_threshold,
-                           top_k=top_k, ct_window=ct_window)[0]
+            raise MedglipError(
+                f"ground_one takes one image, got a {type(image).__name__} of {len(image)}: "
+                "use ground([...]) for several"
+            )
+        return self.ground(
+            [image],
+            phrases,
+            modality=modality,
+            masks=masks,
+            score_threshold=score_threshold,
+            top_k=top_k,
+            ct_window=ct_window,
+        )[0]
 
-    def ground(self, images: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
-               masks: Masks = False, score_threshold: Threshold = "calibrated", top_k: int | None = None,
-               ct_window: Any = None) -> list[GroundingResult]:
+    def ground(
+        self,
+        images: Any,
+        phrases: Sequence[str] | str,
+        *,
+        modality: str | None = None,
+        masks: Masks = False,
+        score_threshold: Threshold = "calibrated",
+        top_k: int | None = None,
+        ct_window: Any = None,
+    ) -> list[GroundingResult]:
         """Ground ``phrases`` in a list of 2D images (batched): a list in, a list out, same order.
 
         Args:
@@ -293,11 +343,21 @@ class Grounder:
                 unreadable file, masks from a source this Grounder or checkpoint lacks.
         """
         if not isinstance(images, (list, tuple)):
-            warnings.warn("Grounder.ground(one image) is deprecated: use ground_one(image, ...) or "
-                          "ground([image, ...])", DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "Grounder.ground(one image) is deprecated: use ground_one(image, ...) or ground([image, ...])",
+                DeprecationWarning,
+                stacklevel=2,
+            )
             # the deprecated one-image form keeps answering one result, not a list
-            return self.ground_one(images, phrases, modality=modality, masks=masks,  # type: ignore[return-value]
-                                   score_threshold=score_threshold, top_k=top_k, ct_window=ct_window)
+            return self.ground_one(
+                images,
+                phrases,
+                modality=modality,
+                masks=masks,  # type: ignore[return-value]
+                score_threshold=score_threshold,
+                top_k=top_k,
+                ct_window=ct_window,
+            )
         items = list(images)
         if not items:
             return []
@@ -307,17 +367,31 @@ class Grounder:
         inputs = [read_image_input(x, ct_window=ct_window) for x in items]
         prepared = self._prepare(inputs, caller)
         keep = KeepBoxes(self.threshold_for, names, score_threshold, top_k) if source == "head" else None
-        dets = self._detect([p.tensor for p in prepared], [p.meta for p in prepared],
-                            [p.modality[0] for p in prepared], self._chunks(names), head_masks=keep)
-        out = [self._collect(x, p, names, d, masks=source, score_threshold=score_threshold, top_k=top_k)
-               for x, p, d in zip(inputs, prepared, dets, strict=True)]
+        dets = self._detect(
+            [p.tensor for p in prepared],
+            [p.meta for p in prepared],
+            [p.modality[0] for p in prepared],
+            self._chunks(names),
+            head_masks=keep,
+        )
+        out = [
+            self._collect(x, p, names, d, masks=source, score_threshold=score_threshold, top_k=top_k)
+            for x, p, d in zip(inputs, prepared, dets, strict=True)
+        ]
         for r in out:
             r.untrained = self.untrained(names, r.modality)
         return out
 
     @torch.no_grad()
-    def masks_for_boxes(self, image: Any, boxes: Any, phrase: str, *, modality: str | None = None,
-                        source: Literal["head", "medsam"] = "head") -> np.ndarray:
+    def masks_for_boxes(
+        self,
+        image: Any,
+        boxes: Any,
+        phrase: str,
+        *,
+        modality: str | None = None,
+        source: Literal["head", "medsam"] = "head",
+    ) -> np.ndarray:
         """Masks of given boxes (box prompts → masks), e.g. boxes a user drew or true boxes.
 
         Args:
@@ -350,18 +424,29 @@ class Grounder:
         probs = self.model.predict_masks(fused, feats.images, [(b * scale).to(self.device)], hw)[0]
         return paste_masks(probs, b, (h, w)).numpy()
 
-    def ground_file(self, image: Any, phrases: Sequence[str] | str, *, modality: str | None = None,
-                    masks: Masks = False, score_threshold: Threshold = "calibrated", plane: str = "axial",
-                    top_k: int | None = None, ct_window: Any = None) -> GroundingResult | VolumeGroundingResult:
+    def ground_file(
+        self,
+        image: Any,
+        phrases: Sequence[str] | str,
+        *,
+        modality: str | None = None,
+        masks: Masks = False,
+        score_threshold: Threshold = "calibrated",
+        plane: str = "axial",
+        top_k: int | None = None,
+        ct_window: Any = None,
+    ) -> GroundingResult | VolumeGroundingResult:
         """Ground a 2D image or a volume, whichever ``image`` is (read once): :meth:`ground` (with
         ``top_k``) or :meth:`ground_volume` (with ``plane``). The one entry point of the CLI, VQA,
         reports and the service."""
         item = read_input(image, ct_window=ct_window)
         if isinstance(item, Volume):
-            return self.ground_volume(item, phrases, modality=modality, masks=masks,
-                                      score_threshold=score_threshold, plane=plane)
-        return self.ground_one(item, phrases, modality=modality, masks=masks, score_threshold=score_threshold,
-                               top_k=top_k)
+            return self.ground_volume(
+                item, phrases, modality=modality, masks=masks, score_threshold=score_threshold, plane=plane
+            )
+        return self.ground_one(
+            item, phrases, modality=modality, masks=masks, score_threshold=score_threshold, top_k=top_k
+        )
 
     def untrained(self, phrases: Sequence[str], modality: str) -> tuple[str, ...]:
         """One line for a modality, and one per phrase, that the model was never trained on (in that
@@ -370,8 +455,9 @@ class Grounder:
             return ()
         if modality not in self.trained_on:
             known = ", ".join(sorted(self.trained_on))
-            return (f"this model was never trained on {modality} images (only {known}): its boxes here are "
-                    "not calibrated",)
+            return (
+                f"this model was never trained on {modality} images (only {known}): its boxes here are not calibrated",
+            )
         anywhere = frozenset().union(*self.trained_on.values())
         out = []
         for p in phrases:
@@ -379,10 +465,12 @@ class Grounder:
             if key in self.trained_on[modality]:
                 continue
             where = sorted(m for m, ps in self.trained_on.items() if key in ps)
-            out.append(f"'{p}' was never a training phrase of this model: its boxes are not calibrated"
-                       if key not in anywhere else
-                       f"'{p}' was trained on {', '.join(where)} images only, not {modality}: "
-                       "its boxes are not calibrated")
+            out.append(
+                f"'{p}' was never a training phrase of this model: its boxes are not calibrated"
+                if key not in anywhere
+                else f"'{p}' was trained on {', '.join(where)} images only, not {modality}: "
+                "its boxes are not calibrated"
+            )
         return tuple(out)
 
     def threshold_for(self, phrase: str) -> float:
@@ -424,8 +512,10 @@ class Grounder:
 
     def _known(self, code: str, where: str, what: str) -> None:
         if code not in self.config.modalities:
-            raise MedglipError(f"{what}: modality {code} ({where}) is not one this model knows "
-                               f"({', '.join(self.config.modalities)}); pass modality=...")
+            raise MedglipError(
+                f"{what}: modality {code} ({where}) is not one this model knows "
+                f"({', '.join(self.config.modalities)}); pass modality=..."
+            )
 
     @torch.no_grad()
     def _classify(self, tensors: list[torch.Tensor]) -> list[str]:
@@ -447,8 +537,9 @@ class Grounder:
             pix, rec = model_pixels(x.raw, code, cfg, what=x.source, form=x.ct_form)
             out[i] = _Prepared(pix, rec, *to_tensor(pix, size), (code, where))
         if unknown:  # the classifier looks at the pixels made without a modality (HU-like → CT windows)
-            first = [model_pixels(inputs[i].raw, None, cfg, what=inputs[i].source, form=inputs[i].ct_form)
-                     for i in unknown]
+            first = [
+                model_pixels(inputs[i].raw, None, cfg, what=inputs[i].source, form=inputs[i].ct_form) for i in unknown
+            ]
             tensors = [to_tensor(p, size) for p, _ in first]
             codes = self._classify([t for t, _ in tensors])
             for i, (pix, rec), (t, meta), code in zip(unknown, first, tensors, codes, strict=True):
@@ -460,8 +551,15 @@ class Grounder:
         return [p for p in out if p is not None]
 
     @torch.no_grad()
-    def _detect(self, tensors: list[torch.Tensor], metas: list[dict[str, Any]], modalities: list[str],
-                chunks: list[_Chunk], *, head_masks: KeepBoxes | None = None) -> list[list[Detections]]:
+    def _detect(
+        self,
+        tensors: list[torch.Tensor],
+        metas: list[dict[str, Any]],
+        modalities: list[str],
+        chunks: list[_Chunk],
+        *,
+        head_masks: KeepBoxes | None = None,
+    ) -> list[list[Detections]]:
         """Per image, per prompt chunk: :class:`Detections` in original pixels (with ``head_masks``:
         only the boxes it keeps, each with its mask from the mask head).
 
@@ -471,7 +569,7 @@ class Grounder:
         out: list[list[Detections]] = [[] for _ in tensors]
         order = sorted(range(len(tensors)), key=lambda i: (self.config.modalities.index(modalities[i]), i))
         for s in range(0, len(order), self.batch_size):
-            idx = order[s: s + self.batch_size]
+            idx = order[s : s + self.batch_size]
             groups: dict[str, list[int]] = {}
             for i in idx:
                 groups.setdefault(modalities[i], []).append(i)
@@ -482,64 +580,107 @@ class Grounder:
                 b = len(members)
                 hw = image_hw(images)
                 for ch in chunks:
-                    tf = TextFeatures(hidden=ch.features.hidden.expand(b, -1, -1), mask=ch.features.mask.expand(b, -1),
-                                      phrase_token_masks=[ch.features.phrase_token_masks[0]] * b)
+                    tf = TextFeatures(
+                        hidden=ch.features.hidden.expand(b, -1, -1),
+                        mask=ch.features.mask.expand(b, -1),
+                        phrase_token_masks=[ch.features.phrase_token_masks[0]] * b,
+                    )
                     if head_masks is None:
                         dets = self.model.detect(feats, tf, hw)
                     else:
                         dets, fused = self.model.detect_with_features(feats, tf, hw)
                     gidx = torch.tensor(ch.indices, dtype=torch.long)
-                    found = [Detections(boxes=boxes_to_original(det["boxes"].float().cpu(), metas[i]).numpy(),
-                                        scores=det["scores"].float().cpu().numpy(),
-                                        phrase_ids=gidx[det["phrase_ids"].cpu()].numpy())
-                             for i, det in zip(members, dets, strict=True)]
+                    found = [
+                        Detections(
+                            boxes=boxes_to_original(det["boxes"].float().cpu(), metas[i]).numpy(),
+                            scores=det["scores"].float().cpu().numpy(),
+                            phrase_ids=gidx[det["phrase_ids"].cpu()].numpy(),
+                        )
+                        for i, det in zip(members, dets, strict=True)
+                    ]
                     if head_masks is not None:  # masks of the boxes the result keeps, pasted into the original
                         sel = [torch.as_tensor(head_masks.indices(d), dtype=torch.long) for d in found]
                         kept = [d["boxes"].float()[k.to(d["boxes"].device)] for d, k in zip(dets, sel, strict=True)]
                         probs = self.model.predict_masks(fused, feats.images, kept, hw)
-                        found = [d.take(k.numpy()).with_masks(paste_masks(
-                                     pr, bx.cpu() / float(metas[i]["scale"]), metas[i]["orig_size"]).numpy())
-                                 for d, k, bx, pr, i in zip(found, sel, kept, probs, members, strict=True)]
+                        found = [
+                            d.take(k.numpy()).with_masks(
+                                paste_masks(pr, bx.cpu() / float(metas[i]["scale"]), metas[i]["orig_size"]).numpy()
+                            )
+                            for d, k, bx, pr, i in zip(found, sel, kept, probs, members, strict=True)
+                        ]
                     for i, d in zip(members, found, strict=True):
                         out[i].append(d)
         return out
 
-    def _collect(self, x: InputImage | None, p: _Prepared, phrases: tuple[str, ...], dets: list[Detections], *,
-                 masks: str | None, score_threshold: Threshold, top_k: int | None, source: str | None = None,
-                 extra: dict[str, Any] | None = None) -> GroundingResult:
+    def _collect(
+        self,
+        x: InputImage | None,
+        p: _Prepared,
+        phrases: tuple[str, ...],
+        dets: list[Detections],
+        *,
+        masks: str | None,
+        score_threshold: Threshold,
+        top_k: int | None,
+        source: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> GroundingResult:
         h, w = p.pixels.shape[:2]
         d = Detections.concat(dets, (h, w))
         if masks == "head" and d.masks is None:  # no chunk (cannot happen) or a chunk without masks
             raise MedglipError("internal: the mask head gave no masks for these detections")  # pragma: no cover
         groundings = []
-        for k, sel in enumerate(select_boxes(self.threshold_for, d.boxes, d.scores, d.phrase_ids, phrases,
-                                             score_threshold, top_k)):
+        for k, sel in enumerate(
+            select_boxes(self.threshold_for, d.boxes, d.scores, d.phrase_ids, phrases, score_threshold, top_k)
+        ):
             kept = d.take(sel)
-            groundings.append(PhraseGrounding(phrases[k], kept.boxes, kept.scores,
-                                              kept.masks if masks == "head" else None))
+            groundings.append(
+                PhraseGrounding(phrases[k], kept.boxes, kept.scores, kept.masks if masks == "head" else None)
+            )
         if masks == "medsam":
             all_boxes = np.concatenate([g.boxes for g in groundings]).reshape(-1, 4)
-            m = (self.refiner.refine(picture(p.pixels, p.intensity), all_boxes) if len(all_boxes)
-                 else np.zeros((0, h, w), bool))
+            m = (
+                self.refiner.refine(picture(p.pixels, p.intensity), all_boxes)
+                if len(all_boxes)
+                else np.zeros((0, h, w), bool)
+            )
             start = 0
             for g in groundings:
-                g.masks = m[start: start + len(g)]
+                g.masks = m[start : start + len(g)]
                 start += len(g)
         info = {"intensity": p.intensity, **(extra or {})}
         if x is not None:
-            info.update({k: x.meta[k] for k in ("plane", "pixel_to_voxel", "pixel_to_world", "pixel_spacing")
-                         if k in x.meta})
-        return GroundingResult(phrases, groundings, (h, w), p.modality[0], p.modality[1],
-                               source if source is not None else (x.source if x is not None else "array"), info,
-                               pixels=p.pixels, raw=None if x is None else x.raw,
-                               dicom_headers=() if x is None else x.dicom_headers,
-                               thresholds=self.thresholds(phrases, score_threshold))
+            info.update(
+                {k: x.meta[k] for k in ("plane", "pixel_to_voxel", "pixel_to_world", "pixel_spacing") if k in x.meta}
+            )
+        return GroundingResult(
+            phrases,
+            groundings,
+            (h, w),
+            p.modality[0],
+            p.modality[1],
+            source if source is not None else (x.source if x is not None else "array"),
+            info,
+            pixels=p.pixels,
+            raw=None if x is None else x.raw,
+            dicom_headers=() if x is None else x.dicom_headers,
+            thresholds=self.thresholds(phrases, score_threshold),
+        )
 
     # ------------------------------------------------------------------------------ 3D
-    def ground_volume(self, path_or_array: Any, phrases: Sequence[str] | str, *, geometry: Any = None,
-                      modality: str | None = None, plane: str = "axial", masks: Masks = False,
-                      score_threshold: Threshold = "calibrated", link_iou: float = LINK_IOU,
-                      ct_window: Any = None) -> VolumeGroundingResult:
+    def ground_volume(
+        self,
+        path_or_array: Any,
+        phrases: Sequence[str] | str,
+        *,
+        geometry: Any = None,
+        modality: str | None = None,
+        plane: str = "axial",
+        masks: Masks = False,
+        score_threshold: Threshold = "calibrated",
+        link_iou: float = LINK_IOU,
+        ct_window: Any = None,
+    ) -> VolumeGroundingResult:
         """Ground ``phrases`` slice by slice in a volume and link the boxes into 3D objects.
 
         Args:
@@ -576,18 +717,40 @@ class Grounder:
             for k in ks:  # views of the volume, never a copy of it
                 pix, rec = slice_pixels(vol.array, plan, k, code, cfg, what=f"{vol.source}[{k}]", form=vol.ct_form)
                 prepared.append(_Prepared(pix, rec, *to_tensor(pix, size), (code, where)))
-            dets = self._detect([p.tensor for p in prepared], [p.meta for p in prepared], [code] * len(prepared),
-                                chunks, head_masks=keep)
+            dets = self._detect(
+                [p.tensor for p in prepared],
+                [p.meta for p in prepared],
+                [code] * len(prepared),
+                chunks,
+                head_masks=keep,
+            )
             out = []
             for k, p, d in zip(ks, prepared, dets, strict=True):
-                res = self._collect(None, p, names, d, masks=mask_source, score_threshold=score_threshold, top_k=None,
-                                    source=f"{vol.source}[{k}]")
+                res = self._collect(
+                    None,
+                    p,
+                    names,
+                    d,
+                    masks=mask_source,
+                    score_threshold=score_threshold,
+                    top_k=None,
+                    source=f"{vol.source}[{k}]",
+                )
                 res.pixels = None  # the volume result makes slice pixels on demand (volumes can be large)
                 out.append(res)
             return out
 
-        result = ground_slices(detect, vol, names, modality=code, modality_source=where, plane=plane,
-                               batch_size=self.batch_size, link_iou=link_iou, input_config=cfg)
+        result = ground_slices(
+            detect,
+            vol,
+            names,
+            modality=code,
+            modality_source=where,
+            plane=plane,
+            batch_size=self.batch_size,
+            link_iou=link_iou,
+            input_config=cfg,
+        )
         result.untrained = self.untrained(names, code)
         result.thresholds = self.thresholds(names, score_threshold)
         return result
@@ -596,7 +759,11 @@ class Grounder:
         """Majority vote of the modality classifier over three central slices (only those are cut)."""
         n = plan.n_slices
         picks = sorted({n // 2, max(0, n // 2 - n // 4), min(n - 1, n // 2 + n // 4)})
-        tensors = [to_tensor(slice_pixels(vol.array, plan, k, None, self.input_config, form=vol.ct_form)[0],
-                             self.config.image_size)[0] for k in picks]
+        tensors = [
+            to_tensor(
+                slice_pixels(vol.array, plan, k, None, self.input_config, form=vol.ct_form)[0], self.config.image_size
+            )[0]
+            for k in picks
+        ]
         votes = self._classify(tensors)
         return max(set(votes), key=votes.count)

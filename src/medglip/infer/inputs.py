@@ -102,8 +102,9 @@ class Volume:
 
 
 # ------------------------------------------------------------------------------ reading
-def read_input(image: Any, *, geometry: Geometry | None = None, expect: str | None = None,
-               ct_window: Any = None) -> InputImage | Volume:
+def read_input(
+    image: Any, *, geometry: Geometry | None = None, expect: str | None = None, ct_window: Any = None
+) -> InputImage | Volume:
     """Read ``image`` once into an :class:`InputImage` (2D) or a :class:`Volume` (more than one slice).
 
     Args:
@@ -126,8 +127,10 @@ def read_input(image: Any, *, geometry: Geometry | None = None, expect: str | No
         return item
     values = item.array if isinstance(item, Volume) else item.raw
     if values.dtype != np.uint8:
-        raise MedglipError(f"{item.source}: ct_window= describes an 8-bit CT picture, but this input holds "
-                           f"{values.dtype} values (taken as Hounsfield units): leave ct_window out")
+        raise MedglipError(
+            f"{item.source}: ct_window= describes an 8-bit CT picture, but this input holds "
+            f"{values.dtype} values (taken as Hounsfield units): leave ct_window out"
+        )
     return dataclasses.replace(item, ct_form=CTForm.windowed(ct_window))
 
 
@@ -136,18 +139,21 @@ def _read_input(image: Any, geometry: Geometry | None, expect: str | None) -> In
         return image
     if isinstance(image, (str, Path)):
         return _read_path(Path(image), geometry)
-    if isinstance(image, np.ndarray) or (hasattr(image, "__array__") and not _is_pil(image)
-                                         and not isinstance(image, (list, tuple))):
+    if isinstance(image, np.ndarray) or (
+        hasattr(image, "__array__") and not _is_pil(image) and not isinstance(image, (list, tuple))
+    ):
         arr = np.asarray(image)
-        image_like = arr.ndim == 2 or (arr.ndim == 3 and (arr.shape[2] in (1, 3, 4) or (
-            arr.shape[0] in (3, 4) and arr.shape[2] > 4)))
+        image_like = arr.ndim == 2 or (
+            arr.ndim == 3 and (arr.shape[2] in (1, 3, 4) or (arr.shape[0] in (3, 4) and arr.shape[2] > 4))
+        )
         if expect == "volume" or (expect is None and not image_like):
             return _array_volume(arr, geometry)
         return InputImage(arr, None, "array")
     if _is_pil(image):
         return InputImage(_pil_array(image), None, "PIL")
-    raise MedglipError(f"cannot ground an input of type {type(image).__name__}: expected a numpy array, "
-                       "a PIL image or a file path")
+    raise MedglipError(
+        f"cannot ground an input of type {type(image).__name__}: expected a numpy array, a PIL image or a file path"
+    )
 
 
 def read_image_input(image: Any, *, ct_window: Any = None) -> InputImage:
@@ -157,7 +163,8 @@ def read_image_input(image: Any, *, ct_window: Any = None) -> InputImage:
         shape = tuple(item.array.shape)
         raise MedglipError(
             f"{item.source}: a 3D image of shape {shape}; Grounder.ground takes 2D images: use "
-            f"Grounder.ground_volume(...) to ground it slice by slice, or pass one slice")
+            f"Grounder.ground_volume(...) to ground it slice by slice, or pass one slice"
+        )
     image_channels(item.raw, item.source)  # a 3D array that is no picture: refused with advice
     return item
 
@@ -231,8 +238,10 @@ def input_from_image(img: Any, path: str | Path, geometry: Geometry | None = Non
             meta.update(extra)
             if "pixel_to_world" in extra:
                 m = np.asarray(extra["pixel_to_world"], dtype=np.float64)
-                meta["pixel_spacing"] = [round(float(np.linalg.norm(m[:, 1])), 6),
-                                         round(float(np.linalg.norm(m[:, 0])), 6)]
+                meta["pixel_spacing"] = [
+                    round(float(np.linalg.norm(m[:, 1])), 6),
+                    round(float(np.linalg.norm(m[:, 0])), 6),
+                ]
             return InputImage(pixels, img.modality, str(p), meta)
     if img.spacing_known:
         meta["pixel_spacing"] = [round(float(v), 6) for v in img.geometry.spacing[:2]]  # (row_mm, col_mm)
@@ -248,9 +257,11 @@ def _single_slice(array: np.ndarray, geometry: Geometry, axis: int) -> tuple[np.
         except ValueError:
             break
         if plan.slice_axis == axis:
-            return plan.take(array, 0), {"plane": plane,
-                                         "pixel_to_voxel": plan.pixel_to_voxel(0).round(6).tolist(),
-                                         "pixel_to_world": plan.pixel_to_world(0, geometry).round(6).tolist()}
+            return plan.take(array, 0), {
+                "plane": plane,
+                "pixel_to_voxel": plan.pixel_to_voxel(0).round(6).tolist(),
+                "pixel_to_world": plan.pixel_to_world(0, geometry).round(6).tolist(),
+            }
     arr = np.swapaxes(np.squeeze(array, axis=axis), 0, 1)  # degenerate direction: file order
     return np.ascontiguousarray(arr), {"plane": "file"}
 
@@ -261,8 +272,9 @@ def check_modality(name: str | None) -> str | None:
     return None if name is None else normalise_modality(name)
 
 
-def resolve_modality(caller: str | None, metadata: str | None,
-                     classify: Callable[[], str] | None = None) -> tuple[str, str]:
+def resolve_modality(
+    caller: str | None, metadata: str | None, classify: Callable[[], str] | None = None
+) -> tuple[str, str]:
     """The modality to use and where it came from: ``caller`` > ``metadata`` > ``classify()``.
 
     Returns:

@@ -25,8 +25,10 @@ from .detections import Detections
 Masks = bool | Literal["auto", "head", "medsam", "none"] | None
 
 #: The error of ``masks="head"`` on a checkpoint without a mask head.
-NO_HEAD = ("this checkpoint has no mask head (it was trained without one: medglip train --mask-weight > 0 "
-           "adds it); use masks='medsam' (LiteMedSAM)")
+NO_HEAD = (
+    "this checkpoint has no mask head (it was trained without one: medglip train --mask-weight > 0 "
+    "adds it); use masks='medsam' (LiteMedSAM)"
+)
 
 
 def mask_option(value: Masks) -> Masks:
@@ -37,15 +39,29 @@ def mask_option(value: Masks) -> Masks:
         MedglipError: an unknown option.
     """
     key = value if isinstance(value, bool) or value is None else str(value).strip().lower()
-    table: dict[Any, Masks] = {None: False, False: False, "none": False, True: "auto", "auto": "auto",
-                               "head": "head", "medsam": "medsam"}
+    table: dict[Any, Masks] = {
+        None: False,
+        False: False,
+        "none": False,
+        True: "auto",
+        "auto": "auto",
+        "head": "head",
+        "medsam": "medsam",
+    }
     if key not in table:
         raise MedglipError(f"masks must be none, auto, head or medsam, not {value!r}")
     return table[key]
 
 
-def select_boxes(threshold_for: Callable[[str], float], boxes: np.ndarray, scores: np.ndarray, pids: np.ndarray,
-                 phrases: tuple[str, ...], score_threshold: Any, top_k: int | None) -> list[np.ndarray]:
+def select_boxes(
+    threshold_for: Callable[[str], float],
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    pids: np.ndarray,
+    phrases: tuple[str, ...],
+    score_threshold: Any,
+    top_k: int | None,
+) -> list[np.ndarray]:
     """Per phrase, the indices of the boxes a result keeps, best first: boxes not clipped to nothing,
     scoring at least the phrase's threshold (``"calibrated"``: ``threshold_for(phrase)``; None: all),
     at most ``top_k``."""
@@ -73,6 +89,7 @@ class KeepBoxes:
 
     def indices(self, dets: Detections) -> np.ndarray:
         """Sorted indices of the kept detections (boxes in original pixels, phrase indices global)."""
-        sel = select_boxes(self.threshold_for, dets.boxes, dets.scores, dets.phrase_ids, self.phrases,
-                           self.score_threshold, self.top_k)
+        sel = select_boxes(
+            self.threshold_for, dets.boxes, dets.scores, dets.phrase_ids, self.phrases, self.score_threshold, self.top_k
+        )
         return np.sort(np.concatenate(sel)) if sel else np.zeros(0, np.int64)

@@ -105,11 +105,14 @@ def object_mask(slice_boxes: Sequence[Any], plan: SlicePlan, *, what: str = "obj
     points = []
     for sb in slice_boxes:
         if sb.mask is None:
-            raise MedglipError(f"{what}: slice {sb.slice_index} has a box but no mask; ground the volume with "
-                               "masks=True (--masks) to make 3D masks")
+            raise MedglipError(
+                f"{what}: slice {sb.slice_index} has a box but no mask; ground the volume with "
+                "masks=True (--masks) to make 3D masks"
+            )
         if sb.mask.shape[:2] != (h, w):
-            raise MedglipError(f"{what}: the mask of slice {sb.slice_index} is {sb.mask.shape[:2]}, "
-                               f"the slices are {(h, w)}")
+            raise MedglipError(
+                f"{what}: the mask of slice {sb.slice_index} is {sb.mask.shape[:2]}, the slices are {(h, w)}"
+            )
         rows, cols = np.nonzero(box_pixels(sb.mask, sb.box))
         if not len(rows):
             continue
@@ -131,8 +134,10 @@ def check_voxel_budget(shape: Sequence[int], max_voxels: int | None, what: str) 
     n = int(np.prod([int(s) for s in shape[:3]], dtype=np.int64))
     if n > limit:
         dims = " × ".join(str(int(s)) for s in shape[:3])
-        raise MedglipError(f"{what}: {n:,} voxels ({dims}) is above the label-map budget of {limit:,} voxels "
-                           f"({limit * 2 / 2**20:,.0f} MiB as uint16); crop the volume or raise max_voxels")
+        raise MedglipError(
+            f"{what}: {n:,} voxels ({dims}) is above the label-map budget of {limit:,} voxels "
+            f"({limit * 2 / 2**20:,.0f} MiB as uint16); crop the volume or raise max_voxels"
+        )
 
 
 def paint_order(scores: Sequence[float]) -> list[int]:
@@ -141,8 +146,14 @@ def paint_order(scores: Sequence[float]) -> list[int]:
     return sorted(range(len(scores)), key=lambda i: (float(scores[i]), -i))
 
 
-def label_map(shape: Sequence[int], masks: Sequence[ObjectMask], scores: Sequence[float], *,
-              max_voxels: int | None = None, what: str = "volume") -> np.ndarray:
+def label_map(
+    shape: Sequence[int],
+    masks: Sequence[ObjectMask],
+    scores: Sequence[float],
+    *,
+    max_voxels: int | None = None,
+    what: str = "volume",
+) -> np.ndarray:
     """One ``uint16`` ``(i, j, k)`` label map: label ``n`` = ``masks[n - 1]``; overlaps: higher score wins.
 
     Raises:

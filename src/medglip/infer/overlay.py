@@ -17,9 +17,14 @@ def draw_result(result: GroundingResult, *, max_per_phrase: int = 3, window: Any
     for pid, g in enumerate(result.groundings, start=1):
         for k in range(min(len(g), max_per_phrase)):
             x0, y0, x1, y1 = (float(v) for v in g.boxes[k])
-            marks.append(Mark(box=(x0, y0, x1, y1), colour=pid,
-                              label=f"{g.phrase} {g.scores[k]:.2f}",
-                              mask=None if g.masks is None else g.masks[k]))
+            marks.append(
+                Mark(
+                    box=(x0, y0, x1, y1),
+                    colour=pid,
+                    label=f"{g.phrase} {g.scores[k]:.2f}",
+                    mask=None if g.masks is None else g.masks[k],
+                )
+            )
     h, w = result.image_size
     footer = (str(result.source), f"{result.extra.get('plane', '2d')} | {result.modality} | {w}x{h} px")
     return render(result.picture(window), marks, plane=result.extra.get("plane"), footer=footer)

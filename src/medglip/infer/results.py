@@ -143,8 +143,12 @@ class GroundingResult:
         for g in self.groundings:
             for i in range(min(len(g), len(g) if max_per_phrase is None else max(0, int(max_per_phrase)))):
                 x0, y0, x1, y1 = (float(v) for v in g.boxes[i])
-                rec: dict[str, Any] = {"image_id": int(image_id), "phrase": g.phrase,
-                                       "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(g.scores[i])}
+                rec: dict[str, Any] = {
+                    "image_id": int(image_id),
+                    "phrase": g.phrase,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "score": float(g.scores[i]),
+                }
                 if g.masks is not None:
                     rec["segmentation"] = encode_rle(g.masks[i])
                 out.append(rec)

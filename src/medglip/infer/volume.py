@@ -64,8 +64,11 @@ class SliceBox:
     mask: np.ndarray | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"slice": int(self.slice_index), "box": [round(float(v), 2) for v in self.box],
-                "score": round(float(self.score), 5)}
+        return {
+            "slice": int(self.slice_index),
+            "box": [round(float(v), 2) for v in self.box],
+            "score": round(float(self.score), 5),
+        }
 
 
 @dataclass
@@ -96,7 +99,9 @@ class VolumeObject:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "phrase": self.phrase, "score": round(self.score, 5), "max_score": round(self.max_score, 5),
+            "phrase": self.phrase,
+            "score": round(self.score, 5),
+            "max_score": round(self.max_score, 5),
             "slices": list(self.slices),
             "voxel_box": np.round(self.voxel_box, 3).tolist(),
             "world_box_mm": np.round(self.world_box, 3).tolist(),
@@ -142,8 +147,15 @@ class VolumeGroundingResult:
             from ..errors import MedglipError
 
             raise MedglipError(f"the volume result of {self.source} carries no volume to draw")
-        return slice_pixels(self.volume.array, self.plan, int(index), self.modality, self.input_config,
-                            what=f"{self.source}[{index}]", form=self.volume.ct_form)
+        return slice_pixels(
+            self.volume.array,
+            self.plan,
+            int(index),
+            self.modality,
+            self.input_config,
+            what=f"{self.source}[{index}]",
+            form=self.volume.ct_form,
+        )
 
     def picture(self, index: int | None = None, window: Any = None) -> np.ndarray:
         """Display slice ``index`` (default: the middle one) as people see it (CT in one window)."""
@@ -169,25 +181,31 @@ class VolumeGroundingResult:
         """The 3D mask (a crop of the ``(i, j, k)`` grid) of ``objects[index]``, from its slice masks
         (:mod:`medglip.infer.masks3d`); needs ``masks=True`` grounding."""
         obj = self.objects[index]
-        return object_mask(obj.slice_boxes, self.slice_plan(),
-                           what=f"{self.source}: object {index + 1} ({obj.phrase})")
+        return object_mask(obj.slice_boxes, self.slice_plan(), what=f"{self.source}: object {index + 1} ({obj.phrase})")
 
-    def label_map(self, indices: Sequence[int] | None = None, *, max_voxels: int | None = None
-                  ) -> tuple[np.ndarray, list[ObjectMask]]:
+    def label_map(
+        self, indices: Sequence[int] | None = None, *, max_voxels: int | None = None
+    ) -> tuple[np.ndarray, list[ObjectMask]]:
         """``(labels, masks)``: the ``uint16`` ``(i, j, k)`` label map on the input grid (label ``n`` =
         ``objects[indices[n - 1]]``, all objects by default; overlaps: the higher score wins) and the
         exact per-object masks. Refused above ``max_voxels`` (:data:`~medglip.infer.masks3d.MAX_LABEL_VOXELS`)."""
         idx = list(range(len(self.objects))) if indices is None else [int(i) for i in indices]
         check_voxel_budget(self.shape, max_voxels, self.source)
         masks = [self.object_mask(i) for i in idx]
-        return label_map(self.shape, masks, [self.objects[i].score for i in idx], max_voxels=max_voxels,
-                         what=self.source), masks
+        return label_map(
+            self.shape, masks, [self.objects[i].score for i in idx], max_voxels=max_voxels, what=self.source
+        ), masks
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "source": self.source, "phrases": list(self.phrases), "plane": self.plane,
-            "slice_axis": self.slice_axis, "shape": list(self.shape), "geometry": self.geometry.to_json(),
-            "modality": self.modality, "modality_source": self.modality_source,
+            "source": self.source,
+            "phrases": list(self.phrases),
+            "plane": self.plane,
+            "slice_axis": self.slice_axis,
+            "shape": list(self.shape),
+            "geometry": self.geometry.to_json(),
+            "modality": self.modality,
+            "modality_source": self.modality_source,
             "objects": [o.to_json() for o in self.objects],
             "untrained": list(self.untrained),
             "thresholds": dict(self.thresholds),
@@ -195,8 +213,9 @@ class VolumeGroundingResult:
 
 
 # ---------------------------------------------------------------------------------- linking
-def link_boxes(per_slice: Sequence[tuple[int, np.ndarray, np.ndarray]], *, link_iou: float = LINK_IOU,
-               max_gap: int = 1) -> list[list[SliceBox]]:
+def link_boxes(
+    per_slice: Sequence[tuple[int, np.ndarray, np.ndarray]], *, link_iou: float = LINK_IOU, max_gap: int = 1
+) -> list[list[SliceBox]]:
     """Greedy linking of one phrase's slice boxes into tracks.
 
     Args:
@@ -217,8 +236,9 @@ def link_boxes(per_slice: Sequence[tuple[int, np.ndarray, np.ndarray]], *, link_
         if open_ids and len(boxes):
             last = np.stack([tracks[t][-1].box for t in open_ids])
             iou = box_iou(boxes, last)
-            pairs = [(iou[b, t], b, t) for b in range(len(boxes)) for t in range(len(open_ids))
-                     if iou[b, t] >= link_iou]
+            pairs = [
+                (iou[b, t], b, t) for b in range(len(boxes)) for t in range(len(open_ids)) if iou[b, t] >= link_iou
+            ]
             for _, b, t in sorted(pairs, key=lambda p: (-p[0], p[1], p[2])):
                 if b in taken_box or t in taken_track:
                     continue
@@ -244,12 +264,18 @@ def track_extent(track: Sequence[SliceBox], plan: SlicePlan, geometry: Geometry)
         vox.append(corners @ plan.pixel_to_voxel(k).T)
         world.append(corners @ plan.pixel_to_world(k, geometry).T)
     vox_pts, world_pts = np.concatenate(vox), np.concatenate(world)
-    return (np.stack([vox_pts.min(0), vox_pts.max(0)]),
-            np.stack([world_pts.min(0), world_pts.max(0)]))
+    return (np.stack([vox_pts.min(0), vox_pts.max(0)]), np.stack([world_pts.min(0), world_pts.max(0)]))
 
 
-def link_volume(slice_results: Sequence[GroundingResult], phrases: Sequence[str], plan: SlicePlan,
-                geometry: Geometry, *, link_iou: float = LINK_IOU, max_gap: int = 1) -> list[VolumeObject]:
+def link_volume(
+    slice_results: Sequence[GroundingResult],
+    phrases: Sequence[str],
+    plan: SlicePlan,
+    geometry: Geometry,
+    *,
+    link_iou: float = LINK_IOU,
+    max_gap: int = 1,
+) -> list[VolumeObject]:
     """3D objects from per-slice results (``slice_results[k]`` is slice ``k``), phrase by phrase."""
     objects: list[VolumeObject] = []
     for p_idx, phrase in enumerate(phrases):
@@ -267,19 +293,34 @@ def link_volume(slice_results: Sequence[GroundingResult], phrases: Sequence[str]
                     hit = np.nonzero(np.all(np.isclose(g.boxes, s.box[None]), axis=1))[0]
                     s.mask = g.masks[hit[0]] if hit.size else None
             vbox, wbox = track_extent(track, plan, geometry)
-            found.append(VolumeObject(
-                phrase=phrase,
-                score=float(scores.mean()), max_score=float(scores.max()),
-                slices=(track[0].slice_index, track[-1].slice_index),
-                voxel_box=vbox, world_box=wbox, slice_boxes=list(track)))
+            found.append(
+                VolumeObject(
+                    phrase=phrase,
+                    score=float(scores.mean()),
+                    max_score=float(scores.max()),
+                    slices=(track[0].slice_index, track[-1].slice_index),
+                    voxel_box=vbox,
+                    world_box=wbox,
+                    slice_boxes=list(track),
+                )
+            )
         objects += sorted(found, key=lambda o: -o.score)
     return objects
 
 
-def ground_volume(detect: SliceDetector, volume: Volume, phrases: Sequence[str], *, modality: str,
-                  modality_source: str = "caller", plane: str = "axial", batch_size: int = 8,
-                  link_iou: float = LINK_IOU, max_gap: int = 1,
-                  input_config: InputConfig | None = None) -> VolumeGroundingResult:
+def ground_volume(
+    detect: SliceDetector,
+    volume: Volume,
+    phrases: Sequence[str],
+    *,
+    modality: str,
+    modality_source: str = "caller",
+    plane: str = "axial",
+    batch_size: int = 8,
+    link_iou: float = LINK_IOU,
+    max_gap: int = 1,
+    input_config: InputConfig | None = None,
+) -> VolumeGroundingResult:
     """Run ``detect`` on every display slice of ``volume`` (``batch_size`` consecutive slice indices
     per call, in order) and link the boxes into 3D objects."""
     try:
@@ -301,7 +342,17 @@ def ground_volume(detect: SliceDetector, volume: Volume, phrases: Sequence[str],
     objects = link_volume(results, names, plan, volume.geometry, link_iou=link_iou, max_gap=max_gap)
     ni, nj, nk = (int(n) for n in volume.array.shape[:3])
     return VolumeGroundingResult(
-        phrases=names, objects=objects, plane=plane, slice_axis=plan.slice_axis,
-        shape=(ni, nj, nk), geometry=volume.geometry, modality=modality,
-        modality_source=modality_source, source=volume.source, slice_results=results, volume=volume, plan=plan,
-        input_config=input_config)
+        phrases=names,
+        objects=objects,
+        plane=plane,
+        slice_axis=plan.slice_axis,
+        shape=(ni, nj, nk),
+        geometry=volume.geometry,
+        modality=modality,
+        modality_source=modality_source,
+        source=volume.source,
+        slice_results=results,
+        volume=volume,
+        plan=plan,
+        input_config=input_config,
+    )

@@ -19,8 +19,22 @@ from .read import read_image, read_label, sniff_format
 from .tiff import read_tiff
 
 __all__ = [
-    "ImageData", "check_size", "set_read_limits",
-    "read_image", "read_label", "read_mask_2d", "read_dicom_series", "list_dicom_series",
-    "read_dicom_seg", "SegLabelMaps",
-    "read_dicom_file", "read_nifti", "read_npy", "read_itk", "read_raster", "read_tiff", "write_png", "sniff_format",
+    "ImageData",
+    "check_size",
+    "set_read_limits",
+    "read_image",
+    "read_label",
+    "read_mask_2d",
+    "read_dicom_series",
+    "list_dicom_series",
+    "read_dicom_seg",
+    "SegLabelMaps",
+    "read_dicom_file",
+    "read_nifti",
+    "read_npy",
+    "read_itk",
+    "read_raster",
+    "read_tiff",
+    "write_png",
+    "sniff_format",
 ]

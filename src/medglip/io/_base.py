@@ -73,8 +73,14 @@ class ImageData:
         return self.geometry.ndim == 2
 
 
-def check_size(path: str | Path, shape: tuple[int, ...], *, spatial_ndim: int, max_pixels: int | None = None,
-               itemsize: int | None = None) -> None:
+def check_size(
+    path: str | Path,
+    shape: tuple[int, ...],
+    *,
+    spatial_ndim: int,
+    max_pixels: int | None = None,
+    itemsize: int | None = None,
+) -> None:
     """Raise :class:`ReadError` when a declared shape is larger than allowed (call before allocating).
 
     ``shape`` may include channel axes; they count towards the total. ``max_pixels`` overrides the
@@ -103,11 +109,15 @@ def check_geometry(path: str | Path, geometry: Geometry) -> Geometry:
     direction matrix (two array axes along one world direction), which nothing downstream can slice."""
     d = geometry.direction_matrix
     if not (np.all(np.isfinite(d)) and all(math.isfinite(o) for o in geometry.origin)):
-        raise ReadError(path, f"header geometry holds non-finite values (origin {geometry.origin}, "
-                              f"direction {geometry.direction})")
+        raise ReadError(
+            path, f"header geometry holds non-finite values (origin {geometry.origin}, direction {geometry.direction})"
+        )
     if abs(np.linalg.det(d)) < 1e-6:
-        raise ReadError(path, f"degenerate direction matrix {np.round(d, 6).tolist()}: two image axes point along "
-                              "the same world direction")
+        raise ReadError(
+            path,
+            f"degenerate direction matrix {np.round(d, 6).tolist()}: two image axes point along "
+            "the same world direction",
+        )
     return geometry
 
 
@@ -170,8 +180,15 @@ def to_2d(img: ImageData) -> ImageData:
     arr = np.swapaxes(arr, 0, 1)
     sp = img.geometry.spacing
     meta = dict(img.meta, geometry_3d=img.geometry.to_json(), squeezed_axis=ax)
-    return ImageData(np.ascontiguousarray(arr), geometry_2d((sp[keep[1]], sp[keep[0]])), img.modality,
-                     img.spacing_known, meta, img.path, img.dicom_headers)
+    return ImageData(
+        np.ascontiguousarray(arr),
+        geometry_2d((sp[keep[1]], sp[keep[0]])),
+        img.modality,
+        img.spacing_known,
+        meta,
+        img.path,
+        img.dicom_headers,
+    )
 
 
 def to_3d(img: ImageData) -> ImageData:
@@ -181,8 +198,9 @@ def to_3d(img: ImageData) -> ImageData:
     arr = np.swapaxes(img.array, 0, 1)[:, :, None, ...]
     sp = img.geometry.spacing
     geom = Geometry.identity(3, (sp[1], sp[0], 1.0))
-    return ImageData(np.ascontiguousarray(arr), geom, img.modality, img.spacing_known, dict(img.meta), img.path,
-                     img.dicom_headers)
+    return ImageData(
+        np.ascontiguousarray(arr), geom, img.modality, img.spacing_known, dict(img.meta), img.path, img.dicom_headers
+    )
 
 
 def apply_as_2d(img: ImageData, as_2d: bool | None) -> ImageData:

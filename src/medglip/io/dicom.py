@@ -41,10 +41,26 @@ log = logging.getLogger(__name__)
 #: Modalities whose single slices are placed in 3D (cross-sectional imaging).
 VOLUMETRIC_MODALITIES = {"CT", "MR", "PT", "NM", "RTDOSE", "ST", "OCT"}
 
-META_TAGS = ("Modality", "BodyPartExamined", "PhotometricInterpretation", "SeriesInstanceUID",
-             "StudyInstanceUID", "SOPClassUID", "SeriesDescription", "PatientPosition",
-             "PatientOrientation", "ViewPosition", "ImageLaterality", "Laterality", "Manufacturer",
-             "ImageType", "BitsStored", "PixelRepresentation", "SliceThickness", "SpacingBetweenSlices")
+META_TAGS = (
+    "Modality",
+    "BodyPartExamined",
+    "PhotometricInterpretation",
+    "SeriesInstanceUID",
+    "StudyInstanceUID",
+    "SOPClassUID",
+    "SeriesDescription",
+    "PatientPosition",
+    "PatientOrientation",
+    "ViewPosition",
+    "ImageLaterality",
+    "Laterality",
+    "Manufacturer",
+    "ImageType",
+    "BitsStored",
+    "PixelRepresentation",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+)
 
 
 def to_json_value(value: Any) -> Any:
@@ -127,11 +143,13 @@ def _decode(ds: Dataset, path: str | Path) -> np.ndarray:
         hint = ""
         if ts is not None and getattr(ts, "is_compressed", False):
             hint = f" (compressed transfer syntax {ts.name}: install a decoder such as pylibjpeg)"
-        raise ReadError(path, f"cannot decode DICOM pixel data{hint or ', file truncated or corrupt?'} "
-                              f"({condense_error(exc)})") from None
+        raise ReadError(
+            path, f"cannot decode DICOM pixel data{hint or ', file truncated or corrupt?'} ({condense_error(exc)})"
+        ) from None
     pi = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if pi == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
+
         arr = apply_color_lut(arr, ds)
         if arr.dtype == np.uint16 and int(ds.get("BitsAllocated", 8)) == 8:
             arr = (arr >> 8).astype(np.uint8)  # 16-bit palette entries for 8-bit pixels
@@ -146,8 +164,11 @@ def _decode(ds: Dataset, path: str | Path) -> np.ndarray:
     arr = np.asarray(arr)
     expect = (nframes, int(ds.Rows), int(ds.Columns)) + ((samples,) if samples > 1 else ())
     if arr.shape != expect:  # e.g. NumberOfFrames "1.5": pydicom decodes 2 frames, the header says 1
-        raise ReadError(path, f"decoded pixel data has shape {arr.shape}, the header declares {expect} "
-                              "(NumberOfFrames, Rows, Columns[, SamplesPerPixel])")
+        raise ReadError(
+            path,
+            f"decoded pixel data has shape {arr.shape}, the header declares {expect} "
+            "(NumberOfFrames, Rows, Columns[, SamplesPerPixel])",
+        )
     if arr.dtype.byteorder not in ("=", "|"):
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
@@ -269,8 +290,13 @@ def check_dicom_size(ds: Dataset, path: str | Path, max_pixels: int | None, nfil
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
         samples = 3
-    check_size(path, (nframes, rows, cols, samples), spatial_ndim=3 if nframes > 1 else 2, max_pixels=max_pixels,
-               itemsize=decoded_itemsize(ds))
+    check_size(
+        path,
+        (nframes, rows, cols, samples),
+        spatial_ndim=3 if nframes > 1 else 2,
+        max_pixels=max_pixels,
+        itemsize=decoded_itemsize(ds),
+    )
 
 
 def decoded_itemsize(ds: Dataset) -> int:
@@ -282,10 +308,19 @@ def decoded_itemsize(ds: Dataset) -> int:
         return 4
     bits = int(ds.get("BitsAllocated", 8) or 8)
     size = 1 if bits <= 8 else 2 if bits <= 16 else 4
-    rescaled = any(t in ds for t in ("RescaleSlope", "RescaleIntercept", "PerFrameFunctionalGroupsSequence",
-                                     "SharedFunctionalGroupsSequence"))
-    colour = int(ds.get("SamplesPerPixel", 1) or 1) > 1 or \
-        str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR"
+    rescaled = any(
+        t in ds
+        for t in (
+            "RescaleSlope",
+            "RescaleIntercept",
+            "PerFrameFunctionalGroupsSequence",
+            "SharedFunctionalGroupsSequence",
+        )
+    )
+    colour = (
+        int(ds.get("SamplesPerPixel", 1) or 1) > 1
+        or str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR"
+    )
     return size if colour or not rescaled else max(size, 4)
 
 
@@ -348,10 +383,11 @@ def _place(ds: Dataset, arr: np.ndarray, path: Path, modality: str | None, meta:
         base = np.asarray([float(v) for v in ds.ImagePositionPatient])
         normal = np.cross([float(v) for v in iop[:3]], [float(v) for v in iop[3:6]]) if iop else np.zeros(3)
         positions = [list(base + float(o) * normal) for o in ds.GridFrameOffsetVector]
-    volumetric = (modality_tag in VOLUMETRIC_MODALITIES or "PerFrameFunctionalGroupsSequence" in ds)
+    volumetric = modality_tag in VOLUMETRIC_MODALITIES or "PerFrameFunctionalGroupsSequence" in ds
     if volumetric and iop is not None and len(positions) == nframes and all(p is not None for p in positions):
-        step = frame_attr(ds, "SpacingBetweenSlices", 0, "PixelMeasuresSequence") or \
-            frame_attr(ds, "SliceThickness", 0, "PixelMeasuresSequence")
+        step = frame_attr(ds, "SpacingBetweenSlices", 0, "PixelMeasuresSequence") or frame_attr(
+            ds, "SliceThickness", 0, "PixelMeasuresSequence"
+        )
         order, geom, info = slice_geometry(iop, positions, spacing, step, path)
         meta.update(info)
         if nframes > 1:

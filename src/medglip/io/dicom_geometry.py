@@ -17,8 +17,9 @@ from ._base import check_geometry
 log = logging.getLogger(__name__)
 
 
-def slice_geometry(iop: Any, positions: list[Any], pixel_spacing: Any, default_step: float | None,
-                   path: str | Path) -> tuple[np.ndarray, Geometry, dict[str, Any]]:
+def slice_geometry(
+    iop: Any, positions: list[Any], pixel_spacing: Any, default_step: float | None, path: str | Path
+) -> tuple[np.ndarray, Geometry, dict[str, Any]]:
     """Order slices along the normal and build the ``(column, row, slice)`` geometry.
 
     Args:
@@ -48,14 +49,22 @@ def slice_geometry(iop: Any, positions: list[Any], pixel_spacing: Any, default_s
     if len(pos) > 1:
         steps = np.diff(proj_sorted)
         if np.any(steps < 1e-4):
-            raise ReadError(path, f"{int(np.sum(steps < 1e-4)) + 1} slices share a position along the normal "
-                                  "(several echoes/phases/acquisitions in one series?); pick one first")
+            raise ReadError(
+                path,
+                f"{int(np.sum(steps < 1e-4)) + 1} slices share a position along the normal "
+                "(several echoes/phases/acquisitions in one series?); pick one first",
+            )
         step = float(np.median(steps))
         if np.ptp(steps) > max(0.01, 0.01 * step):
             info["spacing_uniform"] = False
             info["spacing_steps"] = [round(float(s), 4) for s in steps]
-            log.warning("%s: non-uniform slice spacing (%.3g..%.3g mm); using the median %.3g mm",
-                        path, steps.min(), steps.max(), step)
+            log.warning(
+                "%s: non-uniform slice spacing (%.3g..%.3g mm); using the median %.3g mm",
+                path,
+                steps.min(),
+                steps.max(),
+                step,
+            )
     else:
         step = float(default_step) if default_step and 0 < float(default_step) < math.inf else 1.0
     try:
@@ -66,8 +75,9 @@ def slice_geometry(iop: Any, positions: list[Any], pixel_spacing: Any, default_s
         ps = [1.0, 1.0]
         info["pixel_spacing_missing"] = True
     direction = np.stack([row_dir, col_dir, normal], axis=1)
-    geom = Geometry((ps[1], ps[0], step), tuple(float(v) for v in pos[order[0]]),
-                    tuple(float(v) for v in direction.ravel()))
+    geom = Geometry(
+        (ps[1], ps[0], step), tuple(float(v) for v in pos[order[0]]), tuple(float(v) for v in direction.ravel())
+    )
     return order, check_geometry(path, geom), info
 
 

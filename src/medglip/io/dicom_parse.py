@@ -61,16 +61,22 @@ class GuardedFile(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         self.reads += 1
         if self.reads > self.limit:
-            raise ReadError(self.name, f"more than {self.limit // 2:,} DICOM elements: not a DICOM header "
-                                       "(a run of empty elements after the data?)")
+            raise ReadError(
+                self.name,
+                f"more than {self.limit // 2:,} DICOM elements: not a DICOM header "
+                "(a run of empty elements after the data?)",
+            )
         if self.reads % 4096 == 0:
             check_deadline(self.name)
         data = self._f.read(size)
         if 0 < len(data) <= 12 and not any(data):  # an element header of zeros: tag (0000,0000), length 0
             self.zero_headers += 1
             if self.zero_headers > ZERO_HEADERS:
-                raise ReadError(self.name, f"a run of zeros at byte {self._f.tell():,} where DICOM elements should "
-                                           "be: the file is corrupt (or zeros follow the data)")
+                raise ReadError(
+                    self.name,
+                    f"a run of zeros at byte {self._f.tell():,} where DICOM elements should "
+                    "be: the file is corrupt (or zeros follow the data)",
+                )
         elif len(data) <= 12:
             self.zero_headers = 0
         return data
@@ -109,12 +115,18 @@ class _TopLevelCheck:
         # a tag may be seen twice in a row (pydicom's VR heuristic peeks at the first element), not more
         self.repeats = self.repeats + 1 if int(tag) == self.last else 0
         if int(tag) < self.last or self.repeats > 1:
-            raise ReadError(self.fp.name, f"DICOM element {_fmt(tag)} at byte {pos:,} follows {_fmt(self.last)}: "
-                                          "elements out of order, the file is corrupt (or data follows the header)")
+            raise ReadError(
+                self.fp.name,
+                f"DICOM element {_fmt(tag)} at byte {pos:,} follows {_fmt(self.last)}: "
+                "elements out of order, the file is corrupt (or data follows the header)",
+            )
         self.last = int(tag)
         if length != _UNDEFINED and length > self.size - pos:
-            raise ReadError(self.fp.name, f"DICOM element {_fmt(tag)} at byte {pos:,} declares {length:,} bytes, "
-                                          f"but only {max(0, self.size - pos):,} remain: truncated or corrupt")
+            raise ReadError(
+                self.fp.name,
+                f"DICOM element {_fmt(tag)} at byte {pos:,} declares {length:,} bytes, "
+                f"but only {max(0, self.size - pos):,} remain: truncated or corrupt",
+            )
         return False
 
 

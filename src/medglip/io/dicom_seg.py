@@ -63,8 +63,9 @@ def segment_names(ds: Any) -> dict[int, str]:
     return names
 
 
-def read_dicom_seg(path: str | Path, reference: ImageData | None = None, *,
-                   max_pixels: int | None = None) -> SegLabelMaps:
+def read_dicom_seg(
+    path: str | Path, reference: ImageData | None = None, *, max_pixels: int | None = None
+) -> SegLabelMaps:
     """Read a DICOM-SEG file into label maps (see the module docstring for the rules).
 
     Args:
@@ -89,8 +90,9 @@ def read_dicom_seg(path: str | Path, reference: ImageData | None = None, *,
     try:
         pixels = np.asarray(ds.pixel_array)
     except Exception as exc:
-        raise ReadError(path, "cannot decode SEG pixel data, truncated or corrupt? "
-                              f"({type(exc).__name__}: {exc})") from None
+        raise ReadError(
+            path, f"cannot decode SEG pixel data, truncated or corrupt? ({type(exc).__name__}: {exc})"
+        ) from None
     pixels = pixels.reshape(nframes, rows, cols)
     seg_type = str(ds.get("SegmentationType", "BINARY")).upper()
     if seg_type == "FRACTIONAL":
@@ -111,16 +113,20 @@ def read_dicom_seg(path: str | Path, reference: ImageData | None = None, *,
     return SegLabelMaps([(lm.array, lm.names) for lm in maps], geom)
 
 
-def _frame_slices(ds: Any, path: Path, reference: ImageData | None, nframes: int, rows: int,
-                  cols: int) -> tuple[Geometry, np.ndarray]:
+def _frame_slices(
+    ds: Any, path: Path, reference: ImageData | None, nframes: int, rows: int, cols: int
+) -> tuple[Geometry, np.ndarray]:
     """Geometry of the output grid and the slice index ``k`` of every frame."""
     iop = frame_attr(ds, "ImageOrientationPatient", 0, "PlaneOrientationSequence")
     ipps = [frame_attr(ds, "ImagePositionPatient", f, "PlanePositionSequence") for f in range(nframes)]
     if reference is not None:
         return reference.geometry, _on_reference(ds, path, reference, nframes, rows, cols, ipps)
     if iop is None or any(p is None for p in ipps):
-        raise ReadError(path, "SEG frames have no ImagePositionPatient/ImageOrientationPatient; "
-                              "pass reference= (the segmented image) to place them")
+        raise ReadError(
+            path,
+            "SEG frames have no ImagePositionPatient/ImageOrientationPatient; "
+            "pass reference= (the segmented image) to place them",
+        )
     row_dir = np.asarray([float(v) for v in iop[:3]])
     col_dir = np.asarray([float(v) for v in iop[3:6]])
     normal = np.cross(row_dir, col_dir)
@@ -150,15 +156,17 @@ def _frame_slices(ds: Any, path: Path, reference: ImageData | None, nframes: int
     return geom, kidx
 
 
-def _on_reference(ds: Any, path: Path, reference: ImageData, nframes: int, rows: int, cols: int,
-                  ipps: list[Any]) -> np.ndarray:
+def _on_reference(
+    ds: Any, path: Path, reference: ImageData, nframes: int, rows: int, cols: int, ipps: list[Any]
+) -> np.ndarray:
     what = f"SEG {path} vs image {reference.path}"
     shape = reference.spatial_shape
     if reference.geometry.ndim != 3:
         raise CaseError(what, "a 2D reference is not supported for DICOM-SEG; read the image as 3D (as_2d=False)")
     if (shape[0], shape[1]) != (cols, rows):
-        raise CaseError(what, f"SEG frames are {cols}x{rows} (columns x rows) but the image slices are "
-                              f"{shape[0]}x{shape[1]}")
+        raise CaseError(
+            what, f"SEG frames are {cols}x{rows} (columns x rows) but the image slices are {shape[0]}x{shape[1]}"
+        )
     uids = reference.meta.get("sop_instance_uids") or []
     by_uid = {u: k for k, u in enumerate(uids) if u}
     inv = np.linalg.inv(reference.geometry.affine)
@@ -175,18 +183,28 @@ def _on_reference(ds: Any, path: Path, reference: ImageData, nframes: int, rows:
         elif ipps[f] is not None:
             idx = inv[:3, :3] @ np.asarray([float(v) for v in ipps[f]]) + inv[:3, 3]
             if np.max(np.abs(idx - np.round(idx))) > 0.1 or abs(idx[0]) > 0.1 or abs(idx[1]) > 0.1:
-                raise CaseError(what, f"frame {f + 1} at {to_json_value(list(ipps[f]))} is not on the image grid "
-                                      f"(voxel index {np.round(idx, 2).tolist()})")
+                raise CaseError(
+                    what,
+                    f"frame {f + 1} at {to_json_value(list(ipps[f]))} is not on the image grid "
+                    f"(voxel index {np.round(idx, 2).tolist()})",
+                )
             k = int(round(idx[2]))
         if k is None or not 0 <= k < shape[2]:
-            raise CaseError(what, f"frame {f + 1} cannot be placed: source image {uid} not in the image and "
-                                  "no usable position")
+            raise CaseError(
+                what, f"frame {f + 1} cannot be placed: source image {uid} not in the image and no usable position"
+            )
         kidx[f] = k
     return kidx
 
 
-def _paint(pixels: np.ndarray, frame_seg: list[int | None], kidx: np.ndarray, shape: tuple[int, ...],
-           names: dict[int, str], seg_type: str) -> list[LabelMap]:
+def _paint(
+    pixels: np.ndarray,
+    frame_seg: list[int | None],
+    kidx: np.ndarray,
+    shape: tuple[int, ...],
+    names: dict[int, str],
+    seg_type: str,
+) -> list[LabelMap]:
     """Paint frames into as few non-overlapping label maps as possible."""
     numbers = sorted(set(names) | {s for s in frame_seg if s is not None})
     dtype = np.uint8 if (max(numbers, default=0) <= 255 and seg_type != "LABELMAP") else np.uint16

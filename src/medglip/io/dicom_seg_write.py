@@ -30,8 +30,17 @@ from ..errors import MedglipError
 from ._base import condense_error
 
 #: Type 2 attributes of the Patient and General Study modules that writers copy from the source.
-TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-                "ReferringPhysicianName", "StudyID", "AccessionNumber")
+TYPE2_COPIED = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
 
 
 @dataclass(frozen=True)
@@ -106,15 +115,21 @@ def _description(spec: SegmentSpec, algorithm: Any) -> Any:
     import highdicom as hd
 
     desc = hd.seg.SegmentDescription(
-        segment_number=spec.number, segment_label=spec.label[:64],
-        segmented_property_category=concept(spec.category), segmented_property_type=concept(spec.type),
-        algorithm_type="AUTOMATIC", algorithm_identification=algorithm,
-        tracking_uid=spec.tracking_uid, tracking_id=spec.tracking_id,
+        segment_number=spec.number,
+        segment_label=spec.label[:64],
+        segmented_property_category=concept(spec.category),
+        segmented_property_type=concept(spec.type),
+        algorithm_type="AUTOMATIC",
+        algorithm_identification=algorithm,
+        tracking_uid=spec.tracking_uid,
+        tracking_id=spec.tracking_id,
         anatomic_regions=None if spec.anatomy is None else [concept(spec.anatomy)],
-        display_color=hd.color.CIELabColor.from_rgb(*(int(c) for c in spec.color)))
+        display_color=hd.color.CIELabColor.from_rgb(*(int(c) for c in spec.color)),
+    )
     if spec.type_modifier is not None:
         desc.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
-            concept(spec.type_modifier)]
+            concept(spec.type_modifier)
+        ]
     if spec.anatomy is not None and spec.anatomy_modifier is not None:
         desc.AnatomicRegionSequence[0].AnatomicRegionModifierSequence = [concept(spec.anatomy_modifier)]
     if spec.description:
@@ -122,12 +137,23 @@ def _description(spec: SegmentSpec, algorithm: Any) -> Any:
     return desc
 
 
-def dicom_seg(sources: Sequence[Dataset], frames: np.ndarray, segments: Sequence[SegmentSpec], *,
-              series_uid: str, sop_uid: str, series_number: int = 9901, software_version: str = "0",
-              model_name: str = "medglip grounding", algorithm: str = "medglip",
-              algorithm_parameters: dict[str, str] | None = None, content_label: str = "MEDGLIP",
-              description: str = "medglip grounding masks", local_schemes: dict[str, str] | None = None,
-              what: str = "source") -> Dataset:
+def dicom_seg(
+    sources: Sequence[Dataset],
+    frames: np.ndarray,
+    segments: Sequence[SegmentSpec],
+    *,
+    series_uid: str,
+    sop_uid: str,
+    series_number: int = 9901,
+    software_version: str = "0",
+    model_name: str = "medglip grounding",
+    algorithm: str = "medglip",
+    algorithm_parameters: dict[str, str] | None = None,
+    content_label: str = "MEDGLIP",
+    description: str = "medglip grounding masks",
+    local_schemes: dict[str, str] | None = None,
+    what: str = "source",
+) -> Dataset:
     """A binary DICOM-SEG of ``frames`` on ``sources``.
 
     Args:
@@ -150,17 +176,28 @@ def dicom_seg(sources: Sequence[Dataset], frames: np.ndarray, segments: Sequence
     if not sources:
         raise MedglipError(f"{what}: no DICOM source headers to reference")
     params = {k: str(v)[:64] for k, v in (algorithm_parameters or {}).items()}
-    alg = hd.AlgorithmIdentificationSequence(name=algorithm, family=codes.DCM.ArtificialIntelligence,
-                                             version=software_version, parameters=params or None)
+    alg = hd.AlgorithmIdentificationSequence(
+        name=algorithm, family=codes.DCM.ArtificialIntelligence, version=software_version, parameters=params or None
+    )
     descs = [_description(s, alg) for s in segments]
     try:  # what fails here is the sources' headers (missing or malformed attributes) or their grid
         srcs = complete_headers(sources)
         seg = hd.seg.Segmentation(
-            source_images=srcs, pixel_array=frames, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=descs, series_instance_uid=series_uid, series_number=int(series_number),
-            sop_instance_uid=sop_uid, instance_number=1, manufacturer="medglip", manufacturer_model_name=model_name,
-            software_versions=software_version, device_serial_number="0", content_label=content_label,
-            content_description=description[:64])
+            source_images=srcs,
+            pixel_array=frames,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descs,
+            series_instance_uid=series_uid,
+            series_number=int(series_number),
+            sop_instance_uid=sop_uid,
+            instance_number=1,
+            manufacturer="medglip",
+            manufacturer_model_name=model_name,
+            software_versions=software_version,
+            device_serial_number="0",
+            content_label=content_label,
+            content_description=description[:64],
+        )
     except MemoryError:
         raise
     except Exception as exc:
@@ -168,7 +205,8 @@ def dicom_seg(sources: Sequence[Dataset], frames: np.ndarray, segments: Sequence
     seg.SeriesDescription = description[:64]
     for designator, name in (local_schemes or {}).items():
         seg.CodingSchemeIdentificationSequence = list(seg.get("CodingSchemeIdentificationSequence", [])) + [
-            coding_scheme_item(designator, name)]
+            coding_scheme_item(designator, name)
+        ]
     return seg
 
 

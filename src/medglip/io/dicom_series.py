@@ -69,8 +69,9 @@ def _describe(uid: str, items: list[tuple[Path, Any]]) -> str:
     return f"{uid} ({ds.get('Modality', '?')}, {len(items)} files{', ' + repr(desc) if desc else ''})"
 
 
-def read_dicom_series(folder: str | Path, *, series_uid: str | None = None, max_pixels: int | None = None,
-                      recursive: bool = False) -> ImageData:
+def read_dicom_series(
+    folder: str | Path, *, series_uid: str | None = None, max_pixels: int | None = None, recursive: bool = False
+) -> ImageData:
     """Read one DICOM series from ``folder`` as a 3D ``(i, j, k[, 3])`` :class:`ImageData`.
 
     Args:
@@ -91,12 +92,18 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None, max_
     with dicom_errors(folder):  # malformed values in the headers / slices
         if series_uid is not None:
             if series_uid not in series:
-                raise ReadError(folder, f"series {series_uid} not found; the folder holds: "
-                                        + "; ".join(_describe(u, v) for u, v in series.items()))
+                raise ReadError(
+                    folder,
+                    f"series {series_uid} not found; the folder holds: "
+                    + "; ".join(_describe(u, v) for u, v in series.items()),
+                )
             items = series[series_uid]
         elif len(series) > 1:
-            raise ReadError(folder, f"{len(series)} DICOM series in one folder, pass series_uid= one of: "
-                                    + "; ".join(_describe(u, v) for u, v in series.items()))
+            raise ReadError(
+                folder,
+                f"{len(series)} DICOM series in one folder, pass series_uid= one of: "
+                + "; ".join(_describe(u, v) for u, v in series.items()),
+            )
         else:
             items = next(iter(series.values()))
         if len(items) == 1:
@@ -130,8 +137,9 @@ def _fill(folder: Path, paths: list[Path]) -> tuple[np.ndarray, list[dict[str, A
 def _stack(folder: Path, items: list[tuple[Path, Any]], max_pixels: int | None) -> ImageData:
     first = items[0][1]
     check_dicom_size(first, folder, max_pixels, nfiles=len(items))
-    shapes = {(int(ds.get("Rows", 0)), int(ds.get("Columns", 0)), int(ds.get("NumberOfFrames", 1) or 1))
-              for _, ds in items}
+    shapes = {
+        (int(ds.get("Rows", 0)), int(ds.get("Columns", 0)), int(ds.get("NumberOfFrames", 1) or 1)) for _, ds in items
+    }
     if len(shapes) > 1:
         raise ReadError(folder, f"slices of one series differ in size/frames: {sorted(shapes)}")
     if next(iter(shapes))[2] != 1:
@@ -141,19 +149,28 @@ def _stack(folder: Path, items: list[tuple[Path, Any]], max_pixels: int | None) 
     meta_extra: dict[str, Any] = {}
     if all(o is not None for o in iops) and all(p is not None for p in ipps):
         ref = np.asarray([float(v) for v in iops[0]])
-        bad = [str(f) for (f, _), o in zip(items, iops, strict=True)
-               if not np.allclose([float(v) for v in o], ref, atol=1e-3)]
+        bad = [
+            str(f)
+            for (f, _), o in zip(items, iops, strict=True)
+            if not np.allclose([float(v) for v in o], ref, atol=1e-3)
+        ]
         if bad:
-            raise ReadError(folder, f"slices have different ImageOrientationPatient (e.g. {bad[0]}); "
-                                    "not one volume")
-        order, geom, info = slice_geometry(iops[0], ipps, first.get("PixelSpacing"),
-                                           first.get("SpacingBetweenSlices") or first.get("SliceThickness"),
-                                           folder)
+            raise ReadError(folder, f"slices have different ImageOrientationPatient (e.g. {bad[0]}); not one volume")
+        order, geom, info = slice_geometry(
+            iops[0],
+            ipps,
+            first.get("PixelSpacing"),
+            first.get("SpacingBetweenSlices") or first.get("SliceThickness"),
+            folder,
+        )
         meta_extra.update(info)
         spacing_known = not info.get("pixel_spacing_missing", False)
     else:
-        log.warning("%s: slices lack ImagePositionPatient/ImageOrientationPatient; ordering by InstanceNumber "
-                    "with unit slice spacing", folder)
+        log.warning(
+            "%s: slices lack ImagePositionPatient/ImageOrientationPatient; ordering by InstanceNumber "
+            "with unit slice spacing",
+            folder,
+        )
         order = np.argsort([int(ds.get("InstanceNumber", 0) or 0) for _, ds in items], kind="stable")
         ps = first.get("PixelSpacing")
         try:
@@ -175,5 +192,6 @@ def _stack(folder: Path, items: list[tuple[Path, Any]], max_pixels: int | None) 
         meta["rescale_varies"] = True
     modality_tag = str(first.get("Modality", "") or "")
     modality = guess_modality(modality_tag) if modality_tag else None
-    return ImageData(np.ascontiguousarray(vol), geom, modality, spacing_known, meta, str(folder),
-                     tuple(items[i][1] for i in order))  # the headers (no pixel data), in k order
+    return ImageData(
+        np.ascontiguousarray(vol), geom, modality, spacing_known, meta, str(folder), tuple(items[i][1] for i in order)
+    )  # the headers (no pixel data), in k order

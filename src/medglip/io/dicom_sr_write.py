@@ -55,16 +55,32 @@ def procedure_code(modality: str | None) -> Code:
     """The LOINC "unspecified body region" procedure of a modality, else SCT Imaging procedure."""
     from pydicom.sr.codedict import codes
 
-    return {"CT": codes.LN.CTUnspecifiedBodyRegion, "MR": codes.LN.MRIUnspecifiedBodyRegion,
-            "PT": codes.LN.PETUnspecifiedBodyRegion, "NM": codes.LN.NMUnspecifiedBodyRegion,
-            "XR": codes.LN.XRUnspecifiedBodyRegion}.get(str(modality or "").upper(), codes.SCT.ImagingProcedure)
+    return {
+        "CT": codes.LN.CTUnspecifiedBodyRegion,
+        "MR": codes.LN.MRIUnspecifiedBodyRegion,
+        "PT": codes.LN.PETUnspecifiedBodyRegion,
+        "NM": codes.LN.NMUnspecifiedBodyRegion,
+        "XR": codes.LN.XRUnspecifiedBodyRegion,
+    }.get(str(modality or "").upper(), codes.SCT.ImagingProcedure)
 
 
-def dicom_sr(sources: Sequence[Dataset], seg: Dataset, findings: Sequence[FindingSpec], *, series_uid: str,
-             sop_uid: str, modality: str | None, series_number: int = 9902, software_version: str = "0",
-             algorithm: str = "medglip", algorithm_parameters: Sequence[str] = (), device_uid: str,
-             device_name: str = "medglip", local_schemes: dict[str, str] | None = None,
-             what: str = "source") -> Dataset:
+def dicom_sr(
+    sources: Sequence[Dataset],
+    seg: Dataset,
+    findings: Sequence[FindingSpec],
+    *,
+    series_uid: str,
+    sop_uid: str,
+    modality: str | None,
+    series_number: int = 9902,
+    software_version: str = "0",
+    algorithm: str = "medglip",
+    algorithm_parameters: Sequence[str] = (),
+    device_uid: str,
+    device_name: str = "medglip",
+    local_schemes: dict[str, str] | None = None,
+    what: str = "source",
+) -> Dataset:
     """A Comprehensive 3D SR holding a TID 1500 measurement report of ``findings`` in ``seg``.
 
     Raises:
@@ -80,45 +96,75 @@ def dicom_sr(sources: Sequence[Dataset], seg: Dataset, findings: Sequence[Findin
     except MemoryError:
         raise
     except Exception as exc:  # malformed values in the sources' headers
-        raise MedglipError(f"{what}: cannot write a DICOM SR about these source images "
-                           f"({condense_error(exc)})") from None
-    alg = hd.sr.AlgorithmIdentification(name=algorithm, version=software_version,
-                                        parameters=[str(p)[:64] for p in algorithm_parameters] or None)
+        raise MedglipError(
+            f"{what}: cannot write a DICOM SR about these source images ({condense_error(exc)})"
+        ) from None
+    alg = hd.sr.AlgorithmIdentification(
+        name=algorithm, version=software_version, parameters=[str(p)[:64] for p in algorithm_parameters] or None
+    )
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=device_uid, name=device_name, manufacturer_name="medglip", model_name=algorithm))
+            uid=device_uid, name=device_name, manufacturer_name="medglip", model_name=algorithm
+        ),
+    )
     series = str(srcs[0].SeriesInstanceUID)
     groups = []
     for f in findings:
         sites = None
         if f.site is not None:
-            sites = [hd.sr.FindingSite(anatomic_location=concept(f.site),
-                                       laterality=None if f.site_laterality is None else concept(f.site_laterality))]
-        ms = [hd.sr.Measurement(name=concept(m.name), value=float(m.value), unit=concept(m.unit), algorithm_id=alg)
-              for m in f.measurements]
-        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=f.tracking_uid, identifier=f.tracking_id[:64]),
-            referenced_segment=hd.sr.ReferencedSegment(
-                sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=f.segment_number,
-                source_series=hd.sr.SourceSeriesForSegmentation(series)),
-            finding_type=concept(f.finding_type), finding_category=concept(f.finding_category),
-            finding_sites=sites, algorithm_id=alg, measurements=ms or None))
+            sites = [
+                hd.sr.FindingSite(
+                    anatomic_location=concept(f.site),
+                    laterality=None if f.site_laterality is None else concept(f.site_laterality),
+                )
+            ]
+        ms = [
+            hd.sr.Measurement(name=concept(m.name), value=float(m.value), unit=concept(m.unit), algorithm_id=alg)
+            for m in f.measurements
+        ]
+        groups.append(
+            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=f.tracking_uid, identifier=f.tracking_id[:64]),
+                referenced_segment=hd.sr.ReferencedSegment(
+                    sop_class_uid=seg.SOPClassUID,
+                    sop_instance_uid=seg.SOPInstanceUID,
+                    segment_number=f.segment_number,
+                    source_series=hd.sr.SourceSeriesForSegmentation(series),
+                ),
+                finding_type=concept(f.finding_type),
+                finding_category=concept(f.finding_category),
+                finding_sites=sites,
+                algorithm_id=alg,
+                measurements=ms or None,
+            )
+        )
     try:
         report = hd.sr.MeasurementReport(
             observation_context=hd.sr.ObservationContext(observer_device_context=device),
-            procedure_reported=procedure_code(modality), imaging_measurements=groups or None)
+            procedure_reported=procedure_code(modality),
+            imaging_measurements=groups or None,
+        )
         sr = hd.sr.Comprehensive3DSR(
-            evidence=[*srcs, seg], content=report, series_instance_uid=series_uid, series_number=int(series_number),
-            sop_instance_uid=sop_uid, instance_number=1, manufacturer="medglip", is_complete=True,
-            institution_name=None)
+            evidence=[*srcs, seg],
+            content=report,
+            series_instance_uid=series_uid,
+            series_number=int(series_number),
+            sop_instance_uid=sop_uid,
+            instance_number=1,
+            manufacturer="medglip",
+            is_complete=True,
+            institution_name=None,
+        )
     except MemoryError:
         raise
     except Exception as exc:
-        raise MedglipError(f"{what}: cannot write a DICOM SR about these source images "
-                           f"({condense_error(exc)})") from None
+        raise MedglipError(
+            f"{what}: cannot write a DICOM SR about these source images ({condense_error(exc)})"
+        ) from None
     sr.SeriesDescription = "medglip grounding findings"
     for designator, name in (local_schemes or {}).items():
         sr.CodingSchemeIdentificationSequence = list(sr.get("CodingSchemeIdentificationSequence", [])) + [
-            coding_scheme_item(designator, name)]
+            coding_scheme_item(designator, name)
+        ]
     return sr

@@ -46,8 +46,11 @@ def sitk_to_imagedata(img: sitk.Image, path: str | Path, fmt: str) -> ImageData:
         arr = np.array(view, order="C")
         # array is already (rows, cols) = (y, x); world axes follow the array axes: swap x/y.
         perm = [1, 0]
-        geom = Geometry((spacing[1], spacing[0]), (origin[1], origin[0]),
-                        tuple(float(d) for d in direction[np.ix_(perm, perm)].ravel()))
+        geom = Geometry(
+            (spacing[1], spacing[0]),
+            (origin[1], origin[0]),
+            tuple(float(d) for d in direction[np.ix_(perm, perm)].ravel()),
+        )
     elif dim == 4:
         # (x, y, z, t): keep 3D geometry, the 4th axis becomes channels.
         if ncomp > 1:
@@ -71,8 +74,15 @@ MAX_DEFLATE_RATIO = 1032
 #: it the file is refused, since what the library would parse beyond cannot be checked.
 MAX_HEADER_BYTES = 1 << 20
 #: How many bytes of pixel data one byte of the file can hold, per NRRD encoding (None: no bound).
-_NRRD_EXPANSION = {"raw": 1, "hex": 1, "txt": 8, "text": 8, "ascii": 8, "gz": MAX_DEFLATE_RATIO,
-                   "gzip": MAX_DEFLATE_RATIO}
+_NRRD_EXPANSION = {
+    "raw": 1,
+    "hex": 1,
+    "txt": 8,
+    "text": 8,
+    "ascii": 8,
+    "gz": MAX_DEFLATE_RATIO,
+    "gzip": MAX_DEFLATE_RATIO,
+}
 #: the ITK image IO that reads each kind of header (pinned: ITK never picks another reader by content)
 _IMAGE_IO = {"nrrd": "NrrdImageIO", "meta": "MetaImageIO"}
 #: teem (NRRD) ends a line at "\r\n", "\n" or a lone "\r"
@@ -125,7 +135,7 @@ class _TextHeader:
         lines: list[tuple[str, int]] = []  # (line, offset just past its end of line)
         pos, end = 0, None
         for m in _NRRD_EOL.finditer(head):
-            raw = head[pos: m.start()]
+            raw = head[pos : m.start()]
             pos = m.end()
             if not raw:
                 end = pos
@@ -166,16 +176,18 @@ class _TextHeader:
         # line's key as a value; a "\r" does not end a value).
         m = re.search(rb"elementdatafile", head, re.IGNORECASE)
         if m is None:
-            self._refuse(f"MetaImage header does not end (no ElementDataFile line) within the first "
-                         f"{MAX_HEADER_BYTES:,} bytes" if not self.whole else
-                         "not a readable MetaImage file (no ElementDataFile line ends a header)")
+            self._refuse(
+                f"MetaImage header does not end (no ElementDataFile line) within the first {MAX_HEADER_BYTES:,} bytes"
+                if not self.whole
+                else "not a readable MetaImage file (no ElementDataFile line ends a header)"
+            )
         start = head.rfind(b"\n", 0, m.start()) + 1
         eol = head.find(b"\n", m.end())
         if eol < 0 and not self.whole:
             self._refuse(f"MetaImage header does not end within the first {MAX_HEADER_BYTES:,} bytes")
         eol = len(head) if eol < 0 else eol
-        after = head[m.end(): eol].lstrip(b" \t")
-        if head[start: m.start()].strip(b" \t") or m.group() != b"ElementDataFile" or after[:1] not in (b"=", b":"):
+        after = head[m.end() : eol].lstrip(b" \t")
+        if head[start : m.start()].strip(b" \t") or m.group() != b"ElementDataFile" or after[:1] not in (b"=", b":"):
             self._refuse("MetaImage header: ElementDataFile must begin a line, spelled so, followed by '='")
         text = head[:start].decode("latin-1").split("\n")
         for i, line in enumerate(text):
@@ -187,7 +199,7 @@ class _TextHeader:
                 self._refuse(f"MetaImage header line {i + 1} is not 'key = value'")
             if _DATA_FILE_WORD.search(line):
                 self._refuse(f"MetaImage header line {i + 1} mentions a data file before the ElementDataFile line")
-            self.fields.append((line[:cut].strip().lower(), line[cut + 1:].strip()))
+            self.fields.append((line[:cut].strip().lower(), line[cut + 1 :].strip()))
         value = after[1:].decode("latin-1").strip(" \t\r\v\f")
         self.fields.append(("elementdatafile", value))
         self.data_at = min(len(head), eol + 1)
@@ -196,7 +208,7 @@ class _TextHeader:
             if value.split()[:1] == ["LIST"]:
                 if not self.whole:
                     self._refuse(f"MetaImage LIST header longer than {MAX_HEADER_BYTES:,} bytes")
-                self.tail = [t.strip() for t in head[eol + 1:].decode("latin-1").splitlines() if t.strip()]
+                self.tail = [t.strip() for t in head[eol + 1 :].decode("latin-1").splitlines() if t.strip()]
 
     def get(self, *keys: str) -> str | None:
         return next((v for k, v in self.fields if k in keys), None)
@@ -289,9 +301,12 @@ def check_data_size(path: Path, hdr: _TextHeader, need: int) -> None:
     except (OSError, ValueError):
         return  # a missing data file: ITK says so
     if expansion is not None and need > max(0, have) * expansion:
-        raise ReadError(path, f"file truncated or corrupt: the header declares {need:,} bytes of pixel data, the "
-                              f"{'file holds' if offset else 'data file(s) hold'} {max(0, have):,}"
-                              f"{' compressed bytes' if compressed else ''}")
+        raise ReadError(
+            path,
+            f"file truncated or corrupt: the header declares {need:,} bytes of pixel data, the "
+            f"{'file holds' if offset else 'data file(s) hold'} {max(0, have):,}"
+            f"{' compressed bytes' if compressed else ''}",
+        )
     if hdr.kind == "meta" and compressed and len(files) == 1:
         _check_zlib_stream(path, files[0], offset, need)
 
@@ -311,8 +326,11 @@ def _check_zlib_stream(path: Path, data: Path, offset: int, need: int) -> None:
     except zlib.error as exc:
         raise ReadError(path, f"compressed pixel data is corrupt ({condense_error(exc)})") from None
     if not inflater.eof or got < need:
-        raise ReadError(path, f"compressed pixel data truncated or corrupt: it inflates to {got:,} of the "
-                              f"{need:,} bytes the header declares")
+        raise ReadError(
+            path,
+            f"compressed pixel data truncated or corrupt: it inflates to {got:,} of the "
+            f"{need:,} bytes the header declares",
+        )
 
 
 def _component_bytes(reader: sitk.ImageFileReader) -> int:
@@ -325,8 +343,9 @@ def _is_float(reader: sitk.ImageFileReader) -> bool:
     return "float" in sitk.GetPixelIDValueAsString(reader.GetPixelID()).lower()
 
 
-def read_itk(path: str | Path, *, fmt: str | None = None, max_pixels: int | None = None,
-             image_io: str | None = None) -> ImageData:
+def read_itk(
+    path: str | Path, *, fmt: str | None = None, max_pixels: int | None = None, image_io: str | None = None
+) -> ImageData:
     """Read a NRRD (``.nrrd``, ``.nhdr``) or MetaImage (``.mha``, ``.mhd``) file with SimpleITK.
 
     The header is read first (:func:`check_header`: where the pixels are, as the read policy allows) and
@@ -339,8 +358,9 @@ def read_itk(path: str | Path, *, fmt: str | None = None, max_pixels: int | None
     hdr = check_header(path)
     image_io = image_io or _IMAGE_IO.get(hdr.kind or "")
     if image_io is None:
-        raise ReadError(path, f"not a readable NRRD or MetaImage file (a .{fmt} file must start with a NRRD or "
-                              "MetaImage header)")
+        raise ReadError(
+            path, f"not a readable NRRD or MetaImage file (a .{fmt} file must start with a NRRD or MetaImage header)"
+        )
     reader = sitk.ImageFileReader()
     reader.SetImageIO(image_io)
     reader.SetFileName(str(path))
@@ -356,14 +376,20 @@ def read_itk(path: str | Path, *, fmt: str | None = None, max_pixels: int | None
         # ITK converts while reading (no float64 copy reaches numpy)
         reader.SetOutputPixelType(sitk.sitkVectorFloat32 if ncomp > 1 else sitk.sitkFloat32)
         itemsize = 4
-    check_size(path, size + ((ncomp,) if ncomp > 1 else ()), spatial_ndim=min(len(size), 3), max_pixels=max_pixels,
-               itemsize=itemsize)
+    check_size(
+        path,
+        size + ((ncomp,) if ncomp > 1 else ()),
+        spatial_ndim=min(len(size), 3),
+        max_pixels=max_pixels,
+        itemsize=itemsize,
+    )
     check_data_size(path, hdr, int(np.prod(size, dtype=np.int64)) * ncomp * stored)
     try:
         img = reader.Execute()
     except RuntimeError as exc:
-        raise ReadError(path, f"cannot read {fmt} pixel data, file truncated or corrupt? "
-                              f"({condense_error(exc)})") from None
+        raise ReadError(
+            path, f"cannot read {fmt} pixel data, file truncated or corrupt? ({condense_error(exc)})"
+        ) from None
     out = sitk_to_imagedata(img, path, fmt)
     keys = [k for k in reader.GetMetaDataKeys() if k.lower() in ("modality", "dicom_0008_0060")]
     if keys:

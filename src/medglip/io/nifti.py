@@ -50,8 +50,11 @@ def affine_to_geometry(affine: np.ndarray) -> Geometry:
     if np.any(spacing <= 0) or not np.all(np.isfinite(m)):
         raise ValueError(f"degenerate affine {affine.tolist()}")
     direction = m / spacing[None, :]
-    return Geometry(tuple(float(s) for s in spacing), tuple(float(o) for o in lps[:3, 3]),
-                    tuple(float(d) for d in direction.ravel()))
+    return Geometry(
+        tuple(float(s) for s in spacing),
+        tuple(float(o) for o in lps[:3, 3]),
+        tuple(float(d) for d in direction.ravel()),
+    )
 
 
 def _natural_dtype(hdr: nib.nifti1.Nifti1Header) -> np.dtype:
@@ -97,11 +100,17 @@ def _single_file_class(path: Path, head: bytes) -> type[nib.Nifti1Image]:
     else:
         raise ReadError(path, "not a readable NIfTI file (no NIfTI-1 / NIfTI-2 header)")
     if magic == pair:
-        raise ReadError(path, "a NIfTI header whose pixels are in a separate .img file (a .hdr/.img pair): the "
-                              "other file is not read; convert the pair to a single .nii / .nii.gz")
+        raise ReadError(
+            path,
+            "a NIfTI header whose pixels are in a separate .img file (a .hdr/.img pair): the "
+            "other file is not read; convert the pair to a single .nii / .nii.gz",
+        )
     if magic != single:
-        raise ReadError(path, "not a readable NIfTI file: no single-file NIfTI magic (an Analyze 7.5 header, whose "
-                              "pixels are in a separate .img file, is not read)")
+        raise ReadError(
+            path,
+            "not a readable NIfTI file: no single-file NIfTI magic (an Analyze 7.5 header, whose "
+            "pixels are in a separate .img file, is not read)",
+        )
     return klass
 
 
@@ -159,8 +168,10 @@ def _read_loaded(path: Path, img: Any, max_pixels: int | None) -> ImageData:
         if have < need:
             raise ReadError(path, f"file truncated: header declares {need:,} bytes, file has {have:,}")
     elif have * MAX_DEFLATE_RATIO < need:  # refuse before nibabel allocates the declared size
-        raise ReadError(path, f"file truncated or corrupt: {have:,} compressed bytes cannot hold the "
-                              f"{need:,} bytes the header declares")
+        raise ReadError(
+            path,
+            f"file truncated or corrupt: {have:,} compressed bytes cannot hold the {need:,} bytes the header declares",
+        )
     try:
         big = int(np.prod(shape, dtype=np.int64)) * natural.itemsize > 2 * SLAB_BYTES
         if len(shape) in (3, 4) and (out_dtype != natural or (big and current_policy().interruptible)):

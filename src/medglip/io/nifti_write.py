@@ -28,8 +28,15 @@ def geometry_to_affine(geometry: Geometry) -> np.ndarray:
     return RAS_TO_LPS @ geometry.affine  # diag(-1, -1, 1, 1) is its own inverse
 
 
-def nifti_bytes(array: np.ndarray, geometry: Geometry, *, label: bool = True, compress: bool = True,
-                level: int = 6, description: str = "medglip") -> bytes:
+def nifti_bytes(
+    array: np.ndarray,
+    geometry: Geometry,
+    *,
+    label: bool = True,
+    compress: bool = True,
+    level: int = 6,
+    description: str = "medglip",
+) -> bytes:
     """A NIfTI-1 file (``.nii.gz`` when ``compress``, else ``.nii``) of ``array`` on ``geometry``.
 
     Args:

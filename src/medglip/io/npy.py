@@ -35,8 +35,9 @@ MAX_HEADER_BYTES = 10_000
 SLAB_VALUES = 1 << 22
 
 
-def read_npy(path: str | Path, *, kinds: str = NUMERIC_KINDS, max_pixels: int | None = None,
-             what: str = "array") -> ImageData:
+def read_npy(
+    path: str | Path, *, kinds: str = NUMERIC_KINDS, max_pixels: int | None = None, what: str = "array"
+) -> ImageData:
     """Read a ``.npy`` file holding one 2D numeric array ``(H, W)`` (rows, then columns).
 
     Args:
@@ -72,8 +73,11 @@ def read_npy(path: str | Path, *, kinds: str = NUMERIC_KINDS, max_pixels: int | 
             need = offset + count * dtype.itemsize
             have = file_size(p)
             if have < need:
-                raise ReadError(p, f"file truncated: its header declares {tuple(shape)} {dtype} values "
-                                   f"({need:,} bytes with the header), the file has {have:,} bytes")
+                raise ReadError(
+                    p,
+                    f"file truncated: its header declares {tuple(shape)} {dtype} values "
+                    f"({need:,} bytes with the header), the file has {have:,} bytes",
+                )
             if have > need:
                 raise ReadError(p, f"{have - need:,} bytes after the {tuple(shape)} {dtype} array: not one .npy array")
             flat = _read_values(f, p, dtype, count)
@@ -82,15 +86,17 @@ def read_npy(path: str | Path, *, kinds: str = NUMERIC_KINDS, max_pixels: int | 
     except (ValueError, OSError, SyntaxError, TypeError, EOFError) as exc:  # a bad magic string or header
         raise ReadError(p, f"not a readable NumPy .npy file ({condense_error(exc)})") from None
     array = flat.reshape(shape, order="F" if fortran else "C")
-    return ImageData(np.ascontiguousarray(array), geometry_2d(), None, False,
-                     {"format": "npy", "dtype": dtype.str}, str(p))
+    return ImageData(
+        np.ascontiguousarray(array), geometry_2d(), None, False, {"format": "npy", "dtype": dtype.str}, str(p)
+    )
 
 
 def _check_dtype(p: Path, dtype: np.dtype, kinds: str, what: str) -> None:
     """Refuse object (pickled), structured, sub-array and non-``kinds`` dtypes, naming the dtype."""
     if dtype.hasobject:
-        raise ReadError(p, f"the {what} holds Python objects (dtype {dtype}, stored as a pickle): refused, "
-                           "never unpickled")
+        raise ReadError(
+            p, f"the {what} holds Python objects (dtype {dtype}, stored as a pickle): refused, never unpickled"
+        )
     if dtype.fields is not None or dtype.subdtype is not None:
         raise ReadError(p, f"the {what} has a structured dtype {dtype}: expected plain numbers")
     if dtype.kind not in kinds:
@@ -108,5 +114,5 @@ def _read_values(f, p: Path, dtype: np.dtype, count: int) -> np.ndarray:
         data = f.read(n * dtype.itemsize)
         if len(data) != n * dtype.itemsize:  # the file shrank while being read
             raise ReadError(p, "file truncated while reading its data")
-        out[start: start + n] = np.frombuffer(data, dtype=dtype, count=n)
+        out[start : start + n] = np.frombuffer(data, dtype=dtype, count=n)
     return out

@@ -111,8 +111,9 @@ def read_policy(policy: ReadPolicy) -> Iterator[ReadPolicy]:
 def check_deadline(path: str | Path) -> None:
     """Raise :class:`ReadTimeout` when the policy's deadline has passed or its caller gave up."""
     policy = _POLICY.get()
-    if (policy.deadline is not None and time.monotonic() > policy.deadline) or \
-            (policy.cancelled is not None and policy.cancelled()):
+    if (policy.deadline is not None and time.monotonic() > policy.deadline) or (
+        policy.cancelled is not None and policy.cancelled()
+    ):
         raise ReadTimeout(path)
 
 
@@ -132,8 +133,11 @@ def check_bytes(path: str | Path, shape: tuple[int, ...], itemsize: int) -> int:
     values = int(np.prod([int(s) for s in shape], dtype=object)) if shape else 0
     nbytes = values * int(itemsize)
     if policy.max_bytes is not None and nbytes > policy.max_bytes:
-        raise ReadError(path, f"image too large: it decodes to {nbytes:,} bytes (shape {tuple(int(s) for s in shape)}, "
-                              f"{itemsize} bytes per value), above the limit of {policy.max_bytes:,} bytes per image")
+        raise ReadError(
+            path,
+            f"image too large: it decodes to {nbytes:,} bytes (shape {tuple(int(s) for s in shape)}, "
+            f"{itemsize} bytes per value), above the limit of {policy.max_bytes:,} bytes per image",
+        )
     if policy.charge is not None:
         policy.charge(nbytes, str(path))
     return nbytes
@@ -164,8 +168,11 @@ def data_file(header: str | Path, name: str) -> Path:
     header = Path(header)
     shown = repr(name[:80] + ("..." if len(name) > 80 else ""))
     if _POLICY.get().data_files == "refuse":
-        raise ReadError(header, f"the header names a separate data file ({shown}); only self-contained files "
-                                "are read here (the pixel data in the same file as the header)")
+        raise ReadError(
+            header,
+            f"the header names a separate data file ({shown}); only self-contained files "
+            "are read here (the pixel data in the same file as the header)",
+        )
     target = Path(name) if os.path.isabs(name) else header.parent / name
     try:
         mode = os.stat(target).st_mode
@@ -175,8 +182,11 @@ def data_file(header: str | Path, name: str) -> Path:
         raise ReadError(header, f"the header's data file {target} is not a regular file")
     plain = name[2:] if name.startswith("./") else name
     if not plain or plain in (".", "..") or "/" in plain or "\\" in plain or "\0" in plain:
-        raise ReadError(header, f"the header names a data file outside its own folder ({shown}); a separate "
-                                "data file must be a plain file name beside the header")
+        raise ReadError(
+            header,
+            f"the header names a data file outside its own folder ({shown}); a separate "
+            "data file must be a plain file name beside the header",
+        )
     target = header.parent / plain
     if mode is not None:
         try:

@@ -68,8 +68,9 @@ def open_pil(path: str | Path, *, max_pixels: int | None = None) -> Image.Image:
     try:
         im.load()
     except Exception as exc:
-        raise ReadError(path, f"cannot decode {im.format or 'image'} data, file truncated or corrupt? "
-                              f"({condense_error(exc)})") from None
+        raise ReadError(
+            path, f"cannot decode {im.format or 'image'} data, file truncated or corrupt? ({condense_error(exc)})"
+        ) from None
     return im
 
 
@@ -102,8 +103,9 @@ def check_plausible_size(path: str | Path, fmt: str | None, w: int, h: int) -> N
     size = os.path.getsize(path)
     if ratio is None or size * ratio >= w * h or (fmt in ("JPEG", "MPO") and _jpeg_arithmetic(path)):
         return
-    raise ReadError(path, f"{fmt} file truncated or corrupt: {size:,} bytes cannot hold the {w} x {h} image "
-                          "its header declares")
+    raise ReadError(
+        path, f"{fmt} file truncated or corrupt: {size:,} bytes cannot hold the {w} x {h} image its header declares"
+    )
 
 
 def _jpeg_arithmetic(path: str | Path) -> bool:
@@ -120,7 +122,7 @@ def _jpeg_arithmetic(path: str | Path) -> bool:
         elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             return False
         else:
-            pos += 2 + int.from_bytes(data[pos + 2: pos + 4], "big")
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
     return False
 
 
@@ -185,8 +187,10 @@ def check_png_data(path: str | Path) -> None:
     except zlib.error as exc:
         raise ReadError(path, f"PNG pixel data is corrupt ({condense_error(exc)})") from None
     if need is not None and got < need:
-        raise ReadError(path, f"PNG pixel data truncated or corrupt: it inflates to {got:,} of the {need:,} bytes "
-                              "the header declares")
+        raise ReadError(
+            path,
+            f"PNG pixel data truncated or corrupt: it inflates to {got:,} of the {need:,} bytes the header declares",
+        )
 
 
 def _png_16bit_colour(path: Path) -> bool:
@@ -238,8 +242,9 @@ def read_raster(path: str | Path, *, max_pixels: int | None = None) -> ImageData
 
         im.close()  # Pillow's 8-bit reduction is not used: free it before ITK decodes the 16 bits
         # the pixel count was checked by open_pil; read_itk counts values (3 or 4 per pixel)
-        data = read_itk(path, fmt="png", max_pixels=None if max_pixels is None else 4 * max_pixels,
-                        image_io="PNGImageIO")
+        data = read_itk(
+            path, fmt="png", max_pixels=None if max_pixels is None else 4 * max_pixels, image_io="PNGImageIO"
+        )
         arr = data.array
         if arr.ndim == 3 and arr.shape[-1] in (2, 4):
             arr = arr[..., :-1]
@@ -262,7 +267,8 @@ def png_bytes(array: np.ndarray, *, compress_level: int = 6) -> bytes:
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
     ok = (arr.ndim == 2 and arr.dtype in (np.uint8, np.uint16)) or (
-        arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.dtype == np.uint8)
+        arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.dtype == np.uint8
+    )
     if not ok:
         raise ValueError(f"write_png: expected uint8/uint16 (H, W) or uint8 (H, W, 3|4), got {arr.dtype} {arr.shape}")
     buf = io.BytesIO()

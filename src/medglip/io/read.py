@@ -58,7 +58,7 @@ def sniff_format(path: str | Path) -> str | None:
     except OSError:
         return None
     for offset, magic, fmt in _MAGIC:
-        if head[offset: offset + len(magic)] == magic:
+        if head[offset : offset + len(magic)] == magic:
             return fmt
     if suffix == "" and _looks_like_raw_dicom(head):
         return "dicom"
@@ -70,8 +70,9 @@ def _looks_like_raw_dicom(head: bytes) -> bool:
     return len(head) >= 8 and head[:2] in (b"\x08\x00", b"\x00\x08") and head[2:4] != b"\x00\x00"
 
 
-def read_image(path: str | Path, *, as_2d: bool | None = None, max_pixels: int | None = None,
-               series_uid: str | None = None) -> ImageData:
+def read_image(
+    path: str | Path, *, as_2d: bool | None = None, max_pixels: int | None = None, series_uid: str | None = None
+) -> ImageData:
     """Read a medical image file or DICOM folder into :class:`ImageData`, keeping its geometry.
 
     Args:
@@ -94,30 +95,40 @@ def read_image(path: str | Path, *, as_2d: bool | None = None, max_pixels: int |
     fmt = sniff_format(p)
     if fmt == "nifti":
         from .nifti import read_nifti
+
         img = read_nifti(p, max_pixels=max_pixels)
     elif fmt == "itk":
         from .itk import read_itk
+
         img = read_itk(p, max_pixels=max_pixels)
     elif fmt == "raster":
         from .raster import read_raster
+
         img = read_raster(p, max_pixels=max_pixels)
     elif fmt == "tiff":
         from .tiff import read_tiff
+
         img = read_tiff(p, max_pixels=max_pixels)
     elif fmt == "dicom":
         from .dicom import read_dicom_file
+
         img = read_dicom_file(p, max_pixels=max_pixels)
     elif fmt == "dicom-series":
         from .dicom_series import read_dicom_series
+
         img = read_dicom_series(p, series_uid=series_uid, max_pixels=max_pixels)
     else:
-        raise ReadError(p, f"unsupported file type {''.join(p.suffixes) or '(no extension)'}: expected NIfTI, "
-                           "NRRD, MetaImage, DICOM (file or folder), PNG, JPEG, BMP or TIFF")
+        raise ReadError(
+            p,
+            f"unsupported file type {''.join(p.suffixes) or '(no extension)'}: expected NIfTI, "
+            "NRRD, MetaImage, DICOM (file or folder), PNG, JPEG, BMP or TIFF",
+        )
     return apply_as_2d(img, as_2d)
 
 
-def read_label(path: str | Path, reference: ImageData | None = None, *, as_2d: bool | None = None,
-               max_pixels: int | None = None) -> ImageData:
+def read_label(
+    path: str | Path, reference: ImageData | None = None, *, as_2d: bool | None = None, max_pixels: int | None = None
+) -> ImageData:
     """Read a label image: like :func:`read_image` but the array must be integer-valued.
 
     Float arrays whose values are all integral are cast to the smallest fitting integer type
@@ -144,8 +155,9 @@ def read_label(path: str | Path, reference: ImageData | None = None, *, as_2d: b
 def integer_labels(arr: np.ndarray, path: str, spatial_ndim: int) -> np.ndarray:
     """Return ``arr`` as an integer array or raise :class:`ReadError` saying why it is not one."""
     if arr.ndim != spatial_ndim:
-        raise ReadError(path, f"label image must have one channel, got shape {arr.shape} "
-                              f"for {spatial_ndim} spatial axes")
+        raise ReadError(
+            path, f"label image must have one channel, got shape {arr.shape} for {spatial_ndim} spatial axes"
+        )
     if arr.dtype == bool:
         return arr.astype(np.uint8)
     if np.issubdtype(arr.dtype, np.integer):
@@ -156,9 +168,12 @@ def integer_labels(arr: np.ndarray, path: str, spatial_ndim: int) -> np.ndarray:
         raise ReadError(path, "label image contains NaN or infinite values")
     if arr.size and not np.array_equal(arr, np.round(arr)):
         bad = arr[arr != np.round(arr)]
-        raise ReadError(path, f"label image has non-integral values (e.g. {float(bad.flat[0])!r}; "
-                              f"{bad.size} of {arr.size} voxels): not a label map, or resampled with "
-                              "linear interpolation?")
+        raise ReadError(
+            path,
+            f"label image has non-integral values (e.g. {float(bad.flat[0])!r}; "
+            f"{bad.size} of {arr.size} voxels): not a label map, or resampled with "
+            "linear interpolation?",
+        )
     lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
     for dt in (np.uint8, np.int16, np.int32, np.int64):
         info = np.iinfo(dt)

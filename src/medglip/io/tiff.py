@@ -77,7 +77,7 @@ def _read_converted(series: tifffile.TiffPageSeries, shape: tuple[int, ...], dty
     def put(decoded: tuple) -> None:  # as TiffPage.asarray copies decoded segments, converting on the way
         check_deadline(path)
         segment, (s, d, h, w, _), seg_shape = decoded
-        region = result[s, d:d + seg_shape[0], h:h + seg_shape[1], w:w + seg_shape[2]]
+        region = result[s, d : d + seg_shape[0], h : h + seg_shape[1], w : w + seg_shape[2]]
         if segment is None:
             region[...] = keyframe.nodata
         else:
@@ -113,8 +113,9 @@ def read_tiff(path: str | Path, *, max_pixels: int | None = None) -> ImageData:
         except ReadError:
             raise
         except Exception as exc:
-            raise ReadError(path, f"cannot read TIFF pixel data, file truncated or corrupt? "
-                                  f"({condense_error(exc)})") from None
+            raise ReadError(
+                path, f"cannot read TIFF pixel data, file truncated or corrupt? ({condense_error(exc)})"
+            ) from None
         if arr.size != int(np.prod(shape, dtype=np.int64)):  # e.g. an unsupported BitsPerSample decodes to nothing
             raise ReadError(path, f"TIFF pixel data ({arr.size:,} values) does not match the declared shape {shape}")
         res = _resolution_mm(page, ij)

@@ -15,8 +15,9 @@ import torch
 from torchvision.ops import box_iou
 
 
-def make_anchors(shapes: list[tuple[int, int]], strides: list[int], anchor_scale: float,
-                 device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+def make_anchors(
+    shapes: list[tuple[int, int]], strides: list[int], anchor_scale: float, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Anchors for feature maps of ``shapes`` (H_l, W_l) at ``strides``.
 
     Returns:
@@ -38,8 +39,7 @@ def make_anchors(shapes: list[tuple[int, int]], strides: list[int], anchor_scale
 
 
 @torch.no_grad()
-def atss_assign(anchors: torch.Tensor, level_sizes: list[int], gt_boxes: torch.Tensor, topk: int = 9
-                ) -> torch.Tensor:
+def atss_assign(anchors: torch.Tensor, level_sizes: list[int], gt_boxes: torch.Tensor, topk: int = 9) -> torch.Tensor:
     """Assign anchors to ground-truth boxes.
 
     Args:
@@ -55,26 +55,30 @@ def atss_assign(anchors: torch.Tensor, level_sizes: list[int], gt_boxes: torch.T
     if gt_boxes.numel() == 0:
         return matched
     gt_boxes = gt_boxes.to(anchors)
-    ious = box_iou(anchors, gt_boxes)                                           # (A, G)
+    ious = box_iou(anchors, gt_boxes)  # (A, G)
     a_ctr = (anchors[:, :2] + anchors[:, 2:]) / 2
     g_ctr = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
-    dist = torch.cdist(a_ctr, g_ctr)                                            # (A, G)
+    dist = torch.cdist(a_ctr, g_ctr)  # (A, G)
     candidates, start = [], 0
     for n in level_sizes:
         k = min(topk, n)
-        _, idx = dist[start:start + n].topk(k, dim=0, largest=False)            # (k, G)
+        _, idx = dist[start : start + n].topk(k, dim=0, largest=False)  # (k, G)
         candidates.append(idx + start)
         start += n
-    cand = torch.cat(candidates, 0)                                             # (K, G)
-    cand_iou = ious.gather(0, cand)                                             # (K, G)
+    cand = torch.cat(candidates, 0)  # (K, G)
+    cand_iou = ious.gather(0, cand)  # (K, G)
     std = cand_iou.std(0) if cand_iou.shape[0] > 1 else torch.zeros_like(cand_iou[0])
-    thr = cand_iou.mean(0) + std                                                # (G,)
+    thr = cand_iou.mean(0) + std  # (G,)
     pos = cand_iou >= thr[None]
     # centre of the candidate anchor strictly inside the box
-    cx, cy = a_ctr[cand, 0], a_ctr[cand, 1]                                     # (K, G)
+    cx, cy = a_ctr[cand, 0], a_ctr[cand, 1]  # (K, G)
     eps = 0.01
-    inside = ((cx - gt_boxes[:, 0] > eps) & (cy - gt_boxes[:, 1] > eps)
-              & (gt_boxes[:, 2] - cx > eps) & (gt_boxes[:, 3] - cy > eps))
+    inside = (
+        (cx - gt_boxes[:, 0] > eps)
+        & (cy - gt_boxes[:, 1] > eps)
+        & (gt_boxes[:, 2] - cx > eps)
+        & (gt_boxes[:, 3] - cy > eps)
+    )
     pos &= inside
     # scatter into an (A, G) IoU table holding only positives, then pick the highest per anchor
     table = torch.full_like(ious, -1.0)

@@ -30,8 +30,14 @@ LITE_STD = (0.5, 0.5, 0.5)
 
 _LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
 _DS_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_IR_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-             "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_IR_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 PACKAGE_BACKBONES = ("tf_efficientnet_lite0", "efficientnet_lite0")
 
@@ -122,9 +128,17 @@ class Backbone(nn.Module):
     in_scale: torch.Tensor  # buffers (register_buffer)
     in_shift: torch.Tensor
 
-    def __init__(self, *, name: str, weights: str, out_indices: tuple[int, ...],
-                 kwargs: dict[str, Any] | None = None, image_size: int = 224, frozen_bn: bool = False,
-                 load_weights: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        weights: str,
+        out_indices: tuple[int, ...],
+        kwargs: dict[str, Any] | None = None,
+        image_size: int = 224,
+        frozen_bn: bool = False,
+        load_weights: bool = True,
+    ) -> None:
         super().__init__()
         self.frozen_bn = frozen_bn
         import timm
@@ -140,8 +154,9 @@ class Backbone(nn.Module):
             raise ValueError(f"backbone_weights='package' exists only for {PACKAGE_BACKBONES}, not {name!r}")
         if weights == "hub" and load_weights:
             log.info("loading timm %s with pretrained=True (needs the internet)", name)
-        self.body = timm.create_model(name, features_only=True, out_indices=out_indices,
-                                      pretrained=(weights == "hub" and load_weights), **kw)
+        self.body = timm.create_model(
+            name, features_only=True, out_indices=out_indices, pretrained=(weights == "hub" and load_weights), **kw
+        )
         mean, std = IMAGENET_MEAN, IMAGENET_STD
         if weights == "package":
             mean, std = LITE_MEAN, LITE_STD
@@ -183,7 +198,12 @@ class Backbone(nn.Module):
 def build_backbone(config: ModelConfig, *, load_weights: bool = True) -> Backbone:
     """Backbone of ``config``; ``load_weights=False`` leaves it randomly initialised (e.g. when a
     checkpoint is about to be loaded) but keeps the input normalisation of its weights."""
-    return Backbone(name=config.backbone, weights=config.backbone_weights,
-                    out_indices=config.backbone_out_indices, kwargs=dict(config.backbone_kwargs),
-                    image_size=config.image_size, frozen_bn=config.backbone_frozen_bn,
-                    load_weights=load_weights)
+    return Backbone(
+        name=config.backbone,
+        weights=config.backbone_weights,
+        out_indices=config.backbone_out_indices,
+        kwargs=dict(config.backbone_kwargs),
+        image_size=config.image_size,
+        frozen_bn=config.backbone_frozen_bn,
+        load_weights=load_weights,
+    )

@@ -70,22 +70,29 @@ def verify_files(folder: str | Path, recorded: dict[str, str], where: str | Path
             raise CheckpointMissing(f"{path} is missing (its SHA-256 is recorded in {where})")
         got = file_sha256(path)
         if got != want:
-            raise CheckpointError(f"{path} is damaged or was replaced: its SHA-256 is {got[:16]}…, not the "
-                                  f"{str(want)[:16]}… recorded in {where} when it was saved; restore the file (or use "
-                                  "another checkpoint)")
+            raise CheckpointError(
+                f"{path} is damaged or was replaced: its SHA-256 is {got[:16]}…, not the "
+                f"{str(want)[:16]}… recorded in {where} when it was saved; restore the file (or use "
+                "another checkpoint)"
+            )
 
 
 def _unwrap(model: torch.nn.Module) -> GroundingModel:
     m = getattr(model, "module", model)  # DDP
-    m = getattr(m, "_orig_mod", m)       # torch.compile
+    m = getattr(m, "_orig_mod", m)  # torch.compile
     if not isinstance(m, GroundingModel):
         raise TypeError(f"expected a GroundingModel, got {type(m).__name__}")
     return m
 
 
-def save_checkpoint(model: torch.nn.Module, directory: str | Path, *, compact: bool = False,
-                    base: tuple[GroundingModel, dict[str, Any]] | None = None, low_rank: LowRank | None = None
-                    ) -> Path:
+def save_checkpoint(
+    model: torch.nn.Module,
+    directory: str | Path,
+    *,
+    compact: bool = False,
+    base: tuple[GroundingModel, dict[str, Any]] | None = None,
+    low_rank: LowRank | None = None,
+) -> Path:
     """Write ``model`` (a GroundingModel, possibly DDP/compile-wrapped) to ``directory``, with the
     SHA-256 of its weight file in ``config.json``. ``compact``: only the tensors that differ from the
     packages' pretrained weights, in float16 (:mod:`medglip.model.compact`; e.g. the model medglip ships).
@@ -99,19 +106,24 @@ def save_checkpoint(model: torch.nn.Module, directory: str | Path, *, compact: b
         raise ValueError("a checkpoint is stored against the packages' weights (compact) or a base model, not both")
     if base is not None:
         stored, record = delta_state(m, base[0], base[1], low_rank=low_rank)
-        atomic_write_file(out / WEIGHTS, lambda tmp: save_file(stored, str(tmp), metadata={
-            "format": "pt", "medglip": "GroundingModel-delta"}))
+        atomic_write_file(
+            out / WEIGHTS,
+            lambda tmp: save_file(stored, str(tmp), metadata={"format": "pt", "medglip": "GroundingModel-delta"}),
+        )
         config[DELTA] = record
     elif low_rank:
         raise ValueError("low-rank changes are stored against a base model: pass base=")
     elif compact:
         stored, record = compact_state(m)
-        atomic_write_file(out / WEIGHTS, lambda tmp: save_file(stored, str(tmp), metadata={
-            "format": "pt", "medglip": "GroundingModel-compact"}))
+        atomic_write_file(
+            out / WEIGHTS,
+            lambda tmp: save_file(stored, str(tmp), metadata={"format": "pt", "medglip": "GroundingModel-compact"}),
+        )
         config[COMPACT] = record
     else:
-        atomic_write_file(out / WEIGHTS, lambda tmp: save_model(m, str(tmp), metadata={"format": "pt",
-                                                                                        "medglip": "GroundingModel"}))
+        atomic_write_file(
+            out / WEIGHTS, lambda tmp: save_model(m, str(tmp), metadata={"format": "pt", "medglip": "GroundingModel"})
+        )
     config[HASHES] = {WEIGHTS: file_sha256(out / WEIGHTS)}
     atomic_write_text(out / CONFIG, json.dumps(seal(config), indent=2) + "\n")
     text_dir = out / TEXT_DIR
@@ -145,16 +157,22 @@ def read_config(directory: str | Path) -> tuple[ModelConfig, dict[str, str]]:
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a valid model config ({exc})") from None
     if sealed == "changed":
-        raise CheckpointError(f"{path}: its settings were changed after the checkpoint was saved (they no longer match "
-                              "the SHA-256 recorded in it); restore the file, or use another checkpoint")
+        raise CheckpointError(
+            f"{path}: its settings were changed after the checkpoint was saved (they no longer match "
+            "the SHA-256 recorded in it); restore the file, or use another checkpoint"
+        )
     if sealed == "missing":
-        log.warning("%s records no SHA-256 of its settings (saved by an older medglip): a change to them cannot be "
-                    "noticed; save the checkpoint again to record one", path)
+        log.warning(
+            "%s records no SHA-256 of its settings (saved by an older medglip): a change to them cannot be "
+            "noticed; save the checkpoint again to record one",
+            path,
+        )
     return config, hashes
 
 
-def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu", strict: bool = True
-                    ) -> GroundingModel:
+def load_checkpoint(
+    directory: str | Path, *, device: str | torch.device = "cpu", strict: bool = True
+) -> GroundingModel:
     """Rebuild the model from ``directory`` (written by :func:`save_checkpoint`), in eval mode.
 
     Raises:
@@ -167,14 +185,19 @@ def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu"
             raise CheckpointMissing(f"{d / name} is missing: not a medglip checkpoint folder")
     stray = outside_run(d, (WEIGHTS, CONFIG, TEXT_DIR))
     if stray is not None:
-        raise CheckpointError(f"{stray} is a link out of the checkpoint folder {d}: a checkpoint is loaded from its "
-                              "own folder only")
+        raise CheckpointError(
+            f"{stray} is a link out of the checkpoint folder {d}: a checkpoint is loaded from its own folder only"
+        )
     config, hashes = read_config(d)
     if hashes:
         verify_files(d, hashes, d / CONFIG)
     else:
-        log.warning("checkpoint %s records no SHA-256 of %s (saved by an older medglip): its weights cannot be "
-                    "verified; save it again to record one", d, WEIGHTS)
+        log.warning(
+            "checkpoint %s records no SHA-256 of %s (saved by an older medglip): its weights cannot be "
+            "verified; save it again to record one",
+            d,
+            WEIGHTS,
+        )
     doc = json.loads((d / CONFIG).read_text())
     if doc.get(DELTA) is not None:
         return _load_delta(d, config, doc[DELTA], bool(hashes)).to(device)
@@ -188,15 +211,18 @@ def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu"
         except CompactMismatch as exc:
             raise CheckpointError(f"{d / CONFIG}: compact checkpoint refused: {exc}") from None
         except Exception as exc:  # safetensors: SafetensorError (truncated, bad header)
-            raise CheckpointError(f"{d / WEIGHTS} cannot be loaded ({type(exc).__name__}): truncated or not a "
-                                  "checkpoint file") from None
+            raise CheckpointError(
+                f"{d / WEIGHTS} cannot be loaded ({type(exc).__name__}): truncated or not a checkpoint file"
+            ) from None
     text_encoder, tokenizer = text_encoder_from_folder(d / TEXT_DIR)
     model = GroundingModel(config, text_encoder=text_encoder, tokenizer=tokenizer, load_weights=False)
     try:
         missing, unexpected = load_model(model, str(d / WEIGHTS), strict=strict, device=str(device))
     except Exception as exc:  # safetensors: SafetensorError (truncated, bad header), RuntimeError (shapes)
-        raise CheckpointError(f"{d / WEIGHTS} cannot be loaded, truncated or not this model's weights? "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+        raise CheckpointError(
+            f"{d / WEIGHTS} cannot be loaded, truncated or not this model's weights? "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+        ) from None
     if missing or unexpected:
         log.warning("checkpoint %s: missing %s, unexpected %s", d, missing, unexpected)
     return model.to(device).eval()
@@ -209,8 +235,9 @@ def _load_delta(d: Path, config: ModelConfig, record: Any, hashed: bool) -> Grou
     try:
         stored = load_file(str(d / WEIGHTS))
     except Exception as exc:  # safetensors: SafetensorError (truncated, bad header)
-        raise CheckpointError(f"{d / WEIGHTS} cannot be loaded ({type(exc).__name__}): truncated or not a "
-                              "checkpoint file") from None
+        raise CheckpointError(
+            f"{d / WEIGHTS} cannot be loaded ({type(exc).__name__}): truncated or not a checkpoint file"
+        ) from None
     try:
         return rebuild_delta(config, stored, record, d, load=load_checkpoint)
     except DeltaMismatch as exc:

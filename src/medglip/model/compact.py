@@ -73,7 +73,7 @@ def tensors_sha256(state: dict[str, torch.Tensor], names: list[str]) -> str:
 #: a floating tensor within this relative distance of the packages' is theirs: float16, the storage
 #: precision, resolves 2**-11; an EMA of weights that never trained (the encoder of a modality absent
 #: from the data) drifts from them by float32 rounding alone, far below it
-SAME_RTOL = 2.0 ** -12
+SAME_RTOL = 2.0**-12
 
 
 def _same(trained: torch.Tensor, base: torch.Tensor) -> bool:
@@ -84,8 +84,9 @@ def _same(trained: torch.Tensor, base: torch.Tensor) -> bool:
     return bool(((trained - base).abs() <= SAME_RTOL * base.abs()).all())
 
 
-def _unchanged(state: dict[str, torch.Tensor], base: dict[str, torch.Tensor], again: dict[str, torch.Tensor]
-               ) -> list[str]:
+def _unchanged(
+    state: dict[str, torch.Tensor], base: dict[str, torch.Tensor], again: dict[str, torch.Tensor]
+) -> list[str]:
     """Names whose trained value is the packages' (:func:`_same`) AND whose base value does not depend on
     the seed (a random-initialised tensor left untouched cannot be rebuilt, so it is stored)."""
     out = []
@@ -102,8 +103,9 @@ class CompactMismatch(ValueError):
     """Stored tensors do not fit the model, or the packages' weights are not those they were stored against."""
 
 
-def compact_state(model: GroundingModel, *, dtype: torch.dtype = torch.float16
-                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def compact_state(
+    model: GroundingModel, *, dtype: torch.dtype = torch.float16
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The tensors of ``model`` that differ from the packages' weights (floating ones as ``dtype``) and
     the ``compact`` record of ``config.json`` (see the module docstring).
 
@@ -122,11 +124,20 @@ def compact_state(model: GroundingModel, *, dtype: torch.dtype = torch.float16
                 raise ValueError(f"tensor {name} overflows {dtype}: store this model in float32")
             t = t16
         stored[name] = t.contiguous()
-    record = {"format": FORMAT, "dtype": str(dtype).removeprefix("torch."), "packages": _package_versions(),
-              "base_tensors": len(skip), "stored_tensors": len(stored),
-              "base_sha256": tensors_sha256(base, skip)}
-    log.info("compact: %d tensors (%.1f M values) stored, %d from the packages", len(stored),
-             sum(t.numel() for t in stored.values()) / 1e6, len(skip))
+    record = {
+        "format": FORMAT,
+        "dtype": str(dtype).removeprefix("torch."),
+        "packages": _package_versions(),
+        "base_tensors": len(skip),
+        "stored_tensors": len(stored),
+        "base_sha256": tensors_sha256(base, skip),
+    }
+    log.info(
+        "compact: %d tensors (%.1f M values) stored, %d from the packages",
+        len(stored),
+        sum(t.numel() for t in stored.values()) / 1e6,
+        len(skip),
+    )
     return stored, record
 
 
@@ -147,8 +158,10 @@ def rebuild(config: ModelConfig, stored: dict[str, torch.Tensor], record: Any) -
         raise CompactMismatch(f"it stores tensors this model does not have: {unknown[:5]}")
     skip = sorted(set(base) - set(stored))
     if tensors_sha256(base, skip) != record["base_sha256"]:
-        raise CompactMismatch(f"the pretrained weights installed now ({_package_versions()}) are not those the model "
-                              f"was stored against ({record.get('packages')}); install those package versions")
+        raise CompactMismatch(
+            f"the pretrained weights installed now ({_package_versions()}) are not those the model "
+            f"was stored against ({record.get('packages')}); install those package versions"
+        )
     for name, t in stored.items():
         if t.shape != base[name].shape:
             raise CompactMismatch(f"tensor {name} has shape {tuple(t.shape)}, the model {tuple(base[name].shape)}")

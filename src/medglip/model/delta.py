@@ -66,9 +66,14 @@ def _half(name: str, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t.contiguous()
 
 
-def delta_state(model: GroundingModel, base: GroundingModel, base_ref: dict[str, Any], *,
-                low_rank: LowRank | None = None, dtype: torch.dtype = torch.float16
-                ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def delta_state(
+    model: GroundingModel,
+    base: GroundingModel,
+    base_ref: dict[str, Any],
+    *,
+    low_rank: LowRank | None = None,
+    dtype: torch.dtype = torch.float16,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """What ``model`` changed of ``base`` (module docstring: changes of floating tensors as ``dtype``, new
     tensors and integer buffers as they are), the low-rank factors ``low_rank`` (``{tensor name: (A (r, n),
     B (m, r))}``, the change of that tensor being ``B @ A``) and the ``adapted_from`` record (``base_ref`` is
@@ -93,11 +98,19 @@ def delta_state(model: GroundingModel, base: GroundingModel, base_ref: dict[str,
             raise ValueError(f"low-rank factors of {name} do not give its shape {tuple(state[name].shape)}")
         stored[name + LORA_A] = _half(name, a, dtype)
         stored[name + LORA_B] = _half(name, b, dtype)
-    record = {"format": FORMAT, "dtype": str(dtype).removeprefix("torch."), "base": dict(base_ref),
-              "base_sha256": state_sha256(base), "stored_tensors": len(stored) - 2 * len(low_rank or {}),
-              "low_rank_tensors": len(low_rank or {})}
-    log.info("delta: %d tensors (%.2f M values) stored against the base", len(stored),
-             sum(t.numel() for t in stored.values()) / 1e6)
+    record = {
+        "format": FORMAT,
+        "dtype": str(dtype).removeprefix("torch."),
+        "base": dict(base_ref),
+        "base_sha256": state_sha256(base),
+        "stored_tensors": len(stored) - 2 * len(low_rank or {}),
+        "low_rank_tensors": len(low_rank or {}),
+    }
+    log.info(
+        "delta: %d tensors (%.2f M values) stored against the base",
+        len(stored),
+        sum(t.numel() for t in stored.values()) / 1e6,
+    )
     return stored, record
 
 
@@ -108,8 +121,12 @@ def base_dir(record: Any, run_dir: Path) -> Path:
         DeltaMismatch: a malformed record, or a base that is not where it was (nor at the same
             place relative to the run).
     """
-    if not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("base"), dict) \
-            or not isinstance(record.get("base_sha256"), str):
+    if (
+        not isinstance(record, dict)
+        or record.get("format") != FORMAT
+        or not isinstance(record.get("base"), dict)
+        or not isinstance(record.get("base_sha256"), str)
+    ):
         raise DeltaMismatch(f"its {DELTA!r} entry is not a format-{FORMAT} record")
     base = record["base"]
     if base.get("kind") not in ("shipped", "run") or not isinstance(base.get("path"), str):
@@ -127,14 +144,24 @@ def base_dir(record: Any, run_dir: Path) -> Path:
                 raise DeltaMismatch("its base is the run itself")
             return c
     if base["kind"] == "shipped":
-        raise DeltaMismatch(f"the shipped model it was adapted from ({base.get('name')}) is missing: install the "
-                            "medglip version it came with")
-    raise DeltaMismatch(f"the run it was adapted from is missing ({base['path']}): put that run back there "
-                        "(or beside it at the same relative path)")
+        raise DeltaMismatch(
+            f"the shipped model it was adapted from ({base.get('name')}) is missing: install the "
+            "medglip version it came with"
+        )
+    raise DeltaMismatch(
+        f"the run it was adapted from is missing ({base['path']}): put that run back there "
+        "(or beside it at the same relative path)"
+    )
 
 
-def rebuild_delta(config: ModelConfig, stored: dict[str, torch.Tensor], record: Any, run_dir: Path, *,
-                  load: Callable[[Path], GroundingModel]) -> GroundingModel:
+def rebuild_delta(
+    config: ModelConfig,
+    stored: dict[str, torch.Tensor],
+    record: Any,
+    run_dir: Path,
+    *,
+    load: Callable[[Path], GroundingModel],
+) -> GroundingModel:
     """The model of an adapted run: its base (``load(base folder)``), checked against the recorded
     SHA-256, with the stored tensors and low-rank changes laid over it (eval mode, CPU).
 
@@ -146,17 +173,25 @@ def rebuild_delta(config: ModelConfig, stored: dict[str, torch.Tensor], record: 
     base = load(where)
     got = state_sha256(base)
     if got != record["base_sha256"]:
-        raise DeltaMismatch(f"the base model {where} is not the one this run was adapted from (its tensors' SHA-256 "
-                            f"is {got[:16]}…, the run records {record['base_sha256'][:16]}…)")
-    model = GroundingModel(config, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
-                           backbones=dict(base.image_encoder.backbones), load_weights=False)
+        raise DeltaMismatch(
+            f"the base model {where} is not the one this run was adapted from (its tensors' SHA-256 "
+            f"is {got[:16]}…, the run records {record['base_sha256'][:16]}…)"
+        )
+    model = GroundingModel(
+        config,
+        text_encoder=base.text_encoder,
+        tokenizer=base.tokenizer,
+        backbones=dict(base.image_encoder.backbones),
+        load_weights=False,
+    )
     target = model.state_dict()
     missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
     plain = {k: v for k, v in stored.items() if not k.endswith((DIFF, LORA_A, LORA_B))}
     diffs = {k[: -len(DIFF)]: v for k, v in stored.items() if k.endswith(DIFF)}
     if unexpected or set(missing) - set(plain):
-        raise DeltaMismatch(f"the adapted model does not fit its base: {sorted(unexpected)[:3]} "
-                            f"{sorted(set(missing) - set(plain))[:3]}")
+        raise DeltaMismatch(
+            f"the adapted model does not fit its base: {sorted(unexpected)[:3]} {sorted(set(missing) - set(plain))[:3]}"
+        )
     unknown = sorted((set(plain) | set(diffs)) - set(target))
     if unknown:
         raise DeltaMismatch(f"it stores tensors this model does not have: {unknown[:5]}")

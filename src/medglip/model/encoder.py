@@ -74,8 +74,9 @@ class ImageEncoder(nn.Module):
         strides: list of the levels' strides.
     """
 
-    def __init__(self, config: ModelConfig, *, backbones: dict[str, nn.Module] | None = None,
-                 load_weights: bool = True) -> None:
+    def __init__(
+        self, config: ModelConfig, *, backbones: dict[str, nn.Module] | None = None, load_weights: bool = True
+    ) -> None:
         super().__init__()
         self.config = config
         if backbones is None:
@@ -89,8 +90,9 @@ class ImageEncoder(nn.Module):
         self.strides = self.in_strides + [self.in_strides[-1] * 2 ** (i + 1) for i in range(extra)]
         extra_blocks = ExtraLevels(channels=config.fpn_channels, count=extra) if extra else None
         self.fpn = FeaturePyramidNetwork(first.channels, config.fpn_channels, extra_blocks=extra_blocks)
-        self.modality_embed = (nn.Embedding(len(config.modalities), config.fpn_channels)
-                               if config.image_encoders == "shared" else None)
+        self.modality_embed = (
+            nn.Embedding(len(config.modalities), config.fpn_channels) if config.image_encoders == "shared" else None
+        )
         if self.modality_embed is not None:
             nn.init.zeros_(self.modality_embed.weight)
         routes = [config.encoder_for(i) for i in range(len(config.modalities))]

@@ -34,8 +34,15 @@ class CrossAttention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, query: torch.Tensor, context: torch.Tensor, key_mask: torch.Tensor | None = None, *,
-                q: torch.Tensor | None = None, kv: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        query: torch.Tensor,
+        context: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        *,
+        q: torch.Tensor | None = None,
+        kv: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``q`` (B, Lq, d) / ``kv`` (B, Lk, 2d): projections already made (``self.q(query)``,
         ``self.kv(context)``), e.g. an image side shared by several prompts."""
         b, lq, d = query.shape
@@ -64,9 +71,14 @@ class BiFusionLayer(nn.Module):
         ni = self.norm_img(img)
         return ni, self.img_from_txt.q(ni), self.txt_from_img.kv(ni)
 
-    def forward(self, img: torch.Tensor, txt: torch.Tensor, txt_mask: torch.Tensor, *,
-                image_side: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        img: torch.Tensor,
+        txt: torch.Tensor,
+        txt_mask: torch.Tensor,
+        *,
+        image_side: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         ni, q_img, kv_img = self.image_side(img) if image_side is None else image_side
         nt = self.norm_txt(txt)
         img_new = img + self.gamma_img * self.img_from_txt(ni, nt, txt_mask, q=q_img)
@@ -101,8 +113,7 @@ class Fusion(nn.Module):
 
     def __init__(self, *, dim: int, layers: int, heads: int, layer_scale: float) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(BiFusionLayer(dim=dim, heads=heads, layer_scale=layer_scale)
-                                    for _ in range(layers))
+        self.layers = nn.ModuleList(BiFusionLayer(dim=dim, heads=heads, layer_scale=layer_scale) for _ in range(layers))
 
     def prepare(self, features: list[torch.Tensor]) -> FusionInput:
         """The image side of the first layer, computed once per image (needs at least one layer)."""
@@ -110,8 +121,14 @@ class Fusion(nn.Module):
         tokens = torch.cat([f.flatten(2) for f in features], dim=2).transpose(1, 2).contiguous()  # (B, ΣHW, d)
         return FusionInput(tokens, shapes, cast(BiFusionLayer, self.layers[0]).image_side(tokens))
 
-    def forward(self, features: list[torch.Tensor], text: torch.Tensor, text_mask: torch.Tensor, *,
-                prepared: FusionInput | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def forward(
+        self,
+        features: list[torch.Tensor],
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        *,
+        prepared: FusionInput | None = None,
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """``prepared``: :meth:`prepare` of ``features`` (its batch may be 1 for B prompts on one image)."""
         if not self.layers:
             return features, text
@@ -122,9 +139,9 @@ class Fusion(nn.Module):
         for i, layer in enumerate(self.layers):
             img, text = layer(img, text, text_mask, image_side=first if i == 0 else None)
         out, start = [], 0
-        for (h, w) in prepared.shapes:
+        for h, w in prepared.shapes:
             # (B, h·w, d) → (B, d, h, w) as a channels-last view: no copy, and the head's convolutions
             # read that layout directly
-            out.append(img[:, start:start + h * w].unflatten(1, (h, w)).permute(0, 3, 1, 2))
+            out.append(img[:, start : start + h * w].unflatten(1, (h, w)).permute(0, 3, 1, 2))
             start += h * w
         return out, text

@@ -130,9 +130,16 @@ class GroundingModel(nn.Module):
             "phrase_ids": LongTensor (K,)}, K <= ``detections_per_image``, sorted by score.
     """
 
-    def __init__(self, config: ModelConfig, *, text_encoder: nn.Module | None = None, tokenizer=None,
-                 backbones: dict[str, nn.Module] | None = None, load_weights: bool = True,
-                 tasks: AuxiliaryTasks | None = None) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        *,
+        text_encoder: nn.Module | None = None,
+        tokenizer=None,
+        backbones: dict[str, nn.Module] | None = None,
+        load_weights: bool = True,
+        tasks: AuxiliaryTasks | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         if (text_encoder is None) != (tokenizer is None):
@@ -144,32 +151,56 @@ class GroundingModel(nn.Module):
         d = config.fpn_channels
         self.image_encoder = ImageEncoder(config, backbones=backbones, load_weights=load_weights)
         self.text_proj = nn.Linear(text_hidden_size(text_encoder), d)
-        self.phrase_offsets = (PhraseOffsets(phrases=config.tuned_phrases, hidden=text_hidden_size(text_encoder))
-                               if config.tuned_phrases else None)
-        self.fusion = Fusion(dim=d, layers=config.fusion_layers, heads=config.fusion_heads,
-                             layer_scale=config.fusion_layer_scale)
-        self.head = GroundingHead(channels=d, convs=config.head_convs, groups=config.head_groups,
-                                  levels=config.fpn_levels, prior_prob=config.prior_prob,
-                                  anchor_scale=config.anchor_scale, alignment=config.alignment)
+        self.phrase_offsets = (
+            PhraseOffsets(phrases=config.tuned_phrases, hidden=text_hidden_size(text_encoder))
+            if config.tuned_phrases
+            else None
+        )
+        self.fusion = Fusion(
+            dim=d, layers=config.fusion_layers, heads=config.fusion_heads, layer_scale=config.fusion_layer_scale
+        )
+        self.head = GroundingHead(
+            channels=d,
+            convs=config.head_convs,
+            groups=config.head_groups,
+            levels=config.fpn_levels,
+            prior_prob=config.prior_prob,
+            anchor_scale=config.anchor_scale,
+            alignment=config.alignment,
+        )
         self.modality_classifier = ModalityClassifier(num_modalities=len(config.modalities))
-        self.mask_head = (MaskHead(channels=d, levels=config.mask_levels, roi_size=config.mask_roi_size,
-                                   convs=config.mask_convs, groups=config.head_groups,
-                                   image_skip=config.mask_image_skip) if config.mask_head else None)
+        self.mask_head = (
+            MaskHead(
+                channels=d,
+                levels=config.mask_levels,
+                roi_size=config.mask_roi_size,
+                convs=config.mask_convs,
+                groups=config.head_groups,
+                image_skip=config.mask_image_skip,
+            )
+            if config.mask_head
+            else None
+        )
         self.mlm_head = None
         if config.mlm_head:
             tcfg = getattr(text_encoder, "config", None)
-            self.mlm_head = MLMHead(hidden_size=text_hidden_size(text_encoder),
-                                    # a Hugging Face model: nn.Module types the method as Tensor | Module
-                                    vocab_size=text_encoder.get_input_embeddings().num_embeddings,  # type: ignore[operator]
-                                    activation=getattr(tcfg, "hidden_act", "gelu"),
-                                    eps=float(getattr(tcfg, "layer_norm_eps", 1e-12)))
+            self.mlm_head = MLMHead(
+                hidden_size=text_hidden_size(text_encoder),
+                # a Hugging Face model: nn.Module types the method as Tensor | Module
+                vocab_size=text_encoder.get_input_embeddings().num_embeddings,  # type: ignore[operator]
+                activation=getattr(tcfg, "hidden_act", "gelu"),
+                eps=float(getattr(tcfg, "layer_norm_eps", 1e-12)),
+            )
             state = pretrained_mlm_head_state(config) if load_weights else None
             if state is not None:
                 self.mlm_head.load_pretrained(state)
                 log.info("MLM head initialised from the text encoder's pretrained head")
             elif load_weights:
-                log.info("the text encoder %r has no pretrained MLM head: its decoder is tied to the word "
-                         "embeddings, the transform starts from BERT's initialisation", config.text_encoder)
+                log.info(
+                    "the text encoder %r has no pretrained MLM head: its decoder is tied to the word "
+                    "embeddings, the transform starts from BERT's initialisation",
+                    config.text_encoder,
+                )
         self.tasks = tasks if tasks is not None else AuxiliaryTasks.for_config(config)
 
     # ------------------------------------------------------------------ helpers
@@ -194,8 +225,9 @@ class GroundingModel(nn.Module):
         if self.phrase_offsets is not None:  # prompt tuning (ModelConfig.tuned_phrases)
             hidden = self.phrase_offsets(hidden, distinct)
         idx = torch.tensor(order, device=device)
-        return TextFeatures(hidden=hidden[idx], mask=att[idx].bool(),
-                            phrase_token_masks=[p.phrase_token_mask for p in prompts])
+        return TextFeatures(
+            hidden=hidden[idx], mask=att[idx].bool(), phrase_token_masks=[p.phrase_token_mask for p in prompts]
+        )
 
     def classify_modality(self, images: torch.Tensor) -> torch.Tensor:
         """(B, M) modality logits for preprocessed images (B, 3, S, S)."""
@@ -219,9 +251,15 @@ class GroundingModel(nn.Module):
         return mod
 
     # ------------------------------------------------------------------ forward
-    def forward(self, images: torch.Tensor, modality: torch.Tensor | None, prompts: list[Prompt] | None,
-                targets: list[dict[str, torch.Tensor]] | None = None, *,
-                text_features: TextFeatures | None = None):
+    def forward(
+        self,
+        images: torch.Tensor,
+        modality: torch.Tensor | None,
+        prompts: list[Prompt] | None,
+        targets: list[dict[str, torch.Tensor]] | None = None,
+        *,
+        text_features: TextFeatures | None = None,
+    ):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, S, S), got {tuple(images.shape)}")
         b = images.shape[0]
@@ -242,22 +280,47 @@ class GroundingModel(nn.Module):
             raise ValueError("training needs one target dict per image")
         c = self.config
         assignments = assign(h.anchors, h.level_sizes, targets, c.atss_topk)
-        losses = grounding_losses(logits=out["logits"], ltrb=out["ltrb"], centerness=out["centerness"],
-                                  centres=h.centres, anchors=h.anchors, level_sizes=h.level_sizes, targets=targets,
-                                  phrase_token_masks=text_features.phrase_token_masks, text_mask=h.text_mask,
-                                  topk=c.atss_topk, alpha=c.focal_alpha, gamma=c.focal_gamma,
-                                  giou_weighting=c.giou_weighting, assignments=assignments)
-        losses = {"loss_cls": losses["loss_cls"] * c.cls_loss_weight,
-                  "loss_box": losses["loss_box"] * c.box_loss_weight,
-                  "loss_ctr": losses["loss_ctr"] * c.ctr_loss_weight}
+        losses = grounding_losses(
+            logits=out["logits"],
+            ltrb=out["ltrb"],
+            centerness=out["centerness"],
+            centres=h.centres,
+            anchors=h.anchors,
+            level_sizes=h.level_sizes,
+            targets=targets,
+            phrase_token_masks=text_features.phrase_token_masks,
+            text_mask=h.text_mask,
+            topk=c.atss_topk,
+            alpha=c.focal_alpha,
+            gamma=c.focal_gamma,
+            giou_weighting=c.giou_weighting,
+            assignments=assignments,
+        )
+        losses = {
+            "loss_cls": losses["loss_cls"] * c.cls_loss_weight,
+            "loss_box": losses["loss_box"] * c.box_loss_weight,
+            "loss_ctr": losses["loss_ctr"] * c.ctr_loss_weight,
+        }
         if c.modality_loss_weight > 0:
-            mod_target = (given.to(images.device).long() if given is not None
-                          else torch.full((b,), -1, dtype=torch.long, device=images.device))
+            mod_target = (
+                given.to(images.device).long()
+                if given is not None
+                else torch.full((b,), -1, dtype=torch.long, device=images.device)
+            )
             losses["loss_modality"] = modality_loss(self.classify_modality(images), mod_target) * c.modality_loss_weight
         if tasks.contrastive_weight > 0:
-            losses["loss_contrast"] = contrast_loss(
-                tasks, regions=out["regions"], tokens=out["tokens"], assignments=assignments, targets=targets,
-                prompts=prompts, phrase_token_masks=text_features.phrase_token_masks) * tasks.contrastive_weight
+            losses["loss_contrast"] = (
+                contrast_loss(
+                    tasks,
+                    regions=out["regions"],
+                    tokens=out["tokens"],
+                    assignments=assignments,
+                    targets=targets,
+                    prompts=prompts,
+                    phrase_token_masks=text_features.phrase_token_masks,
+                )
+                * tasks.contrastive_weight
+            )
         if tasks.mlm_weight > 0:
             if self.mlm_head is None:
                 raise ValueError("the MLM loss needs a model with an MLM head (ModelConfig.mlm_head=True)")
@@ -267,9 +330,12 @@ class GroundingModel(nn.Module):
         if tasks.mask_weight > 0:
             if self.mask_head is None:
                 raise ValueError("the mask loss needs a model with a mask head (ModelConfig.mask_head=True)")
-            losses["loss_mask"] = mask_head_loss(self.mask_head, fused, feats.images, targets,
-                                                 image_hw(images), jitter=tasks.mask_box_jitter
-                                                 ) * tasks.mask_weight
+            losses["loss_mask"] = (
+                mask_head_loss(
+                    self.mask_head, fused, feats.images, targets, image_hw(images), jitter=tasks.mask_box_jitter
+                )
+                * tasks.mask_weight
+            )
         return losses
 
     def encode_images(self, images: torch.Tensor, modality: torch.Tensor | None) -> ImageFeatures:
@@ -301,12 +367,14 @@ class GroundingModel(nn.Module):
         out = self.head(feats, text, mask, self.strides, boxes=boxes, embeddings=embeddings)
         shapes = [tuple(f.shape[-2:]) for f in feats]
         centres, anchors, level_sizes = make_anchors(shapes, self.strides, self.config.anchor_scale, feats[0].device)
-        return HeadOutput(out=out, centres=centres, anchors=anchors, level_sizes=level_sizes, text_mask=mask,
-                          fused=feats)
+        return HeadOutput(
+            out=out, centres=centres, anchors=anchors, level_sizes=level_sizes, text_mask=mask, fused=feats
+        )
 
     @torch.no_grad()
-    def detect(self, feats: ImageFeatures, text_features: TextFeatures, image_hw: tuple[int, int], *,
-               masks: bool = False) -> list[dict[str, torch.Tensor]]:
+    def detect(
+        self, feats: ImageFeatures, text_features: TextFeatures, image_hw: tuple[int, int], *, masks: bool = False
+    ) -> list[dict[str, torch.Tensor]]:
         """Fusion, head and post-processing on features of :meth:`encode_images` (eval only).
 
         Args:
@@ -325,8 +393,9 @@ class GroundingModel(nn.Module):
         return dets
 
     @torch.no_grad()
-    def detect_with_features(self, feats: ImageFeatures, text_features: TextFeatures, image_hw: tuple[int, int]
-                             ) -> tuple[list[dict[str, torch.Tensor]], list[torch.Tensor]]:
+    def detect_with_features(
+        self, feats: ImageFeatures, text_features: TextFeatures, image_hw: tuple[int, int]
+    ) -> tuple[list[dict[str, torch.Tensor]], list[torch.Tensor]]:
         """:meth:`detect` without masks, and the fused FPN levels (B, d, H_l, W_l) for
         :meth:`predict_masks` of the boxes a caller keeps."""
         if text_features.hidden.shape[0] != feats.levels[0].shape[0]:
@@ -335,8 +404,13 @@ class GroundingModel(nn.Module):
         return self.postprocess(h.out, h.centres, text_features.phrase_token_masks, image_hw), h.fused
 
     @torch.no_grad()
-    def predict_masks(self, fused: list[torch.Tensor], images: torch.Tensor | None, boxes: list[torch.Tensor],
-                      image_hw: tuple[int, int]) -> list[torch.Tensor]:
+    def predict_masks(
+        self,
+        fused: list[torch.Tensor],
+        images: torch.Tensor | None,
+        boxes: list[torch.Tensor],
+        image_hw: tuple[int, int],
+    ) -> list[torch.Tensor]:
         """Mask probabilities of boxes from the mask head.
 
         Args:
@@ -358,35 +432,41 @@ class GroundingModel(nn.Module):
     def with_parts(self, *, mask_head: bool | None = None, mlm_head: bool | None = None) -> GroundingModel:
         """This model with a mask head / MLM head added (new, randomly initialised) or removed; the
         other weights are kept. ``self`` when nothing changes."""
-        changes = {k: bool(v) for k, v in (("mask_head", mask_head), ("mlm_head", mlm_head))
-                   if v is not None and bool(v) != getattr(self.config, k)}
+        changes = {
+            k: bool(v)
+            for k, v in (("mask_head", mask_head), ("mlm_head", mlm_head))
+            if v is not None and bool(v) != getattr(self.config, k)
+        }
         if not changes:
             return self
-        new = GroundingModel(self.config.replace(**changes), text_encoder=self.text_encoder, tokenizer=self.tokenizer,
-                             load_weights=False)
+        new = GroundingModel(
+            self.config.replace(**changes), text_encoder=self.text_encoder, tokenizer=self.tokenizer, load_weights=False
+        )
         missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
-        bad = [k for k in missing if not k.startswith(("mask_head.", "mlm_head."))] + \
-              [k for k in unexpected if not k.startswith(("mask_head.", "mlm_head."))]
+        bad = [k for k in missing if not k.startswith(("mask_head.", "mlm_head."))] + [
+            k for k in unexpected if not k.startswith(("mask_head.", "mlm_head."))
+        ]
         if bad:
             raise ValueError(f"weights do not carry over: {bad[:5]}")
         new.tasks = AuxiliaryTasks.for_config(new.config)
         return new.to(next(self.parameters()).device)
 
     @torch.no_grad()
-    def postprocess(self, out: dict[str, torch.Tensor], centres: torch.Tensor,
-                    phrase_token_masks: list[torch.Tensor], image_hw) -> list[dict[str, torch.Tensor]]:
+    def postprocess(
+        self, out: dict[str, torch.Tensor], centres: torch.Tensor, phrase_token_masks: list[torch.Tensor], image_hw
+    ) -> list[dict[str, torch.Tensor]]:
         """Scores per phrase, threshold, pre-NMS top-k, NMS per phrase, final top-k."""
         c = self.config
         results = []
         for i, ptm in enumerate(phrase_token_masks):
-            logits = out["logits"][i].float()                                        # (A, T)
+            logits = out["logits"][i].float()  # (A, T)
             ptm = ptm.to(logits.device)
             probs = logits[:, : ptm.shape[1]].sigmoid()
             if c.score_agg == "mean":  # GLIP: the mean of the phrase's token probabilities
                 weights = ptm.float() / ptm.float().sum(1, keepdim=True).clamp(min=1.0)  # (P, T)
-                align = probs @ weights.T                                              # (A, P)
+                align = probs @ weights.T  # (A, P)
             else:
-                align = torch.stack([probs[:, m].max(1).values for m in ptm], 1)       # (A, P)
+                align = torch.stack([probs[:, m].max(1).values for m in ptm], 1)  # (A, P)
             scores = (align * out["centerness"][i].float().sigmoid()[:, None]).sqrt()
             flat = scores.flatten()
             gate = align.flatten() if c.threshold_on == "alignment" else flat
@@ -412,9 +492,13 @@ class GroundingModel(nn.Module):
         new = [p for p in dict.fromkeys(phrases) if phrase_key(p) not in known]
         if not new:
             return self
-        model = GroundingModel(self.config.replace(tuned_phrases=tuple(have + new)), text_encoder=self.text_encoder,
-                               tokenizer=self.tokenizer, backbones=dict(self.image_encoder.backbones),
-                               load_weights=False)
+        model = GroundingModel(
+            self.config.replace(tuned_phrases=tuple(have + new)),
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+            backbones=dict(self.image_encoder.backbones),
+            load_weights=False,
+        )
         state = {k: v for k, v in self.state_dict().items() if k != "phrase_offsets.offsets"}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or set(missing) != {"phrase_offsets.offsets"}:
@@ -428,8 +512,13 @@ class GroundingModel(nn.Module):
 
     def num_parameters(self) -> dict[str, int]:
         """Parameter counts by part (``total`` included)."""
-        parts = {"image_encoder": self.image_encoder, "text_encoder": self.text_encoder,
-                 "fusion": self.fusion, "head": self.head, "modality_classifier": self.modality_classifier}
+        parts = {
+            "image_encoder": self.image_encoder,
+            "text_encoder": self.text_encoder,
+            "fusion": self.fusion,
+            "head": self.head,
+            "modality_classifier": self.modality_classifier,
+        }
         parts.update({k: m for k, m in (("mask_head", self.mask_head), ("mlm_head", self.mlm_head)) if m is not None})
         counts = {k: sum(p.numel() for p in m.parameters()) for k, m in parts.items()}
         counts["total"] = sum(p.numel() for p in self.parameters())

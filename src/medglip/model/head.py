@@ -52,8 +52,17 @@ class GroundingHead(nn.Module):
             "centerness": (B, A) logits.
     """
 
-    def __init__(self, *, channels: int, convs: int, groups: int, levels: int, prior_prob: float = 0.01,
-                 anchor_scale: float = 8.0, alignment: str = "glip") -> None:
+    def __init__(
+        self,
+        *,
+        channels: int,
+        convs: int,
+        groups: int,
+        levels: int,
+        prior_prob: float = 0.01,
+        anchor_scale: float = 8.0,
+        alignment: str = "glip",
+    ) -> None:
         super().__init__()
         if alignment not in ("glip", "scaled"):
             raise ValueError(f"alignment must be 'glip' or 'scaled', not {alignment!r}")
@@ -88,14 +97,15 @@ class GroundingHead(nn.Module):
             return self.token(unit / 2.0), unit @ self.bias_lang + self.bias0, self.log_scale.exp()
         return self.token(text), self.token_bias(text).squeeze(-1) + self.bias0, math.sqrt(text.shape[-1])
 
-    def align(self, features: list[torch.Tensor], text: torch.Tensor, text_mask: torch.Tensor, *,
-              embeddings: bool = False):
+    def align(
+        self, features: list[torch.Tensor], text: torch.Tensor, text_mask: torch.Tensor, *, embeddings: bool = False
+    ):
         """Region-token alignment logits ``(B, A, T)`` of (fused) features and tokens; padded tokens -1e4.
 
         With ``embeddings=True`` returns ``(logits, regions (B, A, d), tokens (B, T, d))``: the region
         features and projected tokens whose dot products the logits are (the inter-image contrastive
         loss compares them across images)."""
-        tok, tok_bias, divisor = self._tokens(text)                          # (B, T, d), (B, T)
+        tok, tok_bias, divisor = self._tokens(text)  # (B, T, d), (B, T)
         logits, regions = [], []
         for f in features:
             c = self.cls_tower(f)
@@ -116,9 +126,16 @@ class GroundingHead(nn.Module):
             ctr.append(self.ctr(b).flatten(1))
         return torch.cat(ltrb, 1), torch.cat(ctr, 1)
 
-    def forward(self, features: list[torch.Tensor], text: torch.Tensor, text_mask: torch.Tensor,
-                strides: list[int], boxes: tuple[torch.Tensor, torch.Tensor] | None = None, *,
-                embeddings: bool = False) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        features: list[torch.Tensor],
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        strides: list[int],
+        boxes: tuple[torch.Tensor, torch.Tensor] | None = None,
+        *,
+        embeddings: bool = False,
+    ) -> dict[str, torch.Tensor]:
         """All outputs; ``boxes`` (from :meth:`boxes` on other features) skips the box tower;
         ``embeddings`` adds "regions" (B, A, d) and "tokens" (B, T, d) (see :meth:`align`)."""
         ltrb, ctr = boxes if boxes is not None else self.boxes(features, strides)

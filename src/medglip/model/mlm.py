@@ -26,8 +26,13 @@ log = logging.getLogger(__name__)
 
 #: The ``BertForMaskedLM`` state-dict prefix of the prediction head, and our names for its parts.
 _PREFIX = "cls.predictions."
-_KEYS = {"transform.dense.weight": "dense.weight", "transform.dense.bias": "dense.bias",
-         "transform.LayerNorm.weight": "norm.weight", "transform.LayerNorm.bias": "norm.bias", "bias": "bias"}
+_KEYS = {
+    "transform.dense.weight": "dense.weight",
+    "transform.dense.bias": "dense.bias",
+    "transform.LayerNorm.weight": "norm.weight",
+    "transform.LayerNorm.bias": "norm.bias",
+    "bias": "bias",
+}
 
 
 def _activation(name: str | None):
@@ -56,8 +61,9 @@ class MLMHead(nn.Module):
         returns FloatTensor (N, V) (or (B, T, V)) logits over the vocabulary.
     """
 
-    def __init__(self, *, hidden_size: int, vocab_size: int, activation: str | None = "gelu",
-                 eps: float = 1e-12) -> None:
+    def __init__(
+        self, *, hidden_size: int, vocab_size: int, activation: str | None = "gelu", eps: float = 1e-12
+    ) -> None:
         super().__init__()
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.act = _activation(activation)
@@ -74,8 +80,11 @@ class MLMHead(nn.Module):
 
     def load_pretrained(self, state: dict[str, torch.Tensor]) -> None:
         """Copy ``cls.predictions.*`` tensors of a ``BertForMaskedLM`` checkpoint into the head."""
-        own = {_KEYS[k.removeprefix(_PREFIX)]: v for k, v in state.items()
-               if k.startswith(_PREFIX) and k.removeprefix(_PREFIX) in _KEYS}
+        own = {
+            _KEYS[k.removeprefix(_PREFIX)]: v
+            for k, v in state.items()
+            if k.startswith(_PREFIX) and k.removeprefix(_PREFIX) in _KEYS
+        }
         missing = set(_KEYS.values()) - set(own)
         if missing:
             raise ValueError(f"pretrained MLM head lacks {sorted(missing)}")
@@ -100,9 +109,16 @@ def pretrained_mlm_state(folder: str | Path) -> dict[str, torch.Tensor] | None:
     return None
 
 
-def mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, *, special_ids: set[int] | list[int],
-                mask_id: int, vocab_size: int, probability: float = 0.15,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    special_ids: set[int] | list[int],
+    mask_id: int,
+    vocab_size: int,
+    probability: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's masking of real tokens.
 
     Args:

@@ -29,8 +29,9 @@ class ModalityClassifier(nn.Module):
         self.fc = nn.Linear(chans[-1], num_modalities)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(images, size=(self.input_size, self.input_size), mode="bilinear",
-                          align_corners=False, antialias=True)
+        x = F.interpolate(
+            images, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False, antialias=True
+        )
         x = self.features(x)
         return self.fc(x.mean((2, 3)))
 

@@ -97,8 +97,7 @@ def make_prompt(phrases: Sequence[str], tokenizer, max_len: int) -> Prompt:
     if not cleaned:
         raise ValueError("a prompt needs at least one phrase")
     text, spans = _join(cleaned)
-    enc = tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_len,
-                    return_offsets_mapping=True)
+    enc = tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_len, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     if _n_tokens(text, tokenizer) > max_len:
         log.warning("prompt %r is longer than %d tokens and was truncated", text[:80], max_len)
@@ -113,10 +112,14 @@ def make_prompt(phrases: Sequence[str], tokenizer, max_len: int) -> Prompt:
     if not bool(mask.any(1).all()):
         lost = [cleaned[p] for p in range(len(cleaned)) if not mask[p].any()]
         raise ValueError(f"phrases {lost} have no tokens within max_len={max_len}")
-    return Prompt(phrases=cleaned, text=text, char_spans=tuple(spans),
-                  input_ids=torch.tensor(ids, dtype=torch.long),
-                  attention_mask=torch.tensor(enc["attention_mask"], dtype=torch.long),
-                  phrase_token_mask=mask)
+    return Prompt(
+        phrases=cleaned,
+        text=text,
+        char_spans=tuple(spans),
+        input_ids=torch.tensor(ids, dtype=torch.long),
+        attention_mask=torch.tensor(enc["attention_mask"], dtype=torch.long),
+        phrase_token_mask=mask,
+    )
 
 
 def build_prompts(phrases: Sequence[str], tokenizer, max_len: int) -> list[Prompt]:
@@ -124,12 +127,14 @@ def build_prompts(phrases: Sequence[str], tokenizer, max_len: int) -> list[Promp
     phrase whole in exactly one chunk, order kept."""
     if not phrases:
         raise ValueError("no phrases")
-    return [make_prompt([phrases[i] for i in g], tokenizer, max_len)
-            for g in chunk_phrases(phrases, tokenizer, max_len)]
+    return [
+        make_prompt([phrases[i] for i in g], tokenizer, max_len) for g in chunk_phrases(phrases, tokenizer, max_len)
+    ]
 
 
-def build_batch_prompts(phrases_per_image: Sequence[Sequence[str]], tokenizer, max_len: int
-                        ) -> list[list[tuple[Prompt, tuple[int, ...]]]]:
+def build_batch_prompts(
+    phrases_per_image: Sequence[Sequence[str]], tokenizer, max_len: int
+) -> list[list[tuple[Prompt, tuple[int, ...]]]]:
     """Split a batch's phrases into prompts.
 
     Returns, per image, its prompts with the indices (into that image's phrase list) of each
@@ -152,8 +157,9 @@ def remap_phrase_ids(phrase_ids: torch.Tensor, chunk: tuple[int, ...]) -> tuple[
     """For targets whose ``phrase_ids`` index the full phrase list: ``(keep, new_ids)`` where
     ``keep`` (N,) bool selects the targets whose phrase is in ``chunk`` and ``new_ids`` index the
     chunk's prompt."""
-    lookup = torch.full((int(max(max(chunk), int(phrase_ids.max()) if phrase_ids.numel() else 0)) + 1,), -1,
-                        dtype=torch.long)
+    lookup = torch.full(
+        (int(max(max(chunk), int(phrase_ids.max()) if phrase_ids.numel() else 0)) + 1,), -1, dtype=torch.long
+    )
     lookup[torch.tensor(chunk, dtype=torch.long)] = torch.arange(len(chunk))
     new = lookup[phrase_ids.long()] if phrase_ids.numel() else phrase_ids.long()
     keep = new >= 0

@@ -29,8 +29,10 @@ def shipped_run() -> Path:
         NoShippedModel: the folder or its weights are missing, with what to do instead.
     """
     if not (SHIPPED_DIR / "model.safetensors").is_file() or not (SHIPPED_DIR / "config.json").is_file():
-        raise NoShippedModel(f"the shipped model is missing ({SHIPPED_DIR}): reinstall medglip, or pass "
-                             "--checkpoint RUN (a folder written by `medglip train`)")
+        raise NoShippedModel(
+            f"the shipped model is missing ({SHIPPED_DIR}): reinstall medglip, or pass "
+            "--checkpoint RUN (a folder written by `medglip train`)"
+        )
     return SHIPPED_DIR
 
 

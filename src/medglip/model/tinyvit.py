@@ -97,8 +97,15 @@ class TinyViTBackbone(nn.Module):
     in_scale: torch.Tensor  # buffers (register_buffer)
     in_shift: torch.Tensor
 
-    def __init__(self, *, image_size: int, weights: str, out_indices: tuple[int, ...], frozen_bn: bool = True,
-                 load_weights: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        weights: str,
+        out_indices: tuple[int, ...],
+        frozen_bn: bool = True,
+        load_weights: bool = True,
+    ) -> None:
         super().__init__()
         if weights not in ("package", "none"):
             raise ValueError(f"TinyViT backbone weights must be 'package' or 'none', not {weights!r}")
@@ -118,7 +125,7 @@ class TinyViTBackbone(nn.Module):
             state = {k: v for k, v in image_encoder_state().items() if not k.startswith("neck.")}
             self.body.load_state_dict(state, strict=True)
         self.channels: list[int] = [TINYVIT_CHANNELS] * len(self.out_indices)
-        self.strides: list[int] = [TINYVIT_STRIDE * 2 ** i for i in self.out_indices]
+        self.strides: list[int] = [TINYVIT_STRIDE * 2**i for i in self.out_indices]
         a, b = input_affine(MEDSAM_MEAN, MEDSAM_STD)
         self.register_buffer("in_scale", a.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("in_shift", b.view(1, 3, 1, 1), persistent=False)
@@ -133,8 +140,10 @@ class TinyViTBackbone(nn.Module):
         """The pre-neck stage: FloatTensor (B, 320, S/4, S/4) of ImageNet-normalised images (B, 3, S, S)."""
         b, _, h, w = images.shape
         if (h, w) != (self.image_size, self.image_size):
-            raise ValueError(f"the TinyViT backbone is built for {self.image_size} × {self.image_size} inputs, "
-                             f"got {h} × {w} (ModelConfig.image_size sets it)")
+            raise ValueError(
+                f"the TinyViT backbone is built for {self.image_size} × {self.image_size} inputs, "
+                f"got {h} × {w} (ModelConfig.image_size sets it)"
+            )
         x = images * self.in_scale.to(images.dtype) + self.in_shift.to(images.dtype)
         x = self.body.patch_embed(x)
         for layer in self.body.layers:
@@ -144,11 +153,15 @@ class TinyViTBackbone(nn.Module):
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         feat = self.stage_features(images)
-        return [feat if i == 0 else F.max_pool2d(feat, 2 ** i) for i in self.out_indices]
+        return [feat if i == 0 else F.max_pool2d(feat, 2**i) for i in self.out_indices]
 
 
 def build_tinyvit(config: ModelConfig, *, load_weights: bool = True) -> TinyViTBackbone:
     """The TinyViT backbone of ``config`` (``backbone == "litemedsam_tinyvit"``)."""
-    return TinyViTBackbone(image_size=config.image_size, weights=config.backbone_weights,
-                           out_indices=tuple(config.backbone_out_indices), frozen_bn=config.backbone_frozen_bn,
-                           load_weights=load_weights)
+    return TinyViTBackbone(
+        image_size=config.image_size,
+        weights=config.backbone_weights,
+        out_indices=tuple(config.backbone_out_indices),
+        frozen_bn=config.backbone_frozen_bn,
+        load_weights=load_weights,
+    )

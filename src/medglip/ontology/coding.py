@@ -70,10 +70,12 @@ class Coding:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "category": self.category.to_json(), "type": self.type.to_json(),
+            "category": self.category.to_json(),
+            "type": self.type.to_json(),
             "anatomy": None if self.anatomy is None else self.anatomy.to_json(),
             "laterality": None if self.laterality is None else self.laterality.to_json(),
-            "how": self.how, "note": self.note,
+            "how": self.how,
+            "note": self.note,
         }
 
 
@@ -102,26 +104,46 @@ def coding_for(onto: Ontology, phrase: str) -> Coding:
     res = onto.resolve(phrase)
     side = LATERALITY.get(res.laterality or "")
     if not res.mapped or res.term_id is None:
-        note = (f"'{phrase}' is not in medglip's ontology: coded in the local scheme {LOCAL_SCHEME} "
-                "(no standard code)")
-        return Coding(phrase, LOCAL_FINDING, Code(LOCAL_SCHEME, _local_value(phrase), _meaning(phrase)), None, side,
-                      "local", note, res.hierarchy, res.level)
+        note = f"'{phrase}' is not in medglip's ontology: coded in the local scheme {LOCAL_SCHEME} (no standard code)"
+        return Coding(
+            phrase,
+            LOCAL_FINDING,
+            Code(LOCAL_SCHEME, _local_value(phrase), _meaning(phrase)),
+            None,
+            side,
+            "local",
+            note,
+            res.hierarchy,
+            res.level,
+        )
     term = onto.term(res.term_id)
     lesion = term.level == "lesion"
     category = ABNORMAL_STRUCTURE if lesion else ANATOMICAL_STRUCTURE
     where = _located(onto, term)
     if term.code is not None:
-        return Coding(phrase, category, term.code, where if lesion else None, side, "term", None,
-                      res.hierarchy, res.level)
+        return Coding(
+            phrase, category, term.code, where if lesion else None, side, "term", None, res.hierarchy, res.level
+        )
     kind = _kind_code(onto, term) if lesion else None
     if kind is not None:
-        note = (f"no standard code for '{term.name}': coded as its kind ({kind.meaning})"
-                + (f" in the {where.meaning}" if where is not None else ""))
+        note = f"no standard code for '{term.name}': coded as its kind ({kind.meaning})" + (
+            f" in the {where.meaning}" if where is not None else ""
+        )
         return Coding(phrase, category, kind, where, side, "kind", note, res.hierarchy, res.level)
-    note = (f"no standard code for '{term.name}' in medglip's ontology: coded in the local scheme {LOCAL_SCHEME}"
-            + (f", located in the {where.meaning}" if where is not None else ""))
-    return Coding(phrase, category, Code(LOCAL_SCHEME, term.id[:64], _meaning(term.name)), where, side, "local",
-                  note, res.hierarchy, res.level)
+    note = f"no standard code for '{term.name}' in medglip's ontology: coded in the local scheme {LOCAL_SCHEME}" + (
+        f", located in the {where.meaning}" if where is not None else ""
+    )
+    return Coding(
+        phrase,
+        category,
+        Code(LOCAL_SCHEME, term.id[:64], _meaning(term.name)),
+        where,
+        side,
+        "local",
+        note,
+        res.hierarchy,
+        res.level,
+    )
 
 
 def _meaning(text: str) -> str:

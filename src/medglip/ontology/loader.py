@@ -33,8 +33,22 @@ from .normalise import slug
 from .ontology import Ontology
 
 _GROUP_KEYS = {"class", "level", "parent", "lateral", "ct_window", "kind", "terms"}
-_TERM_KEYS = {"name", "id", "level", "class", "parent", "lateral", "side", "mirror", "base", "synonyms",
-              "ct_window", "kind", "generic", "code"}
+_TERM_KEYS = {
+    "name",
+    "id",
+    "level",
+    "class",
+    "parent",
+    "lateral",
+    "side",
+    "mirror",
+    "base",
+    "synonyms",
+    "ct_window",
+    "kind",
+    "generic",
+    "code",
+}
 _CODE_KEYS = {"scheme", "value", "meaning"}
 
 
@@ -46,8 +60,9 @@ def _code(value: Any, what: str) -> Code | None:
         raise OntologyError(f"{what}: code must be {{scheme, value, meaning}}, got {value!r}")
     scheme, code, meaning = (str(value[k]).strip() for k in ("scheme", "value", "meaning"))
     if not (scheme and code and meaning) or len(code) > 64 or len(meaning) > 64:
-        raise OntologyError(f"{what}: code needs a scheme, a value and a meaning of at most 64 characters, "
-                            f"got {value!r}")
+        raise OntologyError(
+            f"{what}: code needs a scheme, a value and a meaning of at most 64 characters, got {value!r}"
+        )
     return Code(scheme, code, meaning)
 
 
@@ -71,8 +86,15 @@ def _yaml_files(path: str | Path) -> list[Path]:
 
 def read_sections(files: Iterable[Path]) -> dict[str, Any]:
     """Read and merge YAML files (lists are concatenated, mappings updated), tagging each entry's file."""
-    merged: dict[str, Any] = {"ct_windows": {}, "regions": [], "classes": [], "groups": [],
-                              "context_words": {}, "modality_names": {}, "sources": []}
+    merged: dict[str, Any] = {
+        "ct_windows": {},
+        "regions": [],
+        "classes": [],
+        "groups": [],
+        "context_words": {},
+        "modality_names": {},
+        "sources": [],
+    }
     for f in files:
         try:
             doc = yaml.safe_load(Path(f).read_text(encoding="utf-8")) or {}
@@ -131,8 +153,10 @@ def build_ontology(sections: Mapping[str, Any]) -> Ontology:
         except (TypeError, ValueError, IndexError):
             same = False
         if not same:
-            raise OntologyError(f"CT window {name!r} = {rng!r}: CT windows are defined once, in "
-                                f"medglip.core.intensity.CT_WINDOWS ({', '.join(windows)}); terms name them")
+            raise OntologyError(
+                f"CT window {name!r} = {rng!r}: CT windows are defined once, in "
+                f"medglip.core.intensity.CT_WINDOWS ({', '.join(windows)}); terms name them"
+            )
 
     def window(name: Any, what: str) -> str:
         if str(name) not in windows:
@@ -144,8 +168,13 @@ def build_ontology(sections: Mapping[str, Any]) -> Ontology:
         rid = str(r["id"])
         if rid in regions:
             raise OntologyError(f"{r.get('_file')}: region {rid!r} defined twice")
-        regions[rid] = Region(rid, str(r["name"]), window(r.get("ct_window", "soft_tissue"), f"region {rid}"),
-                              _as_tuple(r.get("synonyms")), _code(r.get("code"), f"{r.get('_file')}: region {rid}"))
+        regions[rid] = Region(
+            rid,
+            str(r["name"]),
+            window(r.get("ct_window", "soft_tissue"), f"region {rid}"),
+            _as_tuple(r.get("synonyms")),
+            _code(r.get("code"), f"{r.get('_file')}: region {rid}"),
+        )
     region_by_ref = {k: rid for rid, reg in regions.items() for k in (rid, reg.name, slug(reg.name))}
 
     classes: dict[str, OntologyClass] = {}
@@ -176,8 +205,17 @@ def build_ontology(sections: Mapping[str, Any]) -> Ontology:
 
     terms: dict[str, Term] = {}
     for reg in regions.values():
-        terms[reg.id] = Term(reg.id, reg.name, "region", None, reg.id, None, synonyms=reg.synonyms,
-                             ct_window=reg.ct_window, code=reg.code)
+        terms[reg.id] = Term(
+            reg.id,
+            reg.name,
+            "region",
+            None,
+            reg.id,
+            None,
+            synonyms=reg.synonyms,
+            ct_window=reg.ct_window,
+            code=reg.code,
+        )
     for t in raw_terms:
         where = f"{t['_file']}: term {t['name']!r}"
         cls = classes.get(str(t.get("class")))
@@ -197,11 +235,21 @@ def build_ontology(sections: Mapping[str, Any]) -> Ontology:
         if t.get("mirror") is not None and mirror is None:
             raise OntologyError(f"{where} has unknown mirror {t['mirror']!r}")
         terms[t["id"]] = Term(
-            id=t["id"], name=str(t["name"]), level=level, class_name=cls.name, region=cls.region,
-            parent=parent, lateral=bool(t.get("lateral", False)) and side is None, side=side, mirror=mirror,
-            synonyms=_as_tuple(t.get("synonyms")), base_names=_as_tuple(t.get("base")),
-            ct_window=window(t.get("ct_window", cls.ct_window), where), kinds=_as_tuple(t.get("kind")),
-            generic=bool(t.get("generic", False)), code=_code(t.get("code"), where),
+            id=t["id"],
+            name=str(t["name"]),
+            level=level,
+            class_name=cls.name,
+            region=cls.region,
+            parent=parent,
+            lateral=bool(t.get("lateral", False)) and side is None,
+            side=side,
+            mirror=mirror,
+            synonyms=_as_tuple(t.get("synonyms")),
+            base_names=_as_tuple(t.get("base")),
+            ct_window=window(t.get("ct_window", cls.ct_window), where),
+            kinds=_as_tuple(t.get("kind")),
+            generic=bool(t.get("generic", False)),
+            code=_code(t.get("code"), where),
         )
     _check_tree(terms)
 
@@ -211,12 +259,21 @@ def build_ontology(sections: Mapping[str, Any]) -> Ontology:
         spec = spec if isinstance(spec, dict) else {"words": spec}
         kinds[str(kind)] = _as_tuple(spec.get("words")) or (str(kind),)
         fallbacks[str(kind)] = _as_tuple(spec.get("fallback"))
-    sources = [SourceMapping(_as_tuple(s.get("match")), {str(k): str(v) for k, v in (s.get("names") or {}).items()})
-               for s in sections["sources"]]
+    sources = [
+        SourceMapping(_as_tuple(s.get("match")), {str(k): str(v) for k, v in (s.get("names") or {}).items()})
+        for s in sections["sources"]
+    ]
     modality_names = {m: {str(k): str(v) for k, v in names.items()} for m, names in sections["modality_names"].items()}
-    return Ontology(windows=windows, regions=list(regions.values()), classes=list(classes.values()),
-                    terms=list(terms.values()), context_words=kinds, kind_fallbacks=fallbacks,
-                    modality_names=modality_names, sources=sources)
+    return Ontology(
+        windows=windows,
+        regions=list(regions.values()),
+        classes=list(classes.values()),
+        terms=list(terms.values()),
+        context_words=kinds,
+        kind_fallbacks=fallbacks,
+        modality_names=modality_names,
+        sources=sources,
+    )
 
 
 def _check_tree(terms: Mapping[str, Term]) -> None:
@@ -251,8 +308,12 @@ def _default_ontology() -> Ontology:
     return build_ontology(load_sections())
 
 
-def load_ontology(path: str | Path | None = None, *, extra: Iterable[str | Path] = (),
-                  mappings: Mapping[str, Mapping[str, str]] | str | Path | None = None) -> Ontology:
+def load_ontology(
+    path: str | Path | None = None,
+    *,
+    extra: Iterable[str | Path] = (),
+    mappings: Mapping[str, Mapping[str, str]] | str | Path | None = None,
+) -> Ontology:
     """Load the label ontology.
 
     Args:

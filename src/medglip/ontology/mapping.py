@@ -96,11 +96,14 @@ def parse_user_mappings(mappings: Mapping[str, Mapping[str, str]] | str | Path) 
         except (OSError, yaml.YAMLError) as e:
             raise OntologyError(f"{path}: cannot read label mapping YAML: {e}") from e
     if not isinstance(data, Mapping):
-        raise OntologyError("label mappings must be a mapping of source -> {name: canonical}, "
-                            f"got {type(data).__name__}")
+        raise OntologyError(
+            f"label mappings must be a mapping of source -> {{name: canonical}}, got {type(data).__name__}"
+        )
     if "sources" in data and isinstance(data["sources"], list):
-        return [SourceMapping(tuple(str(p) for p in s.get("match", [])), dict(s.get("names") or {}))
-                for s in data["sources"]]
+        return [
+            SourceMapping(tuple(str(p) for p in s.get("match", [])), dict(s.get("names") or {}))
+            for s in data["sources"]
+        ]
     out = []
     for pattern, names in data.items():
         if not isinstance(names, Mapping):

@@ -123,12 +123,22 @@ class Term:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "id": self.id, "name": self.name, "level": self.level, "class": self.class_name,
-            "region": self.region, "parent": self.parent, "lateral": self.lateral,
+            "id": self.id,
+            "name": self.name,
+            "level": self.level,
+            "class": self.class_name,
+            "region": self.region,
+            "parent": self.parent,
+            "lateral": self.lateral,
             "ct_window": self.ct_window,
         }
-        for key, value in (("side", self.side), ("mirror", self.mirror), ("synonyms", list(self.synonyms)),
-                           ("base_names", list(self.base_names)), ("kinds", list(self.kinds))):
+        for key, value in (
+            ("side", self.side),
+            ("mirror", self.mirror),
+            ("synonyms", list(self.synonyms)),
+            ("base_names", list(self.base_names)),
+            ("kinds", list(self.kinds)),
+        ):
             if value:
                 out[key] = value
         if self.generic:
@@ -180,10 +190,19 @@ class Resolution:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "source_name": self.source_name, "phrase": self.phrase, "label": self.label,
-            "mapped": self.mapped, "term_id": self.term_id, "class": self.class_name,
-            "region": self.region, "level": self.level, "laterality": self.laterality,
-            "parent": self.parent, "hierarchy": list(self.hierarchy),
-            "ct_window_name": self.ct_window_name, "ct_window": list(self.ct_window),
-            "via": self.via, "source": self.source,
+            "source_name": self.source_name,
+            "phrase": self.phrase,
+            "label": self.label,
+            "mapped": self.mapped,
+            "term_id": self.term_id,
+            "class": self.class_name,
+            "region": self.region,
+            "level": self.level,
+            "laterality": self.laterality,
+            "parent": self.parent,
+            "hierarchy": list(self.hierarchy),
+            "ct_window_name": self.ct_window_name,
+            "ct_window": list(self.ct_window),
+            "via": self.via,
+            "source": self.source,
         }

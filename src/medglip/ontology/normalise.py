@@ -17,12 +17,30 @@ from .model import Laterality
 
 #: British (and a few other) spellings → the American spelling used in canonical names.
 SPELLING: dict[str, str] = {
-    "tumour": "tumor", "tumours": "tumors", "oesophagus": "esophagus", "oesophageal": "esophageal",
-    "haemorrhage": "hemorrhage", "haemorrhagic": "hemorrhagic", "oedema": "edema", "grey": "gray",
-    "caecum": "cecum", "haematoma": "hematoma", "ischaemic": "ischemic", "ischaemia": "ischemia",
-    "paediatric": "pediatric", "naevus": "nevus", "naevi": "nevi", "seborrhoeic": "seborrheic",
-    "centre": "center", "fibre": "fiber", "haemangioma": "hemangioma", "coeliac": "celiac",
-    "oestrogen": "estrogen", "anaemia": "anemia", "leukaemia": "leukemia", "foetal": "fetal",
+    "tumour": "tumor",
+    "tumours": "tumors",
+    "oesophagus": "esophagus",
+    "oesophageal": "esophageal",
+    "haemorrhage": "hemorrhage",
+    "haemorrhagic": "hemorrhagic",
+    "oedema": "edema",
+    "grey": "gray",
+    "caecum": "cecum",
+    "haematoma": "hematoma",
+    "ischaemic": "ischemic",
+    "ischaemia": "ischemia",
+    "paediatric": "pediatric",
+    "naevus": "nevus",
+    "naevi": "nevi",
+    "seborrhoeic": "seborrheic",
+    "centre": "center",
+    "fibre": "fiber",
+    "haemangioma": "hemangioma",
+    "coeliac": "celiac",
+    "oestrogen": "estrogen",
+    "anaemia": "anemia",
+    "leukaemia": "leukemia",
+    "foetal": "fetal",
     "cerebelum": "cerebellum",  # the AAL atlas's spelling
 }
 

@@ -44,10 +44,18 @@ class Ontology:
     records (see :mod:`medglip.ontology.loader`).
     """
 
-    def __init__(self, *, windows: Mapping[str, tuple[float, float]], regions: Sequence[Region],
-                 classes: Sequence[OntologyClass], terms: Sequence[Term],
-                 context_words: Mapping[str, tuple[str, ...]], kind_fallbacks: Mapping[str, tuple[str, ...]],
-                 modality_names: Mapping[str, Mapping[str, str]], sources: Sequence[SourceMapping]) -> None:
+    def __init__(
+        self,
+        *,
+        windows: Mapping[str, tuple[float, float]],
+        regions: Sequence[Region],
+        classes: Sequence[OntologyClass],
+        terms: Sequence[Term],
+        context_words: Mapping[str, tuple[str, ...]],
+        kind_fallbacks: Mapping[str, tuple[str, ...]],
+        modality_names: Mapping[str, Mapping[str, str]],
+        sources: Sequence[SourceMapping],
+    ) -> None:
         self._windows = dict(windows)
         self._regions = {r.id: r for r in regions}
         self._classes = {c.name: c for c in classes}
@@ -214,8 +222,10 @@ class Ontology:
 
     def _tables(self, source: str | None) -> tuple[dict[str, str], dict[str, str]]:
         if source not in self._table_cache:
-            self._table_cache[source] = (mapping_table(self._user_sources, source),
-                                         mapping_table(self._sources, source))
+            self._table_cache[source] = (
+                mapping_table(self._user_sources, source),
+                mapping_table(self._sources, source),
+            )
         return self._table_cache[source]
 
     def _static(self, raw: str, source: str | None) -> tuple[Hit, str] | None:
@@ -261,13 +271,14 @@ class Ontology:
                 found.setdefault(match, set()).add(side if side in ("left", "right") else None)
         if len(found) != 1:
             return None
-        (tid, sides), = found.items()
+        ((tid, sides),) = found.items()
         term = self._terms[tid]
         return term, (next(iter(sides)) if term.lateral and len(sides) == 1 else None)
 
     # ------------------------------------------------------------------ resolution
-    def resolve(self, name: str, *, source: str | None = None, modality: str | None = None,
-                context: Iterable[str] = ()) -> Resolution:
+    def resolve(
+        self, name: str, *, source: str | None = None, modality: str | None = None, context: Iterable[str] = ()
+    ) -> Resolution:
         """What a source label name means.
 
         Args:
@@ -310,14 +321,17 @@ class Ontology:
         return self._unknown(name, source)
 
     @overload
-    def resolve_labels(self, names: Mapping[int, str], *, source: str | None = ...,
-                       modality: str | None = ...) -> dict[int, Resolution]: ...
+    def resolve_labels(
+        self, names: Mapping[int, str], *, source: str | None = ..., modality: str | None = ...
+    ) -> dict[int, Resolution]: ...
     @overload
-    def resolve_labels(self, names: Sequence[str], *, source: str | None = ...,
-                       modality: str | None = ...) -> list[Resolution]: ...
+    def resolve_labels(
+        self, names: Sequence[str], *, source: str | None = ..., modality: str | None = ...
+    ) -> list[Resolution]: ...
 
-    def resolve_labels(self, names: Mapping[int, str] | Sequence[str], *, source: str | None = None,
-                       modality: str | None = None) -> dict[int, Resolution] | list[Resolution]:
+    def resolve_labels(
+        self, names: Mapping[int, str] | Sequence[str], *, source: str | None = None, modality: str | None = None
+    ) -> dict[int, Resolution] | list[Resolution]:
         """Resolve all label names of one case, each with the others as context."""
         if isinstance(names, Mapping):
             ctx = tuple(names.values())
@@ -337,11 +351,21 @@ class Ontology:
         lineage = [self._side_phrase(a, side if a.lateral else None) for a in chain]
         low, high = self._windows[term.ct_window]
         return Resolution(
-            source_name=raw, phrase=phrase, label=term.name, mapped=True, term_id=term.id,
-            class_name=term.class_name, region=self._regions[term.region].name, level=term.level,
-            laterality=side, parent=lineage[0] if lineage else None,
-            hierarchy=tuple(reversed(lineage)) + (phrase,), ct_window_name=term.ct_window,
-            ct_window=(low, high), via=via, source=source,
+            source_name=raw,
+            phrase=phrase,
+            label=term.name,
+            mapped=True,
+            term_id=term.id,
+            class_name=term.class_name,
+            region=self._regions[term.region].name,
+            level=term.level,
+            laterality=side,
+            parent=lineage[0] if lineage else None,
+            hierarchy=tuple(reversed(lineage)) + (phrase,),
+            ct_window_name=term.ct_window,
+            ct_window=(low, high),
+            via=via,
+            source=source,
         )
 
     def _unknown(self, raw: str, source: str | None) -> Resolution:
@@ -353,9 +377,21 @@ class Ontology:
             side = split_laterality(key)[1] or side
         low, high = self._windows.get(DEFAULT_CT_WINDOW, (-160.0, 240.0))
         return Resolution(
-            source_name=raw, phrase=text, label=text, mapped=False, term_id=None, class_name=UNMAPPED_CLASS,
-            region=None, level=UNKNOWN_LEVEL, laterality=side, parent=None, hierarchy=(text,),
-            ct_window_name=DEFAULT_CT_WINDOW, ct_window=(low, high), via="unmapped", source=source,
+            source_name=raw,
+            phrase=text,
+            label=text,
+            mapped=False,
+            term_id=None,
+            class_name=UNMAPPED_CLASS,
+            region=None,
+            level=UNKNOWN_LEVEL,
+            laterality=side,
+            parent=None,
+            hierarchy=(text,),
+            ct_window_name=DEFAULT_CT_WINDOW,
+            ct_window=(low, high),
+            via="unmapped",
+            source=source,
         )
 
     # ------------------------------------------------------------------ unmapped names
@@ -429,11 +465,16 @@ class Ontology:
                     if hit is None:
                         continue
                     term, hit_side = hit
-                    core = text[words[start][0]:words[end - 1][1]]
-                    if end - start == 1 and len(core) <= _ABBREVIATION_LEN and not core.isupper() \
-                            and key != term.name.lower() and key not in _SHORT_WORDS:
+                    core = text[words[start][0] : words[end - 1][1]]
+                    if (
+                        end - start == 1
+                        and len(core) <= _ABBREVIATION_LEN
+                        and not core.isupper()
+                        and key != term.name.lower()
+                        and key not in _SHORT_WORDS
+                    ):
                         continue
-                    span_text = text[words[i][0]:words[end - 1][1]]
+                    span_text = text[words[i][0] : words[end - 1][1]]
                     best = (end, self._make(span_text, term, hit_side, "direct", None))
                     break
             if best is None:
@@ -457,13 +498,17 @@ class Ontology:
         """The whole ontology as JSON-serialisable data (for dataset cards and provenance)."""
         return {
             "ct_windows": {k: list(v) for k, v in self._windows.items()},
-            "regions": [{"id": r.id, "name": r.name, "ct_window": r.ct_window, "synonyms": list(r.synonyms)}
-                        for r in self._regions.values()],
+            "regions": [
+                {"id": r.id, "name": r.name, "ct_window": r.ct_window, "synonyms": list(r.synonyms)}
+                for r in self._regions.values()
+            ],
             "classes": [{"name": c.name, "region": c.region, "ct_window": c.ct_window} for c in self._classes.values()],
             "terms": [t.to_json() for t in self._terms.values() if t.level != "region"],
             "sources": [{"match": list(m.match), "names": dict(m.names)} for m in self.source_mappings],
         }
 
     def __repr__(self) -> str:
-        return (f"Ontology({len(self._regions)} regions, {len(self._classes)} classes, "
-                f"{len(self._terms) - len(self._regions)} fine labels)")
+        return (
+            f"Ontology({len(self._regions)} regions, {len(self._classes)} classes, "
+            f"{len(self._terms) - len(self._regions)} fine labels)"
+        )

@@ -33,10 +33,10 @@ Relation = Literal["same", "related", "unrelated"]
 
 @dataclass(frozen=True)
 class _Phrase:
-    key: str                     # normalised text: equal keys are the same phrase
-    term: str | None             # ontology term id (None: unknown phrase)
-    side: str | None             # left / right / bilateral / None
-    lineage: frozenset[str]      # the term and its ancestors' ids
+    key: str  # normalised text: equal keys are the same phrase
+    term: str | None  # ontology term id (None: unknown phrase)
+    side: str | None  # left / right / bilateral / None
+    lineage: frozenset[str]  # the term and its ancestors' ids
 
 
 def _sides_compatible(a: str | None, b: str | None) -> bool:

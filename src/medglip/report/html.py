@@ -18,8 +18,14 @@ def _list(items: list[str], empty: str) -> list[str]:
     return ["<ul>", *(f"<li>{escape(t)}</li>" for t in items or [empty]), "</ul>"]
 
 
-def render_html(ctx: GroundedContext, found: list[str], missing: list[str], *, prose: str | None = None,
-                title: str = "Grounding report") -> str:
+def render_html(
+    ctx: GroundedContext,
+    found: list[str],
+    missing: list[str],
+    *,
+    prose: str | None = None,
+    title: str = "Grounding report",
+) -> str:
     """``<article class="report">`` with the header, findings, phrases not identified, the findings table and
     the disclaimer; ``prose`` (a language model's rewrite) follows as preformatted, escaped text."""
     out = ['<article class="report">', f"<h1>{escape(title)}</h1>", '<ul class="report-header">']
@@ -36,7 +42,10 @@ def render_html(ctx: GroundedContext, found: list[str], missing: list[str], *, p
         out.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in table_cells(f)) + "</tr>")
     out += ["</tbody>", "</table>", f'<p class="disclaimer"><em>{escape(DISCLAIMER)}</em></p>']
     if prose:
-        out += ["<h2>Rewritten by a language model</h2>", "<p><em>Unverified rewrite of the report above.</em></p>",
-                f'<pre class="prose">{escape(prose.strip())}</pre>']
+        out += [
+            "<h2>Rewritten by a language model</h2>",
+            "<p><em>Unverified rewrite of the report above.</em></p>",
+            f'<pre class="prose">{escape(prose.strip())}</pre>',
+        ]
     out.append("</article>")
     return "\n".join(out)

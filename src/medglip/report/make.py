@@ -24,10 +24,15 @@ def _phrases(grounder: GrounderLike, findings: Sequence[str] | str | None, modal
     if findings is None:
         known = tuple(grounder.phrases_for(modality)) if modality is not None else tuple(grounder.known_phrases)
         if not known:
-            what = f"no trained phrases of {modality} images" if modality is not None and grounder.known_phrases \
+            what = (
+                f"no trained phrases of {modality} images"
+                if modality is not None and grounder.known_phrases
                 else "no trained phrases (RUN/categories.json)"
-            raise MedglipError(f"no findings to look for: pass findings=[...] (--findings on the command line); "
-                               f"this checkpoint lists {what}")
+            )
+            raise MedglipError(
+                f"no findings to look for: pass findings=[...] (--findings on the command line); "
+                f"this checkpoint lists {what}"
+            )
         return list(known)
     items = [findings] if isinstance(findings, str) else list(findings)
     if not items or not all(isinstance(p, str) and p.strip() for p in items):
@@ -55,10 +60,19 @@ def region_phrases(ctx: GroundedContext, phrases: Sequence[str]) -> list[str]:
     return [p for p in phrases if organ_of(p, onto) in (organ, None)]
 
 
-def make_report(grounder: GrounderLike, image: Any, findings: Sequence[str] | None = None, *,
-                modality: str | None = None, masks: Masks = False, score_threshold: float | None = None,
-                llm: Any = None, ontology: Ontology | None = None, window: Any = None,
-                exports: ExportOptions | None = None) -> Report:
+def make_report(
+    grounder: GrounderLike,
+    image: Any,
+    findings: Sequence[str] | None = None,
+    *,
+    modality: str | None = None,
+    masks: Masks = False,
+    score_threshold: float | None = None,
+    llm: Any = None,
+    ontology: Ontology | None = None,
+    window: Any = None,
+    exports: ExportOptions | None = None,
+) -> Report:
     """Ground ``findings`` in ``image`` and describe every finding and every phrase not found.
 
     Args:
@@ -108,13 +122,20 @@ def make_report(grounder: GrounderLike, image: Any, findings: Sequence[str] | No
         pixels = result.picture(window)
     found, missing = report_sentences(ctx)
     markdown = render_markdown(ctx, found, missing, overlay_name=DEFAULT_OVERLAY)
-    report = Report(source=ctx.source, modality=ctx.modality, context=ctx, sentences=found + missing,
-                    markdown=markdown, overlay=ctx.visual_prompt(pixels, masks=bool(masks)))
+    report = Report(
+        source=ctx.source,
+        modality=ctx.modality,
+        context=ctx,
+        sentences=found + missing,
+        markdown=markdown,
+        overlay=ctx.visual_prompt(pixels, masks=bool(masks)),
+    )
     if exports is not None:
         if not masks:
             raise MedglipError("exporting the findings' masks needs masks=True (--masks)")
-        report.exports = export_result(result, indices=finding_indices(ctx, result), options=exports,
-                                       ontology=ctx.ontology)
+        report.exports = export_result(
+            result, indices=finding_indices(ctx, result), options=exports, ontology=ctx.ontology
+        )
     if llm is not None:
         report.prose = llm.rewrite_report(markdown, ctx)
     return report
@@ -142,8 +163,14 @@ def finding_indices(ctx: GroundedContext, result: Any) -> list[int]:
         wanted = [(f.phrase, tuple(f.slices or ()), float(f.score)) for f in ctx.findings]
         close = _same_slices
     else:
-        keys = [(result.groundings[p].phrase, tuple(float(v) for v in result.groundings[p].boxes[i]),
-                 float(result.groundings[p].scores[i])) for p, i in image_objects(result)]
+        keys = [
+            (
+                result.groundings[p].phrase,
+                tuple(float(v) for v in result.groundings[p].boxes[i]),
+                float(result.groundings[p].scores[i]),
+            )
+            for p, i in image_objects(result)
+        ]
         wanted = [(f.phrase, tuple(float(v) for v in f.box), float(f.score)) for f in ctx.findings]
         close = _same_box
     out: list[int] = []

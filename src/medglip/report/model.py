@@ -49,9 +49,14 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types; the overlay is described by its size (``write_report`` writes the PNG)."""
         return {
-            "source": str(self.source), "modality": self.modality, "sentences": list(self.sentences),
-            "context": self.context.to_json(), "markdown": self.markdown, "prose": self.prose,
+            "source": str(self.source),
+            "modality": self.modality,
+            "sentences": list(self.sentences),
+            "context": self.context.to_json(),
+            "markdown": self.markdown,
+            "prose": self.prose,
             "overlay": None if self.overlay is None else {"width": self.overlay.width, "height": self.overlay.height},
-            "exports": None if self.exports is None else {"files": sorted(self.exports.files),
-                                                          "notes": list(self.exports.notes)},
+            "exports": None
+            if self.exports is None
+            else {"files": sorted(self.exports.files), "notes": list(self.exports.notes)},
         }

@@ -50,8 +50,10 @@ def finding_sentence(f: Finding, *, index: int = 1, count: int = 1) -> str:
     source = f", from its {f.size_source}"
     if f.slices is not None:
         n = f.slices[1] - f.slices[0] + 1
-        parts.append(f"{n} slice{'s' if n != 1 else ''}, {format_size(f, TIMES)} (LPS x{TIMES}y{TIMES}z)"
-                     f"{source}{_mask_clause(f)}")
+        parts.append(
+            f"{n} slice{'s' if n != 1 else ''}, {format_size(f, TIMES)} (LPS x{TIMES}y{TIMES}z)"
+            f"{source}{_mask_clause(f)}"
+        )
     else:
         parts.append(f"{format_size(f, TIMES)}{source}{_mask_clause(f)}")
     return f"{head} ({f.id}, score {f.score:.2f}): {'; '.join(p for p in parts if p)}."

@@ -27,8 +27,10 @@ def write_report(report: Report, out_dir: str | Path, *, stem: str = "report") -
     overlay_name = f"{stem}_overlay.png"
     markdown = report.markdown.replace(f"]({DEFAULT_OVERLAY})", f"]({overlay_name})")
     if report.prose:
-        markdown += ("\n## Rewritten by a language model\n\n*Unverified rewrite of the report above.*\n\n"
-                     f"{report.prose.strip()}\n")
+        markdown += (
+            "\n## Rewritten by a language model\n\n*Unverified rewrite of the report above.*\n\n"
+            f"{report.prose.strip()}\n"
+        )
     files: dict[str, bytes] = {}
     if report.overlay is not None:
         buf = io.BytesIO()

@@ -13,5 +13,13 @@ from .app import create_app, serve
 from .batcher import Batcher, ServerBusy
 from .config import AccessConfig, ServerSettings, ServiceConfig
 
-__all__ = ["AccessConfig", "Batcher", "ServerBusy", "ServerSettings", "ServiceConfig", "create_app", "load_api_keys",
-           "serve"]
+__all__ = [
+    "AccessConfig",
+    "Batcher",
+    "ServerBusy",
+    "ServerSettings",
+    "ServiceConfig",
+    "create_app",
+    "load_api_keys",
+    "serve",
+]

@@ -160,16 +160,24 @@ class AccessMiddleware:
             name = self.identify(scope)
             if name is None:
                 self.counters["unauthorized"] += 1
-                await send_json(recording_send, 401, "authorization: this server needs an API key: send "
-                                "'Authorization: Bearer <key>' (or 'X-API-Key: <key>')",
-                                [(b"www-authenticate", b'Bearer realm="medglip"')])
+                await send_json(
+                    recording_send,
+                    401,
+                    "authorization: this server needs an API key: send "
+                    "'Authorization: Bearer <key>' (or 'X-API-Key: <key>')",
+                    [(b"www-authenticate", b'Bearer realm="medglip"')],
+                )
                 self._audit(scope, "unknown", status, t0)
                 return
             who = name
         if method not in SAFE_METHODS and not self._origin_allowed(scope):
             self.counters["forbidden_origin"] += 1
-            await send_json(recording_send, 403, "origin: cross-site requests are refused; this page's origin is not "
-                            "in the server's CORS allow-list (--cors-origin)")
+            await send_json(
+                recording_send,
+                403,
+                "origin: cross-site requests are refused; this page's origin is not "
+                "in the server's CORS allow-list (--cors-origin)",
+            )
             self._audit(scope, who, status, t0)
             return
         if self.buckets is not None and not public:
@@ -178,8 +186,13 @@ class AccessMiddleware:
             if wait > 0:
                 self.counters["rate_limited"] += 1
                 retry = [(b"retry-after", str(max(1, round(wait))).encode())]
-                await send_json(recording_send, 429, f"rate limit: more than {self.access.rate_per_minute} requests "
-                                f"per minute; retry in {wait:.0f} s", retry, close=False)
+                await send_json(
+                    recording_send,
+                    429,
+                    f"rate limit: more than {self.access.rate_per_minute} requests per minute; retry in {wait:.0f} s",
+                    retry,
+                    close=False,
+                )
                 self._audit(scope, who, status, t0)
                 return
         scope.setdefault("state", {})["caller"] = who
@@ -200,9 +213,16 @@ class AccessMiddleware:
         return bool(host and netloc and netloc.lower() == host.lower())
 
     def _audit(self, scope: Scope, who: str, status: int, t0: float) -> None:
-        record = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "who": who,
-                  "client": _client(scope), "method": scope["method"], "path": scope["path"], "status": status,
-                  "ms": round(1000 * (time.perf_counter() - t0), 1), "bytes_in": _content_length(scope)}
+        record = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "who": who,
+            "client": _client(scope),
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "ms": round(1000 * (time.perf_counter() - t0), 1),
+            "bytes_in": _content_length(scope),
+        }
         record.update(scope.get("state", {}).get("audit", {}))
         audit_log.info(json.dumps(record, ensure_ascii=True, default=str))
 

@@ -43,12 +43,15 @@ from .uploads import ENDPOINT_HEADER, sweep_stale_workdirs
 log = logging.getLogger("medglip.serve")
 
 #: the web page may load only its own files; images come back as data: URLs
-PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-            "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
-def create_app(grounder: Any, *, config: ServiceConfig = ServiceConfig(), llm: Any = None,
-               access: AccessConfig = AccessConfig()) -> FastAPI:
+def create_app(
+    grounder: Any, *, config: ServiceConfig = ServiceConfig(), llm: Any = None, access: AccessConfig = AccessConfig()
+) -> FastAPI:
     """The service around one loaded Grounder (used from one worker thread only).
 
     Args:
@@ -69,25 +72,45 @@ def create_app(grounder: Any, *, config: ServiceConfig = ServiceConfig(), llm: A
         service.batcher.close()
         service.pool.close()
 
-    app = FastAPI(title="medglip grounding service", version=_version(), lifespan=lifespan,
-                  docs_url="/docs" if access.docs else None, redoc_url=None,
-                  description="Medical phrase grounding: phrases → boxes, scores and masks in 2D images and "
-                              "volumes; grounded VQA and findings reports. Upload files as multipart/form-data.")
+    app = FastAPI(
+        title="medglip grounding service",
+        version=_version(),
+        lifespan=lifespan,
+        docs_url="/docs" if access.docs else None,
+        redoc_url=None,
+        description="Medical phrase grounding: phrases → boxes, scores and masks in 2D images and "
+        "volumes; grounded VQA and findings reports. Upload files as multipart/form-data.",
+    )
     app.state.service = service
     app.include_router(router)
     app.include_router(model_router)
     counters = service.counters
-    app.add_middleware(DeadlineMiddleware, timeout=config.request_timeout_s, budget=service.budget,
-                       max_request_bytes=config.max_request_bytes, counters=counters, max_slices=config.max_slices)
+    app.add_middleware(
+        DeadlineMiddleware,
+        timeout=config.request_timeout_s,
+        budget=service.budget,
+        max_request_bytes=config.max_request_bytes,
+        counters=counters,
+        max_slices=config.max_slices,
+    )
     app.add_middleware(AccessMiddleware, access=access, counters=counters)
-    app.add_middleware(LimitBodyMiddleware, max_body=config.max_upload_bytes + FORM_OVERHEAD, counters=counters,
-                       body_timeout=config.body_timeout_s)
+    app.add_middleware(
+        LimitBodyMiddleware,
+        max_body=config.max_upload_bytes + FORM_OVERHEAD,
+        counters=counters,
+        body_timeout=config.body_timeout_s,
+    )
     if access.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=list(access.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "X-API-Key", "Content-Type"], max_age=600,
-                           expose_headers=[ENDPOINT_HEADER])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(access.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            max_age=600,
+            expose_headers=[ENDPOINT_HEADER],
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -105,8 +128,15 @@ def create_app(grounder: Any, *, config: ServiceConfig = ServiceConfig(), llm: A
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
     async def index() -> Response:
         html = (_static_dir() / "index.html").read_text(encoding="utf-8")
-        return HTMLResponse(html, headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
-                                           "Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"})
+        return HTMLResponse(
+            html,
+            headers={
+                "Content-Security-Policy": PAGE_CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-cache",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
 
     app.mount("/static", StaticFiles(directory=str(_static_dir())), name="static")
     return app
@@ -119,15 +149,27 @@ def _static_dir() -> Path:
 def _version() -> str:
     try:
         from importlib.metadata import version
+
         return version("medglip")
     except Exception:  # not installed (source checkout)
         return "0"
 
 
-def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, *, device: str = "cpu",
-          masks: bool = True, refiner: Any = "medsam", config: ServiceConfig = ServiceConfig(), llm: Any = None,
-          llm_from_env: bool = True, log_level: str = "info", access: AccessConfig = AccessConfig(),
-          server: ServerSettings = ServerSettings()) -> None:
+def serve(
+    checkpoint: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    device: str = "cpu",
+    masks: bool = True,
+    refiner: Any = "medsam",
+    config: ServiceConfig = ServiceConfig(),
+    llm: Any = None,
+    llm_from_env: bool = True,
+    log_level: str = "info",
+    access: AccessConfig = AccessConfig(),
+    server: ServerSettings = ServerSettings(),
+) -> None:
     """Load ``checkpoint`` once (``Grounder.from_pretrained(checkpoint)``) and serve it.
 
     Args:
@@ -153,9 +195,15 @@ def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, *, 
     grounder = Grounder.from_pretrained(checkpoint, device=device, refiner=refiner if masks else None)
     if llm is None and llm_from_env:
         from ..vqa import ChatClient
+
         llm = ChatClient.from_env()
     app = create_app(grounder, config=config, llm=llm, access=access)
-    log.info("serving %s on http://%s:%d (model %s; %s)", checkpoint, host, port, grounder.config.name,
-             f"{len(access.api_keys)} API key(s)" if access.api_keys
-             else "no API keys: anyone who can connect may call it")
+    log.info(
+        "serving %s on http://%s:%d (model %s; %s)",
+        checkpoint,
+        host,
+        port,
+        grounder.config.name,
+        f"{len(access.api_keys)} API key(s)" if access.api_keys else "no API keys: anyone who can connect may call it",
+    )
     uvicorn.Server(uvicorn_config(app, host, port, server, log_level=log_level)).run()

@@ -166,8 +166,16 @@ class Batcher:
         watchdog_s: seconds after the running jobs stopped before the thread holding the model is interrupted.
     """
 
-    def __init__(self, grounder: GrounderLike, *, max_batch: int = 8, batch_wait_ms: float = 10.0, max_queue: int = 256,
-                 max_client_jobs: int | None = None, watchdog_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        grounder: GrounderLike,
+        *,
+        max_batch: int = 8,
+        batch_wait_ms: float = 10.0,
+        max_queue: int = 256,
+        max_client_jobs: int | None = None,
+        watchdog_s: float = 0.5,
+    ) -> None:
         self.grounder = grounder
         self.max_batch = max(1, int(max_batch))
         self.batch_wait = max(0.0, float(batch_wait_ms)) / 1000.0
@@ -184,17 +192,37 @@ class Batcher:
         self._stopped_since: float | None = None  # when the watchdog first saw the running jobs all stopped
         self.watchdog_s = float(watchdog_s)
         self._hooks: list[Any] = []
-        self.counters: dict[str, float] = {"jobs": 0, "done": 0, "failed": 0, "rejected_busy": 0, "batches": 0,
-                                           "batched_images": 0, "largest_batch": 0, "calls": 0, "cancelled": 0,
-                                           "interrupted": 0, "handed_over": 0, "longest_job_s": 0.0, "busy_s": 0.0}
+        self.counters: dict[str, float] = {
+            "jobs": 0,
+            "done": 0,
+            "failed": 0,
+            "rejected_busy": 0,
+            "batches": 0,
+            "batched_images": 0,
+            "largest_batch": 0,
+            "calls": 0,
+            "cancelled": 0,
+            "interrupted": 0,
+            "handed_over": 0,
+            "longest_job_s": 0.0,
+            "busy_s": 0.0,
+        }
 
     # ------------------------------------------------------------------------------ submit
-    def submit_ground(self, image: Any, phrases: tuple[str, ...], *, modality: str | None = None,
-                      masks: Masks = False, score_threshold: float | str | None = None,
-                      top_k: int | None = None) -> Future:
+    def submit_ground(
+        self,
+        image: Any,
+        phrases: tuple[str, ...],
+        *,
+        modality: str | None = None,
+        masks: Masks = False,
+        score_threshold: float | str | None = None,
+        top_k: int | None = None,
+    ) -> Future:
         """Queue one image; the future's result is its :class:`~medglip.infer.GroundingResult`."""
-        key = _GroundKey(tuple(phrases), modality, masks if isinstance(masks, str) else bool(masks), score_threshold,
-                         top_k)
+        key = _GroundKey(
+            tuple(phrases), modality, masks if isinstance(masks, str) else bool(masks), score_threshold, top_k
+        )
         return self._put(_Job(Future(), key=key, image=image))
 
     def submit_call(self, fn: Callable[[Any], Any]) -> Future:
@@ -212,8 +240,10 @@ class Batcher:
             if self._waiting.size >= self.max_queue:
                 full = f"server busy: {self.max_queue} requests are already waiting"
             elif self._waiting.count(job.client) >= self.max_client_jobs:
-                full = (f"server busy: this client already has {self.max_client_jobs} requests waiting for the model "
-                        "(max_client_queue)")
+                full = (
+                    f"server busy: this client already has {self.max_client_jobs} requests waiting for the model "
+                    "(max_client_queue)"
+                )
             if full is not None:
                 self.counters["rejected_busy"] += 1
                 raise ServerBusy(full)
@@ -255,8 +285,9 @@ class Batcher:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="medglip-grounder", daemon=True)
                 self._thread.start()
-                threading.Thread(target=self._watchdog, args=(self._thread,), name="medglip-watchdog",
-                                 daemon=True).start()
+                threading.Thread(
+                    target=self._watchdog, args=(self._thread,), name="medglip-watchdog", daemon=True
+                ).start()
 
     def _watchdog(self, worker: threading.Thread) -> None:
         """Interrupt the thread holding the model ``watchdog_s`` after every running job has stopped."""
@@ -436,8 +467,14 @@ class Batcher:
             self.counters["batched_images"] += len(batch)
             self.counters["largest_batch"] = max(self.counters["largest_batch"], len(batch))
         try:
-            results = self.grounder.ground([j.image for j in batch], list(phrases), modality=modality, masks=masks,
-                                           score_threshold=score_threshold, top_k=top_k)
+            results = self.grounder.ground(
+                [j.image for j in batch],
+                list(phrases),
+                modality=modality,
+                masks=masks,
+                score_threshold=score_threshold,
+                top_k=top_k,
+            )
         except Exception as exc:
             if len(batch) == 1 or isinstance(exc, STOPPED):
                 for job in batch:
@@ -446,8 +483,14 @@ class Batcher:
             log.info("a batch of %d failed (%s); retrying its images one by one", len(batch), exc)
             for job in batch:
                 try:
-                    alone = self.grounder.ground([job.image], list(phrases), modality=modality, masks=masks,
-                                                 score_threshold=score_threshold, top_k=top_k)
+                    alone = self.grounder.ground(
+                        [job.image],
+                        list(phrases),
+                        modality=modality,
+                        masks=masks,
+                        score_threshold=score_threshold,
+                        top_k=top_k,
+                    )
                 except Exception as one:
                     self._finish(job, error=one)
                 else:
@@ -491,8 +534,9 @@ class _Call:
         self.batcher, self.job = batcher, job
         self._go, self._back = threading.Semaphore(0), threading.Semaphore(0)
         self.ended = False
-        self.thread = threading.Thread(target=job.context.run, args=(self._main,), name="medglip-model-call",
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=job.context.run, args=(self._main,), name="medglip-model-call", daemon=True
+        )
         self.thread.start()
 
     def resume(self) -> None:
@@ -534,4 +578,3 @@ class _Call:
         if job.stopped or batcher._stopped:
             why = job.scope.reason if job.scope else "shutting down"
             raise Cancelled(f"stopped while waiting for the model: {why}")
-

@@ -71,8 +71,12 @@ class MemoryBudget:
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return {"inflight_bytes": self.used, "inflight_bytes_peak": self.peak, "max_inflight_bytes": self.total,
-                    "rejected_memory": self.refused}
+            return {
+                "inflight_bytes": self.used,
+                "inflight_bytes_peak": self.peak,
+                "max_inflight_bytes": self.total,
+                "rejected_memory": self.refused,
+            }
 
 
 @dataclass
@@ -127,10 +131,12 @@ class RequestScope:
             if extra <= 0:
                 return
             if not self.budget.try_reserve(extra):
-                raise MemoryBusy(f"server busy: decoding this image needs {nbytes / MiB:,.0f} MiB and the images of "
-                                 f"the requests in flight already use {self.budget.used / MiB:,.0f} of the "
-                                 f"{self.budget.total / MiB:,.0f} MiB this server allows (max_inflight_bytes); "
-                                 "retry shortly")
+                raise MemoryBusy(
+                    f"server busy: decoding this image needs {nbytes / MiB:,.0f} MiB and the images of "
+                    f"the requests in flight already use {self.budget.used / MiB:,.0f} of the "
+                    f"{self.budget.total / MiB:,.0f} MiB this server allows (max_inflight_bytes); "
+                    "retry shortly"
+                )
             self.reserved += extra
 
     def charge_slices(self, n: int) -> None:
@@ -139,8 +145,10 @@ class RequestScope:
             self.slices += int(n)
             over = self.max_slices is not None and self.slices > self.max_slices
         if over:
-            raise WorkLimit(f"{self.what}: its grounding reached {self.slices:,} slices, above this server's limit of "
-                            f"{self.max_slices:,} slices per request (max_slices); its work was stopped")
+            raise WorkLimit(
+                f"{self.what}: its grounding reached {self.slices:,} slices, above this server's limit of "
+                f"{self.max_slices:,} slices per request (max_slices); its work was stopped"
+            )
 
     def hold(self) -> None:
         """A thread or worker job starts working for this request."""

@@ -64,13 +64,28 @@ class ServiceConfig:
     max_model_passes: int = 8192
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_pixels", "max_voxels", "max_request_bytes", "max_inflight_bytes",
-                     "io_workers", "max_phrases", "max_phrase_chars", "max_question_chars", "max_batch", "max_queue",
-                     "max_client_queue", "max_slices", "max_model_passes"):
+        for name in (
+            "max_upload_bytes",
+            "max_pixels",
+            "max_voxels",
+            "max_request_bytes",
+            "max_inflight_bytes",
+            "io_workers",
+            "max_phrases",
+            "max_phrase_chars",
+            "max_question_chars",
+            "max_batch",
+            "max_queue",
+            "max_client_queue",
+            "max_slices",
+            "max_model_passes",
+        ):
             _positive_int(self, name)
         if self.max_inflight_bytes < self.max_request_bytes:
-            raise MedglipError(f"ServiceConfig.max_inflight_bytes ({self.max_inflight_bytes:,}) must be at least "
-                               f"max_request_bytes ({self.max_request_bytes:,})")
+            raise MedglipError(
+                f"ServiceConfig.max_inflight_bytes ({self.max_inflight_bytes:,}) must be at least "
+                f"max_request_bytes ({self.max_request_bytes:,})"
+            )
         for name in ("request_timeout_s", "body_timeout_s"):
             _seconds(self, name)
         if not (isinstance(self.batch_wait_ms, (int, float)) and 0 <= self.batch_wait_ms <= 10_000):
@@ -110,8 +125,10 @@ class AccessConfig:
             raise MedglipError("AccessConfig.api_keys: two keys have the same name")
         for name, key in self.api_keys:
             if len(key) < 16:
-                raise MedglipError(f"API key {name!r} is {len(key)} characters long; use at least 16 random "
-                                   "characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+                raise MedglipError(
+                    f"API key {name!r} is {len(key)} characters long; use at least 16 random "
+                    "characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+                )
         if self.rate_per_minute < 0 or self.rate_burst < 1:
             raise MedglipError("AccessConfig: rate_per_minute must be >= 0 and rate_burst >= 1")
         for origin in self.cors_origins:
@@ -119,8 +136,10 @@ class AccessConfig:
                 raise MedglipError(f"CORS origin {origin!r} must look like https://host[:port] (no path, no slash)")
 
     def __repr__(self) -> str:  # never print the keys
-        return (f"AccessConfig(api_keys={len(self.api_keys)} key(s), rate_per_minute={self.rate_per_minute}, "
-                f"cors_origins={self.cors_origins}, docs={self.docs}, audit_log={self.audit_log!r})")
+        return (
+            f"AccessConfig(api_keys={len(self.api_keys)} key(s), rate_per_minute={self.rate_per_minute}, "
+            f"cors_origins={self.cors_origins}, docs={self.docs}, audit_log={self.audit_log!r})"
+        )
 
 
 @dataclass(frozen=True)

@@ -22,17 +22,28 @@ from ..export.volume import volume_nifti
 from ..infer.volume import VolumeGroundingResult
 from .forms import bad
 
-MEDIA_TYPES = {".nii.gz": "application/gzip", ".dcm": "application/dicom", ".json": "application/json",
-               ".png": "image/png"}
+MEDIA_TYPES = {
+    ".nii.gz": "application/gzip",
+    ".dcm": "application/dicom",
+    ".json": "application/json",
+    ".png": "image/png",
+}
 
-OutputsField = Annotated[str | None, Form(description=(
-    "Also return the masks as files, base64 in `files` (implies masks): a comma-separated list of "
-    f"{', '.join(OUTPUTS)}. `nifti`: labels.nii.gz, a uint16 label map on exactly the input's grid (label n = "
-    "object n; overlaps: the higher score wins); `seg`: seg.dcm, a DICOM-SEG referencing the source series "
-    "(DICOM input only; one segment per object); `sr`: sr.dcm, a TID 1500 DICOM SR of the findings (DICOM input "
-    "only); `png`: masks.png, the label image of a 2D input; `volume`: volume.nii.gz, the input volume as NIfTI "
-    "(for viewers); `auto`: every output the input allows but `volume`. labels.json (each label's phrase, score, "
-    "colour, ontology hierarchy, codes, size, volume and centre) always comes with them, and as `labels`."))]
+OutputsField = Annotated[
+    str | None,
+    Form(
+        description=(
+            "Also return the masks as files, base64 in `files` (implies masks): a comma-separated list of "
+            f"{', '.join(OUTPUTS)}. `nifti`: labels.nii.gz, a uint16 label map on exactly the input's grid (label n = "
+            "object n; overlaps: the higher score wins); `seg`: seg.dcm, a DICOM-SEG referencing the source series "
+            "(DICOM input only; one segment per object); `sr`: sr.dcm, a TID 1500 DICOM SR of the findings "
+            "(DICOM input only); `png`: masks.png, the label image of a 2D input; `volume`: volume.nii.gz, the "
+            "input volume as NIfTI (for viewers); `auto`: every output the input allows but `volume`. labels.json "
+            "(each label's phrase, score, colour, ontology hierarchy, codes, size, volume and centre) always comes "
+            "with them, and as `labels`."
+        )
+    ),
+]
 
 
 def check_outputs(value: str | None) -> tuple[str, ...] | None:
@@ -49,14 +60,16 @@ def media_type(name: str) -> str:
     return next((t for ext, t in MEDIA_TYPES.items() if name.endswith(ext)), "application/octet-stream")
 
 
-async def exported(result: Any, outputs: tuple[str, ...], *, run: Callable[..., Awaitable[Any]],
-                   max_voxels: int | None = None) -> dict[str, Any]:
+async def exported(
+    result: Any, outputs: tuple[str, ...], *, run: Callable[..., Awaitable[Any]], max_voxels: int | None = None
+) -> dict[str, Any]:
     """``{"files": ..., "labels": ..., "notes": ...}`` of a result; ``volume`` alone needs no masks (the
     page's viewer shows the volume and the objects' centres).
 
     ``run`` is the service's bounded pool (``Service.run``): writing a DICOM-SEG or a gzipped label map of a
     large volume takes seconds, so it counts against the pool's threads and the request's deadline like
     every other blocking step, instead of escaping to an unbounded default thread pool."""
+
     def work() -> dict[str, Any]:
         rest = tuple(o for o in outputs if o != "volume")
         files: dict[str, bytes] = {}
@@ -69,8 +82,10 @@ async def exported(result: Any, outputs: tuple[str, ...], *, run: Callable[..., 
             if not isinstance(result, VolumeGroundingResult):
                 raise MedglipError(f"{result.source}: 'volume' is an output of volumes, not of 2D images")
             files[FILES["volume"]] = volume_nifti(result)
-        out["files"] = {name: {"media_type": media_type(name), "bytes": len(data),
-                               "base64": base64.b64encode(data).decode("ascii")} for name, data in files.items()}
+        out["files"] = {
+            name: {"media_type": media_type(name), "bytes": len(data), "base64": base64.b64encode(data).decode("ascii")}
+            for name, data in files.items()
+        }
         return out
 
     return await run(work)

@@ -41,8 +41,10 @@ def _split(values: Sequence[str], field: str) -> list[Any]:
         except RecursionError:  # "[[[[…": nesting deeper than the JSON parser's recursion limit
             raise bad(field, "JSON nested too deeply; send a flat list of strings") from None
         except ValueError as exc:
-            raise bad(field, f"not a valid JSON list ({exc}); send e.g. '[\"liver\", \"left kidney\"]' or "
-                             "'liver, left kidney'") from None
+            raise bad(
+                field,
+                f"not a valid JSON list ({exc}); send e.g. '[\"liver\", \"left kidney\"]' or 'liver, left kidney'",
+            ) from None
         if not isinstance(items, list):
             raise bad(field, "expected a JSON list of strings")
         return items
@@ -50,17 +52,20 @@ def _split(values: Sequence[str], field: str) -> list[Any]:
 
 
 @overload
-def parse_phrases(values: Sequence[str] | None, config: ServiceConfig, *, field: str = ...,
-                  required: Literal[True] = ...) -> tuple[str, ...]: ...
+def parse_phrases(
+    values: Sequence[str] | None, config: ServiceConfig, *, field: str = ..., required: Literal[True] = ...
+) -> tuple[str, ...]: ...
 
 
 @overload
-def parse_phrases(values: Sequence[str] | None, config: ServiceConfig, *, field: str = ...,
-                  required: bool) -> tuple[str, ...] | None: ...
+def parse_phrases(
+    values: Sequence[str] | None, config: ServiceConfig, *, field: str = ..., required: bool
+) -> tuple[str, ...] | None: ...
 
 
-def parse_phrases(values: Sequence[str] | None, config: ServiceConfig, *, field: str = "phrases",
-                  required: bool = True) -> tuple[str, ...] | None:
+def parse_phrases(
+    values: Sequence[str] | None, config: ServiceConfig, *, field: str = "phrases", required: bool = True
+) -> tuple[str, ...] | None:
     """The phrases of a request, whitespace-normalised and de-duplicated (order kept).
 
     Accepts a JSON list string (``'["liver", "left kidney"]'``), a comma-separated string, or the
@@ -122,9 +127,21 @@ def check_score_threshold(value: float | None) -> float | None:
 
 
 #: What the ``masks`` field accepts (case-insensitive): booleans and the mask sources of the Grounder.
-_MASK_WORDS: dict[str, Masks] = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False,
-                                 "no": False, "off": False, "none": False, "": False, "auto": True, "head": "head",
-                                 "medsam": "medsam"}
+_MASK_WORDS: dict[str, Masks] = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+    "none": False,
+    "": False,
+    "auto": True,
+    "head": "head",
+    "medsam": "medsam",
+}
 
 
 def parse_masks(value: str | bool | None) -> Masks:
@@ -134,8 +151,9 @@ def parse_masks(value: str | bool | None) -> Masks:
         return bool(value)
     key = str(value).strip().lower()
     if key not in _MASK_WORDS:
-        raise bad("masks", f"{str(value)[:40]!r} is not one of true, false, head (the model's mask head), "
-                           "medsam (LiteMedSAM)")
+        raise bad(
+            "masks", f"{str(value)[:40]!r} is not one of true, false, head (the model's mask head), medsam (LiteMedSAM)"
+        )
     return _MASK_WORDS[key]
 
 

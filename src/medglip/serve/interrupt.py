@@ -19,8 +19,9 @@ from .budget import Cancelled
 class WorkerStopped(Cancelled):
     """Raised in the worker thread by the batcher's watchdog: the running job's request has stopped."""
 
-    def __init__(self,
-                 message: str = "stopped by the watchdog: the request's deadline passed or its client left") -> None:
+    def __init__(
+        self, message: str = "stopped by the watchdog: the request's deadline passed or its client left"
+    ) -> None:
         super().__init__(message)
 
 

@@ -41,8 +41,9 @@ class _BodyStalled(Exception):
     pass
 
 
-async def send_json(send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = (), *,
-                    close: bool = True) -> None:
+async def send_json(
+    send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = (), *, close: bool = True
+) -> None:
     """Answer ``{"detail": detail}`` with ``status`` (and ``Connection: close`` unless told otherwise)."""
     body = json.dumps({"detail": detail}).encode()
     head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
@@ -118,13 +119,21 @@ class LimitBodyMiddleware:
             if what == "large":
                 await self._send_413(counting_send, None)
             else:
-                await send_json(counting_send, 408, f"request body stalled: no data for {self.body_timeout:g} s "
-                                                    "(body_timeout_s); send the whole request without pausing")
+                await send_json(
+                    counting_send,
+                    408,
+                    f"request body stalled: no data for {self.body_timeout:g} s "
+                    "(body_timeout_s); send the whole request without pausing",
+                )
 
     async def _send_413(self, send: Send, length: int | None) -> None:
         size = f"of {length:,} bytes " if length is not None else ""
-        await send_json(send, 413, f"file: request body {size}is above this server's upload limit of "
-                                   f"{self.max_body - FORM_OVERHEAD:,} bytes (max_upload_bytes)")
+        await send_json(
+            send,
+            413,
+            f"file: request body {size}is above this server's upload limit of "
+            f"{self.max_body - FORM_OVERHEAD:,} bytes (max_upload_bytes)",
+        )
 
 
 def client_of(scope: Scope) -> str:
@@ -158,8 +167,16 @@ class DeadlineMiddleware:
         max_slices: the scope's ``max_slices`` (volume slices the worker grounds for one request).
     """
 
-    def __init__(self, app: Any, *, timeout: float, budget: MemoryBudget, max_request_bytes: int,
-                 counters: dict[str, int], max_slices: int | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        timeout: float,
+        budget: MemoryBudget,
+        max_request_bytes: int,
+        counters: dict[str, int],
+        max_slices: int | None = None,
+    ) -> None:
         self.app = app
         self.timeout = float(timeout)
         self.budget = budget
@@ -172,11 +189,18 @@ class DeadlineMiddleware:
             await self.app(scope, receive, send)
             return
         ends = time.monotonic() + self.timeout
-        req = RequestScope(self.budget, ends, f"{scope['method']} {scope['path']}",
-                           client=client_of(scope), max_slices=self.max_slices)
+        req = RequestScope(
+            self.budget, ends, f"{scope['method']} {scope['path']}", client=client_of(scope), max_slices=self.max_slices
+        )
         # an upload is read as itself: no header may make a reader open another file of the server
-        policy = ReadPolicy(max_bytes=self.max_request_bytes, float32=True, deadline=ends + GRACE_S,
-                            charge=req.charge, cancelled=req.cancelled.is_set, data_files="refuse")
+        policy = ReadPolicy(
+            max_bytes=self.max_request_bytes,
+            float32=True,
+            deadline=ends + GRACE_S,
+            charge=req.charge,
+            cancelled=req.cancelled.is_set,
+            data_files="refuse",
+        )
         body_done, disconnected = anyio.Event(), anyio.Event()
         started = False
 
@@ -203,6 +227,7 @@ class DeadlineMiddleware:
         try:
             with read_policy(policy):
                 async with anyio.create_task_group() as tg:
+
                     async def watch_disconnect() -> None:
                         await body_done.wait()
                         message = await receive()
@@ -220,8 +245,12 @@ class DeadlineMiddleware:
                 req.cancel(f"deadline of {self.timeout:g} s passed")
                 self.counters["deadline_exceeded"] = self.counters.get("deadline_exceeded", 0) + 1
                 if not started:
-                    await send_json(send, 504, f"deadline: the request took longer than this server's limit of "
-                                               f"{self.timeout:g} s (request_timeout_s); its work was stopped")
+                    await send_json(
+                        send,
+                        504,
+                        f"deadline: the request took longer than this server's limit of "
+                        f"{self.timeout:g} s (request_timeout_s); its work was stopped",
+                    )
         finally:
             CURRENT.reset(token)
             req.close()

@@ -45,9 +45,14 @@ async def model(request: Request) -> dict[str, Any]:
         masks = grounder.mask_source(True)
     except (MedglipError, AttributeError):
         masks = None
-    return {"preset": info["preset"], "image_size": info["image_size"], "modalities": info["modalities"],
-            "mask_head": bool(getattr(grounder, "has_mask_head", False)), "masks": masks,
-            "trained_phrases": list(known),
-            "phrases_by_modality": {m: ps for m, ps in by.items() if ps},
-            "ct_windows": {name: list(w) for name, w in CT_WINDOWS.items()},
-            "default_ct_window": DEFAULT_DISPLAY_WINDOW}
+    return {
+        "preset": info["preset"],
+        "image_size": info["image_size"],
+        "modalities": info["modalities"],
+        "mask_head": bool(getattr(grounder, "has_mask_head", False)),
+        "masks": masks,
+        "trained_phrases": list(known),
+        "phrases_by_modality": {m: ps for m, ps in by.items() if ps},
+        "ct_windows": {name: list(w) for name, w in CT_WINDOWS.items()},
+        "default_ct_window": DEFAULT_DISPLAY_WINDOW,
+    }

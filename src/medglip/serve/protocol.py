@@ -74,10 +74,16 @@ def uvicorn_config(app: Any, host: str, port: int, settings: ServerSettings, *, 
 
     proxied = settings.forwarded_allow_ips is not None
     redact.install()  # uvicorn's access log writes each request line, query string included
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                          http=header_timeout_protocol(settings.header_timeout_s),
-                          timeout_keep_alive=settings.timeout_keep_alive,
-                          limit_concurrency=settings.limit_concurrency,
-                          h11_max_incomplete_event_size=settings.max_header_bytes,
-                          proxy_headers=proxied, forwarded_allow_ips=settings.forwarded_allow_ips if proxied else None,
-                          server_header=False)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        http=header_timeout_protocol(settings.header_timeout_s),
+        timeout_keep_alive=settings.timeout_keep_alive,
+        limit_concurrency=settings.limit_concurrency,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        proxy_headers=proxied,
+        forwarded_allow_ips=settings.forwarded_allow_ips if proxied else None,
+        server_header=False,
+    )

@@ -29,8 +29,10 @@ from ..vqa.llm import redact as redact_credentials
 
 MASK = "[redacted]"
 #: a parameter or field name that holds a secret: the word itself, or a name ending with it
-_NAME = (r"[\w.-]*?(?:keys?|tokens?|secrets?|passw(?:or)?ds?|pwd|auth|authori[sz]ation|signature|sig|"
-         r"sessions?(?:[_-]?id)?|credentials?)")
+_NAME = (
+    r"[\w.-]*?(?:keys?|tokens?|secrets?|passw(?:or)?ds?|pwd|auth|authori[sz]ation|signature|sig|"
+    r"sessions?(?:[_-]?id)?|credentials?)"
+)
 _PAIR = re.compile(rf"(?i)((?:^|(?<=[?&;\s,(\[{{]))(?:{_NAME})=)(?!\[redacted\])[^&\s\"',;)\]}}#]*")
 _QUOTED = re.compile(rf"(?i)([\"'](?:{_NAME})[\"']\s*:\s*[\"'])[^\"']*")
 _HEADERS = r"(?:proxy-)?authorization|x-api-key|api-key|x-auth-token|cookie|set-cookie"

@@ -40,25 +40,49 @@ from .work import check_work
 
 router = APIRouter(prefix="/v1")
 
-FileField = Annotated[UploadFile, File(description="The image: PNG, JPEG, BMP, TIFF, DICOM, NIfTI (.nii / .nii.gz), "
-                                                   "NRRD or MetaImage (.mha); the type is read from the content.")]
-PhrasesField = Annotated[list[str], Form(description="What to find: a JSON list ('[\"liver\", \"left kidney\"]'), a "
-                                                     "comma-separated string ('liver, left kidney'), or the field "
-                                                     "repeated once per phrase.")]
-ModalityField = Annotated[str | None, Form(description="CT, MR, XR, US, ENDO, DERM or PATH (or an alias such as MRI, "
-                                                       "X-ray); default: the DICOM Modality tag, else the model's "
-                                                       "modality classifier.")]
-MasksField = Annotated[str | None, Form(description="Also return a mask per box (COCO RLE): true (the model's own "
-                                                    "mask head when it has one, else LiteMedSAM), head, medsam "
-                                                    "(LiteMedSAM given each box) or false.")]
-ThresholdField = Annotated[float | None, Form(ge=0.0, le=1.0,
-                                              description="Drop boxes scoring below this (0..1); "
-                                                          "default: the model's calibrated thresholds.")]
+FileField = Annotated[
+    UploadFile,
+    File(
+        description="The image: PNG, JPEG, BMP, TIFF, DICOM, NIfTI (.nii / .nii.gz), "
+        "NRRD or MetaImage (.mha); the type is read from the content."
+    ),
+]
+PhrasesField = Annotated[
+    list[str],
+    Form(
+        description='What to find: a JSON list (\'["liver", "left kidney"]\'), a '
+        "comma-separated string ('liver, left kidney'), or the field "
+        "repeated once per phrase."
+    ),
+]
+ModalityField = Annotated[
+    str | None,
+    Form(
+        description="CT, MR, XR, US, ENDO, DERM or PATH (or an alias such as MRI, "
+        "X-ray); default: the DICOM Modality tag, else the model's "
+        "modality classifier."
+    ),
+]
+MasksField = Annotated[
+    str | None,
+    Form(
+        description="Also return a mask per box (COCO RLE): true (the model's own "
+        "mask head when it has one, else LiteMedSAM), head, medsam "
+        "(LiteMedSAM given each box) or false."
+    ),
+]
+ThresholdField = Annotated[
+    float | None,
+    Form(
+        ge=0.0, le=1.0, description="Drop boxes scoring below this (0..1); default: the model's calibrated thresholds."
+    ),
+]
 TopKField = Annotated[int | None, Form(ge=1, description="Keep at most this many boxes per phrase.")]
 
 
 def guarded(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """Map every failure of an endpoint to an HTTP answer (see :func:`.service.http_error`)."""
+
     @functools.wraps(endpoint)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -67,6 +91,7 @@ def guarded(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[
             raise busy(exc) from None
         except Exception as exc:
             raise http_error(exc) from None
+
     return wrapper
 
 
@@ -91,11 +116,19 @@ async def _save(request: Request, svc: Service, file: Any, *, allow_zip: bool = 
 
 @router.post("/ground", summary="Ground phrases in a 2D image", response_description="GroundingResult JSON")
 @guarded
-async def ground(request: Request, file: FileField, phrases: PhrasesField, modality: ModalityField = None,
-                 masks: MasksField = None, score_threshold: ThresholdField = None, top_k: TopKField = None,
-                 overlay: Annotated[bool, Form(description="Also return `overlay_png`: the image with the boxes "
-                                                           "drawn, a base64 PNG.")] = False,
-                 outputs: OutputsField = None) -> JSONResponse:
+async def ground(
+    request: Request,
+    file: FileField,
+    phrases: PhrasesField,
+    modality: ModalityField = None,
+    masks: MasksField = None,
+    score_threshold: ThresholdField = None,
+    top_k: TopKField = None,
+    overlay: Annotated[
+        bool, Form(description="Also return `overlay_png`: the image with the boxes drawn, a base64 PNG.")
+    ] = False,
+    outputs: OutputsField = None,
+) -> JSONResponse:
     """Boxes (xyxy, original pixels, pixel edges), scores and optional masks per phrase; with `outputs`
     (`png`, `seg`) the masks as a PNG label image and a DICOM-SEG, base64 in `files`.
 
@@ -126,6 +159,7 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     out = await svc.run(lambda: result_json(result))  # with the findings every surface shows
     if overlay:
         from ..infer.overlay import draw_result
+
         out["overlay_png"] = await svc.run(lambda: png_base64(draw_result(result)))
     out = _rename_source(out, upload)
     if wanted is not None:
@@ -133,19 +167,29 @@ async def ground(request: Request, file: FileField, phrases: PhrasesField, modal
     return JSONResponse(jsonable(out))
 
 
-@router.post("/ground-volume", summary="Ground phrases in a 3D volume",
-             response_description="VolumeGroundingResult JSON")
+@router.post(
+    "/ground-volume", summary="Ground phrases in a 3D volume", response_description="VolumeGroundingResult JSON"
+)
 @guarded
 async def ground_volume(
-        request: Request,
-        file: Annotated[UploadFile, File(description="The volume: NIfTI (.nii / .nii.gz), NRRD, MetaImage (.mha), a "
-                                                     "multi-frame DICOM, or a .zip of one DICOM series.")],
-        phrases: PhrasesField, modality: ModalityField = None,
-        plane: Annotated[str, Form(description="Display slices to ground: axial, coronal or sagittal.")] = "axial",
-        score_threshold: ThresholdField = None,
-        masks: Annotated[bool, Form(description="Refine every slice box into a mask (LiteMedSAM); the 3D masks "
-                                                "come back through `outputs`.")] = False,
-        outputs: OutputsField = None) -> JSONResponse:
+    request: Request,
+    file: Annotated[
+        UploadFile,
+        File(
+            description="The volume: NIfTI (.nii / .nii.gz), NRRD, MetaImage (.mha), a "
+            "multi-frame DICOM, or a .zip of one DICOM series."
+        ),
+    ],
+    phrases: PhrasesField,
+    modality: ModalityField = None,
+    plane: Annotated[str, Form(description="Display slices to ground: axial, coronal or sagittal.")] = "axial",
+    score_threshold: ThresholdField = None,
+    masks: Annotated[
+        bool,
+        Form(description="Refine every slice box into a mask (LiteMedSAM); the 3D masks come back through `outputs`."),
+    ] = False,
+    outputs: OutputsField = None,
+) -> JSONResponse:
     """Slice-by-slice grounding linked into 3D objects (slice range, voxel box, LPS world box in mm); with
     `outputs` the 3D masks as files clinical tools open (NIfTI label map, DICOM-SEG, DICOM SR), base64 in
     `files`, with `labels` (the label map's sidecar) and `notes`."""
@@ -161,8 +205,9 @@ async def ground_volume(
     upload = await _save(request, svc, file, allow_zip=True)
     try:
         volume = await svc.run(lambda: _read_bounded(upload, svc, names, expect="volume", plane=pl))
-        future = svc.submit(lambda g: g.ground_volume(volume, names, modality=code, plane=pl, score_threshold=thr,
-                                                      masks=masks))
+        future = svc.submit(
+            lambda g: g.ground_volume(volume, names, modality=code, plane=pl, score_threshold=thr, masks=masks)
+        )
         result = await svc.wait(future, upload)
         out = await svc.run(lambda: result_json(result))
         out["source"] = upload.filename
@@ -184,17 +229,27 @@ async def _exports(result: Any, outputs: tuple[str, ...], upload: Any, svc: Serv
     return {**got, "labels": _rename_source(got["labels"], upload), "notes": _rename_source(got["notes"], upload)}
 
 
-@router.post("/vqa", summary="Answer a question about an image from its grounding",
-             response_description="VQAResult JSON")
+@router.post(
+    "/vqa", summary="Answer a question about an image from its grounding", response_description="VQAResult JSON"
+)
 @guarded
-async def vqa(request: Request, file: FileField,
-              question: Annotated[str, Form(description="The question, e.g. 'Is there a tumor in the left kidney?'")],
-              modality: ModalityField = None, masks: MasksField = None,
-              phrases: Annotated[list[str] | None, Form(description="Also ground these, first and in this order "
-                                                                    "(same formats as `phrases` of /v1/ground): send "
-                                                                    "the phrases of a /v1/ground call on the same "
-                                                                    "image and the answer's finding ids (F1, ...) are "
-                                                                    "that call's.")] = None) -> JSONResponse:
+async def vqa(
+    request: Request,
+    file: FileField,
+    question: Annotated[str, Form(description="The question, e.g. 'Is there a tumor in the left kidney?'")],
+    modality: ModalityField = None,
+    masks: MasksField = None,
+    phrases: Annotated[
+        list[str] | None,
+        Form(
+            description="Also ground these, first and in this order "
+            "(same formats as `phrases` of /v1/ground): send "
+            "the phrases of a /v1/ground call on the same "
+            "image and the answer's finding ids (F1, ...) are "
+            "that call's."
+        ),
+    ] = None,
+) -> JSONResponse:
     """The question is parsed into ontology phrases, grounded (2D image or volume), and answered from the
     findings (ids F1, ... as in `context.findings`); open questions go to the server's language model when
     one is configured. Adds `visual_prompt_png`: the image (a volume's key slice) with the numbered boxes,
@@ -233,14 +288,26 @@ async def vqa(request: Request, file: FileField,
 
 @router.post("/report", summary="Write a findings report of an image", response_description="Report JSON")
 @guarded
-async def report(request: Request, file: FileField,
-                 findings: Annotated[list[str] | None, Form(description="Phrases to report on (same formats as "
-                                                                        "`phrases`); default: the phrases the model "
-                                                                        "was trained on.")] = None,
-                 modality: ModalityField = None, masks: MasksField = None,
-                 prose: Annotated[bool, Form(description="Also return `prose`: the server's language model "
-                                                         "rewrites the report (needs an LLM endpoint).")] = False
-                 ) -> JSONResponse:
+async def report(
+    request: Request,
+    file: FileField,
+    findings: Annotated[
+        list[str] | None,
+        Form(
+            description="Phrases to report on (same formats as "
+            "`phrases`); default: the phrases the model "
+            "was trained on."
+        ),
+    ] = None,
+    modality: ModalityField = None,
+    masks: MasksField = None,
+    prose: Annotated[
+        bool,
+        Form(
+            description="Also return `prose`: the server's language model rewrites the report (needs an LLM endpoint)."
+        ),
+    ] = False,
+) -> JSONResponse:
     """One sentence per finding or absent phrase, as JSON, `markdown` and `html` (an escaped HTML fragment
     built from the report's data), plus `overlay_png`: the image (a volume's key slice) with the numbered
     boxes, base64."""
@@ -251,8 +318,11 @@ async def report(request: Request, file: FileField,
     audit_note(request, phrases=None if names is None else list(names), modality=modality, prose=prose)
     svc.check_tokens(names, "findings")
     if names is None and not svc.grounder.known_phrases:
-        raise bad("findings", "none given, and this model has no list of trained phrases (RUN/categories.json) "
-                              "to report on; send e.g. 'liver, left kidney'")
+        raise bad(
+            "findings",
+            "none given, and this model has no list of trained phrases (RUN/categories.json) "
+            "to report on; send e.g. 'liver, left kidney'",
+        )
     code = parse_modality(modality, svc.modalities)
     source = svc.check_masks(parse_masks(masks))
     if prose and svc.llm is None:
@@ -264,8 +334,14 @@ async def report(request: Request, file: FileField,
         worker = WorkerGrounder(svc.batcher)
 
         def run() -> dict[str, Any]:
-            rep = make_report(worker, image, None if names is None else list(names), modality=code, masks=source,
-                              llm=svc.llm if prose else None)
+            rep = make_report(
+                worker,
+                image,
+                None if names is None else list(names),
+                modality=code,
+                masks=source,
+                llm=svc.llm if prose else None,
+            )
             out = rep.to_json()
             out["markdown"] = rep.markdown
             out["html"] = rep.html  # escaped HTML from the report's data, for the page

@@ -65,8 +65,13 @@ class Service:
 
     @classmethod
     def create(cls, grounder: GrounderLike, config: ServiceConfig, llm: Any = None) -> Service:
-        batcher = Batcher(grounder, max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms,
-                          max_queue=config.max_queue, max_client_jobs=config.max_client_queue)
+        batcher = Batcher(
+            grounder,
+            max_batch=config.max_batch,
+            batch_wait_ms=config.batch_wait_ms,
+            max_queue=config.max_queue,
+            max_client_jobs=config.max_client_queue,
+        )
         model: Any = getattr(grounder, "model", None)  # GrounderLike promises no model (fakes have none)
         try:
             batcher.install_stop_hooks(model)
@@ -76,8 +81,15 @@ class Service:
             tokenizer = copy.deepcopy(model.tokenizer)
         except Exception:  # a grounder without a model / tokenizer: no vocabulary check
             tokenizer = None
-        return cls(grounder, config, batcher, llm, tokenizer=tokenizer, budget=MemoryBudget(config.max_inflight_bytes),
-                   pool=WorkPool(config.io_workers))
+        return cls(
+            grounder,
+            config,
+            batcher,
+            llm,
+            tokenizer=tokenizer,
+            budget=MemoryBudget(config.max_inflight_bytes),
+            pool=WorkPool(config.io_workers),
+        )
 
     async def run(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)`` on the bounded I/O pool (unpacking, parsing, decoding), off the event loop."""
@@ -90,11 +102,15 @@ class Service:
             return
         special = set(getattr(self.tokenizer, "all_special_ids", ()) or ())
         with self.tokenizer_lock:
-            lost = [p for p in phrases
-                    if not any(i not in special for i in self.tokenizer(p, add_special_tokens=False)["input_ids"])]
+            lost = [
+                p
+                for p in phrases
+                if not any(i not in special for i in self.tokenizer(p, add_special_tokens=False)["input_ids"])
+            ]
         if lost:
-            raise HTTPException(422, f"{field}: {', '.join(repr(p) for p in lost)}: no word or symbol the "
-                                     "model's vocabulary knows")
+            raise HTTPException(
+                422, f"{field}: {', '.join(repr(p) for p in lost)}: no word or symbol the model's vocabulary knows"
+            )
 
     def check_masks(self, masks: Masks) -> Masks:
         """422 (naming ``masks``) when the loaded model cannot give masks from that source."""
@@ -112,8 +128,12 @@ class Service:
 
     def model_info(self) -> dict[str, Any]:
         cfg = self.grounder.config
-        return {"preset": cfg.name, "image_size": int(cfg.image_size), "modalities": list(cfg.modalities),
-                "known_phrases": len(self.grounder.known_phrases)}
+        return {
+            "preset": cfg.name,
+            "image_size": int(cfg.image_size),
+            "modalities": list(cfg.modalities),
+            "known_phrases": len(self.grounder.known_phrases),
+        }
 
     async def wait(self, future: Future, upload: Upload | None = None) -> Any:
         """The result of a worker future, failures mapped to HTTP errors (see the module docstring)."""
@@ -131,8 +151,9 @@ class Service:
 
 
 def busy(exc: BaseException) -> HTTPException:
-    return HTTPException(503, f"server busy: {exc}".replace("server busy: server busy", "server busy"),
-                         headers={"Retry-After": "1"})
+    return HTTPException(
+        503, f"server busy: {exc}".replace("server busy: server busy", "server busy"), headers={"Retry-After": "1"}
+    )
 
 
 def http_error(exc: BaseException, upload: Upload | None = None) -> BaseException:
@@ -153,8 +174,11 @@ def http_error(exc: BaseException, upload: Upload | None = None) -> BaseExceptio
     if isinstance(exc, MedglipError):
         if _is_llm_error(exc):  # the language model endpoint failed, not the request
             log.warning("LLM endpoint failed: %s", exc)  # LLMError texts are redacted (medglip.vqa.llm)
-            return HTTPException(502, f"the language model endpoint failed ({getattr(exc, 'public', 'error')}); "
-                                      "the details are in the server log")
+            return HTTPException(
+                502,
+                f"the language model endpoint failed ({getattr(exc, 'public', 'error')}); "
+                "the details are in the server log",
+            )
         return HTTPException(422, reader_message(exc, upload) if upload else str(exc))
     log.error("internal error serving a request", exc_info=(type(exc), exc, exc.__traceback__))
     return HTTPException(500, INTERNAL)
@@ -196,28 +220,59 @@ class WorkerGrounder:
     def modality_of(self, image: Any, modality: str | None = None) -> str:
         return self._call(lambda g: g.modality_of(image, modality))
 
-    def ground_file(self, image: Any, phrases: Any, *, modality: str | None = None, masks: Masks = False,
-                    score_threshold: Any = "calibrated", plane: str = "axial", top_k: int | None = None) -> Any:
+    def ground_file(
+        self,
+        image: Any,
+        phrases: Any,
+        *,
+        modality: str | None = None,
+        masks: Masks = False,
+        score_threshold: Any = "calibrated",
+        plane: str = "axial",
+        top_k: int | None = None,
+    ) -> Any:
         from ..infer.inputs import Volume, read_input
 
         item = read_input(image)
         if isinstance(item, Volume):
-            return self.ground_volume(item, phrases, modality=modality, masks=masks,
-                                      score_threshold=score_threshold, plane=plane)
-        return self.ground_one(item, phrases, modality=modality, masks=masks, score_threshold=score_threshold,
-                               top_k=top_k)
+            return self.ground_volume(
+                item, phrases, modality=modality, masks=masks, score_threshold=score_threshold, plane=plane
+            )
+        return self.ground_one(
+            item, phrases, modality=modality, masks=masks, score_threshold=score_threshold, top_k=top_k
+        )
 
-    def ground_one(self, image: Any, phrases: Any, *, modality: str | None = None, masks: Masks = False,
-                   score_threshold: Any = "calibrated", top_k: int | None = None) -> GroundingResult:
+    def ground_one(
+        self,
+        image: Any,
+        phrases: Any,
+        *,
+        modality: str | None = None,
+        masks: Masks = False,
+        score_threshold: Any = "calibrated",
+        top_k: int | None = None,
+    ) -> GroundingResult:
         names = (phrases,) if isinstance(phrases, str) else tuple(phrases)
-        fut = self._batcher.submit_ground(image, names, modality=modality, masks=masks,
-                                          score_threshold=score_threshold, top_k=top_k)
+        fut = self._batcher.submit_ground(
+            image, names, modality=modality, masks=masks, score_threshold=score_threshold, top_k=top_k
+        )
         return _result(fut)
 
-    def ground(self, images: Any, phrases: Any, *, modality: str | None = None, masks: Masks = False,
-               score_threshold: Any = "calibrated", top_k: int | None = None) -> list[GroundingResult]:
-        return self._call(lambda g: g.ground(images, phrases, modality=modality, masks=masks,
-                                             score_threshold=score_threshold, top_k=top_k))
+    def ground(
+        self,
+        images: Any,
+        phrases: Any,
+        *,
+        modality: str | None = None,
+        masks: Masks = False,
+        score_threshold: Any = "calibrated",
+        top_k: int | None = None,
+    ) -> list[GroundingResult]:
+        return self._call(
+            lambda g: g.ground(
+                images, phrases, modality=modality, masks=masks, score_threshold=score_threshold, top_k=top_k
+            )
+        )
 
     def ground_volume(self, *args: Any, **kwargs: Any) -> VolumeGroundingResult:
         return self._call(lambda g: g.ground_volume(*args, **kwargs))

@@ -43,8 +43,18 @@ log = logging.getLogger("medglip.serve")
 
 CHUNK = 1 << 20
 #: file kinds recognised from content → the suffix the readers dispatch on
-SUFFIXES: dict[str, str] = {"png": ".png", "jpeg": ".jpg", "bmp": ".bmp", "tiff": ".tif", "dicom": ".dcm",
-                            "nifti": ".nii", "nifti-gz": ".nii.gz", "nrrd": ".nrrd", "mha": ".mha", "zip": ".zip"}
+SUFFIXES: dict[str, str] = {
+    "png": ".png",
+    "jpeg": ".jpg",
+    "bmp": ".bmp",
+    "tiff": ".tif",
+    "dicom": ".dcm",
+    "nifti": ".nii",
+    "nifti-gz": ".nii.gz",
+    "nrrd": ".nrrd",
+    "mha": ".mha",
+    "zip": ".zip",
+}
 ACCEPTED = "PNG, JPEG, BMP, TIFF, DICOM, NIfTI (.nii / .nii.gz), NRRD, MetaImage (.mha) or a .zip of a DICOM series"
 MAX_ZIP_FILES = 5000
 #: DICOM headers a zip may hold on top of ``max_request_bytes`` of pixel data
@@ -82,7 +92,7 @@ def clean_filename(name: str | None) -> str:
     """The client's file name reduced to a safe, short base name for messages."""
     base = re.split(r"[\\/]", str(name or ""))[-1]
     base = "".join(c for c in base if c.isprintable()).strip()
-    return (base[:120] or "upload")
+    return base[:120] or "upload"
 
 
 def sniff_kind(head: bytes) -> str | None:
@@ -151,8 +161,9 @@ def save_file(src: Any, name: str, config: ServiceConfig, allow_zip: bool = Fals
     if kind is None:
         raise HTTPException(415, f"file {name!r} is not a supported image: its content is not {ACCEPTED}")
     if kind == "zip" and not allow_zip:
-        raise HTTPException(415, f"file {name!r} is a zip archive; only /v1/ground-volume accepts a zip "
-                                 "(of one DICOM series)")
+        raise HTTPException(
+            415, f"file {name!r} is a zip archive; only /v1/ground-volume accepts a zip (of one DICOM series)"
+        )
     workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
     path = workdir / ("upload" + SUFFIXES[kind])
     size = 0
@@ -163,22 +174,28 @@ def save_file(src: Any, name: str, config: ServiceConfig, allow_zip: bool = Fals
             while chunk:
                 size += len(chunk)
                 if size > limit:
-                    raise HTTPException(413, f"file {name!r} is larger than this server's upload limit of "
-                                             f"{_bytes(limit)} (max_upload_bytes = {limit:,})")
+                    raise HTTPException(
+                        413,
+                        f"file {name!r} is larger than this server's upload limit of "
+                        f"{_bytes(limit)} (max_upload_bytes = {limit:,})",
+                    )
                 f.write(chunk)
                 digest.update(chunk)
                 chunk = src.read(CHUNK)
         saved = Upload(name, kind, path, workdir, size, digest.hexdigest())
         if kind == "zip":
-            saved.path = extract_dicom_zip(path, workdir / "series", name,
-                                           max_bytes=config.max_request_bytes + ZIP_HEADER_ROOM)
+            saved.path = extract_dicom_zip(
+                path, workdir / "series", name, max_bytes=config.max_request_bytes + ZIP_HEADER_ROOM
+            )
             path.unlink()
         return saved
     except OSError as exc:
         shutil.rmtree(workdir, ignore_errors=True)
         log.error("cannot store an upload in %s: %s", workdir.parent, exc)
-        raise HTTPException(507 if getattr(exc, "errno", None) == 28 else 500,
-                            "the server cannot store the upload (its temporary folder is full or unwritable)") from None
+        raise HTTPException(
+            507 if getattr(exc, "errno", None) == 28 else 500,
+            "the server cannot store the upload (its temporary folder is full or unwritable)",
+        ) from None
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
@@ -227,12 +244,16 @@ def extract_dicom_zip(path: Path, dest: Path, name: str, *, max_bytes: int, max_
         with zipfile.ZipFile(path) as zf:
             members = [m for m in zf.infolist() if not m.is_dir()]
             if len(members) > max_files:
-                raise HTTPException(413, f"file {name!r} holds {len(members):,} files, above the limit of "
-                                         f"{max_files:,}")
+                raise HTTPException(
+                    413, f"file {name!r} holds {len(members):,} files, above the limit of {max_files:,}"
+                )
             declared = sum(m.file_size for m in members)
             if declared > max_bytes:  # refused from the directory, before unpacking anything
-                raise HTTPException(413, f"file {name!r} unpacks to {_bytes(declared)}, above this server's limit "
-                                         f"of {_bytes(max_bytes)} (max_request_bytes + DICOM headers)")
+                raise HTTPException(
+                    413,
+                    f"file {name!r} unpacks to {_bytes(declared)}, above this server's limit "
+                    f"of {_bytes(max_bytes)} (max_request_bytes + DICOM headers)",
+                )
             for i, m in enumerate(members):
                 base = m.filename.rsplit("/", 1)[-1]
                 if base.startswith(".") or m.filename.startswith("__MACOSX") or base.upper() == "DICOMDIR":
@@ -249,8 +270,11 @@ def extract_dicom_zip(path: Path, dest: Path, name: str, *, max_bytes: int, max_
                             break
                         total += len(block)
                         if total > max_bytes:
-                            raise HTTPException(413, f"file {name!r} unpacks to more than {_bytes(max_bytes)} "
-                                                     "(max_request_bytes + DICOM headers)")
+                            raise HTTPException(
+                                413,
+                                f"file {name!r} unpacks to more than {_bytes(max_bytes)} "
+                                "(max_request_bytes + DICOM headers)",
+                            )
                         dst.write(block)
                 with open(out, "rb") as fh:
                     if sniff_kind(fh.read(1024)) == "dicom":
@@ -268,9 +292,11 @@ def extract_dicom_zip(path: Path, dest: Path, name: str, *, max_bytes: int, max_
 
 #: Python's own errors, whose texts ("object of type 'NoneType' has no len()") say something about the
 #: code, not the file: a reader's message that quotes one keeps its own words and loses the quote
-_INTERNAL = re.compile(r"\((?:TypeError|AttributeError|KeyError|IndexError|NameError|AssertionError|"
-                       r"UnboundLocalError|ZeroDivisionError|RecursionError|SystemError|OverflowError)\b"
-                       r"(?:[^()]|\([^()]*\))*\)")
+_INTERNAL = re.compile(
+    r"\((?:TypeError|AttributeError|KeyError|IndexError|NameError|AssertionError|"
+    r"UnboundLocalError|ZeroDivisionError|RecursionError|SystemError|OverflowError)\b"
+    r"(?:[^()]|\([^()]*\))*\)"
+)
 
 
 def reader_message(exc: BaseException, upload: Upload) -> str:
@@ -333,32 +359,47 @@ def check_image(upload: Upload, config: ServiceConfig, *, expect: str = "any") -
     n = int(np.prod(shape, dtype=object))
     name = f"file {upload.filename!r}"
     if volume and n > config.max_voxels:
-        raise HTTPException(413, f"{name}: volume of shape {shape} = {n:,} voxels is above this server's limit of "
-                                 f"{config.max_voxels:,} voxels (max_voxels)")
+        raise HTTPException(
+            413,
+            f"{name}: volume of shape {shape} = {n:,} voxels is above this server's limit of "
+            f"{config.max_voxels:,} voxels (max_voxels)",
+        )
     if not volume and n > config.max_pixels:
-        raise HTTPException(413, f"{name}: image of shape {shape} = {n:,} pixels is above this server's limit of "
-                                 f"{config.max_pixels:,} pixels (max_pixels)")
+        raise HTTPException(
+            413,
+            f"{name}: image of shape {shape} = {n:,} pixels is above this server's limit of "
+            f"{config.max_pixels:,} pixels (max_pixels)",
+        )
     if expect == "2d" and volume:
-        raise HTTPException(422, f"{name}: a 3D volume of shape {shape}; POST it to /v1/ground-volume "
-                                 "(or send one 2D slice)", headers={ENDPOINT_HEADER: "/v1/ground-volume"})
+        raise HTTPException(
+            422,
+            f"{name}: a 3D volume of shape {shape}; POST it to /v1/ground-volume (or send one 2D slice)",
+            headers={ENDPOINT_HEADER: "/v1/ground-volume"},
+        )
     if expect == "volume" and not volume:
-        raise HTTPException(422, f"{name}: a 2D image of shape {shape}; POST it to /v1/ground "
-                                 "(/v1/ground-volume needs several slices)", headers={ENDPOINT_HEADER: "/v1/ground"})
+        raise HTTPException(
+            422,
+            f"{name}: a 2D image of shape {shape}; POST it to /v1/ground (/v1/ground-volume needs several slices)",
+            headers={ENDPOINT_HEADER: "/v1/ground"},
+        )
     return ImageInfo(shape, volume, img)
 
 
 def _condensed(exc: BaseException) -> MedglipError:
     """A library's exception as a message for the client: what failed, not the library's own text."""
-    return MedglipError("cannot read the image: the file is damaged or uses a variant of its format the "
-                        "readers do not support")
+    return MedglipError(
+        "cannot read the image: the file is damaged or uses a variant of its format the readers do not support"
+    )
 
 
 def _too_large(upload: Upload, reason: str, config: ServiceConfig, expect: str) -> str:
     m = re.search(r"decodes to ([0-9,]+) bytes \(shape (\([^)]*\)), (\d+) bytes", reason)
     if m:
-        return (f"file {upload.filename!r}: its image decodes to {m.group(1)} bytes (shape {m.group(2)}, {m.group(3)} "
-                f"bytes per value), above this server's limit of {config.max_request_bytes:,} bytes per request "
-                "(max_request_bytes)")
+        return (
+            f"file {upload.filename!r}: its image decodes to {m.group(1)} bytes (shape {m.group(2)}, {m.group(3)} "
+            f"bytes per value), above this server's limit of {config.max_request_bytes:,} bytes per request "
+            "(max_request_bytes)"
+        )
     m = re.search(r"shape (\([^)]*\)) = ([0-9,]+)", reason)
     what = f"shape {m.group(1)} = {m.group(2)} values" if m else "a size"
     if expect == "volume":
@@ -366,6 +407,8 @@ def _too_large(upload: Upload, reason: str, config: ServiceConfig, expect: str) 
     elif expect == "2d" or upload.kind in ("png", "jpeg", "bmp"):
         limit = f"{config.max_pixels:,} pixels (max_pixels)"
     else:
-        limit = (f"{config.max_pixels:,} pixels for 2D images (max_pixels) / {config.max_voxels:,} voxels for "
-                 "volumes (max_voxels)")
+        limit = (
+            f"{config.max_pixels:,} pixels for 2D images (max_pixels) / {config.max_voxels:,} voxels for "
+            "volumes (max_voxels)"
+        )
     return f"file {upload.filename!r}: header declares {what}, above this server's limit of {limit}"

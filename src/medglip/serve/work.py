@@ -62,12 +62,18 @@ def check_work(item: Any, phrases: Sequence[str], service: Any, *, filename: str
     name = f"file {filename!r}"
     if slices > config.max_slices:
         shape = tuple(int(s) for s in item.array.shape[:3])
-        raise HTTPException(413, f"{name}: volume of shape {shape} has {slices:,} {plane} slices, above this server's "
-                                 f"limit of {config.max_slices:,} slices per request (max_slices)")
+        raise HTTPException(
+            413,
+            f"{name}: volume of shape {shape} has {slices:,} {plane} slices, above this server's "
+            f"limit of {config.max_slices:,} slices per request (max_slices)",
+        )
     chunks = chunk_count(phrases, service)
     passes = slices * chunks
     if passes > config.max_model_passes:
-        raise HTTPException(413, f"{name}: {slices:,} slice(s) x {chunks} prompt chunk(s) for {len(phrases)} phrase(s) "
-                                 f"= {passes:,} model passes, above this server's limit of {config.max_model_passes:,} "
-                                 "per request (max_model_passes); send fewer phrases or a smaller volume")
+        raise HTTPException(
+            413,
+            f"{name}: {slices:,} slice(s) x {chunks} prompt chunk(s) for {len(phrases)} phrase(s) "
+            f"= {passes:,} model passes, above this server's limit of {config.max_model_passes:,} "
+            "per request (max_model_passes); send fewer phrases or a smaller volume",
+        )
     return passes

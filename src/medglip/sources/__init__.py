@@ -45,15 +45,18 @@ def detect_layout(root: str | Path) -> str:
     if matches:
         hits = [n for n in matches if LAYOUTS[n].TIER == LAYOUTS[matches[0]].TIER]
         if len(hits) > 1:
-            raise LayoutError(f"{root}: ambiguous layout, matches {', '.join(hits)}; pass --layout NAME "
-                              "(layout= in Python) to choose")
+            raise LayoutError(
+                f"{root}: ambiguous layout, matches {', '.join(hits)}; pass --layout NAME (layout= in Python) to choose"
+            )
         if len(matches) > 1:
             log.info("%s: layouts %s match; using the most specific, %s", root, matches, hits[0])
         return hits[0]
     looked = "\n".join(f"  - {name}: {mod.LOOKS_FOR}" for name, mod in LAYOUTS.items())
-    raise LayoutError(f"{root}: no known dataset layout found; pass --layout NAME (layout= in Python; `medglip "
-                      "catalog` names each data set's) or list the cases in a medglip_manifest.json "
-                      f"(docs/datasets.md#your-own-data-a-manifest); looked for:\n{looked}")
+    raise LayoutError(
+        f"{root}: no known dataset layout found; pass --layout NAME (layout= in Python; `medglip "
+        "catalog` names each data set's) or list the cases in a medglip_manifest.json "
+        f"(docs/datasets.md#your-own-data-a-manifest); looked for:\n{looked}"
+    )
 
 
 def get_layout(name: str) -> ModuleType:

@@ -35,7 +35,7 @@ def split_ext(name: str) -> tuple[str, str]:
     low = name.lower()
     for ext in (".nii.gz", ".seg.nrrd"):
         if low.endswith(ext):
-            return name[: -len(ext)], name[-len(ext):]
+            return name[: -len(ext)], name[-len(ext) :]
     p = Path(name)
     return p.stem, p.suffix
 
@@ -133,7 +133,10 @@ def check_label_values(array: np.ndarray, allowed: Iterable[int], *, path: str |
 
 
 def layer_masks(
-    masks: Iterable[tuple[int, str, np.ndarray]], shape: tuple[int, ...], *, dtype: Any = np.uint16,
+    masks: Iterable[tuple[int, str, np.ndarray]],
+    shape: tuple[int, ...],
+    *,
+    dtype: Any = np.uint16,
     instances: bool = False,
 ) -> list[LabelMap]:
     """Merge (value, name, boolean mask) triples into as few integer label maps as possible.
@@ -165,8 +168,9 @@ def layer_masks(
         layers.append(np.zeros(shape, dtype=dtype))
         names.append({})
     names[0].update(empty)
-    return [LabelMap(layer, dict(sorted(nm.items())), instances=instances)
-            for layer, nm in zip(layers, names, strict=True)]
+    return [
+        LabelMap(layer, dict(sorted(nm.items())), instances=instances) for layer, nm in zip(layers, names, strict=True)
+    ]
 
 
 def collapse_gray(array: np.ndarray) -> np.ndarray:

@@ -50,12 +50,16 @@ def load_pair(ref: CaseRef) -> Case:
             mpath = C.require_file(Path(mpath), "mask file")
             mask = read_mask_2d(mpath, threshold=threshold)
             if mask.shape != image.spatial_shape:
-                raise CaseError(f"{ipath} / {mpath}",
-                                f"mask shape {mask.shape} does not match image shape {image.spatial_shape}")
+                raise CaseError(
+                    f"{ipath} / {mpath}", f"mask shape {mask.shape} does not match image shape {image.spatial_shape}"
+                )
             if name is None:
                 if np.any(mask):
-                    raise CaseError(str(mpath), f"unknown label value 1 in {mpath}: this class has no "
-                                    "labelled finding, but the mask is not empty")
+                    raise CaseError(
+                        str(mpath),
+                        f"unknown label value 1 in {mpath}: this class has no "
+                        "labelled finding, but the mask is not empty",
+                    )
                 continue
             yield value, name, mask != 0
 
@@ -66,12 +70,22 @@ def load_pair(ref: CaseRef) -> Case:
         meta.update(json.loads(extra))
     if ref.option("may_be_empty", False) and not any(lm.array.any() for lm in labels):
         meta["no_finding"] = True  # the source says an image may show nothing: a negative, not a broken mask
-    return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=ref.layout, modality=ref.modality or "",
-        image=array, geometry=image.geometry, labels=labels, image_path=(str(ipath),),
-        label_path=tuple(str(p) for p in ref.label_paths), split=ref.split,
-        spacing_known=image.spacing_known, meta=_jsonable(meta),
-    ))
+    return C.validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=ref.layout,
+            modality=ref.modality or "",
+            image=array,
+            geometry=image.geometry,
+            labels=labels,
+            image_path=(str(ipath),),
+            label_path=tuple(str(p) for p in ref.label_paths),
+            split=ref.split,
+            spacing_known=image.spacing_known,
+            meta=_jsonable(meta),
+        )
+    )
 
 
 def _jsonable(meta: dict) -> dict:

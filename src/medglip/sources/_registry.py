@@ -20,11 +20,11 @@ class Tier(IntEnum):
     """How specific an adapter's detection is: when several adapters detect a folder, the most
     specific tier wins, and two matches in the same tier are ambiguous."""
 
-    MANIFEST = 0            # an explicit medglip manifest
+    MANIFEST = 0  # an explicit medglip manifest
     NAMED_DATASET_JSON = 1  # a named data set that also ships an MSD-style dataset.json (AMOS, WORD)
-    DATASET_JSON = 2        # a generic dataset.json layout (nnU-Net v2, MSD)
-    FOLDER = 3              # a folder-structure layout
-    GENERIC_JSON = 4        # any COCO JSON
+    DATASET_JSON = 2  # a generic dataset.json layout (nnU-Net v2, MSD)
+    FOLDER = 3  # a folder-structure layout
+    GENERIC_JSON = 4  # any COCO JSON
 
 
 _FUNCTIONS = ("detect", "list_cases", "load_case")
@@ -37,8 +37,9 @@ def check_adapter(module: ModuleType) -> ModuleType:
     if not isinstance(name, str) or name != where.rsplit(".", 1)[-1]:
         raise LayoutError(f"adapter {where}: NAME must be its module's name, got {name!r}")
     if not isinstance(getattr(module, "TIER", None), Tier):
-        raise LayoutError(f"adapter {where}: TIER must be a medglip.sources._registry.Tier, "
-                          f"got {getattr(module, 'TIER', None)!r}")
+        raise LayoutError(
+            f"adapter {where}: TIER must be a medglip.sources._registry.Tier, got {getattr(module, 'TIER', None)!r}"
+        )
     if not isinstance(getattr(module, "LOOKS_FOR", None), str):
         raise LayoutError(f"adapter {where}: LOOKS_FOR must say what its detect() looks for")
     missing = [f for f in _FUNCTIONS if not callable(getattr(module, f, None))]
@@ -56,5 +57,8 @@ def registry(modules: Iterable[ModuleType]) -> dict[str, ModuleType]:
 def discover(package: str, path: Iterable[str]) -> dict[str, ModuleType]:
     """The adapters of the package ``package`` (its ``__path__``): each of its modules whose name does
     not start with ``_``."""
-    return registry(importlib.import_module(f"{package}.{info.name}")
-                    for info in pkgutil.iter_modules(path) if not info.name.startswith("_"))
+    return registry(
+        importlib.import_module(f"{package}.{info.name}")
+        for info in pkgutil.iter_modules(path)
+        if not info.name.startswith("_")
+    )

@@ -15,14 +15,25 @@ from ..case import Case, CaseRef, LabelMap
 from . import _common as C
 
 
-def options(labels: dict[int, str], *, listed: str, meta: dict | None = None,
-            channel_names: tuple[str, ...] = (), as_2d: bool | None = None) -> tuple[tuple[str, object], ...]:
+def options(
+    labels: dict[int, str],
+    *,
+    listed: str,
+    meta: dict | None = None,
+    channel_names: tuple[str, ...] = (),
+    as_2d: bool | None = None,
+) -> tuple[tuple[str, object], ...]:
     """The ``CaseRef.options`` understood by :func:`load_volume_pair` (sorted, hashable).
 
     ``as_2d=True`` reads one-slice volumes (CAMUS ultrasound frames) as 2D images.
     """
-    opts: dict[str, object] = {"labels": tuple(sorted(labels.items())), "listed": listed, "as_2d": as_2d,
-                               "meta": json.dumps(meta or {}, sort_keys=True), "channel_names": channel_names}
+    opts: dict[str, object] = {
+        "labels": tuple(sorted(labels.items())),
+        "listed": listed,
+        "as_2d": as_2d,
+        "meta": json.dumps(meta or {}, sort_keys=True),
+        "channel_names": channel_names,
+    }
     return tuple(sorted(opts.items()))
 
 
@@ -46,13 +57,24 @@ def load_volume_pair(ref: CaseRef) -> Case:
         lab = read_label(lpath, reference=images[0]).array
         names = dict(ref.option("labels", ()))
         listed = ref.option("listed", "the dataset")
-        C.check_label_values(lab, names, path=lpath,
-                             listed=f"{listed} lists " + ", ".join(f"{v} {n}" for v, n in sorted(names.items())))
+        C.check_label_values(
+            lab, names, path=lpath, listed=f"{listed} lists " + ", ".join(f"{v} {n}" for v, n in sorted(names.items()))
+        )
         labels.append(LabelMap(lab, names))
-    return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=ref.layout, modality=ref.modality or "",
-        image=array, geometry=images[0].geometry, labels=labels,
-        channel_names=channels if array.ndim > images[0].geometry.ndim else (),
-        image_path=tuple(str(p) for p in paths), label_path=tuple(str(p) for p in ref.label_paths),
-        split=ref.split, spacing_known=images[0].spacing_known, meta=json.loads(ref.option("meta", "{}")),
-    ))
+    return C.validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=ref.layout,
+            modality=ref.modality or "",
+            image=array,
+            geometry=images[0].geometry,
+            labels=labels,
+            channel_names=channels if array.ndim > images[0].geometry.ndim else (),
+            image_path=tuple(str(p) for p in paths),
+            label_path=tuple(str(p) for p in ref.label_paths),
+            split=ref.split,
+            spacing_known=images[0].spacing_known,
+            meta=json.loads(ref.option("meta", "{}")),
+        )
+    )

@@ -45,9 +45,9 @@ def _info(path: Path) -> dict[str, str]:
 
 def _splits(root: Path) -> list[tuple[Path, str | None]]:
     for base in (root, root / "database"):
-        found: list[tuple[Path, str | None]] = [(base / sub, split)
-                                                for sub, split in (("training", "train"), ("testing", "test"))
-                                                if (base / sub).is_dir()]
+        found: list[tuple[Path, str | None]] = [
+            (base / sub, split) for sub, split in (("training", "train"), ("testing", "test")) if (base / sub).is_dir()
+        ]
         if found:
             return found
     return [(root, None)]
@@ -82,12 +82,20 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
                 if not m:
                     continue
                 frame = int(m["frame"])
-                meta = {"patient": m["patient"], "frame": frame, "phase": phases.get(frame),
-                        "group": info.get("Group")}
+                meta = {"patient": m["patient"], "frame": frame, "phase": phases.get(frame), "group": info.get("Group")}
                 image = d / f"{m['patient']}_frame{m['frame']}{ext}"
-                refs.append(CaseRef(case_id=stem[: -len("_gt")], source=root.name, layout=NAME, image_paths=(image,),
-                                    label_paths=(p,), modality=code, split=split,
-                                    options=V.options(LABELS, listed="ACDC", meta=meta)))
+                refs.append(
+                    CaseRef(
+                        case_id=stem[: -len("_gt")],
+                        source=root.name,
+                        layout=NAME,
+                        image_paths=(image,),
+                        label_paths=(p,),
+                        modality=code,
+                        split=split,
+                        options=V.options(LABELS, listed="ACDC", meta=meta),
+                    )
+                )
     if not refs:
         raise LayoutError(f"{root}: no patientXXX/patientXXX_frameNN_gt.nii.gz files (ACDC)")
     return sorted(refs, key=lambda r: r.case_id)

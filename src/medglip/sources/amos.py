@@ -104,8 +104,18 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         if 15 in names and num in sexes:
             names[15] = "prostate" if sexes[num] == "M" else "uterus"
         opts = V.options(names, listed=f"{path.name}", meta={"patient": cid})
-        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(img,),
-                            label_paths=(lab,) if lab else (), modality=code, split=split, options=opts))
+        refs.append(
+            CaseRef(
+                case_id=cid,
+                source=root.name,
+                layout=NAME,
+                image_paths=(img,),
+                label_paths=(lab,) if lab else (),
+                modality=code,
+                split=split,
+                options=opts,
+            )
+        )
     if not refs:
         raise LayoutError(f"{root}: no AMOS cases in dataset.json nor in imagesTr/imagesVa/imagesTs")
     return sorted(refs, key=lambda r: r.case_id)

@@ -39,7 +39,7 @@ def _case_files(d: Path) -> dict[str, Path]:
     for p in C.files_in(d, (".nii.gz", ".nii")):
         stem = C.split_ext(p.name)[0]
         if stem.startswith(d.name) and len(stem) > len(d.name) + 1:
-            out[stem[len(d.name) + 1:].lower()] = p
+            out[stem[len(d.name) + 1 :].lower()] = p
     return out
 
 
@@ -80,12 +80,25 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         files = _case_files(d)
         table, seqs, release = _release(d.name)
         m = _CASE_2023.match(d.name)
-        opts = V.options(table, listed=release, channel_names=tuple(s.upper() for s in seqs),
-                         meta={"patient": m["patient"] if m else d.name})
+        opts = V.options(
+            table,
+            listed=release,
+            channel_names=tuple(s.upper() for s in seqs),
+            meta={"patient": m["patient"] if m else d.name},
+        )
         images = tuple(files.get(s, d / f"{d.name}_{s}.nii.gz") for s in seqs)
         labels = (files["seg"],) if "seg" in files else ()
-        refs.append(CaseRef(case_id=d.name, source=root.name, layout=NAME, image_paths=images, label_paths=labels,
-                            modality=code, options=opts))
+        refs.append(
+            CaseRef(
+                case_id=d.name,
+                source=root.name,
+                layout=NAME,
+                image_paths=images,
+                label_paths=labels,
+                modality=code,
+                options=opts,
+            )
+        )
     return refs
 
 

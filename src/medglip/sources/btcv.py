@@ -26,9 +26,19 @@ NAME = "btcv"
 TIER = Tier.FOLDER
 LOOKS_FOR = "RawData/Training/img/imgNNNN.nii.gz + label/ (BTCV)"  # what `detect` looks for
 LABELS: dict[int, str] = {
-    1: "spleen", 2: "right kidney", 3: "left kidney", 4: "gallbladder", 5: "esophagus", 6: "liver",
-    7: "stomach", 8: "aorta", 9: "inferior vena cava", 10: "portal vein and splenic vein", 11: "pancreas",
-    12: "right adrenal gland", 13: "left adrenal gland",
+    1: "spleen",
+    2: "right kidney",
+    3: "left kidney",
+    4: "gallbladder",
+    5: "esophagus",
+    6: "liver",
+    7: "stomach",
+    8: "aorta",
+    9: "inferior vena cava",
+    10: "portal vein and splenic vein",
+    11: "pancreas",
+    12: "right adrenal gland",
+    13: "left adrenal gland",
 }
 _IMG = re.compile(r"^img(?P<n>\d+)$")
 
@@ -62,8 +72,18 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
                 continue
             lab = raw / sub / "label" / p.name.replace("img", "label", 1)
             labels = (lab,) if split == "train" or lab.exists() else ()
-            refs.append(CaseRef(case_id=C.split_ext(p.name)[0], source=root.name, layout=NAME, image_paths=(p,),
-                                label_paths=labels, modality=code, split=split, options=opts))
+            refs.append(
+                CaseRef(
+                    case_id=C.split_ext(p.name)[0],
+                    source=root.name,
+                    layout=NAME,
+                    image_paths=(p,),
+                    label_paths=labels,
+                    modality=code,
+                    split=split,
+                    options=opts,
+                )
+            )
     if not refs:
         raise LayoutError(f"{raw / 'Training' / 'img'}: no imgNNNN.nii.gz files (BTCV)")
     return sorted(refs, key=lambda r: r.case_id)

@@ -28,7 +28,9 @@ NAME = "busi"
 TIER = Tier.FOLDER
 LOOKS_FOR = "benign/ malignant/ normal/ with *_mask.png (BUSI)"  # what `detect` looks for
 CLASSES: dict[str, str | None] = {
-    "benign": "benign breast lesion", "malignant": "malignant breast lesion", "normal": None,
+    "benign": "benign breast lesion",
+    "malignant": "malignant breast lesion",
+    "normal": None,
 }
 _MASK = re.compile(r"^(?P<image>.+)_mask(?:_(?P<n>\d+))?$")
 
@@ -66,8 +68,17 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             mpaths = tuple(p for _, p in sorted(masks.get(cid, [(0, folder / f"{cid}_mask.png")])))
             meta = json.dumps({"busi_class": cls, "no_finding": cls == "normal"})
             opts = (("gray", True), ("mask_names", (label,) * len(mpaths)), ("meta", meta), ("threshold", 127))
-            refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(ipath,), label_paths=mpaths,
-                                modality=code, options=opts))
+            refs.append(
+                CaseRef(
+                    case_id=cid,
+                    source=root.name,
+                    layout=NAME,
+                    image_paths=(ipath,),
+                    label_paths=mpaths,
+                    modality=code,
+                    options=opts,
+                )
+            )
     if not refs:
         raise LayoutError(f"{root}: no benign/ malignant/ normal/ folders with images (BUSI)")
     return sorted(refs, key=lambda r: r.case_id)

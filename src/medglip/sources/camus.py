@@ -41,8 +41,9 @@ def _patient_dirs(root: Path) -> list[tuple[Path, str | None]]:
 def detect(root: Path) -> bool:
     """``patientNNNN/patientNNNN_{2CH,4CH}_{ED,ES}_gt.{mhd,nii.gz}`` files."""
     root = Path(root)
-    return root.is_dir() and any(_GT.match(C.split_ext(p.name)[0]) for d, _ in _patient_dirs(root)[:3]
-                                 for p in C.files_in(d))
+    return root.is_dir() and any(
+        _GT.match(C.split_ext(p.name)[0]) for d, _ in _patient_dirs(root)[:3] for p in C.files_in(d)
+    )
 
 
 def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
@@ -57,9 +58,18 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             if not m:
                 continue
             meta = {"patient": m["patient"], "view": m["view"], "phase": m["phase"]}
-            refs.append(CaseRef(case_id=stem[: -len("_gt")], source=root.name, layout=NAME,
-                                image_paths=(d / f"{stem[:-3]}{ext}",), label_paths=(p,), modality=code, split=split,
-                                options=V.options(LABELS, listed="CAMUS", meta=meta, as_2d=True)))
+            refs.append(
+                CaseRef(
+                    case_id=stem[: -len("_gt")],
+                    source=root.name,
+                    layout=NAME,
+                    image_paths=(d / f"{stem[:-3]}{ext}",),
+                    label_paths=(p,),
+                    modality=code,
+                    split=split,
+                    options=V.options(LABELS, listed="CAMUS", meta=meta, as_2d=True),
+                )
+            )
     if not refs:
         raise LayoutError(f"{root}: no patientNNNN_{{2CH,4CH}}_{{ED,ES}}_gt files (CAMUS)")
     return sorted(refs, key=lambda r: r.case_id)

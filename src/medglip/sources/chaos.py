@@ -66,11 +66,19 @@ def _series(base: Path) -> list[tuple[str, str, Path, Path, str]]:
     for d in sorted((base / "MR").iterdir()) if (base / "MR").is_dir() else []:
         for phase in ("InPhase", "OutPhase"):
             if (d / "T1DUAL" / "DICOM_anon" / phase).is_dir():
-                out.append((f"MR_{d.name}_T1DUAL_{phase}", "MR", d / "T1DUAL" / "DICOM_anon" / phase,
-                            d / "T1DUAL" / "Ground", f"MR_{d.name}"))
+                out.append(
+                    (
+                        f"MR_{d.name}_T1DUAL_{phase}",
+                        "MR",
+                        d / "T1DUAL" / "DICOM_anon" / phase,
+                        d / "T1DUAL" / "Ground",
+                        f"MR_{d.name}",
+                    )
+                )
         if (d / "T2SPIR" / "DICOM_anon").is_dir():
-            out.append((f"MR_{d.name}_T2SPIR", "MR", d / "T2SPIR" / "DICOM_anon", d / "T2SPIR" / "Ground",
-                        f"MR_{d.name}"))
+            out.append(
+                (f"MR_{d.name}_T2SPIR", "MR", d / "T2SPIR" / "DICOM_anon", d / "T2SPIR" / "Ground", f"MR_{d.name}")
+            )
     return out
 
 
@@ -85,10 +93,22 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         code = C.resolve_modality(modality, mod, where=str(dicom_dir))
         files = tuple(p for p in C.files_in(dicom_dir) if p.suffix.lower() == ".dcm")
         pngs = tuple(C.files_in(ground, (".png",)))
-        opts = (("ground", pngs), ("meta", json.dumps({"patient": patient, "sequence": cid.split("_", 2)[-1]})),
-                ("mr", mod == "MR"))
-        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=files,
-                            label_paths=(ground,) if pngs else (), modality=code, options=opts))
+        opts = (
+            ("ground", pngs),
+            ("meta", json.dumps({"patient": patient, "sequence": cid.split("_", 2)[-1]})),
+            ("mr", mod == "MR"),
+        )
+        refs.append(
+            CaseRef(
+                case_id=cid,
+                source=root.name,
+                layout=NAME,
+                image_paths=files,
+                label_paths=(ground,) if pngs else (),
+                modality=code,
+                options=opts,
+            )
+        )
     return refs
 
 
@@ -98,8 +118,11 @@ def _mr_values(png: np.ndarray, path: Path) -> np.ndarray:
         out[(png >= lo) & (png <= hi)] = value
     stray = (png != 0) & (out == 0)
     if stray.any():
-        raise CaseError(str(path), f"grey value {int(png[stray][0])} is none of CHAOS's MR labels "
-                        "(liver 63, right kidney 126, left kidney 189, spleen 252)")
+        raise CaseError(
+            str(path),
+            f"grey value {int(png[stray][0])} is none of CHAOS's MR labels "
+            "(liver 63, right kidney 126, left kidney 189, spleen 252)",
+        )
     return out
 
 
@@ -114,17 +137,23 @@ def load_case(ref: CaseRef) -> Case:
         raise CaseError(ref.case_id, "no DICOM files")
     headers = [open_dicom(p, headers_only=True) for p in files]
     with dicom_errors(files[0]):
-        order, geom, _ = slice_geometry(headers[0].ImageOrientationPatient, [h.ImagePositionPatient for h in headers],
-                                        headers[0].get("PixelSpacing"), headers[0].get("SliceThickness"),
-                                        files[0].parent)
+        order, geom, _ = slice_geometry(
+            headers[0].ImageOrientationPatient,
+            [h.ImagePositionPatient for h in headers],
+            headers[0].get("PixelSpacing"),
+            headers[0].get("SliceThickness"),
+            files[0].parent,
+        )
     slices = [dicom_pixels(open_dicom(files[i]), files[i])[0][0] for i in order]
     vol = np.moveaxis(np.stack(slices, axis=0), (0, 1, 2), (2, 1, 0))
     labels: list[LabelMap] = []
     pngs = [Path(p) for p in ref.option("ground", ())]
     if ref.label_paths:
         if len(pngs) != len(files):
-            raise CaseError(f"{files[0].parent} / {ref.label_paths[0]}",
-                            f"{len(files)} DICOM slices but {len(pngs)} ground-truth PNGs")
+            raise CaseError(
+                f"{files[0].parent} / {ref.label_paths[0]}",
+                f"{len(files)} DICOM slices but {len(pngs)} ground-truth PNGs",
+            )
         lab = np.zeros(vol.shape[:3], np.uint8)
         for k, i in enumerate(order):
             with open_pil(pngs[i]) as pic:
@@ -133,9 +162,18 @@ def load_case(ref: CaseRef) -> Case:
                 raise CaseError(str(pngs[i]), f"PNG shape {png.shape} != DICOM slice shape {slices[k].shape[:2]}")
             lab[:, :, k] = (_mr_values(png, pngs[i]) if ref.option("mr") else np.where(png >= 128, 255, 0)).T
         labels.append(LabelMap(lab, dict(MR_LABELS if ref.option("mr") else CT_LABELS)))
-    return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=NAME, modality=ref.modality or "",
-        image=np.ascontiguousarray(vol), geometry=geom, labels=labels, image_path=tuple(str(f) for f in files),
-        label_path=tuple(str(p) for p in ref.label_paths),
-        split=ref.split, meta=json.loads(ref.option("meta", "{}")),
-    ))
+    return C.validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=NAME,
+            modality=ref.modality or "",
+            image=np.ascontiguousarray(vol),
+            geometry=geom,
+            labels=labels,
+            image_path=tuple(str(f) for f in files),
+            label_path=tuple(str(p) for p in ref.label_paths),
+            split=ref.split,
+            meta=json.loads(ref.option("meta", "{}")),
+        )
+    )

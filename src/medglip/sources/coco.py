@@ -39,8 +39,12 @@ _KEYS = ("images", "annotations", "categories")
 
 
 def _candidate_jsons(root: Path) -> list[Path]:
-    return [p for d in (root / "annotations", root) for p in C.files_in(d, (".json",))
-            if p.name not in ("dataset.json", "medglip_manifest.json", "manifest.json", "kavsir_bboxes.json")]
+    return [
+        p
+        for d in (root / "annotations", root)
+        for p in C.files_in(d, (".json",))
+        if p.name not in ("dataset.json", "medglip_manifest.json", "manifest.json", "kavsir_bboxes.json")
+    ]
 
 
 def _is_coco(path: Path) -> bool:
@@ -71,8 +75,7 @@ def _image_dir(root: Path, jpath: Path, first: str) -> Path:
 
 def _modality(user: str | None, record: dict, info: Any, jpath: Path) -> str:
     known = record.get("modality") or (info.get("modality") if isinstance(info, dict) else None)
-    return C.resolve_modality(user, known, where=str(jpath),
-                              hint="no 'modality' in the image records or in 'info'")
+    return C.resolve_modality(user, known, where=str(jpath), hint="no 'modality' in the image records or in 'info'")
 
 
 def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
@@ -91,7 +94,8 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         per_image: dict[int, list[dict]] = {}
         for ann in data["annotations"]:
             per_image.setdefault(int(ann["image_id"]), []).append(
-                {k: ann[k] for k in ("id", "category_id", "segmentation", "iscrowd") if k in ann})
+                {k: ann[k] for k in ("id", "category_id", "segmentation", "iscrowd") if k in ann}
+            )
         images = [im for im in data["images"] if im.get("file_name")]
         if not images:
             continue
@@ -101,17 +105,31 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             code = _modality(modality, im, data.get("info"), jpath)
             anns = per_image.get(int(im["id"]), [])
             used = sorted({int(a["category_id"]) for a in anns})
-            opts = (("annotations", json.dumps(anns)),
-                    ("categories", tuple((c, cats.get(c, f"category_{c}")) for c in used)),
-                    ("image_id", int(im["id"])), ("size", (im.get("height"), im.get("width"))))
-            refs.append(CaseRef(case_id=Path(im["file_name"]).stem, source=root.name, layout=NAME,
-                                image_paths=(img_dir / im["file_name"],), label_paths=(jpath,), modality=code,
-                                split=split, options=opts))
+            opts = (
+                ("annotations", json.dumps(anns)),
+                ("categories", tuple((c, cats.get(c, f"category_{c}")) for c in used)),
+                ("image_id", int(im["id"])),
+                ("size", (im.get("height"), im.get("width"))),
+            )
+            refs.append(
+                CaseRef(
+                    case_id=Path(im["file_name"]).stem,
+                    source=root.name,
+                    layout=NAME,
+                    image_paths=(img_dir / im["file_name"],),
+                    label_paths=(jpath,),
+                    modality=code,
+                    split=split,
+                    options=opts,
+                )
+            )
     counts: dict[str, int] = {}
     for r in refs:
         counts[r.case_id] = counts.get(r.case_id, 0) + 1
-    refs = [r if counts[r.case_id] == 1 else
-            dataclasses.replace(r, case_id=f"{r.case_id}_{r.option('image_id')}") for r in refs]
+    refs = [
+        r if counts[r.case_id] == 1 else dataclasses.replace(r, case_id=f"{r.case_id}_{r.option('image_id')}")
+        for r in refs
+    ]
     return sorted(refs, key=lambda r: r.case_id)
 
 
@@ -133,8 +151,10 @@ def load_case(ref: CaseRef) -> Case:
     h, w = image.spatial_shape[:2]
     declared = tuple(ref.option("size", (None, None)))
     if None not in declared and tuple(int(x) for x in declared) != (h, w):
-        raise CaseError(f"{ipath} / {ref.label_paths[0]}",
-                        f"image is {h}x{w} but the annotation file declares {declared[0]}x{declared[1]}")
+        raise CaseError(
+            f"{ipath} / {ref.label_paths[0]}",
+            f"image is {h}x{w} but the annotation file declares {declared[0]}x{declared[1]}",
+        )
     cats = dict(ref.option("categories", ()))
     anns = json.loads(ref.option("annotations", "[]"))
     ids, crowd = {}, []
@@ -148,10 +168,24 @@ def load_case(ref: CaseRef) -> Case:
             yield value, cats[int(ann["category_id"])], _decode(ann.get("segmentation"), h, w, where)
 
     labels = C.layer_masks(masks(), (h, w), dtype=np.uint16, instances=True)
-    return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=NAME, modality=ref.modality or "",
-        image=image.array, geometry=image.geometry, labels=labels, image_path=(str(ipath),),
-        label_path=tuple(str(p) for p in ref.label_paths), split=ref.split, spacing_known=image.spacing_known,
-        meta={"coco_image_id": ref.option("image_id"), "annotation_ids": {str(k): v for k, v in ids.items()},
-              "crowd_values": crowd, "no_finding": not anns},
-    ))
+    return C.validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=NAME,
+            modality=ref.modality or "",
+            image=image.array,
+            geometry=image.geometry,
+            labels=labels,
+            image_path=(str(ipath),),
+            label_path=tuple(str(p) for p in ref.label_paths),
+            split=ref.split,
+            spacing_known=image.spacing_known,
+            meta={
+                "coco_image_id": ref.option("image_id"),
+                "annotation_ids": {str(k): v for k, v in ids.items()},
+                "crowd_values": crowd,
+                "no_finding": not anns,
+            },
+        )
+    )

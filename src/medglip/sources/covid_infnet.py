@@ -49,8 +49,10 @@ log = logging.getLogger(__name__)
 
 NAME = "covid_infnet"
 TIER = Tier.FOLDER
-LOOKS_FOR = ("TrainingSet/LungInfection-Train/Doctor-label/{Imgs,GT} + TestingSet/LungInfection-Test (MedSeg "
-             "COVID-19 CT, Inf-Net layout)")  # what `detect` looks for
+LOOKS_FOR = (
+    "TrainingSet/LungInfection-Train/Doctor-label/{Imgs,GT} + TestingSet/LungInfection-Test (MedSeg "
+    "COVID-19 CT, Inf-Net layout)"
+)  # what `detect` looks for
 #: The HU window the slices are pictures of (estimated; see the module docstring).
 WINDOW: tuple[float, float] = (-1070.0, 250.0)
 CT_FORM = CTForm.windowed(WINDOW)
@@ -59,18 +61,25 @@ INFECTION = "lung infection"
 CLASSES: dict[int, str] = {1: "ground glass opacity", 2: "consolidation"}
 #: split → (image folder, binary GT folder, multi-class GT folder), relative to the dataset root.
 _FOLDERS: dict[str, tuple[str, str, str]] = {
-    "train": ("TrainingSet/LungInfection-Train/Doctor-label/Imgs", "TrainingSet/LungInfection-Train/Doctor-label/GT",
-              "TrainingSet/MultiClassInfection-Train/GT"),
-    "test": ("TestingSet/LungInfection-Test/Imgs", "TestingSet/LungInfection-Test/GT",
-             "TestingSet/MultiClassInfection-Test/GT"),
+    "train": (
+        "TrainingSet/LungInfection-Train/Doctor-label/Imgs",
+        "TrainingSet/LungInfection-Train/Doctor-label/GT",
+        "TrainingSet/MultiClassInfection-Train/GT",
+    ),
+    "test": (
+        "TestingSet/LungInfection-Test/Imgs",
+        "TestingSet/LungInfection-Test/GT",
+        "TestingSet/MultiClassInfection-Test/GT",
+    ),
 }
 
 
 def detect(root: Path) -> bool:
     """``TrainingSet/LungInfection-Train/`` or ``TestingSet/LungInfection-Test/`` (Inf-Net's Dataset folder)."""
     root = Path(root)
-    return ((root / "TrainingSet" / "LungInfection-Train").is_dir()
-            or (root / "TestingSet" / "LungInfection-Test").is_dir())
+    return (root / "TrainingSet" / "LungInfection-Train").is_dir() or (
+        root / "TestingSet" / "LungInfection-Test"
+    ).is_dir()
 
 
 def _by_number(folder: Path, exts: tuple[str, ...]) -> dict[int, Path]:
@@ -82,8 +91,9 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     """One case per slice image of each split, in numeric order; an image without its GT fails on load."""
     root = Path(root)
     if not detect(root):
-        raise LayoutError(f"{root}: no TrainingSet/LungInfection-Train or TestingSet/LungInfection-Test "
-                          "(Inf-Net COVID)")
+        raise LayoutError(
+            f"{root}: no TrainingSet/LungInfection-Train or TestingSet/LungInfection-Test (Inf-Net COVID)"
+        )
     code = C.resolve_modality(modality, "CT", where=str(root))
     refs = []
     for split, (imgs, gts, multi) in _FOLDERS.items():
@@ -94,8 +104,18 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             image = images.get(n, root / imgs / f"{n}.jpg")
             labels = (masks.get(n, root / gts / f"{n}.png"),) + ((classes[n],) if n in classes else ())
             meta = json.dumps({"slice": n})
-            refs.append(CaseRef(case_id=str(n), source=root.name, layout=NAME, image_paths=(image,),
-                                label_paths=labels, modality=code, split=split, options=(("meta", meta),)))
+            refs.append(
+                CaseRef(
+                    case_id=str(n),
+                    source=root.name,
+                    layout=NAME,
+                    image_paths=(image,),
+                    label_paths=labels,
+                    modality=code,
+                    split=split,
+                    options=(("meta", meta),),
+                )
+            )
     if not refs:
         raise LayoutError(f"{root}: the Inf-Net COVID folders hold no <n>.jpg slices")
     return refs
@@ -120,15 +140,30 @@ def load_case(ref: CaseRef) -> Case:
     labels = [LabelMap(infection, {1: INFECTION})]
     meta = json.loads(ref.option("meta") or "{}")
     if len(masks) > 1:
-        C.check_label_values(masks[1], CLASSES, path=ref.label_paths[1],
-                             listed="the multi-class GT holds 1 ground glass opacity, 2 consolidation")
+        C.check_label_values(
+            masks[1],
+            CLASSES,
+            path=ref.label_paths[1],
+            listed="the multi-class GT holds 1 ground glass opacity, 2 consolidation",
+        )
         labels.append(LabelMap(masks[1].astype(np.uint8), dict(CLASSES)))
         absent = [name for value, name in CLASSES.items() if not (masks[1] == value).any()]
         if absent and infection.any():
             meta["absent"] = absent  # every infected pixel has its class: the other class is not there
-    return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=ref.layout, modality=ref.modality or "CT",
-        image=array, geometry=image.geometry, labels=labels, image_path=(str(ipath),),
-        label_path=tuple(str(p) for p in ref.label_paths), split=ref.split, spacing_known=False, meta=meta,
-        ct_form=CT_FORM,
-    ))
+    return C.validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=ref.layout,
+            modality=ref.modality or "CT",
+            image=array,
+            geometry=image.geometry,
+            labels=labels,
+            image_path=(str(ipath),),
+            label_path=tuple(str(p) for p in ref.label_paths),
+            split=ref.split,
+            spacing_known=False,
+            meta=meta,
+            ct_form=CT_FORM,
+        )
+    )

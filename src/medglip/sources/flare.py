@@ -29,9 +29,19 @@ TIER = Tier.FOLDER
 #: what `detect` looks for
 LOOKS_FOR = "images/ + labels/ (FLARE22) or Image/ + Mask/ (AbdomenCT-1K) with <case>_0000.nii.gz"
 FLARE22_LABELS: dict[int, str] = {
-    1: "liver", 2: "right kidney", 3: "spleen", 4: "pancreas", 5: "aorta", 6: "inferior vena cava",
-    7: "right adrenal gland", 8: "left adrenal gland", 9: "gallbladder", 10: "esophagus", 11: "stomach",
-    12: "duodenum", 13: "left kidney",
+    1: "liver",
+    2: "right kidney",
+    3: "spleen",
+    4: "pancreas",
+    5: "aorta",
+    6: "inferior vena cava",
+    7: "right adrenal gland",
+    8: "left adrenal gland",
+    9: "gallbladder",
+    10: "esophagus",
+    11: "stomach",
+    12: "duodenum",
+    13: "left kidney",
 }
 ABDOMENCT1K_LABELS: dict[int, str] = {1: "liver", 2: "kidney", 3: "spleen", 4: "pancreas"}
 _PAIRS = (("images", "labels"), ("Image", "Mask"), ("Images", "Masks"))
@@ -78,8 +88,17 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         cid = m["case"]
         table, release = labels_for(cid)
         lab = lab_dir / f"{cid}{ext}"
-        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(p,), label_paths=(lab,),
-                            modality=code, options=V.options(table, listed=release)))
+        refs.append(
+            CaseRef(
+                case_id=cid,
+                source=root.name,
+                layout=NAME,
+                image_paths=(p,),
+                label_paths=(lab,),
+                modality=code,
+                options=V.options(table, listed=release),
+            )
+        )
     if not refs:
         raise LayoutError(f"{img_dir}: no <case>_0000.nii.gz images")
     return sorted(refs, key=lambda r: r.case_id)

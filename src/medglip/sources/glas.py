@@ -71,8 +71,18 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         anno = root / f"{p.stem}_anno.bmp"
         meta = {"patient": f"patient {info['patient']}" if info.get("patient") else p.stem, "grade": info.get("grade")}
         opts = (("gland", name), ("meta", json.dumps(meta)))
-        refs.append(CaseRef(case_id=p.stem, source=root.name, layout=NAME, image_paths=(p,), label_paths=(anno,),
-                            modality=code, split="train" if m["split"] == "train" else "test", options=opts))
+        refs.append(
+            CaseRef(
+                case_id=p.stem,
+                source=root.name,
+                layout=NAME,
+                image_paths=(p,),
+                label_paths=(anno,),
+                modality=code,
+                split="train" if m["split"] == "train" else "test",
+                options=opts,
+            )
+        )
     if not refs:
         raise LayoutError(f"{root}: no train_N.bmp / testA_N.bmp images (GlaS)")
     return sorted(refs, key=lambda r: r.case_id)
@@ -92,8 +102,19 @@ def load_case(ref: CaseRef) -> Case:
         raise CaseError(f"{ipath} / {apath}", f"annotation shape {lab.shape} != image shape {image.spatial_shape[:2]}")
     name = ref.option("gland", "gland")
     labels = [LabelMap(lab.astype(np.uint16), {v: name for v in C.present_values(lab)}, instances=True)]
-    return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=NAME, modality=ref.modality or "PATH", image=image.array,
-        geometry=image.geometry, labels=labels, image_path=(str(ipath),), label_path=(str(apath),),
-        split=ref.split, spacing_known=image.spacing_known, meta=json.loads(ref.option("meta", "{}")),
-    ))
+    return C.validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=NAME,
+            modality=ref.modality or "PATH",
+            image=image.array,
+            geometry=image.geometry,
+            labels=labels,
+            image_path=(str(ipath),),
+            label_path=(str(apath),),
+            split=ref.split,
+            spacing_known=image.spacing_known,
+            meta=json.loads(ref.option("meta", "{}")),
+        )
+    )

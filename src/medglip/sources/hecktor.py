@@ -53,9 +53,18 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         cid = p.name[: -len("__CT.nii.gz")]
         lab = base / "labelsTr" / f"{cid}.nii.gz"
         meta = {"patient": cid, "centre": cid.split("-")[0], "pet": str(p.with_name(f"{cid}__PT.nii.gz"))}
-        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(p,),
-                            label_paths=(lab,) if lab.exists() else (), modality=code, split=None,
-                            options=V.options(LABELS, listed="HECKTOR 2022", meta=meta)))
+        refs.append(
+            CaseRef(
+                case_id=cid,
+                source=root.name,
+                layout=NAME,
+                image_paths=(p,),
+                label_paths=(lab,) if lab.exists() else (),
+                modality=code,
+                split=None,
+                options=V.options(LABELS, listed="HECKTOR 2022", meta=meta),
+            )
+        )
     return refs
 
 

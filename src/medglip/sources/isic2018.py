@@ -38,8 +38,10 @@ log = logging.getLogger(__name__)
 
 NAME = "isic2018"
 TIER = Tier.FOLDER
-LOOKS_FOR = ("ISIC2018_Task1-2_<Split>_Input + ISIC2018_Task1_<Split>_GroundTruth, or ISIC-2017_<Split>_Data + "
-             "ISIC-2017_<Split>_Part1_GroundTruth (+ _Part3_GroundTruth.csv diagnoses)")  # what `detect` looks for
+LOOKS_FOR = (
+    "ISIC2018_Task1-2_<Split>_Input + ISIC2018_Task1_<Split>_GroundTruth, or ISIC-2017_<Split>_Data + "
+    "ISIC-2017_<Split>_Part1_GroundTruth (+ _Part3_GroundTruth.csv diagnoses)"
+)  # what `detect` looks for
 LABEL = "skin lesion"
 _INPUT = re.compile(r"^(?P<year>ISIC-?\d{4})_(?:Task1(?:-2)?_)?(?P<split>Training|Validation|Test)_(?:Input|Data)$")
 _TRUTH = re.compile(r"^(?P<year>ISIC-?\d{4})_(?:Task1_)?(?P<split>Training|Validation|Test)_(?:Part1_)?GroundTruth$")
@@ -84,8 +86,11 @@ def _diagnoses(path: Path) -> dict[str, tuple[str | None, str | None]]:
             except ValueError:
                 flags[col] = float("nan")
         if any(v not in (0.0, 1.0) for v in flags.values()) or sum(flags.values()) > 1:
-            out[cid] = (None, f"{path.name}: {cid} has melanoma={row.get('melanoma')!r}, "
-                              f"seborrheic_keratosis={row.get('seborrheic_keratosis')!r} (expected one 1.0 at most)")
+            out[cid] = (
+                None,
+                f"{path.name}: {cid} has melanoma={row.get('melanoma')!r}, "
+                f"seborrheic_keratosis={row.get('seborrheic_keratosis')!r} (expected one 1.0 at most)",
+            )
             continue
         out[cid] = (next((PART3_CLASSES[c] for c, v in flags.items() if v == 1.0), NEVUS), None)
     return out
@@ -136,10 +141,24 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             ipath = images.get(cid) or in_dir / f"{cid}.jpg"
             labels = (masks.get(cid) or gt_dir / f"{cid}_segmentation.png",) if gt_dir else ()
             diagnosis, problem = table.get(cid, (None, None))
-            opts = (("mask_names", (diagnosis or LABEL,) * len(labels)), ("threshold", 127),
-                    ("meta", json.dumps({"diagnosis": diagnosis} if diagnosis else {})), ("problem", problem))
-            refs.append(CaseRef(case_id=cid, source=year, layout=NAME, image_paths=(ipath,), label_paths=labels,
-                                modality=code, split=split, options=opts))
+            opts = (
+                ("mask_names", (diagnosis or LABEL,) * len(labels)),
+                ("threshold", 127),
+                ("meta", json.dumps({"diagnosis": diagnosis} if diagnosis else {})),
+                ("problem", problem),
+            )
+            refs.append(
+                CaseRef(
+                    case_id=cid,
+                    source=year,
+                    layout=NAME,
+                    image_paths=(ipath,),
+                    label_paths=labels,
+                    modality=code,
+                    split=split,
+                    options=opts,
+                )
+            )
     return sorted(refs, key=lambda r: (r.case_id, r.split or ""))
 
 

@@ -76,8 +76,17 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             continue
         found = sorted(masks.get(p.stem, []), key=lambda nm: STRUCTURES.index(nm[0]))
         opts = (("mask_names", tuple(n for n, _ in found)),)
-        refs.append(CaseRef(case_id=p.stem, source=root.name, layout=NAME, image_paths=(p,),
-                            label_paths=tuple(q for _, q in found), modality=code, options=opts))
+        refs.append(
+            CaseRef(
+                case_id=p.stem,
+                source=root.name,
+                layout=NAME,
+                image_paths=(p,),
+                label_paths=tuple(q for _, q in found),
+                modality=code,
+                options=opts,
+            )
+        )
     return refs
 
 
@@ -102,15 +111,19 @@ def load_case(ref: CaseRef) -> Case:
     """Read the radiograph, reduce it to the masks' grid, invert it, and layer the SCR masks."""
     ipath = C.require_file(Path(ref.image_paths[0]), "image file")
     raw = read_img(ipath)
-    masks = [(n, read_gif_mask(C.require_file(Path(p), "mask file"))) for n, p in
-             zip(ref.option("mask_names", ()), ref.label_paths, strict=True)]
+    masks = [
+        (n, read_gif_mask(C.require_file(Path(p), "mask file")))
+        for n, p in zip(ref.option("mask_names", ()), ref.label_paths, strict=True)
+    ]
     block = 1
     if masks:
         mshape = masks[0][1].shape
         block = raw.shape[0] // mshape[0] if mshape[0] else 0
         if block < 1 or mshape != (raw.shape[0] // block, raw.shape[1] // block) or raw.shape[0] % block:
-            raise CaseError(f"{ipath} / {ref.label_paths[0]}", f"mask shape {mshape} is not the image shape "
-                            f"{raw.shape} divided by a whole factor")
+            raise CaseError(
+                f"{ipath} / {ref.label_paths[0]}",
+                f"mask shape {mshape} is not the image shape {raw.shape} divided by a whole factor",
+            )
         for n, m in masks:
             if m.shape != mshape:
                 raise CaseError(str(ref.label_paths[0]), f"the SCR masks of one image differ in shape ({n}: {m.shape})")
@@ -118,9 +131,18 @@ def load_case(ref: CaseRef) -> Case:
     img = raw.reshape(h, block, w, block).mean(axis=(1, 3))
     img = np.clip(4095.0 - img, 0, 4095).astype(np.uint16)
     labels = C.layer_masks(((i + 1, n, m != 0) for i, (n, m) in enumerate(masks)), (h, w), dtype=np.uint8)
-    return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=NAME, modality=ref.modality or "XR", image=img,
-        geometry=Geometry.identity(2, (PIXEL_MM * block, PIXEL_MM * block)), labels=labels,
-        image_path=(str(ipath),), label_path=tuple(str(p) for p in ref.label_paths), split=ref.split,
-        meta={"inverted": True, "block": block, "patient": ref.case_id},
-    ))
+    return C.validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=NAME,
+            modality=ref.modality or "XR",
+            image=img,
+            geometry=Geometry.identity(2, (PIXEL_MM * block, PIXEL_MM * block)),
+            labels=labels,
+            image_path=(str(ipath),),
+            label_path=tuple(str(p) for p in ref.label_paths),
+            split=ref.split,
+            meta={"inverted": True, "block": block, "patient": ref.case_id},
+        )
+    )

@@ -28,8 +28,11 @@ LABELS: dict[int, str] = {1: "kidney", 2: "tumor", 3: "cyst"}
 
 def _cases_dir(root: Path) -> Path | None:
     for cand in (root, root / "dataset", root / "data"):
-        if cand.is_dir() and any(d.name.startswith("case_") and (d / "imaging.nii.gz").exists()
-                                 for d in sorted(cand.iterdir())[:50] if d.is_dir()):
+        if cand.is_dir() and any(
+            d.name.startswith("case_") and (d / "imaging.nii.gz").exists()
+            for d in sorted(cand.iterdir())[:50]
+            if d.is_dir()
+        ):
             return cand
     return None
 
@@ -50,8 +53,17 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     refs = []
     for d in sorted(p for p in cases.iterdir() if p.is_dir() and p.name.startswith("case_")):
         seg = d / "segmentation.nii.gz"
-        refs.append(CaseRef(case_id=d.name, source=root.name, layout=NAME, image_paths=(d / "imaging.nii.gz",),
-                            label_paths=(seg,) if seg.exists() else (), modality=code, options=opts))
+        refs.append(
+            CaseRef(
+                case_id=d.name,
+                source=root.name,
+                layout=NAME,
+                image_paths=(d / "imaging.nii.gz",),
+                label_paths=(seg,) if seg.exists() else (),
+                modality=code,
+                options=opts,
+            )
+        )
     return refs
 
 

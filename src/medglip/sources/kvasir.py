@@ -76,8 +76,17 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         opts: list[tuple[str, object]] = [("mask_names", (LABEL,)), ("threshold", 127)]
         if isinstance(bboxes, dict) and cid in bboxes:
             opts.append(("meta", json.dumps({"source_bboxes": bboxes[cid]})))
-        refs.append(CaseRef(case_id=cid, source=source, layout=NAME, image_paths=(ipath,), label_paths=(mpath,),
-                            modality=code, options=tuple(sorted(opts))))
+        refs.append(
+            CaseRef(
+                case_id=cid,
+                source=source,
+                layout=NAME,
+                image_paths=(ipath,),
+                label_paths=(mpath,),
+                modality=code,
+                options=tuple(sorted(opts)),
+            )
+        )
     return refs
 
 

@@ -43,7 +43,7 @@ def _slices(folder: Path) -> dict[int, Path]:
     out = {}
     for p in C.files_in(folder, (".tif", ".tiff")):
         stem = C.split_ext(p.name)[0]
-        n = stem[len(folder.name) + 1:]
+        n = stem[len(folder.name) + 1 :]
         if stem.startswith(folder.name + "_") and n.isdigit():
             out[int(n)] = p
     return out
@@ -77,10 +77,24 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     for d in sorted(p for p in base.iterdir() if p.is_dir() and _PATIENT.match(p.name)):
         for n, img in sorted(_slices(d).items()):
             meta = {"patient": d.name, "slice": n, "channel": CHANNELS[FLAIR]}
-            opts = (("channel", FLAIR), ("mask_names", (LABEL,)), ("may_be_empty", True),
-                    ("meta", json.dumps(meta, sort_keys=True)), ("threshold", 0))  # 0 / 255 masks: > 0 is tumour
-            refs.append(CaseRef(case_id=f"{d.name}_{n}", source=root.name, layout=NAME, image_paths=(img,),
-                                label_paths=(d / f"{d.name}_{n}_mask.tif",), modality=code, options=opts))
+            opts = (
+                ("channel", FLAIR),
+                ("mask_names", (LABEL,)),
+                ("may_be_empty", True),
+                ("meta", json.dumps(meta, sort_keys=True)),
+                ("threshold", 0),
+            )  # 0 / 255 masks: > 0 is tumour
+            refs.append(
+                CaseRef(
+                    case_id=f"{d.name}_{n}",
+                    source=root.name,
+                    layout=NAME,
+                    image_paths=(img,),
+                    label_paths=(d / f"{d.name}_{n}_mask.tif",),
+                    modality=code,
+                    options=opts,
+                )
+            )
     if not refs:
         raise LayoutError(f"{root}: the LGG patient folders hold no <patient>_<n>.tif slices")
     return refs

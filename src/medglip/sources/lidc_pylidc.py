@@ -98,8 +98,17 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             mask = mask_dir / img.parent.relative_to(image_dir) / mask_name
             clean = kind == "CN"
             opts = (("clean", clean), ("nodule", int(nodule)), ("patient", f"LIDC-IDRI-{pid}"), ("slice", int(sl)))
-            refs.append(CaseRef(case_id=img.stem, source=root.name, layout=NAME, image_paths=(img,),
-                                label_paths=(mask,), modality=code, options=opts))
+            refs.append(
+                CaseRef(
+                    case_id=img.stem,
+                    source=root.name,
+                    layout=NAME,
+                    image_paths=(img,),
+                    label_paths=(mask,),
+                    modality=code,
+                    options=opts,
+                )
+            )
     if not refs:
         raise LayoutError(f"{root}: Image/ holds no PPPP_NInnn_slicesss.npy files (LIDC-IDRI pylidc preprocessing)")
     return sorted(refs, key=lambda r: (r.option("patient"), r.option("clean"), r.case_id))
@@ -119,7 +128,7 @@ def _tissue_modes(values: np.ndarray, bins: int = 256) -> tuple[float, float | N
     if not far.any():
         return float(centres[i1]), None
     i2 = int(np.argmax(np.where(far, h, -1.0)))
-    between = h[min(i1, i2): max(i1, i2) + 1]
+    between = h[min(i1, i2) : max(i1, i2) + 1]
     if h[i2] < 0.05 * h[i1] or between.min() > 0.8 * h[i2]:
         return float(centres[i1]), None
     return float(centres[i1]), float(centres[i2])
@@ -157,8 +166,20 @@ def load_case(ref: CaseRef) -> Case:
         if mask.any():
             raise CaseError(str(mpath), "a Clean (nodule-free patient) mask marks a nodule")
         meta["no_finding"] = True
-    return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=ref.layout, modality=ref.modality or "CT",
-        image=image.array, geometry=image.geometry, labels=labels, image_path=(str(ipath),), label_path=(str(mpath),),
-        split=None, spacing_known=False, meta=meta, ct_form=standardised_form(image.array),
-    ))
+    return C.validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=ref.layout,
+            modality=ref.modality or "CT",
+            image=image.array,
+            geometry=image.geometry,
+            labels=labels,
+            image_path=(str(ipath),),
+            label_path=(str(mpath),),
+            split=None,
+            spacing_known=False,
+            meta=meta,
+            ct_form=standardised_form(image.array),
+        )
+    )

@@ -40,8 +40,11 @@ def detect(root: Path) -> bool:
     root = Path(root)
     if not root.is_dir():
         return False
-    return any((p.parent / p.name.replace("volume-", kind + "-", 1)).exists()
-               for p in _volume_files(root)[:20] for kind in ("segmentation", "labels"))
+    return any(
+        (p.parent / p.name.replace("volume-", kind + "-", 1)).exists()
+        for p in _volume_files(root)[:20]
+        for kind in ("segmentation", "labels")
+    )
 
 
 def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
@@ -53,14 +56,30 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     code = C.resolve_modality(modality, "CT", where=str(root))
     refs = []
     for p in vols:
-        lab = next((p.parent / p.name.replace("volume-", k + "-", 1) for k in ("segmentation", "labels")
-                    if (p.parent / p.name.replace("volume-", k + "-", 1)).exists()), None)
-        table, release = (CTORG_LABELS, "CT-ORG") if lab is not None and lab.name.startswith("labels-") \
-            else (LITS_LABELS, "LiTS")
+        lab = next(
+            (
+                p.parent / p.name.replace("volume-", k + "-", 1)
+                for k in ("segmentation", "labels")
+                if (p.parent / p.name.replace("volume-", k + "-", 1)).exists()
+            ),
+            None,
+        )
+        table, release = (
+            (CTORG_LABELS, "CT-ORG") if lab is not None and lab.name.startswith("labels-") else (LITS_LABELS, "LiTS")
+        )
         cid = C.split_ext(p.name)[0]
-        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(p,),
-                            label_paths=(lab,) if lab else (), modality=code, split=None,
-                            options=V.options(table, listed=release)))
+        refs.append(
+            CaseRef(
+                case_id=cid,
+                source=root.name,
+                layout=NAME,
+                image_paths=(p,),
+                label_paths=(lab,) if lab else (),
+                modality=code,
+                split=None,
+                options=V.options(table, listed=release),
+            )
+        )
     ids = [r.case_id for r in refs]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:

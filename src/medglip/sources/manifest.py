@@ -86,9 +86,16 @@ def _case_ref(entry: Any, i: int, data: dict, mpath: Path, source: str, modality
     if not isinstance(absent, list) or not all(isinstance(a, str) and a.strip() for a in absent):
         raise LayoutError(f"{where}: 'absent' must be a list of phrases, got {absent!r}")
     opts = (("labels", names), ("license", data.get("license")), ("absent", tuple(absent)))
-    return CaseRef(case_id=str(entry["id"]), source=source, layout=NAME, image_paths=(base / entry["image"],),
-                   label_paths=tuple(base / f for f in label_files), modality=code, split=entry.get("split"),
-                   options=opts)
+    return CaseRef(
+        case_id=str(entry["id"]),
+        source=source,
+        layout=NAME,
+        image_paths=(base / entry["image"],),
+        label_paths=tuple(base / f for f in label_files),
+        modality=code,
+        split=entry.get("split"),
+        options=opts,
+    )
 
 
 def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
@@ -128,15 +135,26 @@ def load_case(ref: CaseRef) -> Case:
             raise CaseError(str(lpath), "the manifest gives no 'labels' (value → name) for this label file")
         names = dict(spec)
         lab = read_label(lpath, reference=image).array
-        C.check_label_values(lab, names, path=lpath,
-                             listed="the manifest lists " + ",".join(str(v) for v in [0, *sorted(names)]))
+        C.check_label_values(
+            lab, names, path=lpath, listed="the manifest lists " + ",".join(str(v) for v in [0, *sorted(names)])
+        )
         labels.append(LabelMap(lab, names))
     meta: dict[str, Any] = {"license": ref.option("license")} if ref.option("license") else {}
     if ref.option("absent"):
         meta["absent"] = list(ref.option("absent"))
-    return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=NAME, modality=ref.modality or image.modality or "",
-        image=image.array, geometry=image.geometry, labels=labels, image_path=(str(ipath),),
-        label_path=tuple(str(p) for p in ref.label_paths), split=ref.split,
-        spacing_known=image.spacing_known, meta=json.loads(json.dumps(meta)),
-    ))
+    return C.validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=NAME,
+            modality=ref.modality or image.modality or "",
+            image=image.array,
+            geometry=image.geometry,
+            labels=labels,
+            image_path=(str(ipath),),
+            label_path=tuple(str(p) for p in ref.label_paths),
+            split=ref.split,
+            spacing_known=image.spacing_known,
+            meta=json.loads(json.dumps(meta)),
+        )
+    )

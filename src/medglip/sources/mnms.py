@@ -44,7 +44,7 @@ def _patient_dirs(base: Path) -> list[tuple[Path, str]]:
     out = []
     for sub, split in _SPLITS:
         folder = base / sub
-        for d in ([folder / "Labeled"] if (folder / "Labeled").is_dir() else [folder]):
+        for d in [folder / "Labeled"] if (folder / "Labeled").is_dir() else [folder]:
             if d.is_dir():
                 out += [(p, split) for p in sorted(d.iterdir()) if (p / f"{p.name}_sa_gt.nii.gz").exists()]
     return out
@@ -64,8 +64,10 @@ def _phases(base: Path) -> dict[str, dict[str, int]]:
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise LayoutError(f"{path}: cannot read the M&Ms information CSV ({exc})") from None
         if rows and {"External code", "ED", "ES"} <= set(rows[0]):
-            return {r["External code"].strip(): {k: int(r[k]) for k in ("ED", "ES") if str(r[k]).strip().isdigit()}
-                    for r in rows}
+            return {
+                r["External code"].strip(): {k: int(r[k]) for k in ("ED", "ES") if str(r[k]).strip().isdigit()}
+                for r in rows
+            }
     return {}
 
 
@@ -82,13 +84,25 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     for d, split in dirs:
         frames = phases.get(d.name, {})
         for order, phase in enumerate(("ED", "ES")):
-            meta = {"patient": d.name, "phase": phase,
-                    "phase_from": "csv" if phase in frames else "annotated frames"}
-            opts = (("frame", frames.get(phase)), ("labels", tuple(LABELS.items())), ("meta", json.dumps(meta)),
-                    ("order", order))
-            refs.append(CaseRef(case_id=f"{d.name}_{phase}", source=root.name, layout=NAME,
-                                image_paths=(d / f"{d.name}_sa.nii.gz",), label_paths=(d / f"{d.name}_sa_gt.nii.gz",),
-                                modality=code, split=split, options=opts))
+            meta = {"patient": d.name, "phase": phase, "phase_from": "csv" if phase in frames else "annotated frames"}
+            opts = (
+                ("frame", frames.get(phase)),
+                ("labels", tuple(LABELS.items())),
+                ("meta", json.dumps(meta)),
+                ("order", order),
+            )
+            refs.append(
+                CaseRef(
+                    case_id=f"{d.name}_{phase}",
+                    source=root.name,
+                    layout=NAME,
+                    image_paths=(d / f"{d.name}_sa.nii.gz",),
+                    label_paths=(d / f"{d.name}_sa_gt.nii.gz",),
+                    modality=code,
+                    split=split,
+                    options=opts,
+                )
+            )
     return sorted(refs, key=lambda r: r.case_id)
 
 
@@ -107,20 +121,34 @@ def load_case(ref: CaseRef) -> Case:
     if frame is None:
         annotated = [t for t in range(lab4.shape[3]) if np.any(lab4[..., t])]
         if len(annotated) <= ref.option("order", 0):
-            raise CaseError(str(lpath), f"{len(annotated)} annotated frame(s); cannot tell the ED and ES frames "
-                            "(put the M&Ms information CSV beside the Training folder)")
+            raise CaseError(
+                str(lpath),
+                f"{len(annotated)} annotated frame(s); cannot tell the ED and ES frames "
+                "(put the M&Ms information CSV beside the Training folder)",
+            )
         frame = annotated[ref.option("order", 0)]
     if not 0 <= frame < min(n_img, lab4.shape[3]):
-        raise CaseError(f"{ipath} / {lpath}",
-                        f"frame {frame} out of range ({n_img} image / {lab4.shape[3]} label frames)")
+        raise CaseError(
+            f"{ipath} / {lpath}", f"frame {frame} out of range ({n_img} image / {lab4.shape[3]} label frames)"
+        )
     lab = integer_labels(lab4[..., frame], str(lpath), 3)
     names = dict(ref.option("labels", ()))
     C.check_label_values(lab, names, path=lpath, listed="M&Ms lists 1 LV, 2 MYO, 3 RV")
     arr = image.array[..., frame] if image.array.ndim == 4 else image.array
     meta = {**json.loads(ref.option("meta", "{}")), "frame": int(frame)}
-    return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=NAME, modality=ref.modality or "MR",
-        image=np.ascontiguousarray(arr), geometry=image.geometry, labels=[LabelMap(lab, names)],
-        image_path=(str(ipath),), label_path=(str(lpath),), split=ref.split,
-        spacing_known=image.spacing_known, meta=meta,
-    ))
+    return C.validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=NAME,
+            modality=ref.modality or "MR",
+            image=np.ascontiguousarray(arr),
+            geometry=image.geometry,
+            labels=[LabelMap(lab, names)],
+            image_path=(str(ipath),),
+            label_path=(str(lpath),),
+            split=ref.split,
+            spacing_known=image.spacing_known,
+            meta=meta,
+        )
+    )

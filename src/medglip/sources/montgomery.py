@@ -36,7 +36,8 @@ def detect(root: Path) -> bool:
     """``CXR_png/MCUCXR_*.png`` with ``ManualMask/leftMask`` (Montgomery)."""
     base = _base(Path(root))
     return (base / "ManualMask" / "leftMask").is_dir() and any(
-        p.name.startswith("MCUCXR") for p in C.files_in(base / "CXR_png"))
+        p.name.startswith("MCUCXR") for p in C.files_in(base / "CXR_png")
+    )
 
 
 def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
@@ -51,10 +52,23 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     for p in images:
         found = [(m, base / "ManualMask" / m / p.name) for m in MASKS if (base / "ManualMask" / m / p.name).exists()]
         meta = {"tuberculosis": p.stem.endswith("_1"), "patient": p.stem}
-        opts = (("gray", True), ("mask_names", tuple(m for m, _ in found)), ("meta", json.dumps(meta)),
-                ("threshold", 127))
-        refs.append(CaseRef(case_id=p.stem, source=root.name, layout=NAME, image_paths=(p,),
-                            label_paths=tuple(q for _, q in found), modality=code, options=opts))
+        opts = (
+            ("gray", True),
+            ("mask_names", tuple(m for m, _ in found)),
+            ("meta", json.dumps(meta)),
+            ("threshold", 127),
+        )
+        refs.append(
+            CaseRef(
+                case_id=p.stem,
+                source=root.name,
+                layout=NAME,
+                image_paths=(p,),
+                label_paths=tuple(q for _, q in found),
+                modality=code,
+                options=opts,
+            )
+        )
     return refs
 
 

@@ -56,9 +56,21 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     if not pairs:
         raise LayoutError(f"{root}: no 'Tissue Images/*.tif' + 'Annotations/*.xml' pairs (MoNuSeg)")
     code = C.resolve_modality(modality, "PATH", where=str(root))
-    return sorted((CaseRef(case_id=img.stem, source=root.name, layout=NAME, image_paths=(img,), label_paths=(xml,),
-                           modality=code, split=split) for img, xml, split in pairs),
-                  key=lambda r: r.case_id)
+    return sorted(
+        (
+            CaseRef(
+                case_id=img.stem,
+                source=root.name,
+                layout=NAME,
+                image_paths=(img,),
+                label_paths=(xml,),
+                modality=code,
+                split=split,
+            )
+            for img, xml, split in pairs
+        ),
+        key=lambda r: r.case_id,
+    )
 
 
 def read_regions(path: Path) -> list[np.ndarray]:
@@ -99,9 +111,19 @@ def load_case(ref: CaseRef) -> Case:
     dtype = np.uint16 if len(polys) < 65536 else np.int32
     labels = [LabelMap(lab.astype(dtype), {v: LABEL for v in present}, instances=True)]
     array = image.array[..., :3] if image.array.ndim == 3 and image.array.shape[2] == 4 else image.array
-    return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=NAME, modality=ref.modality or "PATH", image=array,
-        geometry=image.geometry, labels=labels, image_path=(str(ipath),), label_path=(str(xpath),),
-        split=ref.split, spacing_known=image.spacing_known,
-        meta={"regions": len(polys), "regions_hidden": len(polys) - len(present), "patient": ref.case_id[:12]},
-    ))
+    return C.validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=NAME,
+            modality=ref.modality or "PATH",
+            image=array,
+            geometry=image.geometry,
+            labels=labels,
+            image_path=(str(ipath),),
+            label_path=(str(xpath),),
+            split=ref.split,
+            spacing_known=image.spacing_known,
+            meta={"regions": len(polys), "regions_hidden": len(polys) - len(present), "patient": ref.case_id[:12]},
+        )
+    )

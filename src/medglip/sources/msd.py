@@ -32,8 +32,12 @@ LOOKS_FOR = "dataset.json with modality/training (Medical Segmentation Decathlon
 def detect(root: Path) -> bool:
     """A ``dataset.json`` with MSD keys (``training`` or ``modality``) and no nnU-Net v2 keys."""
     meta = C.peek_dataset_json(root)
-    return (meta is not None and ("training" in meta or "modality" in meta)
-            and "channel_names" not in meta and "file_ending" not in meta)
+    return (
+        meta is not None
+        and ("training" in meta or "modality" in meta)
+        and "channel_names" not in meta
+        and "file_ending" not in meta
+    )
 
 
 def _read_dataset_json(root: Path) -> dict:
@@ -56,8 +60,11 @@ def _image_files(path: Path) -> tuple[Path, ...]:
     if path.exists():
         return (path,)
     stem, ext = C.split_ext(path.name)
-    chans = sorted(p for p in C.files_in(path.parent) if p.name.startswith(stem + "_") and p.name.endswith(ext)
-                   and p.name[len(stem) + 1: -len(ext)].isdigit())
+    chans = sorted(
+        p
+        for p in C.files_in(path.parent)
+        if p.name.startswith(stem + "_") and p.name.endswith(ext) and p.name[len(stem) + 1 : -len(ext)].isdigit()
+    )
     return tuple(chans) or (path,)
 
 
@@ -71,8 +78,9 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     meta = _read_dataset_json(root)
     mods = meta["modality"] if isinstance(meta["modality"], dict) else {"0": meta["modality"]}
     channels = tuple(str(mods[k]) for k in sorted(mods, key=lambda k: int(k)))
-    code = C.resolve_modality(modality, channels[0] if channels else None, where=str(root / "dataset.json"),
-                              hint=f"modality {list(channels)}")
+    code = C.resolve_modality(
+        modality, channels[0] if channels else None, where=str(root / "dataset.json"), hint=f"modality {list(channels)}"
+    )
     options = (("channel_names", channels), ("labels", meta["_labels"]))
     source = root.name
     pairs: list[tuple[Path, Path | None, str]] = []
@@ -97,9 +105,19 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         pairs += [(p, None, "test") for p in C.files_in(root / "imagesTs", C.VOLUME_EXTS)]
     if not pairs:
         raise LayoutError(f"{root}: no cases in dataset.json 'training'/'test' nor in imagesTr/labelsTr")
-    refs = [CaseRef(case_id=_case_id(img), source=source, layout=NAME, image_paths=_image_files(img),
-                    label_paths=(lab,) if lab else (), modality=code, split=split, options=options)
-            for img, lab, split in pairs]
+    refs = [
+        CaseRef(
+            case_id=_case_id(img),
+            source=source,
+            layout=NAME,
+            image_paths=_image_files(img),
+            label_paths=(lab,) if lab else (),
+            modality=code,
+            split=split,
+            options=options,
+        )
+        for img, lab, split in pairs
+    ]
     return sorted(refs, key=lambda r: (r.case_id, r.split or ""))
 
 
@@ -114,20 +132,32 @@ def load_case(ref: CaseRef) -> Case:
     n_ch = 1 if array.ndim == ndim else array.shape[-1]
     channels = tuple(ref.option("channel_names", ()))
     if channels and n_ch != len(channels):
-        raise CaseError(str(paths[0]), f"image has {n_ch} channel(s) but dataset.json modality lists "
-                        f"{len(channels)}: {list(channels)}")
+        raise CaseError(
+            str(paths[0]),
+            f"image has {n_ch} channel(s) but dataset.json modality lists {len(channels)}: {list(channels)}",
+        )
     labels: list[LabelMap] = []
     if ref.label_paths:
         lpath = C.require_file(Path(ref.label_paths[0]), "label file")
         lab = read_label(lpath, reference=images[0]).array
         names = dict(ref.option("labels", ()))
-        C.check_label_values(lab, names, path=lpath,
-                             listed="dataset.json lists " + ",".join(str(v) for v in [0, *sorted(names)]))
+        C.check_label_values(
+            lab, names, path=lpath, listed="dataset.json lists " + ",".join(str(v) for v in [0, *sorted(names)])
+        )
         labels.append(LabelMap(lab, names))
-    return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=NAME, modality=ref.modality or "",
-        image=array, geometry=images[0].geometry, labels=labels,
-        channel_names=channels if n_ch > 1 else (), image_path=tuple(str(p) for p in paths),
-        label_path=tuple(str(p) for p in ref.label_paths), split=ref.split,
-        spacing_known=images[0].spacing_known,
-    ))
+    return C.validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=NAME,
+            modality=ref.modality or "",
+            image=array,
+            geometry=images[0].geometry,
+            labels=labels,
+            channel_names=channels if n_ch > 1 else (),
+            image_path=tuple(str(p) for p in paths),
+            label_path=tuple(str(p) for p in ref.label_paths),
+            split=ref.split,
+            spacing_known=images[0].spacing_known,
+        )
+    )

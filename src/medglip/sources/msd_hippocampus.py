@@ -61,14 +61,32 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     for cid in sorted(set(images) | set(labels)):
         ext = C.split_ext((images.get(cid) or labels[cid]).name)[1]
         opts = V.options(LABELS, listed="MSD Task04 (dataset.json)", meta={"patient": cid})
-        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME,
-                            image_paths=(images.get(cid) or root / "imagesTr" / f"{cid}{ext}",),
-                            label_paths=(labels.get(cid) or root / "labelsTr" / f"{cid}{ext}",), modality=code,
-                            split="train", options=opts))
+        refs.append(
+            CaseRef(
+                case_id=cid,
+                source=root.name,
+                layout=NAME,
+                image_paths=(images.get(cid) or root / "imagesTr" / f"{cid}{ext}",),
+                label_paths=(labels.get(cid) or root / "labelsTr" / f"{cid}{ext}",),
+                modality=code,
+                split="train",
+                options=opts,
+            )
+        )
     for cid, path in sorted(tests.items()):
         opts = V.options(LABELS, listed="MSD Task04 (dataset.json)", meta={"patient": cid})
-        refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(path,), label_paths=(),
-                            modality=code, split="test", options=opts))
+        refs.append(
+            CaseRef(
+                case_id=cid,
+                source=root.name,
+                layout=NAME,
+                image_paths=(path,),
+                label_paths=(),
+                modality=code,
+                split="test",
+                options=opts,
+            )
+        )
     return sorted(refs, key=lambda r: (r.case_id, r.split or ""))
 
 

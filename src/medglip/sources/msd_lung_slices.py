@@ -68,8 +68,12 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     images, masks = _slices(root / "images"), _slices(root / "masks")
     skipped = [p.name for p in C.files_in(root / "images", (".jpg", ".jpeg")) if p.stem not in images]
     if skipped:
-        log.warning("%s: %d images are not <case>_<z>.jpg patient slices (augmented copies?) and are skipped, e.g. %s",
-                    root, len(skipped), skipped[0])
+        log.warning(
+            "%s: %d images are not <case>_<z>.jpg patient slices (augmented copies?) and are skipped, e.g. %s",
+            root,
+            len(skipped),
+            skipped[0],
+        )
     code = C.resolve_modality(modality, "CT", where=str(root))
     refs = []
     # every stem matched _SLICE (<case>_<z>): one underscore
@@ -77,10 +81,18 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         case, z = stem.split("_")
         meta = json.dumps({"patient": case, "slice": int(z)}, sort_keys=True)
         opts = (("gray", True), ("mask_names", (LABEL,)), ("meta", meta), ("threshold", 127))
-        refs.append(CaseRef(case_id=stem, source=root.name, layout=NAME,
-                            image_paths=(images.get(stem, root / "images" / f"{stem}.jpg"),),
-                            label_paths=(masks.get(stem, root / "masks" / f"{stem}.jpg"),), modality=code, split=None,
-                            options=opts))
+        refs.append(
+            CaseRef(
+                case_id=stem,
+                source=root.name,
+                layout=NAME,
+                image_paths=(images.get(stem, root / "images" / f"{stem}.jpg"),),
+                label_paths=(masks.get(stem, root / "masks" / f"{stem}.jpg"),),
+                modality=code,
+                split=None,
+                options=opts,
+            )
+        )
     if not refs:
         raise LayoutError(f"{root}: images/ holds no <case>_<z>.jpg slices (MSD Task06 lung slices)")
     return refs

@@ -105,13 +105,24 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     ending = str(meta["file_ending"])
     channels = tuple(str(meta["channel_names"][k]) for k in sorted(meta["channel_names"], key=int))
     code = C.resolve_modality(
-        modality, channels[0] if channels else None, where=str(root / "dataset.json"),
+        modality,
+        channels[0] if channels else None,
+        where=str(root / "dataset.json"),
         hint=f"channel_names {list(channels)} name no modality",
     )
     plain, regions = _parse_labels(meta, root / "dataset.json")
     ignore = meta["labels"].get("ignore")
-    options = tuple(sorted({"channel_names": channels, "labels": plain, "regions": regions, "ignore": ignore,
-                            "regions_class_order": tuple(meta.get("regions_class_order") or ())}.items()))
+    options = tuple(
+        sorted(
+            {
+                "channel_names": channels,
+                "labels": plain,
+                "regions": regions,
+                "ignore": ignore,
+                "regions_class_order": tuple(meta.get("regions_class_order") or ()),
+            }.items()
+        )
+    )
     source = root.name
     refs: list[CaseRef] = []
     if isinstance(meta.get("dataset"), dict):  # explicit file list (dataset_format_inference.md)
@@ -121,8 +132,18 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
             if not imgs:
                 raise LayoutError(f"{root / 'dataset.json'}: 'dataset' entry {cid!r} lists no 'images'")
             lab = (root / entry["label"],) if entry.get("label") else ()
-            refs.append(CaseRef(case_id=cid, source=source, layout=NAME, image_paths=imgs, label_paths=lab,
-                                modality=code, split="train", options=options))
+            refs.append(
+                CaseRef(
+                    case_id=cid,
+                    source=source,
+                    layout=NAME,
+                    image_paths=imgs,
+                    label_paths=lab,
+                    modality=code,
+                    split="train",
+                    options=options,
+                )
+            )
         return sorted(refs, key=lambda r: r.case_id)
     train = _group_channels(root / "imagesTr", ending)
     labels = {p.name[: -len(ending)]: p for p in C.files_in(root / "labelsTr") if p.name.endswith(ending)}
@@ -131,11 +152,31 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     for cid in sorted(set(train) | set(labels)):
         imgs = tuple(train.get(cid, [root / "imagesTr" / f"{cid}_0000{ending}"]))
         label = labels.get(cid, root / "labelsTr" / f"{cid}{ending}")
-        refs.append(CaseRef(case_id=cid, source=source, layout=NAME, image_paths=imgs, label_paths=(label,),
-                            modality=code, split="train", options=options))
+        refs.append(
+            CaseRef(
+                case_id=cid,
+                source=source,
+                layout=NAME,
+                image_paths=imgs,
+                label_paths=(label,),
+                modality=code,
+                split="train",
+                options=options,
+            )
+        )
     for cid, channel_files in sorted(_group_channels(root / "imagesTs", ending).items()):
-        refs.append(CaseRef(case_id=cid, source=source, layout=NAME, image_paths=tuple(channel_files), label_paths=(),
-                            modality=code, split="test", options=options))
+        refs.append(
+            CaseRef(
+                case_id=cid,
+                source=source,
+                layout=NAME,
+                image_paths=tuple(channel_files),
+                label_paths=(),
+                modality=code,
+                split="test",
+                options=options,
+            )
+        )
     return sorted(refs, key=lambda r: (r.case_id, r.split or ""))
 
 
@@ -149,8 +190,11 @@ def load_case(ref: CaseRef) -> Case:
     array = C.stack_channels(images, paths)
     n_ch = 1 if array.ndim == images[0].geometry.ndim else array.shape[-1]
     if channels and n_ch != len(channels):
-        raise CaseError(str(paths[0]), f"{n_ch} channel(s) read from {len(paths)} file(s) but dataset.json "
-                        f"channel_names lists {len(channels)}: {list(channels)}")
+        raise CaseError(
+            str(paths[0]),
+            f"{n_ch} channel(s) read from {len(paths)} file(s) but dataset.json "
+            f"channel_names lists {len(channels)}: {list(channels)}",
+        )
     labels: list[LabelMap] = []
     meta: dict = {}
     if ref.label_paths:
@@ -172,10 +216,20 @@ def load_case(ref: CaseRef) -> Case:
             meta["regions"] = {k: list(v) for k, v in regions.items()}
             if ref.option("regions_class_order"):
                 meta["regions_class_order"] = list(ref.option("regions_class_order"))
-    return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=NAME, modality=ref.modality or "",
-        image=array, geometry=images[0].geometry, labels=labels,
-        channel_names=channels if n_ch > 1 else (), image_path=tuple(str(p) for p in paths),
-        label_path=tuple(str(p) for p in ref.label_paths), split=ref.split,
-        spacing_known=images[0].spacing_known, meta=meta,
-    ))
+    return C.validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=NAME,
+            modality=ref.modality or "",
+            image=array,
+            geometry=images[0].geometry,
+            labels=labels,
+            channel_names=channels if n_ch > 1 else (),
+            image_path=tuple(str(p) for p in paths),
+            label_path=tuple(str(p) for p in ref.label_paths),
+            split=ref.split,
+            spacing_known=images[0].spacing_known,
+            meta=meta,
+        )
+    )

@@ -45,8 +45,9 @@ _XLSX_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 
 def _images_dir(root: Path) -> Path | None:
     for cand in (root / "PH2 Dataset images", root / "PH2Dataset" / "PH2 Dataset images", root):
-        if cand.is_dir() and any((d / f"{d.name}_Dermoscopic_Image").is_dir() for d in sorted(cand.iterdir())[:5]
-                                 if d.is_dir()):
+        if cand.is_dir() and any(
+            (d / f"{d.name}_Dermoscopic_Image").is_dir() for d in sorted(cand.iterdir())[:5] if d.is_dir()
+        ):
             return cand
     return None
 
@@ -86,8 +87,10 @@ def _xlsx_rows(path: Path) -> list[dict[str, str]]:
         names = z.namelist()
         shared = []
         if "xl/sharedStrings.xml" in names:
-            shared = ["".join(t.text or "" for t in si.iter(f"{_XLSX_NS}t"))
-                      for si in ElementTree.fromstring(z.read("xl/sharedStrings.xml")).iter(f"{_XLSX_NS}si")]
+            shared = [
+                "".join(t.text or "" for t in si.iter(f"{_XLSX_NS}t"))
+                for si in ElementTree.fromstring(z.read("xl/sharedStrings.xml")).iter(f"{_XLSX_NS}si")
+            ]
         sheets = sorted(n for n in names if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n))
         if not sheets:
             raise KeyError("no worksheet")
@@ -150,17 +153,31 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     table = diagnoses(list(dict.fromkeys((root, base.parent, root / "PH2Dataset"))))
     refs = []
     for d in sorted(p for p in base.iterdir() if p.is_dir() and (p / f"{p.name}_Dermoscopic_Image").is_dir()):
-        img = next(iter(C.files_in(d / f"{d.name}_Dermoscopic_Image", C.IMAGE_2D_EXTS)),
-                   d / f"{d.name}_Dermoscopic_Image" / f"{d.name}.bmp")
+        img = next(
+            iter(C.files_in(d / f"{d.name}_Dermoscopic_Image", C.IMAGE_2D_EXTS)),
+            d / f"{d.name}_Dermoscopic_Image" / f"{d.name}.bmp",
+        )
         mask = d / f"{d.name}_lesion" / f"{d.name}_lesion.bmp"
         diagnosis = table.get(d.name)
         meta = {"diagnosis": diagnosis} if diagnosis else {}
         opts = (("mask_names", (diagnosis or LABEL,)), ("meta", json.dumps(meta)), ("threshold", 127))
-        refs.append(CaseRef(case_id=d.name, source=root.name, layout=NAME, image_paths=(img,), label_paths=(mask,),
-                            modality=code, options=opts))
+        refs.append(
+            CaseRef(
+                case_id=d.name,
+                source=root.name,
+                layout=NAME,
+                image_paths=(img,),
+                label_paths=(mask,),
+                modality=code,
+                options=opts,
+            )
+        )
     if table and any(r.option("mask_names") == (LABEL,) for r in refs):
-        log.warning("%s: %d case(s) without a diagnosis in PH2_dataset.txt/.xlsx stay 'lesion'", root,
-                    sum(r.option("mask_names") == (LABEL,) for r in refs))
+        log.warning(
+            "%s: %d case(s) without a diagnosis in PH2_dataset.txt/.xlsx stay 'lesion'",
+            root,
+            sum(r.option("mask_names") == (LABEL,) for r in refs),
+        )
     return refs
 
 

@@ -30,8 +30,10 @@ _CASE = re.compile(r"^Case\d+$")
 
 def _folders(root: Path) -> list[tuple[Path, str | None]]:
     subs: list[tuple[Path, str | None]] = [
-        (d, "test" if d.name.startswith("Test") else "train") for d in sorted(root.iterdir())
-        if d.is_dir() and (d.name.startswith("TrainingData") or d.name.startswith("TestData"))]
+        (d, "test" if d.name.startswith("Test") else "train")
+        for d in sorted(root.iterdir())
+        if d.is_dir() and (d.name.startswith("TrainingData") or d.name.startswith("TestData"))
+    ]
     return subs or [(root, None)]
 
 
@@ -39,8 +41,11 @@ def detect(root: Path) -> bool:
     """``CaseNN.mhd`` + ``CaseNN_segmentation.mhd`` (in the root or in ``TrainingData_PartN/``)."""
     root = Path(root)
     suffix = "_segmentation.mhd"
-    return root.is_dir() and any(p.name.endswith(suffix) and _CASE.match(p.name[: -len(suffix)])
-                                 for d, _ in _folders(root) for p in C.files_in(d, (".mhd",)))
+    return root.is_dir() and any(
+        p.name.endswith(suffix) and _CASE.match(p.name[: -len(suffix)])
+        for d, _ in _folders(root)
+        for p in C.files_in(d, (".mhd",))
+    )
 
 
 def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
@@ -56,8 +61,18 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
                 continue
             seg = d / f"{stem}_segmentation.mhd"
             cid = stem if split != "test" else f"Test{stem}"
-            refs.append(CaseRef(case_id=cid, source=root.name, layout=NAME, image_paths=(p,),
-                                label_paths=(seg,) if seg.exists() else (), modality=code, split=split, options=opts))
+            refs.append(
+                CaseRef(
+                    case_id=cid,
+                    source=root.name,
+                    layout=NAME,
+                    image_paths=(p,),
+                    label_paths=(seg,) if seg.exists() else (),
+                    modality=code,
+                    split=split,
+                    options=opts,
+                )
+            )
     if not refs:
         raise LayoutError(f"{root}: no CaseNN.mhd files (PROMISE12)")
     return sorted(refs, key=lambda r: r.case_id)

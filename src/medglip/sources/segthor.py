@@ -28,8 +28,9 @@ LABELS: dict[int, str] = {1: "esophagus", 2: "heart", 3: "trachea", 4: "aorta"}
 def _patient_dirs(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(d for d in folder.iterdir() if d.is_dir() and d.name.startswith("Patient_")
-                  and (d / "GT.nii.gz").exists())
+    return sorted(
+        d for d in folder.iterdir() if d.is_dir() and d.name.startswith("Patient_") and (d / "GT.nii.gz").exists()
+    )
 
 
 def detect(root: Path) -> bool:
@@ -44,13 +45,33 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     train = root if _patient_dirs(root) else root / "train"
     code = C.resolve_modality(modality, "CT", where=str(root))
     opts = V.options(LABELS, listed="SegTHOR")
-    refs = [CaseRef(case_id=d.name, source=root.name, layout=NAME, image_paths=(d / f"{d.name}.nii.gz",),
-                    label_paths=(d / "GT.nii.gz",), modality=code, split="train", options=opts)
-            for d in _patient_dirs(train)]
+    refs = [
+        CaseRef(
+            case_id=d.name,
+            source=root.name,
+            layout=NAME,
+            image_paths=(d / f"{d.name}.nii.gz",),
+            label_paths=(d / "GT.nii.gz",),
+            modality=code,
+            split="train",
+            options=opts,
+        )
+        for d in _patient_dirs(train)
+    ]
     for p in C.files_in(root / "test", (".nii.gz",)):
         if p.name.startswith("Patient_"):
-            refs.append(CaseRef(case_id=C.split_ext(p.name)[0], source=root.name, layout=NAME, image_paths=(p,),
-                                label_paths=(), modality=code, split="test", options=opts))
+            refs.append(
+                CaseRef(
+                    case_id=C.split_ext(p.name)[0],
+                    source=root.name,
+                    layout=NAME,
+                    image_paths=(p,),
+                    label_paths=(),
+                    modality=code,
+                    split="test",
+                    options=opts,
+                )
+            )
     if not refs:
         raise LayoutError(f"{root}: no Patient_XX/GT.nii.gz folders (SegTHOR)")
     return sorted(refs, key=lambda r: r.case_id)

@@ -59,8 +59,17 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         labels = (mask,) if mask is not None and mask.exists() else ()
         meta = {"tuberculosis": p.stem.endswith("_1"), "patient": p.stem}
         opts = (("gray", True), ("mask_names", (LABEL,) * len(labels)), ("meta", json.dumps(meta)), ("threshold", 127))
-        refs.append(CaseRef(case_id=p.stem, source=root.name, layout=NAME, image_paths=(p,), label_paths=labels,
-                            modality=code, options=opts))
+        refs.append(
+            CaseRef(
+                case_id=p.stem,
+                source=root.name,
+                layout=NAME,
+                image_paths=(p,),
+                label_paths=labels,
+                modality=code,
+                options=opts,
+            )
+        )
     return refs
 
 

@@ -75,7 +75,7 @@ def decode_relative_rle(code: str, height: int, width: int, *, where: str) -> np
         pos += start
         if start < 0 or length < 0 or pos + length > flat.size:
             raise CaseError(where, f"run {start} {length} runs past the {height}x{width} image")
-        flat[pos: pos + length] = True
+        flat[pos : pos + length] = True
         pos += length
     return flat.reshape(width, height).T
 
@@ -94,8 +94,18 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         for p in sorted((root / d).rglob("*.dcm")) if (root / d).is_dir() else []:
             rows = tuple(codes.get(p.stem, ()))
             labels = (csv_path,) if rows else ()
-            refs.append(CaseRef(case_id=p.stem, source=root.name, layout=NAME, image_paths=(p,), label_paths=labels,
-                                modality=code, split=split, options=(("rle", rows),)))
+            refs.append(
+                CaseRef(
+                    case_id=p.stem,
+                    source=root.name,
+                    layout=NAME,
+                    image_paths=(p,),
+                    label_paths=labels,
+                    modality=code,
+                    split=split,
+                    options=(("rle", rows),),
+                )
+            )
     if not refs:
         raise LayoutError(f"{root}: no DICOM files under {' / '.join(_IMAGE_DIRS)}")
     return sorted(refs, key=lambda r: r.case_id)
@@ -116,9 +126,19 @@ def load_case(ref: CaseRef) -> Case:
     labels = [LabelMap(mask.astype(np.uint8), {1: LABEL})] if ref.label_paths else []
     meta = json.loads(json.dumps({k: v for k, v in image.meta.items() if k in ("format", "dtype")}))
     meta.update({"no_finding": bool(ref.label_paths) and not rows, "regions": len(rows), "patient": ref.case_id})
-    return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=NAME, modality=ref.modality or "XR",
-        image=image.array, geometry=image.geometry, labels=labels, image_path=(str(ipath),),
-        label_path=tuple(str(p) for p in ref.label_paths), split=ref.split,
-        spacing_known=image.spacing_known, meta=meta,
-    ))
+    return C.validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=NAME,
+            modality=ref.modality or "XR",
+            image=image.array,
+            geometry=image.geometry,
+            labels=labels,
+            image_path=(str(ipath),),
+            label_path=tuple(str(p) for p in ref.label_paths),
+            split=ref.split,
+            spacing_known=image.spacing_known,
+            meta=meta,
+        )
+    )

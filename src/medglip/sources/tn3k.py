@@ -39,12 +39,30 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     refs = []
     for folder, split in _SPLITS:
         for p in C.files_in(root / f"{folder}-image", C.IMAGE_2D_EXTS):
-            mask = next((q for q in (root / f"{folder}-mask" / p.name,
-                                     *(root / f"{folder}-mask" / (p.stem + e) for e in (".png", ".jpg")))
-                         if q.exists()), root / f"{folder}-mask" / p.name)
+            mask = next(
+                (
+                    q
+                    for q in (
+                        root / f"{folder}-mask" / p.name,
+                        *(root / f"{folder}-mask" / (p.stem + e) for e in (".png", ".jpg")),
+                    )
+                    if q.exists()
+                ),
+                root / f"{folder}-mask" / p.name,
+            )
             opts = (("gray", True), ("mask_names", (LABEL,)), ("threshold", 127))
-            refs.append(CaseRef(case_id=f"{folder}_{p.stem}", source=root.name, layout=NAME, image_paths=(p,),
-                                label_paths=(mask,), modality=code, split=split, options=opts))
+            refs.append(
+                CaseRef(
+                    case_id=f"{folder}_{p.stem}",
+                    source=root.name,
+                    layout=NAME,
+                    image_paths=(p,),
+                    label_paths=(mask,),
+                    modality=code,
+                    split=split,
+                    options=opts,
+                )
+            )
     if not refs:
         raise LayoutError(f"{root}: no trainval-image/ or test-image/ pictures (TN3K)")
     return sorted(refs, key=lambda r: r.case_id)

@@ -68,8 +68,9 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
     if not dirs:
         raise LayoutError(f"{root}: no <case>/ct.nii.gz + <case>/segmentations/ folders (TotalSegmentator)")
     meta = _read_meta(root / "meta.csv")
-    structures = sorted({C.split_ext(p.name)[0] for d in dirs
-                         for p in C.files_in(d / "segmentations", (".nii.gz", ".nii"))})
+    structures = sorted(
+        {C.split_ext(p.name)[0] for d in dirs for p in C.files_in(d / "segmentations", (".nii.gz", ".nii"))}
+    )
     refs = []
     for d in dirs:
         image_name = next(n for n in _IMAGES if (d / n).exists())
@@ -77,8 +78,18 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         row = meta.get(d.name, {})
         segs = tuple(C.files_in(d / "segmentations", (".nii.gz", ".nii")))
         opts = (("row", tuple(sorted(row.items()))), ("structures", tuple(structures)))
-        refs.append(CaseRef(case_id=d.name, source=root.name, layout=NAME, image_paths=(d / image_name,),
-                            label_paths=segs, modality=code, split=row.get("split") or None, options=opts))
+        refs.append(
+            CaseRef(
+                case_id=d.name,
+                source=root.name,
+                layout=NAME,
+                image_paths=(d / image_name,),
+                label_paths=segs,
+                modality=code,
+                split=row.get("split") or None,
+                options=opts,
+            )
+        )
     return refs
 
 
@@ -105,9 +116,19 @@ def load_case(ref: CaseRef) -> Case:
     if len(labels) > 1:
         log.info("%s: overlapping structures, %d label maps", ref.case_id, len(labels))
     row = dict(ref.option("row", ()))
-    return C.validated(Case(
-        case_id=ref.case_id, source=ref.source, layout=NAME, modality=ref.modality or "CT",
-        image=image.array, geometry=image.geometry, labels=labels, image_path=(str(ref.image_paths[0]),),
-        label_path=tuple(str(p) for p in ref.label_paths), split=ref.split,
-        spacing_known=image.spacing_known, meta={"meta_csv": row} if row else {},
-    ))
+    return C.validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=NAME,
+            modality=ref.modality or "CT",
+            image=image.array,
+            geometry=image.geometry,
+            labels=labels,
+            image_path=(str(ref.image_paths[0]),),
+            label_path=tuple(str(p) for p in ref.label_paths),
+            split=ref.split,
+            spacing_known=image.spacing_known,
+            meta={"meta_csv": row} if row else {},
+        )
+    )

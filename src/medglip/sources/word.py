@@ -26,9 +26,22 @@ NAME = "word"
 TIER = Tier.NAMED_DATASET_JSON
 LOOKS_FOR = "imagesTr/word_*.nii.gz + imagesVal/ + labelsVal/ (WORD)"  # what `detect` looks for
 LABELS: dict[int, str] = {
-    1: "Liver", 2: "Spleen", 3: "Kidney (L)", 4: "Kidney (R)", 5: "Stomach", 6: "Gallbladder", 7: "Esophagus",
-    8: "Pancreas", 9: "Duodenum", 10: "Colon", 11: "Intestine", 12: "Adrenal", 13: "Rectum", 14: "Bladder",
-    15: "Head of Femur (L)", 16: "Head of Femur (R)",
+    1: "Liver",
+    2: "Spleen",
+    3: "Kidney (L)",
+    4: "Kidney (R)",
+    5: "Stomach",
+    6: "Gallbladder",
+    7: "Esophagus",
+    8: "Pancreas",
+    9: "Duodenum",
+    10: "Colon",
+    11: "Intestine",
+    12: "Adrenal",
+    13: "Rectum",
+    14: "Bladder",
+    15: "Head of Femur (L)",
+    16: "Head of Femur (R)",
 }
 _SPLITS = (("train", "Tr"), ("val", "Val"), ("test", "Ts"))
 
@@ -36,8 +49,11 @@ _SPLITS = (("train", "Tr"), ("val", "Val"), ("test", "Ts"))
 def detect(root: Path) -> bool:
     """``imagesVal/`` + ``labelsVal/`` beside ``imagesTr/`` holding ``word_*.nii.gz``."""
     root = Path(root)
-    return ((root / "imagesVal").is_dir() and (root / "labelsVal").is_dir()
-            and any(p.name.startswith("word_") for p in C.files_in(root / "imagesTr")))
+    return (
+        (root / "imagesVal").is_dir()
+        and (root / "labelsVal").is_dir()
+        and any(p.name.startswith("word_") for p in C.files_in(root / "imagesTr"))
+    )
 
 
 def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
@@ -50,8 +66,18 @@ def list_cases(root: Path, *, modality: str | None = None) -> list[CaseRef]:
         for p in C.files_in(root / f"images{tag}", C.VOLUME_EXTS):
             lab = root / f"labels{tag}" / p.name
             labels = (lab,) if lab.exists() or split != "test" else ()
-            refs.append(CaseRef(case_id=C.split_ext(p.name)[0], source=root.name, layout=NAME, image_paths=(p,),
-                                label_paths=labels, modality=code, split=split, options=opts))
+            refs.append(
+                CaseRef(
+                    case_id=C.split_ext(p.name)[0],
+                    source=root.name,
+                    layout=NAME,
+                    image_paths=(p,),
+                    label_paths=labels,
+                    modality=code,
+                    split=split,
+                    options=opts,
+                )
+            )
     if not refs:
         raise LayoutError(f"{root}: no imagesTr/imagesVal/imagesTs word_*.nii.gz files (WORD)")
     return sorted(refs, key=lambda r: r.case_id)

@@ -11,5 +11,15 @@ from .loop import train
 from .optim import lr_factor, param_groups, resolve_amp
 from .progress import TrainProgress
 
-__all__ = ["AugmentConfig", "GroundingDataset", "LateralityFlipper", "TrainConfig", "collate", "lr_factor",
-           "param_groups", "resolve_amp", "train", "TrainProgress"]
+__all__ = [
+    "AugmentConfig",
+    "GroundingDataset",
+    "LateralityFlipper",
+    "TrainConfig",
+    "collate",
+    "lr_factor",
+    "param_groups",
+    "resolve_amp",
+    "train",
+    "TrainProgress",
+]

@@ -98,8 +98,10 @@ def _start(start: str | Path, out: Path) -> tuple[Path, dict[str, Any]]:
         return folder, {"kind": "shipped", "name": SHIPPED_NAME, "path": str(folder.resolve())}
     folder = Path(start)
     if not (folder / "config.json").is_file():
-        raise AdaptError(f"{folder}: not a run folder (no config.json); start from 'shipped' or a `medglip train` "
-                         "/ `medglip adapt` output")
+        raise AdaptError(
+            f"{folder}: not a run folder (no config.json); start from 'shipped' or a `medglip train` "
+            "/ `medglip adapt` output"
+        )
     full = folder.resolve()
     return folder, {"kind": "run", "path": str(full), "relative": os.path.relpath(full, out.resolve())}
 
@@ -116,15 +118,22 @@ def _recipe(folder: Path) -> dict[str, Any]:
 
 
 def _train_config(recipe: dict[str, Any], model: GroundingModel, **changes: Any) -> TrainConfig:
-    keep = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
-            for k, v in recipe.items() if k not in ("max_steps", "epochs", "preset", "model_overrides", "init_from")}
+    keep = {
+        k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+        for k, v in recipe.items()
+        if k not in ("max_steps", "epochs", "preset", "model_overrides", "init_from")
+    }
     cfg = TrainConfig(**{**keep, **changes})
-    return dataclasses.replace(cfg, mask_weight=cfg.mask_weight if model.mask_head is not None else 0.0,
-                               mlm_weight=cfg.mlm_weight if model.mlm_head is not None else 0.0)
+    return dataclasses.replace(
+        cfg,
+        mask_weight=cfg.mask_weight if model.mask_head is not None else 0.0,
+        mlm_weight=cfg.mlm_weight if model.mlm_head is not None else 0.0,
+    )
 
 
-def _setup(model: GroundingModel, method: str, data: AdaptData, freeze: tuple[str, ...]
-           ) -> tuple[GroundingModel, list[torch.nn.Parameter], dict[str, LowRankDelta]]:
+def _setup(
+    model: GroundingModel, method: str, data: AdaptData, freeze: tuple[str, ...]
+) -> tuple[GroundingModel, list[torch.nn.Parameter], dict[str, LowRankDelta]]:
     """The model to train (``prompt`` adds offsets), its trained parameters and LoRA adapters; the modes set
     (frozen parts in eval mode, so their normalisation statistics stay as they are)."""
     if method == "prompt":
@@ -144,8 +153,14 @@ def _setup(model: GroundingModel, method: str, data: AdaptData, freeze: tuple[st
     elif method == "lora":
         keys = sorted({model.config.encoder_for(model.config.modalities.index(m)) for m in data.modalities})
         for key in keys:
-            adapters.update(add_lora(model.image_encoder.backbones[key], rank=LORA_RANK, alpha=LORA_ALPHA,
-                                     prefix=f"image_encoder.backbones.{key}."))
+            adapters.update(
+                add_lora(
+                    model.image_encoder.backbones[key],
+                    rank=LORA_RANK,
+                    alpha=LORA_ALPHA,
+                    prefix=f"image_encoder.backbones.{key}.",
+                )
+            )
         params = [p for d in adapters.values() for p in (d.lora_a, d.lora_b)]
     else:
         model.requires_grad_(True).train()
@@ -161,32 +176,55 @@ def _categories(start: Path, out: Path, data: AdaptData, ds: GroundingDataset) -
     by_mod = {m: list(v) for m, v in trained_on(start).items()}
     for m, v in ds.phrases_by_modality.items():
         by_mod[m] = list(dict.fromkeys([*by_mod.get(m, []), *v]))
-    atomic_write_json(out / "categories.json", {"split": "train", "phrases": phrases, "phrases_by_modality": by_mod,
-                                                "categories": ds.categories, "adapted_phrases": list(data.phrases)},
-                      indent=1)
+    atomic_write_json(
+        out / "categories.json",
+        {
+            "split": "train",
+            "phrases": phrases,
+            "phrases_by_modality": by_mod,
+            "categories": ds.categories,
+            "adapted_phrases": list(data.phrases),
+        },
+        indent=1,
+    )
 
 
 def _calibrate(out: Path, data: AdaptData, start_thresholds: dict[str, float]) -> dict[str, Any]:
     """Thresholds of the adapted phrases chosen on the calibration split; the start model's others kept."""
     from ..evaluate.calibration import choose_thresholds, evaluate_run, set_thresholds
 
-    _, present, absent = evaluate_run(out, data.dataset, data.calibration_split, out / "calibration",
-                                      phrases="case")
+    _, present, absent = evaluate_run(out, data.dataset, data.calibration_split, out / "calibration", phrases="case")
     mine = set(data.phrases)
     present = [p for p in present if p[0] in mine]
     absent = [a for a in absent if a[0] in mine]
     chosen = choose_thresholds(present, absent)
     new = {p: float(chosen.get(p, chosen["*"])) for p in data.phrases}
     set_thresholds(out, {**start_thresholds, **new})
-    return {"split": data.calibration_split, "present_pairs": len(present), "absent_pairs": len(absent),
-            "thresholds": new}
+    return {
+        "split": data.calibration_split,
+        "present_pairs": len(present),
+        "absent_pairs": len(absent),
+        "thresholds": new,
+    }
 
 
-def adapt(data: str | Path, *, out: str | Path, phrases: Sequence[str] | None = None,
-          start: str | Path = "shipped", method: str = "auto", budget_minutes: float = DEFAULT_BUDGET_MINUTES,
-          max_steps: int | None = None, modality: str | None = None, device: str = "cpu", seed: int = 0,
-          lr: float | None = None, batch_size: int = 4, reference: str | Path | None = None,
-          progress: ProgressCallback | None = None) -> AdaptResult:
+def adapt(
+    data: str | Path,
+    *,
+    out: str | Path,
+    phrases: Sequence[str] | None = None,
+    start: str | Path = "shipped",
+    method: str = "auto",
+    budget_minutes: float = DEFAULT_BUDGET_MINUTES,
+    max_steps: int | None = None,
+    modality: str | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    lr: float | None = None,
+    batch_size: int = 4,
+    reference: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> AdaptResult:
     """Adapt ``start`` to the labelled set ``data`` and write the run folder ``out`` (module docstring).
 
     Args:
@@ -224,38 +262,74 @@ def adapt(data: str | Path, *, out: str | Path, phrases: Sequence[str] | None = 
     base = load_checkpoint(start_dir)
     start_thresholds = dict(base.config.finding_thresholds)
     t0 = time.perf_counter()
-    adapt_data = prepare(data, out, modality=modality, model_modalities=base.config.modalities, phrases=phrases,
-                         seed=seed)
+    adapt_data = prepare(
+        data, out, modality=modality, model_modalities=base.config.modalities, phrases=phrases, seed=seed
+    )
     t_data = time.perf_counter() - t0
 
     recipe = _recipe(start_dir)
     freeze = tuple(recipe.get("freeze") or ("text_encoder",))
     model, params, adapters = _setup(copy.deepcopy(base), resolved, adapt_data, freeze)
-    cfg = _train_config(recipe, model, lr=lr or METHOD_LR[resolved], batch_size=max(1, min(batch_size,
-                        adapt_data.train_images)), seed=seed, device=device, ema_decay=None, init_from=str(start_dir),
-                        freeze=freeze if resolved == "full" else (), weight_decay=METHOD_WEIGHT_DECAY[resolved],
-                        max_steps=max_steps,
-                        # prompt tuning learns the named phrases' offsets: a phrase asked by a coarser term
-                        # would train nothing
-                        **({"coarse_phrase_prob": 0.0} if resolved == "prompt" else {}))
+    cfg = _train_config(
+        recipe,
+        model,
+        lr=lr or METHOD_LR[resolved],
+        batch_size=max(1, min(batch_size, adapt_data.train_images)),
+        seed=seed,
+        device=device,
+        ema_decay=None,
+        init_from=str(start_dir),
+        freeze=freeze if resolved == "full" else (),
+        weight_decay=METHOD_WEIGHT_DECAY[resolved],
+        max_steps=max_steps,
+        # prompt tuning learns the named phrases' offsets: a phrase asked by a coarser term
+        # would train nothing
+        **({"coarse_phrase_prob": 0.0} if resolved == "prompt" else {}),
+    )
     dev = resolve_device(device, 0)
     model.to(dev)
     prompts = partial(build_prompts, tokenizer=model.tokenizer, max_len=model.config.max_text_len)
-    ds = GroundingDataset(adapt_data.dataset, "train", image_size=int(model.config.image_size), prompt_builder=prompts,
-                          modalities=tuple(model.config.modalities), train=True,
-                          negatives_per_image=cfg.negatives_per_image, negative_vocabulary=cfg.negative_vocabulary,
-                          augment=cfg.augment_config(), seed=seed, input_config=model.config.input_config,
-                          with_masks=cfg.mask_weight > 0)
-    model.tasks = AuxiliaryTasks(contrastive_weight=cfg.contrastive_weight,
-                                 contrastive_temperature=cfg.contrastive_temperature, mlm_weight=cfg.mlm_weight,
-                                 mlm_probability=cfg.mlm_probability, mask_weight=cfg.mask_weight,
-                                 mask_box_jitter=cfg.mask_box_jitter, relations=PhraseRelations(ds.ontology))
+    ds = GroundingDataset(
+        adapt_data.dataset,
+        "train",
+        image_size=int(model.config.image_size),
+        prompt_builder=prompts,
+        modalities=tuple(model.config.modalities),
+        train=True,
+        negatives_per_image=cfg.negatives_per_image,
+        negative_vocabulary=cfg.negative_vocabulary,
+        augment=cfg.augment_config(),
+        seed=seed,
+        input_config=model.config.input_config,
+        with_masks=cfg.mask_weight > 0,
+    )
+    model.tasks = AuxiliaryTasks(
+        contrastive_weight=cfg.contrastive_weight,
+        contrastive_temperature=cfg.contrastive_temperature,
+        mlm_weight=cfg.mlm_weight,
+        mlm_probability=cfg.mlm_probability,
+        mask_weight=cfg.mask_weight,
+        mask_box_jitter=cfg.mask_box_jitter,
+        relations=PhraseRelations(ds.ontology),
+    )
     torch.manual_seed(seed)
-    loop = run_steps(model, params, ds, LoopSettings(lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                                     batch_size=cfg.batch_size, max_steps=max_steps,
-                                                     budget_s=60.0 * float(budget_minutes), grad_clip=cfg.grad_clip,
-                                                     seed=seed, device=str(dev)),
-                     log_path=out / "log.csv", on_step=progress)
+    loop = run_steps(
+        model,
+        params,
+        ds,
+        LoopSettings(
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            batch_size=cfg.batch_size,
+            max_steps=max_steps,
+            budget_s=60.0 * float(budget_minutes),
+            grad_clip=cfg.grad_clip,
+            seed=seed,
+            device=str(dev),
+        ),
+        log_path=out / "log.csv",
+        on_step=progress,
+    )
 
     low_rank = remove_lora(model, adapters)  # the encoder's own weights back exactly; the change kept as factors
     model = model.cpu().eval()
@@ -265,12 +339,25 @@ def adapt(data: str | Path, *, out: str | Path, phrases: Sequence[str] | None = 
     trained = sum(p.numel() for p in params)
     del base, model
     _categories(start_dir, out, adapt_data, ds)
-    atomic_write_json(out / "train_config.json", {
-        "medglip_version": __version__, "config": dataclasses.asdict(cfg), "adapt": {
-            "method": resolved, "method_asked": method, "budget_minutes": budget_minutes, "max_steps": max_steps,
-            "steps": loop.steps, "phrases": list(adapt_data.phrases), "start": start_ref,
-            "dataset": str(adapt_data.dataset), "lora": {"rank": LORA_RANK, "alpha": LORA_ALPHA}
-            if resolved == "lora" else None}}, indent=1)
+    atomic_write_json(
+        out / "train_config.json",
+        {
+            "medglip_version": __version__,
+            "config": dataclasses.asdict(cfg),
+            "adapt": {
+                "method": resolved,
+                "method_asked": method,
+                "budget_minutes": budget_minutes,
+                "max_steps": max_steps,
+                "steps": loop.steps,
+                "phrases": list(adapt_data.phrases),
+                "start": start_ref,
+                "dataset": str(adapt_data.dataset),
+                "lora": {"rank": LORA_RANK, "alpha": LORA_ALPHA} if resolved == "lora" else None,
+            },
+        },
+        indent=1,
+    )
     card = adapt_data.dataset / "card.json"
     if card.is_file():
         shutil.copyfile(card, out / "dataset_card.json")
@@ -280,20 +367,47 @@ def adapt(data: str | Path, *, out: str | Path, phrases: Sequence[str] | None = 
     t_cal = time.perf_counter() - t0
     forgot = forgetting(out, reference, base=start_dir) if reference is not None else None
     weights = (out / "model.safetensors").stat().st_size
-    info = {"medglip_version": __version__, "method": resolved, "method_asked": method, "start": start_ref,
-            "phrases": list(adapt_data.phrases), "cases": list(adapt_data.cases),
-            "val_cases": list(adapt_data.val_cases), "patients": list(adapt_data.patients),
-            "modalities": list(adapt_data.modalities), "train_images": adapt_data.train_images,
-            "train_boxes": adapt_data.train_boxes, "dataset": str(adapt_data.dataset), "built": adapt_data.built,
-            "steps": loop.steps, "budget_minutes": budget_minutes, "budget_bound": loop.budget_bound,
-            "first_loss": None if loop.first_loss is None else round(loop.first_loss, 4),
-            "last_loss": None if loop.last_loss is None else round(loop.last_loss, 4),
-            "trained_parameters": trained, "stored_tensors": record["stored_tensors"],
-            "low_rank_tensors": record["low_rank_tensors"], "weights_bytes": weights, "calibration": calibration,
-            "times_s": {"data": round(t_data, 1), "train": round(loop.seconds, 1), "calibrate": round(t_cal, 1),
-                        "total": round(time.perf_counter() - t_all, 1)}}
+    info = {
+        "medglip_version": __version__,
+        "method": resolved,
+        "method_asked": method,
+        "start": start_ref,
+        "phrases": list(adapt_data.phrases),
+        "cases": list(adapt_data.cases),
+        "val_cases": list(adapt_data.val_cases),
+        "patients": list(adapt_data.patients),
+        "modalities": list(adapt_data.modalities),
+        "train_images": adapt_data.train_images,
+        "train_boxes": adapt_data.train_boxes,
+        "dataset": str(adapt_data.dataset),
+        "built": adapt_data.built,
+        "steps": loop.steps,
+        "budget_minutes": budget_minutes,
+        "budget_bound": loop.budget_bound,
+        "first_loss": None if loop.first_loss is None else round(loop.first_loss, 4),
+        "last_loss": None if loop.last_loss is None else round(loop.last_loss, 4),
+        "trained_parameters": trained,
+        "stored_tensors": record["stored_tensors"],
+        "low_rank_tensors": record["low_rank_tensors"],
+        "weights_bytes": weights,
+        "calibration": calibration,
+        "times_s": {
+            "data": round(t_data, 1),
+            "train": round(loop.seconds, 1),
+            "calibrate": round(t_cal, 1),
+            "total": round(time.perf_counter() - t_all, 1),
+        },
+    }
     write_card(out, info, forgot)
-    return AdaptResult(run=out, method=resolved, steps=loop.steps, seconds=loop.seconds, phrases=adapt_data.phrases,
-                       thresholds=calibration["thresholds"], calibration_split=adapt_data.calibration_split,
-                       cases=adapt_data.cases, weights_bytes=weights, forgetting=forgot)
-
+    return AdaptResult(
+        run=out,
+        method=resolved,
+        steps=loop.steps,
+        seconds=loop.seconds,
+        phrases=adapt_data.phrases,
+        thresholds=calibration["thresholds"],
+        calibration_split=adapt_data.calibration_split,
+        cases=adapt_data.cases,
+        weights_bytes=weights,
+        forgetting=forgot,
+    )

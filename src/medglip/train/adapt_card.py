@@ -77,11 +77,21 @@ def forgetting(run: str | Path, reference_data: str | Path, *, base: str | Path,
     by_phrase: dict[str, tuple[float, float]] = {}
     for phrase in sorted({p for _, p in before}):
         keys = [k for k in before if k[1] == phrase]
-        by_phrase[phrase] = (round(sum(before[k] for k in keys) / len(keys), 4),
-                             round(sum(after.get(k, False) for k in keys) / len(keys), 4))
-    return Forgetting(dataset=str(dataset), split=split, pairs=len(before), base_acc50=round(b, 4),
-                      adapted_acc50=round(a, 4), drop=round(b - a, 4), kept=None if kept is None else round(kept, 4),
-                      within=b - a <= MAX_DROP + 1e-9, by_phrase=by_phrase)
+        by_phrase[phrase] = (
+            round(sum(before[k] for k in keys) / len(keys), 4),
+            round(sum(after.get(k, False) for k in keys) / len(keys), 4),
+        )
+    return Forgetting(
+        dataset=str(dataset),
+        split=split,
+        pairs=len(before),
+        base_acc50=round(b, 4),
+        adapted_acc50=round(a, 4),
+        drop=round(b - a, 4),
+        kept=None if kept is None else round(kept, 4),
+        within=b - a <= MAX_DROP + 1e-9,
+        by_phrase=by_phrase,
+    )
 
 
 def _pct(v: Any) -> str:
@@ -90,14 +100,18 @@ def _pct(v: Any) -> str:
 
 def forgetting_text(f: Forgetting) -> str:
     """The card's paragraph on forgetting: kept, or what was given up."""
-    head = (f"On {f.pairs} present pairs of `{f.dataset}` / {f.split}, Acc@0.5 went from {_pct(f.base_acc50)} "
-            f"(start model) to {_pct(f.adapted_acc50)} (adapted); the adapted model still hits "
-            f"{_pct(f.kept)} of what the start model hit.")
+    head = (
+        f"On {f.pairs} present pairs of `{f.dataset}` / {f.split}, Acc@0.5 went from {_pct(f.base_acc50)} "
+        f"(start model) to {_pct(f.adapted_acc50)} (adapted); the adapted model still hits "
+        f"{_pct(f.kept)} of what the start model hit."
+    )
     if f.within:
         return head + f" Within {100 * MAX_DROP:.0f} points: the start model's accuracy is kept."
     lost = [f"{p} ({_pct(b)} → {_pct(a)})" for p, (b, a) in f.by_phrase.items() if a < b]
-    return head + (f" **Given up: {100 * f.drop:.1f} points of Acc@0.5, more than the {100 * MAX_DROP:.0f} allowed** "
-                   f"— lost on: {', '.join(lost) or 'no single phrase'}.")
+    return head + (
+        f" **Given up: {100 * f.drop:.1f} points of Acc@0.5, more than the {100 * MAX_DROP:.0f} allowed** "
+        f"— lost on: {', '.join(lost) or 'no single phrase'}."
+    )
 
 
 def write_card(run: Path, info: dict[str, Any], forgetting_result: Forgetting | None) -> None:
@@ -106,33 +120,59 @@ def write_card(run: Path, info: dict[str, Any], forgetting_result: Forgetting | 
     atomic_write_json(run / "adapt.json", json.loads(json.dumps(doc, default=str)), indent=1)
     t = info["times_s"]
     lines = [
-        f"# Adapted model: {', '.join(info['phrases'])}", "",
-        (f"Adapted from **{info['start']['kind']}** `{info['start'].get('name') or info['start']['path']}` "
-         f"(tensors' SHA-256 `{info['start']['sha256'][:16]}…`), method **{info['method']}**"
-         + (f" (`auto` → {info['method']})" if info["method_asked"] == "auto" else "") + "."), "",
-        "| | |", "|---|---|",
-        (f"| cases used | {len(info['cases'])} training ({', '.join(info['cases'])}); "
-         f"{len(info['val_cases'])} validation |"),
+        f"# Adapted model: {', '.join(info['phrases'])}",
+        "",
+        (
+            f"Adapted from **{info['start']['kind']}** `{info['start'].get('name') or info['start']['path']}` "
+            f"(tensors' SHA-256 `{info['start']['sha256'][:16]}…`), method **{info['method']}**"
+            + (f" (`auto` → {info['method']})" if info["method_asked"] == "auto" else "")
+            + "."
+        ),
+        "",
+        "| | |",
+        "|---|---|",
+        (
+            f"| cases used | {len(info['cases'])} training ({', '.join(info['cases'])}); "
+            f"{len(info['val_cases'])} validation |"
+        ),
         f"| patients | {len(info['patients'])} |",
         f"| images / boxes | {info['train_images']} / {info['train_boxes']} |",
         f"| modalities | {', '.join(info['modalities'])} |",
-        (f"| steps | {info['steps']} ({'budget spent' if info['budget_bound'] else 'max_steps reached'}; "
-         f"budget {info['budget_minutes']:g} min) |"),
-        (f"| time | data {t['data']:.0f} s, training {t['train']:.0f} s, calibration {t['calibrate']:.0f} s, "
-         f"total {t['total']:.0f} s |"),
+        (
+            f"| steps | {info['steps']} ({'budget spent' if info['budget_bound'] else 'max_steps reached'}; "
+            f"budget {info['budget_minutes']:g} min) |"
+        ),
+        (
+            f"| time | data {t['data']:.0f} s, training {t['train']:.0f} s, calibration {t['calibrate']:.0f} s, "
+            f"total {t['total']:.0f} s |"
+        ),
         f"| loss | {info['first_loss']} → {info['last_loss']} |",
         f"| trained parameters | {info['trained_parameters']:,} |",
-        (f"| stored | {info['stored_tensors']} tensors + {info['low_rank_tensors']} low-rank, "
-         f"{info['weights_bytes'] / 1e6:.2f} MB |"), "",
-        "## Thresholds", "",
-        (f"Calibrated on the **{info['calibration']['split']}** split"
-         + (" — there was no labelled validation case, so on the training cases themselves (optimistic)"
-            if info["calibration"]["split"] == "train" else "")
-         + f" ({info['calibration']['present_pairs']} present,"
-         f" {info['calibration']['absent_pairs']} absent pairs)."), "",
-        *[f"- {p}: {th:.2f}" for p, th in info["calibration"]["thresholds"].items()], "",
-        "## Forgetting", "",
-        forgetting_text(forgetting_result) if forgetting_result is not None else
-        "Not measured in this run (pass reference= / --reference with the start model's test patients).", "",
+        (
+            f"| stored | {info['stored_tensors']} tensors + {info['low_rank_tensors']} low-rank, "
+            f"{info['weights_bytes'] / 1e6:.2f} MB |"
+        ),
+        "",
+        "## Thresholds",
+        "",
+        (
+            f"Calibrated on the **{info['calibration']['split']}** split"
+            + (
+                " — there was no labelled validation case, so on the training cases themselves (optimistic)"
+                if info["calibration"]["split"] == "train"
+                else ""
+            )
+            + f" ({info['calibration']['present_pairs']} present,"
+            f" {info['calibration']['absent_pairs']} absent pairs)."
+        ),
+        "",
+        *[f"- {p}: {th:.2f}" for p, th in info["calibration"]["thresholds"].items()],
+        "",
+        "## Forgetting",
+        "",
+        forgetting_text(forgetting_result)
+        if forgetting_result is not None
+        else "Not measured in this run (pass reference= / --reference with the start model's test patients).",
+        "",
     ]
     atomic_write_text(run / "ADAPT_CARD.md", "\n".join(lines))

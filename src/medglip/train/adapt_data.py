@@ -101,8 +101,15 @@ def _patients(dataset: Path, images: list[dict]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
-def prepare(data: str | Path, out: Path, *, modality: str | None, model_modalities: Sequence[str],
-            phrases: Sequence[str] | None, seed: int = 0) -> AdaptData:
+def prepare(
+    data: str | Path,
+    out: Path,
+    *,
+    modality: str | None,
+    model_modalities: Sequence[str],
+    phrases: Sequence[str] | None,
+    seed: int = 0,
+) -> AdaptData:
     """The labelled set of ``data`` (built into ``out/data`` unless it is built already), checked.
 
     Raises:
@@ -117,8 +124,10 @@ def prepare(data: str | Path, out: Path, *, modality: str | None, model_modaliti
         dataset, built = data, False
     else:
         if wanted is None and _manifest_without_modality(data):
-            raise AdaptDataError(f"{data}: the manifest does not say the modality of its cases (no 'modality' at its "
-                                 "top level or in every case): add it, or pass modality= (--modality)")
+            raise AdaptDataError(
+                f"{data}: the manifest does not say the modality of its cases (no 'modality' at its "
+                "top level or in every case): add it, or pass modality= (--modality)"
+            )
         dataset, built = out / "data", True
         result = build(BuildConfig(source=str(data), modality=wanted, split_ratios=ADAPT_SPLITS, seed=seed), dataset)
         if result.failed and not result.done and not result.skipped:
@@ -128,16 +137,20 @@ def prepare(data: str | Path, out: Path, *, modality: str | None, model_modaliti
     images = [im for im in train["images"] if im.get("id") is not None]
     labelled_ids = {int(a["image_id"]) for a in train["annotations"]}
     if not labelled_ids:
-        raise AdaptDataError(f"{data}: no labelled case (the training split of {dataset} has no box or mask); "
-                             "adaptation needs images with masks or boxes of the phrases to learn")
+        raise AdaptDataError(
+            f"{data}: no labelled case (the training split of {dataset} has no box or mask); "
+            "adaptation needs images with masks or boxes of the phrases to learn"
+        )
     mods = sorted({str(im.get("modality") or "") for im in images})
     if "" in mods:
-        raise AdaptDataError(f"{data}: some images have no modality (the data does not say it): pass modality= "
-                             "(--modality)")
+        raise AdaptDataError(
+            f"{data}: some images have no modality (the data does not say it): pass modality= (--modality)"
+        )
     unknown = sorted(set(mods) - set(model_modalities))
     if unknown:
-        raise AdaptDataError(f"{data}: modality {unknown} is not one the model has an image encoder for "
-                             f"({', '.join(model_modalities)})")
+        raise AdaptDataError(
+            f"{data}: modality {unknown} is not one the model has an image encoder for ({', '.join(model_modalities)})"
+        )
     if wanted is not None and mods != [wanted]:
         raise AdaptDataError(f"{data}: its images are {', '.join(mods)}, not {wanted} as asked (modality=)")
     names = {int(c["id"]): str(c["name"]) for c in train["categories"]}
@@ -153,8 +166,16 @@ def prepare(data: str | Path, out: Path, *, modality: str | None, model_modaliti
         chosen = marked
     val = _coco(dataset, "val")
     val_labelled = bool(val["annotations"])
-    return AdaptData(dataset=dataset, built=built, phrases=chosen, marked=marked, modalities=tuple(mods),
-                     cases=tuple(sorted({_case_of(im) for im in images})),
-                     val_cases=tuple(sorted({_case_of(im) for im in val["images"]})),
-                     patients=_patients(dataset, images), train_images=len(images),
-                     train_boxes=len(train["annotations"]), calibration_split="val" if val_labelled else "train")
+    return AdaptData(
+        dataset=dataset,
+        built=built,
+        phrases=chosen,
+        marked=marked,
+        modalities=tuple(mods),
+        cases=tuple(sorted({_case_of(im) for im in images})),
+        val_cases=tuple(sorted({_case_of(im) for im in val["images"]})),
+        patients=_patients(dataset, images),
+        train_images=len(images),
+        train_boxes=len(train["annotations"]),
+        calibration_split="val" if val_labelled else "train",
+    )

@@ -93,8 +93,11 @@ def _groups(model: GroundingModel, params: Sequence[torch.nn.Parameter], weight_
     names = {id(p): n for n, p in model.named_parameters()}
     decay = [p for p in params if p.ndim > 1 and not names.get(id(p), "").endswith(".bias")]
     rest = [p for p in params if all(p is not q for q in decay)]
-    return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0})
-            if g["params"]]
+    return [
+        g
+        for g in ({"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0})
+        if g["params"]
+    ]
 
 
 def _batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -104,9 +107,15 @@ def _batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return out  # the modality stays on the CPU: the model routes images to encoders there
 
 
-def run_steps(model: GroundingModel, params: Sequence[torch.nn.Parameter], dataset: GroundingDataset,
-              settings: LoopSettings, *, log_path: Path | None = None,
-              on_step: ProgressCallback | None = None) -> LoopResult:
+def run_steps(
+    model: GroundingModel,
+    params: Sequence[torch.nn.Parameter],
+    dataset: GroundingDataset,
+    settings: LoopSettings,
+    *,
+    log_path: Path | None = None,
+    on_step: ProgressCallback | None = None,
+) -> LoopResult:
     """Train ``params`` of ``model`` (already in the right train / eval modes) on ``dataset``.
 
     Raises:
@@ -118,8 +127,9 @@ def run_steps(model: GroundingModel, params: Sequence[torch.nn.Parameter], datas
     s = settings
     optimizer = torch.optim.AdamW(_groups(model, params, s.weight_decay), lr=s.lr, betas=(0.9, 0.999), eps=1e-8)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    sampler = ModalityBatchSampler(modalities=[im["modality"] for im in dataset.images], weights=None,
-                                   batch_size=s.batch_size, seed=s.seed)
+    sampler = ModalityBatchSampler(
+        modalities=[im["modality"] for im in dataset.images], weights=None, batch_size=s.batch_size, seed=s.seed
+    )
     csv_log = CsvLog(log_path) if log_path is not None else None
     step, skipped, first, last, t0 = 0, 0, None, None, time.perf_counter()
     budget_bound = False
@@ -127,8 +137,13 @@ def run_steps(model: GroundingModel, params: Sequence[torch.nn.Parameter], datas
     while True:
         dataset.set_epoch(epoch)
         sampler.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=0,
-                            generator=torch.Generator().manual_seed(s.seed + epoch))
+        loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=0,
+            generator=torch.Generator().manual_seed(s.seed + epoch),
+        )
         for batch in loader:
             elapsed = time.perf_counter() - t0
             spent = max(step / s.max_steps if s.max_steps else 0.0, elapsed / s.budget_s)
@@ -143,13 +158,16 @@ def run_steps(model: GroundingModel, params: Sequence[torch.nn.Parameter], datas
             losses = model(batch["images"], batch["modality"], batch["prompts"], batch["targets"])
             loss = sum(v.float() for v in losses.values())
             if not math.isfinite(float(loss.detach())):
-                raise MedglipError(f"adapt: step {step + 1}: the loss is {float(loss.detach())}; "
-                                   "lower the learning rate (lr=)")
+                raise MedglipError(
+                    f"adapt: step {step + 1}: the loss is {float(loss.detach())}; lower the learning rate (lr=)"
+                )
             if not loss.requires_grad:  # nothing of this batch reaches the trained parameters (prompt
-                skipped += 1            # tuning: no tuned phrase among its prompts); it cannot teach them
+                skipped += 1  # tuning: no tuned phrase among its prompts); it cannot teach them
                 if skipped > 10 * (step + 1) or time.perf_counter() - t0 > s.budget_s:
-                    raise MedglipError("adapt: the batches never reach the trained parameters (prompt tuning: "
-                                       "no adapted phrase is among the training prompts)")
+                    raise MedglipError(
+                        "adapt: the batches never reach the trained parameters (prompt tuning: "
+                        "no adapted phrase is among the training prompts)"
+                    )
                 continue
             loss.backward()
             grads = [p for p in params if p.grad is not None]
@@ -160,15 +178,22 @@ def run_steps(model: GroundingModel, params: Sequence[torch.nn.Parameter], datas
             first = last if first is None else first
             elapsed = time.perf_counter() - t0
             if csv_log is not None:
-                csv_log.append({"step": step, "epoch": epoch, "loss": last, "lr": optimizer.param_groups[0]["lr"],
-                                "grad_norm": float(norm), **{k: float(v.detach()) for k, v in losses.items()}})
+                csv_log.append(
+                    {
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": last,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "grad_norm": float(norm),
+                        **{k: float(v.detach()) for k, v in losses.items()},
+                    }
+                )
             pace = elapsed / step
             by_budget = step + int(max(0.0, s.budget_s - elapsed) / pace)
             total = max(step, min(s.max_steps, by_budget) if s.max_steps else by_budget)
             remaining = (total - step) * pace
             if on_step is not None:
-                on_step(AdaptProgress(step=step, total=total, elapsed_s=elapsed, remaining_s=remaining,
-                                      loss=last))
+                on_step(AdaptProgress(step=step, total=total, elapsed_s=elapsed, remaining_s=remaining, loss=last))
             if s.max_steps and step >= s.max_steps:
                 break
             if elapsed + pace > s.budget_s:  # the next step would overrun the budget
@@ -181,6 +206,12 @@ def run_steps(model: GroundingModel, params: Sequence[torch.nn.Parameter], datas
     seconds = time.perf_counter() - t0
     if log_path is not None and csv_log is not None and csv_log.rows:
         plot_losses(csv_log.rows, log_path.parent / "loss.png")
-    log.info("adapt: %d steps in %.0f s (%s), loss %.4f -> %.4f", step, seconds,
-             "budget spent" if budget_bound else "max_steps reached", first or math.nan, last or math.nan)
+    log.info(
+        "adapt: %d steps in %.0f s (%s), loss %.4f -> %.4f",
+        step,
+        seconds,
+        "budget spent" if budget_bound else "max_steps reached",
+        first or math.nan,
+        last or math.nan,
+    )
     return LoopResult(steps=step, seconds=seconds, budget_bound=budget_bound, first_loss=first, last_loss=last)

@@ -91,8 +91,8 @@ class Lesion:
     region: str | None
     parent: str | None
     pixels: np.ndarray  # (h, w[, C]) uint8 crop around the mask
-    mask: np.ndarray    # (h, w) bool
-    ring_mean: float    # mean of the surroundings (a ring around the mask), all channels
+    mask: np.ndarray  # (h, w) bool
+    ring_mean: float  # mean of the surroundings (a ring around the mask), all channels
     case: tuple
 
 
@@ -108,8 +108,17 @@ class LesionBank:
         self.lesions = lesions
 
     @classmethod
-    def collect(cls, images: list[dict], anns_of: dict[int, list[dict]], load, *, region_of: dict[str, str | None],
-                parent_of: dict[str, str | None], limit: int = 2000, margin: int = 6) -> LesionBank:
+    def collect(
+        cls,
+        images: list[dict],
+        anns_of: dict[int, list[dict]],
+        load,
+        *,
+        region_of: dict[str, str | None],
+        parent_of: dict[str, str | None],
+        limit: int = 2000,
+        margin: int = 6,
+    ) -> LesionBank:
         """Cut every lesion annotation (with a segmentation) out of its image (``load(index)``)."""
         out: list[Lesion] = []
         for idx, info in enumerate(images):
@@ -130,9 +139,18 @@ class LesionBank:
                 ring = _ring(m, max(2, margin // 2))
                 if not ring.any():
                     continue
-                out.append(Lesion(a["phrase"], str(info.get("modality")), region_of.get(a["phrase"]),
-                                  parent_of.get(a["phrase"]), crop.copy(), m.copy(),
-                                  float(crop[ring].mean()), (info.get("source"), info.get("case_id"))))
+                out.append(
+                    Lesion(
+                        a["phrase"],
+                        str(info.get("modality")),
+                        region_of.get(a["phrase"]),
+                        parent_of.get(a["phrase"]),
+                        crop.copy(),
+                        m.copy(),
+                        float(crop[ring].mean()),
+                        (info.get("source"), info.get("case_id")),
+                    )
+                )
                 if len(out) >= limit:
                     return cls(out)
         return cls(out)
@@ -148,9 +166,17 @@ def _resize(a: np.ndarray, shape: tuple[int, int], order: Literal[0, 1, 3]) -> n
     return out[: shape[0], : shape[1]]
 
 
-def paste_lesions(img: np.ndarray, boxes: np.ndarray, phrases: list[str], lesions: list[Lesion],
-                  rng: np.random.Generator, cfg: AugmentConfig, *,
-                  organ_masks: dict[str, np.ndarray], masks: np.ndarray | None = None) -> tuple:
+def paste_lesions(
+    img: np.ndarray,
+    boxes: np.ndarray,
+    phrases: list[str],
+    lesions: list[Lesion],
+    rng: np.random.Generator,
+    cfg: AugmentConfig,
+    *,
+    organ_masks: dict[str, np.ndarray],
+    masks: np.ndarray | None = None,
+) -> tuple:
     """Paste up to ``cfg.copy_paste_max`` of ``lesions`` into ``img`` (see the module docstring).
 
     Args:
@@ -203,19 +229,19 @@ def paste_lesions(img: np.ndarray, boxes: np.ndarray, phrases: list[str], lesion
             y0, x0 = int(ys[k]) - lh // 2, int(xs[k]) - lw // 2
             if y0 < 0 or x0 < 0 or y0 + lh > h or x0 + lw > w:
                 continue
-            if not area[y0:y0 + lh, x0:x0 + lw][mask].mean() > 0.8:
+            if not area[y0 : y0 + lh, x0 : x0 + lw][mask].mean() > 0.8:
                 continue
             box = np.array([[x0, y0, x0 + lw, y0 + lh]], np.float64)
             if len(boxes) and box_iou(box, boxes).max() > 0.2:
                 continue
-            cost = abs(float(grey[y0:y0 + lh, x0:x0 + lw][ring].mean()) - les.ring_mean)
+            cost = abs(float(grey[y0 : y0 + lh, x0 : x0 + lw][ring].mean()) - les.ring_mean)
             if best is None or cost < best[0]:
                 best = (cost, y0, x0)
         if best is None:
             continue
         _, y0, x0 = best
-        patch = out[y0:y0 + lh, x0:x0 + lw]
-        shift = float(grey[y0:y0 + lh, x0:x0 + lw][ring].mean()) - les.ring_mean
+        patch = out[y0 : y0 + lh, x0 : x0 + lw]
+        shift = float(grey[y0 : y0 + lh, x0 : x0 + lw][ring].mean()) - les.ring_mean
         alpha = ndimage.gaussian_filter(mask.astype(np.float32), 1.0)
         alpha = np.where(mask, np.maximum(alpha, 0.5), alpha)
         if patch.ndim == 3:
@@ -226,12 +252,13 @@ def paste_lesions(img: np.ndarray, boxes: np.ndarray, phrases: list[str], lesion
             pix = pix.mean(axis=-1)
         patch[:] = patch * (1 - alpha) + np.clip(pix + shift, 0, 255) * alpha
         ys_m, xs_m = np.nonzero(mask)
-        boxes = np.concatenate([boxes.reshape(-1, 4), [[x0 + xs_m.min(), y0 + ys_m.min(),
-                                                        x0 + xs_m.max() + 1, y0 + ys_m.max() + 1]]])
+        boxes = np.concatenate(
+            [boxes.reshape(-1, 4), [[x0 + xs_m.min(), y0 + ys_m.min(), x0 + xs_m.max() + 1, y0 + ys_m.max() + 1]]]
+        )
         phrases.append(les.phrase)
         if masks is not None:
             full = np.zeros((h, w), bool)
-            full[y0:y0 + lh, x0:x0 + lw] = mask
+            full[y0 : y0 + lh, x0 : x0 + lw] = mask
             pasted.append(full)
     return result(np.clip(np.rint(out), 0, 255).astype(np.uint8), boxes, phrases)
 
@@ -244,20 +271,22 @@ def jitter_intensity(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
-def zoom(img: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, max_zoom: float, *,
-         masks: np.ndarray | None = None) -> tuple:
+def zoom(
+    img: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, max_zoom: float, *, masks: np.ndarray | None = None
+) -> tuple:
     """Crop a window ``1 / z`` of the image (``z`` in ``[1, max_zoom]``), holding every box whole when
     it can; boxes are shifted (and clipped). The caller's letterbox resizes the crop up. With
     ``masks`` (``(N, H, W)`` bool) they are cropped alike and returned third."""
     if masks is not None:
         crop, shifted, window = _zoom(img, boxes, rng, max_zoom)
         x0, y0, cw, ch = window
-        return crop, shifted, np.ascontiguousarray(masks[:, y0:y0 + ch, x0:x0 + cw])
+        return crop, shifted, np.ascontiguousarray(masks[:, y0 : y0 + ch, x0 : x0 + cw])
     return _zoom(img, boxes, rng, max_zoom)[:2]
 
 
-def _zoom(img: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, max_zoom: float
-          ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+def _zoom(
+    img: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, max_zoom: float
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
     h, w = img.shape[:2]
     whole = (0, 0, w, h)
     z = float(rng.uniform(1.0, max_zoom))
@@ -274,12 +303,11 @@ def _zoom(img: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, max_zoom
     if hi_x < lo_x or hi_y < lo_y:
         return img, boxes, whole
     x0, y0 = int(rng.integers(lo_x, hi_x + 1)), int(rng.integers(lo_y, hi_y + 1))
-    crop = np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw])
+    crop = np.ascontiguousarray(img[y0 : y0 + ch, x0 : x0 + cw])
     shifted = boxes - np.array([x0, y0, x0, y0], np.float64)
     shifted[:, 0::2] = shifted[:, 0::2].clip(0, cw)
     shifted[:, 1::2] = shifted[:, 1::2].clip(0, ch)
     return crop, shifted, (x0, y0, cw, ch)
-
 
 
 def displacement_field(h: int, w: int, rng: np.random.Generator, *, std: float, sigma: float) -> torch.Tensor:
@@ -303,8 +331,15 @@ def displacement_field(h: int, w: int, rng: np.random.Generator, *, std: float, 
     return field.permute(0, 2, 3, 1).contiguous()
 
 
-def elastic(img: np.ndarray, boxes: np.ndarray, masks: list[np.ndarray | None], rng: np.random.Generator, *,
-            displacement: float, sigma: float) -> tuple[np.ndarray, np.ndarray, list[np.ndarray | None], np.ndarray]:
+def elastic(
+    img: np.ndarray,
+    boxes: np.ndarray,
+    masks: list[np.ndarray | None],
+    rng: np.random.Generator,
+    *,
+    displacement: float,
+    sigma: float,
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray | None], np.ndarray]:
     """Deform an image, its objects' masks and boxes by one smooth random displacement field
     (:func:`displacement_field`) with torchvision's elastic kernels
     (``torchvision.transforms.v2.functional.elastic`` on ``tv_tensors`` Image, Mask and BoundingBoxes).
@@ -330,16 +365,24 @@ def elastic(img: np.ndarray, boxes: np.ndarray, masks: list[np.ndarray | None], 
     if displacement <= 0 or sigma <= 0:
         return img, boxes, masks, np.arange(n)
     field = displacement_field(h, w, rng, std=displacement * max(h, w), sigma=sigma * max(h, w))
-    image = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(img if img.ndim == 3 else img[..., None]))
-                             .permute(2, 0, 1))
+    image = tv_tensors.Image(
+        torch.from_numpy(np.ascontiguousarray(img if img.ndim == 3 else img[..., None])).permute(2, 0, 1)
+    )
     out_img = TF.elastic(image, field).permute(1, 2, 0).numpy()
     out_img = np.ascontiguousarray(out_img if img.ndim == 3 else out_img[..., 0])
-    bbs = TF.elastic(tv_tensors.BoundingBoxes(torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4)),
-                                              format="XYXY", canvas_size=(h, w)), field)
+    bbs = TF.elastic(
+        tv_tensors.BoundingBoxes(
+            torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4)), format="XYXY", canvas_size=(h, w)
+        ),
+        field,
+    )
     with_mask = [i for i in range(n) if masks[i] is not None]
     present = [m for m in masks if m is not None]  # the masks of with_mask, in that order
-    stack = (TF.elastic(tv_tensors.Mask(torch.from_numpy(np.stack(present).astype(np.uint8))),
-                        field).numpy().astype(bool) if present else None)
+    stack = (
+        TF.elastic(tv_tensors.Mask(torch.from_numpy(np.stack(present).astype(np.uint8))), field).numpy().astype(bool)
+        if present
+        else None
+    )
     out_boxes, out_masks, keep = [], [], []
     for i in range(n):
         if masks[i] is not None:

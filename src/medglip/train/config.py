@@ -124,8 +124,11 @@ class TrainConfig:
         """The augmentation settings of this config (the fields the two share; the rest keep
         :class:`AugmentConfig`'s defaults)."""
         mine = {f.name for f in fields(self)}
-        shared: dict[str, Any] = {f.name: tuple(v) if isinstance(v := getattr(self, f.name), list) else v
-                                  for f in fields(AugmentConfig) if f.name in mine}
+        shared: dict[str, Any] = {
+            f.name: tuple(v) if isinstance(v := getattr(self, f.name), list) else v
+            for f in fields(AugmentConfig)
+            if f.name in mine
+        }
         return AugmentConfig(**shared)
 
     def __post_init__(self) -> None:

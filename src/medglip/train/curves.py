@@ -61,15 +61,24 @@ class CsvLog:
             return
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore").writerow(
-                {k: _fmt(v) for k, v in row.items()})
+                {k: _fmt(v) for k, v in row.items()}
+            )
 
 
 def _fmt(v: float) -> str:
     return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(float(v))
 
 
-_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-            (227, 119, 194), (127, 127, 127))
+_COLOURS = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+)
 
 
 def _smooth(ys: Sequence[float], k: int) -> list[float]:
@@ -87,8 +96,9 @@ def _smooth(ys: Sequence[float], k: int) -> list[float]:
     return out
 
 
-def plot_losses(rows: Sequence[Mapping[str, float]], path: Path, *, size: tuple[int, int] = (900, 520),
-                title: str = "training loss") -> None:
+def plot_losses(
+    rows: Sequence[Mapping[str, float]], path: Path, *, size: tuple[int, int] = (900, 520), title: str = "training loss"
+) -> None:
     """Draw the loss curves (total and each named loss, log-scale y when they span > 2 decades) to a PNG."""
     names = ["loss"] + sorted({k for r in rows for k in r if k.startswith("loss_")})
     series = {n: [(r["step"], r[n]) for r in rows if n in r and math.isfinite(r[n])] for n in names}
@@ -127,7 +137,7 @@ def plot_losses(rows: Sequence[Mapping[str, float]], path: Path, *, size: tuple[
         gy = top + ph * (1 - i / 5)
         d.line([left - 4, gy, left, gy], fill="black")
         d.line([left, gy, w - right, gy], fill=(230, 230, 230))
-        d.text((4, gy - 6), f"{10 ** fyv if logy else fyv:.3g}", fill="black", font=font)
+        d.text((4, gy - 6), f"{10**fyv if logy else fyv:.3g}", fill="black", font=font)
     d.text((left + pw // 2 - 10, h - 20), "step", fill="black", font=font)
     k = max(1, len(next(iter(series.values()))) // 50)
     for j, (name, s) in enumerate(series.items()):

@@ -114,11 +114,23 @@ class GroundingDataset(torch.utils.data.Dataset):
     ``image_id`` int; ``meta`` {"scale", "orig_size", "offset" (x, y) input pixels, "flipped"}.
     """
 
-    def __init__(self, dataset_dir: str | Path, split: str = "train", *, image_size: int,
-                 prompt_builder: PromptBuilder, modalities: Sequence[str], train: bool = False,
-                 negatives_per_image: int = 4, augment: AugmentConfig = AugmentConfig(), seed: int = 0,
-                 input_config: InputConfig | None = None, ontology: Ontology | None = None,
-                 negative_vocabulary: str = "dataset", with_masks: bool = False) -> None:
+    def __init__(
+        self,
+        dataset_dir: str | Path,
+        split: str = "train",
+        *,
+        image_size: int,
+        prompt_builder: PromptBuilder,
+        modalities: Sequence[str],
+        train: bool = False,
+        negatives_per_image: int = 4,
+        augment: AugmentConfig = AugmentConfig(),
+        seed: int = 0,
+        input_config: InputConfig | None = None,
+        ontology: Ontology | None = None,
+        negative_vocabulary: str = "dataset",
+        with_masks: bool = False,
+    ) -> None:
         self.root = Path(dataset_dir)
         if input_config is not None:
             check_input_config(self.root, input_config)
@@ -154,8 +166,15 @@ class GroundingDataset(torch.utils.data.Dataset):
         self.case_phrases: dict[tuple, set[str]] = defaultdict(set)
         for im in self.images:
             for ann in self._anns.get(im["id"], []):
-                self.phrase_info.setdefault(ann["phrase"], {"name": ann["phrase"], "hierarchy": ann.get("hierarchy"),
-                                                            "region": ann.get("region"), "label": ann.get("label")})
+                self.phrase_info.setdefault(
+                    ann["phrase"],
+                    {
+                        "name": ann["phrase"],
+                        "hierarchy": ann.get("hierarchy"),
+                        "region": ann.get("region"),
+                        "label": ann.get("label"),
+                    },
+                )
                 by_mod[im["modality"]].add(ann["phrase"])
                 self.case_phrases[_case(im)].add(ann["phrase"])
         #: each lesion phrase's coarser lesion terms (hierarchical phrases), when they are trained
@@ -167,8 +186,9 @@ class GroundingDataset(torch.utils.data.Dataset):
             for coarse in self.coarser.values():
                 for c in coarse:
                     r = onto.resolve(c)
-                    self.phrase_info.setdefault(c, {"name": c, "hierarchy": list(r.hierarchy), "region": r.region,
-                                                    "label": r.label})
+                    self.phrase_info.setdefault(
+                        c, {"name": c, "hierarchy": list(r.hierarchy), "region": r.region, "label": r.label}
+                    )
         self.phrases: tuple[str, ...] = tuple(sorted(self.phrase_info))
         if not self.phrases:
             raise MedglipError(f"{ann_path}: no phrases (no categories and no annotations) to build prompts from")
@@ -178,8 +198,12 @@ class GroundingDataset(torch.utils.data.Dataset):
             for t in onto.fine_terms:
                 if t.name not in self.vocabulary and not t.generic:
                     r = onto.resolve(t.name)
-                    self.vocabulary[t.name] = {"name": t.name, "hierarchy": list(r.hierarchy), "region": r.region,
-                                               "label": r.label}
+                    self.vocabulary[t.name] = {
+                        "name": t.name,
+                        "hierarchy": list(r.hierarchy),
+                        "region": r.region,
+                        "label": r.label,
+                    }
         # the body regions a case shows: those of its annotated phrases and of the phrases known to be
         # absent from its images (a tumour-free brain slice shows the head, though nothing is annotated)
         shown: dict[tuple, set[str]] = defaultdict(set, {case: set(ps) for case, ps in self.case_phrases.items()})
@@ -187,14 +211,17 @@ class GroundingDataset(torch.utils.data.Dataset):
             shown[_case(im)] |= {p for p in im.get("absent") or () if p in self.phrase_info}
         self.case_regions: dict[tuple, set[str]] = {
             case: {g for g in (self.phrase_info[p].get("region") for p in ps) if g not in (None, ANYWHERE)}
-            for case, ps in shown.items()}
+            for case, ps in shown.items()
+        }
         self.flipper = LateralityFlipper(onto)
         self.ontology = onto
         self._bank: LesionBank | None = None
         #: the sampling weight of each source a recipe build recorded (``info.sources``)
         self.source_weights: dict[str, float] = {
-            str(s): float(v.get("weight", 1.0)) for s, v in ((coco.get("info") or {}).get("sources") or {}).items()
-            if isinstance(v, dict)}
+            str(s): float(v.get("weight", 1.0))
+            for s, v in ((coco.get("info") or {}).get("sources") or {}).items()
+            if isinstance(v, dict)
+        }
 
     def __len__(self) -> int:
         return len(self.images)
@@ -208,8 +235,11 @@ class GroundingDataset(torch.utils.data.Dataset):
         """The image as uint8 (H, W) grey or (H, W, 3) colour."""
         path = self.root / "images" / self.images[index]["file_name"]
         with Image.open(path) as im:
-            pic = im if im.mode in ("L", "RGB") else \
-                im.convert("RGB" if im.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA") else "L")
+            pic = (
+                im
+                if im.mode in ("L", "RGB")
+                else im.convert("RGB" if im.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA") else "L")
+            )
             return np.asarray(pic, dtype=np.uint8).copy()
 
     def known_absent(self, info: dict[str, Any], present: set[str]) -> tuple[list[str], list[str]]:
@@ -221,9 +251,14 @@ class GroundingDataset(torch.utils.data.Dataset):
         regions = self.case_regions.get(case, set())
         if not regions:  # nothing says which body region this case shows: no region negatives
             return own, []
-        other = sorted(p for p, v in self.vocabulary.items()
-                       if v.get("region") not in regions and v.get("region") not in (None, ANYWHERE)
-                       and p not in related and p not in own)
+        other = sorted(
+            p
+            for p, v in self.vocabulary.items()
+            if v.get("region") not in regions
+            and v.get("region") not in (None, ANYWHERE)
+            and p not in related
+            and p not in own
+        )
         return own, other
 
     def _sample_negatives(self, rng: np.random.Generator, info: dict[str, Any], present: set[str], n: int) -> list[str]:
@@ -244,15 +279,19 @@ class GroundingDataset(torch.utils.data.Dataset):
     def _lesion_bank(self) -> LesionBank:
         if self._bank is None:
             region_of = {p: v.get("region") for p, v in self.phrase_info.items()}
-            parent_of = {p: self.ontology.resolve(p).parent if self.ontology.resolve(p).mapped else None
-                         for p in self.phrase_info}
-            self._bank = LesionBank.collect(self.images, self._anns, self.load_image, region_of=region_of,
-                                            parent_of=parent_of)
+            parent_of = {
+                p: self.ontology.resolve(p).parent if self.ontology.resolve(p).mapped else None
+                for p in self.phrase_info
+            }
+            self._bank = LesionBank.collect(
+                self.images, self._anns, self.load_image, region_of=region_of, parent_of=parent_of
+            )
             log.info("copy-paste bank: %d lesions", len(self._bank.lesions))
         return self._bank
 
-    def _organ_masks(self, anns: list[dict[str, Any]], h: int, w: int,
-                     masks: list[np.ndarray | None] | None = None) -> dict[str, np.ndarray]:
+    def _organ_masks(
+        self, anns: list[dict[str, Any]], h: int, w: int, masks: list[np.ndarray | None] | None = None
+    ) -> dict[str, np.ndarray]:
         """Masks of the non-lesion structures annotated on an image, by phrase and by side-less label
         (``masks``: the annotations' masks already at hand, e.g. deformed; else decoded)."""
         out: dict[str, np.ndarray] = {}
@@ -286,8 +325,10 @@ class GroundingDataset(torch.utils.data.Dataset):
         img = self.load_image(index)
         h, w = img.shape[:2]
         anns = [a for a in self._anns.get(info["id"], []) if not a.get("iscrowd", 0)]
-        boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                          for a in anns], dtype=np.float64).reshape(-1, 4)
+        boxes = np.array(
+            [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns],
+            dtype=np.float64,
+        ).reshape(-1, 4)
         phrases_of_boxes = [a["phrase"] for a in anns]
         aug = self.augment
         deform = self.train and aug.elastic_prob > 0 and rng.random() < aug.elastic_prob
@@ -296,8 +337,9 @@ class GroundingDataset(torch.utils.data.Dataset):
             decoded = [decode_segmentation(a.get("segmentation"), h, w) for a in anns]
         if deform:
             assert decoded is not None  # decoded above for the deformation
-            img, boxes, decoded, kept = elastic(img, boxes, decoded, rng, displacement=aug.elastic_displacement,
-                                                sigma=aug.elastic_sigma)
+            img, boxes, decoded, kept = elastic(
+                img, boxes, decoded, rng, displacement=aug.elastic_displacement, sigma=aug.elastic_sigma
+            )
             anns = [anns[i] for i in kept]
             phrases_of_boxes = [phrases_of_boxes[i] for i in kept]
         masks: np.ndarray | None = None
@@ -305,14 +347,27 @@ class GroundingDataset(torch.utils.data.Dataset):
         if self.with_masks:
             assert decoded is not None  # decoded above for the masks
             mask_valid = [m is not None for m in decoded]
-            masks = np.stack([m if m is not None else np.zeros((h, w), bool) for m in decoded]) if decoded \
+            masks = (
+                np.stack([m if m is not None else np.zeros((h, w), bool) for m in decoded])
+                if decoded
                 else np.zeros((0, h, w), bool)
+            )
         if self.train and aug.copy_paste_prob > 0 and rng.random() < aug.copy_paste_prob:
-            lesions = [les for les in self._lesion_bank().candidates(info["modality"],
-                                                                     self.case_regions.get(_case(info), set()))
-                       if les.case != _case(info) or rng.random() < 0.5]
-            pasted = paste_lesions(img, boxes, phrases_of_boxes, lesions, rng, aug,
-                                   organ_masks=self._organ_masks(anns, h, w, decoded), masks=masks)
+            lesions = [
+                les
+                for les in self._lesion_bank().candidates(info["modality"], self.case_regions.get(_case(info), set()))
+                if les.case != _case(info) or rng.random() < 0.5
+            ]
+            pasted = paste_lesions(
+                img,
+                boxes,
+                phrases_of_boxes,
+                lesions,
+                rng,
+                aug,
+                organ_masks=self._organ_masks(anns, h, w, decoded),
+                masks=masks,
+            )
             img, boxes, phrases_of_boxes = pasted[:3]
             if masks is not None:
                 masks = pasted[3]
@@ -327,8 +382,12 @@ class GroundingDataset(torch.utils.data.Dataset):
             h, w = img.shape[:2]
 
         flipped = False
-        if self.train and rng.random() < self.augment.flip_prob and info.get("slice_plane") != "sagittal" \
-                and all(self.flipper.can_flip(p) for p in phrases_of_boxes):
+        if (
+            self.train
+            and rng.random() < self.augment.flip_prob
+            and info.get("slice_plane") != "sagittal"
+            and all(self.flipper.can_flip(p) for p in phrases_of_boxes)
+        ):
             flipped = True
             img = np.ascontiguousarray(img[:, ::-1])
             boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)
@@ -342,21 +401,26 @@ class GroundingDataset(torch.utils.data.Dataset):
             ch, cw = math.ceil(h / fill), math.ceil(w / fill)
             oy, ox = int(rng.integers(0, ch - h + 1)), int(rng.integers(0, cw - w + 1))
             canvas = np.zeros((ch, cw) + img.shape[2:], dtype=np.uint8)
-            canvas[oy:oy + h, ox:ox + w] = img
+            canvas[oy : oy + h, ox : ox + w] = img
             img, boxes = canvas, boxes + np.array([ox, oy, ox, oy], dtype=np.float64)
             offset = (ox, oy)
             if masks is not None:
                 big = np.zeros((len(masks), ch, cw), bool)
-                big[:, oy:oy + h, ox:ox + w] = masks
+                big[:, oy : oy + h, ox : ox + w] = masks
                 masks = big
 
         tensor, meta = to_tensor(img, self.image_size)
         scale = float(meta["scale"])
 
         if self.coarser and any(p in self.coarser for p in phrases_of_boxes):
-            asked = {p: (str(rng.choice(self.coarser[p])) if p in self.coarser
-                         and rng.random() < self.augment.coarse_phrase_prob else p)
-                     for p in dict.fromkeys(phrases_of_boxes)}
+            asked = {
+                p: (
+                    str(rng.choice(self.coarser[p]))
+                    if p in self.coarser and rng.random() < self.augment.coarse_phrase_prob
+                    else p
+                )
+                for p in dict.fromkeys(phrases_of_boxes)
+            }
             phrases_of_boxes = [asked[p] for p in phrases_of_boxes]
         positives = list(dict.fromkeys(phrases_of_boxes))
         n_neg = max(self.negatives_per_image, 0 if positives else 1)
@@ -379,8 +443,12 @@ class GroundingDataset(torch.utils.data.Dataset):
             "prompt": prompt,
             "target": target,
             "image_id": int(info["id"]),
-            "meta": {"scale": scale, "orig_size": (h, w), "offset": (offset[0] * scale, offset[1] * scale),
-                     "flipped": flipped},
+            "meta": {
+                "scale": scale,
+                "orig_size": (h, w),
+                "offset": (offset[0] * scale, offset[1] * scale),
+                "flipped": flipped,
+            },
         }
 
 
@@ -396,8 +464,7 @@ def letterbox_masks(masks: np.ndarray, size: int) -> torch.Tensor:
     nh, nw = max(1, min(size, round(h * scale))), max(1, min(size, round(w * scale)))
     x = torch.from_numpy(np.ascontiguousarray(masks)).float()[:, None]
     if (nh, nw) != (h, w):
-        x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False,
-                                            antialias=scale < 1)
+        x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=scale < 1)
     out[:, :nh, :nw] = x[:, 0] >= 0.5
     return out
 
@@ -410,8 +477,11 @@ def coarser_lesion_terms(onto: Ontology, phrase_info: dict[str, dict[str, Any]])
         r = onto.resolve(phrase)
         if not r.mapped or r.level != "lesion":
             continue
-        coarse = tuple(a for a in reversed(r.hierarchy[:-1]) if onto.resolve(a).mapped
-                       and onto.resolve(a).level == "lesion" and a != phrase)
+        coarse = tuple(
+            a
+            for a in reversed(r.hierarchy[:-1])
+            if onto.resolve(a).mapped and onto.resolve(a).level == "lesion" and a != phrase
+        )
         if coarse:
             out[phrase] = coarse
     return out
@@ -432,18 +502,21 @@ def check_input_config(dataset_dir: Path, expected: InputConfig) -> None:
 
     path = Path(dataset_dir) / "build_config.json"
     if not path.is_file():
-        log.warning("%s has no build_config.json: assuming its images were made with the model's input pipeline",
-                    dataset_dir)
+        log.warning(
+            "%s has no build_config.json: assuming its images were made with the model's input pipeline", dataset_dir
+        )
         return
     raw = json.loads(path.read_text())
     configs = list(raw["sources"].values()) if raw.get("kind") == "recipe" else [raw]  # a recipe: per source
     for cfg in configs:
         built = BuildConfig.from_json(cfg).input_config
         if built != expected:
-            raise MedglipError(f"{dataset_dir} was built with input {built.to_json()} but the model expects "
-                               f"{expected.to_json()}: rebuild it with the model's CT windows / percentiles / "
-                               "2.5D context (medglip build --ct-windows ... --context-slices N) or train a "
-                               "model with the dataset's (medglip train --context-slices N)")
+            raise MedglipError(
+                f"{dataset_dir} was built with input {built.to_json()} but the model expects "
+                f"{expected.to_json()}: rebuild it with the model's CT windows / percentiles / "
+                "2.5D context (medglip build --ct-windows ... --context-slices N) or train a "
+                "model with the dataset's (medglip train --context-slices N)"
+            )
 
 
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -78,8 +78,9 @@ def init_distributed(device: str = "auto", *, timeout_s: float = 1800.0) -> Dist
         extra: dict[str, Any] = {"device_id": dev} if dev.type == "cuda" else {}
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s), **extra)
     backend = dist.get_backend()
-    info = DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
-                    device=dev, backend=str(backend))
+    info = DistInfo(
+        rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank, device=dev, backend=str(backend)
+    )
     log.info("process %d/%d (local rank %d) on %s, backend %s", info.rank, info.world_size, local_rank, dev, backend)
     return info
 
@@ -129,5 +130,6 @@ def wrap_model(model: torch.nn.Module, info: DistInfo, *, find_unused_parameters
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [info.device.index] if info.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None,
-                                   find_unused_parameters=find_unused_parameters)
+    return DistributedDataParallel(
+        model, device_ids=ids, output_device=ids[0] if ids else None, find_unused_parameters=find_unused_parameters
+    )

@@ -23,6 +23,7 @@ def _ema_fn(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor 
         k = float(n)
         d = min(decay, (1.0 + k) / (10.0 + k))
         return averaged * d + current * (1.0 - d)
+
     return fn
 
 

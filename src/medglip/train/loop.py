@@ -67,22 +67,33 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return out
 
 
-def _write_run_info(run_dir: Path, dataset_dir: Path, ds: GroundingDataset, config: TrainConfig,
-                    resolved: dict[str, Any]) -> None:
+def _write_run_info(
+    run_dir: Path, dataset_dir: Path, ds: GroundingDataset, config: TrainConfig, resolved: dict[str, Any]
+) -> None:
     info = {"medglip_version": __version__, "config": dataclasses.asdict(config), **resolved}
     atomic_write_bytes(run_dir / "train_config.json", json.dumps(info, indent=2).encode())
     card = dataset_dir / "card.json"
     if card.is_file():
         shutil.copyfile(card, run_dir / "dataset_card.json")
-    cats = {"dataset": str(dataset_dir.resolve()), "split": config.split, "phrases": list(ds.phrases),
-            "phrases_by_modality": {m: list(p) for m, p in ds.phrases_by_modality.items()},
-            "categories": ds.categories}
+    cats = {
+        "dataset": str(dataset_dir.resolve()),
+        "split": config.split,
+        "phrases": list(ds.phrases),
+        "phrases_by_modality": {m: list(p) for m, p in ds.phrases_by_modality.items()},
+        "categories": ds.categories,
+    }
     atomic_write_bytes(run_dir / "categories.json", json.dumps(cats, indent=1).encode())
 
 
-def train(dataset_dir: str | Path, run_dir: str | Path, config: TrainConfig = TrainConfig(), *,
-          resume: bool = False, on_step: StepCallback | None = None,
-          progress: TrainProgress | bool | None = None) -> Path:
+def train(
+    dataset_dir: str | Path,
+    run_dir: str | Path,
+    config: TrainConfig = TrainConfig(),
+    *,
+    resume: bool = False,
+    on_step: StepCallback | None = None,
+    progress: TrainProgress | bool | None = None,
+) -> Path:
     """Train a grounding model on a ``medglip build`` output; returns ``run_dir``.
 
     Args:
@@ -104,8 +115,7 @@ def train(dataset_dir: str | Path, run_dir: str | Path, config: TrainConfig = Tr
     info = init_distributed(config.device)
     ok = False
     try:
-        out = _train(Path(dataset_dir), Path(run_dir), config, info, resume=resume, on_step=on_step,
-                     progress=progress)
+        out = _train(Path(dataset_dir), Path(run_dir), config, info, resume=resume, on_step=on_step, progress=progress)
         ok = True
         return out
     finally:
@@ -115,8 +125,16 @@ def train(dataset_dir: str | Path, run_dir: str | Path, config: TrainConfig = Tr
             dist.destroy_process_group()
 
 
-def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo, *, resume: bool,
-           on_step: StepCallback | None, progress: TrainProgress | bool | None) -> Path:
+def _train(
+    dataset_dir: Path,
+    run_dir: Path,
+    config: TrainConfig,
+    info: DistInfo,
+    *,
+    resume: bool,
+    on_step: StepCallback | None,
+    progress: TrainProgress | bool | None,
+) -> Path:
     device = info.device
     ckpt = latest_checkpoint(run_dir) if resume else None
     if not resume and latest_checkpoint(run_dir) is not None:
@@ -146,29 +164,52 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
         log.info("frozen: %s (%d parameters)", ", ".join(config.freeze), freeze_parts(model, config.freeze))
 
     builder = partial(build_prompts, tokenizer=model.tokenizer, max_len=mcfg.max_text_len)
-    ds = GroundingDataset(dataset_dir, config.split, image_size=int(mcfg.image_size), prompt_builder=builder,
-                          modalities=tuple(mcfg.modalities), train=True,
-                          negatives_per_image=config.negatives_per_image,
-                          negative_vocabulary=config.negative_vocabulary,
-                          augment=config.augment_config(),
-                          seed=config.seed, input_config=mcfg.input_config, with_masks=aux["mask_head"] > 0)
-    for option, asked, have in (("source_weights", config.source_weights, {im.get("source", "") for im in ds.images}),
-                                ("modality_weights", config.modality_weights, {im["modality"] for im in ds.images})):
+    ds = GroundingDataset(
+        dataset_dir,
+        config.split,
+        image_size=int(mcfg.image_size),
+        prompt_builder=builder,
+        modalities=tuple(mcfg.modalities),
+        train=True,
+        negatives_per_image=config.negatives_per_image,
+        negative_vocabulary=config.negative_vocabulary,
+        augment=config.augment_config(),
+        seed=config.seed,
+        input_config=mcfg.input_config,
+        with_masks=aux["mask_head"] > 0,
+    )
+    for option, asked, have in (
+        ("source_weights", config.source_weights, {im.get("source", "") for im in ds.images}),
+        ("modality_weights", config.modality_weights, {im["modality"] for im in ds.images}),
+    ):
         unknown = sorted({name for name, _ in asked} - have)
         if unknown:
-            raise MedglipError(f"{option}: {unknown} not in the training split of {dataset_dir} "
-                               f"(it has {sorted(have)})")
-    model.tasks = AuxiliaryTasks(contrastive_weight=config.contrastive_weight,
-                                 contrastive_temperature=config.contrastive_temperature,
-                                 mlm_weight=aux["mlm_head"], mlm_probability=config.mlm_probability,
-                                 mask_weight=aux["mask_head"], mask_box_jitter=config.mask_box_jitter,
-                                 relations=PhraseRelations(ds.ontology))
-    weights = image_weights([im.get("source", "") for im in ds.images], [im["modality"] for im in ds.images],
-                            source_weights={**ds.source_weights, **dict(config.source_weights)},
-                            modality_weights=dict(config.modality_weights))
-    sampler = ModalityBatchSampler(modalities=[im["modality"] for im in ds.images], weights=weights,
-                                   batch_size=config.batch_size, rank=info.rank, world_size=info.world_size,
-                                   seed=config.seed)
+            raise MedglipError(
+                f"{option}: {unknown} not in the training split of {dataset_dir} (it has {sorted(have)})"
+            )
+    model.tasks = AuxiliaryTasks(
+        contrastive_weight=config.contrastive_weight,
+        contrastive_temperature=config.contrastive_temperature,
+        mlm_weight=aux["mlm_head"],
+        mlm_probability=config.mlm_probability,
+        mask_weight=aux["mask_head"],
+        mask_box_jitter=config.mask_box_jitter,
+        relations=PhraseRelations(ds.ontology),
+    )
+    weights = image_weights(
+        [im.get("source", "") for im in ds.images],
+        [im["modality"] for im in ds.images],
+        source_weights={**ds.source_weights, **dict(config.source_weights)},
+        modality_weights=dict(config.modality_weights),
+    )
+    sampler = ModalityBatchSampler(
+        modalities=[im["modality"] for im in ds.images],
+        weights=weights,
+        batch_size=config.batch_size,
+        rank=info.rank,
+        world_size=info.world_size,
+        seed=config.seed,
+    )
     steps_per_epoch = sampler.steps_per_epoch()
     total = config.max_steps or (config.epochs * steps_per_epoch if config.epochs else 1000)
 
@@ -185,9 +226,11 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
         state = _resume_guard(run_dir, ckpt, load_state, ckpt)
         was = tuple(state.get("train_config", {}).get("freeze", ()))
         if was != tuple(config.freeze):  # the optimizer's state holds exactly the parameters that were trained
-            raise MedglipError(f"{ckpt} was trained with freeze={list(was)}, this run asks for "
-                               f"{list(config.freeze)}: resume with the same --freeze, or start a new run "
-                               f"with --init-from {run_dir}")
+            raise MedglipError(
+                f"{ckpt} was trained with freeze={list(was)}, this run asks for "
+                f"{list(config.freeze)}: resume with the same --freeze, or start a new run "
+                f"with --init-from {run_dir}"
+            )
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
@@ -201,27 +244,50 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
         for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
             group["lr"] = base * schedule(step)
     if not same_on_all_ranks(step, info):
-        raise MedglipError(f"rank {info.rank} resumes at step {step} but another rank does not: resuming a "
-                           f"multi-node run needs {run_dir} on a filesystem every node sees")
-    resolved = {"max_steps": total, "steps_per_epoch": steps_per_epoch, "world_size": info.world_size,
-                "global_batch_size": config.batch_size * info.world_size, "device": str(device),
-                "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "none", "grad_scaler": use_scaler,
-                "dataset": str(dataset_dir.resolve()), "preset": mcfg.name,
-                "resumed_from_step": step if ckpt is not None else None, "model_config": mcfg.to_dict()}
+        raise MedglipError(
+            f"rank {info.rank} resumes at step {step} but another rank does not: resuming a "
+            f"multi-node run needs {run_dir} on a filesystem every node sees"
+        )
+    resolved = {
+        "max_steps": total,
+        "steps_per_epoch": steps_per_epoch,
+        "world_size": info.world_size,
+        "global_batch_size": config.batch_size * info.world_size,
+        "device": str(device),
+        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "none",
+        "grad_scaler": use_scaler,
+        "dataset": str(dataset_dir.resolve()),
+        "preset": mcfg.name,
+        "resumed_from_step": step if ckpt is not None else None,
+        "model_config": mcfg.to_dict(),
+    }
     csv_log: CsvLog | None = None
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_run_info(run_dir, dataset_dir, ds, config, resolved)
         csv_log = CsvLog(run_dir / "log.csv", resume_step=step if ckpt is not None else None)
-        log.info("training %s steps (%d per epoch, %d image(s) per step per process, %d process(es)), amp %s, on %s",
-                 total, steps_per_epoch, config.batch_size, info.world_size, resolved["amp"], device)
+        log.info(
+            "training %s steps (%d per epoch, %d image(s) per step per process, %d process(es)), amp %s, on %s",
+            total,
+            steps_per_epoch,
+            config.batch_size,
+            info.world_size,
+            resolved["amp"],
+            device,
+        )
 
     def save(at: int) -> None:
         if not info.is_main:
             return
-        st = {"step": at, "epoch": at // steps_per_epoch, "optimizer": optimizer.state_dict(),
-              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
-              "train_config": dataclasses.asdict(config)}
+        st = {
+            "step": at,
+            "epoch": at // steps_per_epoch,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng_state(),
+            "train_config": dataclasses.asdict(config),
+        }
         if ema is not None:
             st["ema_updates"] = int(ema.n_averaged)
 
@@ -248,9 +314,14 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
             epoch, skip = divmod(step, steps_per_epoch)
             ds.set_epoch(epoch)
             sampler.set_epoch(epoch, skip)
-            loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers,
-                                pin_memory=device.type == "cuda",  # its own generator: the global RNG is untouched
-                                generator=torch.Generator().manual_seed(config.seed + epoch))
+            loader = DataLoader(
+                ds,
+                batch_sampler=sampler,
+                collate_fn=collate,
+                num_workers=config.num_workers,
+                pin_memory=device.type == "cuda",  # its own generator: the global RNG is untouched
+                generator=torch.Generator().manual_seed(config.seed + epoch),
+            )
             for batch in loader:
                 metrics = _step(ddp_model, model, batch, optimizer, scheduler, scaler, amp_dtype, config, info)
                 if ema is not None:
@@ -259,11 +330,15 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
                 if not math.isfinite(metrics["loss"]):  # the same on every rank (all-reduced)
                     kept = "no checkpoint had been written yet"
                     if last_saved > 0:
-                        kept = (f"the last good checkpoint, {run_dir / 'checkpoints' / f'step-{last_saved:07d}'}, "
-                                f"is kept (and is what {run_dir} holds)")
-                    raise NonFiniteLoss(f"step {step}: the loss is {metrics['loss']} (not a finite number); training "
-                                        f"stopped without saving this state; {kept}. Lower --lr, check the data, or "
-                                        "resume from the kept checkpoint with --resume")
+                        kept = (
+                            f"the last good checkpoint, {run_dir / 'checkpoints' / f'step-{last_saved:07d}'}, "
+                            f"is kept (and is what {run_dir} holds)"
+                        )
+                    raise NonFiniteLoss(
+                        f"step {step}: the loss is {metrics['loss']} (not a finite number); training "
+                        f"stopped without saving this state; {kept}. Lower --lr, check the data, or "
+                        "resume from the kept checkpoint with --resume"
+                    )
                 metrics.update(step=step, epoch=epoch)
                 if info.is_main:
                     assert csv_log is not None
@@ -272,10 +347,17 @@ def _train(dataset_dir: Path, run_dir: Path, config: TrainConfig, info: DistInfo
                         hook.step(step, dict(metrics))
                     if step % config.log_every == 0 or step == total:
                         elapsed = time.perf_counter() - t0
-                        log.log(step_level, "step %d/%d loss %.4f lr %.2e, %s elapsed, %s left (%.2f step/s)",
-                                step, total, metrics["loss"], metrics["lr"], clock(elapsed),
-                                clock(seconds_left(step, total, first_step, elapsed)),
-                                (step - first_step) / max(1e-9, elapsed))
+                        log.log(
+                            step_level,
+                            "step %d/%d loss %.4f lr %.2e, %s elapsed, %s left (%.2f step/s)",
+                            step,
+                            total,
+                            metrics["loss"],
+                            metrics["lr"],
+                            clock(elapsed),
+                            clock(seconds_left(step, total, first_step, elapsed)),
+                            (step - first_step) / max(1e-9, elapsed),
+                        )
                         plot_losses(csv_log.rows, run_dir / "loss.png")
                     if on_step is not None:
                         on_step(step, dict(metrics))
@@ -303,8 +385,14 @@ def _resume_guard(run_dir: Path, ckpt: Path, fn: Callable[[Path], Any], arg: Pat
         return fn(arg)
     except CheckpointError as exc:
         others = sorted(p.name for p in (run_dir / "checkpoints").glob("step-*") if p.is_dir() and p != ckpt)
-        hint = (f"; earlier checkpoints: {', '.join(others)} (move the damaged {ckpt.name} away and point "
-                f"checkpoints/latest.json at one of them to resume from it)") if others else ""
+        hint = (
+            (
+                f"; earlier checkpoints: {', '.join(others)} (move the damaged {ckpt.name} away and point "
+                f"checkpoints/latest.json at one of them to resume from it)"
+            )
+            if others
+            else ""
+        )
         raise CheckpointError(f"cannot resume from {ckpt}: {exc}{hint}") from None
 
 
@@ -316,9 +404,17 @@ def _config_dict(cfg: Any) -> Any:
     return str(cfg)
 
 
-def _step(ddp_model: torch.nn.Module, model: torch.nn.Module, batch: dict[str, Any], optimizer: torch.optim.Optimizer,
-          scheduler: Any, scaler: torch.amp.GradScaler, amp_dtype: torch.dtype | None, config: TrainConfig,
-          info: DistInfo) -> dict[str, float]:
+def _step(
+    ddp_model: torch.nn.Module,
+    model: torch.nn.Module,
+    batch: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    amp_dtype: torch.dtype | None,
+    config: TrainConfig,
+    info: DistInfo,
+) -> dict[str, float]:
     """One optimizer step; returns the (rank-averaged) losses, lr and gradient norm."""
     device = info.device
     batch = _to_device(batch, device)
@@ -332,8 +428,11 @@ def _step(ddp_model: torch.nn.Module, model: torch.nn.Module, batch: dict[str, A
     if config.grad_clip:
         grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
     else:
-        grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().float().norm() for p in params])) \
-            if params else torch.zeros((), device=device)
+        grad_norm = (
+            torch.linalg.vector_norm(torch.stack([p.grad.detach().float().norm() for p in params]))
+            if params
+            else torch.zeros((), device=device)
+        )
     lr = optimizer.param_groups[0]["lr"]
     main_lrs = [g["lr"] for g in optimizer.param_groups if str(g.get("name", "")).startswith("main")]
     if scaler.is_enabled():
@@ -347,6 +446,10 @@ def _step(ddp_model: torch.nn.Module, model: torch.nn.Module, batch: dict[str, A
     names = sorted(losses)
     vec = torch.stack([loss.detach()] + [losses[n].detach().float() for n in names] + [grad_norm.detach().float()])
     means = all_reduce_mean(vec, info).cpu().tolist()
-    out = {"loss": means[0], **{n: v for n, v in zip(names, means[1:-1], strict=True)}, "grad_norm": means[-1],
-           "lr": float(main_lrs[0] if main_lrs else lr)}
+    out = {
+        "loss": means[0],
+        **{n: v for n, v in zip(names, means[1:-1], strict=True)},
+        "grad_norm": means[-1],
+        "lr": float(main_lrs[0] if main_lrs else lr),
+    }
     return out

@@ -61,7 +61,12 @@ def param_groups(model: GroundingModel, config: TrainConfig) -> list[dict[str, A
         groups.setdefault((id(p) in text_ids, no_decay), []).append(p)
     out = []
     for (is_text, no_decay), params in sorted(groups.items()):
-        out.append({"params": params, "name": f"{'text' if is_text else 'main'}{'_no_decay' if no_decay else ''}",
-                    "lr": config.lr * (factor if is_text else 1.0),
-                    "weight_decay": 0.0 if no_decay else config.weight_decay})
+        out.append(
+            {
+                "params": params,
+                "name": f"{'text' if is_text else 'main'}{'_no_decay' if no_decay else ''}",
+                "lr": config.lr * (factor if is_text else 1.0),
+                "weight_decay": 0.0 if no_decay else config.weight_decay,
+            }
+        )
     return out

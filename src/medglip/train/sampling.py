@@ -24,8 +24,13 @@ import numpy as np
 from torch.utils.data import Sampler
 
 
-def image_weights(sources: Sequence[str], modalities: Sequence[str], *, source_weights: Mapping[str, float],
-                  modality_weights: Mapping[str, float] | None = None) -> np.ndarray:
+def image_weights(
+    sources: Sequence[str],
+    modalities: Sequence[str],
+    *,
+    source_weights: Mapping[str, float],
+    modality_weights: Mapping[str, float] | None = None,
+) -> np.ndarray:
     """Per-image sampling weights (normalised to sum 1): each source's weight split among its images,
     times the image's modality weight. A source without a weight counts 1."""
     counts: dict[str, int] = defaultdict(int)
@@ -48,8 +53,16 @@ class ModalityBatchSampler(Sampler[list[int]]):
         skip: batches of the epoch already done (resuming in the middle of an epoch).
     """
 
-    def __init__(self, *, modalities: Sequence[str], weights: np.ndarray | None, batch_size: int, rank: int = 0,
-                 world_size: int = 1, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        modalities: Sequence[str],
+        weights: np.ndarray | None,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+    ) -> None:
         self.modalities = list(modalities)
         self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
         self.batch_size, self.rank, self.world_size, self.seed = int(batch_size), int(rank), int(world_size), int(seed)
@@ -72,15 +85,15 @@ class ModalityBatchSampler(Sampler[list[int]]):
             idx = by_mod[mod]
             full = len(idx) // self.batch_size * self.batch_size
             cut = idx[:full] if full else idx  # a modality smaller than a batch still gets one
-            batches += [cut[k:k + self.batch_size] for k in range(0, len(cut), self.batch_size)]
+            batches += [cut[k : k + self.batch_size] for k in range(0, len(cut), self.batch_size)]
         order = rng.permutation(len(batches))
         batches = [batches[k] for k in order]
         need = self.steps_per_epoch() * self.world_size
         batches = [batches[k % len(batches)] for k in range(need)]  # too few: repeat; too many: cut
-        return batches[self.rank::self.world_size]
+        return batches[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches()[self.skip:])
+        return iter(self._batches()[self.skip :])
 
     def __len__(self) -> int:
         return max(0, len(self._batches()) - self.skip)

@@ -114,8 +114,10 @@ def load_state(folder: Path, map_location: str | torch.device = "cpu") -> dict[s
         tensors = load_file(str(folder / STATE_TENSORS), device=str(map_location))
         return unflatten(skel, tensors)
     except Exception as exc:  # safetensors errors, a skeleton naming tensors that are not there
-        raise CheckpointError(f"{folder / STATE_TENSORS} cannot be loaded ({type(exc).__name__}: "
-                              f"{str(exc)[:200]}): the checkpoint is damaged") from None
+        raise CheckpointError(
+            f"{folder / STATE_TENSORS} cannot be loaded ({type(exc).__name__}: "
+            f"{str(exc)[:200]}): the checkpoint is damaged"
+        ) from None
 
 
 def rng_state() -> dict[str, Any]:

@@ -22,7 +22,20 @@ from .parse import parse_question
 from .question import CLOSED_KINDS, QUESTION_KINDS, Answer, Question
 
 __all__ = [
-    "CLOSED_KINDS", "QUESTION_KINDS", "Answer", "ChatClient", "LLMError", "LLMNotConfigured", "QAItem", "Question",
-    "VQAResult", "answer_question", "ask", "evaluate_vqa", "generate_questions", "is_correct", "parse_question",
+    "CLOSED_KINDS",
+    "QUESTION_KINDS",
+    "Answer",
+    "ChatClient",
+    "LLMError",
+    "LLMNotConfigured",
+    "QAItem",
+    "Question",
+    "VQAResult",
+    "answer_question",
+    "ask",
+    "evaluate_vqa",
+    "generate_questions",
+    "is_correct",
+    "parse_question",
     "write_vqa_metrics",
 ]

@@ -52,12 +52,19 @@ def _with_notes(text: str, notes: list[str]) -> str:
 def answer_question(question: Question, context: GroundedContext) -> Answer:
     """Answer ``question`` from ``context`` (see the module docstring); ``open`` → ``via="unanswered"``."""
     if question.kind == "open" or not question.targets:
-        return Answer("This is an open question: answering it needs a language model (an LLM endpoint); "
-                      "the grounding alone answers presence, side, location, count, size, containment and "
-                      "comparison questions.", None, question.kind, [], "unanswered")
+        return Answer(
+            "This is an open question: answering it needs a language model (an LLM endpoint); "
+            "the grounding alone answers presence, side, location, count, size, containment and "
+            "comparison questions.",
+            None,
+            question.kind,
+            [],
+            "unanswered",
+        )
     handler = _HANDLERS.get(question.kind)
     if handler is None:
         from ..errors import MedglipError
+
         raise MedglipError(f"unknown question kind {question.kind!r}")
     ans = handler(question, context)
     asked = {" ".join(p.lower().split()) for p in context.asked}
@@ -79,8 +86,11 @@ def _presence(q: Question, ctx: GroundedContext) -> Answer:
     evidence = sorted({f.number for f in found + s.containers})
     if ok:
         best = found[0]
-        many = f"{len(found)} {target} findings ({boxes(found)}; best {_cite(best)})" if len(found) > 1 \
+        many = (
+            f"{len(found)} {target} findings ({boxes(found)}; best {_cite(best)})"
+            if len(found) > 1
             else f"{target} found ({_cite(best)})"
+        )
         # the location words may say it already ("patient's left", "within the left lung")
         said = s.where.strip().removeprefix("on the ").removeprefix("in the ")
         where = "" if said and said in best.location else s.where
@@ -114,16 +124,32 @@ def _laterality(q: Question, ctx: GroundedContext) -> Answer:
     s = scope(replace(q, side=None), ctx, ctx.for_phrase(target))  # the side is the answer, not a filter
     found = s.kept
     if not found:
-        return Answer(_with_notes(_none(target, s.where) + ".", s.notes), None, "laterality",
-                      [f.number for f in s.containers], "grounding", notes=s.notes)
+        return Answer(
+            _with_notes(_none(target, s.where) + ".", s.notes),
+            None,
+            "laterality",
+            [f.number for f in s.containers],
+            "grounding",
+            notes=s.notes,
+        )
     value = side_of(found)
     ev = sorted(f.number for f in found)
     if value is None:
         note = f"the patient side is not known on {ctx.modality or 'this'} images ({ctx.orientation} orientation)"
-        return Answer(f"{target} found ({boxes(found)}, {found[0].location}), but {note}.", None, "laterality",
-                      ev, "grounding", notes=[note])
-    words = {"left": "on the patient's left", "right": "on the patient's right", "midline": "in the midline",
-             "bilateral": "on both sides"}[value]
+        return Answer(
+            f"{target} found ({boxes(found)}, {found[0].location}), but {note}.",
+            None,
+            "laterality",
+            ev,
+            "grounding",
+            notes=[note],
+        )
+    words = {
+        "left": "on the patient's left",
+        "right": "on the patient's right",
+        "midline": "in the midline",
+        "bilateral": "on both sides",
+    }[value]
     text = f"The {target} is {words} ({boxes(found)})."
     if q.side in ("left", "right", "bilateral"):
         yes = value == q.side or (value == "bilateral" and q.side in ("left", "right"))
@@ -135,23 +161,30 @@ def _location(q: Question, ctx: GroundedContext) -> Answer:
     target = q.targets[0]
     s = scope(q, ctx, ctx.for_phrase(target))
     if not s.kept:
-        return Answer(_with_notes(_none(target, s.where) + ".", s.notes), None, "location", [], "grounding",
-                      notes=s.notes)
+        return Answer(
+            _with_notes(_none(target, s.where) + ".", s.notes), None, "location", [], "grounding", notes=s.notes
+        )
     best = s.kept[0]
-    parts = [f"box {f.id}: {f.location}"
-             for f in s.kept]
-    text = f"The {target} is at the {best.location} ({_cite(best)})." if len(s.kept) == 1 else \
-        f"{len(s.kept)} {target} findings: " + "; ".join(parts) + "."
-    return Answer(_with_notes(text, s.notes), best.location, "location", [f.number for f in s.kept], "grounding",
-                  notes=s.notes)
+    parts = [f"box {f.id}: {f.location}" for f in s.kept]
+    text = (
+        f"The {target} is at the {best.location} ({_cite(best)})."
+        if len(s.kept) == 1
+        else f"{len(s.kept)} {target} findings: " + "; ".join(parts) + "."
+    )
+    return Answer(
+        _with_notes(text, s.notes), best.location, "location", [f.number for f in s.kept], "grounding", notes=s.notes
+    )
 
 
 def _count(q: Question, ctx: GroundedContext) -> Answer:
     target = q.targets[0]
     s = scope(q, ctx, ctx.for_phrase(target))
     n = len(s.kept)
-    text = f"{n} {target} finding{'s' if n != 1 else ''}{s.where} ({boxes(s.kept)}, score ≥ " \
-           f"{ctx.score_threshold:.2f})." if n else _none(target, s.where) + " (0)."
+    text = (
+        f"{n} {target} finding{'s' if n != 1 else ''}{s.where} ({boxes(s.kept)}, score ≥ {ctx.score_threshold:.2f})."
+        if n
+        else _none(target, s.where) + " (0)."
+    )
     return Answer(_with_notes(text, s.notes), n, "count", [f.number for f in s.kept], "grounding", notes=s.notes)
 
 
@@ -168,8 +201,7 @@ def _size(q: Question, ctx: GroundedContext) -> Answer:
     target = q.targets[0]
     s = scope(q, ctx, ctx.for_phrase(target))
     if not s.kept:
-        return Answer(_with_notes(_none(target, s.where) + ".", s.notes), None, "size", [], "grounding",
-                      notes=s.notes)
+        return Answer(_with_notes(_none(target, s.where) + ".", s.notes), None, "size", [], "grounding", notes=s.notes)
     best = s.kept[0]
     words, longest, unit = dims(best)
     notes = list(s.notes)
@@ -183,23 +215,34 @@ def _containment(q: Question, ctx: GroundedContext) -> Answer:
     target = q.targets[0]
     s = scope(q, ctx, ctx.for_phrase(target))
     if not s.kept:
-        return Answer(_with_notes(_none(target, s.where) + ".", s.notes), None, "containment", [], "grounding",
-                      notes=s.notes)
+        return Answer(
+            _with_notes(_none(target, s.where) + ".", s.notes), None, "containment", [], "grounding", notes=s.notes
+        )
     best = s.kept[0]
     holder = None
     if best.parent_number is not None:
         holder = ctx.finding(best.parent_number)
     else:
-        covering = [f for f in ctx.findings if f.phrase != best.phrase and f.number != best.number
-                    and is_inside(best, f) and f.on_slice(best.key_slice)]
+        covering = [
+            f
+            for f in ctx.findings
+            if f.phrase != best.phrase and f.number != best.number and is_inside(best, f) and f.on_slice(best.key_slice)
+        ]
         holder = min(covering, key=lambda f: f.size_px[0] * f.size_px[1], default=None)
     if holder is not None:
         text = f"The {target} ({_cite(best)}) lies within the {holder.phrase} (box {holder.id})."
         return Answer(text, holder.phrase, "containment", [best.number, holder.number], "grounding")
     note = f"no grounded structure holds box {best.id}" + (
-        f"; the ontology places a {best.label} in the {best.parent}" if best.parent else "")
-    return Answer(f"The {target} was found ({_cite(best)}), but {note}.", best.parent, "containment",
-                  [best.number], "grounding", notes=[note])
+        f"; the ontology places a {best.label} in the {best.parent}" if best.parent else ""
+    )
+    return Answer(
+        f"The {target} was found ({_cite(best)}), but {note}.",
+        best.parent,
+        "containment",
+        [best.number],
+        "grounding",
+        notes=[note],
+    )
 
 
 def _measure(f: Finding, by_area: bool) -> float:
@@ -215,8 +258,11 @@ def _comparison(q: Question, ctx: GroundedContext) -> Answer:
     missing = [p for p, f in ((a, fa), (b, fb)) if not f]
     if missing:
         present = [f[0] for f in (fa, fb) if f]
-        text = "Cannot compare: " + " and ".join(_none(p) for p in missing) + \
-            ("." if not present else f" ({present[0].phrase} is {boxes(present)}).")
+        text = (
+            "Cannot compare: "
+            + " and ".join(_none(p) for p in missing)
+            + ("." if not present else f" ({present[0].phrase} is {boxes(present)}).")
+        )
         return Answer(text, None, "comparison", [f.number for f in present], "grounding")
     x, y = fa[0], fb[0]
     by_area = x.longest_mm is None or y.longest_mm is None
@@ -226,17 +272,40 @@ def _comparison(q: Question, ctx: GroundedContext) -> Answer:
     notes = ["the pixel spacing is unknown, so box areas in pixels are compared"] if by_area else []
     cite = f"{a} (box {x.id}, {what} {mx:.0f} {unit}) vs {b} (box {y.id}, {what} {my:.0f} {unit})"
     if mx == my:
-        return Answer(_with_notes(f"Same size: {cite}.", notes), None, "comparison", [x.number, y.number],
-                      "grounding", notes=notes)
+        return Answer(
+            _with_notes(f"Same size: {cite}.", notes),
+            None,
+            "comparison",
+            [x.number, y.number],
+            "grounding",
+            notes=notes,
+        )
     larger, smaller = (a, b) if mx > my else (b, a)
-    text = f"The {smaller} is smaller than the {larger}" if SMALLER.search(q.text) else \
-        f"The {larger} is larger than the {smaller}"
+    text = (
+        f"The {smaller} is smaller than the {larger}"
+        if SMALLER.search(q.text)
+        else f"The {larger} is larger than the {smaller}"
+    )
     if _YES_NO.search(q.text):  # "Is A larger than B?": A is the subject
         asked_larger = not SMALLER.search(q.text)
         text = ("Yes: " if (larger == a) == asked_larger else "No: ") + text[0].lower() + text[1:]
-    return Answer(_with_notes(f"{text}: {cite}.", notes), larger, "comparison", [x.number, y.number], "grounding",
-                  None if by_area else "mm", notes)
+    return Answer(
+        _with_notes(f"{text}: {cite}.", notes),
+        larger,
+        "comparison",
+        [x.number, y.number],
+        "grounding",
+        None if by_area else "mm",
+        notes,
+    )
 
 
-_HANDLERS = {"presence": _presence, "laterality": _laterality, "location": _location, "count": _count,
-             "size": _size, "containment": _containment, "comparison": _comparison}
+_HANDLERS = {
+    "presence": _presence,
+    "laterality": _laterality,
+    "location": _location,
+    "count": _count,
+    "size": _size,
+    "containment": _containment,
+    "comparison": _comparison,
+}

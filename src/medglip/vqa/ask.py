@@ -53,8 +53,7 @@ class VQAResult:
         return self.context.visual_prompt(self.pixels, masks=masks, slice_index=self.slice_index)
 
     def to_json(self) -> dict[str, Any]:
-        return {"question": self.question.to_json(), "answer": self.answer.to_json(),
-                "context": self.context.to_json()}
+        return {"question": self.question.to_json(), "answer": self.answer.to_json(), "context": self.context.to_json()}
 
 
 def cited_boxes(text: str, numbers: set[int]) -> list[int]:
@@ -68,9 +67,18 @@ def cited_boxes(text: str, numbers: set[int]) -> list[int]:
     return out
 
 
-def ask(grounder: GrounderLike, image: Any, question: str, *, modality: str | None = None,
-        llm: ChatClient | None = None, score_threshold: float | None = None, masks: Masks = False,
-        ontology: Ontology | None = None, phrases: Sequence[str] | None = None) -> VQAResult:
+def ask(
+    grounder: GrounderLike,
+    image: Any,
+    question: str,
+    *,
+    modality: str | None = None,
+    llm: ChatClient | None = None,
+    score_threshold: float | None = None,
+    masks: Masks = False,
+    ontology: Ontology | None = None,
+    phrases: Sequence[str] | None = None,
+) -> VQAResult:
     """Answer ``question`` about ``image``.
 
     Args:
@@ -106,8 +114,13 @@ def ask(grounder: GrounderLike, image: Any, question: str, *, modality: str | No
     item = read_input(image)
     asked = list(dict.fromkeys([*(clean_phrases(phrases) if phrases else ()), *q.phrases]))
     if asked:
-        result = grounder.ground_file(item, asked, modality=modality, masks=masks,
-                                      score_threshold="calibrated" if score_threshold is None else score_threshold)
+        result = grounder.ground_file(
+            item,
+            asked,
+            modality=modality,
+            masks=masks,
+            score_threshold="calibrated" if score_threshold is None else score_threshold,
+        )
     else:  # an open question naming nothing: the language model sees the bare image
         result = _empty_result(grounder, item, modality)
     ctx = context_from(result, ontology=onto)
@@ -116,16 +129,19 @@ def ask(grounder: GrounderLike, image: Any, question: str, *, modality: str | No
     if q.kind != "open":
         return VQAResult(q, answer_question(q, ctx), ctx, pixels, index)
     if llm is None:
-        text = ("This is an open question, which needs a language model: no LLM endpoint is configured; "
-                f"{HOW_TO_CONFIGURE}.")
+        text = (
+            "This is an open question, which needs a language model: no LLM endpoint is configured; "
+            f"{HOW_TO_CONFIGURE}."
+        )
         return VQAResult(q, Answer(text, None, "open", [], "unanswered"), ctx, pixels, index)
     reply = llm.answer(q.text, ctx, ctx.visual_prompt(pixels, masks=bool(masks), slice_index=index))
     evidence = cited_boxes(reply, {f.number for f in ctx.findings})
     return VQAResult(q, Answer(reply, reply, "open", evidence, "llm"), ctx, pixels, index)
 
 
-def _empty_result(grounder: Any, item: InputImage | Volume, modality: str | None
-                  ) -> GroundingResult | VolumeGroundingResult:
+def _empty_result(
+    grounder: Any, item: InputImage | Volume, modality: str | None
+) -> GroundingResult | VolumeGroundingResult:
     """A result without phrases (nothing to ground) that still carries the input's picture."""
     from ..core.orient import plan_slices
     from ..core.pipeline import model_pixels
@@ -135,10 +151,24 @@ def _empty_result(grounder: Any, item: InputImage | Volume, modality: str | None
     if isinstance(item, Volume):
         plan = plan_slices(item.geometry, item.array.shape, "axial")
         ni, nj, nk = (int(s) for s in item.array.shape[:3])
-        return VolumeGroundingResult((), [], "axial", plan.slice_axis, (ni, nj, nk), item.geometry, code, "caller",
-                                     item.source, volume=item, plan=plan, input_config=cfg)
+        return VolumeGroundingResult(
+            (),
+            [],
+            "axial",
+            plan.slice_axis,
+            (ni, nj, nk),
+            item.geometry,
+            code,
+            "caller",
+            item.source,
+            volume=item,
+            plan=plan,
+            input_config=cfg,
+        )
     pixels, intensity = model_pixels(item.raw, code if code != "unknown" else None, cfg, what=item.source)
-    meta: dict[str, Any] = {key: item.meta[key] for key in ("plane", "pixel_to_world", "pixel_spacing")
-                            if key in item.meta}
-    return GroundingResult((), [], item.size, code, "caller", item.source, {"intensity": intensity, **meta},
-                           pixels=pixels, raw=item.raw)
+    meta: dict[str, Any] = {
+        key: item.meta[key] for key in ("plane", "pixel_to_world", "pixel_spacing") if key in item.meta
+    }
+    return GroundingResult(
+        (), [], item.size, code, "caller", item.source, {"intensity": intensity, **meta}, pixels=pixels, raw=item.raw
+    )

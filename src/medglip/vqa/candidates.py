@@ -23,8 +23,9 @@ from ..ontology import Ontology, Term, UnknownTermError
 MAX_CANDIDATES = 7
 
 
-def container_candidates(onto: Ontology, target: str, *, side: str | None = None,
-                         limit: int = MAX_CANDIDATES) -> tuple[str, ...]:
+def container_candidates(
+    onto: Ontology, target: str, *, side: str | None = None, limit: int = MAX_CANDIDATES
+) -> tuple[str, ...]:
     """Up to ``limit`` phrases of structures that may contain ``target`` (see the module docstring)."""
     try:
         term = onto.term(target)

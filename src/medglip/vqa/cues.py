@@ -13,34 +13,65 @@ import re
 _ANY = r"[^?.!]*"
 
 _CUES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("comparison", (
-        rf"\b(larger|bigger|smaller|greater|longer|wider)\b{_ANY}\bthan\b",
-        rf"\bwhich\b{_ANY}\b(larger|bigger|smaller|largest|biggest|smallest)\b",
-        r"\b(vs\.?|versus)\b", r"\bcompar(e|ed|ing|ison)\b",
-    )),
+    (
+        "comparison",
+        (
+            rf"\b(larger|bigger|smaller|greater|longer|wider)\b{_ANY}\bthan\b",
+            rf"\bwhich\b{_ANY}\b(larger|bigger|smaller|largest|biggest|smallest)\b",
+            r"\b(vs\.?|versus)\b",
+            r"\bcompar(e|ed|ing|ison)\b",
+        ),
+    ),
     ("count", (r"\bhow many\b", r"\bnumber of\b", r"\bcount\b")),
-    ("size", (
-        r"\bhow (big|large|long|wide)\b", r"\bwhat size\b", r"\bsize\b", r"\bdiameter\b",
-        r"\bmeasure(s|ment|ments)?\b", r"\bdimensions?\b", r"\bextent\b",
-    )),
-    ("laterality", (
-        r"\b(which|what) side\b", r"\bleft or right\b", r"\bright or left\b", r"\bwhich hemisphere\b",
-        r"\blaterality\b", r"\b(unilateral or bilateral|bilateral or unilateral)\b",
-    )),
-    ("containment", (
-        r"\b(which|what) (organ|structure|anatomical structure|anatomy|body part|part of the body)\b",
-        r"\bin (which|what)\b", r"\bwithin (which|what)\b", rf"\b(which|what)\b{_ANY}\bcontain(s|ing)?\b",
-        r"\bpart of (which|what)\b",
-    )),
+    (
+        "size",
+        (
+            r"\bhow (big|large|long|wide)\b",
+            r"\bwhat size\b",
+            r"\bsize\b",
+            r"\bdiameter\b",
+            r"\bmeasure(s|ment|ments)?\b",
+            r"\bdimensions?\b",
+            r"\bextent\b",
+        ),
+    ),
+    (
+        "laterality",
+        (
+            r"\b(which|what) side\b",
+            r"\bleft or right\b",
+            r"\bright or left\b",
+            r"\bwhich hemisphere\b",
+            r"\blaterality\b",
+            r"\b(unilateral or bilateral|bilateral or unilateral)\b",
+        ),
+    ),
+    (
+        "containment",
+        (
+            r"\b(which|what) (organ|structure|anatomical structure|anatomy|body part|part of the body)\b",
+            r"\bin (which|what)\b",
+            r"\bwithin (which|what)\b",
+            rf"\b(which|what)\b{_ANY}\bcontain(s|ing)?\b",
+            r"\bpart of (which|what)\b",
+        ),
+    ),
     ("location", (r"\bwhere\b", r"\blocat(e|ed|ion)\b", r"\b(which|what) part of the image\b")),
-    ("presence", (
-        r"^\s*(is|are) there\b", r"\bany\b", r"^\s*(does|do|did)\b" + _ANY +
-        r"\b(show|shows|demonstrate|demonstrates|contain|contains|have|has|reveal|reveals|depict|depicts)\b",
-        r"\b(present|visible|seen|identified|identifiable|detected|detectable|evident|noted|observed|"
-        r"apparent|appreciable|exist|exists)\b",
-        r"\bevidence of\b", r"^\s*(can|could) you (see|find|identify|detect|spot)\b",
-        rf"^\s*(is|are) (the|a|an)\b{_ANY}\b(in|within|inside)\b",  # "Is the tumor in the right kidney?"
-    )),
+    (
+        "presence",
+        (
+            r"^\s*(is|are) there\b",
+            r"\bany\b",
+            r"^\s*(does|do|did)\b"
+            + _ANY
+            + r"\b(show|shows|demonstrate|demonstrates|contain|contains|have|has|reveal|reveals|depict|depicts)\b",
+            r"\b(present|visible|seen|identified|identifiable|detected|detectable|evident|noted|observed|"
+            r"apparent|appreciable|exist|exists)\b",
+            r"\bevidence of\b",
+            r"^\s*(can|could) you (see|find|identify|detect|spot)\b",
+            rf"^\s*(is|are) (the|a|an)\b{_ANY}\b(in|within|inside)\b",  # "Is the tumor in the right kidney?"
+        ),
+    ),
 )
 
 _COMPILED = tuple((kind, tuple(re.compile(p, re.IGNORECASE) for p in pats)) for kind, pats in _CUES)

@@ -31,8 +31,13 @@ from .question import QUESTION_KINDS, Answer
 
 log = logging.getLogger(__name__)
 
-_THIRDS = {"upper part": "upper", "anterior part": "upper", "middle part": "middle", "lower part": "lower",
-           "posterior part": "lower"}
+_THIRDS = {
+    "upper part": "upper",
+    "anterior part": "upper",
+    "middle part": "middle",
+    "lower part": "lower",
+    "posterior part": "lower",
+}
 
 
 def third_of(location: Any) -> str | None:
@@ -54,9 +59,16 @@ def is_correct(item: QAItem, answer: Answer) -> bool:
     return answer.value == item.answer
 
 
-def evaluate_vqa(grounder: GrounderLike, dataset_dir: str | Path, *, split: str = "test",
-                 score_threshold: float | None = None, seed: int = 0, out: str | Path | None = None,
-                 ontology: Ontology | None = None) -> dict[str, Any]:
+def evaluate_vqa(
+    grounder: GrounderLike,
+    dataset_dir: str | Path,
+    *,
+    split: str = "test",
+    score_threshold: float | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    ontology: Ontology | None = None,
+) -> dict[str, Any]:
     """Accuracy per question kind, from predictions and from the ground truth (the ceiling).
 
     Args:
@@ -89,26 +101,51 @@ def evaluate_vqa(grounder: GrounderLike, dataset_dir: str | Path, *, split: str 
         questions = [parse_question(it.question, ontology=onto, modality=rec.get("modality")) for it in its]
         phrases = list(dict.fromkeys(p for q in questions for p in q.phrases))
         thr = calibrated_threshold(grounder, phrases) if score_threshold is None else float(score_threshold)
-        result = grounder.ground_one(str(dataset_dir / "images" / rec["file_name"]), phrases,
-                                     modality=rec.get("modality"), top_k=MAX_COUNT,
-                                     score_threshold="calibrated" if score_threshold is None else thr)
+        result = grounder.ground_one(
+            str(dataset_dir / "images" / rec["file_name"]),
+            phrases,
+            modality=rec.get("modality"),
+            top_k=MAX_COUNT,
+            score_threshold="calibrated" if score_threshold is None else thr,
+        )
         result.extra = {**(result.extra or {}), **record_extra(rec)}
         pred = context_from_result(result, score_threshold=thr, max_per_phrase=MAX_COUNT, ontology=onto)
         gt_res = result_from_annotations(rec, by_image[iid], cats, phrases=phrases, pixels=result.pixels)
-        gt = context_from_result(gt_res, score_threshold=thr, max_per_phrase=MAX_COUNT,
-                                 source="ground truth", ontology=onto)
+        gt = context_from_result(
+            gt_res, score_threshold=thr, max_per_phrase=MAX_COUNT, source="ground truth", ontology=onto
+        )
         for it, q in zip(its, questions, strict=True):
             a_pred, a_gt = answer_question(q, pred), answer_question(q, gt)
-            rows.append({**it.to_json(), "predicted": a_pred.value, "predicted_text": a_pred.text,
-                         "correct_predicted": is_correct(it, a_pred), "ground_truth": a_gt.value,
-                         "correct_ground_truth": is_correct(it, a_gt)})
+            rows.append(
+                {
+                    **it.to_json(),
+                    "predicted": a_pred.value,
+                    "predicted_text": a_pred.text,
+                    "correct_predicted": is_correct(it, a_pred),
+                    "ground_truth": a_gt.value,
+                    "correct_ground_truth": is_correct(it, a_gt),
+                }
+            )
     used = calibrated_threshold(grounder, ["*"]) if score_threshold is None else float(score_threshold)
-    metrics: dict[str, Any] = {"dataset": str(dataset_dir), "split": split, "score_threshold": used,
-               "calibrated": score_threshold is None,
-               "n_questions": len(rows), "by_kind": _by_kind(rows), "overall": _summary(rows), "items": rows}
+    metrics: dict[str, Any] = {
+        "dataset": str(dataset_dir),
+        "split": split,
+        "score_threshold": used,
+        "calibrated": score_threshold is None,
+        "n_questions": len(rows),
+        "by_kind": _by_kind(rows),
+        "overall": _summary(rows),
+        "items": rows,
+    }
     o = metrics["overall"]
-    log.info("VQA %s/%s: %d questions, accuracy %s (ground-truth ceiling %s)", dataset_dir.name, split,
-             len(rows), o["accuracy_predicted"], o["accuracy_ground_truth"])
+    log.info(
+        "VQA %s/%s: %d questions, accuracy %s (ground-truth ceiling %s)",
+        dataset_dir.name,
+        split,
+        len(rows),
+        o["accuracy_predicted"],
+        o["accuracy_ground_truth"],
+    )
     if out is not None:
         write_vqa_metrics(metrics, out)
     return metrics
@@ -120,8 +157,11 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def acc(key: str) -> float | None:
         return round(sum(r[key] for r in rows) / n, 4) if n else None
 
-    return {"n": n, "accuracy_predicted": acc("correct_predicted"),
-            "accuracy_ground_truth": acc("correct_ground_truth")}
+    return {
+        "n": n,
+        "accuracy_predicted": acc("correct_predicted"),
+        "accuracy_ground_truth": acc("correct_ground_truth"),
+    }
 
 
 def _by_kind(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -133,14 +173,20 @@ def _by_kind(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def vqa_markdown(metrics: dict[str, Any]) -> str:
     """The metrics as a markdown table (per kind, then overall)."""
+
     def pct(v: Any) -> str:
         return "–" if v is None else f"{100 * v:.1f} %"
 
-    lines = [f"# VQA evaluation: {Path(metrics['dataset']).name} / {metrics['split']}", "",
-             f"{metrics['n_questions']} questions generated from the ground truth; boxes scoring at least "
-             f"{metrics['score_threshold']:.2f} count as findings. The ceiling answers the same questions from "
-             "the ground-truth boxes with the same code.", "",
-             "| kind | questions | accuracy (predicted) | ceiling (ground truth) |", "|---|---:|---:|---:|"]
+    lines = [
+        f"# VQA evaluation: {Path(metrics['dataset']).name} / {metrics['split']}",
+        "",
+        f"{metrics['n_questions']} questions generated from the ground truth; boxes scoring at least "
+        f"{metrics['score_threshold']:.2f} count as findings. The ceiling answers the same questions from "
+        "the ground-truth boxes with the same code.",
+        "",
+        "| kind | questions | accuracy (predicted) | ceiling (ground truth) |",
+        "|---|---:|---:|---:|",
+    ]
     for kind, m in {**metrics["by_kind"], "overall": metrics["overall"]}.items():
         lines.append(f"| {kind} | {m['n']} | {pct(m['accuracy_predicted'])} | {pct(m['accuracy_ground_truth'])} |")
     return "\n".join(lines) + "\n"

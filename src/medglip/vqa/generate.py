@@ -75,8 +75,14 @@ class QAItem:
     phrase: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"image_id": self.image_id, "file_name": self.file_name, "question": self.question,
-                "kind": self.kind, "answer": self.answer, "phrase": self.phrase}
+        return {
+            "image_id": self.image_id,
+            "file_name": self.file_name,
+            "question": self.question,
+            "kind": self.kind,
+            "answer": self.answer,
+            "phrase": self.phrase,
+        }
 
 
 def size_ok(predicted: Any, expected: float) -> bool:
@@ -101,8 +107,9 @@ def phrase_of(ann: dict, categories: dict[int, dict]) -> str:
     return str(ann.get("phrase") or categories[int(ann["category_id"])]["name"])
 
 
-def generate_questions(dataset_dir: str | Path, *, split: str = "test", seed: int = 0,
-                       ontology: Ontology | None = None) -> list[QAItem]:
+def generate_questions(
+    dataset_dir: str | Path, *, split: str = "test", seed: int = 0, ontology: Ontology | None = None
+) -> list[QAItem]:
     """Questions with ground-truth answers for every image of ``split`` (see the module docstring).
 
     Raises:
@@ -137,8 +144,9 @@ def generate_questions(dataset_dir: str | Path, *, split: str = "test", seed: in
         ctx = None
         if anns:
             gt = result_from_annotations(img, anns, cats, pixels=_pixels(Path(dataset_dir), img))
-            ctx = context_from_result(gt, score_threshold=FINDING_THRESHOLD, max_per_phrase=MAX_COUNT,
-                                      source="ground truth", ontology=onto)
+            ctx = context_from_result(
+                gt, score_threshold=FINDING_THRESHOLD, max_per_phrase=MAX_COUNT, source="ground truth", ontology=onto
+            )
         h = int(img["height"])
         spacing = img.get("pixel_spacing")
         for phrase, group in per_phrase.items():
@@ -156,12 +164,14 @@ def generate_questions(dataset_dir: str | Path, *, split: str = "test", seed: in
                 add(img, "size", phrase, round(max(bw * float(spacing[1]), bh * float(spacing[0])), 2))
         present = set(per_phrase)
         candidates = [p for p in all_phrases if not _implied(onto, p, present)]
-        for phrase in _absent_phrases(present, in_case[(img.get("source"), img.get("case_id"))] & set(candidates),
-                                      candidates, rng):
+        for phrase in _absent_phrases(
+            present, in_case[(img.get("source"), img.get("case_id"))] & set(candidates), candidates, rng
+        ):
             add(img, "presence", phrase, False)
     if skipped:
-        log.info("left out %d questions that do not parse back to their phrase (e.g. %s)", len(skipped),
-                 sorted(skipped)[:3])
+        log.info(
+            "left out %d questions that do not parse back to their phrase (e.g. %s)", len(skipped), sorted(skipped)[:3]
+        )
     return items
 
 
@@ -192,8 +202,10 @@ def _implied(onto: Any, phrase: str, present: set[str]) -> bool:
             return True
         if res.term_id in {t.id for t in onto.ancestors(o.term_id)[1:]}:
             return True
-        if term.generic and (set(term.kinds) & set(onto.term(o.term_id).kinds)  # "tumor" / "liver tumor"
-                             or ("lesion" in term.kinds and o.level == "lesion")):  # "lesion" / any finding
+        if term.generic and (
+            set(term.kinds) & set(onto.term(o.term_id).kinds)  # "tumor" / "liver tumor"
+            or ("lesion" in term.kinds and o.level == "lesion")
+        ):  # "lesion" / any finding
             return True
     return False
 

@@ -78,8 +78,15 @@ class LLMError(MedglipError):
     redacted), for logs; ``public`` is a short summary without either, for a service's clients.
     """
 
-    def __init__(self, url: str, reason: str, status: int | None = None, *, kind: str | None = None,
-                 secrets: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        url: str,
+        reason: str,
+        status: int | None = None,
+        *,
+        kind: str | None = None,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
         self.url = public_url(url)
         self.status = status
         self.reason = redact(reason, secrets)
@@ -172,8 +179,16 @@ class ChatClient:
         max_tokens: reply length limit sent with every request (None: the server's default).
     """
 
-    def __init__(self, *, endpoint: str, model: str, api_key: str | None = None, timeout: float = 60.0,
-                 temperature: float | None = 0.0, max_tokens: int | None = 1024) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        temperature: float | None = 0.0,
+        max_tokens: int | None = 1024,
+    ) -> None:
         if not model or not str(model).strip():
             raise LLMNotConfigured(f"the LLM endpoint {public_url(str(endpoint))}", reason="no model name was given")
         url = httpx.URL(completions_url(endpoint))
@@ -183,8 +198,16 @@ class ChatClient:
         self.endpoint = public_url(str(endpoint))
         self.model = str(model).strip()
         self.api_key = api_key or None
-        self._secrets = tuple(s for s in (self.api_key, url.password, url.username and url.password and
-                                          f"{url.username}:{url.password}", url.query.decode() or None) if s)
+        self._secrets = tuple(
+            s
+            for s in (
+                self.api_key,
+                url.password,
+                url.username and url.password and f"{url.username}:{url.password}",
+                url.query.decode() or None,
+            )
+            if s
+        )
         _REDACTOR.secrets.update(self._secrets)
         self.timeout = float(timeout)
         self.temperature = temperature
@@ -231,37 +254,49 @@ class ChatClient:
         except httpx.TimeoutException:
             raise LLMError(self.url, f"no answer within {self.timeout:g} s (timeout)", kind="timeout") from None
         except httpx.ConnectError as exc:
-            raise LLMError(self.url, f"cannot connect ({exc}); is the server running?", kind="cannot connect",
-                           secrets=secrets) from None
+            raise LLMError(
+                self.url, f"cannot connect ({exc}); is the server running?", kind="cannot connect", secrets=secrets
+            ) from None
         except httpx.HTTPError as exc:
-            raise LLMError(self.url, f"request failed: {type(exc).__name__}: {exc}", kind="request failed",
-                           secrets=secrets) from None
+            raise LLMError(
+                self.url, f"request failed: {type(exc).__name__}: {exc}", kind="request failed", secrets=secrets
+            ) from None
         if not 200 <= resp.status_code < 300:
             raise LLMError(self.url, f"error reply: {_snippet(resp.text)}", resp.status_code, secrets=secrets)
         try:
             data = resp.json()
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            raise LLMError(self.url, f"reply is not JSON: {_snippet(resp.text)}", resp.status_code,
-                           kind="unreadable reply", secrets=secrets) from None
+            raise LLMError(
+                self.url,
+                f"reply is not JSON: {_snippet(resp.text)}",
+                resp.status_code,
+                kind="unreadable reply",
+                secrets=secrets,
+            ) from None
         return _reply_text(data, self.url, resp.status_code, secrets)
 
     # ------------------------------------------------------------------ tasks
     def answer(self, question: str, context: GroundedContext, image: Image.Image) -> str:
         """Answer ``question`` about ``image`` (the visual prompt: numbered boxes drawn on it)."""
         n = len(context.findings)
-        boxes = (f"The image shows {n} numbered box{'es' if n != 1 else ''} (box 1..{n}), one per finding below."
-                 if n else "No finding was located, so no box is drawn.")
-        prompt = (f"Question: {question}\n\n{boxes} Coordinates are integers normalised to 0..1000 "
-                  f"(x left to right, y top to bottom).\n\nGrounded findings:\n{context.text_block('qwen')}\n\n"
-                  "Answer the question; cite the boxes you rely on as 'box N'.")
-        content = [{"type": "text", "text": prompt},
-                   {"type": "image_url", "image_url": {"url": image_data_url(image)}}]
+        boxes = (
+            f"The image shows {n} numbered box{'es' if n != 1 else ''} (box 1..{n}), one per finding below."
+            if n
+            else "No finding was located, so no box is drawn."
+        )
+        prompt = (
+            f"Question: {question}\n\n{boxes} Coordinates are integers normalised to 0..1000 "
+            f"(x left to right, y top to bottom).\n\nGrounded findings:\n{context.text_block('qwen')}\n\n"
+            "Answer the question; cite the boxes you rely on as 'box N'."
+        )
+        content = [{"type": "text", "text": prompt}, {"type": "image_url", "image_url": {"url": image_data_url(image)}}]
         return self.chat([{"role": "system", "content": SYSTEM_ANSWER}, {"role": "user", "content": content}])
 
     def rewrite_report(self, markdown: str, context: GroundedContext) -> str:
         """Rewrite a draft findings report (markdown) as prose, keeping its facts and box numbers."""
-        prompt = (f"Draft report:\n{markdown}\n\nGrounded findings behind it (for reference):\n"
-                  f"{context.text_block('plain')}")
+        prompt = (
+            f"Draft report:\n{markdown}\n\nGrounded findings behind it (for reference):\n{context.text_block('plain')}"
+        )
         return self.chat([{"role": "system", "content": SYSTEM_REPORT}, {"role": "user", "content": prompt}])
 
 
@@ -275,8 +310,13 @@ def _reply_text(data: Any, url: str, status: int, secrets: tuple[str, ...] = ())
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices:
         err = data.get("error") if isinstance(data, dict) else None
-        raise LLMError(url, f"reply has no choices{f' (error: {_snippet(str(err))})' if err else ''}", status,
-                       kind="unreadable reply", secrets=secrets)
+        raise LLMError(
+            url,
+            f"reply has no choices{f' (error: {_snippet(str(err))})' if err else ''}",
+            status,
+            kind="unreadable reply",
+            secrets=secrets,
+        )
     first = choices[0] if isinstance(choices[0], dict) else {}
     content = (first.get("message") or {}).get("content") if isinstance(first.get("message"), dict) else None
     if content is None:

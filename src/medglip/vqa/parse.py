@@ -30,8 +30,11 @@ from .candidates import MAX_CANDIDATES, container_candidates
 from .cues import free_sides, question_kind
 from .question import Question
 
-_CONTAINER_PREP = re.compile(r"\b(in|within|inside|of|into|throughout)\s+(the\s+|a\s+|an\s+|this\s+|that\s+|"
-                             r"his\s+|her\s+|their\s+|patient'?s\s+)?$", re.IGNORECASE)
+_CONTAINER_PREP = re.compile(
+    r"\b(in|within|inside|of|into|throughout)\s+(the\s+|a\s+|an\s+|this\s+|that\s+|"
+    r"his\s+|her\s+|their\s+|patient'?s\s+)?$",
+    re.IGNORECASE,
+)
 _WHICH = re.compile(r"\b(which|what)\s+$", re.IGNORECASE)
 _ANATOMY = ("region", "organ", "substructure")
 
@@ -66,8 +69,10 @@ def parse_question(text: str, *, ontology: Ontology | None = None, modality: str
     if not found:
         if kind == "open":
             return Question(text, "open", (), ())
-        raise MedglipError(f"no anatomical structure or finding recognised in {text!r}: name one the ontology "
-                           "knows (e.g. 'liver', 'left kidney', 'brain tumor'; `medglip resolve NAME` checks a name)")
+        raise MedglipError(
+            f"no anatomical structure or finding recognised in {text!r}: name one the ontology "
+            "knows (e.g. 'liver', 'left kidney', 'brain tumor'; `medglip resolve NAME` checks a name)"
+        )
     if kind == "comparison":
         return _comparison(text, found, sides, onto)
     asked = _asked_for(text, found)
@@ -150,8 +155,9 @@ def _side(sides: list[str], container: Resolution | None, target: Resolution) ->
     return target.laterality if target.level == "lesion" else None
 
 
-def _comparison(text: str, found: list[tuple[tuple[int, int], Resolution]], sides: list[str],
-                onto: Ontology) -> Question:
+def _comparison(
+    text: str, found: list[tuple[tuple[int, int], Resolution]], sides: list[str], onto: Ontology
+) -> Question:
     """Two targets: the first two phrases, or the two sides of one lateral structure."""
     phrases = list(_unique(tuple(r.phrase for _, r in found)))
     if len(phrases) == 1:
@@ -164,8 +170,10 @@ def _comparison(text: str, found: list[tuple[tuple[int, int], Resolution]], side
         elif lateral and res.laterality is None:
             phrases = [f"left {res.label}", f"right {res.label}"]
     if len(phrases) < 2:
-        raise MedglipError(f"a comparison needs two structures or findings, found only {phrases[0]!r} in {text!r}: "
-                           "ask e.g. 'Is the liver tumor larger than the left kidney?'")
+        raise MedglipError(
+            f"a comparison needs two structures or findings, found only {phrases[0]!r} in {text!r}: "
+            "ask e.g. 'Is the liver tumor larger than the left kidney?'"
+        )
     targets = tuple(phrases[:2])
     return Question(text, "comparison", targets, targets, None, None)
 
@@ -179,5 +187,11 @@ def _lateral(onto: Ontology, res: Resolution) -> bool:
 
 def question_from_json(data: dict[str, Any]) -> Question:
     """The inverse of :meth:`Question.to_json` (for services and stored evaluations)."""
-    return Question(str(data["text"]), str(data["kind"]), tuple(data.get("phrases", ())),
-                    tuple(data.get("targets", ())), data.get("container"), data.get("side"))
+    return Question(
+        str(data["text"]),
+        str(data["kind"]),
+        tuple(data.get("phrases", ())),
+        tuple(data.get("targets", ())),
+        data.get("container"),
+        data.get("side"),
+    )

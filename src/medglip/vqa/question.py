@@ -9,7 +9,14 @@ from ..context.finding import finding_id
 
 #: What a question can ask. Every kind but ``open`` is answered from the grounding alone.
 QUESTION_KINDS: tuple[str, ...] = (
-    "presence", "laterality", "location", "count", "size", "containment", "comparison", "open",
+    "presence",
+    "laterality",
+    "location",
+    "count",
+    "size",
+    "containment",
+    "comparison",
+    "open",
 )
 
 #: The kinds :func:`medglip.vqa.answer_question` answers without a language model.
@@ -40,8 +47,14 @@ class Question:
     side: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "kind": self.kind, "phrases": list(self.phrases),
-                "targets": list(self.targets), "container": self.container, "side": self.side}
+        return {
+            "text": self.text,
+            "kind": self.kind,
+            "phrases": list(self.phrases),
+            "targets": list(self.targets),
+            "container": self.container,
+            "side": self.side,
+        }
 
 
 @dataclass
@@ -71,9 +84,14 @@ class Answer:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"text": self.text, "value": self.value, "kind": self.kind,
-                               "evidence": list(self.evidence),
-                               "evidence_ids": [finding_id(n) for n in self.evidence], "via": self.via}
+        out: dict[str, Any] = {
+            "text": self.text,
+            "value": self.value,
+            "kind": self.kind,
+            "evidence": list(self.evidence),
+            "evidence_ids": [finding_id(n) for n in self.evidence],
+            "via": self.via,
+        }
         if self.unit is not None:
             out["unit"] = self.unit
         if self.notes:

@@ -86,8 +86,9 @@ def scope(question: Question, context: GroundedContext, findings: list[Finding])
             kept = [f for f in findings if any(is_inside(f, h) for h in holders) and not (other and f.side == other)]
             if side and side != c_side:
                 kept = by_side(kept, side, notes, context.modality)
-            where = f" in the {question.container}" + (f" on the patient's {side}" if side and side != c_side
-                                                         and side != "bilateral" else "")
+            where = f" in the {question.container}" + (
+                f" on the patient's {side}" if side and side != c_side and side != "bilateral" else ""
+            )
             return Scope(kept, holders, notes, where)
         side = side or c_side
         if side in ("left", "right"):
@@ -97,6 +98,7 @@ def scope(question: Question, context: GroundedContext, findings: list[Finding])
         kept = by_side(findings, side, notes, context.modality)
         return Scope(kept, [], notes, f" on the patient's {side}" if side in ("left", "right") else "")
     kept = by_side(findings, side, notes, context.modality)
-    where = {"left": " on the patient's left", "right": " on the patient's right",
-             "bilateral": " on both sides"}.get(side or "", "")
+    where = {"left": " on the patient's left", "right": " on the patient's right", "bilateral": " on both sides"}.get(
+        side or "", ""
+    )
     return Scope(kept, [], notes, where)

@@ -19,7 +19,7 @@ from medglip.errors import MedglipError
 from medglip.model import GroundingModel, get_preset, load_checkpoint, save_checkpoint
 from medglip.model import shipped
 from medglip.model.checkpoint import CheckpointError
-from medglip.train.adapt import AdaptError, adapt
+from medglip.train.adapt import DEFAULT_METHOD, AdaptError, adapt
 from medglip.train.adapt_card import forgetting
 from medglip.train.adapt_data import AdaptDataError
 
@@ -142,7 +142,7 @@ def test_a_run_refuses_another_base_and_names_a_missing_one(dataset, tmp_path):
 def test_adapts_the_shipped_model_from_a_raw_manifest(start, tmp_path, monkeypatch):
     monkeypatch.setattr(shipped, "SHIPPED_DIR", start)
     result = adapt(SAMPLES, out=tmp_path / "run", method="auto", max_steps=1, phrases=["Brain tumor"])
-    assert result.method == "head" and result.phrases == ("brain tumor",)
+    assert result.method == DEFAULT_METHOD and result.phrases == ("brain tumor",)  # auto: the measured default
     assert (tmp_path / "run" / "data" / "annotations" / "train.json").is_file()
     assert json.loads((result.run / "config.json").read_text())["adapted_from"]["base"]["kind"] == "shipped"
     load_checkpoint(result.run)

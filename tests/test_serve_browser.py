@@ -134,7 +134,9 @@ def _drive(page, server, png):
     page.fill("#question", question)
     page.click("#ask-btn")
     page.wait_for_function("() => document.getElementById('answer').textContent.length > 0")
-    answer = _direct(server, "/v1/vqa", {"question": question, "modality": "CT"}, png).json()["answer"]["text"]
+    # the page asks with the grounding's phrases (so the answer cites that grounding's ids) and its masks box
+    answer = _direct(server, "/v1/vqa", {"question": question, "modality": "CT", "phrases": PHRASES,
+                                         "masks": "false"}, png).json()["answer"]["text"]
     assert page.text_content("#answer") == answer
     page.wait_for_function("() => { const i = document.getElementById('prompt-img'); return !i.hidden && i.naturalWidth > 0; }")
 

@@ -146,6 +146,11 @@ def test_adapts_the_shipped_model_from_a_raw_manifest(start, tmp_path, monkeypat
     assert (tmp_path / "run" / "data" / "annotations" / "train.json").is_file()
     assert json.loads((result.run / "config.json").read_text())["adapted_from"]["base"]["kind"] == "shipped"
     load_checkpoint(result.run)
+    # no --reference: forgetting is measured on the held-out sample patients shipped with the model
+    f = result.forgetting
+    assert f is not None and f.pairs > 0 and f.dataset.endswith("heldout/recipe.yaml"), f
+    assert f.drop == pytest.approx(f.base_acc50 - f.adapted_acc50, abs=1e-3)
+    assert "heldout/recipe.yaml" in (result.run / "ADAPT_CARD.md").read_text()
 
 
 def test_bad_input_is_named(start, dataset, tmp_path):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from .dataset import BuildConfig, build
+from .model.shipped import SHIPPED_HELDOUT
 
 if TYPE_CHECKING:  # importing medglip.train imports torch
     from .train.progress import TrainProgress
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 SAMPLES = Path(__file__).parent / "samples" / "pyradiomics"
 #: held-out test patients of the shipped model's recipe, in their datasets' own layouts, and the recipe
 #: that builds them (every case in the test split)
-HELDOUT = Path(__file__).parent / "samples" / "heldout"
+HELDOUT = SHIPPED_HELDOUT
 
 
 def run_demo(

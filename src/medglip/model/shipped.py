@@ -16,6 +16,9 @@ from ..errors import MedglipError
 #: the folder of the shipped model (``medglip/weights/<name>``)
 SHIPPED_NAME = "medglip-v1"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights" / SHIPPED_NAME
+#: held-out patients of the shipped model's test split, shipped in their datasets' layouts (recipe.yaml
+#: builds them): what the demo shows and what ``medglip adapt`` measures forgetting on by default
+SHIPPED_HELDOUT = Path(__file__).resolve().parent.parent / "samples" / "heldout"
 
 
 class NoShippedModel(MedglipError):

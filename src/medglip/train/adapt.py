@@ -76,7 +76,7 @@ class AdaptResult:
         run: the run folder (``--checkpoint RUN``); method: the method that ran; steps, seconds: training.
         phrases: the adapted phrases; thresholds: their calibrated thresholds; calibration_split: where.
         cases: the training cases used; weights_bytes: the size of ``RUN/model.safetensors``.
-        forgetting: the forgetting check (None unless ``reference`` was given).
+        forgetting: the forgetting check (None unless ``reference`` was given or the start is the shipped model).
     """
 
     run: Path
@@ -208,6 +208,23 @@ def _calibrate(out: Path, data: AdaptData, start_thresholds: dict[str, float]) -
     }
 
 
+def _forgetting_on_shipped_samples(out: Path, start_dir: Path) -> Forgetting:
+    """Forgetting on the held-out sample patients shipped with the model (its own test patients), built
+    into a temporary folder: a user without the shipped test data still learns what the run gave up."""
+    import tempfile
+
+    from ..dataset import build, load_recipe
+    from ..model.shipped import SHIPPED_HELDOUT
+
+    with tempfile.TemporaryDirectory(prefix="medglip-adapt-reference-") as tmp:
+        result = build(load_recipe(SHIPPED_HELDOUT / "recipe.yaml"), Path(tmp) / "reference")
+        if result.failed or result.failed_sources:
+            raise AdaptError(f"{SHIPPED_HELDOUT}: the shipped sample patients failed to build "
+                             f"({result.failed or result.failed_sources})")
+        measured = forgetting(out, Path(tmp) / "reference", base=start_dir)
+    return dataclasses.replace(measured, dataset=str(SHIPPED_HELDOUT / "recipe.yaml"))  # not the temporary folder
+
+
 def adapt(
     data: str | Path,
     *,
@@ -237,7 +254,8 @@ def adapt(
         modality: the modality of the data (needed when the data does not say it).
         device, seed: where to compute; data order and augmentation.
         lr: the peak learning rate (default: :data:`METHOD_LR`); batch_size: images per step.
-        reference: a built dataset whose ``test`` split (the start model's test patients) measures forgetting.
+        reference: a built dataset whose ``test`` split (the start model's test patients) measures forgetting
+            (default for the shipped start: its held-out sample patients, ``medglip/samples/heldout``).
         progress: ``callback(AdaptProgress)`` after every step (step, total, elapsed, remaining estimate, loss).
 
     Raises:
@@ -365,7 +383,11 @@ def adapt(
     t0 = time.perf_counter()
     calibration = _calibrate(out, adapt_data, start_thresholds)
     t_cal = time.perf_counter() - t0
-    forgot = forgetting(out, reference, base=start_dir) if reference is not None else None
+    forgot: Forgetting | None
+    if reference is None and start == "shipped":  # its held-out sample patients, shipped with it
+        forgot = _forgetting_on_shipped_samples(out, start_dir)
+    else:
+        forgot = forgetting(out, reference, base=start_dir) if reference is not None else None
     weights = (out / "model.safetensors").stat().st_size
     info = {
         "medglip_version": __version__,

@@ -50,7 +50,10 @@ def few_shot_set(data: Path, source: str, k: int, out: Path, seed: int = 0) -> P
     random.Random(seed).shuffle(order)
     cases = set().union(*(train[p] for p in order[:k]))
     if not (out / "annotations" / "test.json").exists():
-        _overlay(data, out, "train", {"train": lambda im: im.get("source") == source and str(im.get("case_id")) in cases})
+        def chosen(im: dict) -> bool:
+            return im.get("source") == source and str(im.get("case_id")) in cases
+
+        _overlay(data, out, "train", {"train": chosen})
         _overlay(data, out, "test", {"test": lambda im: im.get("source") == source})
     return out
 
@@ -79,6 +82,13 @@ def scratch(args: argparse.Namespace, source: str, k: int, data: Path, run: Path
             "absent_fp": o["absent_fp_rate"]}
 
 
+def record(log: Path, row: dict) -> None:
+    """Print one measured run and append it to the log (the log is what ``--table`` and reruns read)."""
+    print(json.dumps(row), flush=True)
+    with log.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
 def table(rows: list[dict]) -> str:
     """The measured runs as markdown, one row per run (k = 0: the start model)."""
     # no absent-phrase false positives here: evaluate_run counts them at the start model's default
@@ -90,7 +100,8 @@ def table(rows: list[dict]) -> str:
         f = r.get("forgetting") or {}
         drop = f"{100 * f['drop']:.1f}" if f.get("drop") is not None else "–"
         out.append("| " + " | ".join([
-            r["source"], str(r["patients"]), r["method"], f"{r['budget_minutes']:g}" if r.get("budget_minutes") else "–",
+            r["source"], str(r["patients"]), r["method"],
+            f"{r['budget_minutes']:g}" if r.get("budget_minutes") else "–",
             str(r.get("steps", "–")), f"{100 * r['acc50']:.1f} %", f"{100 * r['miou']:.1f} %",
             f"{100 * r['ap50']:.1f} %", drop]) + " |")
     return "\n".join(out) + "\n"
@@ -123,9 +134,7 @@ def main() -> None:
             o = metrics["overall"]
             row = {"name": name, "source": source, "patients": 0, "method": "none", "acc50": o["acc50"],
                    "miou": o["miou"], "ap50": o["AP50"], "absent_fp": o["absent_fp_rate"]}
-            print(json.dumps(row), flush=True)
-            with log.open("a") as fh:
-                fh.write(json.dumps(row) + "\n")
+            record(log, row)
         for k in (int(s) for s in args.shots.split(",")):
             data = few_shot_set(args.data, source, k, args.work / "data" / f"{source}-{k}")
             for method in args.methods.split(","):
@@ -135,9 +144,7 @@ def main() -> None:
                 run = args.work / "runs" / name
                 if method == "scratch":
                     row = scratch(args, source, k, data, run, name, done)
-                    print(json.dumps(row), flush=True)
-                    with log.open("a") as fh:
-                        fh.write(json.dumps(row) + "\n")
+                    record(log, row)
                     continue
                 t0 = time.time()
                 r = adapt(data, out=run, start=args.base, method=method, budget_minutes=args.budget_minutes)
@@ -151,9 +158,7 @@ def main() -> None:
                        "miou": o["miou"], "ap50": o["AP50"], "absent_fp": o["absent_fp_rate"],
                        "forgetting": {"base": f.base_acc50, "adapted": f.adapted_acc50, "drop": f.drop},
                        "weights_bytes": r.weights_bytes}
-                print(json.dumps(row), flush=True)
-                with log.open("a") as fh:
-                    fh.write(json.dumps(row) + "\n")
+                record(log, row)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ from pathlib import Path
 from medglip.core.intensity import CT_WINDOWS
 from medglip.dataset import BuildConfig, build
 from medglip.dataset.recipe import load_recipe
-
 from medglip.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,8 +17,8 @@ weights, and measured on each source's test patients and on lung2, the never-tra
     python benchmarks/ct_input_choice.py --work ../runs/ct-choice --steps 400
 
 Every stage resumes (datasets case by case, training from its last checkpoint; a finished training or
-measurement is kept). Needs ../shared/data
-and the pyradiomics cases that recipes/train_medglip_v1.sh fetches (``--pyradiomics``).
+measurement is kept). Needs ../shared/data and the pyradiomics cases that recipes/train_medglip_v1.sh
+fetches (``--pyradiomics``).
 """
 from __future__ import annotations
 

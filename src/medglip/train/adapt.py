@@ -219,8 +219,10 @@ def _forgetting_on_shipped_samples(out: Path, start_dir: Path) -> Forgetting:
     with tempfile.TemporaryDirectory(prefix="medglip-adapt-reference-") as tmp:
         result = build(load_recipe(SHIPPED_HELDOUT / "recipe.yaml"), Path(tmp) / "reference")
         if result.failed or result.failed_sources:
-            raise AdaptError(f"{SHIPPED_HELDOUT}: the shipped sample patients failed to build "
-                             f"({result.failed or result.failed_sources})")
+            raise AdaptError(
+                f"{SHIPPED_HELDOUT}: the shipped sample patients failed to build "
+                f"({result.failed or result.failed_sources})"
+            )
         measured = forgetting(out, Path(tmp) / "reference", base=start_dir)
     return dataclasses.replace(measured, dataset=str(SHIPPED_HELDOUT / "recipe.yaml"))  # not the temporary folder
 

@@ -32,7 +32,7 @@ echo "== ruff check ${paths[*]}"
 "$py" -m ruff check --output-format concise "${paths[@]}" | tee "$tmp/ruff" || status=1
 if [ "${FORMAT:-0}" = 1 ]; then
   echo "== ruff format --check ${paths[*]}"
-  "$py" -m ruff format --check "${paths[@]}" || status=1
+  "$py" -m ruff format --check --output-format concise "${paths[@]}" | tee "$tmp/format" || status=1
 fi
 if [ ${#typed[@]} -gt 0 ]; then
   echo "== mypy ${typed[*]}"
@@ -54,13 +54,13 @@ EOF
 fi
 
 echo "== summary"
-"$py" - "$tmp/ruff" "$tmp/mypy" "${paths[@]}" <<'EOF'
+"$py" - "$tmp/ruff" "$tmp/mypy" "$tmp/format" "${paths[@]}" <<'EOF'
 import re
 import sys
 from collections import Counter
 from pathlib import Path
 
-ruff_out, mypy_out, paths = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+ruff_out, mypy_out, format_out, paths = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:]
 PKG = Path("src/medglip")
 
 
@@ -91,16 +91,19 @@ for given in paths:
         checked.add(package(given))
         if g.parent in (PKG.resolve(), Path.cwd()):  # a package, a top-level module or a top folder
             whole.add(package(given))
-ruff_files, mypy_files = problem_files(ruff_out), problem_files(mypy_out)
+ruff_files, mypy_files, format_files = problem_files(ruff_out), problem_files(mypy_out), problem_files(format_out)
 ruff, mypy = Counter(map(package, ruff_files)), Counter(map(package, mypy_files))
+fmt = Counter(map(package, format_files))  # empty unless FORMAT=1
 for name in sorted(checked):
-    r, m = ruff.get(name, 0), mypy.get(name, 0)
+    r, m, f = ruff.get(name, 0), mypy.get(name, 0), fmt.get(name, 0)
     part = "" if name in whole else " (only the paths given)"
-    files = sorted({f for f in ruff_files + mypy_files if package(f) == name and f.startswith(f"{PKG}/{name}/")})
+    files = sorted({f for f in ruff_files + mypy_files + format_files
+                    if package(f) == name and f.startswith(f"{PKG}/{name}/")})
     where = f" in {', '.join(Path(f).name for f in files)}" if files and len(files) <= 4 else ""
-    print(f"  {name:<14} " + ("clean" if not (r or m) else f"NOT CLEAN: {r} ruff, {m} mypy problem(s){where}")
-          + part)
-unclean = sorted(n for n in checked if ruff.get(n) or mypy.get(n))
+    unformatted = f", {f} file(s) unformatted" if f else ""
+    print(f"  {name:<14} " + ("clean" if not (r or m or f) else
+                              f"NOT CLEAN: {r} ruff, {m} mypy problem(s){unformatted}{where}") + part)
+unclean = sorted(n for n in checked if ruff.get(n) or mypy.get(n) or fmt.get(n))
 print(f"still not clean: {', '.join(unclean) if unclean else 'none'}")
 unchecked = [n for n in everything if n not in checked]
 if unchecked:

@@ -14,10 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 import medglip
-from medglip.build import BuildConfig, build
+from medglip.dataset import BuildConfig, build
 from medglip.errors import MedglipError
-from medglip.model import GroundingModel, get_preset, load_checkpoint, save_checkpoint
-from medglip.model import shipped
+from medglip.model import GroundingModel, get_preset, load_checkpoint, save_checkpoint, shipped
 from medglip.model.checkpoint import CheckpointError
 from medglip.train.adapt import DEFAULT_METHOD, AdaptError, adapt
 from medglip.train.adapt_card import forgetting
@@ -56,6 +55,7 @@ PARTS = {
     "prompt": (("phrase_offsets.",), "phrase_offsets.offsets"),
     "head": (("fusion.", "head.", "mask_head."), "head."),
     "lora": (("image_encoder.backbones.MR.",), "image_encoder.backbones.MR."),
+    "encoder": (("image_encoder.backbones.MR.",), "image_encoder.backbones.MR."),
     "full": (("image_encoder.backbones.MR.", "image_encoder.fpn.", "text_proj.", "fusion.", "head.", "mask_head.",
               "modality_classifier."), "image_encoder.backbones.MR."),
 }
@@ -77,6 +77,28 @@ def test_each_method_changes_only_its_parameters(method, start, dataset, tmp_pat
         assert all(k.endswith(".weight") for k in changed)
     else:
         assert stored == changed
+
+
+def test_shared_parts_train_at_their_share_of_the_rate(start, dataset, tmp_path):
+    # full with the shared parts' rate at 0 trains the MR encoder only, so a CT image's answer is unchanged;
+    # at a small share the shared parts move, less than at the full rate
+    fixed = adapt(dataset, out=tmp_path / "fixed", start=start, method="full", max_steps=2, shared_lr_scale=0.0)
+    assert {k.split(".")[2] for k in _changed(start, fixed.run)} == {"MR"}
+    before, after = load_checkpoint(start), load_checkpoint(fixed.run)
+    x, ct = torch.rand(1, 3, 64, 64), torch.tensor([0])
+    old = before(x, ct, before.build_prompts(["liver", "brain tumor"]))[0]
+    new = after(x, ct, after.build_prompts(["liver", "brain tumor"]))[0]
+    assert torch.equal(old["scores"], new["scores"]) and torch.equal(old["boxes"], new["boxes"])
+
+    def drift(run: Path) -> float:
+        a, b = before.state_dict(), load_checkpoint(run).state_dict()
+        return sum(float((b[k] - a[k]).abs().sum()) for k in a if k.startswith(("fusion.", "head.")))
+
+    slow = adapt(dataset, out=tmp_path / "slow", start=start, method="full", max_steps=2, shared_lr_scale=0.1)
+    fast = adapt(dataset, out=tmp_path / "fast", start=start, method="full", max_steps=2, shared_lr_scale=1.0)
+    assert 0 < drift(slow.run) < drift(fast.run)
+    saved = json.loads((slow.run / "train_config.json").read_text())["adapt"]
+    assert saved["shared_lr_scale"] == 0.1
 
 
 def test_prompt_tuning_leaves_other_phrases_exactly_as_they_were(start, dataset, tmp_path):
@@ -158,6 +180,8 @@ def test_bad_input_is_named(start, dataset, tmp_path):
         adapt(dataset, out=tmp_path / "a", start=start, phrases=["liver"], max_steps=1)
     with pytest.raises(AdaptError, match="budget must be a positive"):
         adapt(dataset, out=tmp_path / "b", start=start, budget_minutes=0)
+    with pytest.raises(AdaptError, match=r"shared_lr_scale must lie in \[0, 1\], got 2"):
+        adapt(dataset, out=tmp_path / "g", start=start, shared_lr_scale=2)
     with pytest.raises(AdaptError, match="unknown adaptation method 'linear'"):
         adapt(dataset, out=tmp_path / "c", start=start, method="linear")
     empty = Path(shutil.copytree(dataset, tmp_path / "empty"))
@@ -184,13 +208,13 @@ def test_batches_that_cannot_reach_the_trained_parameters_are_named_not_a_torch_
     from functools import partial
 
     from medglip.model import build_prompts
-    from medglip.train.adapt_loop import LoopSettings, run_steps
+    from medglip.train.adapt_loop import LoopSettings, TrainedGroup, run_steps
     from medglip.train.data import GroundingDataset
 
     model = load_checkpoint(start).with_tuned_phrases(["liver"])
     model.requires_grad_(False).eval()
     model.training = True  # as adapt does: the model computes its losses, its parts stay in eval mode
-    params = [model.phrase_offsets.offsets.requires_grad_(True)]
+    params = TrainedGroup(params=(model.phrase_offsets.offsets.requires_grad_(True),))
     ds = GroundingDataset(dataset, "train", image_size=64,
                           prompt_builder=partial(build_prompts, tokenizer=model.tokenizer, max_len=32),
                           modalities=tuple(model.config.modalities), train=True, negatives_per_image=0,
@@ -198,4 +222,4 @@ def test_batches_that_cannot_reach_the_trained_parameters_are_named_not_a_torch_
     settings = LoopSettings(lr=0.05, weight_decay=0.0, batch_size=1, max_steps=3, budget_s=60.0, warmup_steps=1,
                             grad_clip=1.0, seed=0, device="cpu")
     with pytest.raises(MedglipError, match="never reach the trained parameters"):
-        run_steps(model, params, ds, settings)
+        run_steps(model, [params], ds, settings)

@@ -55,6 +55,11 @@ def _registry_values() -> dict[str, Callable[[], str]]:
 
         return ", ".join(MODALITIES)
 
+    def adapt_shared() -> str:
+        from ..train.adapt import SHARED_LR_SCALE
+
+        return f"{SHARED_LR_SCALE:g}"
+
     def adapt_methods() -> str:
         from ..train.adapt import DEFAULT_METHOD, METHODS
 
@@ -72,6 +77,7 @@ def _registry_values() -> dict[str, Callable[[], str]]:
         "presets": presets,
         "modalities": modalities,
         "adapt_methods": adapt_methods,
+        "adapt_shared": adapt_shared,
         "adapt_budget": adapt_budget,
     }
 

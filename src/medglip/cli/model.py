@@ -123,6 +123,12 @@ def adapt(
     method: str = typer.Option("auto", help="What trains: {adapt_methods}."),
     budget_minutes: float | None = typer.Option(None, help="Training time in minutes (default {adapt_budget})."),
     max_steps: int | None = typer.Option(None, min=1, help="Also stop after this many steps."),
+    shared_lr_scale: float | None = typer.Option(
+        None,
+        min=0.0,
+        max=1.0,
+        help="full only: the rate of the parts all modalities share, as a share of the rate (default {adapt_shared}).",
+    ),
     modality: str | None = typer.Option(None, help="The data's modality ({modalities}) when the data does not say it."),
     reference: Path | None = typer.Option(
         None, help="A built dataset whose test split (the start model's test patients) measures forgetting."
@@ -134,7 +140,7 @@ def adapt(
     of the budget, then the method, steps, time, run folder and each adapted phrase's calibrated threshold.
 
     Example: medglip adapt src/medglip/samples/pyradiomics --out runs/adapted -p "brain tumor" --budget-minutes 5"""
-    from ..train.adapt import DEFAULT_BUDGET_MINUTES
+    from ..train.adapt import DEFAULT_BUDGET_MINUTES, SHARED_LR_SCALE
     from ..train.adapt import adapt as run_adapt
 
     budget = DEFAULT_BUDGET_MINUTES if budget_minutes is None else budget_minutes
@@ -146,6 +152,7 @@ def adapt(
             start=start,
             method=method,
             max_steps=max_steps,
+            shared_lr_scale=SHARED_LR_SCALE if shared_lr_scale is None else shared_lr_scale,
             modality=modality,
             device=device,
             seed=seed,

@@ -6,7 +6,11 @@ Which parameters train (``method``):
   fixed, so other phrases keep their answers exactly) — :mod:`medglip.model.phrase_offsets`;
 - ``head``: the fusion, the grounding head and the mask head;
 - ``lora``: low-rank adapters on the image encoders of the set's modalities (:mod:`medglip.train.lora`);
-- ``full``: everything the start model's recipe trained (all but the parts it froze: the text encoder).
+- ``encoder``: the image encoders of the set's modalities, whole (every other modality's answers stay
+  exactly as they were: nothing they pass through changes);
+- ``full``: everything the start model's recipe trained (all but the parts it froze: the text encoder);
+  the parts every modality shares (the feature pyramid, fusion and heads) at :data:`SHARED_LR_SCALE` of
+  the rate, so the other modalities' answers move little.
 
 ``auto`` is :data:`DEFAULT_METHOD`, the one that wins on the measured curve at the default budget.
 The data, prompts, augmentation and losses are ``medglip train``'s. The run folder (``OUT``) holds only
@@ -42,7 +46,7 @@ from ..model.tasks import AuxiliaryTasks
 from ..ontology import PhraseRelations
 from .adapt_card import Forgetting, forgetting, write_card
 from .adapt_data import AdaptData, prepare
-from .adapt_loop import LoopSettings, ProgressCallback, run_steps
+from .adapt_loop import LoopSettings, ProgressCallback, TrainedGroup, run_steps
 from .config import TrainConfig
 from .data import GroundingDataset
 from .distributed import resolve_device
@@ -51,15 +55,17 @@ from .optim import freeze_parts
 
 log = logging.getLogger(__name__)
 
-METHODS = ("prompt", "head", "lora", "full")
+METHODS = ("prompt", "head", "lora", "encoder", "full")
 #: what ``method="auto"`` runs: the measured winner (docs/benchmarks.md, "medglip adapt"): with 5 patients
 #: and 3 minutes, full fine-tuning and the head tie on Acc@0.5 (LGG 68.9 / 72.0 %, hippocampus 57.5 / 53.6 %)
 #: and full forgets far less (6.7 / 10.1 points against 22.7 / 36.1); LoRA forgets nothing but finds less
 DEFAULT_METHOD = "full"
 DEFAULT_BUDGET_MINUTES = 10.0
 #: peak learning rate and weight decay per method (prompt: GLIP's prompt-tuning values)
-METHOD_LR = {"prompt": 0.05, "head": 2e-4, "lora": 1e-3, "full": 1e-4}
-METHOD_WEIGHT_DECAY = {"prompt": 0.25, "head": 0.05, "lora": 0.0, "full": 0.05}
+METHOD_LR = {"prompt": 0.05, "head": 2e-4, "lora": 1e-3, "encoder": 1e-4, "full": 1e-4}
+METHOD_WEIGHT_DECAY = {"prompt": 0.25, "head": 0.05, "lora": 0.0, "encoder": 0.05, "full": 0.05}
+#: ``full``: the rate of the parts every modality shares, as a share of the set's own encoders' rate
+SHARED_LR_SCALE = 1.0
 #: LoRA's rank and scale
 LORA_RANK, LORA_ALPHA = 4, 4.0
 
@@ -131,11 +137,17 @@ def _train_config(recipe: dict[str, Any], model: GroundingModel, **changes: Any)
     )
 
 
+def _own_encoders(model: GroundingModel, data: AdaptData) -> list[torch.nn.Module]:
+    """The image encoders the set's modalities pass through."""
+    keys = sorted({model.config.encoder_for(model.config.modalities.index(m)) for m in data.modalities})
+    return [model.image_encoder.backbones[k] for k in keys]
+
+
 def _setup(
-    model: GroundingModel, method: str, data: AdaptData, freeze: tuple[str, ...]
-) -> tuple[GroundingModel, list[torch.nn.Parameter], dict[str, LowRankDelta]]:
-    """The model to train (``prompt`` adds offsets), its trained parameters and LoRA adapters; the modes set
-    (frozen parts in eval mode, so their normalisation statistics stay as they are)."""
+    model: GroundingModel, method: str, data: AdaptData, freeze: tuple[str, ...], shared_lr_scale: float
+) -> tuple[GroundingModel, list[TrainedGroup], dict[str, LowRankDelta]]:
+    """The model to train (``prompt`` adds offsets), its trained parameter groups and LoRA adapters; the
+    modes set (frozen parts in eval mode, so their normalisation statistics stay as they are)."""
     if method == "prompt":
         model = model.with_tuned_phrases(list(data.phrases))
     model.requires_grad_(False).eval()
@@ -144,12 +156,12 @@ def _setup(
         tuned = model.phrase_offsets
         assert tuned is not None  # with_tuned_phrases added them
         tuned.offsets.requires_grad_(True)
-        params = [tuned.offsets]
+        groups = [TrainedGroup(params=(tuned.offsets,))]
     elif method == "head":
         parts = [m for m in (model.fusion, model.head, model.mask_head) if m is not None]
         for m in parts:
             m.requires_grad_(True).train()
-        params = [p for m in parts for p in m.parameters()]
+        groups = [TrainedGroup(params=tuple(p for m in parts for p in m.parameters()))]
     elif method == "lora":
         keys = sorted({model.config.encoder_for(model.config.modalities.index(m)) for m in data.modalities})
         for key in keys:
@@ -161,13 +173,26 @@ def _setup(
                     prefix=f"image_encoder.backbones.{key}.",
                 )
             )
-        params = [p for d in adapters.values() for p in (d.lora_a, d.lora_b)]
+        groups = [TrainedGroup(params=tuple(p for d in adapters.values() for p in (d.lora_a, d.lora_b)))]
+    elif method == "encoder":
+        own = _own_encoders(model, data)
+        for encoder in own:
+            encoder.requires_grad_(True).train()
+        groups = [TrainedGroup(params=tuple(p for e in own for p in e.parameters()))]
     else:
         model.requires_grad_(True).train()
         freeze_parts(model, tuple(f for f in freeze if f in ("image_backbones", "text_encoder")))
-        params = [p for p in model.parameters() if p.requires_grad]
+        own_ids = {id(p) for m in _own_encoders(model, data) for p in m.parameters()}
+        for backbone in model.image_encoder.backbones.values():
+            if all(id(p) not in own_ids for p in backbone.parameters()):
+                backbone.requires_grad_(False).eval()  # no image of its modality: nothing to learn there
+        trained = [p for p in model.parameters() if p.requires_grad]
+        groups = [
+            TrainedGroup(params=tuple(p for p in trained if id(p) in own_ids)),
+            TrainedGroup(params=tuple(p for p in trained if id(p) not in own_ids), lr_scale=shared_lr_scale),
+        ]
     model.training = True  # the model computes its losses; the frozen parts below it stay in eval mode
-    return model, params, adapters
+    return model, groups, adapters
 
 
 def _categories(start: Path, out: Path, data: AdaptData, ds: GroundingDataset) -> None:
@@ -241,6 +266,7 @@ def adapt(
     seed: int = 0,
     lr: float | None = None,
     batch_size: int = 4,
+    shared_lr_scale: float = SHARED_LR_SCALE,
     reference: str | Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> AdaptResult:
@@ -256,6 +282,8 @@ def adapt(
         modality: the modality of the data (needed when the data does not say it).
         device, seed: where to compute; data order and augmentation.
         lr: the peak learning rate (default: :data:`METHOD_LR`); batch_size: images per step.
+        shared_lr_scale: ``full`` only: the rate of the parts all modalities share, as a share of ``lr``
+            (0: they stay fixed).
         reference: a built dataset whose ``test`` split (the start model's test patients) measures forgetting
             (default for the shipped start: its held-out sample patients, ``medglip/samples/heldout``).
         progress: ``callback(AdaptProgress)`` after every step (step, total, elapsed, remaining estimate, loss).
@@ -272,6 +300,8 @@ def adapt(
     resolved = DEFAULT_METHOD if method == "auto" else method
     if not budget_minutes or budget_minutes <= 0:
         raise AdaptError(f"the budget must be a positive number of minutes, got {budget_minutes!r}")
+    if not 0.0 <= shared_lr_scale <= 1.0:
+        raise AdaptError(f"shared_lr_scale must lie in [0, 1], got {shared_lr_scale!r}")
     if max_steps is not None and max_steps < 1:
         raise AdaptError(f"max_steps must be at least 1, got {max_steps}")
     out = Path(out)
@@ -289,7 +319,7 @@ def adapt(
 
     recipe = _recipe(start_dir)
     freeze = tuple(recipe.get("freeze") or ("text_encoder",))
-    model, params, adapters = _setup(copy.deepcopy(base), resolved, adapt_data, freeze)
+    model, groups, adapters = _setup(copy.deepcopy(base), resolved, adapt_data, freeze, shared_lr_scale)
     cfg = _train_config(
         recipe,
         model,
@@ -335,7 +365,7 @@ def adapt(
     torch.manual_seed(seed)
     loop = run_steps(
         model,
-        params,
+        groups,
         ds,
         LoopSettings(
             lr=cfg.lr,
@@ -356,7 +386,7 @@ def adapt(
     save_checkpoint(model, out, base=(base, start_ref), low_rank=low_rank)
     record = json.loads((out / "config.json").read_text())["adapted_from"]
     start_ref = {**start_ref, "sha256": record["base_sha256"]}
-    trained = sum(p.numel() for p in params)
+    trained = sum(p.numel() for g in groups if g.lr_scale > 0 for p in g.params)
     del base, model
     _categories(start_dir, out, adapt_data, ds)
     atomic_write_json(
@@ -374,6 +404,7 @@ def adapt(
                 "start": start_ref,
                 "dataset": str(adapt_data.dataset),
                 "lora": {"rank": LORA_RANK, "alpha": LORA_ALPHA} if resolved == "lora" else None,
+                "shared_lr_scale": shared_lr_scale if resolved == "full" else None,
             },
         },
         indent=1,

@@ -53,6 +53,14 @@ ProgressCallback = Callable[[AdaptProgress], None]
 
 
 @dataclass(frozen=True)
+class TrainedGroup:
+    """Parameters that train at ``lr_scale`` times the peak rate (the rest of the model stays fixed)."""
+
+    params: tuple[torch.nn.Parameter, ...]
+    lr_scale: float = 1.0
+
+
+@dataclass(frozen=True)
 class LoopSettings:
     """How the loop runs (keyword-only).
 
@@ -89,15 +97,24 @@ class LoopResult:
     last_loss: float | None
 
 
-def _groups(model: GroundingModel, params: Sequence[torch.nn.Parameter], weight_decay: float) -> list[dict]:
+def _groups(model: GroundingModel, groups: Sequence[TrainedGroup], lr: float, weight_decay: float) -> list[dict]:
+    """AdamW's parameter groups: per trained group, its rate; decay only on weights (not biases, norms)."""
     names = {id(p): n for n, p in model.named_parameters()}
-    decay = [p for p in params if p.ndim > 1 and not names.get(id(p), "").endswith(".bias")]
-    rest = [p for p in params if all(p is not q for q in decay)]
-    return [
-        g
-        for g in ({"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0})
-        if g["params"]
-    ]
+    out = []
+    for group in groups:
+        params = [p for p in group.params if p.requires_grad]
+        decay = [p for p in params if p.ndim > 1 and not names.get(id(p), "").endswith(".bias")]
+        rest = [p for p in params if all(p is not q for q in decay)]
+        rate = lr * group.lr_scale
+        out += [
+            g
+            for g in (
+                {"params": decay, "weight_decay": weight_decay, "lr": rate},
+                {"params": rest, "weight_decay": 0.0, "lr": rate},
+            )
+            if g["params"]
+        ]
+    return out
 
 
 def _batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -109,23 +126,24 @@ def _batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 def run_steps(
     model: GroundingModel,
-    params: Sequence[torch.nn.Parameter],
+    groups: Sequence[TrainedGroup],
     dataset: GroundingDataset,
     settings: LoopSettings,
     *,
     log_path: Path | None = None,
     on_step: ProgressCallback | None = None,
 ) -> LoopResult:
-    """Train ``params`` of ``model`` (already in the right train / eval modes) on ``dataset``.
+    """Train the ``groups`` of ``model`` (already in the right train / eval modes) on ``dataset``.
 
     Raises:
         MedglipError: no parameter to train, or a loss that is not a finite number.
     """
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        raise MedglipError("adapt: the chosen method leaves no parameter to train")
     s = settings
-    optimizer = torch.optim.AdamW(_groups(model, params, s.weight_decay), lr=s.lr, betas=(0.9, 0.999), eps=1e-8)
+    param_groups = _groups(model, [g for g in groups if g.lr_scale > 0], s.lr, s.weight_decay)
+    if not param_groups:
+        raise MedglipError("adapt: the chosen method leaves no parameter to train")
+    params = [p for g in param_groups for p in g["params"]]
+    optimizer = torch.optim.AdamW(param_groups, lr=s.lr, betas=(0.9, 0.999), eps=1e-8)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     sampler = ModalityBatchSampler(
         modalities=[im["modality"] for im in dataset.images], weights=None, batch_size=s.batch_size, seed=s.seed

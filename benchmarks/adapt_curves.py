@@ -12,6 +12,12 @@ Forgetting: Acc@0.5 of base and adapted on ``--reference``'s test split (the bas
         --data ../runs/data-medglip-v1 --reference ../runs/ct-choice/three_windows/data \\
         --sources msd_hippocampus,lgg_mri --shots 1,3,5,10 --methods head --budget-minutes 3
 
+A method ``full@0.1`` is full fine-tuning with the shared parts at 0.1 of the rate (``shared_lr_scale``);
+a ``+replay`` suffix (``full+replay``, ``encoder@0.1+replay``: any method) rehearses ``--replay``'s training
+split (the base's own training data) every other step.
+Each run is measured on the source's validation patients too (``val_acc50``, ``val_miou``): settings
+are chosen on those, never on the test patients.
+
 ``--methods scratch`` trains the preset from its package weights on the same k patients for as many steps
 as ``full`` took in the same budget (run ``full`` first). Results are appended to ``WORK/adapt_curves.jsonl``
 (one line per run; a run already there is skipped).
@@ -44,7 +50,7 @@ def patients(data: Path, source: str, split: str) -> dict[str, set[str]]:
 
 def few_shot_set(data: Path, source: str, k: int, out: Path, seed: int = 0) -> Path:
     """An overlay dataset: ``train`` = the first ``k`` training patients of ``source`` (seeded order),
-    ``test`` = the source's test patients."""
+    ``val`` / ``test`` = the source's validation / test patients."""
     train = patients(data, source, "train")
     order = sorted(train)
     random.Random(seed).shuffle(order)
@@ -55,6 +61,8 @@ def few_shot_set(data: Path, source: str, k: int, out: Path, seed: int = 0) -> P
 
         _overlay(data, out, "train", {"train": chosen})
         _overlay(data, out, "test", {"test": lambda im: im.get("source") == source})
+    if not (out / "annotations" / "val.json").exists():
+        _overlay(data, out, "val", {"val": lambda im: im.get("source") == source})
     return out
 
 
@@ -89,11 +97,24 @@ def record(log: Path, row: dict) -> None:
         fh.write(json.dumps(row) + "\n")
 
 
+def backfill_val(log: Path, name: str, run: Path, data: Path) -> None:
+    """Add the validation figures to a run measured before they were recorded (its row is rewritten)."""
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    row = next(r for r in rows if r["name"] == name)
+    if "val_acc50" in row or row["method"] == "scratch" or not (run / "model.safetensors").is_file():
+        return
+    val, _, _ = evaluate_run(run, data, "val", run / "eval-val", phrases="case")
+    row.update(val_acc50=val["overall"]["acc50"], val_miou=val["overall"]["miou"])
+    print(json.dumps(row), flush=True)
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
 def table(rows: list[dict]) -> str:
     """The measured runs as markdown, one row per run (k = 0: the start model)."""
     # no absent-phrase false positives here: evaluate_run counts them at the start model's default
     # threshold, not at the adapted phrases' calibrated ones
-    head = ["source", "patients", "method", "budget (min)", "steps", "Acc@0.5", "mIoU", "AP50", "forgetting (points)"]
+    head = ["source", "patients", "method", "budget (min)", "steps", "val Acc@0.5", "Acc@0.5", "mIoU", "AP50",
+            "forgetting (points)"]
     out = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in sorted(rows, key=lambda r: (r["source"], r["method"] != "none", r["method"], r["patients"],
                                          r.get("budget_minutes") or 0)):
@@ -102,7 +123,8 @@ def table(rows: list[dict]) -> str:
         out.append("| " + " | ".join([
             r["source"], str(r["patients"]), r["method"],
             f"{r['budget_minutes']:g}" if r.get("budget_minutes") else "–",
-            str(r.get("steps", "–")), f"{100 * r['acc50']:.1f} %", f"{100 * r['miou']:.1f} %",
+            str(r.get("steps", "–")), f"{100 * r['val_acc50']:.1f} %" if "val_acc50" in r else "–",
+            f"{100 * r['acc50']:.1f} %", f"{100 * r['miou']:.1f} %",
             f"{100 * r['ap50']:.1f} %", drop]) + " |")
     return "\n".join(out) + "\n"
 
@@ -113,6 +135,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--reference", type=Path, required=True)
     ap.add_argument("--work", type=Path, default=REPO.parent / "runs" / "adapt-curves")
+    ap.add_argument("--replay", type=Path, help="the base's built training data, for the +replay methods")
     ap.add_argument("--sources", default="msd_hippocampus,lgg_mri")
     ap.add_argument("--shots", default="1,3,5,10")
     ap.add_argument("--methods", default="head")
@@ -140,15 +163,23 @@ def main() -> None:
             for method in args.methods.split(","):
                 name = f"{source}-{k}-{method}-{args.budget_minutes:g}min"
                 if name in done:
+                    backfill_val(log, name, args.work / "runs" / name, data)
                     continue
                 run = args.work / "runs" / name
                 if method == "scratch":
                     row = scratch(args, source, k, data, run, name, done)
                     record(log, row)
                     continue
+                spec, _, rehearse = method.partition("+")
+                kind, _, scale = spec.partition("@")
+                if rehearse and args.replay is None:
+                    raise SystemExit(f"{method}: give --replay (the base's built training data)")
                 t0 = time.time()
-                r = adapt(data, out=run, start=args.base, method=method, budget_minutes=args.budget_minutes)
+                r = adapt(data, out=run, start=args.base, method=kind, budget_minutes=args.budget_minutes,
+                          replay=args.replay if rehearse else None,
+                          **({"shared_lr_scale": float(scale)} if scale else {}))
                 minutes = (time.time() - t0) / 60
+                val, _, _ = evaluate_run(run, data, "val", run / "eval-val", phrases="case")
                 metrics, _, _ = evaluate_run(run, data, "test", run / "eval-test", phrases="case")
                 f = forgetting(run, args.reference, base=args.base)
                 o = metrics["overall"]
@@ -156,6 +187,7 @@ def main() -> None:
                        "budget_minutes": args.budget_minutes, "steps": r.steps, "train_s": round(r.seconds),
                        "total_min": round(minutes, 1), "train_cases": len(r.cases), "acc50": o["acc50"],
                        "miou": o["miou"], "ap50": o["AP50"], "absent_fp": o["absent_fp_rate"],
+                       "val_acc50": val["overall"]["acc50"], "val_miou": val["overall"]["miou"],
                        "forgetting": {"base": f.base_acc50, "adapted": f.adapted_acc50, "drop": f.drop},
                        "weights_bytes": r.weights_bytes}
                 record(log, row)

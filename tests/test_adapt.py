@@ -101,6 +101,29 @@ def test_shared_parts_train_at_their_share_of_the_rate(start, dataset, tmp_path)
     assert saved["shared_lr_scale"] == 0.1
 
 
+def test_replay_rehearses_the_given_set_every_nth_step(start, dataset, tmp_path):
+    # the rehearsal set: the same images said to be CT, so its batches go through the CT encoder
+    replay = Path(shutil.copytree(dataset, tmp_path / "replay"))
+    coco = json.loads((replay / "annotations" / "train.json").read_text())
+    coco["images"] = [{**im, "modality": "CT"} for im in coco["images"]]
+    (replay / "annotations" / "train.json").write_text(json.dumps(coco))
+    plain = adapt(dataset, out=tmp_path / "plain", start=start, method="full", max_steps=4)
+    rehearsed = adapt(dataset, out=tmp_path / "rehearsed", start=start, method="full", max_steps=4, replay=replay,
+                      replay_every=2)
+    rows = (rehearsed.run / "log.csv").read_text().splitlines()
+    column = rows[0].split(",").index("replay")
+    assert [r.split(",")[column] for r in rows[1:]] == ["0", "1", "0", "1"]
+    a, b = load_checkpoint(plain.run).state_dict(), load_checkpoint(rehearsed.run).state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("head."))  # the rehearsal taught something
+    assert "image_encoder.backbones.CT" not in " ".join(_changed(start, rehearsed.run))  # CT is only rehearsed
+    assert "rehearsal | 1 step in 2: a batch of" in (rehearsed.run / "ADAPT_CARD.md").read_text()
+    assert json.loads((rehearsed.run / "adapt.json").read_text())["replay"]["every"] == 2
+    with pytest.raises(AdaptError, match="replay .*not a built dataset"):
+        adapt(dataset, out=tmp_path / "x", start=start, max_steps=1, replay=tmp_path / "nothing")
+    with pytest.raises(AdaptError, match="replay_every must be at least 2"):
+        adapt(dataset, out=tmp_path / "y", start=start, max_steps=1, replay=replay, replay_every=1)
+
+
 def test_prompt_tuning_leaves_other_phrases_exactly_as_they_were(start, dataset, tmp_path):
     run = adapt(dataset, out=tmp_path / "run", start=start, method="prompt", phrases=["brain tumor"],
                 max_steps=2).run

@@ -60,6 +60,11 @@ def _registry_values() -> dict[str, Callable[[], str]]:
 
         return f"{SHARED_LR_SCALE:g}"
 
+    def adapt_replay_every() -> str:
+        from ..train.adapt import REPLAY_EVERY
+
+        return str(REPLAY_EVERY)
+
     def adapt_methods() -> str:
         from ..train.adapt import DEFAULT_METHOD, METHODS
 
@@ -78,6 +83,7 @@ def _registry_values() -> dict[str, Callable[[], str]]:
         "modalities": modalities,
         "adapt_methods": adapt_methods,
         "adapt_shared": adapt_shared,
+        "adapt_replay_every": adapt_replay_every,
         "adapt_budget": adapt_budget,
     }
 

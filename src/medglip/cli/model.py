@@ -129,6 +129,14 @@ def adapt(
         max=1.0,
         help="full only: the rate of the parts all modalities share, as a share of the rate (default {adapt_shared}).",
     ),
+    replay: Path | None = typer.Option(
+        None,
+        help="A built dataset of what the start model was trained on (never its test patients): "
+        "rehearsed during adaptation so the model forgets less.",
+    ),
+    replay_every: int | None = typer.Option(
+        None, min=2, help="With --replay: every n-th step rehearses one of its batches (default {adapt_replay_every})."
+    ),
     modality: str | None = typer.Option(None, help="The data's modality ({modalities}) when the data does not say it."),
     reference: Path | None = typer.Option(
         None, help="A built dataset whose test split (the start model's test patients) measures forgetting."
@@ -140,7 +148,7 @@ def adapt(
     of the budget, then the method, steps, time, run folder and each adapted phrase's calibrated threshold.
 
     Example: medglip adapt src/medglip/samples/pyradiomics --out runs/adapted -p "brain tumor" --budget-minutes 5"""
-    from ..train.adapt import DEFAULT_BUDGET_MINUTES, SHARED_LR_SCALE
+    from ..train.adapt import DEFAULT_BUDGET_MINUTES, REPLAY_EVERY, SHARED_LR_SCALE
     from ..train.adapt import adapt as run_adapt
 
     budget = DEFAULT_BUDGET_MINUTES if budget_minutes is None else budget_minutes
@@ -153,6 +161,8 @@ def adapt(
             method=method,
             max_steps=max_steps,
             shared_lr_scale=SHARED_LR_SCALE if shared_lr_scale is None else shared_lr_scale,
+            replay=replay,
+            replay_every=REPLAY_EVERY if replay_every is None else replay_every,
             modality=modality,
             device=device,
             seed=seed,

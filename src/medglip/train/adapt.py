@@ -66,6 +66,8 @@ METHOD_LR = {"prompt": 0.05, "head": 2e-4, "lora": 1e-3, "encoder": 1e-4, "full"
 METHOD_WEIGHT_DECAY = {"prompt": 0.25, "head": 0.05, "lora": 0.0, "encoder": 0.05, "full": 0.05}
 #: ``full``: the rate of the parts every modality shares, as a share of the set's own encoders' rate
 SHARED_LR_SCALE = 1.0
+#: with a replay set (``replay=``), every n-th step rehearses a batch of it
+REPLAY_EVERY = 2
 #: LoRA's rank and scale
 LORA_RANK, LORA_ALPHA = 4, 4.0
 
@@ -267,6 +269,8 @@ def adapt(
     lr: float | None = None,
     batch_size: int = 4,
     shared_lr_scale: float = SHARED_LR_SCALE,
+    replay: str | Path | None = None,
+    replay_every: int = REPLAY_EVERY,
     reference: str | Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> AdaptResult:
@@ -284,6 +288,8 @@ def adapt(
         lr: the peak learning rate (default: :data:`METHOD_LR`); batch_size: images per step.
         shared_lr_scale: ``full`` only: the rate of the parts all modalities share, as a share of ``lr``
             (0: they stay fixed).
+        replay: a built dataset of what the start model was trained on (never its test patients): every
+            ``replay_every``-th step rehearses a batch of its ``train`` split, so the model forgets less.
         reference: a built dataset whose ``test`` split (the start model's test patients) measures forgetting
             (default for the shipped start: its held-out sample patients, ``medglip/samples/heldout``).
         progress: ``callback(AdaptProgress)`` after every step (step, total, elapsed, remaining estimate, loss).
@@ -304,6 +310,12 @@ def adapt(
         raise AdaptError(f"shared_lr_scale must lie in [0, 1], got {shared_lr_scale!r}")
     if max_steps is not None and max_steps < 1:
         raise AdaptError(f"max_steps must be at least 1, got {max_steps}")
+    if replay is not None and not (Path(replay) / "annotations" / "train.json").is_file():
+        raise AdaptError(f"replay {replay}: not a built dataset (no annotations/train.json); build it first")
+    if replay is not None and replay_every < 2:
+        raise AdaptError(
+            f"replay_every must be at least 2 (every step a rehearsal would never adapt), got {replay_every}"
+        )
     out = Path(out)
     if (out / "model.safetensors").exists():
         raise AdaptError(f"{out} already holds a model: adapt into a new folder")
@@ -353,6 +365,26 @@ def adapt(
         input_config=model.config.input_config,
         with_masks=cfg.mask_weight > 0,
     )
+    rehearsal = (
+        None
+        if replay is None
+        else GroundingDataset(
+            Path(replay),
+            "train",
+            image_size=int(model.config.image_size),
+            prompt_builder=prompts,
+            modalities=tuple(model.config.modalities),
+            train=True,
+            negatives_per_image=cfg.negatives_per_image,
+            negative_vocabulary=cfg.negative_vocabulary,
+            augment=cfg.augment_config(),
+            seed=seed + 1,
+            input_config=model.config.input_config,
+            with_masks=cfg.mask_weight > 0,
+        )
+    )
+    if rehearsal is not None and not len(rehearsal):
+        raise AdaptError(f"replay {replay}: its train split holds no image")
     model.tasks = AuxiliaryTasks(
         contrastive_weight=cfg.contrastive_weight,
         contrastive_temperature=cfg.contrastive_temperature,
@@ -376,7 +408,9 @@ def adapt(
             grad_clip=cfg.grad_clip,
             seed=seed,
             device=str(dev),
+            replay_every=replay_every if rehearsal is not None else 0,
         ),
+        replay=rehearsal,
         log_path=out / "log.csv",
         on_step=progress,
     )
@@ -405,6 +439,7 @@ def adapt(
                 "dataset": str(adapt_data.dataset),
                 "lora": {"rank": LORA_RANK, "alpha": LORA_ALPHA} if resolved == "lora" else None,
                 "shared_lr_scale": shared_lr_scale if resolved == "full" else None,
+                "replay": None if replay is None else {"dataset": str(replay), "every": replay_every},
             },
         },
         indent=1,
@@ -436,6 +471,7 @@ def adapt(
         "train_boxes": adapt_data.train_boxes,
         "dataset": str(adapt_data.dataset),
         "built": adapt_data.built,
+        "replay": None if replay is None else {"dataset": str(replay), "every": replay_every},
         "steps": loop.steps,
         "budget_minutes": budget_minutes,
         "budget_bound": loop.budget_bound,

@@ -139,6 +139,11 @@ def write_card(run: Path, info: dict[str, Any], forgetting_result: Forgetting | 
         f"| images / boxes | {info['train_images']} / {info['train_boxes']} |",
         f"| modalities | {', '.join(info['modalities'])} |",
         (
+            f"| rehearsal | 1 step in {info['replay']['every']}: a batch of `{info['replay']['dataset']}` |"
+            if info.get("replay")
+            else "| rehearsal | none |"
+        ),
+        (
             f"| steps | {info['steps']} ({'budget spent' if info['budget_bound'] else 'max_steps reached'}; "
             f"budget {info['budget_minutes']:g} min) |"
         ),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,7 @@ class LoopSettings:
         grad_clip: clip the gradient norm of the trained parameters (None: no clipping).
         seed: data order and augmentation.
         device: where the model computes.
+        replay_every: with a replay set, every n-th step is one of its batches (0: none).
     """
 
     lr: float
@@ -84,6 +85,7 @@ class LoopSettings:
     grad_clip: float | None = 1.0
     seed: int = 0
     device: str = "cpu"
+    replay_every: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,16 +126,40 @@ def _batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return out  # the modality stays on the CPU: the model routes images to encoders there
 
 
+def _stream(dataset: GroundingDataset, batch_size: int, seed: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(epoch, batch) without end: one modality per batch, a new order and augmentation each epoch."""
+    sampler = ModalityBatchSampler(
+        modalities=[im["modality"] for im in dataset.images], weights=None, batch_size=batch_size, seed=seed
+    )
+    epoch = 0
+    while True:
+        dataset.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=0,
+            generator=torch.Generator().manual_seed(seed + epoch),
+        )
+        for batch in loader:
+            yield epoch, batch
+        epoch += 1
+
+
 def run_steps(
     model: GroundingModel,
     groups: Sequence[TrainedGroup],
     dataset: GroundingDataset,
     settings: LoopSettings,
     *,
+    replay: GroundingDataset | None = None,
     log_path: Path | None = None,
     on_step: ProgressCallback | None = None,
 ) -> LoopResult:
-    """Train the ``groups`` of ``model`` (already in the right train / eval modes) on ``dataset``.
+    """Train the ``groups`` of ``model`` (already in the right train / eval modes) on ``dataset``; with
+    ``replay``, every ``settings.replay_every``-th step is a batch of it instead (rehearsal of what the
+    model knew, so it forgets less).
 
     Raises:
         MedglipError: no parameter to train, or a loss that is not a finite number.
@@ -145,82 +171,71 @@ def run_steps(
     params = [p for g in param_groups for p in g["params"]]
     optimizer = torch.optim.AdamW(param_groups, lr=s.lr, betas=(0.9, 0.999), eps=1e-8)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    sampler = ModalityBatchSampler(
-        modalities=[im["modality"] for im in dataset.images], weights=None, batch_size=s.batch_size, seed=s.seed
-    )
+    batches = _stream(dataset, s.batch_size, s.seed)
+    rehearsal = _stream(replay, s.batch_size, s.seed + 1) if replay is not None and s.replay_every else None
     csv_log = CsvLog(log_path) if log_path is not None else None
     step, skipped, first, last, t0 = 0, 0, None, None, time.perf_counter()
     budget_bound = False
-    epoch = 0
     while True:
-        dataset.set_epoch(epoch)
-        sampler.set_epoch(epoch)
-        loader = DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            collate_fn=collate,
-            num_workers=0,
-            generator=torch.Generator().manual_seed(s.seed + epoch),
-        )
-        for batch in loader:
-            elapsed = time.perf_counter() - t0
-            spent = max(step / s.max_steps if s.max_steps else 0.0, elapsed / s.budget_s)
-            if step < s.warmup_steps:
-                factor = (step + 1) / s.warmup_steps
-            else:
-                factor = MIN_LR_RATIO + (1.0 - MIN_LR_RATIO) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, spent)))
-            for g, base in zip(optimizer.param_groups, base_lrs, strict=True):
-                g["lr"] = base * factor
-            batch = _batch_to(batch, torch.device(s.device))
-            optimizer.zero_grad(set_to_none=True)
-            losses = model(batch["images"], batch["modality"], batch["prompts"], batch["targets"])
-            loss = sum(v.float() for v in losses.values())
-            if not math.isfinite(float(loss.detach())):
-                raise MedglipError(
-                    f"adapt: step {step + 1}: the loss is {float(loss.detach())}; lower the learning rate (lr=)"
-                )
-            if not loss.requires_grad:  # nothing of this batch reaches the trained parameters (prompt
-                skipped += 1  # tuning: no tuned phrase among its prompts); it cannot teach them
-                if skipped > 10 * (step + 1) or time.perf_counter() - t0 > s.budget_s:
-                    raise MedglipError(
-                        "adapt: the batches never reach the trained parameters (prompt tuning: "
-                        "no adapted phrase is among the training prompts)"
-                    )
-                continue
-            loss.backward()
-            grads = [p for p in params if p.grad is not None]
-            norm = torch.nn.utils.clip_grad_norm_(grads, s.grad_clip) if (s.grad_clip and grads) else torch.zeros(())
-            optimizer.step()
-            step += 1
-            last = float(loss.detach())
-            first = last if first is None else first
-            elapsed = time.perf_counter() - t0
-            if csv_log is not None:
-                csv_log.append(
-                    {
-                        "step": step,
-                        "epoch": epoch,
-                        "loss": last,
-                        "lr": optimizer.param_groups[0]["lr"],
-                        "grad_norm": float(norm),
-                        **{k: float(v.detach()) for k, v in losses.items()},
-                    }
-                )
-            pace = elapsed / step
-            by_budget = step + int(max(0.0, s.budget_s - elapsed) / pace)
-            total = max(step, min(s.max_steps, by_budget) if s.max_steps else by_budget)
-            remaining = (total - step) * pace
-            if on_step is not None:
-                on_step(AdaptProgress(step=step, total=total, elapsed_s=elapsed, remaining_s=remaining, loss=last))
-            if s.max_steps and step >= s.max_steps:
-                break
-            if elapsed + pace > s.budget_s:  # the next step would overrun the budget
-                budget_bound = True
-                break
+        replayed = rehearsal is not None and step % s.replay_every == s.replay_every - 1
+        epoch, batch = next(rehearsal if replayed and rehearsal is not None else batches)
+        elapsed = time.perf_counter() - t0
+        spent = max(step / s.max_steps if s.max_steps else 0.0, elapsed / s.budget_s)
+        if step < s.warmup_steps:
+            factor = (step + 1) / s.warmup_steps
         else:
-            epoch += 1
+            factor = MIN_LR_RATIO + (1.0 - MIN_LR_RATIO) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, spent)))
+        for g, base in zip(optimizer.param_groups, base_lrs, strict=True):
+            g["lr"] = base * factor
+        batch = _batch_to(batch, torch.device(s.device))
+        optimizer.zero_grad(set_to_none=True)
+        losses = model(batch["images"], batch["modality"], batch["prompts"], batch["targets"])
+        loss = sum(v.float() for v in losses.values())
+        if not math.isfinite(float(loss.detach())):
+            raise MedglipError(
+                f"adapt: step {step + 1}: the loss is {float(loss.detach())}; lower the learning rate (lr=)"
+            )
+        if not loss.requires_grad:  # nothing of this batch reaches the trained parameters (prompt
+            skipped += 1  # tuning: no tuned phrase among its prompts); it cannot teach them
+            if skipped > 10 * (step + 1) or time.perf_counter() - t0 > s.budget_s:
+                raise MedglipError(
+                    "adapt: the batches never reach the trained parameters (prompt tuning: "
+                    "no adapted phrase is among the training prompts)"
+                )
+            if replayed:
+                step += 1  # a rehearsal batch that cannot teach: count it, or the loop would replay forever
             continue
-        break
+        loss.backward()
+        grads = [p for p in params if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(grads, s.grad_clip) if (s.grad_clip and grads) else torch.zeros(())
+        optimizer.step()
+        step += 1
+        last = float(loss.detach())
+        first = last if first is None else first
+        elapsed = time.perf_counter() - t0
+        if csv_log is not None:
+            csv_log.append(
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "replay": int(replayed),
+                    "loss": last,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "grad_norm": float(norm),
+                    **{k: float(v.detach()) for k, v in losses.items()},
+                }
+            )
+        pace = elapsed / step
+        by_budget = step + int(max(0.0, s.budget_s - elapsed) / pace)
+        total = max(step, min(s.max_steps, by_budget) if s.max_steps else by_budget)
+        remaining = (total - step) * pace
+        if on_step is not None:
+            on_step(AdaptProgress(step=step, total=total, elapsed_s=elapsed, remaining_s=remaining, loss=last))
+        if s.max_steps and step >= s.max_steps:
+            break
+        if elapsed + pace > s.budget_s:  # the next step would overrun the budget
+            budget_bound = True
+            break
     seconds = time.perf_counter() - t0
     if log_path is not None and csv_log is not None and csv_log.rows:
         plot_losses(csv_log.rows, log_path.parent / "loss.png")

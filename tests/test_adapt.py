@@ -186,8 +186,13 @@ def test_a_run_refuses_another_base_and_names_a_missing_one(dataset, tmp_path):
 
 def test_adapts_the_shipped_model_from_a_raw_manifest(start, tmp_path, monkeypatch):
     monkeypatch.setattr(shipped, "SHIPPED_DIR", start)
-    result = adapt(SAMPLES, out=tmp_path / "run", method="auto", max_steps=1, phrases=["Brain tumor"])
+    result = adapt(SAMPLES, out=tmp_path / "run", method="auto", max_steps=2, phrases=["Brain tumor"])
     assert result.method == DEFAULT_METHOD and result.phrases == ("brain tumor",)  # auto: the measured default
+    # the shipped training patients were rehearsed (step 2), built for that and removed after
+    rows = (result.run / "log.csv").read_text().splitlines()
+    assert [r.split(",")[rows[0].split(",").index("replay")] for r in rows[1:]] == ["0", "1"]
+    assert "samples/rehearsal/recipe.yaml" in (result.run / "ADAPT_CARD.md").read_text()
+    assert not (result.run / "rehearsal").exists()
     assert (tmp_path / "run" / "data" / "annotations" / "train.json").is_file()
     assert json.loads((result.run / "config.json").read_text())["adapted_from"]["base"]["kind"] == "shipped"
     load_checkpoint(result.run)
@@ -196,6 +201,20 @@ def test_adapts_the_shipped_model_from_a_raw_manifest(start, tmp_path, monkeypat
     assert f is not None and f.pairs > 0 and f.dataset.endswith("heldout/recipe.yaml"), f
     assert f.drop == pytest.approx(f.base_acc50 - f.adapted_acc50, abs=1e-3)
     assert "heldout/recipe.yaml" in (result.run / "ADAPT_CARD.md").read_text()
+
+
+def test_the_shipped_rehearsal_patients_are_training_patients_never_held_out_ones():
+    from medglip.dataset import load_recipe
+
+    def patients(folder: Path) -> set[str]:
+        lgg = {p.name.rsplit("_", 1)[0] for p in (folder / "lgg-mri" / "kaggle_3m").iterdir()}
+        hippo = {p.name.split(".")[0] for p in (folder / "msd-hippocampus" / "imagesTr").iterdir()}
+        return lgg | hippo
+
+    rehearsal, heldout = patients(shipped.SHIPPED_REHEARSAL), patients(shipped.SHIPPED_HELDOUT)
+    assert rehearsal and heldout and not rehearsal & heldout
+    recipe = load_recipe(shipped.SHIPPED_REHEARSAL / "recipe.yaml")
+    assert {s.split.mode for s in recipe.sources} == {"train"}
 
 
 def test_bad_input_is_named(start, dataset, tmp_path):

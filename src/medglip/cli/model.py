@@ -129,10 +129,11 @@ def adapt(
         max=1.0,
         help="full only: the rate of the parts all modalities share, as a share of the rate (default {adapt_shared}).",
     ),
-    replay: Path | None = typer.Option(
-        None,
-        help="A built dataset of what the start model was trained on (never its test patients): "
-        "rehearsed during adaptation so the model forgets less.",
+    replay: str = typer.Option(
+        "auto",
+        help="What to rehearse so the model forgets less: a built dataset of what the start model was "
+        "trained on (never its test patients); auto: the training patients shipped with the shipped model "
+        "when adapting it; none.",
     ),
     replay_every: int | None = typer.Option(
         None, min=2, help="With --replay: every n-th step rehearses one of its batches (default {adapt_replay_every})."

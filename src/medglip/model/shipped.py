@@ -19,6 +19,9 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights" / SHIPPED_NAME
 #: held-out patients of the shipped model's test split, shipped in their datasets' layouts (recipe.yaml
 #: builds them): what the demo shows and what ``medglip adapt`` measures forgetting on by default
 SHIPPED_HELDOUT = Path(__file__).resolve().parent.parent / "samples" / "heldout"
+#: training patients of the shipped model, shipped in their datasets' layouts: what ``medglip adapt``
+#: rehearses by default while adapting the shipped model (never the held-out ones above)
+SHIPPED_REHEARSAL = Path(__file__).resolve().parent.parent / "samples" / "rehearsal"
 
 
 class NoShippedModel(MedglipError):

@@ -41,7 +41,7 @@ from .. import __version__
 from ..core.files import atomic_write_json
 from ..errors import MedglipError
 from ..model import GroundingModel, build_prompts, load_checkpoint, save_checkpoint
-from ..model.shipped import SHIPPED_NAME, shipped_run, trained_on, trained_phrases
+from ..model.shipped import SHIPPED_NAME, SHIPPED_REHEARSAL, shipped_run, trained_on, trained_phrases
 from ..model.tasks import AuxiliaryTasks
 from ..ontology import PhraseRelations
 from .adapt_card import Forgetting, forgetting, write_card
@@ -235,6 +235,18 @@ def _calibrate(out: Path, data: AdaptData, start_thresholds: dict[str, float]) -
     }
 
 
+def _built_rehearsal(recipe: Path, out: Path) -> Path:
+    """The shipped rehearsal patients built into ``OUT/rehearsal`` (removed once the training is done)."""
+    from ..dataset import build, load_recipe
+
+    result = build(load_recipe(recipe), out / "rehearsal")
+    if result.failed or result.failed_sources:
+        raise AdaptError(
+            f"{recipe}: the shipped rehearsal patients failed to build ({result.failed or result.failed_sources})"
+        )
+    return out / "rehearsal"
+
+
 def _forgetting_on_shipped_samples(out: Path, start_dir: Path) -> Forgetting:
     """Forgetting on the held-out sample patients shipped with the model (its own test patients), built
     into a temporary folder: a user without the shipped test data still learns what the run gave up."""
@@ -269,7 +281,7 @@ def adapt(
     lr: float | None = None,
     batch_size: int = 4,
     shared_lr_scale: float = SHARED_LR_SCALE,
-    replay: str | Path | None = None,
+    replay: str | Path | None = "auto",
     replay_every: int = REPLAY_EVERY,
     reference: str | Path | None = None,
     progress: ProgressCallback | None = None,
@@ -289,7 +301,9 @@ def adapt(
         shared_lr_scale: ``full`` only: the rate of the parts all modalities share, as a share of ``lr``
             (0: they stay fixed).
         replay: a built dataset of what the start model was trained on (never its test patients): every
-            ``replay_every``-th step rehearses a batch of its ``train`` split, so the model forgets less.
+            ``replay_every``-th step rehearses a batch of its ``train`` split, so the model forgets less;
+            ``"auto"``: the training patients shipped with the shipped model (``medglip/samples/rehearsal``)
+            when starting from it, else none; ``None`` or ``"none"``: no rehearsal.
         reference: a built dataset whose ``test`` split (the start model's test patients) measures forgetting
             (default for the shipped start: its held-out sample patients, ``medglip/samples/heldout``).
         progress: ``callback(AdaptProgress)`` after every step (step, total, elapsed, remaining estimate, loss).
@@ -310,7 +324,9 @@ def adapt(
         raise AdaptError(f"shared_lr_scale must lie in [0, 1], got {shared_lr_scale!r}")
     if max_steps is not None and max_steps < 1:
         raise AdaptError(f"max_steps must be at least 1, got {max_steps}")
-    if replay is not None and not (Path(replay) / "annotations" / "train.json").is_file():
+    if replay in ("auto", "none"):
+        replay = (SHIPPED_REHEARSAL / "recipe.yaml") if replay == "auto" and start == "shipped" else None
+    elif replay is not None and not (Path(replay) / "annotations" / "train.json").is_file():
         raise AdaptError(f"replay {replay}: not a built dataset (no annotations/train.json); build it first")
     if replay is not None and replay_every < 2:
         raise AdaptError(
@@ -369,7 +385,7 @@ def adapt(
         None
         if replay is None
         else GroundingDataset(
-            Path(replay),
+            _built_rehearsal(Path(replay), out) if Path(replay).name == "recipe.yaml" else Path(replay),
             "train",
             image_size=int(model.config.image_size),
             prompt_builder=prompts,
@@ -415,6 +431,8 @@ def adapt(
         on_step=progress,
     )
 
+    if (out / "rehearsal").is_dir() and replay is not None and Path(replay).name == "recipe.yaml":
+        shutil.rmtree(out / "rehearsal")  # built from the shipped samples above: nothing of the run
     low_rank = remove_lora(model, adapters)  # the encoder's own weights back exactly; the change kept as factors
     model = model.cpu().eval()
     save_checkpoint(model, out, base=(base, start_ref), low_rank=low_rank)

@@ -179,6 +179,19 @@ def test_bad_case_and_bad_source_are_reported_and_the_rest_builds(tmp_path):
         build(BuildConfig(source=str(ct)), out)
 
 
+def test_build_complete_names_the_recipe_and_the_case_that_failed(tmp_path):
+    from medglip.dataset import build_complete
+
+    ct = layouts.make_nnunetv2(tmp_path / "data", n_cases=2, with_test=False)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"recipe: 1\nname: samples\nsources:\n  - {{id: ct, path: {ct}}}\n")
+    assert build_complete(recipe, tmp_path / "good") == tmp_path / "good"
+    assert (tmp_path / "good" / "annotations" / "train.json").is_file()
+    (ct / "imagesTr" / "case_001_0000.nii.gz").write_bytes(b"\x1f\x8b not a nifti")
+    with pytest.raises(MedglipError, match=f"{re.escape(str(recipe))}: failed to build: .*ct/case_001"):
+        build_complete(recipe, tmp_path / "bad")
+
+
 @pytest.mark.parametrize("spec, match", [
     ({"sources": []}, "at least one source"),
     ({"sources": [{"id": "a", "path": "x"}, {"id": "a", "path": "y"}]}, "used twice"),

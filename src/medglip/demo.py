@@ -81,7 +81,7 @@ def run_demo(
 
 def _shipped_demo(out: Path, *, workers: int, console: Console) -> dict[str, Path]:
     """The shipped model on the held-out sample patients (module docstring)."""
-    from .dataset import build_recipe, load_recipe
+    from .dataset import build_complete
     from .evaluate import evaluate, predict_dataset
     from .infer import Grounder
     from .report import make_report, write_report
@@ -89,9 +89,7 @@ def _shipped_demo(out: Path, *, workers: int, console: Console) -> dict[str, Pat
 
     t0 = time.perf_counter()
     grounder = Grounder.from_pretrained(refiner="auto")  # masks from its own mask head (LiteMedSAM without one)
-    result = build_recipe(load_recipe(HELDOUT / "recipe.yaml"), out / "dataset", workers=workers)
-    if result.failed or result.failed_sources:
-        raise RuntimeError(f"sample cases failed to build: {result.failed or result.failed_sources}")
+    build_complete(HELDOUT / "recipe.yaml", out / "dataset", workers=workers)
     console.print(f"[green]1/3 held-out patients[/] built: {out / 'dataset'} [{time.perf_counter() - t0:.0f} s]")
     preds, queries = predict_dataset(
         grounder, out / "dataset", split="test", phrases="case", masks=True, max_per_phrase=5

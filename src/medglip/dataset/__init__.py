@@ -9,7 +9,7 @@ from .config import BuildConfig
 from .merging import MergeResult, merge
 from .plan import source_refs
 from .recipe import Recipe, RecipeSource, SplitPolicy, load_recipe, parse_recipe
-from .runner import BuildResult, DiskFull, RecipeBuildResult, Shard, build, build_recipe
+from .runner import BuildResult, DiskFull, RecipeBuildResult, Shard, build, build_complete, build_recipe
 
 __all__ = [
     "BuildConfig",
@@ -18,6 +18,7 @@ __all__ = [
     "MergeResult",
     "Shard",
     "build",
+    "build_complete",
     "merge",
     "Recipe",
     "RecipeSource",

@@ -235,6 +235,21 @@ def build(
         raise
 
 
+def build_complete(recipe_file: Path | str, out_dir: Path | str, *, workers: int = 1) -> Path:
+    """Build the recipe in ``recipe_file`` (e.g. the sample patients shipped with medglip) into
+    ``out_dir`` and return it; every case must build.
+
+    Raises:
+        MedglipError: a case or a source failed, naming the recipe and what failed.
+    """
+    from .recipe import load_recipe
+
+    result = build(load_recipe(Path(recipe_file)), out_dir, workers=workers)
+    if result.failed or result.failed_sources:
+        raise MedglipError(f"{recipe_file}: failed to build: {result.failed or result.failed_sources}")
+    return Path(out_dir)
+
+
 def build_recipe(recipe: Recipe, out_dir: Path | str, **kwargs: Any) -> BuildResult:
     """:func:`build` of a recipe (the name it had when recipes had a driver of their own)."""
     return build(recipe, out_dir, **kwargs)

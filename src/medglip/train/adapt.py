@@ -39,6 +39,7 @@ import torch
 
 from .. import __version__
 from ..core.files import atomic_write_json
+from ..dataset import build_complete
 from ..errors import MedglipError
 from ..model import GroundingModel, build_prompts, load_checkpoint, save_checkpoint
 from ..model.shipped import SHIPPED_NAME, SHIPPED_REHEARSAL, shipped_run, trained_on, trained_phrases
@@ -235,34 +236,16 @@ def _calibrate(out: Path, data: AdaptData, start_thresholds: dict[str, float]) -
     }
 
 
-def _built_rehearsal(recipe: Path, out: Path) -> Path:
-    """The shipped rehearsal patients built into ``OUT/rehearsal`` (removed once the training is done)."""
-    from ..dataset import build, load_recipe
-
-    result = build(load_recipe(recipe), out / "rehearsal")
-    if result.failed or result.failed_sources:
-        raise AdaptError(
-            f"{recipe}: the shipped rehearsal patients failed to build ({result.failed or result.failed_sources})"
-        )
-    return out / "rehearsal"
-
-
 def _forgetting_on_shipped_samples(out: Path, start_dir: Path) -> Forgetting:
     """Forgetting on the held-out sample patients shipped with the model (its own test patients), built
     into a temporary folder: a user without the shipped test data still learns what the run gave up."""
     import tempfile
 
-    from ..dataset import build, load_recipe
     from ..model.shipped import SHIPPED_HELDOUT
 
     with tempfile.TemporaryDirectory(prefix="medglip-adapt-reference-") as tmp:
-        result = build(load_recipe(SHIPPED_HELDOUT / "recipe.yaml"), Path(tmp) / "reference")
-        if result.failed or result.failed_sources:
-            raise AdaptError(
-                f"{SHIPPED_HELDOUT}: the shipped sample patients failed to build "
-                f"({result.failed or result.failed_sources})"
-            )
-        measured = forgetting(out, Path(tmp) / "reference", base=start_dir)
+        reference = build_complete(SHIPPED_HELDOUT / "recipe.yaml", Path(tmp) / "reference")
+        measured = forgetting(out, reference, base=start_dir)
     return dataclasses.replace(measured, dataset=str(SHIPPED_HELDOUT / "recipe.yaml"))  # not the temporary folder
 
 
@@ -385,7 +368,7 @@ def adapt(
         None
         if replay is None
         else GroundingDataset(
-            _built_rehearsal(Path(replay), out) if Path(replay).name == "recipe.yaml" else Path(replay),
+            build_complete(replay, out / "rehearsal") if Path(replay).name == "recipe.yaml" else Path(replay),
             "train",
             image_size=int(model.config.image_size),
             prompt_builder=prompts,

@@ -188,7 +188,8 @@ def main() -> None:
                        "total_min": round(minutes, 1), "train_cases": len(r.cases), "acc50": o["acc50"],
                        "miou": o["miou"], "ap50": o["AP50"], "absent_fp": o["absent_fp_rate"],
                        "val_acc50": val["overall"]["acc50"], "val_miou": val["overall"]["miou"],
-                       "forgetting": {"base": f.base_acc50, "adapted": f.adapted_acc50, "drop": f.drop},
+                       "forgetting": {"base": f.base_acc50, "adapted": f.adapted_acc50, "drop": f.drop,
+                                      "by_phrase": f.by_phrase},
                        "weights_bytes": r.weights_bytes}
                 record(log, row)
 

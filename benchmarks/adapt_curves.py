@@ -135,6 +135,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--reference", type=Path, required=True)
     ap.add_argument("--work", type=Path, default=REPO.parent / "runs" / "adapt-curves")
+    ap.add_argument("--max-steps", type=int, help="stop each run after this many steps too (the same steps as a "
+                    "run timed alone, so a run beside other work is not cut short)")
     ap.add_argument("--replay", type=Path, help="the base's built training data, for the +replay methods")
     ap.add_argument("--sources", default="msd_hippocampus,lgg_mri")
     ap.add_argument("--shots", default="1,3,5,10")
@@ -161,7 +163,8 @@ def main() -> None:
         for k in (int(s) for s in args.shots.split(",")):
             data = few_shot_set(args.data, source, k, args.work / "data" / f"{source}-{k}")
             for method in args.methods.split(","):
-                name = f"{source}-{k}-{method}-{args.budget_minutes:g}min"
+                name = f"{source}-{k}-{method}-{args.budget_minutes:g}min" + (
+                    f"-{args.max_steps}steps" if args.max_steps else "")
                 if name in done:
                     backfill_val(log, name, args.work / "runs" / name, data)
                     continue
@@ -176,6 +179,7 @@ def main() -> None:
                     raise SystemExit(f"{method}: give --replay (the base's built training data)")
                 t0 = time.time()
                 r = adapt(data, out=run, start=args.base, method=kind, budget_minutes=args.budget_minutes,
+                          max_steps=args.max_steps,
                           replay=args.replay if rehearse else None,
                           **({"shared_lr_scale": float(scale)} if scale else {}))
                 minutes = (time.time() - t0) / 60

@@ -124,6 +124,20 @@ def test_replay_rehearses_the_given_set_every_nth_step(start, dataset, tmp_path)
         adapt(dataset, out=tmp_path / "y", start=start, max_steps=1, replay=replay, replay_every=1)
 
 
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_keep_share_keeps_that_share_of_the_trained_change(method, start, dataset, tmp_path):
+    whole = adapt(dataset, out=tmp_path / "whole", start=start, method=method, max_steps=2)
+    half = adapt(dataset, out=tmp_path / "half", start=start, method=method, max_steps=2, keep_share=0.5)
+    s0, s1, s2 = (load_checkpoint(r).state_dict() for r in (start, whole.run, half.run))
+    changed = [k for k in s1 if s1[k].is_floating_point() and not torch.equal(s0[k], s1[k])]
+    assert changed
+    for k in changed:  # the deltas are stored in float16
+        torch.testing.assert_close(s2[k] - s0[k], 0.5 * (s1[k] - s0[k]), atol=2e-3, rtol=2e-2)
+    assert "| change kept | 0.5 of the trained change" in (half.run / "ADAPT_CARD.md").read_text()
+    with pytest.raises(AdaptError, match=r"keep_share must lie in \(0, 1\], got 0"):
+        adapt(dataset, out=tmp_path / "x", start=start, keep_share=0)
+
+
 def test_prompt_tuning_leaves_other_phrases_exactly_as_they_were(start, dataset, tmp_path):
     run = adapt(dataset, out=tmp_path / "run", start=start, method="prompt", phrases=["brain tumor"],
                 max_steps=2).run

@@ -42,6 +42,7 @@ from ..core.files import atomic_write_json
 from ..dataset import build_complete
 from ..errors import MedglipError
 from ..model import GroundingModel, build_prompts, load_checkpoint, save_checkpoint
+from ..model.delta import LowRank
 from ..model.shipped import SHIPPED_NAME, SHIPPED_REHEARSAL, shipped_run, trained_on, trained_phrases
 from ..model.tasks import AuxiliaryTasks
 from ..ontology import PhraseRelations
@@ -69,6 +70,9 @@ METHOD_WEIGHT_DECAY = {"prompt": 0.25, "head": 0.05, "lora": 0.0, "encoder": 0.0
 SHARED_LR_SCALE = 1.0
 #: with a replay set (``replay=``), every n-th step rehearses a batch of it
 REPLAY_EVERY = 2
+#: the share of the trained change kept: the adapted weights are moved back toward the start's by the rest
+#: (WiSE-FT, Wortsman et al. 2022: weight averaging keeps more of what the start model knew); 1: all of it
+KEEP_SHARE = 1.0
 #: LoRA's rank and scale
 LORA_RANK, LORA_ALPHA = 4, 4.0
 
@@ -236,6 +240,21 @@ def _calibrate(out: Path, data: AdaptData, start_thresholds: dict[str, float]) -
     }
 
 
+def _keep_share(model: GroundingModel, base: GroundingModel, low_rank: LowRank, share: float) -> LowRank:
+    """Keep ``share`` of what training changed: every tensor ``start + share · (adapted − start)`` (a tensor
+    the start model lacks, a prompt offset, from zero), LoRA's changes scaled by ``share``."""
+    if share == 1.0:
+        return low_rank
+    start = base.state_dict()
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue  # counters (BatchNorm's batches seen)
+            origin = start.get(name)
+            tensor.copy_(tensor * share if origin is None else origin + share * (tensor - origin))
+    return {key: (a, b * share) for key, (a, b) in low_rank.items()}
+
+
 def _forgetting_on_shipped_samples(out: Path, start_dir: Path) -> Forgetting:
     """Forgetting on the held-out sample patients shipped with the model (its own test patients), built
     into a temporary folder: a user without the shipped test data still learns what the run gave up."""
@@ -266,6 +285,7 @@ def adapt(
     shared_lr_scale: float = SHARED_LR_SCALE,
     replay: str | Path | None = "auto",
     replay_every: int = REPLAY_EVERY,
+    keep_share: float = KEEP_SHARE,
     reference: str | Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> AdaptResult:
@@ -287,6 +307,8 @@ def adapt(
             ``replay_every``-th step rehearses a batch of its ``train`` split, so the model forgets less;
             ``"auto"``: the training patients shipped with the shipped model (``medglip/samples/rehearsal``)
             when starting from it, else none; ``None`` or ``"none"``: no rehearsal.
+        keep_share: the share of the trained change kept (:data:`KEEP_SHARE`; below 1 the weights move back
+            toward the start model's, so it forgets less).
         reference: a built dataset whose ``test`` split (the start model's test patients) measures forgetting
             (default for the shipped start: its held-out sample patients, ``medglip/samples/heldout``).
         progress: ``callback(AdaptProgress)`` after every step (step, total, elapsed, remaining estimate, loss).
@@ -303,6 +325,8 @@ def adapt(
     resolved = DEFAULT_METHOD if method == "auto" else method
     if not budget_minutes or budget_minutes <= 0:
         raise AdaptError(f"the budget must be a positive number of minutes, got {budget_minutes!r}")
+    if not 0.0 < keep_share <= 1.0:
+        raise AdaptError(f"keep_share must lie in (0, 1], got {keep_share!r}")
     if not 0.0 <= shared_lr_scale <= 1.0:
         raise AdaptError(f"shared_lr_scale must lie in [0, 1], got {shared_lr_scale!r}")
     if max_steps is not None and max_steps < 1:
@@ -418,6 +442,7 @@ def adapt(
         shutil.rmtree(out / "rehearsal")  # built from the shipped samples above: nothing of the run
     low_rank = remove_lora(model, adapters)  # the encoder's own weights back exactly; the change kept as factors
     model = model.cpu().eval()
+    low_rank = _keep_share(model, base, low_rank, keep_share)
     save_checkpoint(model, out, base=(base, start_ref), low_rank=low_rank)
     record = json.loads((out / "config.json").read_text())["adapted_from"]
     start_ref = {**start_ref, "sha256": record["base_sha256"]}
@@ -440,6 +465,7 @@ def adapt(
                 "dataset": str(adapt_data.dataset),
                 "lora": {"rank": LORA_RANK, "alpha": LORA_ALPHA} if resolved == "lora" else None,
                 "shared_lr_scale": shared_lr_scale if resolved == "full" else None,
+                "keep_share": keep_share,
                 "replay": None if replay is None else {"dataset": str(replay), "every": replay_every},
             },
         },
@@ -473,6 +499,7 @@ def adapt(
         "dataset": str(adapt_data.dataset),
         "built": adapt_data.built,
         "replay": None if replay is None else {"dataset": str(replay), "every": replay_every},
+        "keep_share": keep_share,
         "steps": loop.steps,
         "budget_minutes": budget_minutes,
         "budget_bound": loop.budget_bound,

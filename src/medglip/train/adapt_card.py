@@ -143,6 +143,7 @@ def write_card(run: Path, info: dict[str, Any], forgetting_result: Forgetting | 
             if info.get("replay")
             else "| rehearsal | none |"
         ),
+        f"| change kept | {info.get('keep_share', 1.0):g} of the trained change (the rest back to the start model) |",
         (
             f"| steps | {info['steps']} ({'budget spent' if info['budget_bound'] else 'max_steps reached'}; "
             f"budget {info['budget_minutes']:g} min) |"

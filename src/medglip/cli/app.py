@@ -60,6 +60,11 @@ def _registry_values() -> dict[str, Callable[[], str]]:
 
         return f"{SHARED_LR_SCALE:g}"
 
+    def adapt_keep_share() -> str:
+        from ..train.adapt import KEEP_SHARE
+
+        return f"{KEEP_SHARE:g}"
+
     def adapt_replay_every() -> str:
         from ..train.adapt import REPLAY_EVERY
 
@@ -83,6 +88,7 @@ def _registry_values() -> dict[str, Callable[[], str]]:
         "modalities": modalities,
         "adapt_methods": adapt_methods,
         "adapt_shared": adapt_shared,
+        "adapt_keep_share": adapt_keep_share,
         "adapt_replay_every": adapt_replay_every,
         "adapt_budget": adapt_budget,
     }

@@ -138,6 +138,13 @@ def adapt(
     replay_every: int | None = typer.Option(
         None, min=2, help="With --replay: every n-th step rehearses one of its batches (default {adapt_replay_every})."
     ),
+    keep_share: float | None = typer.Option(
+        None,
+        min=0.0,
+        max=1.0,
+        help="The share of the trained change kept; the rest goes back to the start model, so it forgets "
+        "less (default {adapt_keep_share}).",
+    ),
     modality: str | None = typer.Option(None, help="The data's modality ({modalities}) when the data does not say it."),
     reference: Path | None = typer.Option(
         None, help="A built dataset whose test split (the start model's test patients) measures forgetting."
@@ -149,7 +156,7 @@ def adapt(
     of the budget, then the method, steps, time, run folder and each adapted phrase's calibrated threshold.
 
     Example: medglip adapt src/medglip/samples/pyradiomics --out runs/adapted -p "brain tumor" --budget-minutes 5"""
-    from ..train.adapt import DEFAULT_BUDGET_MINUTES, REPLAY_EVERY, SHARED_LR_SCALE
+    from ..train.adapt import DEFAULT_BUDGET_MINUTES, KEEP_SHARE, REPLAY_EVERY, SHARED_LR_SCALE
     from ..train.adapt import adapt as run_adapt
 
     budget = DEFAULT_BUDGET_MINUTES if budget_minutes is None else budget_minutes
@@ -164,6 +171,7 @@ def adapt(
             shared_lr_scale=SHARED_LR_SCALE if shared_lr_scale is None else shared_lr_scale,
             replay=replay,
             replay_every=REPLAY_EVERY if replay_every is None else replay_every,
+            keep_share=KEEP_SHARE if keep_share is None else keep_share,
             modality=modality,
             device=device,
             seed=seed,

@@ -137,6 +137,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=REPO.parent / "runs" / "adapt-curves")
     ap.add_argument("--max-steps", type=int, help="stop each run after this many steps too (the same steps as a "
                     "run timed alone, so a run beside other work is not cut short)")
+    ap.add_argument("--tag", help="a suffix of the run names (runs that differ only in --replay)")
     ap.add_argument("--replay", type=Path, help="the base's built training data, for the +replay methods")
     ap.add_argument("--sources", default="msd_hippocampus,lgg_mri")
     ap.add_argument("--shots", default="1,3,5,10")
@@ -164,7 +165,7 @@ def main() -> None:
             data = few_shot_set(args.data, source, k, args.work / "data" / f"{source}-{k}")
             for method in args.methods.split(","):
                 name = f"{source}-{k}-{method}-{args.budget_minutes:g}min" + (
-                    f"-{args.max_steps}steps" if args.max_steps else "")
+                    f"-{args.max_steps}steps" if args.max_steps else "") + (f"-{args.tag}" if args.tag else "")
                 if name in done:
                     backfill_val(log, name, args.work / "runs" / name, data)
                     continue

@@ -6,6 +6,16 @@ patients of the other sources are then the reference on which adapting to the le
 forget (``WORK/reference``: the recipe's test split without the left-out source). Run
 benchmarks/adapt_curves.py with ``--base WORK/run --reference WORK/reference`` next.
 
+``--rehearsal NAME --patients P,... [--whole-sources S,...]`` instead writes ``WORK/NAME``, a rehearsal
+set for ``adapt_curves.py --replay``: the recipe's training images of those patients (and of every
+training patient of those sources), as many as the shipped model carries:
+
+    python benchmarks/adapt_leave_out.py ... --rehearsal rehearsal-small \
+        --patients lgg_mri/TCGA_CS_4941_19960909,lgg_mri/TCGA_CS_5393_19990606
+    python benchmarks/adapt_leave_out.py ... --rehearsal rehearsal-small-ct \
+        --patients lgg_mri/TCGA_CS_4941_19960909,lgg_mri/TCGA_CS_5393_19990606 \
+        --whole-sources lidc_nodules,msd_lung_slices
+
     python benchmarks/adapt_leave_out.py --shipped ../runs/run-medglip-v1 --data ../runs/data-medglip-v1 \\
         --leave-out msd_hippocampus --steps 600 --work ../runs/adapt-leave-out
 """
@@ -16,7 +26,7 @@ import argparse
 import json
 from pathlib import Path
 
-from medglip.protocol import _overlay
+from medglip.protocol import _overlay, patient_of
 from medglip.train import TrainConfig, train
 
 
@@ -27,7 +37,19 @@ def main() -> None:
     ap.add_argument("--leave-out", required=True, help="the source the variant never sees")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--rehearsal", help="write the rehearsal set WORK/REHEARSAL and stop")
+    ap.add_argument("--patients", default="", help="source/patient ids of the rehearsal set")
+    ap.add_argument("--whole-sources", default="", help="sources whose training images all go in it")
     args = ap.parse_args()
+    if args.rehearsal:
+        wanted, whole = set(filter(None, args.patients.split(","))), set(filter(None, args.whole_sources.split(",")))
+
+        def rehearsed(im: dict) -> bool:
+            return im.get("source") in whole or patient_of(args.data, im.get("source"), im.get("case_id")) in wanted
+
+        _overlay(args.data, args.work / args.rehearsal, "train", {"train": rehearsed})
+        print(f"rehearsal set: {args.work / args.rehearsal}")
+        return
 
     def kept(im: dict) -> bool:
         return im.get("source") != args.leave_out

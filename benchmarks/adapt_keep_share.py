@@ -19,10 +19,9 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
-
 from medglip.evaluate.calibration import evaluate_run
 from medglip.model import load_checkpoint, save_checkpoint
+from medglip.train.adapt import keep_share_of_change
 from medglip.train.adapt_card import forgetting
 
 
@@ -41,11 +40,7 @@ def main() -> None:
             shutil.copytree(args.run, out, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("model.safetensors", "eval-*", "calibration"))
             model = load_checkpoint(args.run)
-            start = base.state_dict()
-            with torch.no_grad():  # what adapt's keep_share does: start + keep · (adapted − start)
-                for name, t in model.state_dict().items():
-                    if t.is_floating_point():
-                        t.copy_(start[name] + keep * (t - start[name]))
+            keep_share_of_change(model, base, {}, keep)  # what adapt --keep-share does
             ref = {"kind": "run", "path": str(args.start.resolve()),
                    "relative": os.path.relpath(args.start.resolve(), out.resolve())}
             save_checkpoint(model, out, base=(base, ref))

@@ -149,10 +149,14 @@ def _train_config(recipe: dict[str, Any], model: GroundingModel, **changes: Any)
     )
 
 
+def _own_encoder_keys(model: GroundingModel, data: AdaptData) -> list[str]:
+    """The keys of the image encoders the set's modalities pass through."""
+    return sorted({model.config.encoder_for(model.config.modalities.index(m)) for m in data.modalities})
+
+
 def _own_encoders(model: GroundingModel, data: AdaptData) -> list[torch.nn.Module]:
     """The image encoders the set's modalities pass through."""
-    keys = sorted({model.config.encoder_for(model.config.modalities.index(m)) for m in data.modalities})
-    return [model.image_encoder.backbones[k] for k in keys]
+    return [model.image_encoder.backbones[k] for k in _own_encoder_keys(model, data)]
 
 
 def _setup(
@@ -175,8 +179,7 @@ def _setup(
             m.requires_grad_(True).train()
         groups = [TrainedGroup(params=tuple(p for m in parts for p in m.parameters()))]
     elif method == "lora":
-        keys = sorted({model.config.encoder_for(model.config.modalities.index(m)) for m in data.modalities})
-        for key in keys:
+        for key in _own_encoder_keys(model, data):
             adapters.update(
                 add_lora(
                     model.image_encoder.backbones[key],
@@ -245,7 +248,7 @@ def _calibrate(out: Path, data: AdaptData, start_thresholds: dict[str, float]) -
     }
 
 
-def _keep_share(model: GroundingModel, base: GroundingModel, low_rank: LowRank, share: float) -> LowRank:
+def keep_share_of_change(model: GroundingModel, base: GroundingModel, low_rank: LowRank, share: float) -> LowRank:
     """Keep ``share`` of what training changed: every tensor ``start + share · (adapted − start)`` (a tensor
     the start model lacks, a prompt offset, from zero), LoRA's changes scaled by ``share``."""
     if share == 1.0:
@@ -379,9 +382,10 @@ def adapt(
     dev = resolve_device(device, 0)
     model.to(dev)
     prompts = partial(build_prompts, tokenizer=model.tokenizer, max_len=model.config.max_text_len)
-    ds = GroundingDataset(
-        adapt_data.dataset,
-        "train",
+    # the adaptation set and the rehearsal set are read alike: medglip train's prompts and augmentation
+    training_split = partial(
+        GroundingDataset,
+        split="train",
         image_size=int(model.config.image_size),
         prompt_builder=prompts,
         modalities=tuple(model.config.modalities),
@@ -389,26 +393,16 @@ def adapt(
         negatives_per_image=cfg.negatives_per_image,
         negative_vocabulary=cfg.negative_vocabulary,
         augment=cfg.augment_config(),
-        seed=seed,
         input_config=model.config.input_config,
         with_masks=cfg.mask_weight > 0,
     )
+    ds = training_split(adapt_data.dataset, seed=seed)
     rehearsal = (
         None
         if replay is None
-        else GroundingDataset(
+        else training_split(
             build_complete(replay, out / "rehearsal") if Path(replay).name == "recipe.yaml" else Path(replay),
-            "train",
-            image_size=int(model.config.image_size),
-            prompt_builder=prompts,
-            modalities=tuple(model.config.modalities),
-            train=True,
-            negatives_per_image=cfg.negatives_per_image,
-            negative_vocabulary=cfg.negative_vocabulary,
-            augment=cfg.augment_config(),
             seed=seed + 1,
-            input_config=model.config.input_config,
-            with_masks=cfg.mask_weight > 0,
         )
     )
     if rehearsal is not None and not len(rehearsal):
@@ -447,7 +441,7 @@ def adapt(
         shutil.rmtree(out / "rehearsal")  # built from the shipped samples above: nothing of the run
     low_rank = remove_lora(model, adapters)  # the encoder's own weights back exactly; the change kept as factors
     model = model.cpu().eval()
-    low_rank = _keep_share(model, base, low_rank, keep_share)
+    low_rank = keep_share_of_change(model, base, low_rank, keep_share)
     save_checkpoint(model, out, base=(base, start_ref), low_rank=low_rank)
     record = json.loads((out / "config.json").read_text())["adapted_from"]
     start_ref = {**start_ref, "sha256": record["base_sha256"]}

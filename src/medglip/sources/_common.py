@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..case import LabelMap, label_counts
+from ..case import Case, LabelMap, label_counts
 from ..errors import CaseError, LayoutError
 from ..modality import guess_modality, normalise_modality
 
@@ -203,6 +203,37 @@ def stack_channels(images: list[Any], paths: list[Path]) -> np.ndarray:
         parts.append(arr[..., None] if arr.ndim == img.geometry.ndim else arr)
     dtype = np.result_type(*[p.dtype for p in parts])
     return np.concatenate([p.astype(dtype, copy=False) for p in parts], axis=-1)
+
+
+def volume_case(
+    ref: Any,
+    *,
+    layout: str,
+    images: list[Any],
+    paths: list[Path],
+    array: np.ndarray,
+    labels: list[LabelMap],
+    channel_names: tuple[str, ...],
+    meta: dict | None = None,
+) -> Case:
+    """The validated :class:`Case` of a volume read from ``paths`` (its first image gives the geometry)."""
+    return validated(
+        Case(
+            case_id=ref.case_id,
+            source=ref.source,
+            layout=layout,
+            modality=ref.modality or "",
+            image=array,
+            geometry=images[0].geometry,
+            labels=labels,
+            channel_names=channel_names,
+            image_path=tuple(str(p) for p in paths),
+            label_path=tuple(str(p) for p in ref.label_paths),
+            split=ref.split,
+            spacing_known=images[0].spacing_known,
+            meta={} if meta is None else meta,
+        )
+    )
 
 
 def validated(case: Any) -> Any:

@@ -61,20 +61,13 @@ def load_volume_pair(ref: CaseRef) -> Case:
             lab, names, path=lpath, listed=f"{listed} lists " + ", ".join(f"{v} {n}" for v, n in sorted(names.items()))
         )
         labels.append(LabelMap(lab, names))
-    return C.validated(
-        Case(
-            case_id=ref.case_id,
-            source=ref.source,
-            layout=ref.layout,
-            modality=ref.modality or "",
-            image=array,
-            geometry=images[0].geometry,
-            labels=labels,
-            channel_names=channels if array.ndim > images[0].geometry.ndim else (),
-            image_path=tuple(str(p) for p in paths),
-            label_path=tuple(str(p) for p in ref.label_paths),
-            split=ref.split,
-            spacing_known=images[0].spacing_known,
-            meta=json.loads(ref.option("meta", "{}")),
-        )
+    return C.volume_case(
+        ref,
+        layout=ref.layout,
+        images=images,
+        paths=paths,
+        array=array,
+        labels=labels,
+        channel_names=channels if array.ndim > images[0].geometry.ndim else (),
+        meta=json.loads(ref.option("meta", "{}")),
     )

@@ -145,19 +145,12 @@ def load_case(ref: CaseRef) -> Case:
             lab, names, path=lpath, listed="dataset.json lists " + ",".join(str(v) for v in [0, *sorted(names)])
         )
         labels.append(LabelMap(lab, names))
-    return C.validated(
-        Case(
-            case_id=ref.case_id,
-            source=ref.source,
-            layout=NAME,
-            modality=ref.modality or "",
-            image=array,
-            geometry=images[0].geometry,
-            labels=labels,
-            channel_names=channels if n_ch > 1 else (),
-            image_path=tuple(str(p) for p in paths),
-            label_path=tuple(str(p) for p in ref.label_paths),
-            split=ref.split,
-            spacing_known=images[0].spacing_known,
-        )
+    return C.volume_case(
+        ref,
+        layout=NAME,
+        images=images,
+        paths=paths,
+        array=array,
+        labels=labels,
+        channel_names=channels if n_ch > 1 else (),
     )

@@ -216,20 +216,13 @@ def load_case(ref: CaseRef) -> Case:
             meta["regions"] = {k: list(v) for k, v in regions.items()}
             if ref.option("regions_class_order"):
                 meta["regions_class_order"] = list(ref.option("regions_class_order"))
-    return C.validated(
-        Case(
-            case_id=ref.case_id,
-            source=ref.source,
-            layout=NAME,
-            modality=ref.modality or "",
-            image=array,
-            geometry=images[0].geometry,
-            labels=labels,
-            channel_names=channels if n_ch > 1 else (),
-            image_path=tuple(str(p) for p in paths),
-            label_path=tuple(str(p) for p in ref.label_paths),
-            split=ref.split,
-            spacing_known=images[0].spacing_known,
-            meta=meta,
-        )
+    return C.volume_case(
+        ref,
+        layout=NAME,
+        images=images,
+        paths=paths,
+        array=array,
+        labels=labels,
+        channel_names=channels if n_ch > 1 else (),
+        meta=meta,
     )

@@ -109,4 +109,5 @@ unchecked = [n for n in everything if n not in checked]
 if unchecked:
     print(f"not checked in this run: {', '.join(unchecked)}")
 EOF
+[ "$status" -ne 0 ] && echo "FAILED: a check above did not pass or could not run (see its output)"
 exit $status

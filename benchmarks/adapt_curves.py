@@ -109,6 +109,14 @@ def backfill_val(log: Path, name: str, run: Path, data: Path) -> None:
     log.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def val_forgetting(run: Path, reference: Path, base: Path) -> dict | None:
+    """Forgetting on the reference's validation patients (where settings are chosen), when it has them."""
+    if not (reference / "annotations" / "val.json").is_file():
+        return None
+    f = forgetting(run, reference, base=base, split="val")
+    return {"base": f.base_acc50, "adapted": f.adapted_acc50, "drop": f.drop, "by_phrase": f.by_phrase}
+
+
 def table(rows: list[dict]) -> str:
     """The measured runs as markdown, one row per run (k = 0: the start model)."""
     # no absent-phrase false positives here: evaluate_run counts them at the start model's default
@@ -188,6 +196,7 @@ def main() -> None:
                 metrics, _, _ = evaluate_run(run, data, "test", run / "eval-test", phrases="case")
                 f = forgetting(run, args.reference, base=args.base)
                 o = metrics["overall"]
+                fv = val_forgetting(run, args.reference, args.base)
                 row = {"name": name, "source": source, "patients": k, "method": method,
                        "budget_minutes": args.budget_minutes, "steps": r.steps, "train_s": round(r.seconds),
                        "total_min": round(minutes, 1), "train_cases": len(r.cases), "acc50": o["acc50"],
@@ -195,6 +204,7 @@ def main() -> None:
                        "val_acc50": val["overall"]["acc50"], "val_miou": val["overall"]["miou"],
                        "forgetting": {"base": f.base_acc50, "adapted": f.adapted_acc50, "drop": f.drop,
                                       "by_phrase": f.by_phrase},
+                       **({"val_forgetting": fv} if fv else {}),
                        "weights_bytes": r.weights_bytes}
                 record(log, row)
 

@@ -19,6 +19,8 @@ import os
 import shutil
 from pathlib import Path
 
+from adapt_curves import val_forgetting
+
 from medglip.evaluate.calibration import evaluate_run
 from medglip.model import load_checkpoint, save_checkpoint
 from medglip.train.adapt import keep_share_of_change
@@ -47,7 +49,9 @@ def main() -> None:
         val, _, _ = evaluate_run(out, args.data, "val", out / "eval-val", phrases="case")
         test, _, _ = evaluate_run(out, args.data, "test", out / "eval-test", phrases="case")
         f = forgetting(out, args.reference, base=args.start)
+        fv = val_forgetting(out, args.reference, args.start)
         print(json.dumps({"run": out.name, "keep_share": keep, "val_acc50": val["overall"]["acc50"],
+                          **({"val_forgetting": fv} if fv else {}),
                           "acc50": test["overall"]["acc50"], "miou": test["overall"]["miou"],
                           "forgetting": {"base": f.base_acc50, "adapted": f.adapted_acc50, "drop": f.drop,
                                          "by_phrase": f.by_phrase}}), flush=True)

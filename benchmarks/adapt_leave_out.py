@@ -3,7 +3,8 @@
 Trains a variant of the shipped model (``--shipped``'s own training settings, on ``--data``, the shipped
 recipe's built dataset, less every image of ``--leave-out``; ``--steps`` steps, resumable). Its test
 patients of the other sources are then the reference on which adapting to the left-out source must not
-forget (``WORK/reference``: the recipe's test split without the left-out source). Run
+forget (``WORK/reference``: the recipe's test split without the left-out source; its validation split
+too, the forgetting settings are chosen on). Run
 benchmarks/adapt_curves.py with ``--base WORK/run --reference WORK/reference`` next.
 
 ``--rehearsal NAME --patients P,... [--whole-sources S,...]`` instead writes ``WORK/NAME``, a rehearsal
@@ -60,6 +61,8 @@ def main() -> None:
             _overlay(args.data, data, split, {split: kept})
     if not (reference / "annotations" / "test.json").exists():
         _overlay(args.data, reference, "test", {"test": kept})
+    if not (reference / "annotations" / "val.json").exists():  # forgetting where settings are chosen
+        _overlay(args.data, reference, "val", {"val": kept})
     saved = json.loads((args.shipped / "train_config.json").read_text())["config"]
     as_tuples = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
                  for k, v in saved.items()}

@@ -56,6 +56,7 @@ PARTS = {
     "head": (("fusion.", "head.", "mask_head."), "head."),
     "lora": (("image_encoder.backbones.MR.",), "image_encoder.backbones.MR."),
     "encoder": (("image_encoder.backbones.MR.",), "image_encoder.backbones.MR."),
+    "encoder-prompt": (("image_encoder.backbones.MR.", "phrase_offsets."), "phrase_offsets.offsets"),
     "full": (("image_encoder.backbones.MR.", "image_encoder.fpn.", "text_proj.", "fusion.", "head.", "mask_head.",
               "modality_classifier."), "image_encoder.backbones.MR."),
 }
@@ -68,6 +69,8 @@ def test_each_method_changes_only_its_parameters(method, start, dataset, tmp_pat
     assert result.method == method and result.steps == 2
     changed = _changed(start, result.run)
     assert changed and any(k.startswith(must) for k in changed), changed
+    if method == "encoder-prompt":  # both parts learn
+        assert any(k.startswith("image_encoder.backbones.MR.") for k in changed), changed
     assert all(k.startswith(allowed) for k in changed), sorted(k for k in changed if not k.startswith(allowed))
     # only what changed is stored (LoRA as low-rank factors of the MR encoder's weights)
     stored = {k.removesuffix("::diff") for k in load_file(str(result.run / "model.safetensors"))}

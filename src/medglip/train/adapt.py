@@ -8,6 +8,9 @@ Which parameters train (``method``):
 - ``lora``: low-rank adapters on the image encoders of the set's modalities (:mod:`medglip.train.lora`);
 - ``encoder``: the image encoders of the set's modalities, whole (every other modality's answers stay
   exactly as they were: nothing they pass through changes);
+- ``encoder-prompt``: ``encoder`` and ``prompt`` together: the set's own encoders learn its images and the
+  adapted phrases their text-feature offsets (every other modality's answers stay exactly as they were,
+  and so do the other phrases' text features);
 - ``full``: everything the start model's recipe trained (all but the parts it froze: the text encoder);
   the parts every modality shares (the feature pyramid, fusion and heads) at :data:`SHARED_LR_SCALE` of
   the rate, so the other modalities' answers move little.
@@ -61,15 +64,24 @@ from .optim import freeze_parts
 
 log = logging.getLogger(__name__)
 
-METHODS = ("prompt", "head", "lora", "encoder", "full")
+METHODS = ("prompt", "head", "lora", "encoder", "encoder-prompt", "full")
 #: what ``method="auto"`` runs: the measured winner (docs/benchmarks.md, "medglip adapt"): with 5 patients
 #: and 3 minutes, full fine-tuning and the head tie on Acc@0.5 (LGG 68.9 / 72.0 %, hippocampus 57.5 / 53.6 %)
 #: and full forgets far less (6.7 / 10.1 points against 22.7 / 36.1); LoRA forgets nothing but finds less
 DEFAULT_METHOD = "full"
 DEFAULT_BUDGET_MINUTES = 10.0
 #: peak learning rate and weight decay per method (prompt: GLIP's prompt-tuning values)
-METHOD_LR = {"prompt": 0.05, "head": 2e-4, "lora": 1e-3, "encoder": 1e-4, "full": 1e-4}
-METHOD_WEIGHT_DECAY = {"prompt": 0.25, "head": 0.05, "lora": 0.0, "encoder": 0.05, "full": 0.05}
+METHOD_LR = {"prompt": 0.05, "head": 2e-4, "lora": 1e-3, "encoder": 1e-4, "encoder-prompt": 1e-4, "full": 1e-4}
+METHOD_WEIGHT_DECAY = {
+    "prompt": 0.25,
+    "head": 0.05,
+    "lora": 0.0,
+    "encoder": 0.05,
+    "encoder-prompt": 0.05,
+    "full": 0.05,
+}
+#: the methods that learn text-feature offsets of the adapted phrases (:mod:`medglip.model.phrase_offsets`)
+PROMPTED = ("prompt", "encoder-prompt")
 #: ``full``: the rate of the parts every modality shares, as a share of the set's own encoders' rate
 SHARED_LR_SCALE = 1.0
 #: with a replay set (``replay=``), every n-th step rehearses a batch of it; measured from a start that
@@ -164,7 +176,7 @@ def _setup(
 ) -> tuple[GroundingModel, list[TrainedGroup], dict[str, LowRankDelta]]:
     """The model to train (``prompt`` adds offsets), its trained parameter groups and LoRA adapters; the
     modes set (frozen parts in eval mode, so their normalisation statistics stay as they are)."""
-    if method == "prompt":
+    if method in PROMPTED:
         model = model.with_tuned_phrases(list(data.phrases))
     model.requires_grad_(False).eval()
     adapters: dict[str, LowRankDelta] = {}
@@ -189,11 +201,17 @@ def _setup(
                 )
             )
         groups = [TrainedGroup(params=tuple(p for d in adapters.values() for p in (d.lora_a, d.lora_b)))]
-    elif method == "encoder":
+    elif method in ("encoder", "encoder-prompt"):
         own = _own_encoders(model, data)
         for encoder in own:
             encoder.requires_grad_(True).train()
         groups = [TrainedGroup(params=tuple(p for e in own for p in e.parameters()))]
+        if method == "encoder-prompt":
+            tuned = model.phrase_offsets
+            assert tuned is not None  # with_tuned_phrases added them
+            tuned.offsets.requires_grad_(True)
+            # the offsets at prompt tuning's own rate, the encoders at theirs
+            groups.append(TrainedGroup(params=(tuned.offsets,), lr_scale=METHOD_LR["prompt"] / METHOD_LR[method]))
     else:
         model.requires_grad_(True).train()
         freeze_parts(model, tuple(f for f in freeze if f in ("image_backbones", "text_encoder")))
@@ -377,7 +395,7 @@ def adapt(
         max_steps=max_steps,
         # prompt tuning learns the named phrases' offsets: a phrase asked by a coarser term
         # would train nothing
-        **({"coarse_phrase_prob": 0.0} if resolved == "prompt" else {}),
+        **({"coarse_phrase_prob": 0.0} if resolved in PROMPTED else {}),
     )
     dev = resolve_device(device, 0)
     model.to(dev)

@@ -147,6 +147,7 @@ def main() -> None:
                     "run timed alone, so a run beside other work is not cut short)")
     ap.add_argument("--tag", help="a suffix of the run names (runs that differ only in --replay)")
     ap.add_argument("--replay", type=Path, help="the base's built training data, for the +replay methods")
+    ap.add_argument("--norm-stats", default="update", help="adapt's norm_stats (name the runs with --tag)")
     ap.add_argument("--sources", default="msd_hippocampus,lgg_mri")
     ap.add_argument("--shots", default="1,3,5,10")
     ap.add_argument("--methods", default="head")
@@ -189,7 +190,7 @@ def main() -> None:
                 t0 = time.time()
                 r = adapt(data, out=run, start=args.base, method=kind, budget_minutes=args.budget_minutes,
                           max_steps=args.max_steps,
-                          replay=args.replay if rehearse else None,
+                          replay=args.replay if rehearse else None, norm_stats=args.norm_stats,
                           **({"shared_lr_scale": float(scale)} if scale else {}))
                 minutes = (time.time() - t0) / 60
                 val, _, _ = evaluate_run(run, data, "val", run / "eval-val", phrases="case")

@@ -82,6 +82,19 @@ def test_each_method_changes_only_its_parameters(method, start, dataset, tmp_pat
         assert stored == changed
 
 
+def test_norm_stats_keep_leaves_the_running_statistics_and_trains_the_weights(start, dataset, tmp_path):
+    kept = adapt(dataset, out=tmp_path / "kept", start=start, method="full", max_steps=2, norm_stats="keep")
+    updated = adapt(dataset, out=tmp_path / "updated", start=start, method="full", max_steps=2)
+    stats = (".running_mean", ".running_var", ".num_batches_tracked")
+    changed_kept, changed_updated = _changed(start, kept.run), _changed(start, updated.run)
+    assert any(k.endswith(stats) for k in changed_updated)  # the fixture's encoders have BatchNorm
+    assert not any(k.endswith(stats) for k in changed_kept), sorted(k for k in changed_kept if k.endswith(stats))
+    assert any(k.startswith("image_encoder.backbones.MR.") and k.endswith(".weight") for k in changed_kept)
+    assert json.loads((kept.run / "adapt.json").read_text())["norm_stats"] == "keep"
+    with pytest.raises(AdaptError, match="norm_stats must be one of update, keep"):
+        adapt(dataset, out=tmp_path / "bad", start=start, max_steps=1, norm_stats="frozen")
+
+
 def test_shared_parts_train_at_their_share_of_the_rate(start, dataset, tmp_path):
     # full with the shared parts' rate at 0 trains the MR encoder only, so a CT image's answer is unchanged;
     # at a small share the shared parts move, less than at the full rate

@@ -75,6 +75,11 @@ def _registry_values() -> dict[str, Callable[[], str]]:
 
         return ", ".join([f"auto ({DEFAULT_METHOD})", *METHODS])
 
+    def adapt_norm_stats() -> str:
+        from ..train.adapt import DEFAULT_NORM_STATS
+
+        return DEFAULT_NORM_STATS
+
     def adapt_budget() -> str:
         from ..train.adapt import DEFAULT_BUDGET_MINUTES
 
@@ -91,6 +96,7 @@ def _registry_values() -> dict[str, Callable[[], str]]:
         "adapt_keep_share": adapt_keep_share,
         "adapt_replay_every": adapt_replay_every,
         "adapt_budget": adapt_budget,
+        "adapt_norm_stats": adapt_norm_stats,
     }
 
 

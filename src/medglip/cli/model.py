@@ -145,6 +145,11 @@ def adapt(
         help="The share of the trained change kept; the rest goes back to the start model, so it forgets "
         "less (default {adapt_keep_share}).",
     ),
+    norm_stats: str | None = typer.Option(
+        None,
+        help="The image encoders' BatchNorm statistics: update (as training does) or keep (the start "
+        "model's) (default {adapt_norm_stats}).",
+    ),
     modality: str | None = typer.Option(None, help="The data's modality ({modalities}) when the data does not say it."),
     reference: Path | None = typer.Option(
         None, help="A built dataset whose test split (the start model's test patients) measures forgetting."
@@ -156,7 +161,7 @@ def adapt(
     of the budget, then the method, steps, time, run folder and each adapted phrase's calibrated threshold.
 
     Example: medglip adapt src/medglip/samples/pyradiomics --out runs/adapted -p "brain tumor" --budget-minutes 5"""
-    from ..train.adapt import DEFAULT_BUDGET_MINUTES, KEEP_SHARE, REPLAY_EVERY, SHARED_LR_SCALE
+    from ..train.adapt import DEFAULT_BUDGET_MINUTES, DEFAULT_NORM_STATS, KEEP_SHARE, REPLAY_EVERY, SHARED_LR_SCALE
     from ..train.adapt import adapt as run_adapt
 
     budget = DEFAULT_BUDGET_MINUTES if budget_minutes is None else budget_minutes
@@ -172,6 +177,7 @@ def adapt(
             replay=replay,
             replay_every=REPLAY_EVERY if replay_every is None else replay_every,
             keep_share=KEEP_SHARE if keep_share is None else keep_share,
+            norm_stats=DEFAULT_NORM_STATS if norm_stats is None else norm_stats,
             modality=modality,
             device=device,
             seed=seed,

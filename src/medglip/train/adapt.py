@@ -90,6 +90,10 @@ REPLAY_EVERY = 2
 #: the share of the trained change kept: the adapted weights are moved back toward the start's by the rest
 #: (WiSE-FT, Wortsman et al. 2022: weight averaging keeps more of what the start model knew); 1: all of it
 KEEP_SHARE = 1.0  # 0.5 with rehearsal: 3.9 points forgotten but the new finding at 55.8 % (val 53.8 vs 64.2 %)
+#: the image encoders' BatchNorm running statistics while adapting: "update" (as training does) or "keep" (the
+#: start model's, fixed: a few cases of one finding do not redefine what the modality's images look like)
+NORM_STATS = ("update", "keep")
+DEFAULT_NORM_STATS = "update"
 #: LoRA's rank and scale
 LORA_RANK, LORA_ALPHA = 4, 4.0
 
@@ -172,10 +176,16 @@ def _own_encoders(model: GroundingModel, data: AdaptData) -> list[torch.nn.Modul
 
 
 def _setup(
-    model: GroundingModel, method: str, data: AdaptData, freeze: tuple[str, ...], shared_lr_scale: float
+    model: GroundingModel,
+    method: str,
+    data: AdaptData,
+    freeze: tuple[str, ...],
+    shared_lr_scale: float,
+    norm_stats: str = DEFAULT_NORM_STATS,
 ) -> tuple[GroundingModel, list[TrainedGroup], dict[str, LowRankDelta]]:
     """The model to train (``prompt`` adds offsets), its trained parameter groups and LoRA adapters; the
-    modes set (frozen parts in eval mode, so their normalisation statistics stay as they are)."""
+    modes set (frozen parts in eval mode, so their normalisation statistics stay as they are; with
+    ``norm_stats="keep"`` every BatchNorm too, its weights still trained)."""
     if method in PROMPTED:
         model = model.with_tuned_phrases(list(data.phrases))
     model.requires_grad_(False).eval()
@@ -224,6 +234,10 @@ def _setup(
             TrainedGroup(params=tuple(p for p in trained if id(p) in own_ids)),
             TrainedGroup(params=tuple(p for p in trained if id(p) not in own_ids), lr_scale=shared_lr_scale),
         ]
+    if norm_stats == "keep":
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()  # normalises with the start model's running statistics and leaves them as they are
     model.training = True  # the model computes its losses; the frozen parts below it stay in eval mode
     return model, groups, adapters
 
@@ -312,6 +326,7 @@ def adapt(
     replay: str | Path | None = "auto",
     replay_every: int = REPLAY_EVERY,
     keep_share: float = KEEP_SHARE,
+    norm_stats: str = DEFAULT_NORM_STATS,
     reference: str | Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> AdaptResult:
@@ -335,6 +350,8 @@ def adapt(
             when starting from it, else none; ``None`` or ``"none"``: no rehearsal.
         keep_share: the share of the trained change kept (:data:`KEEP_SHARE`; below 1 the weights move back
             toward the start model's, so it forgets less).
+        norm_stats: ``update`` the image encoders' BatchNorm running statistics as training does, or ``keep``
+            the start model's (:data:`DEFAULT_NORM_STATS`).
         reference: a built dataset whose ``test`` split (the start model's test patients) measures forgetting
             (default for the shipped start: its held-out sample patients, ``medglip/samples/heldout``).
         progress: ``callback(AdaptProgress)`` after every step (step, total, elapsed, remaining estimate, loss).
@@ -353,6 +370,8 @@ def adapt(
         raise AdaptError(f"the budget must be a positive number of minutes, got {budget_minutes!r}")
     if not 0.0 < keep_share <= 1.0:
         raise AdaptError(f"keep_share must lie in (0, 1], got {keep_share!r}")
+    if norm_stats not in NORM_STATS:
+        raise AdaptError(f"norm_stats must be one of {', '.join(NORM_STATS)}, got {norm_stats!r}")
     if not 0.0 <= shared_lr_scale <= 1.0:
         raise AdaptError(f"shared_lr_scale must lie in [0, 1], got {shared_lr_scale!r}")
     if max_steps is not None and max_steps < 1:
@@ -380,7 +399,7 @@ def adapt(
 
     recipe = _recipe(start_dir)
     freeze = tuple(recipe.get("freeze") or ("text_encoder",))
-    model, groups, adapters = _setup(copy.deepcopy(base), resolved, adapt_data, freeze, shared_lr_scale)
+    model, groups, adapters = _setup(copy.deepcopy(base), resolved, adapt_data, freeze, shared_lr_scale, norm_stats)
     cfg = _train_config(
         recipe,
         model,
@@ -483,6 +502,7 @@ def adapt(
                 "lora": {"rank": LORA_RANK, "alpha": LORA_ALPHA} if resolved == "lora" else None,
                 "shared_lr_scale": shared_lr_scale if resolved == "full" else None,
                 "keep_share": keep_share,
+                "norm_stats": norm_stats,
                 "replay": None if replay is None else {"dataset": str(replay), "every": replay_every},
             },
         },
@@ -517,6 +537,7 @@ def adapt(
         "built": adapt_data.built,
         "replay": None if replay is None else {"dataset": str(replay), "every": replay_every},
         "keep_share": keep_share,
+        "norm_stats": norm_stats,
         "steps": loop.steps,
         "budget_minutes": budget_minutes,
         "budget_bound": loop.budget_bound,

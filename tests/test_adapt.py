@@ -91,6 +91,7 @@ def test_norm_stats_keep_leaves_the_running_statistics_and_trains_the_weights(st
     assert not any(k.endswith(stats) for k in changed_kept), sorted(k for k in changed_kept if k.endswith(stats))
     assert any(k.startswith("image_encoder.backbones.MR.") and k.endswith(".weight") for k in changed_kept)
     assert json.loads((kept.run / "adapt.json").read_text())["norm_stats"] == "keep"
+    assert "| BatchNorm statistics | the start model's, kept |" in (kept.run / "ADAPT_CARD.md").read_text()
     with pytest.raises(AdaptError, match="norm_stats must be one of update, keep"):
         adapt(dataset, out=tmp_path / "bad", start=start, max_steps=1, norm_stats="frozen")
 

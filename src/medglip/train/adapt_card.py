@@ -20,6 +20,10 @@ from ..core.files import atomic_write_json, atomic_write_text
 MAX_DROP = 0.05
 
 
+#: the card's words for adapt's ``norm_stats``
+NORM_WORDS = {"update": "updated by training", "keep": "the start model's, kept"}
+
+
 @dataclass(frozen=True)
 class Forgetting:
     """Acc@0.5 of the start (base) and adapted models on one split, and the start model's hits kept.
@@ -144,6 +148,7 @@ def write_card(run: Path, info: dict[str, Any], forgetting_result: Forgetting | 
             else "| rehearsal | none |"
         ),
         f"| change kept | {info.get('keep_share', 1.0):g} of the trained change (the rest back to the start model) |",
+        f"| BatchNorm statistics | {NORM_WORDS.get(info.get('norm_stats', 'update'), info.get('norm_stats'))} |",
         (
             f"| steps | {info['steps']} ({'budget spent' if info['budget_bound'] else 'max_steps reached'}; "
             f"budget {info['budget_minutes']:g} min) |"

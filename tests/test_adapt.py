@@ -18,7 +18,7 @@ from medglip.dataset import BuildConfig, build
 from medglip.errors import MedglipError
 from medglip.model import GroundingModel, get_preset, load_checkpoint, save_checkpoint, shipped
 from medglip.model.checkpoint import CheckpointError
-from medglip.train.adapt import DEFAULT_METHOD, AdaptError, adapt
+from medglip.train.adapt import DEFAULT_METHOD, NEW_MODALITY_METHOD, AdaptError, adapt, auto_method
 from medglip.train.adapt_card import forgetting
 from medglip.train.adapt_data import AdaptDataError
 
@@ -215,8 +215,27 @@ def test_a_run_refuses_another_base_and_names_a_missing_one(dataset, tmp_path):
         load_checkpoint(run)
 
 
+def _trained_on(start: Path, folder: Path, by_modality: dict[str, list[str]]) -> Path:
+    """A copy of ``start`` whose categories.json says what it was trained on."""
+    shutil.copytree(start, folder)
+    phrases = sorted({p for v in by_modality.values() for p in v})
+    (folder / "categories.json").write_text(json.dumps({"phrases": phrases, "phrases_by_modality": by_modality}))
+    return folder
+
+
+def test_auto_is_the_measured_winner_for_a_known_modality_and_full_for_a_new_one(start, tmp_path):
+    knows_mr = _trained_on(start, tmp_path / "mr", {"MR": ["brain tumor"], "CT": ["liver"]})
+    ct_only = _trained_on(start, tmp_path / "ct", {"CT": ["liver"]})
+    assert auto_method(knows_mr, ("MR",)) == DEFAULT_METHOD == "encoder-prompt"
+    assert auto_method(ct_only, ("MR",)) == auto_method(knows_mr, ("MR", "US")) == NEW_MODALITY_METHOD == "full"
+    assert auto_method(start, ("MR",)) == NEW_MODALITY_METHOD  # a bare checkpoint says nothing: the safe one
+    new = adapt(SAMPLES, out=tmp_path / "new", start=ct_only, max_steps=1, phrases=["brain tumor"])
+    assert new.method == "full"
+    assert json.loads((new.run / "train_config.json").read_text())["adapt"]["method_asked"] == "auto"
+
+
 def test_adapts_the_shipped_model_from_a_raw_manifest(start, tmp_path, monkeypatch):
-    monkeypatch.setattr(shipped, "SHIPPED_DIR", start)
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", _trained_on(start, tmp_path / "shipped", {"MR": ["brain tumor"]}))
     result = adapt(SAMPLES, out=tmp_path / "run", method="auto", max_steps=2, phrases=["Brain tumor"])
     assert result.method == DEFAULT_METHOD and result.phrases == ("brain tumor",)  # auto: the measured default
     # the shipped training patients were rehearsed (step 2), built for that and removed after

@@ -71,9 +71,10 @@ def _registry_values() -> dict[str, Callable[[], str]]:
         return str(REPLAY_EVERY)
 
     def adapt_methods() -> str:
-        from ..train.adapt import DEFAULT_METHOD, METHODS
+        from ..train.adapt import DEFAULT_METHOD, METHODS, NEW_MODALITY_METHOD
 
-        return ", ".join([f"auto ({DEFAULT_METHOD})", *METHODS])
+        auto = f"auto ({DEFAULT_METHOD}; {NEW_MODALITY_METHOD} for a modality the start model never trained on)"
+        return ", ".join([auto, *METHODS])
 
     def adapt_norm_stats() -> str:
         from ..train.adapt import DEFAULT_NORM_STATS

@@ -137,6 +137,28 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def forgetting_table(rows: list[dict], phrases: list[str]) -> str:
+    """The runs with a validation forgetting figure as markdown: the new finding, then what each run forgot
+    (points, on the reference's validation / test patients) and the named phrases' Acc@0.5 after."""
+    head = ["run", "steps", "val Acc@0.5", "test Acc@0.5", "test mIoU", "test AP50", "forgetting val / test",
+            *[f"{p} val / test" for p in phrases]]
+    out = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+
+    def pct(x: float | None) -> str:
+        return "–" if x is None else f"{100 * x:.1f}"
+
+    for r in rows:
+        if "val_forgetting" not in r:
+            continue
+        fv, ft = r["val_forgetting"], r["forgetting"]
+        cells = [f"{pct(fv['by_phrase'].get(p, (None, None))[1])} / {pct(ft['by_phrase'].get(p, (None, None))[1])}"
+                 for p in phrases]
+        out.append("| " + " | ".join([r["name"], str(r["steps"]), f"{pct(r['val_acc50'])} %", f"{pct(r['acc50'])} %",
+                                      f"{pct(r['miou'])} %", f"{pct(r['ap50'])} %",
+                                      f"{pct(fv['drop'])} / {pct(ft['drop'])}", *cells]) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", type=Path, required=True)
@@ -153,9 +175,15 @@ def main() -> None:
     ap.add_argument("--methods", default="head")
     ap.add_argument("--budget-minutes", type=float, default=3.0)
     ap.add_argument("--table", action="store_true", help="only print the runs measured so far as markdown")
+    ap.add_argument("--forgetting-table", metavar="PHRASES", help="only print the runs with validation forgetting, "
+                    "with these phrases' (comma-separated) Acc@0.5 after adapting")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     log = args.work / "adapt_curves.jsonl"
+    if args.forgetting_table:
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        print(forgetting_table(rows, args.forgetting_table.split(",")), end="")
+        return
     if args.table:
         print(table([json.loads(line) for line in log.read_text().splitlines()]), end="")
         return

@@ -21,7 +21,8 @@ start model was trained on the set's modalities, :data:`NEW_MODALITY_METHOD` whe
 What the start model knew is held back three ways (docs/benchmarks.md, "the realistic case"): rehearsal
 of its own training patients every :data:`REPLAY_EVERY` steps (``replay``; from the shipped model, by
 default, the training patients shipped with it), keeping a share of the trained change (``keep_share``,
-WiSE-FT weight averaging) and a lower rate for the parts all modalities share (``shared_lr_scale``).
+WiSE-FT weight averaging) and a lower rate for the parts all modalities share (``shared_lr_scale``);
+``norm_stats="keep"`` also keeps the start model's BatchNorm statistics (measured, not the default).
 The data, prompts, augmentation and losses are ``medglip train``'s. The run folder (``OUT``) holds only
 what changed, against the start model and its tensors' SHA-256 (:mod:`medglip.model.delta`), so every
 command loads it with ``--checkpoint OUT``; the thresholds of the adapted phrases are calibrated
@@ -252,7 +253,7 @@ def _setup(
         ]
     if norm_stats == "keep":
         for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
                 m.eval()  # normalises with the start model's running statistics and leaves them as they are
     model.training = True  # the model computes its losses; the frozen parts below it stay in eval mode
     return model, groups, adapters

@@ -252,9 +252,9 @@ def _setup(
             TrainedGroup(params=tuple(p for p in trained if id(p) not in own_ids), lr_scale=shared_lr_scale),
         ]
     if norm_stats == "keep":
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
-                m.eval()  # normalises with the start model's running statistics and leaves them as they are
+        for module in model.modules():
+            if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+                module.eval()  # normalises with the start model's running statistics and leaves them as they are
     model.training = True  # the model computes its losses; the frozen parts below it stay in eval mode
     return model, groups, adapters
 

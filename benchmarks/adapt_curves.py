@@ -33,7 +33,7 @@ from pathlib import Path
 from medglip.evaluate.calibration import evaluate_run
 from medglip.protocol import _overlay, patient_of
 from medglip.train.adapt import adapt
-from medglip.train.adapt_card import forgetting
+from medglip.train.adapt_card import Forgetting, forgetting
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,7 +113,11 @@ def val_forgetting(run: Path, reference: Path, base: Path) -> dict | None:
     """Forgetting on the reference's validation patients (where settings are chosen), when it has them."""
     if not (reference / "annotations" / "val.json").is_file():
         return None
-    f = forgetting(run, reference, base=base, split="val")
+    return forgetting_row(forgetting(run, reference, base=base, split="val"))
+
+
+def forgetting_row(f: Forgetting) -> dict:
+    """A forgetting measurement as the log records it."""
     return {"base": f.base_acc50, "adapted": f.adapted_acc50, "drop": f.drop, "by_phrase": f.by_phrase}
 
 
@@ -231,8 +235,7 @@ def main() -> None:
                        "total_min": round(minutes, 1), "train_cases": len(r.cases), "acc50": o["acc50"],
                        "miou": o["miou"], "ap50": o["AP50"], "absent_fp": o["absent_fp_rate"],
                        "val_acc50": val["overall"]["acc50"], "val_miou": val["overall"]["miou"],
-                       "forgetting": {"base": f.base_acc50, "adapted": f.adapted_acc50, "drop": f.drop,
-                                      "by_phrase": f.by_phrase},
+                       "forgetting": forgetting_row(f),
                        **({"val_forgetting": fv} if fv else {}),
                        "weights_bytes": r.weights_bytes}
                 record(log, row)

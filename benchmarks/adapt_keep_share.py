@@ -19,7 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
-from adapt_curves import val_forgetting
+from adapt_curves import forgetting_row, val_forgetting
 
 from medglip.evaluate.calibration import evaluate_run
 from medglip.model import load_checkpoint, save_checkpoint
@@ -53,8 +53,7 @@ def main() -> None:
         print(json.dumps({"run": out.name, "keep_share": keep, "val_acc50": val["overall"]["acc50"],
                           **({"val_forgetting": fv} if fv else {}),
                           "acc50": test["overall"]["acc50"], "miou": test["overall"]["miou"],
-                          "forgetting": {"base": f.base_acc50, "adapted": f.adapted_acc50, "drop": f.drop,
-                                         "by_phrase": f.by_phrase}}), flush=True)
+                          "forgetting": forgetting_row(f)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -81,11 +81,13 @@ def test_adapt_passes_the_shared_rate_and_the_rehearsal_set(start, dataset, tmp_
     run = tmp_path / "run"
     r = runner.invoke(app, ["adapt", str(dataset), "--out", str(run), "--from", str(start), "--method", "full",
                             "--max-steps", "2", "--device", "cpu", "--shared-lr-scale", "0", "--replay", str(dataset),
-                            "--replay-every", "3", "--keep-share", "0.5"])
+                            "--replay-every", "3", "--keep-share", "0.5", "--norm-stats", "keep"])
     assert r.exit_code == 0, r.output + repr(r.exception)
     saved = json.loads((run / "train_config.json").read_text())["adapt"]
     assert saved["shared_lr_scale"] == 0.0 and saved["replay"] == {"dataset": str(dataset), "every": 3}
-    assert saved["keep_share"] == 0.5
+    assert saved["keep_share"] == 0.5 and saved["norm_stats"] == "keep"
+    r = runner.invoke(app, ["adapt", str(dataset), "--out", str(tmp_path / "n"), "--norm-stats", "frozen"])
+    assert r.exit_code == 2 and "norm_stats must be one of update, keep" in _said(r)
     r = runner.invoke(app, ["adapt", str(dataset), "--out", str(tmp_path / "b"), "--shared-lr-scale", "1.5"])
     assert r.exit_code == 2 and "--shared-lr-scale" in _said(r) and "Traceback" not in r.output
     r = runner.invoke(app, ["adapt", str(dataset), "--out", str(tmp_path / "c"), "--replay", str(tmp_path)])
